@@ -1,0 +1,92 @@
+//! The `roster` commands and their arguments.
+
+mod migrate;
+mod serve;
+mod token;
+mod up;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use roster_platform::config::{ConfigError, TelemetryArgs};
+
+#[derive(Debug, Parser)]
+#[command(name = "roster", version, about = "Roster: the identity and licensing services of a multi-user SaaS product")]
+pub struct Cli {
+    /// Directory for embedded databases, dev keys, the dev inbox and demo data.
+    #[arg(long = "data-dir", env = "ROSTER_DATA_DIR", default_value = ".roster", global = true)]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole system on this machine: embedded SQLite, generated dev keys, e-mails as
+    /// files. `--demo` seeds an account and prints tokens and grpcurl commands.
+    Up(up::UpArgs),
+    /// Run one service the way production does (keys from files, PostgreSQL or SQLite).
+    Serve(serve::ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(migrate::MigrateArgs),
+    /// Mint a token for a user, operator or service, signed with the dev private key.
+    Token(token::TokenArgs),
+}
+
+/// Runs the command; returns the process exit status.
+pub async fn run(cli: Cli) -> i32 {
+    if let Err(error) = roster_platform::telemetry::init(&cli.telemetry) {
+        error.exit();
+    }
+    let result = match cli.command {
+        Command::Up(args) => up::run(&cli.data_dir, args).await,
+        Command::Serve(args) => serve::run(&cli.data_dir, args).await,
+        Command::Migrate(args) => migrate::run(&cli.data_dir, args).await,
+        Command::Token(args) => token::run(&cli.data_dir, args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(Failure::Config(error)) => error.exit(),
+        Err(Failure::Runtime(message)) => {
+            tracing::error!("{message}");
+            eprintln!("roster: {message}");
+            1
+        }
+    }
+}
+
+/// Why a command failed: bad configuration (exit 64) or a failure while running (exit 1).
+#[derive(Debug)]
+pub enum Failure {
+    Config(ConfigError),
+    Runtime(String),
+}
+
+impl From<ConfigError> for Failure {
+    fn from(error: ConfigError) -> Self {
+        Self::Config(error)
+    }
+}
+
+fn runtime(error: impl std::fmt::Display) -> Failure {
+    Failure::Runtime(error.to_string())
+}
+
+/// The identity database URL: the given one after checking its scheme, or SQLite in `data_dir`.
+fn identity_database_url(data_dir: &std::path::Path, given: Option<&str>) -> Result<String, ConfigError> {
+    match given {
+        Some(url) if roster_platform::db::Backend::from_url(url).is_some() => Ok(url.to_owned()),
+        Some(_) => Err(ConfigError::new(
+            "ROSTER_IDENTITY_DATABASE_URL",
+            "must start with postgres://, postgresql:// or sqlite:",
+        )),
+        None => {
+            std::fs::create_dir_all(data_dir).map_err(|e| {
+                ConfigError::new("ROSTER_DATA_DIR", format!("cannot create {}: {e}", data_dir.display()))
+            })?;
+            Ok(roster_identity::server::embedded_database_url(data_dir))
+        }
+    }
+}

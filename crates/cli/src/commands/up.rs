@@ -1,0 +1,120 @@
+//! `roster up`: the whole system on one machine with no set-up: embedded SQLite, dev keys
+//! generated into the data directory, e-mails written as files. `--demo` seeds an account
+//! once (kept in `demo.json`) and writes fresh tokens to `demo.env` on every start.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use roster_identity::demo::{self, Demo};
+use roster_identity::{IdentityArgs, Server};
+use roster_platform::auth::{Principal, Signer, Verifier, generate_dev_keys};
+use roster_platform::config::{ConfigError, LimitArgs, PoolArgs};
+use roster_platform::server::shutdown_signal;
+
+use super::serve::identity_settings;
+use super::token::now_seconds;
+use super::{Failure, runtime};
+
+const DEV_AUDIENCE: &str = "roster";
+const DEMO_TOKEN_TTL_S: u64 = 24 * 3_600;
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Seed a demo account and print tokens and ready-to-paste grpcurl commands.
+    #[arg(long)]
+    demo: bool,
+    #[command(flatten)]
+    identity: IdentityArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
+    pool: PoolArgs,
+}
+
+pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
+    let keys = generate_dev_keys(data_dir).map_err(|e| ConfigError::new("ROSTER_DATA_DIR", e.to_string()))?;
+    let verifier = Verifier::from_pem_files(std::slice::from_ref(&keys.public_key), DEV_AUDIENCE)
+        .map_err(|e| ConfigError::new("ROSTER_DATA_DIR", e.to_string()))?;
+    let settings = identity_settings(data_dir, &args.identity, Arc::new(verifier), args.limits, &args.pool)?;
+    let clock = settings.clock.clone();
+    let server = Server::build(settings).await.map_err(runtime)?;
+    let identity_addr = server.local_addr();
+
+    let mut banner = format!(
+        "Roster is up.\n  identity  {identity_addr}  (database: {})\n  e-mails   {}\n  tokens    roster token --user <id> | --operator <name>\n",
+        roster_platform::db::redact(&roster_identity::server::embedded_database_url(data_dir)),
+        roster_identity::server::dev_mail_dir(data_dir).display(),
+    );
+    if args.demo {
+        let demo = load_or_seed(data_dir, server.database(), &clock).await?;
+        let signer = Signer::from_pem_file(&keys.private_key, DEV_AUDIENCE).map_err(runtime)?;
+        let env_file = data_dir.join("demo.env");
+        std::fs::write(&env_file, demo_env(&demo, &signer)).map_err(runtime)?;
+        banner.push_str(&demo_banner(&demo, &env_file, identity_addr));
+    }
+    println!("{banner}");
+    server.run(shutdown_signal()).await.map_err(runtime)
+}
+
+async fn load_or_seed(
+    data_dir: &Path,
+    db: &roster_platform::db::Database,
+    clock: &roster_platform::clock::SharedClock,
+) -> Result<Demo, Failure> {
+    let file = data_dir.join("demo.json");
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        return serde_json::from_str(&text)
+            .map_err(|e| runtime(format!("{} is damaged ({e}); delete the data directory to reseed", file.display())));
+    }
+    let demo = demo::seed(db, clock).await.map_err(|e| runtime(format!("seeding the demo failed: {e}")))?;
+    std::fs::write(&file, serde_json::to_string_pretty(&demo).map_err(runtime)?).map_err(runtime)?;
+    Ok(demo)
+}
+
+fn demo_env(demo: &Demo, signer: &Signer) -> String {
+    let now = now_seconds();
+    let token = |principal: Principal| signer.mint(&principal, now, DEMO_TOKEN_TTL_S);
+    let user = |id: &str| Principal::User { user_id: id.to_owned() };
+    let member = &demo.members[0];
+    let mut env = String::new();
+    for (name, value) in [
+        ("ACCOUNT", demo.account_id.clone()),
+        ("OWNER_ID", demo.owner.id.clone()),
+        ("ADMIN_ID", demo.admin.id.clone()),
+        ("MEMBER_ID", member.id.clone()),
+        ("INVITEE_ID", demo.invitee.id.clone()),
+        ("INVITATION_ID", demo.invitation_id.clone()),
+        ("INVITATION_CODE", demo.invitation_code.clone()),
+        ("OWNER_TOKEN", token(user(&demo.owner.id))),
+        ("ADMIN_TOKEN", token(user(&demo.admin.id))),
+        ("MEMBER_TOKEN", token(user(&member.id))),
+        ("INVITEE_TOKEN", token(user(&demo.invitee.id))),
+        ("OPERATOR_TOKEN", token(Principal::Operator { name: "support".into() })),
+    ] {
+        let _ = writeln!(env, "export {name}={value}");
+    }
+    env
+}
+
+fn demo_banner(demo: &Demo, env_file: &Path, addr: std::net::SocketAddr) -> String {
+    let member = &demo.members[0];
+    format!(
+        "\nDemo account Acme Inc (pro): {account}\n  owner    {owner_email:<22} {owner}\n  admin    {admin_email:<22} {admin}\n  member   {member_email:<22} {member}\n  pending  {invitee_email:<22} {invitee} (invitation code in {env})\n\n\
+         Tokens (24 h) and ids are in {env}. In another shell:\n\n  source {env}\n  \
+         grpcurl -plaintext {addr} list\n  \
+         grpcurl -plaintext -H \"authorization: Bearer $MEMBER_TOKEN\" -d \"{{\\\"account_id\\\":\\\"$ACCOUNT\\\"}}\" {addr} roster.identity.v1.AccountService/GetAccount\n  \
+         grpcurl -plaintext -H \"authorization: Bearer $OWNER_TOKEN\" -d \"{{\\\"account_id\\\":\\\"$ACCOUNT\\\"}}\" {addr} roster.identity.v1.UserService/ListUsers\n\n\
+         The README walks through invite, accept, promote and ownership transfer.\n",
+        account = demo.account_id,
+        owner_email = demo.owner.email,
+        owner = demo.owner.id,
+        admin_email = demo.admin.email,
+        admin = demo.admin.id,
+        member_email = member.email,
+        member = member.id,
+        invitee_email = demo.invitee.email,
+        invitee = demo.invitee.id,
+        env = env_file.display(),
+    )
+}

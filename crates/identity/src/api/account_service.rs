@@ -1,0 +1,167 @@
+//! `roster.identity.v1.AccountService`.
+
+use roster_platform::auth::principal;
+use roster_platform::pagination::PageRequest;
+use roster_proto::identity::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use super::{Api, convert};
+use crate::app::accounts::{self, AccountChanges, NewAccount};
+
+#[tonic::async_trait]
+impl pb::account_service_server::AccountService for Api {
+    async fn create_account(
+        &self,
+        request: Request<pb::CreateAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let new = NewAccount {
+            name: convert::required_text("name", &req.name, convert::MAX_NAME_CHARS)?,
+            plan: convert::plan(req.plan)?,
+            csm_eligible: req.csm_eligible,
+            owner_email: convert::email("owner_email", &req.owner_email)?,
+            owner_display_name: convert::optional_text(
+                "owner_display_name",
+                &req.owner_display_name,
+                convert::MAX_NAME_CHARS,
+            )?,
+            managed_domains: convert::managed_domains(&req.managed_domains)?,
+        };
+        self.mutate(caller, method!("AccountService", "CreateAccount"), &req.request_id, &req, None, move |tx, ctx| {
+            Box::pin(async move { accounts::create(tx, ctx, new).await.map(|view| convert::account(&view)) })
+        })
+        .await
+    }
+
+    async fn get_account(&self, request: Request<pb::GetAccountRequest>) -> Result<Response<pb::Account>, Status> {
+        let caller = principal(&request)?;
+        let id = convert::account_id(&request.get_ref().account_id)?;
+        let view = self.read(caller, move |tx, ctx| Box::pin(async move { accounts::get(tx, ctx, &id).await })).await?;
+        Ok(Response::new(convert::account(&view)))
+    }
+
+    async fn update_account(
+        &self,
+        request: Request<pb::UpdateAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let id = convert::account_id(&req.account_id)?;
+        let changes = AccountChanges {
+            managed_domains: if req.update_managed_domains {
+                Some(convert::managed_domains(&req.managed_domains)?)
+            } else {
+                None
+            },
+            settings: req.settings.as_ref().map(convert::settings).transpose()?,
+        };
+        let account = id.clone();
+        self.mutate(
+            caller,
+            method!("AccountService", "UpdateAccount"),
+            &req.request_id,
+            &req,
+            Some(id),
+            move |tx, ctx| {
+                Box::pin(async move {
+                    accounts::update(tx, ctx, &account, changes).await.map(|view| convert::account(&view))
+                })
+            },
+        )
+        .await
+    }
+
+    async fn transfer_ownership(
+        &self,
+        request: Request<pb::TransferOwnershipRequest>,
+    ) -> Result<Response<pb::TransferOwnershipResponse>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let id = convert::account_id(&req.account_id)?;
+        let new_owner = convert::user_id("new_owner_user_id", &req.new_owner_user_id)?;
+        let account = id.clone();
+        self.mutate(
+            caller,
+            method!("AccountService", "TransferOwnership"),
+            &req.request_id,
+            &req,
+            Some(id),
+            move |tx, ctx| {
+                Box::pin(async move {
+                    accounts::transfer_ownership(tx, ctx, &account, &new_owner)
+                        .await
+                        .map(|done| convert::transferred(&done))
+                })
+            },
+        )
+        .await
+    }
+
+    async fn get_my_access(&self, request: Request<pb::GetMyAccessRequest>) -> Result<Response<pb::Access>, Status> {
+        let caller = principal(&request)?;
+        let id = convert::account_id(&request.get_ref().account_id)?;
+        let actor =
+            self.read(caller, move |tx, ctx| Box::pin(async move { accounts::my_access(tx, ctx, &id).await })).await?;
+        Ok(Response::new(convert::access(&actor)))
+    }
+
+    async fn authorize_integration(
+        &self,
+        request: Request<pb::AuthorizeIntegrationRequest>,
+    ) -> Result<Response<pb::Integration>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let id = convert::account_id(&req.account_id)?;
+        let name = convert::required_text("name", &req.name, convert::MAX_NAME_CHARS)?;
+        let account = id.clone();
+        self.mutate(
+            caller,
+            method!("AccountService", "AuthorizeIntegration"),
+            &req.request_id,
+            &req,
+            Some(id),
+            move |tx, ctx| {
+                Box::pin(async move {
+                    accounts::authorize_integration(tx, ctx, &account, name).await.map(|i| convert::integration(&i))
+                })
+            },
+        )
+        .await
+    }
+
+    async fn list_integrations(
+        &self,
+        request: Request<pb::ListIntegrationsRequest>,
+    ) -> Result<Response<pb::ListIntegrationsResponse>, Status> {
+        let caller = principal(&request)?;
+        let id = convert::account_id(&request.get_ref().account_id)?;
+        let list = self
+            .read(caller, move |tx, ctx| Box::pin(async move { accounts::list_integrations(tx, ctx, &id).await }))
+            .await?;
+        Ok(Response::new(pb::ListIntegrationsResponse {
+            integrations: list.iter().map(convert::integration).collect(),
+        }))
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let caller = principal(&request)?;
+        let req = request.get_ref();
+        let id = convert::account_id(&req.account_id)?;
+        let page = PageRequest::parse(req.page_size, &req.page_token)?;
+        let (after, limit) = (page.after.clone(), page.fetch_limit());
+        let events = self
+            .read(caller, move |tx, ctx| {
+                Box::pin(async move { accounts::list_audit(tx, ctx, &id, after.as_deref(), limit).await })
+            })
+            .await?;
+        let (events, next_page_token) = page.finish(events, |e| e.id.clone());
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            events: events.iter().map(convert::audit_event).collect(),
+            next_page_token,
+        }))
+    }
+}

@@ -1,0 +1,351 @@
+//! Every conversion between the wire (`roster.identity.v1`) and the domain. Parsing into
+//! validated types happens here, so bad input is refused with `INVALID_ARGUMENT` naming the
+//! field before any use case runs, and the domain never sees raw strings.
+
+use std::collections::BTreeSet;
+
+use roster_platform::status::invalid_argument;
+use roster_proto::identity::v1 as pb;
+use tonic::Status;
+
+use crate::app::accounts::Transferred;
+use crate::domain::model::{
+    AccountSettings, AccountView, AuditEvent, Integration, Invitation, InvitationStatus, Plan, Privilege, Role,
+    RoleView, User, UserStatus,
+};
+use crate::domain::privileges::Actor;
+use crate::domain::values::{self, AccountId, Domain, Email, InvitationId, RoleId, UserId};
+
+pub const MAX_NAME_CHARS: usize = 100;
+pub const MAX_ROLE_NAME_CHARS: usize = 64;
+pub const MAX_MANAGED_DOMAINS: usize = 50;
+pub const MAX_AUTO_DELETE_DAYS: u32 = 3_650;
+const MAX_CODE_LEN: usize = 128;
+
+fn field_error(field: &'static str) -> impl Fn(values::Invalid) -> Status {
+    move |why| invalid_argument(field, why.0)
+}
+
+pub fn account_id(raw: &str) -> Result<AccountId, Status> {
+    AccountId::parse(raw).map_err(field_error("account_id"))
+}
+
+pub fn user_id(field: &'static str, raw: &str) -> Result<UserId, Status> {
+    UserId::parse(raw).map_err(field_error(field))
+}
+
+pub fn invitation_id(raw: &str) -> Result<InvitationId, Status> {
+    InvitationId::parse(raw).map_err(field_error("invitation_id"))
+}
+
+pub fn custom_role_id(field: &'static str, raw: &str) -> Result<RoleId, Status> {
+    RoleId::parse(raw).map_err(field_error(field))
+}
+
+pub fn email(field: &'static str, raw: &str) -> Result<Email, Status> {
+    Email::parse(raw).map_err(field_error(field))
+}
+
+/// Required, trimmed, bounded text.
+pub fn required_text(field: &'static str, raw: &str, max_chars: usize) -> Result<String, Status> {
+    let text = values::display_text(raw, max_chars).map_err(field_error(field))?;
+    if text.is_empty() {
+        return Err(invalid_argument(field, "is required"));
+    }
+    Ok(text)
+}
+
+/// Optional, trimmed, bounded text (empty stays empty).
+pub fn optional_text(field: &'static str, raw: &str, max_chars: usize) -> Result<String, Status> {
+    values::display_text(raw, max_chars).map_err(field_error(field))
+}
+
+pub fn plan(raw: i32) -> Result<Plan, Status> {
+    match pb::Plan::try_from(raw) {
+        Ok(pb::Plan::Basic) => Ok(Plan::Basic),
+        Ok(pb::Plan::Pro) => Ok(Plan::Pro),
+        Ok(pb::Plan::Business) => Ok(Plan::Business),
+        Ok(pb::Plan::Enterprise) => Ok(Plan::Enterprise),
+        Ok(pb::Plan::Unspecified) => Err(invalid_argument("plan", "is required")),
+        Err(_) => Err(invalid_argument("plan", format!("{raw} is not a known plan"))),
+    }
+}
+
+pub fn managed_domains(raw: &[String]) -> Result<Vec<Domain>, Status> {
+    if raw.len() > MAX_MANAGED_DOMAINS {
+        return Err(invalid_argument("managed_domains", format!("at most {MAX_MANAGED_DOMAINS} domains")));
+    }
+    let mut domains =
+        raw.iter().map(|d| Domain::parse(d).map_err(field_error("managed_domains"))).collect::<Result<Vec<_>, _>>()?;
+    domains.sort();
+    domains.dedup();
+    Ok(domains)
+}
+
+pub fn settings(raw: &pb::AccountSettings) -> Result<AccountSettings, Status> {
+    if raw.auto_delete_deactivated_after_days > MAX_AUTO_DELETE_DAYS {
+        return Err(invalid_argument(
+            "settings.auto_delete_deactivated_after_days",
+            format!("must be at most {MAX_AUTO_DELETE_DAYS} days"),
+        ));
+    }
+    Ok(AccountSettings {
+        auto_delete_deactivated_after_days: raw.auto_delete_deactivated_after_days,
+        notify_admins_before_auto_delete: raw.notify_admins_before_auto_delete,
+    })
+}
+
+pub fn privileges(raw: &[i32]) -> Result<BTreeSet<Privilege>, Status> {
+    raw.iter()
+        .map(|value| match pb::Privilege::try_from(*value) {
+            Ok(pb::Privilege::ManageUsers) => Ok(Privilege::ManageUsers),
+            Ok(pb::Privilege::ManageRoles) => Ok(Privilege::ManageRoles),
+            Ok(pb::Privilege::BulkRemoveUsers) => Ok(Privilege::BulkRemoveUsers),
+            Ok(pb::Privilege::ViewBilling) => Ok(Privilege::ViewBilling),
+            Ok(pb::Privilege::ManageLicenses) => Ok(Privilege::ManageLicenses),
+            Ok(pb::Privilege::ViewAudit) => Ok(Privilege::ViewAudit),
+            Ok(pb::Privilege::Unspecified) | Err(_) => {
+                Err(invalid_argument("privileges", format!("{value} is not a known privilege")))
+            }
+        })
+        .collect()
+}
+
+/// The role an invitee starts with: member unless a custom role is named.
+pub fn invitation_role(kind: i32, custom_role: &str) -> Result<Role, Status> {
+    match pb::RoleKind::try_from(kind) {
+        Ok(pb::RoleKind::Unspecified | pb::RoleKind::Member) => Ok(Role::Member),
+        Ok(pb::RoleKind::Admin) => Ok(Role::Admin),
+        Ok(pb::RoleKind::Owner) => Ok(Role::Owner),
+        Ok(pb::RoleKind::Custom) => Ok(Role::Custom(custom_role_id("custom_role_id", custom_role)?)),
+        Err(_) => Err(invalid_argument("role", format!("{kind} is not a known role kind"))),
+    }
+}
+
+/// `AssignRole.role_id`: "admin", "member", "owner" or a custom role id.
+pub fn assigned_role(raw: &str) -> Result<Role, Status> {
+    match raw {
+        "owner" => Ok(Role::Owner),
+        "admin" => Ok(Role::Admin),
+        "member" => Ok(Role::Member),
+        other => Ok(Role::Custom(custom_role_id("role_id", other)?)),
+    }
+}
+
+pub fn status_filter(raw: i32) -> Result<Option<UserStatus>, Status> {
+    match pb::UserStatus::try_from(raw) {
+        Ok(pb::UserStatus::Unspecified) => Ok(None),
+        Ok(pb::UserStatus::Pending) => Ok(Some(UserStatus::Pending)),
+        Ok(pb::UserStatus::Active) => Ok(Some(UserStatus::Active)),
+        Ok(pb::UserStatus::Deactivated) => Ok(Some(UserStatus::Deactivated)),
+        Err(_) => Err(invalid_argument("status", format!("{raw} is not a known status"))),
+    }
+}
+
+pub fn role_filter(raw: i32) -> Result<Option<&'static str>, Status> {
+    match pb::RoleKind::try_from(raw) {
+        Ok(pb::RoleKind::Unspecified) => Ok(None),
+        Ok(pb::RoleKind::Owner) => Ok(Some("owner")),
+        Ok(pb::RoleKind::Admin) => Ok(Some("admin")),
+        Ok(pb::RoleKind::Member) => Ok(Some("member")),
+        Ok(pb::RoleKind::Custom) => Ok(Some("custom")),
+        Err(_) => Err(invalid_argument("role", format!("{raw} is not a known role kind"))),
+    }
+}
+
+pub fn invitation_code(raw: &str) -> Result<String, Status> {
+    let code = raw.trim();
+    if code.is_empty() {
+        return Err(invalid_argument("code", "is required"));
+    }
+    if code.len() > MAX_CODE_LEN {
+        return Err(invalid_argument("code", "is too long to be an invitation code"));
+    }
+    Ok(code.to_owned())
+}
+
+fn plan_to_pb(plan: Plan) -> pb::Plan {
+    match plan {
+        Plan::Basic => pb::Plan::Basic,
+        Plan::Pro => pb::Plan::Pro,
+        Plan::Business => pb::Plan::Business,
+        Plan::Enterprise => pb::Plan::Enterprise,
+    }
+}
+
+fn role_kind(role: &Role) -> pb::RoleKind {
+    match role {
+        Role::Owner => pb::RoleKind::Owner,
+        Role::Admin => pb::RoleKind::Admin,
+        Role::Member => pb::RoleKind::Member,
+        Role::Custom(_) => pb::RoleKind::Custom,
+    }
+}
+
+fn privilege_to_pb(privilege: Privilege) -> pb::Privilege {
+    match privilege {
+        Privilege::ManageUsers => pb::Privilege::ManageUsers,
+        Privilege::ManageRoles => pb::Privilege::ManageRoles,
+        Privilege::BulkRemoveUsers => pb::Privilege::BulkRemoveUsers,
+        Privilege::ViewBilling => pb::Privilege::ViewBilling,
+        Privilege::ManageLicenses => pb::Privilege::ManageLicenses,
+        Privilege::ViewAudit => pb::Privilege::ViewAudit,
+    }
+}
+
+fn privileges_to_pb(privileges: &BTreeSet<Privilege>) -> Vec<i32> {
+    privileges.iter().map(|p| privilege_to_pb(*p) as i32).collect()
+}
+
+fn user_ref(user: &User) -> pb::UserRef {
+    pb::UserRef { user_id: user.id.to_string(), email: user.email.to_string(), display_name: user.display_name.clone() }
+}
+
+pub fn account(view: &AccountView) -> pb::Account {
+    let account = &view.account;
+    pb::Account {
+        id: account.id.to_string(),
+        name: account.name.clone(),
+        plan: plan_to_pb(account.plan) as i32,
+        csm_eligible: account.csm_eligible,
+        managed_domains: account.managed_domains.iter().map(|d| d.as_str().to_owned()).collect(),
+        settings: Some(pb::AccountSettings {
+            auto_delete_deactivated_after_days: account.settings.auto_delete_deactivated_after_days,
+            notify_admins_before_auto_delete: account.settings.notify_admins_before_auto_delete,
+        }),
+        owner: view.owner.as_ref().map(user_ref),
+        created_at_ms: account.created_at_ms,
+    }
+}
+
+pub fn user(user: &User) -> pb::User {
+    pb::User {
+        id: user.id.to_string(),
+        account_id: user.account_id.to_string(),
+        email: user.email.to_string(),
+        display_name: user.display_name.clone(),
+        status: match user.status {
+            UserStatus::Pending => pb::UserStatus::Pending,
+            UserStatus::Active => pb::UserStatus::Active,
+            UserStatus::Deactivated => pb::UserStatus::Deactivated,
+        } as i32,
+        role: role_kind(&user.role) as i32,
+        custom_role_id: user.role.custom_id().map(ToString::to_string).unwrap_or_default(),
+        role_label: user.role.label(None),
+        external: user.external,
+        created_at_ms: user.created_at_ms,
+        deactivated_at_ms: user.deactivated_at_ms.unwrap_or_default(),
+    }
+}
+
+pub fn invitation(invitation: &Invitation) -> pb::Invitation {
+    pb::Invitation {
+        id: invitation.id.to_string(),
+        account_id: invitation.account_id.to_string(),
+        email: invitation.email.to_string(),
+        user_id: invitation.user_id.to_string(),
+        status: match invitation.status {
+            InvitationStatus::Pending => pb::InvitationStatus::Pending,
+            InvitationStatus::Accepted => pb::InvitationStatus::Accepted,
+            InvitationStatus::Revoked => pb::InvitationStatus::Revoked,
+        } as i32,
+        invited_by_user_id: invitation.invited_by.to_string(),
+        created_at_ms: invitation.created_at_ms,
+        expires_at_ms: invitation.expires_at_ms,
+        send_count: invitation.send_count,
+    }
+}
+
+pub fn integration(integration: &Integration) -> pb::Integration {
+    pb::Integration {
+        id: integration.id.to_string(),
+        account_id: integration.account_id.to_string(),
+        name: integration.name.clone(),
+        authorized_by_user_id: integration.authorized_by.to_string(),
+        needs_reauthorization: integration.needs_reauthorization,
+        created_at_ms: integration.created_at_ms,
+    }
+}
+
+pub fn audit_event(event: &AuditEvent) -> pb::AuditEvent {
+    pb::AuditEvent {
+        id: event.id.clone(),
+        account_id: event.account_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+        principal: event.principal.clone(),
+        action: event.action.clone(),
+        target: event.target.clone(),
+        outcome: event.outcome.clone(),
+        request_id: event.request_id.clone(),
+        details_json: event.details_json.clone(),
+        at_ms: event.at_ms,
+    }
+}
+
+pub fn role(view: &RoleView) -> pb::Role {
+    pb::Role {
+        id: view.id.clone(),
+        name: view.name.clone(),
+        kind: role_kind(&view.role) as i32,
+        privileges: privileges_to_pb(&view.privileges),
+        user_count: view.user_count,
+    }
+}
+
+pub fn access(actor: &Actor) -> pb::Access {
+    pb::Access {
+        account_id: actor.user.account_id.to_string(),
+        user_id: actor.user.id.to_string(),
+        role: role_kind(&actor.user.role) as i32,
+        privileges: privileges_to_pb(&actor.privileges),
+        is_owner: actor.is_owner(),
+    }
+}
+
+pub fn transferred(result: &Transferred) -> pb::TransferOwnershipResponse {
+    pb::TransferOwnershipResponse {
+        account: Some(account(&result.account)),
+        previous_owner: Some(user_ref(&result.previous_owner)),
+        integrations_needing_reauthorization: result.flagged_integrations.iter().map(integration).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_enum_values_are_refused_with_the_field() {
+        assert!(plan(99).is_err());
+        assert!(plan(0).is_err());
+        assert!(privileges(&[1, 42]).is_err());
+        assert!(privileges(&[0]).is_err());
+        assert!(status_filter(7).is_err());
+        assert!(role_filter(-1).is_err());
+        assert!(invitation_role(9, "").is_err());
+        assert_eq!(invitation_role(0, "").expect("default"), Role::Member);
+    }
+
+    #[test]
+    fn assigned_role_accepts_built_ins_and_custom_ids() {
+        assert_eq!(assigned_role("admin").expect("admin"), Role::Admin);
+        assert!(assigned_role("superuser").is_err());
+        let id = RoleId::generate();
+        assert_eq!(assigned_role(id.as_str()).expect("custom"), Role::Custom(id));
+    }
+
+    #[test]
+    fn managed_domains_are_bounded_and_deduplicated() {
+        let domains = managed_domains(&["B.example.com".into(), "b.example.com".into()]).expect("valid");
+        assert_eq!(domains.len(), 1);
+        assert!(managed_domains(&["not a domain".into()]).is_err());
+        assert!(managed_domains(&vec!["x.example.com".to_owned(); MAX_MANAGED_DOMAINS + 1]).is_err());
+    }
+
+    #[test]
+    fn text_fields_are_required_and_bounded() {
+        assert!(required_text("name", "  ", 10).is_err());
+        assert!(required_text("name", &"x".repeat(11), 10).is_err());
+        assert_eq!(required_text("name", " Acme ", 10).expect("valid"), "Acme");
+        assert!(invitation_code(&"c".repeat(200)).is_err());
+    }
+}

@@ -1,0 +1,143 @@
+//! The one mapping from identity errors to gRPC statuses. Each refusal gets a stable
+//! `ErrorInfo.reason` and, where the product has one, its numeric code (SPEC's table).
+
+use roster_platform::status::{self, Reason};
+use tonic::{Code, Status};
+
+use crate::app;
+use crate::domain::DomainError;
+
+/// The reason (and product code) of a refusal; also what refusal audit records say.
+pub fn reason(error: &DomainError) -> Reason {
+    match error {
+        DomainError::Invalid { .. } => Reason::new("INVALID_ARGUMENT", None),
+        DomainError::AccountNotFound => Reason::new("ACCOUNT_NOT_FOUND", None),
+        DomainError::UserNotFound => Reason::new("USER_NOT_FOUND", Some(1010)),
+        DomainError::InvitationNotFound => Reason::new("INVITATION_NOT_FOUND", Some(1120)),
+        DomainError::RoleNotFound => Reason::new("ROLE_NOT_FOUND", None),
+        DomainError::EmailInUse => Reason::new("EMAIL_IN_USE", Some(1005)),
+        DomainError::RoleNameTaken => Reason::new("ROLE_NAME_TAKEN", None),
+        DomainError::NotAccountOwner => Reason::new("NOT_ACCOUNT_OWNER", None),
+        DomainError::MissingPrivilege(_) => Reason::new("MISSING_PRIVILEGE", None),
+        DomainError::OperatorOnly => Reason::new("PRINCIPAL_NOT_ALLOWED", None),
+        DomainError::CallerDisabled => Reason::new("CALLER_DEACTIVATED", None),
+        DomainError::CallerNotActive => Reason::new("CALLER_PENDING", None),
+        DomainError::UserPending => Reason::new("USER_PENDING", None),
+        DomainError::UserDeactivated => Reason::new("USER_DEACTIVATED", None),
+        DomainError::UserNotDeactivated => Reason::new("USER_NOT_DEACTIVATED", None),
+        DomainError::AdminMustBeDemoted => Reason::new("ADMIN_MUST_BE_DEMOTED", Some(1117)),
+        DomainError::OwnerProtected => Reason::new("OWNER_PROTECTED", None),
+        DomainError::OwnerRoleFixed => Reason::new("OWNER_ROLE_FIXED", None),
+        DomainError::NewOwnerNotActiveAdmin => Reason::new("NEW_OWNER_NOT_ACTIVE_ADMIN", None),
+        DomainError::RoleInUse => Reason::new("ROLE_IN_USE", None),
+        DomainError::AccountHasOtherUsers { .. } => Reason::new("ACCOUNT_HAS_OTHER_USERS", Some(1009)),
+    }
+}
+
+fn message(error: &DomainError) -> String {
+    match error {
+        DomainError::Invalid { field, message } => format!("{field}: {message}"),
+        DomainError::AccountNotFound => "No such account, or you are not part of it.".into(),
+        DomainError::UserNotFound => "No such user in this account.".into(),
+        DomainError::InvitationNotFound => {
+            "The invitation is unknown, revoked, expired, or not addressed to you.".into()
+        }
+        DomainError::RoleNotFound => "No such role in this account.".into(),
+        DomainError::EmailInUse => "That e-mail address already belongs to a user.".into(),
+        DomainError::RoleNameTaken => "A role with that name already exists.".into(),
+        DomainError::NotAccountOwner => "Only the account owner can do this.".into(),
+        DomainError::MissingPrivilege(p) => format!("You need the {} privilege for this.", p.as_str()),
+        DomainError::OperatorOnly => "This caller kind is not allowed to make this call.".into(),
+        DomainError::CallerDisabled => "Your user has been deactivated.".into(),
+        DomainError::CallerNotActive => "Accept your invitation before acting in this account.".into(),
+        DomainError::UserPending => {
+            "The user has not activated yet; a pending user cannot be given admin rights or removed.".into()
+        }
+        DomainError::UserDeactivated => "The user is deactivated.".into(),
+        DomainError::UserNotDeactivated => "The user is not deactivated.".into(),
+        DomainError::AdminMustBeDemoted => "Change this admin to a member first (the owner can do that).".into(),
+        DomainError::OwnerProtected => {
+            "The account owner cannot be deactivated, unlinked or deleted; transfer ownership first.".into()
+        }
+        DomainError::OwnerRoleFixed => "Ownership moves only with TransferOwnership.".into(),
+        DomainError::NewOwnerNotActiveAdmin => {
+            "The new owner must be an active admin of this account; make them an admin first.".into()
+        }
+        DomainError::RoleInUse => "Users still hold this role; assign them another role first.".into(),
+        DomainError::AccountHasOtherUsers { other_users } => format!(
+            "Your current account still has {other_users} other user(s). Remove or unlink them (and delete any rooms) before accepting."
+        ),
+    }
+}
+
+fn code(error: &DomainError) -> Code {
+    match error {
+        DomainError::Invalid { .. } => Code::InvalidArgument,
+        DomainError::AccountNotFound
+        | DomainError::UserNotFound
+        | DomainError::InvitationNotFound
+        | DomainError::RoleNotFound => Code::NotFound,
+        DomainError::EmailInUse | DomainError::RoleNameTaken => Code::AlreadyExists,
+        DomainError::NotAccountOwner
+        | DomainError::MissingPrivilege(_)
+        | DomainError::OperatorOnly
+        | DomainError::CallerDisabled
+        | DomainError::CallerNotActive => Code::PermissionDenied,
+        DomainError::UserPending
+        | DomainError::UserDeactivated
+        | DomainError::UserNotDeactivated
+        | DomainError::AdminMustBeDemoted
+        | DomainError::OwnerProtected
+        | DomainError::OwnerRoleFixed
+        | DomainError::NewOwnerNotActiveAdmin
+        | DomainError::RoleInUse
+        | DomainError::AccountHasOtherUsers { .. } => Code::FailedPrecondition,
+    }
+}
+
+pub fn domain_status(error: &DomainError) -> Status {
+    let reason = reason(error);
+    match (error, code(error)) {
+        (DomainError::Invalid { field, message }, _) => status::invalid_argument(field, message.clone()),
+        (_, Code::FailedPrecondition) => status::failed_precondition(reason, "request", message(error)),
+        (_, code) => status::refusal(code, reason, message(error)),
+    }
+}
+
+pub fn to_status(error: app::Error) -> Status {
+    match error {
+        app::Error::Domain(error) => domain_status(&error),
+        app::Error::Db(error) => status::from_db(&error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_types::StatusExt;
+
+    #[test]
+    fn product_codes_match_the_spec_table() {
+        let cases = [
+            (
+                DomainError::AccountHasOtherUsers { other_users: 1 },
+                "ACCOUNT_HAS_OTHER_USERS",
+                Some("1009"),
+                Code::FailedPrecondition,
+            ),
+            (DomainError::AdminMustBeDemoted, "ADMIN_MUST_BE_DEMOTED", Some("1117"), Code::FailedPrecondition),
+            (DomainError::UserNotFound, "USER_NOT_FOUND", Some("1010"), Code::NotFound),
+            (DomainError::InvitationNotFound, "INVITATION_NOT_FOUND", Some("1120"), Code::NotFound),
+            (DomainError::EmailInUse, "EMAIL_IN_USE", Some("1005"), Code::AlreadyExists),
+            (DomainError::UserPending, "USER_PENDING", None, Code::FailedPrecondition),
+            (DomainError::NotAccountOwner, "NOT_ACCOUNT_OWNER", None, Code::PermissionDenied),
+        ];
+        for (error, reason, product_code, grpc_code) in cases {
+            let status = domain_status(&error);
+            assert_eq!(status.code(), grpc_code, "{error:?}");
+            let info = status.get_details_error_info().expect("error info");
+            assert_eq!(info.reason, reason);
+            assert_eq!(info.metadata.get("code").map(String::as_str), product_code);
+        }
+    }
+}

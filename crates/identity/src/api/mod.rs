@@ -1,0 +1,103 @@
+//! The gRPC surface of identity: `AccountService`, `UserService` and `RoleService`. Handlers
+//! decode and validate (`convert`), run one use case in one transaction, and encode; errors
+//! map to statuses in one place (`error`).
+
+/// The full gRPC path of a method, which is also its idempotency scope and audit action.
+macro_rules! method {
+    ($service:literal, $method:literal) => {
+        concat!("/roster.identity.v1.", $service, "/", $method)
+    };
+}
+
+pub mod account_service;
+pub mod convert;
+pub mod error;
+pub mod role_service;
+pub mod user_service;
+
+use futures_util::future::BoxFuture;
+use prost::Message;
+use roster_platform::auth::Principal;
+use roster_platform::clock::SharedClock;
+use roster_platform::db::{Database, Tx};
+use roster_platform::idempotency::{self, Idempotent, Key};
+use roster_platform::status;
+use tonic::{Response, Status};
+
+use crate::app::{self, Ctx};
+use crate::domain::values::AccountId;
+
+/// Shared by the three services; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Api {
+    db: Database,
+    clock: SharedClock,
+}
+
+impl Api {
+    pub fn new(db: Database, clock: SharedClock) -> Self {
+        Self { db, clock }
+    }
+
+    fn ctx(&self, principal: Principal, request_id: &str) -> Ctx {
+        Ctx { principal, request_id: request_id.to_owned(), now_ms: self.clock.now_ms() }
+    }
+
+    /// Runs a mutating use case exactly once per (caller, method, request id): a retry gets
+    /// the first response back, a refusal rolls everything back and is audited.
+    async fn mutate<Req, Resp, F>(
+        &self,
+        principal: Principal,
+        method: &'static str,
+        request_id: &str,
+        request: &Req,
+        account: Option<AccountId>,
+        op: F,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Req: Message,
+        Resp: Message + Default,
+        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<Resp>>,
+    {
+        let key = Key::new(&principal.audit_name(), method, request_id, request)?;
+        let ctx = self.ctx(principal, request_id);
+        let mut fresh = match idempotency::begin::<Resp>(&self.db, key).await? {
+            Idempotent::Replay(earlier) => return Ok(Response::new(earlier)),
+            Idempotent::Fresh(fresh) => fresh,
+        };
+        match op(&mut fresh.tx, &ctx).await {
+            Ok(response) => Ok(Response::new(fresh.finish(response, ctx.now_ms).await?)),
+            Err(error) => {
+                fresh.tx.rollback().await.map_err(|e| status::from_db(&e))?;
+                if let app::Error::Domain(refusal) = &error {
+                    self.audit_refusal(&ctx, account.as_ref(), method, error::reason(refusal).reason).await;
+                }
+                Err(error::to_status(error))
+            }
+        }
+    }
+
+    async fn audit_refusal(&self, ctx: &Ctx, account: Option<&AccountId>, method: &str, reason: &str) {
+        let recorded = async {
+            let mut tx = self.db.begin().await?;
+            app::audit_refusal(&mut tx, ctx, account, method, reason).await?;
+            tx.commit().await?;
+            Ok::<_, app::Error>(())
+        };
+        if let Err(error) = recorded.await {
+            tracing::warn!(%error, method, reason, "could not audit a refused request");
+        }
+    }
+
+    /// Runs a read-only use case in a transaction of its own (one consistent view).
+    async fn read<T, F>(&self, principal: Principal, op: F) -> Result<T, Status>
+    where
+        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<T>>,
+    {
+        let ctx = self.ctx(principal, "");
+        let mut tx = self.db.begin().await.map_err(|e| status::from_db(&e))?;
+        let result = op(&mut tx, &ctx).await;
+        tx.rollback().await.map_err(|e| status::from_db(&e))?;
+        result.map_err(error::to_status)
+    }
+}

@@ -1,0 +1,220 @@
+//! `roster.identity.v1.UserService`.
+
+use roster_platform::auth::principal;
+use roster_platform::pagination::PageRequest;
+use roster_proto::identity::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use super::{Api, convert};
+use crate::app::invitations::{self, NewInvitation};
+use crate::app::users;
+use crate::domain::model::SignIn;
+use crate::store::users::ListFilter;
+
+#[tonic::async_trait]
+impl pb::user_service_server::UserService for Api {
+    async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Result<Response<pb::User>, Status> {
+        let caller = principal(&request)?;
+        let req = request.get_ref();
+        let account = convert::account_id(&req.account_id)?;
+        let id = convert::user_id("user_id", &req.user_id)?;
+        let user =
+            self.read(caller, move |tx, ctx| Box::pin(async move { users::get(tx, ctx, &account, &id).await })).await?;
+        Ok(Response::new(convert::user(&user)))
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let caller = principal(&request)?;
+        let req = request.get_ref();
+        let account = convert::account_id(&req.account_id)?;
+        let page = PageRequest::parse(req.page_size, &req.page_token)?;
+        let filter =
+            ListFilter { status: convert::status_filter(req.status)?, role_kind: convert::role_filter(req.role)? };
+        let (after, limit) = (page.after.clone(), page.fetch_limit());
+        let found = self
+            .read(caller, move |tx, ctx| {
+                Box::pin(async move { users::list(tx, ctx, &account, &filter, after.as_deref(), limit).await })
+            })
+            .await?;
+        let (found, next_page_token) = page.finish(found, |u| u.id.to_string());
+        Ok(Response::new(pb::ListUsersResponse { users: found.iter().map(convert::user).collect(), next_page_token }))
+    }
+
+    async fn invite_user(&self, request: Request<pb::InviteUserRequest>) -> Result<Response<pb::Invitation>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::account_id(&req.account_id)?;
+        let new = NewInvitation {
+            email: convert::email("email", &req.email)?,
+            display_name: convert::optional_text("display_name", &req.display_name, convert::MAX_NAME_CHARS)?,
+            role: convert::invitation_role(req.role, &req.custom_role_id)?,
+            external: req.external,
+        };
+        let scope = account.clone();
+        self.mutate(caller, method!("UserService", "InviteUser"), &req.request_id, &req, Some(scope), move |tx, ctx| {
+            Box::pin(async move {
+                invitations::invite(tx, ctx, &account, new).await.map(|sent| convert::invitation(&sent.invitation))
+            })
+        })
+        .await
+    }
+
+    async fn list_invitations(
+        &self,
+        request: Request<pb::ListInvitationsRequest>,
+    ) -> Result<Response<pb::ListInvitationsResponse>, Status> {
+        let caller = principal(&request)?;
+        let req = request.get_ref();
+        let account = convert::account_id(&req.account_id)?;
+        let page = PageRequest::parse(req.page_size, &req.page_token)?;
+        let (after, limit) = (page.after.clone(), page.fetch_limit());
+        let found = self
+            .read(caller, move |tx, ctx| {
+                Box::pin(async move { invitations::list_pending(tx, ctx, &account, after.as_deref(), limit).await })
+            })
+            .await?;
+        let (found, next_page_token) = page.finish(found, |i| i.id.to_string());
+        Ok(Response::new(pb::ListInvitationsResponse {
+            invitations: found.iter().map(convert::invitation).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn resend_invitation(
+        &self,
+        request: Request<pb::ResendInvitationRequest>,
+    ) -> Result<Response<pb::Invitation>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::account_id(&req.account_id)?;
+        let id = convert::invitation_id(&req.invitation_id)?;
+        let scope = account.clone();
+        self.mutate(
+            caller,
+            method!("UserService", "ResendInvitation"),
+            &req.request_id,
+            &req,
+            Some(scope),
+            move |tx, ctx| {
+                Box::pin(async move {
+                    invitations::resend(tx, ctx, &account, &id).await.map(|sent| convert::invitation(&sent.invitation))
+                })
+            },
+        )
+        .await
+    }
+
+    async fn revoke_invitation(
+        &self,
+        request: Request<pb::RevokeInvitationRequest>,
+    ) -> Result<Response<pb::Invitation>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::account_id(&req.account_id)?;
+        let id = convert::invitation_id(&req.invitation_id)?;
+        let scope = account.clone();
+        self.mutate(
+            caller,
+            method!("UserService", "RevokeInvitation"),
+            &req.request_id,
+            &req,
+            Some(scope),
+            move |tx, ctx| {
+                Box::pin(
+                    async move { invitations::revoke(tx, ctx, &account, &id).await.map(|i| convert::invitation(&i)) },
+                )
+            },
+        )
+        .await
+    }
+
+    async fn accept_invitation(
+        &self,
+        request: Request<pb::AcceptInvitationRequest>,
+    ) -> Result<Response<pb::AcceptInvitationResponse>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let code = convert::invitation_code(&req.code)?;
+        self.mutate(caller, method!("UserService", "AcceptInvitation"), &req.request_id, &req, None, move |tx, ctx| {
+            Box::pin(async move {
+                invitations::accept(tx, ctx, &code).await.map(|done| pb::AcceptInvitationResponse {
+                    user: Some(convert::user(&done.user)),
+                    account: Some(convert::account(&done.account)),
+                })
+            })
+        })
+        .await
+    }
+
+    async fn deactivate_user(&self, request: Request<pb::DeactivateUserRequest>) -> Result<Response<pb::User>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::account_id(&req.account_id)?;
+        let id = convert::user_id("user_id", &req.user_id)?;
+        let scope = account.clone();
+        self.mutate(
+            caller,
+            method!("UserService", "DeactivateUser"),
+            &req.request_id,
+            &req,
+            Some(scope),
+            move |tx, ctx| {
+                Box::pin(async move { users::deactivate(tx, ctx, &account, &id).await.map(|u| convert::user(&u)) })
+            },
+        )
+        .await
+    }
+
+    async fn reactivate_user(&self, request: Request<pb::ReactivateUserRequest>) -> Result<Response<pb::User>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::account_id(&req.account_id)?;
+        let id = convert::user_id("user_id", &req.user_id)?;
+        let scope = account.clone();
+        self.mutate(
+            caller,
+            method!("UserService", "ReactivateUser"),
+            &req.request_id,
+            &req,
+            Some(scope),
+            move |tx, ctx| {
+                Box::pin(async move { users::reactivate(tx, ctx, &account, &id).await.map(|u| convert::user(&u)) })
+            },
+        )
+        .await
+    }
+
+    async fn check_sign_in(
+        &self,
+        request: Request<pb::CheckSignInRequest>,
+    ) -> Result<Response<pb::CheckSignInResponse>, Status> {
+        let caller = principal(&request)?;
+        let email = convert::email("email", &request.get_ref().email)?;
+        let decision = self
+            .read(caller, move |tx, ctx| Box::pin(async move { users::check_sign_in(tx, ctx, &email).await }))
+            .await?;
+        let (decision, reason, user) = match &decision {
+            SignIn::Allowed(user) => (pb::SignInDecision::Allowed, "", Some(user)),
+            SignIn::AccountDisabled(user) => (
+                pb::SignInDecision::AccountDisabled,
+                "This account has been disabled. Contact your account admin to have it reactivated.",
+                Some(user),
+            ),
+            SignIn::PendingActivation(user) => (
+                pb::SignInDecision::PendingActivation,
+                "Accept your invitation e-mail to activate this account first.",
+                Some(user),
+            ),
+            SignIn::UnknownUser => (pb::SignInDecision::UnknownUser, "No user has this e-mail address.", None),
+        };
+        Ok(Response::new(pb::CheckSignInResponse {
+            decision: decision as i32,
+            reason: reason.to_owned(),
+            user_id: user.map(|u| u.id.to_string()).unwrap_or_default(),
+            account_id: user.map(|u| u.account_id.to_string()).unwrap_or_default(),
+        }))
+    }
+}

@@ -1,0 +1,210 @@
+//! Account use cases: creation by operators, reading (SPEC R7), settings, ownership transfer
+//! (R1-R3, R5, R6), the caller's access, integrations and the audit trail.
+
+use serde_json::json;
+
+use super::{Ctx, Result, audit, load_caller, lock_and_load_caller, owner, user_target};
+use crate::domain::DomainError;
+use crate::domain::model::{
+    Account, AccountSettings, AccountView, AuditEvent, Integration, Plan, Privilege, Role, User, UserStatus,
+};
+use crate::domain::privileges::{Actor, Caller};
+use crate::domain::rules;
+use crate::domain::values::{AccountId, Domain, Email, IntegrationId, UserId};
+use crate::store::{self, Tx, outbox};
+
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub name: String,
+    pub plan: Plan,
+    pub csm_eligible: bool,
+    pub owner_email: Email,
+    pub owner_display_name: String,
+    pub managed_domains: Vec<Domain>,
+}
+
+/// Creates an account with its owner, active. Operators only.
+pub async fn create(tx: &mut Tx, ctx: &Ctx, new: NewAccount) -> Result<AccountView> {
+    if !matches!(ctx.principal, roster_platform::auth::Principal::Operator { .. }) {
+        return Err(DomainError::OperatorOnly.into());
+    }
+    let existing = store::users::find_by_email(tx, &new.owner_email).await?;
+    if existing.iter().any(|u| u.status != UserStatus::Pending) {
+        return Err(DomainError::EmailInUse.into());
+    }
+    let account = Account {
+        id: AccountId::generate(),
+        name: new.name,
+        plan: new.plan,
+        csm_eligible: new.csm_eligible,
+        managed_domains: new.managed_domains,
+        settings: AccountSettings::default(),
+        created_at_ms: ctx.now_ms,
+    };
+    store::accounts::insert(tx, &account).await?;
+    let display_name = if new.owner_display_name.is_empty() {
+        new.owner_email.local_part().to_owned()
+    } else {
+        new.owner_display_name
+    };
+    let owner = User {
+        id: UserId::generate(),
+        account_id: account.id.clone(),
+        email: new.owner_email,
+        display_name,
+        status: UserStatus::Active,
+        role: Role::Owner,
+        external: false,
+        created_at_ms: ctx.now_ms,
+        deactivated_at_ms: None,
+    };
+    store::users::insert(tx, &owner).await?;
+    audit(
+        tx,
+        ctx,
+        Some(&account.id),
+        "account.created",
+        format!("account:{}", account.id),
+        json!({"owner": owner.id.as_str(), "plan": account.plan.as_str()}),
+    )
+    .await?;
+    Ok(AccountView { account, owner: Some(owner) })
+}
+
+async fn view(tx: &mut Tx, id: &AccountId) -> Result<AccountView> {
+    let account = store::accounts::get(tx, id).await?.ok_or(DomainError::AccountNotFound)?;
+    let owner = store::users::owner_of(tx, id).await?;
+    Ok(AccountView { account, owner })
+}
+
+/// Any member sees the account and its owner (SPEC R7); operators too.
+pub async fn get(tx: &mut Tx, ctx: &Ctx, id: &AccountId) -> Result<AccountView> {
+    load_caller(tx, ctx, id).await?.may_read(None)?;
+    view(tx, id).await
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AccountChanges {
+    pub managed_domains: Option<Vec<Domain>>,
+    pub settings: Option<AccountSettings>,
+}
+
+pub async fn update(tx: &mut Tx, ctx: &Ctx, id: &AccountId, changes: AccountChanges) -> Result<AccountView> {
+    lock_and_load_caller(tx, ctx, id).await?.member_with(Privilege::ManageUsers)?;
+    let mut current = view(tx, id).await?;
+    if let Some(domains) = changes.managed_domains {
+        current.account.managed_domains = domains;
+    }
+    if let Some(settings) = changes.settings {
+        current.account.settings = settings;
+    }
+    store::accounts::update_profile(tx, &current.account).await?;
+    let details = json!({
+        "managed_domains": current.account.managed_domains.iter().map(Domain::as_str).collect::<Vec<_>>(),
+        "auto_delete_days": current.account.settings.auto_delete_deactivated_after_days,
+    });
+    audit(tx, ctx, Some(id), "account.updated", format!("account:{id}"), details).await?;
+    Ok(current)
+}
+
+#[derive(Debug, Clone)]
+pub struct Transferred {
+    pub account: AccountView,
+    pub previous_owner: User,
+    pub flagged_integrations: Vec<Integration>,
+}
+
+/// SPEC R1-R3, R5, R6: the owner hands ownership to an active admin. The previous owner
+/// becomes an admin in the same transaction, under the account lock, so there is exactly one
+/// owner at every instant (the database's one-owner index backs this up). Billing access is
+/// derived from the owner role, so it moves with this commit.
+pub async fn transfer_ownership(tx: &mut Tx, ctx: &Ctx, id: &AccountId, new_owner: &UserId) -> Result<Transferred> {
+    let caller = lock_and_load_caller(tx, ctx, id).await?;
+    let actor = owner(&caller)?;
+    let target = store::users::get_in_account(tx, id, new_owner).await?.ok_or(DomainError::UserNotFound)?;
+    rules::check_ownership_transfer(actor, &target)?;
+    let previous = actor.user.clone();
+    // Demote first: the one-owner index is checked statement by statement.
+    store::users::set_role(tx, &previous.id, &Role::Admin).await?;
+    store::users::set_role(tx, &target.id, &Role::Owner).await?;
+    let flagged = store::integrations::flag_for_reauthorization(tx, id, &previous.id).await?;
+    let account = view(tx, id).await?;
+    let name = account.account.name.clone();
+    for (recipient, body) in [
+        (&target.email, format!("You are now the owner of the Roster account {name}. You have access to its billing.")),
+        (
+            &previous.email,
+            format!("Ownership of the Roster account {name} moved to {}. You remain an admin.", target.email),
+        ),
+    ] {
+        let email = outbox::Email {
+            account_id: Some(id.clone()),
+            kind: "ownership_transferred",
+            recipient: recipient.to_string(),
+            subject: format!("Ownership of {name} has changed"),
+            body,
+        };
+        outbox::enqueue(tx, &email, ctx.now_ms).await?;
+    }
+    audit(
+        tx,
+        ctx,
+        Some(id),
+        "account.ownership_transferred",
+        user_target(&target.id),
+        json!({"previous_owner": previous.id.as_str(), "new_owner": target.id.as_str(),
+               "integrations_flagged": flagged.len()}),
+    )
+    .await?;
+    Ok(Transferred { account, previous_owner: previous, flagged_integrations: flagged })
+}
+
+/// The caller's own role and privileges, from current data.
+pub async fn my_access(tx: &mut Tx, ctx: &Ctx, id: &AccountId) -> Result<Actor> {
+    match load_caller(tx, ctx, id).await? {
+        Caller::Member(actor) => Ok(actor),
+        Caller::Operator(_) | Caller::Service(_) => Err(DomainError::OperatorOnly.into()),
+    }
+}
+
+/// Any active member may authorise an integration for themselves.
+pub async fn authorize_integration(tx: &mut Tx, ctx: &Ctx, id: &AccountId, name: String) -> Result<Integration> {
+    let caller = lock_and_load_caller(tx, ctx, id).await?;
+    let actor = caller.member()?;
+    let integration = Integration {
+        id: IntegrationId::generate(),
+        account_id: id.clone(),
+        name,
+        authorized_by: actor.user.id.clone(),
+        needs_reauthorization: false,
+        created_at_ms: ctx.now_ms,
+    };
+    store::integrations::insert(tx, &integration).await?;
+    audit(
+        tx,
+        ctx,
+        Some(id),
+        "integration.authorized",
+        format!("integration:{}", integration.id),
+        json!({"name": integration.name}),
+    )
+    .await?;
+    Ok(integration)
+}
+
+pub async fn list_integrations(tx: &mut Tx, ctx: &Ctx, id: &AccountId) -> Result<Vec<Integration>> {
+    load_caller(tx, ctx, id).await?.may_read(None)?;
+    Ok(store::integrations::list(tx, id).await?)
+}
+
+/// Newest first; the owner, holders of the view-audit privilege, and operators (SPEC R33).
+pub async fn list_audit(
+    tx: &mut Tx,
+    ctx: &Ctx,
+    id: &AccountId,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<AuditEvent>> {
+    load_caller(tx, ctx, id).await?.may_read(Some(Privilege::ViewAudit))?;
+    Ok(store::audit::list(tx, id, before, limit).await?)
+}

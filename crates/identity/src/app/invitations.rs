@@ -1,0 +1,263 @@
+//! Invitations (SPEC R26, R27, R29): invite, list, resend, revoke, accept.
+//!
+//! Inviting adds a pending user that stands for the invitee, and queues an e-mail with a
+//! one-time code; only the code's SHA-256 is stored. Accepting needs both the code (control
+//! of the mailbox) and a token for a user with the invited e-mail (the invitee themselves).
+
+use rand::RngCore;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{Ctx, Result, audit, load_caller, lock_and_load_caller, user_target};
+use crate::domain::DomainError;
+use crate::domain::model::{AccountView, Invitation, InvitationStatus, Privilege, Role, User, UserStatus};
+use crate::domain::rules::{self, INVITATION_TTL_MS};
+use crate::domain::values::{AccountId, Email, InvitationId, UserId};
+use crate::store::{self, Tx, outbox};
+
+#[derive(Debug, Clone)]
+pub struct NewInvitation {
+    pub email: Email,
+    pub display_name: String,
+    pub role: Role,
+    pub external: bool,
+}
+
+/// An invitation and the code that went out in its e-mail.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub invitation: Invitation,
+    pub code: String,
+}
+
+fn new_code() -> (String, String) {
+    let mut bytes = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let code: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hash = code_hash(&code);
+    (code, hash)
+}
+
+fn code_hash(code: &str) -> String {
+    Sha256::digest(code.trim().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn queue_invitation_email(tx: &mut Tx, ctx: &Ctx, invitation: &Invitation, code: &str) -> Result<()> {
+    let account = store::accounts::get(tx, &invitation.account_id).await?.ok_or(DomainError::AccountNotFound)?;
+    let email = outbox::Email {
+        account_id: Some(invitation.account_id.clone()),
+        kind: "invitation",
+        recipient: invitation.email.to_string(),
+        subject: format!("You are invited to join {} on Roster", account.name),
+        body: format!(
+            "You have been invited to join the Roster account {}.\n\nInvitation code: {code}\n\n\
+             Accept it with UserService/AcceptInvitation while signed in as {}. The code works until {} (ms since epoch).",
+            account.name, invitation.email, invitation.expires_at_ms
+        ),
+    };
+    outbox::enqueue(tx, &email, ctx.now_ms).await?;
+    Ok(())
+}
+
+pub async fn invite(tx: &mut Tx, ctx: &Ctx, account: &AccountId, new: NewInvitation) -> Result<Sent> {
+    let caller = lock_and_load_caller(tx, ctx, account).await?;
+    let actor = caller.member()?;
+    rules::check_invitation(actor, &new.role)?;
+    if let Role::Custom(role_id) = &new.role {
+        let role = store::roles::get(tx, account, role_id).await?.ok_or(DomainError::RoleNotFound)?;
+        rules::check_grant(actor, &role.privileges)?;
+    }
+    if store::users::find_by_email_in_account(tx, account, &new.email).await?.is_some() {
+        return Err(DomainError::EmailInUse.into());
+    }
+    let display_name = if new.display_name.is_empty() { new.email.local_part().to_owned() } else { new.display_name };
+    let pending = User {
+        id: UserId::generate(),
+        account_id: account.clone(),
+        email: new.email.clone(),
+        display_name,
+        status: UserStatus::Pending,
+        role: new.role.clone(),
+        external: new.external,
+        created_at_ms: ctx.now_ms,
+        deactivated_at_ms: None,
+    };
+    store::users::insert(tx, &pending).await?;
+    let (code, hash) = new_code();
+    let invitation = Invitation {
+        id: InvitationId::generate(),
+        account_id: account.clone(),
+        email: new.email,
+        user_id: pending.id.clone(),
+        status: InvitationStatus::Pending,
+        invited_by: actor.user.id.clone(),
+        role: new.role,
+        created_at_ms: ctx.now_ms,
+        expires_at_ms: ctx.now_ms + INVITATION_TTL_MS,
+        send_count: 1,
+    };
+    store::invitations::insert(tx, &invitation, &hash).await?;
+    queue_invitation_email(tx, ctx, &invitation, &code).await?;
+    audit(
+        tx,
+        ctx,
+        Some(account),
+        "user.invited",
+        user_target(&pending.id),
+        json!({"invitation": invitation.id.as_str(), "email": invitation.email.as_str()}),
+    )
+    .await?;
+    Ok(Sent { invitation, code })
+}
+
+pub async fn list_pending(
+    tx: &mut Tx,
+    ctx: &Ctx,
+    account: &AccountId,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Invitation>> {
+    load_caller(tx, ctx, account).await?.may_read(Some(Privilege::ManageUsers))?;
+    Ok(store::invitations::list_pending(tx, account, after, limit).await?)
+}
+
+async fn pending_invitation(tx: &mut Tx, account: &AccountId, id: &InvitationId) -> Result<Invitation> {
+    store::invitations::get(tx, account, id)
+        .await?
+        .filter(|i| i.status == InvitationStatus::Pending)
+        .ok_or_else(|| DomainError::InvitationNotFound.into())
+}
+
+/// A fresh code and expiry; the previous link stops working.
+pub async fn resend(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &InvitationId) -> Result<Sent> {
+    lock_and_load_caller(tx, ctx, account).await?.member_with(Privilege::ManageUsers)?;
+    let mut invitation = pending_invitation(tx, account, id).await?;
+    let (code, hash) = new_code();
+    invitation.expires_at_ms = ctx.now_ms + INVITATION_TTL_MS;
+    invitation.send_count += 1;
+    store::invitations::renew(tx, id, &hash, invitation.expires_at_ms).await?;
+    queue_invitation_email(tx, ctx, &invitation, &code).await?;
+    audit(
+        tx,
+        ctx,
+        Some(account),
+        "invitation.resent",
+        format!("invitation:{id}"),
+        json!({"send_count": invitation.send_count}),
+    )
+    .await?;
+    Ok(Sent { invitation, code })
+}
+
+/// Revokes the invitation and removes the pending user that stood for the invitee.
+pub async fn revoke(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &InvitationId) -> Result<Invitation> {
+    lock_and_load_caller(tx, ctx, account).await?.member_with(Privilege::ManageUsers)?;
+    let mut invitation = pending_invitation(tx, account, id).await?;
+    invitation.status = InvitationStatus::Revoked;
+    store::invitations::set_status(tx, id, invitation.status).await?;
+    if let Some(pending) = store::users::get_in_account(tx, account, &invitation.user_id).await? {
+        if pending.status == UserStatus::Pending {
+            store::users::delete(tx, &pending.id).await?;
+        }
+    }
+    audit(
+        tx,
+        ctx,
+        Some(account),
+        "invitation.revoked",
+        format!("invitation:{id}"),
+        json!({"email": invitation.email.as_str()}),
+    )
+    .await?;
+    Ok(invitation)
+}
+
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub user: User,
+    pub account: AccountView,
+}
+
+/// SPEC R27, R29. The invitee is either the pending user itself (a new person), or an active
+/// user of another account who moves over, keeping their user id, once that account has
+/// nobody else in it (error 1009 otherwise); their old, now empty account is closed.
+pub async fn accept(tx: &mut Tx, ctx: &Ctx, code: &str) -> Result<Accepted> {
+    let roster_platform::auth::Principal::User { user_id } = &ctx.principal else {
+        return Err(DomainError::InvitationNotFound.into());
+    };
+    let caller_id = UserId::parse(user_id).map_err(|_| DomainError::InvitationNotFound)?;
+    let found =
+        store::invitations::find_by_code_hash(tx, &code_hash(code)).await?.ok_or(DomainError::InvitationNotFound)?;
+    let caller = store::users::get(tx, &caller_id).await?.ok_or(DomainError::InvitationNotFound)?;
+
+    // Lock both accounts in a fixed order so two acceptances cannot deadlock.
+    let mut to_lock = vec![found.account_id.clone(), caller.account_id.clone()];
+    to_lock.sort();
+    to_lock.dedup();
+    for account in &to_lock {
+        if !store::accounts::lock(tx, account).await? {
+            return Err(DomainError::InvitationNotFound.into());
+        }
+    }
+    // Re-read under the locks: the invitation or the caller may have changed meanwhile.
+    let invitation =
+        store::invitations::get(tx, &found.account_id, &found.id).await?.ok_or(DomainError::InvitationNotFound)?;
+    let caller = store::users::get(tx, &caller_id).await?.ok_or(DomainError::InvitationNotFound)?;
+    rules::check_acceptance(&invitation, &caller.email, ctx.now_ms)?;
+
+    let joined = if caller.id == invitation.user_id {
+        store::users::set_status(tx, &caller.id, UserStatus::Active, None).await?;
+        caller
+    } else {
+        match caller.status {
+            UserStatus::Active => {}
+            UserStatus::Deactivated => return Err(DomainError::CallerDisabled.into()),
+            UserStatus::Pending => return Err(DomainError::InvitationNotFound.into()),
+        }
+        let others = store::users::count_others(tx, &caller.account_id, &caller.id).await?;
+        rules::check_leaving_account(others)?;
+        store::users::delete(tx, &invitation.user_id).await?;
+        store::users::move_to_account(tx, &caller.id, &invitation.account_id, &invitation.role).await?;
+        store::accounts::close(tx, &caller.account_id, ctx.now_ms).await?;
+        audit(
+            tx,
+            ctx,
+            Some(&caller.account_id),
+            "account.closed",
+            format!("account:{}", caller.account_id),
+            json!({"reason": "owner joined another account"}),
+        )
+        .await?;
+        caller
+    };
+    store::invitations::set_status(tx, &invitation.id, InvitationStatus::Accepted).await?;
+    let user = store::users::get(tx, &joined.id).await?.ok_or(DomainError::InvitationNotFound)?;
+    audit(
+        tx,
+        ctx,
+        Some(&invitation.account_id),
+        "invitation.accepted",
+        user_target(&user.id),
+        json!({"invitation": invitation.id.as_str()}),
+    )
+    .await?;
+    let account = store::accounts::get(tx, &invitation.account_id).await?.ok_or(DomainError::AccountNotFound)?;
+    let owner = store::users::owner_of(tx, &invitation.account_id).await?;
+    Ok(Accepted { user, account: AccountView { account, owner } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_random_and_only_their_hash_is_kept() {
+        let (a, hash_a) = new_code();
+        let (b, _) = new_code();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 48);
+        assert_ne!(a, hash_a);
+        assert_eq!(code_hash(&a), hash_a);
+        assert_eq!(code_hash(&format!(" {a}\n")), hash_a, "pasted codes with whitespace still match");
+    }
+}

@@ -1,0 +1,136 @@
+//! Use cases: each runs inside the caller's transaction, locks the account it changes, loads
+//! the caller from current data (SPEC R34), applies the domain rules, then writes the change,
+//! its audit record (R33) and any e-mails (R35) so they commit together.
+
+pub mod accounts;
+pub mod invitations;
+pub mod roles;
+pub mod users;
+
+use roster_platform::auth::Principal;
+
+use crate::domain::DomainError;
+use crate::domain::model::{AuditEvent, Role};
+use crate::domain::privileges::{Actor, Caller};
+use crate::domain::values::{AccountId, UserId};
+use crate::store::{self, Tx};
+
+/// Who is calling, for which request, at what time.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub principal: Principal,
+    /// The client's request id; empty for reads.
+    pub request_id: String,
+    pub now_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Takes the account's write lock, then loads the caller under it.
+pub async fn lock_and_load_caller(tx: &mut Tx, ctx: &Ctx, account: &AccountId) -> Result<Caller> {
+    if !store::accounts::lock(tx, account).await? {
+        return Err(DomainError::AccountNotFound.into());
+    }
+    load_caller(tx, ctx, account).await
+}
+
+/// The caller as current data describes them. Users of other accounts, users that no longer
+/// exist and unknown accounts all read as "account not found", so nothing leaks.
+pub async fn load_caller(tx: &mut Tx, ctx: &Ctx, account: &AccountId) -> Result<Caller> {
+    match &ctx.principal {
+        Principal::User { user_id } => {
+            let user = match UserId::parse(user_id) {
+                Ok(id) => store::users::get(tx, &id).await?,
+                Err(_) => None,
+            };
+            let user = user.filter(|u| u.account_id == *account).ok_or(DomainError::AccountNotFound)?;
+            match user.status {
+                crate::domain::model::UserStatus::Pending => return Err(DomainError::CallerNotActive.into()),
+                crate::domain::model::UserStatus::Deactivated => return Err(DomainError::CallerDisabled.into()),
+                crate::domain::model::UserStatus::Active => {}
+            }
+            let custom = match &user.role {
+                Role::Custom(role_id) => store::roles::get(tx, account, role_id).await?.map(|role| role.privileges),
+                _ => None,
+            };
+            Ok(Caller::Member(Actor::new(user, custom)))
+        }
+        Principal::Operator { name } | Principal::Service { name } => {
+            if store::accounts::get(tx, account).await?.is_none() {
+                return Err(DomainError::AccountNotFound.into());
+            }
+            Ok(match &ctx.principal {
+                Principal::Operator { .. } => Caller::Operator(name.clone()),
+                _ => Caller::Service(name.clone()),
+            })
+        }
+    }
+}
+
+/// The acting owner; anyone else is refused with `NOT_ACCOUNT_OWNER` (SPEC R1).
+pub fn owner(caller: &Caller) -> Result<&Actor> {
+    match caller {
+        Caller::Member(actor) if actor.is_owner() => Ok(actor),
+        _ => Err(DomainError::NotAccountOwner.into()),
+    }
+}
+
+/// Appends a successful change to the audit trail, in the change's transaction.
+pub async fn audit(
+    tx: &mut Tx,
+    ctx: &Ctx,
+    account: Option<&AccountId>,
+    action: &str,
+    target: String,
+    details: serde_json::Value,
+) -> Result<()> {
+    let event = AuditEvent {
+        id: uuid::Uuid::now_v7().to_string(),
+        account_id: account.cloned(),
+        principal: ctx.principal.audit_name(),
+        action: action.to_owned(),
+        target,
+        outcome: "ok".to_owned(),
+        request_id: ctx.request_id.clone(),
+        details_json: details.to_string(),
+        at_ms: ctx.now_ms,
+    };
+    store::audit::insert(tx, &event).await?;
+    Ok(())
+}
+
+/// Records a refused change (outcome `refused:<REASON>`), in its own transaction since the
+/// change itself rolled back. Refusals are audited so abuse is visible.
+pub async fn audit_refusal(
+    tx: &mut Tx,
+    ctx: &Ctx,
+    account: Option<&AccountId>,
+    action: &str,
+    reason: &str,
+) -> Result<()> {
+    let event = AuditEvent {
+        id: uuid::Uuid::now_v7().to_string(),
+        account_id: account.cloned(),
+        principal: ctx.principal.audit_name(),
+        action: action.to_owned(),
+        target: String::new(),
+        outcome: format!("refused:{reason}"),
+        request_id: ctx.request_id.clone(),
+        details_json: "{}".to_owned(),
+        at_ms: ctx.now_ms,
+    };
+    store::audit::insert(tx, &event).await?;
+    Ok(())
+}
+
+fn user_target(id: &UserId) -> String {
+    format!("user:{id}")
+}

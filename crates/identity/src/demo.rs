@@ -1,0 +1,141 @@
+//! The demo account `roster up --demo` seeds, through the same use cases the API runs: an
+//! owner, an admin, two members, an authorised integration and one pending invitation.
+
+use futures_util::future::BoxFuture;
+use roster_platform::auth::Principal;
+use roster_platform::clock::SharedClock;
+use roster_platform::db::{Database, Tx};
+use serde::{Deserialize, Serialize};
+
+use crate::app::{self, Ctx, accounts, invitations, roles};
+use crate::domain::model::{Plan, Role};
+use crate::domain::values::{AccountId, Domain, Email, UserId};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DemoUser {
+    pub id: String,
+    pub email: String,
+}
+
+/// What was seeded; `roster up` prints it and keeps it in the data directory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Demo {
+    pub account_id: String,
+    pub owner: DemoUser,
+    pub admin: DemoUser,
+    pub members: Vec<DemoUser>,
+    pub invitee: DemoUser,
+    pub invitation_id: String,
+    pub invitation_code: String,
+}
+
+async fn step<T, F>(db: &Database, ctx: &Ctx, op: F) -> app::Result<T>
+where
+    F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<T>>,
+{
+    let mut tx = db.begin().await?;
+    let value = op(&mut tx, ctx).await?;
+    tx.commit().await?;
+    Ok(value)
+}
+
+fn email(text: &str) -> Email {
+    Email::parse(text).expect("demo e-mails are valid")
+}
+
+fn as_user(clock: &SharedClock, id: &UserId, request: &str) -> Ctx {
+    Ctx {
+        principal: Principal::User { user_id: id.to_string() },
+        request_id: request.to_owned(),
+        now_ms: clock.now_ms(),
+    }
+}
+
+fn demo_user(id: &UserId, email: &str) -> DemoUser {
+    DemoUser { id: id.to_string(), email: email.to_owned() }
+}
+
+/// Invites `address` as the owner and accepts as the invitee; returns the new user's id.
+async fn join(
+    db: &Database,
+    clock: &SharedClock,
+    account: &AccountId,
+    owner: &UserId,
+    address: &str,
+) -> app::Result<UserId> {
+    let new = invitations::NewInvitation {
+        email: email(address),
+        display_name: String::new(),
+        role: Role::Member,
+        external: false,
+    };
+    let target = account.clone();
+    let sent = step(db, &as_user(clock, owner, "demo-invite"), move |tx, ctx| {
+        Box::pin(async move { invitations::invite(tx, ctx, &target, new).await })
+    })
+    .await?;
+    let invitee = sent.invitation.user_id.clone();
+    let code = sent.code.clone();
+    step(db, &as_user(clock, &invitee, "demo-accept"), move |tx, ctx| {
+        Box::pin(async move { invitations::accept(tx, ctx, &code).await })
+    })
+    .await?;
+    Ok(invitee)
+}
+
+pub async fn seed(db: &Database, clock: &SharedClock) -> app::Result<Demo> {
+    let operator = Ctx {
+        principal: Principal::Operator { name: "demo".into() },
+        request_id: "demo".into(),
+        now_ms: clock.now_ms(),
+    };
+    let new = accounts::NewAccount {
+        name: "Acme Inc".into(),
+        plan: Plan::Pro,
+        csm_eligible: false,
+        owner_email: email("alice@acme.example"),
+        owner_display_name: "Alice Owner".into(),
+        managed_domains: vec![Domain::parse("acme.example").expect("valid domain")],
+    };
+    let created =
+        step(db, &operator, move |tx, ctx| Box::pin(async move { accounts::create(tx, ctx, new).await })).await?;
+    let account = created.account.id.clone();
+    let owner = created.owner.expect("a new account has its owner").id;
+
+    let bob = join(db, clock, &account, &owner, "bob@acme.example").await?;
+    let (target, promoted) = (account.clone(), bob.clone());
+    step(db, &as_user(clock, &owner, "demo-promote"), move |tx, ctx| {
+        Box::pin(async move { roles::assign(tx, ctx, &target, &promoted, Role::Admin).await })
+    })
+    .await?;
+    let carol = join(db, clock, &account, &owner, "carol@acme.example").await?;
+    let dave = join(db, clock, &account, &owner, "dave@acme.example").await?;
+
+    let target = account.clone();
+    step(db, &as_user(clock, &owner, "demo-integration"), move |tx, ctx| {
+        Box::pin(async move { accounts::authorize_integration(tx, ctx, &target, "Calendar sync".into()).await })
+    })
+    .await?;
+
+    let new = invitations::NewInvitation {
+        email: email("erin@acme.example"),
+        display_name: "Erin".into(),
+        role: Role::Member,
+        external: false,
+    };
+    let target = account.clone();
+    let pending = step(db, &as_user(clock, &owner, "demo-invite-erin"), move |tx, ctx| {
+        Box::pin(async move { invitations::invite(tx, ctx, &target, new).await })
+    })
+    .await?;
+
+    Ok(Demo {
+        account_id: account.to_string(),
+        owner: demo_user(&owner, "alice@acme.example"),
+        admin: demo_user(&bob, "bob@acme.example"),
+        members: vec![demo_user(&carol, "carol@acme.example"), demo_user(&dave, "dave@acme.example")],
+        invitee: demo_user(&pending.invitation.user_id, "erin@acme.example"),
+        invitation_id: pending.invitation.id.to_string(),
+        invitation_code: pending.code,
+    })
+}

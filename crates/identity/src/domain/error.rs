@@ -1,0 +1,59 @@
+//! Every way an identity operation can be refused. The API maps each variant to a gRPC
+//! status with a stable reason (and product code) in exactly one place, `api::error`.
+
+use super::model::Privilege;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// Input that is well-formed but not acceptable (field name, why).
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    /// Unknown account, or one the caller is not part of: the two are not told apart.
+    #[error("account not found")]
+    AccountNotFound,
+    /// Missing or in another account (SPEC R34: never reveal which).
+    #[error("user not found")]
+    UserNotFound,
+    #[error("invitation not found, revoked or expired")]
+    InvitationNotFound,
+    #[error("role not found")]
+    RoleNotFound,
+    #[error("the e-mail address already belongs to a user")]
+    EmailInUse,
+    #[error("a role with that name already exists")]
+    RoleNameTaken,
+    #[error("only the account owner can do this")]
+    NotAccountOwner,
+    #[error("the caller lacks the {0:?} privilege")]
+    MissingPrivilege(Privilege),
+    #[error("only platform operators can do this")]
+    OperatorOnly,
+    #[error("the caller's user has been deactivated")]
+    CallerDisabled,
+    #[error("the caller has not activated their user yet")]
+    CallerNotActive,
+    #[error("the user has not activated yet")]
+    UserPending,
+    #[error("the user is deactivated")]
+    UserDeactivated,
+    #[error("the user is not deactivated")]
+    UserNotDeactivated,
+    #[error("an admin must be changed to a member before this")]
+    AdminMustBeDemoted,
+    #[error("the account owner cannot be deactivated, unlinked or deleted")]
+    OwnerProtected,
+    #[error("ownership moves only by transferring it")]
+    OwnerRoleFixed,
+    #[error("the new owner must be an active admin of the account")]
+    NewOwnerNotActiveAdmin,
+    #[error("the role is held by users")]
+    RoleInUse,
+    #[error("the invitee's current account still has other users")]
+    AccountHasOtherUsers { other_users: u64 },
+}
+
+impl DomainError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid { field, message: message.into() }
+    }
+}

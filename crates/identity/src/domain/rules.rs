@@ -1,0 +1,337 @@
+//! The checks SPEC's identity rules impose, as pure functions over current data. Use cases
+//! load the data inside their transaction, call these, and only then write.
+
+use std::collections::BTreeSet;
+
+use super::error::DomainError;
+use super::model::{Invitation, Privilege, Role, User, UserStatus};
+use super::privileges::{Actor, grantable};
+use super::values::Email;
+
+/// How long an invitation link stays valid.
+pub const INVITATION_TTL_MS: i64 = 30 * 24 * 3_600_000;
+
+/// R1, R2: only the owner transfers ownership, and only to an active admin of the account.
+pub fn check_ownership_transfer(actor: &Actor, new_owner: &User) -> Result<(), DomainError> {
+    if !actor.is_owner() {
+        return Err(DomainError::NotAccountOwner);
+    }
+    if new_owner.id == actor.user.id {
+        return Err(DomainError::invalid("new_owner_user_id", "is already the owner"));
+    }
+    match new_owner.status {
+        UserStatus::Pending => return Err(DomainError::UserPending),
+        UserStatus::Deactivated => return Err(DomainError::NewOwnerNotActiveAdmin),
+        UserStatus::Active => {}
+    }
+    if !new_owner.is_admin() {
+        return Err(DomainError::NewOwnerNotActiveAdmin);
+    }
+    Ok(())
+}
+
+/// R14, R15, R17: whether `actor` may deactivate, unlink or delete `target`.
+pub fn check_removal(actor: &Actor, target: &User) -> Result<(), DomainError> {
+    actor.require(Privilege::ManageUsers)?;
+    if target.is_owner() {
+        return Err(DomainError::OwnerProtected);
+    }
+    if target.status == UserStatus::Pending {
+        return Err(DomainError::UserPending);
+    }
+    if target.is_admin() {
+        return Err(DomainError::AdminMustBeDemoted);
+    }
+    Ok(())
+}
+
+/// R18 on top of [`check_removal`]: deactivating twice is refused, not silently repeated.
+pub fn check_deactivation(actor: &Actor, target: &User) -> Result<(), DomainError> {
+    check_removal(actor, target)?;
+    if target.status == UserStatus::Deactivated {
+        return Err(DomainError::UserDeactivated);
+    }
+    Ok(())
+}
+
+/// R19: only a deactivated user can be reactivated, by someone who manages users.
+pub fn check_reactivation(actor: &Actor, target: &User) -> Result<(), DomainError> {
+    actor.require(Privilege::ManageUsers)?;
+    if target.status != UserStatus::Deactivated {
+        return Err(DomainError::UserNotDeactivated);
+    }
+    Ok(())
+}
+
+/// R2, R17: role changes. Ownership never moves this way; giving or taking admin rights is
+/// the owner's decision; a user who has not activated cannot become an admin.
+pub fn check_role_change(actor: &Actor, target: &User, new_role: &Role) -> Result<(), DomainError> {
+    actor.require(Privilege::ManageRoles)?;
+    if *new_role == Role::Owner || target.is_owner() {
+        return Err(DomainError::OwnerRoleFixed);
+    }
+    if (target.is_admin() || *new_role == Role::Admin) && !actor.is_owner() {
+        return Err(DomainError::NotAccountOwner);
+    }
+    if *new_role == Role::Admin {
+        match target.status {
+            UserStatus::Pending => return Err(DomainError::UserPending),
+            UserStatus::Deactivated => return Err(DomainError::UserDeactivated),
+            UserStatus::Active => {}
+        }
+    }
+    Ok(())
+}
+
+/// R16: roles carry privileges, so defining or handing out a role is limited to privileges
+/// the actor holds; otherwise an admin could mint "bulk remove" for themselves. Billing is
+/// never grantable (SPEC R5).
+pub fn check_grant(actor: &Actor, privileges: &BTreeSet<Privilege>) -> Result<(), DomainError> {
+    actor.require(Privilege::ManageRoles)?;
+    if let Some(p) = privileges.iter().find(|p| !grantable(**p)) {
+        return Err(DomainError::invalid(
+            "privileges",
+            format!("{} belongs to the owner and cannot be granted", p.as_str()),
+        ));
+    }
+    match privileges.iter().find(|p| !actor.has(**p)) {
+        Some(p) => Err(DomainError::MissingPrivilege(*p)),
+        None => Ok(()),
+    }
+}
+
+/// R2, R26: inviting needs the manage-users privilege; invitees start as members or with a
+/// custom role, since admin rights wait for activation.
+pub fn check_invitation(actor: &Actor, role: &Role) -> Result<(), DomainError> {
+    actor.require(Privilege::ManageUsers)?;
+    match role {
+        Role::Owner => Err(DomainError::OwnerRoleFixed),
+        Role::Admin => Err(DomainError::UserPending),
+        Role::Member | Role::Custom(_) => Ok(()),
+    }
+}
+
+/// R26, R29: the invitation must still be open and addressed to the accepting user.
+pub fn check_acceptance(invitation: &Invitation, invitee_email: &Email, now_ms: i64) -> Result<(), DomainError> {
+    if !invitation.is_open_at(now_ms) || invitation.email != *invitee_email {
+        return Err(DomainError::InvitationNotFound);
+    }
+    Ok(())
+}
+
+/// R27: an invitee can only leave an account that has nobody else in it.
+pub fn check_leaving_account(other_users: u64) -> Result<(), DomainError> {
+    if other_users > 0 {
+        return Err(DomainError::AccountHasOtherUsers { other_users });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::model::InvitationStatus;
+    use crate::domain::values::{AccountId, InvitationId, RoleId, UserId};
+
+    fn user(role: Role, status: UserStatus) -> User {
+        User {
+            id: UserId::generate(),
+            account_id: AccountId::generate(),
+            email: Email::parse("u@example.com").expect("email"),
+            display_name: "U".into(),
+            status,
+            role,
+            external: false,
+            created_at_ms: 0,
+            deactivated_at_ms: None,
+        }
+    }
+
+    fn actor(role: Role) -> Actor {
+        Actor::new(user(role, UserStatus::Active), None)
+    }
+
+    fn custom_actor(privileges: &[Privilege]) -> Actor {
+        Actor::new(
+            user(Role::Custom(RoleId::generate()), UserStatus::Active),
+            Some(privileges.iter().copied().collect()),
+        )
+    }
+
+    #[test]
+    fn r1_only_the_owner_can_transfer_ownership() {
+        let target = user(Role::Admin, UserStatus::Active);
+        assert_eq!(check_ownership_transfer(&actor(Role::Admin), &target), Err(DomainError::NotAccountOwner));
+        assert_eq!(check_ownership_transfer(&actor(Role::Member), &target), Err(DomainError::NotAccountOwner));
+        assert_eq!(
+            check_ownership_transfer(&custom_actor(&Privilege::ALL.to_vec()), &target),
+            Err(DomainError::NotAccountOwner)
+        );
+        assert_eq!(check_ownership_transfer(&actor(Role::Owner), &target), Ok(()));
+    }
+
+    #[test]
+    fn r2_new_owner_must_be_an_active_admin() {
+        let owner = actor(Role::Owner);
+        assert_eq!(
+            check_ownership_transfer(&owner, &user(Role::Member, UserStatus::Active)),
+            Err(DomainError::NewOwnerNotActiveAdmin)
+        );
+        assert_eq!(
+            check_ownership_transfer(&owner, &user(Role::Admin, UserStatus::Pending)),
+            Err(DomainError::UserPending)
+        );
+        assert_eq!(
+            check_ownership_transfer(&owner, &user(Role::Admin, UserStatus::Deactivated)),
+            Err(DomainError::NewOwnerNotActiveAdmin)
+        );
+        assert!(matches!(check_ownership_transfer(&owner, &owner.user), Err(DomainError::Invalid { .. })));
+    }
+
+    #[test]
+    fn r2_pending_user_cannot_become_admin() {
+        let owner = actor(Role::Owner);
+        assert_eq!(
+            check_role_change(&owner, &user(Role::Member, UserStatus::Pending), &Role::Admin),
+            Err(DomainError::UserPending)
+        );
+        assert_eq!(check_invitation(&owner, &Role::Admin), Err(DomainError::UserPending));
+        assert_eq!(check_role_change(&owner, &user(Role::Member, UserStatus::Active), &Role::Admin), Ok(()));
+    }
+
+    #[test]
+    fn r15_pending_users_cannot_be_removed() {
+        let owner = actor(Role::Owner);
+        assert_eq!(check_deactivation(&owner, &user(Role::Member, UserStatus::Pending)), Err(DomainError::UserPending));
+        assert_eq!(check_removal(&owner, &user(Role::Member, UserStatus::Pending)), Err(DomainError::UserPending));
+    }
+
+    #[test]
+    fn r17_admins_must_be_demoted_and_owner_is_protected() {
+        let owner = actor(Role::Owner);
+        assert_eq!(
+            check_deactivation(&owner, &user(Role::Admin, UserStatus::Active)),
+            Err(DomainError::AdminMustBeDemoted)
+        );
+        assert_eq!(
+            check_deactivation(&owner, &user(Role::Owner, UserStatus::Active)),
+            Err(DomainError::OwnerProtected)
+        );
+        assert_eq!(
+            check_deactivation(&actor(Role::Admin), &user(Role::Owner, UserStatus::Active)),
+            Err(DomainError::OwnerProtected)
+        );
+    }
+
+    #[test]
+    fn r17_only_the_owner_demotes_an_admin() {
+        let target = user(Role::Admin, UserStatus::Active);
+        assert_eq!(check_role_change(&actor(Role::Admin), &target, &Role::Member), Err(DomainError::NotAccountOwner));
+        assert_eq!(check_role_change(&actor(Role::Owner), &target, &Role::Member), Ok(()));
+        assert_eq!(check_role_change(&actor(Role::Owner), &target, &Role::Owner), Err(DomainError::OwnerRoleFixed));
+        assert_eq!(
+            check_role_change(&actor(Role::Owner), &user(Role::Owner, UserStatus::Active), &Role::Member),
+            Err(DomainError::OwnerRoleFixed)
+        );
+    }
+
+    #[test]
+    fn r14_removal_needs_the_manage_users_privilege() {
+        let target = user(Role::Member, UserStatus::Active);
+        assert_eq!(
+            check_deactivation(&actor(Role::Member), &target),
+            Err(DomainError::MissingPrivilege(Privilege::ManageUsers))
+        );
+        assert_eq!(check_deactivation(&actor(Role::Admin), &target), Ok(()));
+        assert_eq!(check_deactivation(&custom_actor(&[Privilege::ManageUsers]), &target), Ok(()));
+    }
+
+    #[test]
+    fn r18_deactivating_twice_is_refused() {
+        let target = user(Role::Member, UserStatus::Deactivated);
+        assert_eq!(check_deactivation(&actor(Role::Owner), &target), Err(DomainError::UserDeactivated));
+    }
+
+    #[test]
+    fn r19_only_deactivated_users_are_reactivated() {
+        let owner = actor(Role::Owner);
+        assert_eq!(
+            check_reactivation(&owner, &user(Role::Member, UserStatus::Active)),
+            Err(DomainError::UserNotDeactivated)
+        );
+        assert_eq!(check_reactivation(&owner, &user(Role::Member, UserStatus::Deactivated)), Ok(()));
+        assert_eq!(
+            check_reactivation(&actor(Role::Member), &user(Role::Member, UserStatus::Deactivated)),
+            Err(DomainError::MissingPrivilege(Privilege::ManageUsers))
+        );
+    }
+
+    fn invitation(email: &str, status: InvitationStatus, expires_at_ms: i64) -> Invitation {
+        Invitation {
+            id: InvitationId::generate(),
+            account_id: AccountId::generate(),
+            email: Email::parse(email).expect("email"),
+            user_id: UserId::generate(),
+            status,
+            invited_by: UserId::generate(),
+            role: Role::Member,
+            created_at_ms: 0,
+            expires_at_ms,
+            send_count: 1,
+        }
+    }
+
+    #[test]
+    fn r26_revoked_expired_or_foreign_invitations_are_not_found() {
+        let me = Email::parse("new@example.com").expect("email");
+        assert_eq!(check_acceptance(&invitation("new@example.com", InvitationStatus::Pending, 100), &me, 50), Ok(()));
+        assert_eq!(
+            check_acceptance(&invitation("new@example.com", InvitationStatus::Pending, 100), &me, 100),
+            Err(DomainError::InvitationNotFound)
+        );
+        assert_eq!(
+            check_acceptance(&invitation("new@example.com", InvitationStatus::Revoked, 100), &me, 50),
+            Err(DomainError::InvitationNotFound)
+        );
+        assert_eq!(
+            check_acceptance(&invitation("other@example.com", InvitationStatus::Pending, 100), &me, 50),
+            Err(DomainError::InvitationNotFound)
+        );
+    }
+
+    #[test]
+    fn r26_inviting_needs_manage_users() {
+        assert_eq!(
+            check_invitation(&actor(Role::Member), &Role::Member),
+            Err(DomainError::MissingPrivilege(Privilege::ManageUsers))
+        );
+        assert_eq!(check_invitation(&actor(Role::Admin), &Role::Member), Ok(()));
+        assert_eq!(check_invitation(&actor(Role::Owner), &Role::Owner), Err(DomainError::OwnerRoleFixed));
+    }
+
+    #[test]
+    fn r27_invitee_account_must_have_no_other_users() {
+        assert_eq!(check_leaving_account(2), Err(DomainError::AccountHasOtherUsers { other_users: 2 }));
+        assert_eq!(check_leaving_account(0), Ok(()));
+    }
+
+    #[test]
+    fn r16_roles_grant_only_what_the_granter_holds() {
+        let bulk: BTreeSet<Privilege> = [Privilege::BulkRemoveUsers].into_iter().collect();
+        assert_eq!(
+            check_grant(&actor(Role::Admin), &bulk),
+            Err(DomainError::MissingPrivilege(Privilege::BulkRemoveUsers))
+        );
+        assert_eq!(check_grant(&actor(Role::Owner), &bulk), Ok(()));
+        let billing: BTreeSet<Privilege> = [Privilege::ViewBilling].into_iter().collect();
+        assert!(matches!(
+            check_grant(&actor(Role::Owner), &billing),
+            Err(DomainError::Invalid { field: "privileges", .. })
+        ));
+        let manage: BTreeSet<Privilege> = [Privilege::ManageUsers].into_iter().collect();
+        assert_eq!(
+            check_grant(&actor(Role::Member), &manage),
+            Err(DomainError::MissingPrivilege(Privilege::ManageRoles))
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! The identity service: accounts, users, roles, invitations and account ownership.
+//!
+//! Layers, one direction of dependency: `api` (tonic handlers: decode, call a use case,
+//! encode) -> `app` (use cases: one transaction each, authorisation from current data) ->
+//! `domain` (the SPEC rules as plain Rust) and `store` (sqlx queries returning domain types).
+//! `notify` delivers the e-mail outbox; `server` wires it all to a socket.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod demo;
+pub mod domain;
+pub mod notify;
+pub mod server;
+pub mod store;
+
+pub use server::{IdentityArgs, Server, Settings};

@@ -1,0 +1,105 @@
+//! Delivery of the e-mail outbox (SPEC R35). The [`Dispatcher`] claims due e-mails with a
+//! lease, hands each to the [`Mailer`], and marks it sent or schedules a retry with
+//! exponential backoff; nothing is dropped. Dev mode delivers to files; SMTP joins later as
+//! another [`Mailer`] variant.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use roster_platform::clock::SharedClock;
+use roster_platform::db::Database;
+use tokio::sync::watch;
+
+use crate::store::outbox::{self, Claimed};
+
+/// How an e-mail leaves the system.
+#[derive(Debug, Clone)]
+pub enum Mailer {
+    /// Writes each e-mail as `<dir>/<id>.eml`: the dev server's inbox.
+    Files(PathBuf),
+}
+
+impl Mailer {
+    async fn send(&self, email: &Claimed) -> Result<(), String> {
+        match self {
+            Self::Files(dir) => {
+                tokio::fs::create_dir_all(dir).await.map_err(|e| format!("create {}: {e}", dir.display()))?;
+                let text = format!(
+                    "To: {}\nSubject: {}\nX-Roster-Kind: {}\n\n{}\n",
+                    email.recipient, email.subject, email.kind, email.body
+                );
+                let path = dir.join(format!("{}.eml", email.id));
+                tokio::fs::write(&path, text).await.map_err(|e| format!("write {}: {e}", path.display()))
+            }
+        }
+    }
+}
+
+/// How long a claimed e-mail is held before another sender may take it over.
+const LEASE_MS: i64 = 60_000;
+const BATCH: i64 = 50;
+const MAX_BACKOFF_MS: i64 = 3_600_000;
+
+/// Retry delay after `attempts` failed sends: 5 s doubling, at most an hour.
+pub fn backoff_ms(attempts: i64) -> i64 {
+    let exponent = u32::try_from(attempts.clamp(1, 20) - 1).unwrap_or(0);
+    5_000i64.saturating_mul(1i64 << exponent).min(MAX_BACKOFF_MS)
+}
+
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    pub db: Database,
+    pub mailer: Mailer,
+    pub clock: SharedClock,
+    pub poll_interval: Duration,
+}
+
+impl Dispatcher {
+    /// Delivers everything due now; returns how many e-mails were sent.
+    pub async fn deliver_due(&self) -> Result<usize, sqlx::Error> {
+        let now = self.clock.now_ms();
+        let claimed = outbox::claim_due(self.db.pool(), now, LEASE_MS, BATCH).await?;
+        let mut sent = 0;
+        for email in claimed {
+            match self.mailer.send(&email).await {
+                Ok(()) => {
+                    outbox::mark_sent(self.db.pool(), &email.id, self.clock.now_ms()).await?;
+                    sent += 1;
+                }
+                Err(error) => {
+                    let retry_at = self.clock.now_ms() + backoff_ms(email.attempts);
+                    tracing::warn!(id = %email.id, attempts = email.attempts, %error, "e-mail not sent; will retry");
+                    outbox::mark_failed(self.db.pool(), &email.id, &error, retry_at).await?;
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Polls until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            if let Err(error) = self.deliver_due().await {
+                tracing::warn!(%error, "outbox delivery failed; retrying");
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                () = tokio::time::sleep(self.poll_interval) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn r35_backoff_grows_and_is_capped() {
+        assert_eq!(backoff_ms(1), 5_000);
+        assert_eq!(backoff_ms(2), 10_000);
+        assert_eq!(backoff_ms(3), 20_000);
+        assert_eq!(backoff_ms(40), MAX_BACKOFF_MS);
+        assert_eq!(backoff_ms(0), 5_000);
+    }
+}

@@ -1,0 +1,133 @@
+//! Building and running the identity server. Start-up order: bind, connect, migrate, health
+//! SERVING, serve; shutdown in reverse (health NOT_SERVING, drain, stop the outbox, close).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use roster_platform::auth::Verifier;
+use roster_platform::clock::SharedClock;
+use roster_platform::config::LimitArgs;
+use roster_platform::db::{Database, redact};
+use roster_platform::server::{ServeError, ServiceSet, serve};
+use roster_proto::identity::v1::account_service_server::AccountServiceServer;
+use roster_proto::identity::v1::role_service_server::RoleServiceServer;
+use roster_proto::identity::v1::user_service_server::UserServiceServer;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+
+use crate::api::Api;
+use crate::notify::{Dispatcher, Mailer};
+use crate::store::MIGRATIONS;
+
+/// Identity's own settings, as flags and `ROSTER_IDENTITY_*` variables.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IdentityArgs {
+    /// Address the identity gRPC server listens on.
+    #[arg(long = "identity-listen", env = "ROSTER_IDENTITY_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// PostgreSQL URL; without it identity uses SQLite in the data directory.
+    #[arg(long = "identity-database-url", env = "ROSTER_IDENTITY_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// How often the outbox is polled for e-mails to send.
+    #[arg(long = "outbox-poll-ms", env = "ROSTER_OUTBOX_POLL_MS", default_value_t = 1_000)]
+    pub outbox_poll_ms: u64,
+}
+
+/// Everything needed to start identity, already validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub db_max_connections: u32,
+    pub verifier: Arc<Verifier>,
+    pub limits: LimitArgs,
+    pub mailer: Mailer,
+    pub outbox_poll: Duration,
+    pub clock: SharedClock,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot open the identity database {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("identity migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A bound, migrated identity server, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    db: Database,
+    settings: Settings,
+}
+
+impl Server {
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
+        let db = Database::connect(&settings.database_url, settings.db_max_connections)
+            .await
+            .map_err(|source| StartError::Connect { url: redact(&settings.database_url), source })?;
+        db.migrate(MIGRATIONS).await?;
+        Ok(Self { listener, db, settings })
+    }
+
+    /// The bound address (tests bind port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.settings.listen)
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Serves until `shutdown` resolves, then drains and stops the outbox dispatcher.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
+        let Self { listener, db, settings } = self;
+        let api = Api::new(db.clone(), settings.clock.clone());
+        let max = settings.limits.max_message_bytes();
+        let routes = Routes::new(AccountServiceServer::new(api.clone()).max_decoding_message_size(max))
+            .add_service(UserServiceServer::new(api.clone()).max_decoding_message_size(max))
+            .add_service(RoleServiceServer::new(api).max_decoding_message_size(max));
+        let services = ServiceSet {
+            names: vec![
+                "roster.identity.v1.AccountService",
+                "roster.identity.v1.UserService",
+                "roster.identity.v1.RoleService",
+            ],
+            routes,
+        };
+        let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
+        let dispatcher = Dispatcher {
+            db: db.clone(),
+            mailer: settings.mailer.clone(),
+            clock: settings.clock.clone(),
+            poll_interval: settings.outbox_poll,
+        };
+        let outbox = tokio::spawn(dispatcher.run(outbox_stopped));
+        tracing::info!(addr = %listener.local_addr().map_or_else(|_| settings.listen.to_string(), |a| a.to_string()), "identity serving");
+        let served = serve(listener, services, settings.verifier.clone(), &settings.limits, shutdown).await;
+        let _ = stop_outbox.send(true);
+        let _ = outbox.await;
+        db.close().await;
+        tracing::info!("identity stopped");
+        served
+    }
+}
+
+/// The SQLite URL identity uses inside a data directory.
+pub fn embedded_database_url(data_dir: &std::path::Path) -> String {
+    Database::sqlite_url(data_dir, "identity")
+}
+
+/// The dev inbox inside a data directory.
+pub fn dev_mail_dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("mail")
+}

@@ -1,0 +1,98 @@
+//! The `accounts` table.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Tx, corrupt, flag, stored_flag};
+use crate::domain::model::{Account, AccountSettings, Plan};
+use crate::domain::values::{AccountId, Domain};
+
+const COLUMNS: &str =
+    "id, name, plan, csm_eligible, managed_domains, auto_delete_days, notify_before_auto_delete, created_at_ms";
+
+fn decode(row: &AnyRow) -> Result<Account, sqlx::Error> {
+    let plan: String = row.try_get("plan")?;
+    let domains: String = row.try_get("managed_domains")?;
+    let auto_delete_days: i64 = row.try_get("auto_delete_days")?;
+    Ok(Account {
+        id: AccountId::from_stored(row.try_get("id")?),
+        name: row.try_get("name")?,
+        plan: Plan::from_str_opt(&plan).ok_or_else(|| corrupt("plan", &plan))?,
+        csm_eligible: flag(row.try_get("csm_eligible")?),
+        managed_domains: domains
+            .split_whitespace()
+            .map(|d| Domain::parse(d).map_err(|_| corrupt("managed domain", d)))
+            .collect::<Result<_, _>>()?,
+        settings: AccountSettings {
+            auto_delete_deactivated_after_days: u32::try_from(auto_delete_days)
+                .map_err(|_| corrupt("auto_delete_days", &auto_delete_days.to_string()))?,
+            notify_admins_before_auto_delete: flag(row.try_get("notify_before_auto_delete")?),
+        },
+        created_at_ms: row.try_get("created_at_ms")?,
+    })
+}
+
+fn domains_text(domains: &[Domain]) -> String {
+    domains.iter().map(Domain::as_str).collect::<Vec<_>>().join(" ")
+}
+
+pub async fn insert(tx: &mut Tx, account: &Account) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO accounts (id, name, plan, csm_eligible, managed_domains, auto_delete_days, notify_before_auto_delete, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(account.id.as_str())
+    .bind(&account.name)
+    .bind(account.plan.as_str())
+    .bind(stored_flag(account.csm_eligible))
+    .bind(domains_text(&account.managed_domains))
+    .bind(i64::from(account.settings.auto_delete_deactivated_after_days))
+    .bind(stored_flag(account.settings.notify_admins_before_auto_delete))
+    .bind(account.created_at_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Takes the account's write lock for the rest of the transaction; false if there is no such
+/// open account. Every write transaction on an account starts here (see the module docs).
+pub async fn lock(tx: &mut Tx, id: &AccountId) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE accounts SET version = version + 1 WHERE id = $1 AND closed_at_ms IS NULL")
+        .bind(id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// An open account.
+pub async fn get(tx: &mut Tx, id: &AccountId) -> Result<Option<Account>, sqlx::Error> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM accounts WHERE id = $1 AND closed_at_ms IS NULL"))
+        .bind(id.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|row| decode(&row))
+        .transpose()
+}
+
+pub async fn update_profile(tx: &mut Tx, account: &Account) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE accounts SET managed_domains = $2, auto_delete_days = $3, notify_before_auto_delete = $4 WHERE id = $1",
+    )
+    .bind(account.id.as_str())
+    .bind(domains_text(&account.managed_domains))
+    .bind(i64::from(account.settings.auto_delete_deactivated_after_days))
+    .bind(stored_flag(account.settings.notify_admins_before_auto_delete))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Closes an account that its last user left (SPEC R27: an invitee joins another account).
+pub async fn close(tx: &mut Tx, id: &AccountId, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts SET closed_at_ms = $2 WHERE id = $1")
+        .bind(id.as_str())
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,36 @@
+//! Identity persistence: sqlx queries that take `&mut Tx`, so a change, its audit record, its
+//! outbox e-mails and its idempotency record commit together. Queries return domain types.
+//!
+//! Isolation: every write transaction first takes its account's lock
+//! ([`accounts::lock`]), a row update that serialises writers of one account on PostgreSQL
+//! (row lock, held to commit) and on SQLite (single connection). Checks that read current
+//! data after the lock therefore see every earlier committed write to that account.
+
+pub mod accounts;
+pub mod audit;
+pub mod integrations;
+pub mod invitations;
+pub mod outbox;
+pub mod roles;
+pub mod users;
+
+use roster_platform::db::MigrationSql;
+
+pub use roster_platform::db::Tx;
+
+/// Embedded migrations, applied in order at start-up.
+pub const MIGRATIONS: &[MigrationSql] =
+    &[MigrationSql { version: 1, description: "identity", sql: include_str!("../../migrations/0001_identity.sql") }];
+
+/// A stored value that no longer parses: the database was changed outside this service.
+fn corrupt(what: &str, value: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("corrupt {what} in the identity database: {value:?}").into())
+}
+
+fn flag(value: i64) -> bool {
+    value != 0
+}
+
+fn stored_flag(value: bool) -> i64 {
+    i64::from(value)
+}

@@ -1,0 +1,187 @@
+//! The `users` table.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Tx, corrupt, flag, stored_flag};
+use crate::domain::model::{Role, User, UserStatus};
+use crate::domain::values::{AccountId, Email, RoleId, UserId};
+
+const COLUMNS: &str =
+    "id, account_id, email, display_name, status, role, custom_role_id, external, created_at_ms, deactivated_at_ms";
+
+pub(super) fn decode_role(kind: &str, custom_role_id: Option<String>) -> Result<Role, sqlx::Error> {
+    Ok(match (kind, custom_role_id) {
+        ("owner", _) => Role::Owner,
+        ("admin", _) => Role::Admin,
+        ("member", _) => Role::Member,
+        ("custom", Some(id)) => Role::Custom(RoleId::from_stored(id)),
+        (other, _) => return Err(corrupt("role", other)),
+    })
+}
+
+fn decode(row: &AnyRow) -> Result<User, sqlx::Error> {
+    let email: String = row.try_get("email")?;
+    let status: String = row.try_get("status")?;
+    let role: String = row.try_get("role")?;
+    Ok(User {
+        id: UserId::from_stored(row.try_get("id")?),
+        account_id: AccountId::from_stored(row.try_get("account_id")?),
+        email: Email::parse(&email).map_err(|_| corrupt("email", &email))?,
+        display_name: row.try_get("display_name")?,
+        status: UserStatus::from_str_opt(&status).ok_or_else(|| corrupt("status", &status))?,
+        role: decode_role(&role, row.try_get("custom_role_id")?)?,
+        external: flag(row.try_get("external")?),
+        created_at_ms: row.try_get("created_at_ms")?,
+        deactivated_at_ms: row.try_get("deactivated_at_ms")?,
+    })
+}
+
+pub async fn insert(tx: &mut Tx, user: &User) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
+        .bind(user.id.as_str())
+        .bind(user.account_id.as_str())
+        .bind(user.email.as_str())
+        .bind(&user.display_name)
+        .bind(user.status.as_str())
+        .bind(user.role.kind_str())
+        .bind(user.role.custom_id().map(|id| id.as_str().to_owned()))
+        .bind(stored_flag(user.external))
+        .bind(user.created_at_ms)
+        .bind(user.deactivated_at_ms)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn get(tx: &mut Tx, id: &UserId) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
+        .bind(id.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|row| decode(&row))
+        .transpose()
+}
+
+/// A user only if it belongs to `account` (SPEC R34: other accounts' users do not exist here).
+pub async fn get_in_account(tx: &mut Tx, account: &AccountId, id: &UserId) -> Result<Option<User>, sqlx::Error> {
+    Ok(get(tx, id).await?.filter(|user| user.account_id == *account))
+}
+
+pub async fn find_by_email_in_account(
+    tx: &mut Tx,
+    account: &AccountId,
+    email: &Email,
+) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE account_id = $1 AND email = $2"))
+        .bind(account.as_str())
+        .bind(email.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|row| decode(&row))
+        .transpose()
+}
+
+/// Every user with this e-mail, in any account, oldest first.
+pub async fn find_by_email(tx: &mut Tx, email: &Email) -> Result<Vec<User>, sqlx::Error> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE email = $1 ORDER BY id"))
+        .bind(email.as_str())
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(decode)
+        .collect()
+}
+
+pub async fn owner_of(tx: &mut Tx, account: &AccountId) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE account_id = $1 AND role = 'owner'"))
+        .bind(account.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|row| decode(&row))
+        .transpose()
+}
+
+/// Filters for [`list`]. `role_kind` "admin" includes the owner, who is shown as an admin.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<UserStatus>,
+    pub role_kind: Option<&'static str>,
+}
+
+pub async fn list(
+    tx: &mut Tx,
+    account: &AccountId,
+    filter: &ListFilter,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<User>, sqlx::Error> {
+    // Every parameter appears in the SQL so both backends bind them the same way; an empty
+    // string means "no filter". The owner counts as an admin, as lists show it (SPEC R7).
+    let sql = format!(
+        "SELECT {COLUMNS} FROM users WHERE account_id = $1 AND id > $2 \
+         AND ($3 = '' OR role = $3 OR ($3 = 'admin' AND role = 'owner')) \
+         AND ($4 = '' OR status = $4) ORDER BY id LIMIT $5"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(account.as_str())
+        .bind(after.unwrap_or(""))
+        .bind(filter.role_kind.unwrap_or(""))
+        .bind(filter.status.map(UserStatus::as_str).unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
+pub async fn set_role(tx: &mut Tx, id: &UserId, role: &Role) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET role = $2, custom_role_id = $3 WHERE id = $1")
+        .bind(id.as_str())
+        .bind(role.kind_str())
+        .bind(role.custom_id().map(|r| r.as_str().to_owned()))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_status(
+    tx: &mut Tx,
+    id: &UserId,
+    status: UserStatus,
+    deactivated_at_ms: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET status = $2, deactivated_at_ms = $3 WHERE id = $1")
+        .bind(id.as_str())
+        .bind(status.as_str())
+        .bind(deactivated_at_ms)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Moves a user into another account with a new role, active (SPEC R29).
+pub async fn move_to_account(tx: &mut Tx, id: &UserId, account: &AccountId, role: &Role) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET account_id = $2, role = $3, custom_role_id = $4, status = 'active', deactivated_at_ms = NULL WHERE id = $1")
+        .bind(id.as_str())
+        .bind(account.as_str())
+        .bind(role.kind_str())
+        .bind(role.custom_id().map(|r| r.as_str().to_owned()))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete(tx: &mut Tx, id: &UserId) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM users WHERE id = $1").bind(id.as_str()).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Users of the account other than `except` (any status).
+pub async fn count_others(tx: &mut Tx, account: &AccountId, except: &UserId) -> Result<u64, sqlx::Error> {
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE account_id = $1 AND id <> $2")
+        .bind(account.as_str())
+        .bind(except.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}

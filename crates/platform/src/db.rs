@@ -1,0 +1,160 @@
+//! Database pools and embedded migrations for both backends.
+//!
+//! Services use sqlx's `Any` driver so one set of queries serves PostgreSQL (production) and
+//! SQLite (the embedded default). The SQL therefore sticks to what both accept: `$n`
+//! placeholders, TEXT and BIGINT columns, `ON CONFLICT`, `RETURNING`, partial unique indexes.
+//!
+//! SQLite runs with a single pooled connection: every transaction is then serialised, which is
+//! SQLite's single-writer model made explicit and avoids `SQLITE_BUSY` on lock upgrades. No
+//! code may hold a transaction and wait for a second connection.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor};
+
+/// A transaction on whichever backend is configured.
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Option<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else {
+            None
+        }
+    }
+}
+
+/// One embedded migration: a version, a description, and SQL both backends accept.
+#[derive(Debug, Clone, Copy)]
+pub struct MigrationSql {
+    pub version: i64,
+    pub description: &'static str,
+    pub sql: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Database {
+    /// The SQLite URL of a service's embedded database inside `data_dir`.
+    pub fn sqlite_url(data_dir: &Path, service: &str) -> String {
+        format!("sqlite://{}?mode=rwc", data_dir.join(format!("{service}.db")).display())
+    }
+
+    /// Connects; `max_connections` applies to PostgreSQL (SQLite always uses one).
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
+        install_default_drivers();
+        let backend = Backend::from_url(url).ok_or_else(|| {
+            sqlx::Error::Configuration(format!("unsupported database URL scheme in {}", redact(url)).into())
+        })?;
+        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        let pool = match backend {
+            Backend::Postgres => options.max_connections(max_connections).connect(url).await?,
+            Backend::Sqlite => {
+                options
+                    .max_connections(1)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?
+            }
+        };
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        self.pool.begin().await
+    }
+
+    /// Applies the service's migrations in order. On PostgreSQL sqlx holds an advisory lock, so
+    /// replicas starting together migrate once.
+    pub async fn migrate(&self, migrations: &[MigrationSql]) -> Result<(), sqlx::migrate::MigrateError> {
+        let migrations = migrations
+            .iter()
+            .map(|m| {
+                Migration::new(
+                    m.version,
+                    Cow::Borrowed(m.description),
+                    MigrationType::Simple,
+                    Cow::Borrowed(m.sql),
+                    false,
+                )
+            })
+            .collect::<Vec<_>>();
+        let migrator = Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT };
+        migrator.run(&self.pool).await
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The URL without its password, for logs and error messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &credentials[..colon], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// True when the error is a unique-constraint violation (a lost race on an insert).
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_follows_the_url_scheme() {
+        assert_eq!(Backend::from_url("postgres://x@h/db"), Some(Backend::Postgres));
+        assert_eq!(Backend::from_url("sqlite:///tmp/a.db"), Some(Backend::Sqlite));
+        assert_eq!(Backend::from_url("mysql://h/db"), None);
+    }
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(redact("postgres://app:secret@db:5432/roster"), "postgres://app:***@db:5432/roster");
+        assert_eq!(redact("postgres://app@db/roster"), "postgres://app@db/roster");
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+}

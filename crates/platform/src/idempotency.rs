@@ -1,0 +1,188 @@
+//! Request-id idempotency for mutating RPCs (DESIGN "API conventions", SPEC R32).
+//!
+//! A mutating RPC opens an [`Idempotent`] transaction keyed by (principal, method,
+//! request id). If that key already committed, the stored response is replayed; if it
+//! committed with a different request, the call is refused. Otherwise the handler makes its
+//! change in the same transaction and [`Fresh::finish`] records the response and commits, so
+//! the change and its idempotency record land together or not at all. Each service's
+//! migrations create the `idempotency_keys` table this module reads and writes. Two concurrent calls
+//! with one key race on the primary key: the loser rolls back and replays the winner.
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::db::{Database, Tx, is_unique_violation};
+use crate::status;
+
+/// Longest accepted request id.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+#[derive(Debug, Clone)]
+pub struct Key {
+    principal: String,
+    method: &'static str,
+    request_id: String,
+    request_hash: String,
+}
+
+impl Key {
+    /// Validates the request id and fingerprints the request.
+    pub fn new<M: Message>(
+        principal: &str,
+        method: &'static str,
+        request_id: &str,
+        request: &M,
+    ) -> Result<Self, tonic::Status> {
+        if request_id.trim().is_empty() {
+            return Err(status::invalid_argument(
+                "request_id",
+                "is required: choose a unique id per change and reuse it on retry",
+            ));
+        }
+        if request_id.len() > MAX_REQUEST_ID_LEN {
+            return Err(status::invalid_argument("request_id", format!("is longer than {MAX_REQUEST_ID_LEN} bytes")));
+        }
+        let digest = Sha256::digest(request.encode_to_vec());
+        Ok(Self {
+            principal: principal.to_owned(),
+            method,
+            request_id: request_id.to_owned(),
+            request_hash: hex(&digest),
+        })
+    }
+}
+
+/// Either the response of an earlier call with the same key, or a transaction to make the
+/// change in.
+#[derive(Debug)]
+pub enum Idempotent<R> {
+    Replay(R),
+    Fresh(Fresh),
+}
+
+#[derive(Debug)]
+pub struct Fresh {
+    pub tx: Tx,
+    key: Key,
+    db: Database,
+}
+
+fn reused() -> tonic::Status {
+    status::refusal(
+        tonic::Code::InvalidArgument,
+        status::Reason::new("REQUEST_ID_REUSED", None),
+        "request_id was already used for a different request; choose a new id",
+    )
+}
+
+async fn lookup<R: Message + Default>(tx: &mut Tx, key: &Key) -> Result<Option<R>, tonic::Status> {
+    let row = sqlx::query(
+        "SELECT request_hash, response FROM idempotency_keys WHERE principal = $1 AND method = $2 AND request_id = $3",
+    )
+    .bind(&key.principal)
+    .bind(key.method)
+    .bind(&key.request_id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(|e| status::from_db(&e))?;
+    let Some(row) = row else { return Ok(None) };
+    let hash: String = row.try_get("request_hash").map_err(|e| status::internal(&e))?;
+    if hash != key.request_hash {
+        return Err(reused());
+    }
+    let response: String = row.try_get("response").map_err(|e| status::internal(&e))?;
+    let bytes = unhex(&response).ok_or_else(|| status::internal(&"corrupt idempotency record"))?;
+    R::decode(bytes.as_slice()).map(Some).map_err(|e| status::internal(&e))
+}
+
+/// Opens the transaction for a mutating call, or returns the earlier response.
+pub async fn begin<R: Message + Default>(db: &Database, key: Key) -> Result<Idempotent<R>, tonic::Status> {
+    let mut tx = db.begin().await.map_err(|e| status::from_db(&e))?;
+    if let Some(earlier) = lookup(&mut tx, &key).await? {
+        tx.rollback().await.map_err(|e| status::from_db(&e))?;
+        return Ok(Idempotent::Replay(earlier));
+    }
+    Ok(Idempotent::Fresh(Fresh { tx, key, db: db.clone() }))
+}
+
+impl Fresh {
+    /// Records `response` under the key and commits the change with it. If a concurrent call
+    /// with the same key committed first, this change is rolled back and that call's response
+    /// is returned instead.
+    pub async fn finish<R: Message + Default>(mut self, response: R, now_ms: i64) -> Result<R, tonic::Status> {
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (principal, method, request_id, request_hash, response, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&self.key.principal)
+        .bind(self.key.method)
+        .bind(&self.key.request_id)
+        .bind(&self.key.request_hash)
+        .bind(hex(&response.encode_to_vec()))
+        .bind(now_ms)
+        .execute(&mut *self.tx)
+        .await;
+        match inserted {
+            Ok(_) => {
+                self.tx.commit().await.map_err(|e| status::from_db(&e))?;
+                Ok(response)
+            }
+            Err(error) if is_unique_violation(&error) => {
+                self.tx.rollback().await.map_err(|e| status::from_db(&e))?;
+                let mut tx = self.db.begin().await.map_err(|e| status::from_db(&e))?;
+                let earlier = lookup::<R>(&mut tx, &self.key).await?;
+                tx.rollback().await.map_err(|e| status::from_db(&e))?;
+                earlier.ok_or_else(|| status::internal(&"idempotency record vanished"))
+            }
+            Err(error) => Err(status::from_db(&error)),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips() {
+        let bytes = vec![0u8, 1, 127, 128, 255];
+        assert_eq!(unhex(&hex(&bytes)), Some(bytes));
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
+    }
+
+    #[test]
+    fn request_id_is_required_and_bounded() {
+        let request = prost_types_free_message();
+        assert!(Key::new("user:1", "m", "", &request).is_err());
+        assert!(Key::new("user:1", "m", &"x".repeat(MAX_REQUEST_ID_LEN + 1), &request).is_err());
+        assert!(Key::new("user:1", "m", "r-1", &request).is_ok());
+    }
+
+    #[test]
+    fn different_requests_hash_differently() {
+        let a = Key::new("user:1", "m", "r", &String::from("a")).expect("key");
+        let b = Key::new("user:1", "m", "r", &String::from("b")).expect("key");
+        assert_ne!(a.request_hash, b.request_hash);
+    }
+
+    fn prost_types_free_message() -> String {
+        String::from("payload")
+    }
+}

@@ -1,0 +1,14 @@
+//! Server plumbing shared by the Roster services: configuration, telemetry, authentication,
+//! error mapping, databases and migrations, idempotency, pagination, the clock, and serving
+//! with health, reflection, limits and graceful shutdown.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod idempotency;
+pub mod pagination;
+pub mod server;
+pub mod status;
+pub mod telemetry;

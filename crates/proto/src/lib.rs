@@ -1,0 +1,12 @@
+//! Generated messages, clients and servers for every Roster API, and the descriptor set that
+//! server reflection serves.
+
+/// `roster.identity.v1`: accounts, users, roles, invitations and ownership.
+pub mod identity {
+    pub mod v1 {
+        tonic::include_proto!("roster.identity.v1");
+    }
+}
+
+/// Encoded `FileDescriptorSet` of every Roster proto, for `tonic-reflection`.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/roster_descriptor.bin"));
