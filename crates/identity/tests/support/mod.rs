@@ -1,0 +1,411 @@
+//! Test harness: boots the real identity server on `127.0.0.1:0` with a fresh database
+//! (a SQLite file, or a new PostgreSQL database), and gives typed clients and tokens.
+//!
+//! PostgreSQL: `ROSTER_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
+//! When it cannot be reached the PostgreSQL half of a test is skipped with a printed notice,
+//! unless `CI=true`, where it fails. `TEST_LOG=1` turns server logs on.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use roster_identity::notify::Mailer;
+use roster_identity::{Server, Settings};
+use roster_platform::auth::{Principal, Signer, Verifier, generate_dev_keys};
+use roster_platform::clock::{ManualClock, SharedClock};
+use roster_platform::config::LimitArgs;
+use roster_platform::db::Database;
+use roster_proto::identity::v1 as pb;
+use sqlx::Connection;
+use tonic::transport::Channel;
+
+pub use pb::account_service_client::AccountServiceClient;
+pub use pb::role_service_client::RoleServiceClient;
+pub use pb::user_service_client::UserServiceClient;
+
+pub const AUDIENCE: &str = "roster";
+/// 2026-11-01T00:00:00Z; tests run on a manual clock.
+pub const START_MS: i64 = 1_793_491_200_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub channel: Channel,
+    pub db: Database,
+    pub clock: Arc<ManualClock>,
+    pub signer: Signer,
+    pub dir: tempfile::TempDir,
+    pub backend: Backend,
+    postgres_db: Option<String>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("ROSTER_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let base = url.rsplit_once('/').map_or(url, |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+/// A fresh PostgreSQL database, or `None` (after saying so) when none is reachable outside CI.
+async fn fresh_postgres_database() -> Option<(String, String)> {
+    sqlx::any::install_default_drivers();
+    let admin = postgres_admin_url();
+    let mut conn = match sqlx::AnyConnection::connect(&admin).await {
+        Ok(conn) => conn,
+        Err(error) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("PostgreSQL is required when CI=true but {admin} is unreachable: {error}");
+            }
+            // Written to the stderr handle, not with eprintln!, so the test harness does not
+            // swallow it: a skipped PostgreSQL run must be visible.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIPPED: PostgreSQL half of a test (no database at {admin}: {error})");
+            return None;
+        }
+    };
+    let name = format!("roster_test_{}", uuid_simple());
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+    conn.close().await.ok();
+    Some((with_database(&admin, &name), name))
+}
+
+fn uuid_simple() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_nanos();
+    format!("{}_{}_{}", std::process::id(), nanos, NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+impl TestApp {
+    /// Boots identity on the given backend; `None` only for PostgreSQL when it is unreachable
+    /// outside CI.
+    pub async fn spawn(backend: Backend) -> Option<Self> {
+        if std::env::var("TEST_LOG").is_ok() {
+            let _ = tracing_subscriber_init();
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (database_url, postgres_db) = match backend {
+            Backend::Sqlite => (Database::sqlite_url(dir.path(), "identity"), None),
+            Backend::Postgres => {
+                let (url, name) = fresh_postgres_database().await?;
+                (url, Some(name))
+            }
+        };
+        let keys = generate_dev_keys(dir.path()).expect("keys");
+        let verifier = Verifier::from_pem_files(&[keys.public_key], AUDIENCE).expect("verifier");
+        let signer = Signer::from_pem_file(&keys.private_key, AUDIENCE).expect("signer");
+        let clock = Arc::new(ManualClock::starting_at(START_MS));
+        let shared: SharedClock = clock.clone();
+        let settings = Settings {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            database_url,
+            db_max_connections: 20,
+            verifier: Arc::new(verifier),
+            limits: LimitArgs { shutdown_grace_ms: 2_000, ..LimitArgs::default() },
+            mailer: Mailer::Files(dir.path().join("mail")),
+            outbox_poll: Duration::from_millis(20),
+            clock: shared,
+        };
+        let server = Server::build(settings).await.expect("identity starts");
+        let addr = server.local_addr();
+        let db = server.database().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("identity serves");
+        });
+        let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await.expect("connect");
+        Some(Self { addr, channel, db, clock, signer, dir, backend, postgres_db, stop: Some(stop), task: Some(task) })
+    }
+
+    pub fn accounts(&self) -> AccountServiceClient<Channel> {
+        AccountServiceClient::new(self.channel.clone())
+    }
+
+    pub fn users(&self) -> UserServiceClient<Channel> {
+        UserServiceClient::new(self.channel.clone())
+    }
+
+    pub fn roles(&self) -> RoleServiceClient<Channel> {
+        RoleServiceClient::new(self.channel.clone())
+    }
+
+    fn now_s(&self) -> u64 {
+        // Tokens are checked against the wall clock by the JWT library.
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs()
+    }
+
+    pub fn token(&self, principal: &Principal) -> String {
+        self.signer.mint(principal, self.now_s(), 600)
+    }
+
+    pub fn user_token(&self, user_id: &str) -> String {
+        self.token(&Principal::User { user_id: user_id.to_owned() })
+    }
+
+    pub fn operator_token(&self) -> String {
+        self.token(&Principal::Operator { name: "support".into() })
+    }
+
+    pub fn service_token(&self) -> String {
+        self.token(&Principal::Service { name: "auth-frontend".into() })
+    }
+
+    /// Stops the server and drops a PostgreSQL test database.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        if let Some(name) = self.postgres_db.take() {
+            if let Ok(mut conn) = sqlx::AnyConnection::connect(&postgres_admin_url()).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+            }
+        }
+    }
+}
+
+fn tracing_subscriber_init() -> Result<(), ()> {
+    let args = roster_platform::config::TelemetryArgs {
+        log_format: roster_platform::config::LogFormat::Text,
+        log_filter: "info".into(),
+    };
+    roster_platform::telemetry::init(&args).map_err(|_| ())
+}
+
+/// Wraps a message with a bearer token.
+pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
+    request
+}
+
+/// `ErrorInfo.reason` of a refusal.
+pub fn reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    status.get_details_error_info().map(|info| info.reason).unwrap_or_default()
+}
+
+/// `ErrorInfo.metadata["code"]` of a refusal.
+pub fn product_code(status: &tonic::Status) -> Option<String> {
+    use tonic_types::StatusExt;
+    status.get_details_error_info().and_then(|info| info.metadata.get("code").cloned())
+}
+
+/// The field named by a `BadRequest` violation.
+pub fn bad_field(status: &tonic::Status) -> Option<String> {
+    use tonic_types::StatusExt;
+    status.get_details_bad_request().and_then(|bad| bad.field_violations.first().map(|v| v.field.clone()))
+}
+
+/// Runs an async test body against SQLite and against PostgreSQL, as two test functions.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    let app = $crate::support::TestApp::spawn($crate::support::Backend::Sqlite).await.expect("sqlite");
+                    super::$name(&app).await;
+                    app.stop().await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() {
+                    if let Some(app) = $crate::support::TestApp::spawn($crate::support::Backend::Postgres).await {
+                        super::$name(&app).await;
+                        app.stop().await;
+                    }
+                }
+            }
+        )+
+    };
+}
+
+/// A unique request id.
+pub fn rid() -> String {
+    format!("req-{}", uuid_simple())
+}
+
+/// The latest invitation code e-mailed to `email` (read from the outbox, as a mailbox would).
+pub async fn invitation_code(app: &TestApp, email: &str) -> String {
+    let mails = roster_identity::store::outbox::for_recipient(app.db.pool(), email).await.expect("outbox");
+    mails
+        .iter()
+        .rev()
+        .find_map(|(kind, _, body)| {
+            (kind == "invitation")
+                .then(|| body.lines().find_map(|l| l.strip_prefix("Invitation code: ").map(str::to_owned)))
+                .flatten()
+        })
+        .expect("an invitation e-mail")
+}
+
+/// An account with one user of each kind, built over gRPC as a client would.
+#[derive(Debug, Clone)]
+pub struct World {
+    pub account: String,
+    pub owner: String,
+    pub admin: String,
+    pub member: String,
+    pub deactivated: String,
+    pub pending_user: String,
+    pub pending_email: String,
+    pub invitation_id: String,
+    pub invitation_code: String,
+    /// A custom role carrying manage-users, held by nobody.
+    pub custom_role: String,
+}
+
+impl TestApp {
+    pub async fn create_account(&self, name: &str, owner_email: &str) -> (String, String) {
+        let account = self
+            .accounts()
+            .create_account(authed(
+                pb::CreateAccountRequest {
+                    request_id: rid(),
+                    name: name.into(),
+                    plan: pb::Plan::Pro as i32,
+                    owner_email: owner_email.into(),
+                    ..Default::default()
+                },
+                &self.operator_token(),
+            ))
+            .await
+            .expect("create account")
+            .into_inner();
+        let owner = account.owner.expect("owner").user_id;
+        (account.id, owner)
+    }
+
+    pub async fn invite(&self, account: &str, by: &str, email: &str) -> pb::Invitation {
+        self.users()
+            .invite_user(authed(
+                pb::InviteUserRequest { request_id: rid(), account_id: account.into(), email: email.into(), ..Default::default() },
+                &self.user_token(by),
+            ))
+            .await
+            .expect("invite")
+            .into_inner()
+    }
+
+    pub async fn accept(&self, user: &str, code: &str) -> Result<pb::AcceptInvitationResponse, tonic::Status> {
+        self.users()
+            .accept_invitation(authed(pb::AcceptInvitationRequest { request_id: rid(), code: code.into() }, &self.user_token(user)))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Invites and accepts; returns the new active member's id.
+    pub async fn join(&self, account: &str, owner: &str, email: &str) -> String {
+        let invitation = self.invite(account, owner, email).await;
+        let code = invitation_code(self, email).await;
+        self.accept(&invitation.user_id, &code).await.expect("accept");
+        invitation.user_id
+    }
+
+    pub async fn assign_role(&self, account: &str, by: &str, user: &str, role_id: &str) -> Result<pb::User, tonic::Status> {
+        self.roles()
+            .assign_role(authed(
+                pb::AssignRoleRequest {
+                    request_id: rid(),
+                    account_id: account.into(),
+                    user_id: user.into(),
+                    role_id: role_id.into(),
+                },
+                &self.user_token(by),
+            ))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn transfer(&self, account: &str, by: &str, to: &str) -> Result<pb::TransferOwnershipResponse, tonic::Status> {
+        self.accounts()
+            .transfer_ownership(authed(
+                pb::TransferOwnershipRequest { request_id: rid(), account_id: account.into(), new_owner_user_id: to.into() },
+                &self.user_token(by),
+            ))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn get_user(&self, account: &str, by: &str, user: &str) -> pb::User {
+        self.users()
+            .get_user(authed(pb::GetUserRequest { account_id: account.into(), user_id: user.into() }, &self.user_token(by)))
+            .await
+            .expect("get user")
+            .into_inner()
+    }
+
+    /// Owners of an account, counted in the database itself.
+    pub async fn owner_count(&self, account: &str) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE account_id = $1 AND role = 'owner'")
+            .bind(account)
+            .fetch_one(self.db.pool())
+            .await
+            .expect("count owners")
+    }
+
+    pub async fn seed_world(&self, tag: &str) -> World {
+        let domain = format!("{tag}.example");
+        let (account, owner) = self.create_account(&format!("World {tag}"), &format!("owner@{domain}")).await;
+        let admin = self.join(&account, &owner, &format!("admin@{domain}")).await;
+        self.assign_role(&account, &owner, &admin, "admin").await.expect("promote");
+        let member = self.join(&account, &owner, &format!("member@{domain}")).await;
+        let deactivated = self.join(&account, &owner, &format!("gone@{domain}")).await;
+        self.users()
+            .deactivate_user(authed(
+                pb::DeactivateUserRequest { request_id: rid(), account_id: account.clone(), user_id: deactivated.clone() },
+                &self.user_token(&owner),
+            ))
+            .await
+            .expect("deactivate");
+        let pending_email = format!("pending@{domain}");
+        let invitation = self.invite(&account, &owner, &pending_email).await;
+        let invitation_code = invitation_code(self, &pending_email).await;
+        let custom_role = self
+            .roles()
+            .create_role(authed(
+                pb::CreateRoleRequest {
+                    request_id: rid(),
+                    account_id: account.clone(),
+                    name: "Helpdesk".into(),
+                    privileges: vec![pb::Privilege::ManageUsers as i32],
+                },
+                &self.user_token(&owner),
+            ))
+            .await
+            .expect("create role")
+            .into_inner()
+            .id;
+        World {
+            account,
+            owner,
+            admin,
+            member,
+            deactivated,
+            pending_user: invitation.user_id,
+            pending_email,
+            invitation_id: invitation.id,
+            invitation_code,
+            custom_role,
+        }
+    }
+}
