@@ -144,7 +144,10 @@ async fn r27_r29_accepting_needs_an_otherwise_empty_account(app: &TestApp) {
     let code = invitation_code(app, "xavier@home.example").await;
     let refused = app.accept(&xavier, &code).await.expect_err("home account has a user");
     assert_eq!(refused.code(), Code::FailedPrecondition);
-    assert_eq!((reason(&refused).as_str(), product_code(&refused).as_deref()), ("ACCOUNT_HAS_OTHER_USERS", Some("1009")));
+    assert_eq!(
+        (reason(&refused).as_str(), product_code(&refused).as_deref()),
+        ("ACCOUNT_HAS_OTHER_USERS", Some("1009"))
+    );
     assert!(refused.message().contains("Remove or unlink"), "the error says what to do: {}", refused.message());
     // Nothing changed: Xavier still owns his account, the invitation is still open.
     assert_eq!(app.get_user(&home, &xavier, &xavier).await.role, pb::RoleKind::Owner as i32);
@@ -164,7 +167,10 @@ async fn r27_r29_accepting_needs_an_otherwise_empty_account(app: &TestApp) {
     // The placeholder pending user is gone; the old account is closed.
     let members = app
         .users()
-        .list_users(authed(pb::ListUsersRequest { account_id: target.clone(), ..Default::default() }, &app.user_token(&xavier)))
+        .list_users(authed(
+            pb::ListUsersRequest { account_id: target.clone(), ..Default::default() },
+            &app.user_token(&xavier),
+        ))
         .await
         .expect("list")
         .into_inner();
@@ -247,7 +253,10 @@ async fn r26_invitations_are_listed_resent_and_revoked(app: &TestApp) {
     let w = app.seed_world("inv").await;
     let list = app
         .users()
-        .list_invitations(authed(pb::ListInvitationsRequest { account_id: w.account.clone(), ..Default::default() }, &app.user_token(&w.admin)))
+        .list_invitations(authed(
+            pb::ListInvitationsRequest { account_id: w.account.clone(), ..Default::default() },
+            &app.user_token(&w.admin),
+        ))
         .await
         .expect("list")
         .into_inner();
@@ -257,7 +266,12 @@ async fn r26_invitations_are_listed_resent_and_revoked(app: &TestApp) {
     let refused = app
         .users()
         .invite_user(authed(
-            pb::InviteUserRequest { request_id: rid(), account_id: w.account.clone(), email: "MEMBER@inv.example".into(), ..Default::default() },
+            pb::InviteUserRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                email: "MEMBER@inv.example".into(),
+                ..Default::default()
+            },
             &app.user_token(&w.owner),
         ))
         .await
@@ -267,7 +281,11 @@ async fn r26_invitations_are_listed_resent_and_revoked(app: &TestApp) {
     let resent = app
         .users()
         .resend_invitation(authed(
-            pb::ResendInvitationRequest { request_id: rid(), account_id: w.account.clone(), invitation_id: w.invitation_id.clone() },
+            pb::ResendInvitationRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                invitation_id: w.invitation_id.clone(),
+            },
             &app.user_token(&w.admin),
         ))
         .await
@@ -284,7 +302,11 @@ async fn r26_invitations_are_listed_resent_and_revoked(app: &TestApp) {
 
     app.users()
         .revoke_invitation(authed(
-            pb::RevokeInvitationRequest { request_id: rid(), account_id: w.account.clone(), invitation_id: w.invitation_id.clone() },
+            pb::RevokeInvitationRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                invitation_id: w.invitation_id.clone(),
+            },
             &app.user_token(&w.owner),
         ))
         .await
@@ -293,7 +315,10 @@ async fn r26_invitations_are_listed_resent_and_revoked(app: &TestApp) {
     assert_eq!(reason(&refused), "INVITATION_NOT_FOUND");
     let refused = app
         .users()
-        .get_user(authed(pb::GetUserRequest { account_id: w.account.clone(), user_id: w.pending_user.clone() }, &app.user_token(&w.owner)))
+        .get_user(authed(
+            pb::GetUserRequest { account_id: w.account.clone(), user_id: w.pending_user.clone() },
+            &app.user_token(&w.owner),
+        ))
         .await
         .expect_err("pending user removed");
     assert_eq!((reason(&refused).as_str(), product_code(&refused).as_deref()), ("USER_NOT_FOUND", Some("1010")));
@@ -306,7 +331,12 @@ async fn r26_expired_invitations_are_not_found(app: &TestApp) {
     assert_eq!(reason(&refused), "INVITATION_NOT_FOUND");
 }
 
-async fn create_role(app: &TestApp, account: &str, by: &str, privileges: Vec<pb::Privilege>) -> Result<pb::Role, tonic::Status> {
+async fn create_role(
+    app: &TestApp,
+    account: &str,
+    by: &str,
+    privileges: Vec<pb::Privilege>,
+) -> Result<pb::Role, tonic::Status> {
     app.roles()
         .create_role(authed(
             pb::CreateRoleRequest {
@@ -323,11 +353,13 @@ async fn create_role(app: &TestApp, account: &str, by: &str, privileges: Vec<pb:
 
 async fn r16_custom_roles_grant_only_what_the_granter_holds(app: &TestApp) {
     let w = app.seed_world("roles").await;
-    let refused = create_role(app, &w.account, &w.admin, vec![pb::Privilege::BulkRemoveUsers]).await.expect_err("admin lacks it");
+    let refused =
+        create_role(app, &w.account, &w.admin, vec![pb::Privilege::BulkRemoveUsers]).await.expect_err("admin lacks it");
     assert_eq!((refused.code(), reason(&refused).as_str()), (Code::PermissionDenied, "MISSING_PRIVILEGE"));
     let refused = create_role(app, &w.account, &w.owner, vec![pb::Privilege::ViewBilling]).await.expect_err("billing");
     assert_eq!(refused.code(), Code::InvalidArgument);
-    let bulk = create_role(app, &w.account, &w.owner, vec![pb::Privilege::BulkRemoveUsers]).await.expect("owner grants bulk");
+    let bulk =
+        create_role(app, &w.account, &w.owner, vec![pb::Privilege::BulkRemoveUsers]).await.expect("owner grants bulk");
     // An admin cannot hand out a role carrying more than they hold.
     let refused = app.assign_role(&w.account, &w.admin, &w.member, &bulk.id).await.expect_err("escalation");
     assert_eq!(reason(&refused), "MISSING_PRIVILEGE");
@@ -337,8 +369,10 @@ async fn r16_custom_roles_grant_only_what_the_granter_holds(app: &TestApp) {
     // A role in use cannot be deleted.
     let delete = |role: String, by: String| {
         let mut client = app.roles();
-        let request =
-            authed(pb::DeleteRoleRequest { request_id: rid(), account_id: w.account.clone(), role_id: role }, &app.user_token(&by));
+        let request = authed(
+            pb::DeleteRoleRequest { request_id: rid(), account_id: w.account.clone(), role_id: role },
+            &app.user_token(&by),
+        );
         async move { client.delete_role(request).await }
     };
     let refused = delete(bulk.id.clone(), w.owner.clone()).await.expect_err("in use");
@@ -360,7 +394,12 @@ async fn r7_lists_show_the_owner_and_paginate(app: &TestApp) {
         let page = app
             .users()
             .list_users(authed(
-                pb::ListUsersRequest { account_id: w.account.clone(), page_size: 3, page_token: token.clone(), ..Default::default() },
+                pb::ListUsersRequest {
+                    account_id: w.account.clone(),
+                    page_size: 3,
+                    page_token: token.clone(),
+                    ..Default::default()
+                },
                 &app.user_token(&w.member),
             ))
             .await
@@ -383,7 +422,11 @@ async fn r7_lists_show_the_owner_and_paginate(app: &TestApp) {
     let admins = app
         .users()
         .list_users(authed(
-            pb::ListUsersRequest { account_id: w.account.clone(), role: pb::RoleKind::Admin as i32, ..Default::default() },
+            pb::ListUsersRequest {
+                account_id: w.account.clone(),
+                role: pb::RoleKind::Admin as i32,
+                ..Default::default()
+            },
             &app.user_token(&w.member),
         ))
         .await
@@ -397,7 +440,11 @@ async fn r7_lists_show_the_owner_and_paginate(app: &TestApp) {
     let pending = app
         .users()
         .list_users(authed(
-            pb::ListUsersRequest { account_id: w.account.clone(), status: pb::UserStatus::Pending as i32, ..Default::default() },
+            pb::ListUsersRequest {
+                account_id: w.account.clone(),
+                status: pb::UserStatus::Pending as i32,
+                ..Default::default()
+            },
             &app.user_token(&w.member),
         ))
         .await
@@ -412,7 +459,11 @@ async fn r33_changes_and_refusals_are_audited(app: &TestApp) {
     let refused = app
         .accounts()
         .transfer_ownership(authed(
-            pb::TransferOwnershipRequest { request_id: request_id.clone(), account_id: w.account.clone(), new_owner_user_id: w.admin.clone() },
+            pb::TransferOwnershipRequest {
+                request_id: request_id.clone(),
+                account_id: w.account.clone(),
+                new_owner_user_id: w.admin.clone(),
+            },
             &app.user_token(&w.member),
         ))
         .await
@@ -420,7 +471,10 @@ async fn r33_changes_and_refusals_are_audited(app: &TestApp) {
     assert_eq!(reason(&refused), "NOT_ACCOUNT_OWNER");
     let events = app
         .accounts()
-        .list_audit_events(authed(pb::ListAuditEventsRequest { account_id: w.account.clone(), page_size: 100, ..Default::default() }, &app.user_token(&w.owner)))
+        .list_audit_events(authed(
+            pb::ListAuditEventsRequest { account_id: w.account.clone(), page_size: 100, ..Default::default() },
+            &app.user_token(&w.owner),
+        ))
         .await
         .expect("audit")
         .into_inner()
@@ -428,14 +482,24 @@ async fn r33_changes_and_refusals_are_audited(app: &TestApp) {
     let refusal = events.iter().find(|e| e.request_id == request_id).expect("refusal audited");
     assert_eq!(refusal.outcome, "refused:NOT_ACCOUNT_OWNER");
     assert_eq!(refusal.principal, format!("user:{}", w.member));
-    for action in ["account.created", "user.invited", "invitation.accepted", "user.role_changed", "user.deactivated", "role.created"] {
+    for action in [
+        "account.created",
+        "user.invited",
+        "invitation.accepted",
+        "user.role_changed",
+        "user.deactivated",
+        "role.created",
+    ] {
         assert!(events.iter().any(|e| e.action == action && e.outcome == "ok"), "{action} audited");
     }
     assert!(events.windows(2).all(|pair| pair[0].id > pair[1].id), "newest first");
     // Members cannot read the audit trail; admins can.
     let refused = app
         .accounts()
-        .list_audit_events(authed(pb::ListAuditEventsRequest { account_id: w.account.clone(), ..Default::default() }, &app.user_token(&w.member)))
+        .list_audit_events(authed(
+            pb::ListAuditEventsRequest { account_id: w.account.clone(), ..Default::default() },
+            &app.user_token(&w.member),
+        ))
         .await
         .expect_err("member");
     assert_eq!(refused.code(), Code::PermissionDenied);

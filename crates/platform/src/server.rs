@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -82,7 +82,7 @@ pub async fn serve(
         .layer(AuthLayer::new(verifier))
         .layer(GlobalConcurrencyLimitLayer::new(usize::try_from(limits.concurrency_limit).unwrap_or(usize::MAX)))
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown);
+        .serve_with_incoming_shutdown(incoming(listener), on_shutdown);
     tokio::pin!(server);
     let grace = limits.shutdown_grace();
     tokio::select! {
@@ -92,6 +92,13 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Accepted connections with `TCP_NODELAY` and keepalive. Without nodelay, Nagle's
+/// algorithm and delayed ACKs stall some responses by ~40 ms (measured here: world set-up in
+/// the tests went from 45 ms to 175 ms depending on message sizes).
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true)).with_keepalive(Some(std::time::Duration::from_secs(60)))
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -298,7 +298,12 @@ impl TestApp {
     pub async fn invite(&self, account: &str, by: &str, email: &str) -> pb::Invitation {
         self.users()
             .invite_user(authed(
-                pb::InviteUserRequest { request_id: rid(), account_id: account.into(), email: email.into(), ..Default::default() },
+                pb::InviteUserRequest {
+                    request_id: rid(),
+                    account_id: account.into(),
+                    email: email.into(),
+                    ..Default::default()
+                },
                 &self.user_token(by),
             ))
             .await
@@ -308,7 +313,10 @@ impl TestApp {
 
     pub async fn accept(&self, user: &str, code: &str) -> Result<pb::AcceptInvitationResponse, tonic::Status> {
         self.users()
-            .accept_invitation(authed(pb::AcceptInvitationRequest { request_id: rid(), code: code.into() }, &self.user_token(user)))
+            .accept_invitation(authed(
+                pb::AcceptInvitationRequest { request_id: rid(), code: code.into() },
+                &self.user_token(user),
+            ))
             .await
             .map(tonic::Response::into_inner)
     }
@@ -321,7 +329,13 @@ impl TestApp {
         invitation.user_id
     }
 
-    pub async fn assign_role(&self, account: &str, by: &str, user: &str, role_id: &str) -> Result<pb::User, tonic::Status> {
+    pub async fn assign_role(
+        &self,
+        account: &str,
+        by: &str,
+        user: &str,
+        role_id: &str,
+    ) -> Result<pb::User, tonic::Status> {
         self.roles()
             .assign_role(authed(
                 pb::AssignRoleRequest {
@@ -336,10 +350,19 @@ impl TestApp {
             .map(tonic::Response::into_inner)
     }
 
-    pub async fn transfer(&self, account: &str, by: &str, to: &str) -> Result<pb::TransferOwnershipResponse, tonic::Status> {
+    pub async fn transfer(
+        &self,
+        account: &str,
+        by: &str,
+        to: &str,
+    ) -> Result<pb::TransferOwnershipResponse, tonic::Status> {
         self.accounts()
             .transfer_ownership(authed(
-                pb::TransferOwnershipRequest { request_id: rid(), account_id: account.into(), new_owner_user_id: to.into() },
+                pb::TransferOwnershipRequest {
+                    request_id: rid(),
+                    account_id: account.into(),
+                    new_owner_user_id: to.into(),
+                },
                 &self.user_token(by),
             ))
             .await
@@ -348,7 +371,10 @@ impl TestApp {
 
     pub async fn get_user(&self, account: &str, by: &str, user: &str) -> pb::User {
         self.users()
-            .get_user(authed(pb::GetUserRequest { account_id: account.into(), user_id: user.into() }, &self.user_token(by)))
+            .get_user(authed(
+                pb::GetUserRequest { account_id: account.into(), user_id: user.into() },
+                &self.user_token(by),
+            ))
             .await
             .expect("get user")
             .into_inner()
@@ -372,7 +398,11 @@ impl TestApp {
         let deactivated = self.join(&account, &owner, &format!("gone@{domain}")).await;
         self.users()
             .deactivate_user(authed(
-                pb::DeactivateUserRequest { request_id: rid(), account_id: account.clone(), user_id: deactivated.clone() },
+                pb::DeactivateUserRequest {
+                    request_id: rid(),
+                    account_id: account.clone(),
+                    user_id: deactivated.clone(),
+                },
                 &self.user_token(&owner),
             ))
             .await

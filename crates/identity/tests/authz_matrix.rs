@@ -1,0 +1,384 @@
+//! SPEC R34: every RPC x every kind of caller, with the status each must get. Each cell runs
+//! against a fresh account, so a cell's success cannot hide another's refusal. A guard test
+//! fails when the protos gain an RPC the matrix does not cover.
+
+mod support;
+
+use prost::Message;
+use roster_platform::auth::{Principal, Signer, generate_dev_keys};
+use roster_proto::identity::v1 as pb;
+use support::{TestApp, World, authed, rid};
+use tonic::{Code, Request, Status};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Owner,
+    Admin,
+    Member,
+    /// An admin of another account, calling on this one.
+    OtherAdmin,
+    Operator,
+    NoToken,
+    Expired,
+    WrongAudience,
+    BadSignature,
+}
+
+const CALLERS: [Caller; 9] = [
+    Caller::Owner,
+    Caller::Admin,
+    Caller::Member,
+    Caller::OtherAdmin,
+    Caller::Operator,
+    Caller::NoToken,
+    Caller::Expired,
+    Caller::WrongAudience,
+    Caller::BadSignature,
+];
+
+const RPCS: [&str; 23] = [
+    "AccountService/CreateAccount",
+    "AccountService/GetAccount",
+    "AccountService/UpdateAccount",
+    "AccountService/TransferOwnership",
+    "AccountService/GetMyAccess",
+    "AccountService/AuthorizeIntegration",
+    "AccountService/ListIntegrations",
+    "AccountService/ListAuditEvents",
+    "UserService/GetUser",
+    "UserService/ListUsers",
+    "UserService/InviteUser",
+    "UserService/ListInvitations",
+    "UserService/ResendInvitation",
+    "UserService/RevokeInvitation",
+    "UserService/AcceptInvitation",
+    "UserService/DeactivateUser",
+    "UserService/ReactivateUser",
+    "UserService/CheckSignIn",
+    "RoleService/ListRoles",
+    "RoleService/CreateRole",
+    "RoleService/UpdateRole",
+    "RoleService/DeleteRole",
+    "RoleService/AssignRole",
+];
+
+/// The expected status of `rpc` for `caller`.
+fn expected(rpc: &str, caller: Caller) -> Code {
+    use Caller::*;
+    use Code::{NotFound, Ok, PermissionDenied as Denied, Unauthenticated};
+    if matches!(caller, NoToken | Expired | WrongAudience | BadSignature) {
+        return Unauthenticated;
+    }
+    let method = rpc.split('/').nth(1).expect("method");
+    match (method, caller) {
+        // Operators only.
+        ("CreateAccount", Operator) => Ok,
+        ("CreateAccount", _) => Denied,
+        // The auth front end (a service) or operators only.
+        ("CheckSignIn", Operator) => Ok,
+        ("CheckSignIn", _) => Denied,
+        // Only the invitee can accept; to anyone else the invitation does not exist.
+        ("AcceptInvitation", _) => NotFound,
+        // Another account's admin learns nothing: the account "does not exist" for them.
+        (_, OtherAdmin) => NotFound,
+        // Reads any member or operator may make.
+        ("GetAccount" | "ListIntegrations" | "GetUser" | "ListUsers" | "ListRoles", _) => Ok,
+        // The caller's own access and integrations: members only.
+        ("GetMyAccess" | "AuthorizeIntegration", Operator) => Denied,
+        ("GetMyAccess" | "AuthorizeIntegration", _) => Ok,
+        // Reads that need a privilege; operators may read them.
+        ("ListAuditEvents" | "ListInvitations", Operator) => Ok,
+        ("ListAuditEvents" | "ListInvitations", Owner | Admin) => Ok,
+        ("ListAuditEvents" | "ListInvitations", _) => Denied,
+        // SPEC R1: the owner alone.
+        ("TransferOwnership", Owner) => Ok,
+        ("TransferOwnership", _) => Denied,
+        // Changes for owners and admins; members and operators are refused.
+        (_, Owner | Admin) => Ok,
+        (_, Member | Operator) => Denied,
+        (_, NoToken | Expired | WrongAudience | BadSignature) => Unauthenticated,
+    }
+}
+
+struct Tokens {
+    stranger: Signer,
+    _stranger_keys: tempfile::TempDir,
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs()
+}
+
+fn token(app: &TestApp, tokens: &Tokens, caller: Caller, world: &World, other: &World) -> Option<String> {
+    let owner = Principal::User { user_id: world.owner.clone() };
+    Some(match caller {
+        Caller::Owner => app.user_token(&world.owner),
+        Caller::Admin => app.user_token(&world.admin),
+        Caller::Member => app.user_token(&world.member),
+        Caller::OtherAdmin => app.user_token(&other.admin),
+        Caller::Operator => app.operator_token(),
+        Caller::NoToken => return None,
+        Caller::Expired => app.signer.mint(&owner, now_s() - 7_200, 60),
+        Caller::WrongAudience => app.signer.mint_for_audience(&owner, "some-other-service", now_s(), 600),
+        Caller::BadSignature => tokens.stranger.mint(&owner, now_s(), 600),
+    })
+}
+
+fn request<T>(message: T, token: &Option<String>) -> Request<T> {
+    match token {
+        Some(token) => authed(message, token),
+        None => Request::new(message),
+    }
+}
+
+/// Calls `rpc` on `w`'s account with `token`; only the status matters.
+async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Result<(), Status> {
+    let account = w.account.clone();
+    let t = token;
+    match rpc.split('/').nth(1).expect("method") {
+        "CreateAccount" => app
+            .accounts()
+            .create_account(request(
+                pb::CreateAccountRequest {
+                    request_id: rid(),
+                    name: "New".into(),
+                    plan: pb::Plan::Basic as i32,
+                    owner_email: format!("{}@new.example", rid()),
+                    ..Default::default()
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        "GetAccount" => {
+            app.accounts().get_account(request(pb::GetAccountRequest { account_id: account }, t)).await.map(drop)
+        }
+        "UpdateAccount" => app
+            .accounts()
+            .update_account(request(
+                pb::UpdateAccountRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    settings: Some(pb::AccountSettings {
+                        auto_delete_deactivated_after_days: 30,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        "TransferOwnership" => app
+            .accounts()
+            .transfer_ownership(request(
+                pb::TransferOwnershipRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    new_owner_user_id: w.admin.clone(),
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        "GetMyAccess" => {
+            app.accounts().get_my_access(request(pb::GetMyAccessRequest { account_id: account }, t)).await.map(drop)
+        }
+        "AuthorizeIntegration" => app
+            .accounts()
+            .authorize_integration(request(
+                pb::AuthorizeIntegrationRequest { request_id: rid(), account_id: account, name: "Zapper".into() },
+                t,
+            ))
+            .await
+            .map(drop),
+        "ListIntegrations" => app
+            .accounts()
+            .list_integrations(request(pb::ListIntegrationsRequest { account_id: account }, t))
+            .await
+            .map(drop),
+        "ListAuditEvents" => app
+            .accounts()
+            .list_audit_events(request(pb::ListAuditEventsRequest { account_id: account, ..Default::default() }, t))
+            .await
+            .map(drop),
+        "GetUser" => app
+            .users()
+            .get_user(request(pb::GetUserRequest { account_id: account, user_id: w.member.clone() }, t))
+            .await
+            .map(drop),
+        "ListUsers" => app
+            .users()
+            .list_users(request(pb::ListUsersRequest { account_id: account, ..Default::default() }, t))
+            .await
+            .map(drop),
+        "InviteUser" => app
+            .users()
+            .invite_user(request(
+                pb::InviteUserRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    email: format!("{}@invitee.example", rid()),
+                    ..Default::default()
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        "ListInvitations" => app
+            .users()
+            .list_invitations(request(pb::ListInvitationsRequest { account_id: account, ..Default::default() }, t))
+            .await
+            .map(drop),
+        "ResendInvitation" => app
+            .users()
+            .resend_invitation(request(
+                pb::ResendInvitationRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    invitation_id: w.invitation_id.clone(),
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        "RevokeInvitation" => app
+            .users()
+            .revoke_invitation(request(
+                pb::RevokeInvitationRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    invitation_id: w.invitation_id.clone(),
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        "AcceptInvitation" => app
+            .users()
+            .accept_invitation(request(
+                pb::AcceptInvitationRequest { request_id: rid(), code: w.invitation_code.clone() },
+                t,
+            ))
+            .await
+            .map(drop),
+        "DeactivateUser" => app
+            .users()
+            .deactivate_user(request(
+                pb::DeactivateUserRequest { request_id: rid(), account_id: account, user_id: w.member.clone() },
+                t,
+            ))
+            .await
+            .map(drop),
+        "ReactivateUser" => app
+            .users()
+            .reactivate_user(request(
+                pb::ReactivateUserRequest { request_id: rid(), account_id: account, user_id: w.deactivated.clone() },
+                t,
+            ))
+            .await
+            .map(drop),
+        "CheckSignIn" => app
+            .users()
+            .check_sign_in(request(pb::CheckSignInRequest { email: w.pending_email.clone() }, t))
+            .await
+            .map(drop),
+        "ListRoles" => app.roles().list_roles(request(pb::ListRolesRequest { account_id: account }, t)).await.map(drop),
+        "CreateRole" => app
+            .roles()
+            .create_role(request(
+                pb::CreateRoleRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    name: "Auditors".into(),
+                    privileges: vec![pb::Privilege::ManageUsers as i32],
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        "UpdateRole" => app
+            .roles()
+            .update_role(request(
+                pb::UpdateRoleRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    role_id: w.custom_role.clone(),
+                    name: "Helpdesk 2".into(),
+                    privileges: vec![pb::Privilege::ManageUsers as i32],
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        "DeleteRole" => app
+            .roles()
+            .delete_role(request(
+                pb::DeleteRoleRequest { request_id: rid(), account_id: account, role_id: w.custom_role.clone() },
+                t,
+            ))
+            .await
+            .map(drop),
+        "AssignRole" => app
+            .roles()
+            .assign_role(request(
+                pb::AssignRoleRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    user_id: w.member.clone(),
+                    role_id: w.custom_role.clone(),
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        other => panic!("the matrix has no call for {other}"),
+    }
+}
+
+on_both_backends!(r34_every_rpc_checks_the_caller);
+
+async fn r34_every_rpc_checks_the_caller(app: &TestApp) {
+    let stranger_keys = tempfile::tempdir().expect("tempdir");
+    let files = generate_dev_keys(stranger_keys.path()).expect("keys");
+    let tokens = Tokens {
+        stranger: Signer::from_pem_file(&files.private_key, "roster").expect("signer"),
+        _stranger_keys: stranger_keys,
+    };
+    let other = app.seed_world("other").await;
+    let shared = app.seed_world("shared").await;
+    let mut failures = Vec::new();
+    let mut cell = 0;
+    for rpc in RPCS {
+        for caller in CALLERS {
+            cell += 1;
+            let unauthenticated =
+                matches!(caller, Caller::NoToken | Caller::Expired | Caller::WrongAudience | Caller::BadSignature);
+            // Unauthenticated cells never reach a handler, so they can share one account.
+            let world = if unauthenticated { shared.clone() } else { app.seed_world(&format!("cell{cell}")).await };
+            let token = token(app, &tokens, caller, &world, &other);
+            let got = call(app, rpc, &world, &token).await.map_or_else(|status| status.code(), |()| Code::Ok);
+            let want = expected(rpc, caller);
+            if got != want {
+                failures.push(format!("{rpc} as {caller:?}: got {got:?}, want {want:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "authorisation matrix mismatches:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn the_matrix_covers_every_identity_rpc() {
+    let descriptors = prost_types::FileDescriptorSet::decode(roster_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+    let mut declared: Vec<String> = descriptors
+        .file
+        .iter()
+        .filter(|file| file.package() == "roster.identity.v1")
+        .flat_map(|file| file.service.iter())
+        .flat_map(|service| service.method.iter().map(move |m| format!("{}/{}", service.name(), m.name())))
+        .collect();
+    declared.sort();
+    let mut covered: Vec<String> = RPCS.iter().map(|s| s.to_string()).collect();
+    covered.sort();
+    assert_eq!(declared, covered, "add new RPCs to the authorisation matrix");
+}
