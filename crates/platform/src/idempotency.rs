@@ -140,6 +140,19 @@ impl Fresh {
     }
 }
 
+impl Fresh {
+    /// Rolls the change back after a refusal. If a concurrent call with the same key and input
+    /// committed meanwhile, its response is returned: the refusal was only this retry seeing
+    /// its twin's effect (e.g. "e-mail in use" for the user the twin just invited).
+    pub async fn abandon<R: Message + Default>(self) -> Result<Option<R>, tonic::Status> {
+        self.tx.rollback().await.map_err(|e| status::from_db(&e))?;
+        let mut tx = self.db.begin().await.map_err(|e| status::from_db(&e))?;
+        let earlier = lookup::<R>(&mut tx, &self.key).await;
+        tx.rollback().await.map_err(|e| status::from_db(&e))?;
+        earlier
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {

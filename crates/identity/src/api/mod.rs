@@ -68,7 +68,9 @@ impl Api {
         match op(&mut fresh.tx, &ctx).await {
             Ok(response) => Ok(Response::new(fresh.finish(response, ctx.now_ms).await?)),
             Err(error) => {
-                fresh.tx.rollback().await.map_err(|e| status::from_db(&e))?;
+                if let Some(earlier) = fresh.abandon::<Resp>().await? {
+                    return Ok(Response::new(earlier));
+                }
                 if let app::Error::Domain(refusal) = &error {
                     self.audit_refusal(&ctx, account.as_ref(), method, error::reason(refusal).reason).await;
                 }

@@ -1,0 +1,200 @@
+//! Bad input gets a precise `INVALID_ARGUMENT` naming the field and changes nothing; request
+//! ids make retries safe (same id + same input = the first result, one effect; same id +
+//! other input = refused), also when the retries race each other.
+
+mod support;
+
+use roster_proto::identity::v1 as pb;
+use support::{TestApp, World, authed, bad_field, reason, rid};
+use tonic::Code;
+
+on_both_backends!(
+    malformed_fields_are_refused_by_name_and_change_nothing,
+    request_id_replays_return_the_first_result_once,
+    concurrent_replays_have_exactly_one_effect,
+    oversized_messages_and_tokens_are_refused,
+);
+
+/// Row counts of every table a change could touch.
+async fn snapshot(app: &TestApp) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for table in ["accounts", "users", "invitations", "custom_roles", "integrations", "outbox", "idempotency_keys"] {
+        let count: i64 =
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(app.db.pool()).await.expect("count");
+        counts.push(count);
+    }
+    let changes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE outcome = 'ok'")
+        .fetch_one(app.db.pool())
+        .await
+        .expect("count");
+    counts.push(changes);
+    counts
+}
+
+fn expect_field(result: Result<impl std::fmt::Debug, tonic::Status>, field: &str, case: &str) {
+    let status = result.expect_err(case);
+    assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
+    assert_eq!(bad_field(&status).as_deref(), Some(field), "{case}: {status:?}");
+}
+
+async fn invite(app: &TestApp, w: &World, request: pb::InviteUserRequest) -> Result<pb::Invitation, tonic::Status> {
+    app.users().invite_user(authed(request, &app.user_token(&w.owner))).await.map(tonic::Response::into_inner)
+}
+
+fn invite_request(w: &World, email: &str) -> pb::InviteUserRequest {
+    pb::InviteUserRequest { request_id: rid(), account_id: w.account.clone(), email: email.into(), ..Default::default() }
+}
+
+async fn malformed_fields_are_refused_by_name_and_change_nothing(app: &TestApp) {
+    let w = app.seed_world("bad").await;
+    let before = snapshot(app).await;
+    let owner = app.user_token(&w.owner);
+
+    for email in ["", "plain", "a@b", "two@@example.com", "spaces in@example.com", "x@-bad-.example", &format!("{}@x.example", "l".repeat(70))] {
+        expect_field(invite(app, &w, invite_request(&w, email)).await, "email", email);
+    }
+    expect_field(
+        invite(app, &w, pb::InviteUserRequest { display_name: "n".repeat(101), ..invite_request(&w, "ok@bad.example") }).await,
+        "display_name",
+        "oversized display name",
+    );
+    expect_field(
+        invite(app, &w, pb::InviteUserRequest { display_name: "bell\u{7}".into(), ..invite_request(&w, "ok@bad.example") }).await,
+        "display_name",
+        "control characters",
+    );
+    expect_field(invite(app, &w, pb::InviteUserRequest { role: 17, ..invite_request(&w, "ok@bad.example") }).await, "role", "unknown role kind");
+    expect_field(
+        invite(app, &w, pb::InviteUserRequest { role: pb::RoleKind::Custom as i32, ..invite_request(&w, "ok@bad.example") }).await,
+        "custom_role_id",
+        "custom role without id",
+    );
+    expect_field(invite(app, &w, pb::InviteUserRequest { account_id: "nope".into(), ..invite_request(&w, "ok@bad.example") }).await, "account_id", "bad account id");
+    expect_field(invite(app, &w, pb::InviteUserRequest { request_id: String::new(), ..invite_request(&w, "ok@bad.example") }).await, "request_id", "missing request id");
+    expect_field(
+        invite(app, &w, pb::InviteUserRequest { request_id: "r".repeat(129), ..invite_request(&w, "ok@bad.example") }).await,
+        "request_id",
+        "oversized request id",
+    );
+
+    let operator = app.operator_token();
+    let create = |request: pb::CreateAccountRequest| {
+        let mut client = app.accounts();
+        let request = authed(request, &operator);
+        async move { client.create_account(request).await }
+    };
+    let account = |name: &str, plan: i32, email: &str| pb::CreateAccountRequest {
+        request_id: rid(),
+        name: name.into(),
+        plan,
+        owner_email: email.into(),
+        ..Default::default()
+    };
+    expect_field(create(account("", 1, "o@new.example")).await, "name", "empty name");
+    expect_field(create(account(&"n".repeat(101), 1, "o@new.example")).await, "name", "oversized name");
+    expect_field(create(account("New", 99, "o@new.example")).await, "plan", "unknown plan");
+    expect_field(create(account("New", 0, "o@new.example")).await, "plan", "missing plan");
+    expect_field(create(account("New", 1, "not-an-email")).await, "owner_email", "bad owner e-mail");
+    expect_field(
+        create(pb::CreateAccountRequest { managed_domains: vec!["no spaces allowed.com".into()], ..account("New", 1, "o@new.example") }).await,
+        "managed_domains",
+        "bad domain",
+    );
+
+    let list = |page_size: i32, page_token: &str, status: i32| {
+        let mut client = app.users();
+        let request = authed(
+            pb::ListUsersRequest { account_id: w.account.clone(), page_size, page_token: page_token.into(), status, ..Default::default() },
+            &owner,
+        );
+        async move { client.list_users(request).await }
+    };
+    expect_field(list(-1, "", 0).await, "page_size", "negative page size");
+    expect_field(list(501, "", 0).await, "page_size", "page size over the cap");
+    expect_field(list(i32::MAX, "", 0).await, "page_size", "huge page size");
+    expect_field(list(10, "forged-token", 0).await, "page_token", "forged token");
+    expect_field(list(10, "", 42).await, "status", "unknown status");
+
+    let role = |name: &str, privileges: Vec<i32>| {
+        let mut client = app.roles();
+        let request =
+            authed(pb::CreateRoleRequest { request_id: rid(), account_id: w.account.clone(), name: name.into(), privileges }, &owner);
+        async move { client.create_role(request).await }
+    };
+    expect_field(role("", vec![1]).await, "name", "empty role name");
+    expect_field(role(&"r".repeat(65), vec![1]).await, "name", "oversized role name");
+    expect_field(role("Ops", vec![99]).await, "privileges", "unknown privilege");
+    expect_field(role("Ops", vec![1; 17]).await, "privileges", "too many privileges");
+    expect_field(
+        app.assign_role(&w.account, &w.owner, &w.member, "superuser").await,
+        "role_id",
+        "unknown role id",
+    );
+    expect_field(
+        app.users()
+            .get_user(authed(pb::GetUserRequest { account_id: w.account.clone(), user_id: "1 OR 1=1".into() }, &owner))
+            .await,
+        "user_id",
+        "injection-shaped id",
+    );
+    expect_field(
+        app.users().accept_invitation(authed(pb::AcceptInvitationRequest { request_id: rid(), code: String::new() }, &owner)).await,
+        "code",
+        "missing code",
+    );
+
+    assert_eq!(snapshot(app).await, before, "refused requests changed nothing");
+}
+
+async fn request_id_replays_return_the_first_result_once(app: &TestApp) {
+    let w = app.seed_world("replay").await;
+    let request = invite_request(&w, "once@replay.example");
+    let first = invite(app, &w, request.clone()).await.expect("first");
+    let after_first = snapshot(app).await;
+    let again = invite(app, &w, request.clone()).await.expect("replay");
+    assert_eq!(again, first, "a retry gets the first result");
+    assert_eq!(snapshot(app).await, after_first, "and has no second effect");
+
+    let refused = invite(app, &w, pb::InviteUserRequest { email: "other@replay.example".into(), ..request.clone() }).await.expect_err("reuse");
+    assert_eq!((refused.code(), reason(&refused).as_str()), (Code::InvalidArgument, "REQUEST_ID_REUSED"));
+    assert_eq!(snapshot(app).await, after_first, "a reused id with other input changes nothing");
+
+    // Request ids are per caller: another admin's identical id is a separate request.
+    let other = app
+        .users()
+        .invite_user(authed(pb::InviteUserRequest { email: "second@replay.example".into(), ..request }, &app.user_token(&w.admin)))
+        .await
+        .expect("another caller's request")
+        .into_inner();
+    assert_ne!(other.id, first.id);
+}
+
+async fn concurrent_replays_have_exactly_one_effect(app: &TestApp) {
+    let w = app.seed_world("race").await;
+    let request = invite_request(&w, "raced@race.example");
+    let calls = (0..10).map(|_| invite(app, &w, request.clone()));
+    let results = futures_util::future::join_all(calls).await;
+    let ids: Vec<String> = results.into_iter().map(|r| r.expect("every retry succeeds").id).collect();
+    assert!(ids.windows(2).all(|pair| pair[0] == pair[1]), "every retry sees the same invitation: {ids:?}");
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE email = 'raced@race.example'")
+        .fetch_one(app.db.pool())
+        .await
+        .expect("count");
+    assert_eq!(users, 1, "exactly one pending user was created");
+}
+
+async fn oversized_messages_and_tokens_are_refused(app: &TestApp) {
+    let w = app.seed_world("big").await;
+    let before = snapshot(app).await;
+    let huge = pb::InviteUserRequest { display_name: "x".repeat(5 * 1024 * 1024), ..invite_request(&w, "big@big.example") };
+    let refused = invite(app, &w, huge).await.expect_err("over the message limit");
+    assert!(matches!(refused.code(), Code::OutOfRange | Code::ResourceExhausted), "{refused:?}");
+    let token = "a".repeat(9 * 1024);
+    let refused = app
+        .accounts()
+        .get_account(authed(pb::GetAccountRequest { account_id: w.account.clone() }, &token))
+        .await
+        .expect_err("oversized token");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert_eq!(snapshot(app).await, before);
+}
