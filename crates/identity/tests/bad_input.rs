@@ -42,7 +42,12 @@ async fn invite(app: &TestApp, w: &World, request: pb::InviteUserRequest) -> Res
 }
 
 fn invite_request(w: &World, email: &str) -> pb::InviteUserRequest {
-    pb::InviteUserRequest { request_id: rid(), account_id: w.account.clone(), email: email.into(), ..Default::default() }
+    pb::InviteUserRequest {
+        request_id: rid(),
+        account_id: w.account.clone(),
+        email: email.into(),
+        ..Default::default()
+    }
 }
 
 async fn malformed_fields_are_refused_by_name_and_change_nothing(app: &TestApp) {
@@ -50,29 +55,67 @@ async fn malformed_fields_are_refused_by_name_and_change_nothing(app: &TestApp) 
     let before = snapshot(app).await;
     let owner = app.user_token(&w.owner);
 
-    for email in ["", "plain", "a@b", "two@@example.com", "spaces in@example.com", "x@-bad-.example", &format!("{}@x.example", "l".repeat(70))] {
+    for email in [
+        "",
+        "plain",
+        "a@b",
+        "two@@example.com",
+        "spaces in@example.com",
+        "x@-bad-.example",
+        &format!("{}@x.example", "l".repeat(70)),
+    ] {
         expect_field(invite(app, &w, invite_request(&w, email)).await, "email", email);
     }
     expect_field(
-        invite(app, &w, pb::InviteUserRequest { display_name: "n".repeat(101), ..invite_request(&w, "ok@bad.example") }).await,
+        invite(
+            app,
+            &w,
+            pb::InviteUserRequest { display_name: "n".repeat(101), ..invite_request(&w, "ok@bad.example") },
+        )
+        .await,
         "display_name",
         "oversized display name",
     );
     expect_field(
-        invite(app, &w, pb::InviteUserRequest { display_name: "bell\u{7}".into(), ..invite_request(&w, "ok@bad.example") }).await,
+        invite(
+            app,
+            &w,
+            pb::InviteUserRequest { display_name: "bell\u{7}".into(), ..invite_request(&w, "ok@bad.example") },
+        )
+        .await,
         "display_name",
         "control characters",
     );
-    expect_field(invite(app, &w, pb::InviteUserRequest { role: 17, ..invite_request(&w, "ok@bad.example") }).await, "role", "unknown role kind");
     expect_field(
-        invite(app, &w, pb::InviteUserRequest { role: pb::RoleKind::Custom as i32, ..invite_request(&w, "ok@bad.example") }).await,
+        invite(app, &w, pb::InviteUserRequest { role: 17, ..invite_request(&w, "ok@bad.example") }).await,
+        "role",
+        "unknown role kind",
+    );
+    expect_field(
+        invite(
+            app,
+            &w,
+            pb::InviteUserRequest { role: pb::RoleKind::Custom as i32, ..invite_request(&w, "ok@bad.example") },
+        )
+        .await,
         "custom_role_id",
         "custom role without id",
     );
-    expect_field(invite(app, &w, pb::InviteUserRequest { account_id: "nope".into(), ..invite_request(&w, "ok@bad.example") }).await, "account_id", "bad account id");
-    expect_field(invite(app, &w, pb::InviteUserRequest { request_id: String::new(), ..invite_request(&w, "ok@bad.example") }).await, "request_id", "missing request id");
     expect_field(
-        invite(app, &w, pb::InviteUserRequest { request_id: "r".repeat(129), ..invite_request(&w, "ok@bad.example") }).await,
+        invite(app, &w, pb::InviteUserRequest { account_id: "nope".into(), ..invite_request(&w, "ok@bad.example") })
+            .await,
+        "account_id",
+        "bad account id",
+    );
+    expect_field(
+        invite(app, &w, pb::InviteUserRequest { request_id: String::new(), ..invite_request(&w, "ok@bad.example") })
+            .await,
+        "request_id",
+        "missing request id",
+    );
+    expect_field(
+        invite(app, &w, pb::InviteUserRequest { request_id: "r".repeat(129), ..invite_request(&w, "ok@bad.example") })
+            .await,
         "request_id",
         "oversized request id",
     );
@@ -96,7 +139,11 @@ async fn malformed_fields_are_refused_by_name_and_change_nothing(app: &TestApp) 
     expect_field(create(account("New", 0, "o@new.example")).await, "plan", "missing plan");
     expect_field(create(account("New", 1, "not-an-email")).await, "owner_email", "bad owner e-mail");
     expect_field(
-        create(pb::CreateAccountRequest { managed_domains: vec!["no spaces allowed.com".into()], ..account("New", 1, "o@new.example") }).await,
+        create(pb::CreateAccountRequest {
+            managed_domains: vec!["no spaces allowed.com".into()],
+            ..account("New", 1, "o@new.example")
+        })
+        .await,
         "managed_domains",
         "bad domain",
     );
@@ -104,7 +151,13 @@ async fn malformed_fields_are_refused_by_name_and_change_nothing(app: &TestApp) 
     let list = |page_size: i32, page_token: &str, status: i32| {
         let mut client = app.users();
         let request = authed(
-            pb::ListUsersRequest { account_id: w.account.clone(), page_size, page_token: page_token.into(), status, ..Default::default() },
+            pb::ListUsersRequest {
+                account_id: w.account.clone(),
+                page_size,
+                page_token: page_token.into(),
+                status,
+                ..Default::default()
+            },
             &owner,
         );
         async move { client.list_users(request).await }
@@ -117,19 +170,17 @@ async fn malformed_fields_are_refused_by_name_and_change_nothing(app: &TestApp) 
 
     let role = |name: &str, privileges: Vec<i32>| {
         let mut client = app.roles();
-        let request =
-            authed(pb::CreateRoleRequest { request_id: rid(), account_id: w.account.clone(), name: name.into(), privileges }, &owner);
+        let request = authed(
+            pb::CreateRoleRequest { request_id: rid(), account_id: w.account.clone(), name: name.into(), privileges },
+            &owner,
+        );
         async move { client.create_role(request).await }
     };
     expect_field(role("", vec![1]).await, "name", "empty role name");
     expect_field(role(&"r".repeat(65), vec![1]).await, "name", "oversized role name");
     expect_field(role("Ops", vec![99]).await, "privileges", "unknown privilege");
     expect_field(role("Ops", vec![1; 17]).await, "privileges", "too many privileges");
-    expect_field(
-        app.assign_role(&w.account, &w.owner, &w.member, "superuser").await,
-        "role_id",
-        "unknown role id",
-    );
+    expect_field(app.assign_role(&w.account, &w.owner, &w.member, "superuser").await, "role_id", "unknown role id");
     expect_field(
         app.users()
             .get_user(authed(pb::GetUserRequest { account_id: w.account.clone(), user_id: "1 OR 1=1".into() }, &owner))
@@ -138,7 +189,9 @@ async fn malformed_fields_are_refused_by_name_and_change_nothing(app: &TestApp) 
         "injection-shaped id",
     );
     expect_field(
-        app.users().accept_invitation(authed(pb::AcceptInvitationRequest { request_id: rid(), code: String::new() }, &owner)).await,
+        app.users()
+            .accept_invitation(authed(pb::AcceptInvitationRequest { request_id: rid(), code: String::new() }, &owner))
+            .await,
         "code",
         "missing code",
     );
@@ -155,14 +208,19 @@ async fn request_id_replays_return_the_first_result_once(app: &TestApp) {
     assert_eq!(again, first, "a retry gets the first result");
     assert_eq!(snapshot(app).await, after_first, "and has no second effect");
 
-    let refused = invite(app, &w, pb::InviteUserRequest { email: "other@replay.example".into(), ..request.clone() }).await.expect_err("reuse");
+    let refused = invite(app, &w, pb::InviteUserRequest { email: "other@replay.example".into(), ..request.clone() })
+        .await
+        .expect_err("reuse");
     assert_eq!((refused.code(), reason(&refused).as_str()), (Code::InvalidArgument, "REQUEST_ID_REUSED"));
     assert_eq!(snapshot(app).await, after_first, "a reused id with other input changes nothing");
 
     // Request ids are per caller: another admin's identical id is a separate request.
     let other = app
         .users()
-        .invite_user(authed(pb::InviteUserRequest { email: "second@replay.example".into(), ..request }, &app.user_token(&w.admin)))
+        .invite_user(authed(
+            pb::InviteUserRequest { email: "second@replay.example".into(), ..request },
+            &app.user_token(&w.admin),
+        ))
         .await
         .expect("another caller's request")
         .into_inner();
@@ -186,7 +244,8 @@ async fn concurrent_replays_have_exactly_one_effect(app: &TestApp) {
 async fn oversized_messages_and_tokens_are_refused(app: &TestApp) {
     let w = app.seed_world("big").await;
     let before = snapshot(app).await;
-    let huge = pb::InviteUserRequest { display_name: "x".repeat(5 * 1024 * 1024), ..invite_request(&w, "big@big.example") };
+    let huge =
+        pb::InviteUserRequest { display_name: "x".repeat(5 * 1024 * 1024), ..invite_request(&w, "big@big.example") };
     let refused = invite(app, &w, huge).await.expect_err("over the message limit");
     assert!(matches!(refused.code(), Code::OutOfRange | Code::ResourceExhausted), "{refused:?}");
     let token = "a".repeat(9 * 1024);

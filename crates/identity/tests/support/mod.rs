@@ -86,6 +86,69 @@ fn uuid_simple() -> String {
     format!("{}_{}_{}", std::process::id(), nanos, NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
+/// A migrated database of its own, without a server (store tests).
+pub struct TestDb {
+    pub db: Database,
+    pub backend: Backend,
+    _dir: tempfile::TempDir,
+    postgres_db: Option<String>,
+}
+
+impl TestDb {
+    /// `None` only for PostgreSQL when it is unreachable outside CI.
+    pub async fn new(backend: Backend) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (url, postgres_db) = match backend {
+            Backend::Sqlite => (Database::sqlite_url(dir.path(), "identity"), None),
+            Backend::Postgres => {
+                let (url, name) = fresh_postgres_database().await?;
+                (url, Some(name))
+            }
+        };
+        let db = Database::connect(&url, 10).await.expect("connect");
+        db.migrate(roster_identity::store::MIGRATIONS).await.expect("migrate");
+        Some(Self { db, backend, _dir: dir, postgres_db })
+    }
+
+    pub async fn drop_database(mut self) {
+        self.db.close().await;
+        drop_postgres_database(self.postgres_db.take()).await;
+    }
+}
+
+async fn drop_postgres_database(name: Option<String>) {
+    if let Some(name) = name {
+        if let Ok(mut conn) = sqlx::AnyConnection::connect(&postgres_admin_url()).await {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+        }
+    }
+}
+
+/// Runs an async store test body against a bare SQLite and PostgreSQL database.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    let db = $crate::support::TestDb::new($crate::support::Backend::Sqlite).await.expect("sqlite");
+                    super::$name(&db).await;
+                    db.drop_database().await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() {
+                    if let Some(db) = $crate::support::TestDb::new($crate::support::Backend::Postgres).await {
+                        super::$name(&db).await;
+                        db.drop_database().await;
+                    }
+                }
+            }
+        )+
+    };
+}
+
 impl TestApp {
     /// Boots identity on the given backend; `None` only for PostgreSQL when it is unreachable
     /// outside CI.
@@ -173,11 +236,7 @@ impl TestApp {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        if let Some(name) = self.postgres_db.take() {
-            if let Ok(mut conn) = sqlx::AnyConnection::connect(&postgres_admin_url()).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
-            }
-        }
+        drop_postgres_database(self.postgres_db.take()).await;
     }
 }
 
