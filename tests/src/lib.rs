@@ -1,1 +1,168 @@
-//! e2e
+//! Driving the real `roster` binary: start it as a process, wait for health, list services
+//! by reflection, read the demo's tokens, stop it with SIGTERM.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The `roster` binary beside this test executable (`ROSTER_BIN` overrides).
+pub fn roster_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("ROSTER_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let binary = dir.join("roster");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it with `cargo build --bin roster` (cargo test --workspace does)",
+        binary.display()
+    );
+    binary
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A running `roster` process; killed when dropped unless it already exited.
+#[derive(Debug)]
+pub struct Process {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Process {
+    /// Starts `roster <args>` with the data directory and identity listen address set.
+    pub fn start(data_dir: &Path, addr: SocketAddr, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(roster_binary());
+        command
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .arg("--identity-listen")
+            .arg(addr.to_string())
+            .env("ROSTER_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Self { child: command.spawn().expect("roster starts"), addr }
+    }
+
+    /// `roster up --demo` on a fresh port.
+    pub fn up_demo(data_dir: &Path) -> Self {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Self::start(data_dir, addr, &["up", "--demo"], &[])
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self, within: Duration) -> Result<ExitStatus, Error> {
+        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no exit within {within:?} of SIGTERM").into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub async fn channel(addr: SocketAddr) -> Result<Channel, Error> {
+    Ok(Channel::from_shared(format!("http://{addr}"))?.connect_timeout(Duration::from_secs(2)).connect().await?)
+}
+
+/// Waits until `grpc.health.v1` reports the whole server SERVING.
+pub async fn wait_serving(addr: SocketAddr, within: Duration) -> Result<Channel, Error> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(channel) = channel(addr).await {
+            let mut health = HealthClient::new(channel.clone());
+            let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+            if let Ok(response) = health.check(request).await {
+                if response.into_inner().status == ServingStatus::Serving as i32 {
+                    return Ok(channel);
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{addr} not SERVING within {within:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Service names reflection (v1) lists.
+pub async fn list_services(channel: Channel) -> Result<Vec<String>, Error> {
+    let mut client = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = client.server_reflection_info(futures_util::stream::iter([request])).await?.into_inner();
+    let response = responses.message().await?.ok_or("reflection sent no answer")?;
+    match response.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => Ok(list.service.into_iter().map(|s| s.name).collect()),
+        other => Err(format!("unexpected reflection answer {other:?}").into()),
+    }
+}
+
+/// The `export KEY=value` lines `roster up --demo` writes, waiting for the file to appear.
+pub async fn demo_env(data_dir: &Path, within: Duration) -> Result<HashMap<String, String>, Error> {
+    let file = data_dir.join("demo.env");
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            let env: HashMap<String, String> = text
+                .lines()
+                .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            if env.contains_key("OPERATOR_TOKEN") {
+                return Ok(env);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{} did not appear within {within:?}", file.display()).into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A request carrying `token` as its bearer.
+pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
+    request
+}

@@ -2,11 +2,16 @@
 //! (`grpc.health.v1`) and reflection (v1 and v1alpha), and graceful shutdown.
 //!
 //! Shutdown order: the signal arrives, health turns NOT_SERVING (load balancers stop routing),
-//! the listener closes and in-flight RPCs drain, bounded by the grace period; then the caller
-//! stops its background workers and closes the database.
+//! the listener closes and in-flight RPCs drain, bounded by the grace period; then idle client
+//! connections are closed (they would otherwise hold the process until the grace period ends)
+//! and the caller stops its background workers and closes the database.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -16,6 +21,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::{Layer, Service};
 
 use crate::auth::{AuthLayer, Verifier};
 use crate::config::LimitArgs;
@@ -77,8 +83,10 @@ pub async fn serve(
         draining_signal.notify_one();
     };
 
+    let in_flight = InFlight::default();
     let server = Server::builder()
         .timeout(limits.request_timeout())
+        .layer(in_flight.clone())
         .layer(AuthLayer::new(verifier))
         .layer(GlobalConcurrencyLimitLayer::new(usize::try_from(limits.concurrency_limit).unwrap_or(usize::MAX)))
         .add_routes(routes)
@@ -87,11 +95,80 @@ pub async fn serve(
     let grace = limits.shutdown_grace();
     tokio::select! {
         result = &mut server => result?,
-        () = async { draining.notified().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; abandoning RPCs still running");
-        }
+        () = async { draining.notified().await; in_flight.drained(grace).await } => {}
     }
     Ok(())
+}
+
+/// Counts RPCs being handled, so shutdown waits for exactly those and not for idle
+/// connections. (A streaming response counts until its headers are sent.)
+#[derive(Debug, Clone, Default)]
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// Resolves once no RPC is in flight, or when `grace` runs out.
+    async fn drained(&self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        while self.0.load(Ordering::SeqCst) > 0 {
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    in_flight = self.0.load(Ordering::SeqCst),
+                    grace_ms = grace.as_millis() as u64,
+                    "grace period over; abandoning RPCs still running"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::info!("in-flight RPCs drained");
+    }
+}
+
+/// Decrements the count when the RPC finishes or is dropped.
+struct InFlightGuard(Arc<AtomicUsize>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl<S> Layer<S> for InFlight {
+    type Service = InFlightService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        InFlightService { inner, count: self.0.clone() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct InFlightService<S> {
+    inner: S,
+    count: Arc<AtomicUsize>,
+}
+
+impl<S, R> Service<R> for InFlightService<S>
+where
+    S: Service<R>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlightGuard(self.count.clone());
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let _guard = guard;
+            response.await
+        })
+    }
 }
 
 /// Accepted connections with `TCP_NODELAY` and keepalive. Without nodelay, Nagle's
@@ -123,5 +200,30 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn drain_waits_for_in_flight_rpcs_but_not_past_the_grace() {
+        let in_flight = InFlight::default();
+        in_flight.0.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlightGuard(in_flight.0.clone());
+        let finishing = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(guard);
+        });
+        let started = Instant::now();
+        in_flight.drained(Duration::from_secs(5)).await;
+        assert!(started.elapsed() >= Duration::from_millis(40), "waited for the RPC");
+        finishing.await.expect("task");
+
+        in_flight.0.fetch_add(1, Ordering::SeqCst);
+        let started = Instant::now();
+        in_flight.drained(Duration::from_millis(30)).await;
+        assert!(started.elapsed() < Duration::from_secs(2), "gave up at the grace period");
     }
 }

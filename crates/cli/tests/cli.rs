@@ -1,0 +1,75 @@
+//! The `roster` binary's contract with operators: bad configuration exits 64 naming the key
+//! to fix; tokens and migrations work from a data directory.
+
+use std::process::{Command, Output};
+
+fn roster(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_roster"))
+        .args(args)
+        .env_remove("ROSTER_JWT_PUBLIC_KEYS")
+        .env_remove("ROSTER_IDENTITY_DATABASE_URL")
+        .output()
+        .expect("roster runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn bad_configuration_exits_64_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().to_str().expect("utf-8 path");
+
+    let missing_keys = roster(&["--data-dir", data_dir, "serve", "identity"]);
+    assert_eq!(missing_keys.status.code(), Some(64));
+    assert!(stderr(&missing_keys).contains("ROSTER_JWT_PUBLIC_KEYS"), "{}", stderr(&missing_keys));
+
+    let unreadable_key =
+        roster(&["--data-dir", data_dir, "serve", "identity", "--jwt-public-keys", "/nonexistent/key.pem"]);
+    assert_eq!(unreadable_key.status.code(), Some(64));
+    assert!(stderr(&unreadable_key).contains("ROSTER_JWT_PUBLIC_KEYS"));
+
+    let bad_url = roster(&["--data-dir", data_dir, "migrate", "--identity-database-url", "mysql://db/roster"]);
+    assert_eq!(bad_url.status.code(), Some(64));
+    assert!(stderr(&bad_url).contains("ROSTER_IDENTITY_DATABASE_URL"), "{}", stderr(&bad_url));
+
+    let out_of_range = roster(&["--data-dir", data_dir, "up", "--concurrency-limit", "0"]);
+    assert_eq!(out_of_range.status.code(), Some(64));
+    assert!(stderr(&out_of_range).contains("--concurrency-limit"), "{}", stderr(&out_of_range));
+
+    let bad_log_filter = roster(&["--data-dir", data_dir, "--log", "info,=[", "migrate"]);
+    assert_eq!(bad_log_filter.status.code(), Some(64));
+    assert!(stderr(&bad_log_filter).contains("ROSTER_LOG"), "{}", stderr(&bad_log_filter));
+
+    let no_private_key = roster(&["--data-dir", data_dir, "token", "--operator", "support"]);
+    assert_eq!(no_private_key.status.code(), Some(64));
+    assert!(stderr(&no_private_key).contains("ROSTER_JWT_PRIVATE_KEY"));
+
+    let nobody = roster(&["--data-dir", data_dir, "token"]);
+    assert_eq!(nobody.status.code(), Some(64), "token needs --user, --operator or --service");
+}
+
+#[test]
+fn migrate_is_repeatable_and_help_exits_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().to_str().expect("utf-8 path");
+    for _ in 0..2 {
+        let migrated = roster(&["--data-dir", data_dir, "migrate"]);
+        assert!(migrated.status.success(), "{}", stderr(&migrated));
+    }
+    assert!(dir.path().join("identity.db").exists());
+    assert_eq!(roster(&["--help"]).status.code(), Some(0));
+}
+
+#[test]
+fn tokens_are_minted_with_a_given_private_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = roster_platform::auth::generate_dev_keys(dir.path()).expect("keys");
+    let data_dir = dir.path().to_str().expect("utf-8 path");
+    let output = roster(&["--data-dir", data_dir, "token", "--user", "u-1", "--ttl-seconds", "60"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let token = String::from_utf8(output.stdout).expect("utf-8");
+    let verifier = roster_platform::auth::Verifier::from_pem_files(&[keys.public_key], "roster").expect("verifier");
+    assert_eq!(verifier.verify(token.trim()), Ok(roster_platform::auth::Principal::User { user_id: "u-1".into() }));
+}

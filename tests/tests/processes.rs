@@ -1,0 +1,244 @@
+//! The real binary as separate processes: `roster up --demo` serves what it prints, survives a
+//! restart with its data, stops cleanly on SIGTERM; two `roster serve identity` replicas on
+//! one PostgreSQL keep exactly one owner and deliver each e-mail once.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use roster_e2e::{Process, authed, demo_env, free_port, list_services, wait_serving};
+use roster_platform::auth::{Principal, Signer, generate_dev_keys};
+use roster_proto::identity::v1 as pb;
+use sqlx::Connection;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+const START: Duration = Duration::from_secs(60);
+
+fn reason(status: &tonic::Status) -> String {
+    status.get_details_error_info().map(|info| info.reason).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn up_demo_serves_its_walkthrough_restarts_with_its_data_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut roster = Process::up_demo(dir.path());
+    let channel = wait_serving(roster.addr, START).await.expect("serving");
+    let services = list_services(channel.clone()).await.expect("reflection");
+    for service in
+        ["roster.identity.v1.AccountService", "roster.identity.v1.UserService", "roster.identity.v1.RoleService"]
+    {
+        assert!(services.iter().any(|s| s == service), "{service} listed in {services:?}");
+    }
+    let env = demo_env(dir.path(), START).await.expect("demo.env");
+    let mut accounts = pb::account_service_client::AccountServiceClient::new(channel.clone());
+    let account = accounts
+        .get_account(authed(pb::GetAccountRequest { account_id: env["ACCOUNT"].clone() }, &env["MEMBER_TOKEN"]))
+        .await
+        .expect("a member reads the account")
+        .into_inner();
+    assert_eq!(account.owner.expect("owner").email, "alice@acme.example");
+
+    let transfer = |token: &str| {
+        let mut accounts = accounts.clone();
+        let request = authed(
+            pb::TransferOwnershipRequest {
+                request_id: format!("e2e-{token:.12}"),
+                account_id: env["ACCOUNT"].clone(),
+                new_owner_user_id: env["ADMIN_ID"].clone(),
+            },
+            token,
+        );
+        async move { accounts.transfer_ownership(request).await }
+    };
+    let refused = transfer(&env["MEMBER_TOKEN"]).await.expect_err("members cannot transfer");
+    assert_eq!((refused.code(), reason(&refused).as_str()), (Code::PermissionDenied, "NOT_ACCOUNT_OWNER"));
+    transfer(&env["OWNER_TOKEN"]).await.expect("the owner transfers to the admin");
+
+    let status = roster.terminate(Duration::from_secs(15)).expect("stops");
+    assert!(status.success(), "SIGTERM exits 0, got {status:?}");
+
+    // Same data directory: the demo is not seeded twice and the transfer is still there.
+    let mut again = Process::up_demo(dir.path());
+    let channel = wait_serving(again.addr, START).await.expect("serving again");
+    let env = demo_env(dir.path(), START).await.expect("demo.env");
+    let account = pb::account_service_client::AccountServiceClient::new(channel)
+        .get_account(authed(pb::GetAccountRequest { account_id: env["ACCOUNT"].clone() }, &env["MEMBER_TOKEN"]))
+        .await
+        .expect("account after restart")
+        .into_inner();
+    assert_eq!(account.owner.expect("owner").email, "bob@acme.example");
+    assert!(again.terminate(Duration::from_secs(15)).expect("stops").success());
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("ROSTER_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A fresh PostgreSQL database URL, or `None` (said out loud) outside CI without one.
+async fn fresh_postgres() -> Option<(String, String)> {
+    sqlx::any::install_default_drivers();
+    let admin = postgres_admin_url();
+    let mut conn = match sqlx::AnyConnection::connect(&admin).await {
+        Ok(conn) => conn,
+        Err(error) => {
+            assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "PostgreSQL is required when CI=true: {error}");
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIPPED: two-replica test (no PostgreSQL at {admin}: {error})");
+            return None;
+        }
+    };
+    let name = format!("roster_e2e_{}", std::process::id());
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await.expect("drop old");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create");
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base).to_owned();
+    Some((format!("{base}/{name}"), name))
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs()
+}
+
+fn replica(data_dir: &Path, database_url: &str, public_key: &Path) -> Process {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let key = public_key.to_str().expect("utf-8");
+    Process::start(
+        data_dir,
+        addr,
+        &["serve", "identity"],
+        &[
+            ("ROSTER_IDENTITY_DATABASE_URL", database_url),
+            ("ROSTER_JWT_PUBLIC_KEYS", key),
+            ("ROSTER_OUTBOX_POLL_MS", "50"),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn two_replicas_on_one_postgres_keep_one_owner_and_send_each_email_once() {
+    let Some((url, name)) = fresh_postgres().await else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = generate_dev_keys(dir.path()).expect("keys");
+    let signer = Signer::from_pem_file(&keys.private_key, "roster").expect("signer");
+    let token = |principal: Principal| signer.mint(&principal, now_s(), 600);
+    let user = |id: &str| token(Principal::User { user_id: id.to_owned() });
+    let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+    let replicas = [replica(&dir_a, &url, &keys.public_key), replica(&dir_b, &url, &keys.public_key)];
+    let mut channels = Vec::new();
+    for replica in &replicas {
+        channels.push(wait_serving(replica.addr, START).await.expect("replica serving"));
+    }
+    let accounts = |i: usize| pb::account_service_client::AccountServiceClient::new(channels[i % 2].clone());
+    let users = |i: usize| pb::user_service_client::UserServiceClient::new(channels[i % 2].clone());
+    let roles = |i: usize| pb::role_service_client::RoleServiceClient::new(channels[i % 2].clone());
+
+    let created = accounts(0)
+        .create_account(authed(
+            pb::CreateAccountRequest {
+                request_id: "e2e-create".into(),
+                name: "Replicated".into(),
+                plan: pb::Plan::Business as i32,
+                owner_email: "owner@replicas.example".into(),
+                ..Default::default()
+            },
+            &token(Principal::Operator { name: "e2e".into() }),
+        ))
+        .await
+        .expect("create")
+        .into_inner();
+    let account = created.id.clone();
+    let owner = created.owner.expect("owner").user_id;
+
+    let mut db = sqlx::AnyConnection::connect(&url).await.expect("connect");
+    let mut admins = Vec::new();
+    for i in 0..6 {
+        let email = format!("admin{i}@replicas.example");
+        let invitation = users(i)
+            .invite_user(authed(
+                pb::InviteUserRequest {
+                    request_id: format!("e2e-invite-{i}"),
+                    account_id: account.clone(),
+                    email: email.clone(),
+                    ..Default::default()
+                },
+                &user(&owner),
+            ))
+            .await
+            .expect("invite")
+            .into_inner();
+        let body: String =
+            sqlx::query_scalar("SELECT body FROM outbox WHERE recipient = $1 AND kind = 'invitation' ORDER BY id DESC")
+                .bind(&email)
+                .fetch_one(&mut db)
+                .await
+                .expect("invitation e-mail");
+        let code = body.lines().find_map(|l| l.strip_prefix("Invitation code: ")).expect("code").to_owned();
+        users(i + 1)
+            .accept_invitation(authed(
+                pb::AcceptInvitationRequest { request_id: format!("e2e-accept-{i}"), code },
+                &user(&invitation.user_id),
+            ))
+            .await
+            .expect("accept on the other replica");
+        roles(i)
+            .assign_role(authed(
+                pb::AssignRoleRequest {
+                    request_id: format!("e2e-promote-{i}"),
+                    account_id: account.clone(),
+                    user_id: invitation.user_id.clone(),
+                    role_id: "admin".into(),
+                },
+                &user(&owner),
+            ))
+            .await
+            .expect("promote");
+        admins.push(invitation.user_id);
+    }
+
+    // The owner fires a transfer to every admin, alternating replicas; every admin fires one
+    // too. Whatever interleaving happens, one owner must remain.
+    let mut calls = Vec::new();
+    for (i, admin) in admins.iter().enumerate() {
+        for (caller, suffix) in [(owner.clone(), "owner"), (admin.clone(), "admin")] {
+            let mut client = accounts(i + usize::from(suffix == "admin"));
+            let request = authed(
+                pb::TransferOwnershipRequest {
+                    request_id: format!("e2e-race-{i}-{suffix}"),
+                    account_id: account.clone(),
+                    new_owner_user_id: admins[(i + 1) % admins.len()].clone(),
+                },
+                &user(&caller),
+            );
+            calls.push(async move { client.transfer_ownership(request).await });
+        }
+    }
+    let results = futures_util::future::join_all(calls).await;
+    assert!(results.iter().any(Result::is_ok), "someone won the race");
+    let owners: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE account_id = $1 AND role = 'owner'")
+        .bind(&account)
+        .fetch_one(&mut db)
+        .await
+        .expect("count");
+    assert_eq!(owners, 1, "exactly one owner across replicas");
+
+    // Each queued e-mail is delivered by exactly one replica.
+    let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(&mut db).await.expect("count");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let delivered = loop {
+        let files =
+            [&dir_a, &dir_b].iter().map(|d| std::fs::read_dir(d.join("mail")).map_or(0, |r| r.count())).sum::<usize>();
+        if files as i64 >= queued || std::time::Instant::now() > deadline {
+            break files;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(delivered as i64, queued, "every e-mail delivered once, by one replica");
+
+    for mut replica in replicas {
+        assert!(replica.terminate(Duration::from_secs(15)).expect("stops").success());
+    }
+    db.close().await.ok();
+    if let Ok(mut admin) = sqlx::AnyConnection::connect(&postgres_admin_url()).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
+    }
+}
