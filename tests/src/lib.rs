@@ -110,10 +110,10 @@ pub async fn wait_serving(addr: SocketAddr, within: Duration) -> Result<Channel,
         if let Ok(channel) = channel(addr).await {
             let mut health = HealthClient::new(channel.clone());
             let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
-            if let Ok(response) = health.check(request).await {
-                if response.into_inner().status == ServingStatus::Serving as i32 {
-                    return Ok(channel);
-                }
+            if let Ok(response) = health.check(request).await
+                && response.into_inner().status == ServingStatus::Serving as i32
+            {
+                return Ok(channel);
             }
         }
         if Instant::now() > deadline {

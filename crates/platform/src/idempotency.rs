@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::db::{Database, Tx, is_unique_violation};
-use crate::status;
+use crate::{hex, status};
 
 /// Longest accepted request id.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
@@ -48,7 +48,7 @@ impl Key {
             principal: principal.to_owned(),
             method,
             request_id: request_id.to_owned(),
-            request_hash: hex(&digest),
+            request_hash: hex::encode(&digest),
         })
     }
 }
@@ -92,7 +92,7 @@ async fn lookup<R: Message + Default>(tx: &mut Tx, key: &Key) -> Result<Option<R
         return Err(reused());
     }
     let response: String = row.try_get("response").map_err(|e| status::internal(&e))?;
-    let bytes = unhex(&response).ok_or_else(|| status::internal(&"corrupt idempotency record"))?;
+    let bytes = hex::decode(&response).ok_or_else(|| status::internal(&"corrupt idempotency record"))?;
     R::decode(bytes.as_slice()).map(Some).map_err(|e| status::internal(&e))
 }
 
@@ -119,7 +119,7 @@ impl Fresh {
         .bind(self.key.method)
         .bind(&self.key.request_id)
         .bind(&self.key.request_hash)
-        .bind(hex(&response.encode_to_vec()))
+        .bind(hex::encode(&response.encode_to_vec()))
         .bind(now_ms)
         .execute(&mut *self.tx)
         .await;
@@ -153,32 +153,9 @@ impl Fresh {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hex_round_trips() {
-        let bytes = vec![0u8, 1, 127, 128, 255];
-        assert_eq!(unhex(&hex(&bytes)), Some(bytes));
-        assert_eq!(unhex("abc"), None);
-        assert_eq!(unhex("zz"), None);
-    }
 
     #[test]
     fn request_id_is_required_and_bounded() {

@@ -4,7 +4,7 @@
 //! Lists order by a unique, time-ordered id, so a page never repeats or skips an item that
 //! existed when the first page was read.
 
-use crate::status;
+use crate::{hex, status};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 500;
@@ -58,18 +58,15 @@ impl PageRequest {
 const PREFIX: &str = "p1.";
 
 fn encode(key: &str) -> String {
-    let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("{PREFIX}{hex}")
+    format!("{PREFIX}{}", hex::encode(key.as_bytes()))
 }
 
 fn decode(token: &str) -> Option<String> {
-    let hex = token.strip_prefix(PREFIX)?;
-    if hex.is_empty() || hex.len() % 2 != 0 || hex.len() > 512 {
+    let digits = token.strip_prefix(PREFIX)?;
+    if digits.is_empty() || digits.len() > 512 {
         return None;
     }
-    let bytes =
-        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect::<Option<Vec<u8>>>()?;
-    String::from_utf8(bytes).ok()
+    String::from_utf8(hex::decode(digits)?).ok()
 }
 
 #[cfg(test)]

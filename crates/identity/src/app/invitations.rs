@@ -5,6 +5,7 @@
 //! of the mailbox) and a token for a user with the invited e-mail (the invitee themselves).
 
 use rand::RngCore;
+use roster_platform::hex;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -33,13 +34,13 @@ pub struct Sent {
 fn new_code() -> (String, String) {
     let mut bytes = [0u8; 24];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let code: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let code = hex::encode(&bytes);
     let hash = code_hash(&code);
     (code, hash)
 }
 
 fn code_hash(code: &str) -> String {
-    Sha256::digest(code.trim().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&Sha256::digest(code.trim().as_bytes()))
 }
 
 async fn queue_invitation_email(tx: &mut Tx, ctx: &Ctx, invitation: &Invitation, code: &str) -> Result<()> {
@@ -155,10 +156,10 @@ pub async fn revoke(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &Invitation
     let mut invitation = pending_invitation(tx, account, id).await?;
     invitation.status = InvitationStatus::Revoked;
     store::invitations::set_status(tx, id, invitation.status).await?;
-    if let Some(pending) = store::users::get_in_account(tx, account, &invitation.user_id).await? {
-        if pending.status == UserStatus::Pending {
-            store::users::delete(tx, &pending.id).await?;
-        }
+    if let Some(pending) = store::users::get_in_account(tx, account, &invitation.user_id).await?
+        && pending.status == UserStatus::Pending
+    {
+        store::users::delete(tx, &pending.id).await?;
     }
     audit(
         tx,

@@ -163,10 +163,7 @@ mod tests {
         let target = user(Role::Admin, UserStatus::Active);
         assert_eq!(check_ownership_transfer(&actor(Role::Admin), &target), Err(DomainError::NotAccountOwner));
         assert_eq!(check_ownership_transfer(&actor(Role::Member), &target), Err(DomainError::NotAccountOwner));
-        assert_eq!(
-            check_ownership_transfer(&custom_actor(&Privilege::ALL.to_vec()), &target),
-            Err(DomainError::NotAccountOwner)
-        );
+        assert_eq!(check_ownership_transfer(&custom_actor(Privilege::ALL), &target), Err(DomainError::NotAccountOwner));
         assert_eq!(check_ownership_transfer(&actor(Role::Owner), &target), Ok(()));
     }
 

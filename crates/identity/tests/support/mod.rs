@@ -117,10 +117,10 @@ impl TestDb {
 }
 
 async fn drop_postgres_database(name: Option<String>) {
-    if let Some(name) = name {
-        if let Ok(mut conn) = sqlx::AnyConnection::connect(&postgres_admin_url()).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
-        }
+    if let Some(name) = name
+        && let Ok(mut conn) = sqlx::AnyConnection::connect(&postgres_admin_url()).await
+    {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
     }
 }
 
