@@ -152,18 +152,14 @@ impl pb::user_service_server::UserService for Api {
     async fn deactivate_user(&self, request: Request<pb::DeactivateUserRequest>) -> Result<Response<pb::User>, Status> {
         let caller = principal(&request)?;
         let req = request.into_inner();
-        let account = convert::account_id(&req.account_id)?;
-        let id = convert::user_id("user_id", &req.user_id)?;
-        let scope = account.clone();
-        self.mutate(
+        let target = (req.account_id.as_str(), req.user_id.as_str());
+        self.change_lifecycle(
             caller,
             method!("UserService", "DeactivateUser"),
             &req.request_id,
             &req,
-            Some(scope),
-            move |tx, ctx| {
-                Box::pin(async move { users::deactivate(tx, ctx, &account, &id).await.map(|u| convert::user(&u)) })
-            },
+            target,
+            Lifecycle::Deactivate,
         )
         .await
     }
@@ -171,18 +167,14 @@ impl pb::user_service_server::UserService for Api {
     async fn reactivate_user(&self, request: Request<pb::ReactivateUserRequest>) -> Result<Response<pb::User>, Status> {
         let caller = principal(&request)?;
         let req = request.into_inner();
-        let account = convert::account_id(&req.account_id)?;
-        let id = convert::user_id("user_id", &req.user_id)?;
-        let scope = account.clone();
-        self.mutate(
+        let target = (req.account_id.as_str(), req.user_id.as_str());
+        self.change_lifecycle(
             caller,
             method!("UserService", "ReactivateUser"),
             &req.request_id,
             &req,
-            Some(scope),
-            move |tx, ctx| {
-                Box::pin(async move { users::reactivate(tx, ctx, &account, &id).await.map(|u| convert::user(&u)) })
-            },
+            target,
+            Lifecycle::Reactivate,
         )
         .await
     }
@@ -216,5 +208,38 @@ impl pb::user_service_server::UserService for Api {
             user_id: user.map(|u| u.id.to_string()).unwrap_or_default(),
             account_id: user.map(|u| u.account_id.to_string()).unwrap_or_default(),
         }))
+    }
+}
+
+/// The local lifecycle changes; licensing's part joins them as sagas later.
+#[derive(Debug, Clone, Copy)]
+enum Lifecycle {
+    Deactivate,
+    Reactivate,
+}
+
+impl Api {
+    async fn change_lifecycle<Req: prost::Message>(
+        &self,
+        caller: roster_platform::auth::Principal,
+        method: &'static str,
+        request_id: &str,
+        request: &Req,
+        (account_id, user_id): (&str, &str),
+        change: Lifecycle,
+    ) -> Result<Response<pb::User>, Status> {
+        let account = convert::account_id(account_id)?;
+        let id = convert::user_id("user_id", user_id)?;
+        let scope = account.clone();
+        self.mutate(caller, method, request_id, request, Some(scope), move |tx, ctx| {
+            Box::pin(async move {
+                let user = match change {
+                    Lifecycle::Deactivate => users::deactivate(tx, ctx, &account, &id).await?,
+                    Lifecycle::Reactivate => users::reactivate(tx, ctx, &account, &id).await?,
+                };
+                Ok(convert::user(&user))
+            })
+        })
+        .await
     }
 }

@@ -92,19 +92,7 @@ pub async fn audit(
     target: String,
     details: serde_json::Value,
 ) -> Result<()> {
-    let event = AuditEvent {
-        id: uuid::Uuid::now_v7().to_string(),
-        account_id: account.cloned(),
-        principal: ctx.principal.audit_name(),
-        action: action.to_owned(),
-        target,
-        outcome: "ok".to_owned(),
-        request_id: ctx.request_id.clone(),
-        details_json: details.to_string(),
-        at_ms: ctx.now_ms,
-    };
-    store::audit::insert(tx, &event).await?;
-    Ok(())
+    record(tx, ctx, account, action, target, "ok".to_owned(), details.to_string()).await
 }
 
 /// Records a refused change (outcome `refused:<REASON>`), in its own transaction since the
@@ -116,15 +104,27 @@ pub async fn audit_refusal(
     action: &str,
     reason: &str,
 ) -> Result<()> {
+    record(tx, ctx, account, action, String::new(), format!("refused:{reason}"), "{}".to_owned()).await
+}
+
+async fn record(
+    tx: &mut Tx,
+    ctx: &Ctx,
+    account: Option<&AccountId>,
+    action: &str,
+    target: String,
+    outcome: String,
+    details_json: String,
+) -> Result<()> {
     let event = AuditEvent {
         id: uuid::Uuid::now_v7().to_string(),
         account_id: account.cloned(),
         principal: ctx.principal.audit_name(),
         action: action.to_owned(),
-        target: String::new(),
-        outcome: format!("refused:{reason}"),
+        target,
+        outcome,
         request_id: ctx.request_id.clone(),
-        details_json: "{}".to_owned(),
+        details_json,
         at_ms: ctx.now_ms,
     };
     store::audit::insert(tx, &event).await?;

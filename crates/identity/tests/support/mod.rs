@@ -86,6 +86,18 @@ fn uuid_simple() -> String {
     format!("{}_{}_{}", std::process::id(), nanos, NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
+/// A database URL for `backend`: a SQLite file in `dir`, or a fresh PostgreSQL database
+/// (with its name, to drop afterwards). `None` when PostgreSQL is unreachable outside CI.
+async fn database_url(backend: Backend, dir: &std::path::Path) -> Option<(String, Option<String>)> {
+    Some(match backend {
+        Backend::Sqlite => (Database::sqlite_url(dir, "identity"), None),
+        Backend::Postgres => {
+            let (url, name) = fresh_postgres_database().await?;
+            (url, Some(name))
+        }
+    })
+}
+
 /// A migrated database of its own, without a server (store tests).
 pub struct TestDb {
     pub db: Database,
@@ -98,13 +110,7 @@ impl TestDb {
     /// `None` only for PostgreSQL when it is unreachable outside CI.
     pub async fn new(backend: Backend) -> Option<Self> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (url, postgres_db) = match backend {
-            Backend::Sqlite => (Database::sqlite_url(dir.path(), "identity"), None),
-            Backend::Postgres => {
-                let (url, name) = fresh_postgres_database().await?;
-                (url, Some(name))
-            }
-        };
+        let (url, postgres_db) = database_url(backend, dir.path()).await?;
         let db = Database::connect(&url, 10).await.expect("connect");
         db.migrate(roster_identity::store::MIGRATIONS).await.expect("migrate");
         Some(Self { db, backend, _dir: dir, postgres_db })
@@ -157,13 +163,7 @@ impl TestApp {
             let _ = tracing_subscriber_init();
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let (database_url, postgres_db) = match backend {
-            Backend::Sqlite => (Database::sqlite_url(dir.path(), "identity"), None),
-            Backend::Postgres => {
-                let (url, name) = fresh_postgres_database().await?;
-                (url, Some(name))
-            }
-        };
+        let (database_url, postgres_db) = database_url(backend, dir.path()).await?;
         let keys = generate_dev_keys(dir.path()).expect("keys");
         let verifier = Verifier::from_pem_files(&[keys.public_key], AUDIENCE).expect("verifier");
         let signer = Signer::from_pem_file(&keys.private_key, AUDIENCE).expect("signer");
