@@ -73,3 +73,30 @@ fn tokens_are_minted_with_a_given_private_key() {
     let verifier = roster_platform::auth::Verifier::from_pem_files(&[keys.public_key], "roster").expect("verifier");
     assert_eq!(verifier.verify(token.trim()), Ok(roster_platform::auth::Principal::User { user_id: "u-1".into() }));
 }
+
+#[test]
+fn json_logs_on_request() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_roster"))
+        .args([
+            "--data-dir",
+            dir.path().to_str().expect("utf-8"),
+            "--log-format",
+            "json",
+            "up",
+            "--identity-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("roster starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let first = BufReader::new(stderr).lines().next().expect("a log line").expect("utf-8");
+    let _ = child.kill();
+    let _ = child.wait();
+    let line: serde_json::Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("not JSON ({e}): {first}"));
+    assert_eq!(line["level"], "INFO", "{first}");
+    assert_eq!(line["message"], "identity serving", "{first}");
+}

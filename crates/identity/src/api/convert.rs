@@ -253,6 +253,8 @@ pub fn invitation(invitation: &Invitation) -> pb::Invitation {
         created_at_ms: invitation.created_at_ms,
         expires_at_ms: invitation.expires_at_ms,
         send_count: invitation.send_count,
+        role: role_kind(&invitation.role) as i32,
+        custom_role_id: invitation.role.custom_id().map(ToString::to_string).unwrap_or_default(),
     }
 }
 
