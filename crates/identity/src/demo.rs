@@ -1,5 +1,5 @@
 //! The demo account `roster up --demo` seeds, through the same use cases the API runs: an
-//! owner, an admin, two members, an authorised integration and one pending invitation.
+//! owner, two admins, two members, an authorised integration and one pending invitation.
 
 use futures_util::future::BoxFuture;
 use roster_platform::auth::Principal;
@@ -22,7 +22,7 @@ pub struct DemoUser {
 pub struct Demo {
     pub account_id: String,
     pub owner: DemoUser,
-    pub admin: DemoUser,
+    pub admins: Vec<DemoUser>,
     pub members: Vec<DemoUser>,
     pub invitee: DemoUser,
     pub invitation_id: String,
@@ -102,12 +102,16 @@ pub async fn seed(db: &Database, clock: &SharedClock) -> app::Result<Demo> {
     let account = created.account.id.clone();
     let owner = created.owner.expect("a new account has its owner").id;
 
-    let bob = join(db, clock, &account, &owner, "bob@acme.example").await?;
-    let (target, promoted) = (account.clone(), bob.clone());
-    step(db, &as_user(clock, &owner, "demo-promote"), move |tx, ctx| {
-        Box::pin(async move { roles::assign(tx, ctx, &target, &promoted, Role::Admin).await })
-    })
-    .await?;
+    let mut admins = Vec::new();
+    for address in ["bob@acme.example", "grace@acme.example"] {
+        let admin = join(db, clock, &account, &owner, address).await?;
+        let (target, promoted) = (account.clone(), admin.clone());
+        step(db, &as_user(clock, &owner, "demo-promote"), move |tx, ctx| {
+            Box::pin(async move { roles::assign(tx, ctx, &target, &promoted, Role::Admin).await })
+        })
+        .await?;
+        admins.push(demo_user(&admin, address));
+    }
     let carol = join(db, clock, &account, &owner, "carol@acme.example").await?;
     let dave = join(db, clock, &account, &owner, "dave@acme.example").await?;
 
@@ -132,7 +136,7 @@ pub async fn seed(db: &Database, clock: &SharedClock) -> app::Result<Demo> {
     Ok(Demo {
         account_id: account.to_string(),
         owner: demo_user(&owner, "alice@acme.example"),
-        admin: demo_user(&bob, "bob@acme.example"),
+        admins,
         members: vec![demo_user(&carol, "carol@acme.example"), demo_user(&dave, "dave@acme.example")],
         invitee: demo_user(&pending.invitation.user_id, "erin@acme.example"),
         invitation_id: pending.invitation.id.to_string(),

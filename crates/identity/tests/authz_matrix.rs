@@ -421,7 +421,11 @@ async fn r34_objects_of_another_account_do_not_exist_here(app: &TestApp) {
         "ReactivateUser",
         app.users()
             .reactivate_user(authed(
-                pb::ReactivateUserRequest { request_id: rid(), account_id: account(), user_id: theirs.deactivated.clone() },
+                pb::ReactivateUserRequest {
+                    request_id: rid(),
+                    account_id: account(),
+                    user_id: theirs.deactivated.clone(),
+                },
                 &owner,
             ))
             .await
@@ -433,7 +437,11 @@ async fn r34_objects_of_another_account_do_not_exist_here(app: &TestApp) {
         "ResendInvitation",
         app.users()
             .resend_invitation(authed(
-                pb::ResendInvitationRequest { request_id: rid(), account_id: account(), invitation_id: theirs.invitation_id.clone() },
+                pb::ResendInvitationRequest {
+                    request_id: rid(),
+                    account_id: account(),
+                    invitation_id: theirs.invitation_id.clone(),
+                },
                 &owner,
             ))
             .await
@@ -443,13 +451,20 @@ async fn r34_objects_of_another_account_do_not_exist_here(app: &TestApp) {
         "RevokeInvitation",
         app.users()
             .revoke_invitation(authed(
-                pb::RevokeInvitationRequest { request_id: rid(), account_id: account(), invitation_id: theirs.invitation_id.clone() },
+                pb::RevokeInvitationRequest {
+                    request_id: rid(),
+                    account_id: account(),
+                    invitation_id: theirs.invitation_id.clone(),
+                },
                 &owner,
             ))
             .await
             .map(drop),
     );
-    record("AssignRole(their role)", app.assign_role(&mine.account, &mine.owner, &mine.member, &theirs.custom_role).await.map(drop));
+    record(
+        "AssignRole(their role)",
+        app.assign_role(&mine.account, &mine.owner, &mine.member, &theirs.custom_role).await.map(drop),
+    );
     record(
         "UpdateRole",
         app.roles()

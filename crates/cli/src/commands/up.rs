@@ -50,8 +50,9 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
         let demo = load_or_seed(data_dir, server.database(), &clock).await?;
         let signer = Signer::from_pem_file(&keys.private_key, DEV_AUDIENCE).map_err(runtime)?;
         let env_file = data_dir.join("demo.env");
-        std::fs::write(&env_file, demo_env(&demo, &signer)).map_err(runtime)?;
-        banner.push_str(&demo_banner(&demo, &env_file, identity_addr));
+        let exports = demo_env(&demo, &signer);
+        std::fs::write(&env_file, &exports).map_err(runtime)?;
+        banner.push_str(&demo_banner(&demo, &env_file, &exports, identity_addr));
     }
     println!("{banner}");
     server.run(shutdown_signal()).await.map_err(runtime)
@@ -81,13 +82,13 @@ fn demo_env(demo: &Demo, signer: &Signer) -> String {
     for (name, value) in [
         ("ACCOUNT", demo.account_id.clone()),
         ("OWNER_ID", demo.owner.id.clone()),
-        ("ADMIN_ID", demo.admin.id.clone()),
+        ("ADMIN_ID", demo.admins[0].id.clone()),
         ("MEMBER_ID", member.id.clone()),
         ("INVITEE_ID", demo.invitee.id.clone()),
         ("INVITATION_ID", demo.invitation_id.clone()),
         ("INVITATION_CODE", demo.invitation_code.clone()),
         ("OWNER_TOKEN", token(user(&demo.owner.id))),
-        ("ADMIN_TOKEN", token(user(&demo.admin.id))),
+        ("ADMIN_TOKEN", token(user(&demo.admins[0].id))),
         ("MEMBER_TOKEN", token(user(&member.id))),
         ("INVITEE_TOKEN", token(user(&demo.invitee.id))),
         ("OPERATOR_TOKEN", token(Principal::Operator { name: "support".into() })),
@@ -97,24 +98,23 @@ fn demo_env(demo: &Demo, signer: &Signer) -> String {
     env
 }
 
-fn demo_banner(demo: &Demo, env_file: &Path, addr: std::net::SocketAddr) -> String {
-    let member = &demo.members[0];
+fn demo_banner(demo: &Demo, env_file: &Path, exports: &str, addr: std::net::SocketAddr) -> String {
+    let mut people = format!("  owner    {:<22} {}\n", demo.owner.email, demo.owner.id);
+    for (label, users) in [("admin", &demo.admins), ("member", &demo.members)] {
+        for user in users {
+            let _ = writeln!(people, "  {label:<8} {:<22} {}", user.email, user.id);
+        }
+    }
+    let _ = writeln!(people, "  pending  {:<22} {} (code in $INVITATION_CODE)", demo.invitee.email, demo.invitee.id);
     format!(
-        "\nDemo account Acme Inc (pro): {account}\n  owner    {owner_email:<22} {owner}\n  admin    {admin_email:<22} {admin}\n  member   {member_email:<22} {member}\n  pending  {invitee_email:<22} {invitee} (invitation code in {env})\n\n\
-         Tokens (24 h) and ids are in {env}. In another shell:\n\n  source {env}\n  \
+        "\nDemo account Acme Inc (pro): {account}\n{people}\n\
+         Ids and 24-hour tokens (also in {env}; `source` it in another shell):\n\n{exports}\n\
+         Try:\n\n  \
          grpcurl -plaintext {addr} list\n  \
          grpcurl -plaintext -H \"authorization: Bearer $MEMBER_TOKEN\" -d \"{{\\\"account_id\\\":\\\"$ACCOUNT\\\"}}\" {addr} roster.identity.v1.AccountService/GetAccount\n  \
          grpcurl -plaintext -H \"authorization: Bearer $OWNER_TOKEN\" -d \"{{\\\"account_id\\\":\\\"$ACCOUNT\\\"}}\" {addr} roster.identity.v1.UserService/ListUsers\n\n\
          The README walks through invite, accept, promote and ownership transfer.\n",
         account = demo.account_id,
-        owner_email = demo.owner.email,
-        owner = demo.owner.id,
-        admin_email = demo.admin.email,
-        admin = demo.admin.id,
-        member_email = member.email,
-        member = member.id,
-        invitee_email = demo.invitee.email,
-        invitee = demo.invitee.id,
         env = env_file.display(),
     )
 }
