@@ -1,5 +1,6 @@
 //! Building and running the identity server. Start-up order: bind, connect, migrate, health
-//! SERVING, serve; shutdown in reverse (health NOT_SERVING, drain, stop the outbox, close).
+//! SERVING, serve; shutdown in reverse (health NOT_SERVING, drain, stop background tasks,
+//! close the database).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -104,18 +105,21 @@ impl Server {
             ],
             routes,
         };
-        let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
+        let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
         let dispatcher = Dispatcher {
             db: db.clone(),
             mailer: settings.mailer.clone(),
             clock: settings.clock.clone(),
             poll_interval: settings.outbox_poll,
         };
-        let outbox = tokio::spawn(dispatcher.run(outbox_stopped));
+        let outbox = tokio::spawn(dispatcher.run(background_stopped.clone()));
+        let housekeeping =
+            tokio::spawn(crate::housekeeping::run(db.clone(), settings.clock.clone(), background_stopped));
         tracing::info!(addr = %listener.local_addr().map_or_else(|_| settings.listen.to_string(), |a| a.to_string()), "identity serving");
         let served = serve(listener, services, settings.verifier.clone(), &settings.limits, shutdown).await;
-        let _ = stop_outbox.send(true);
+        let _ = stop_background.send(true);
         let _ = outbox.await;
+        let _ = housekeeping.await;
         db.close().await;
         tracing::info!("identity stopped");
         served

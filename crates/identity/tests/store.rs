@@ -204,3 +204,30 @@ fn uuid_v7() -> String {
     // The store relies on ids that sort by time; the API generates them the same way.
     AccountId::generate().to_string()
 }
+
+on_both_databases!(housekeeping_prunes_only_what_is_past_retention);
+
+async fn housekeeping_prunes_only_what_is_past_retention(db: &TestDb) {
+    use roster_identity::housekeeping::{IDEMPOTENCY_RETENTION_MS, Pruned, SENT_EMAIL_RETENTION_MS, prune};
+    for (request_id, at) in [("old", START_MS), ("new", START_MS + IDEMPOTENCY_RETENTION_MS)] {
+        let key = Key::new("user:u1", "/m", request_id, &String::from("input")).expect("key");
+        let Idempotent::Fresh(fresh) = idempotency::begin::<String>(&db.db, key).await.expect("begin") else {
+            panic!("fresh key expected");
+        };
+        fresh.finish(String::from("done"), at).await.expect("finish");
+    }
+    enqueue(db, 3).await;
+    let claimed = outbox::claim_due(db.db.pool(), START_MS, 60_000, 10).await.expect("claim");
+    outbox::mark_sent(db.db.pool(), &claimed[0].id, START_MS).await.expect("sent");
+
+    let now = START_MS + IDEMPOTENCY_RETENTION_MS + 1;
+    assert_eq!(prune(&db.db, now).await.expect("prune"), Pruned { idempotency_keys: 1, sent_emails: 0 });
+    let now = START_MS + SENT_EMAIL_RETENTION_MS + 1;
+    let pruned = prune(&db.db, now).await.expect("prune");
+    assert_eq!(pruned.sent_emails, 1, "the delivered e-mail goes");
+    let unsent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE sent_at_ms IS NULL")
+        .fetch_one(db.db.pool())
+        .await
+        .expect("count");
+    assert_eq!(unsent, 2, "undelivered e-mails are never pruned");
+}

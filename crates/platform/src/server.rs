@@ -85,6 +85,8 @@ pub async fn serve(
 
     let in_flight = InFlight::default();
     let server = Server::builder()
+        // Every log line written while handling an RPC names the method.
+        .trace_fn(|request| tracing::info_span!("rpc", method = request.uri().path()))
         .timeout(limits.request_timeout())
         .layer(in_flight.clone())
         .layer(AuthLayer::new(verifier))

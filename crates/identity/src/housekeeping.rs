@@ -1,0 +1,48 @@
+//! Keeps tables bounded: idempotency records are kept 7 days (clients retry within minutes;
+//! a week covers long outages) and delivered e-mails 30 days (for support questions). Audit
+//! events are never pruned here: they are the account's history.
+
+use std::time::Duration;
+
+use roster_platform::clock::SharedClock;
+use roster_platform::db::Database;
+use tokio::sync::watch;
+
+pub const IDEMPOTENCY_RETENTION_MS: i64 = 7 * 24 * 3_600_000;
+pub const SENT_EMAIL_RETENTION_MS: i64 = 30 * 24 * 3_600_000;
+const EVERY: Duration = Duration::from_secs(600);
+
+/// Rows removed by one pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pruned {
+    pub idempotency_keys: u64,
+    pub sent_emails: u64,
+}
+
+/// One pass. Safe on several replicas at once: each delete is idempotent.
+pub async fn prune(db: &Database, now_ms: i64) -> Result<Pruned, sqlx::Error> {
+    let keys = sqlx::query("DELETE FROM idempotency_keys WHERE created_at_ms < $1")
+        .bind(now_ms - IDEMPOTENCY_RETENTION_MS)
+        .execute(db.pool())
+        .await?;
+    let emails = sqlx::query("DELETE FROM outbox WHERE sent_at_ms IS NOT NULL AND sent_at_ms < $1")
+        .bind(now_ms - SENT_EMAIL_RETENTION_MS)
+        .execute(db.pool())
+        .await?;
+    Ok(Pruned { idempotency_keys: keys.rows_affected(), sent_emails: emails.rows_affected() })
+}
+
+/// Prunes every ten minutes until `stop` turns true.
+pub async fn run(db: Database, clock: SharedClock, mut stop: watch::Receiver<bool>) {
+    loop {
+        match prune(&db, clock.now_ms()).await {
+            Ok(pruned) if pruned != Pruned::default() => tracing::info!(?pruned, "housekeeping pruned old rows"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "housekeeping failed; will retry"),
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(EVERY) => {}
+        }
+    }
+}
