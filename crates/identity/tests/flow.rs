@@ -363,7 +363,10 @@ async fn r16_custom_roles_grant_only_what_the_granter_holds(app: &TestApp) {
     // An admin cannot hand out a role carrying more than they hold.
     let refused = app.assign_role(&w.account, &w.admin, &w.member, &bulk.id).await.expect_err("escalation");
     assert_eq!(reason(&refused), "MISSING_PRIVILEGE");
-    app.assign_role(&w.account, &w.owner, &w.member, &bulk.id).await.expect("owner assigns");
+    let assigned = app.assign_role(&w.account, &w.owner, &w.member, &bulk.id).await.expect("owner assigns");
+    // Lists label a custom role by its name.
+    assert_eq!(assigned.role_label, bulk.name);
+    assert_eq!(app.get_user(&w.account, &w.admin, &w.member).await.role_label, bulk.name);
     let held = access(app, &w.account, &w.member).await;
     assert_eq!(held.privileges, vec![pb::Privilege::BulkRemoveUsers as i32]);
     // A role in use cannot be deleted.

@@ -52,6 +52,7 @@ fn user(account: &AccountId, email: &str, role: Role) -> User {
         external: false,
         created_at_ms: START_MS,
         deactivated_at_ms: None,
+        custom_role_name: None,
     }
 }
 

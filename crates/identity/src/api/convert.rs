@@ -231,7 +231,7 @@ pub fn user(user: &User) -> pb::User {
         } as i32,
         role: role_kind(&user.role) as i32,
         custom_role_id: user.role.custom_id().map(ToString::to_string).unwrap_or_default(),
-        role_label: user.role.label(None),
+        role_label: user.role.label(user.custom_role_name.as_deref()),
         external: user.external,
         created_at_ms: user.created_at_ms,
         deactivated_at_ms: user.deactivated_at_ms.unwrap_or_default(),

@@ -57,6 +57,7 @@ pub async fn create(tx: &mut Tx, ctx: &Ctx, new: NewAccount) -> Result<AccountVi
         external: false,
         created_at_ms: ctx.now_ms,
         deactivated_at_ms: None,
+        custom_role_name: None,
     };
     store::users::insert(tx, &owner).await?;
     audit(

@@ -82,6 +82,7 @@ pub async fn invite(tx: &mut Tx, ctx: &Ctx, account: &AccountId, new: NewInvitat
         external: new.external,
         created_at_ms: ctx.now_ms,
         deactivated_at_ms: None,
+        custom_role_name: None,
     };
     store::users::insert(tx, &pending).await?;
     let (code, hash) = new_code();

@@ -110,14 +110,19 @@ pub async fn assign(tx: &mut Tx, ctx: &Ctx, account: &AccountId, user: &UserId, 
     let caller = lock_and_load_caller(tx, ctx, account).await?;
     let actor = caller.member()?;
     let mut target = store::users::get_in_account(tx, account, user).await?.ok_or(DomainError::UserNotFound)?;
-    if let Role::Custom(role_id) = &role {
-        let custom = store::roles::get(tx, account, role_id).await?.ok_or(DomainError::RoleNotFound)?;
-        rules::check_grant(actor, &custom.privileges)?;
-    }
+    let custom_role_name = match &role {
+        Role::Custom(role_id) => {
+            let custom = store::roles::get(tx, account, role_id).await?.ok_or(DomainError::RoleNotFound)?;
+            rules::check_grant(actor, &custom.privileges)?;
+            Some(custom.name)
+        }
+        _ => None,
+    };
     rules::check_role_change(actor, &target, &role)?;
     store::users::set_role(tx, &target.id, &role).await?;
     let previous = target.role.kind_str();
     target.role = role;
+    target.custom_role_name = custom_role_name;
     audit(
         tx,
         ctx,

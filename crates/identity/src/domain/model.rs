@@ -119,6 +119,8 @@ pub struct User {
     pub external: bool,
     pub created_at_ms: i64,
     pub deactivated_at_ms: Option<i64>,
+    /// The name of the user's custom role, for display; `None` for built-in roles.
+    pub custom_role_name: Option<String>,
 }
 
 impl User {

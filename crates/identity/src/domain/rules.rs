@@ -144,6 +144,7 @@ mod tests {
             external: false,
             created_at_ms: 0,
             deactivated_at_ms: None,
+            custom_role_name: None,
         }
     }
 

@@ -10,6 +10,11 @@ use crate::domain::values::{AccountId, Email, RoleId, UserId};
 const COLUMNS: &str =
     "id, account_id, email, display_name, status, role, custom_role_id, external, created_at_ms, deactivated_at_ms";
 
+/// Users with the name of their custom role, if they hold one (for display).
+const SELECT: &str = "SELECT u.id, u.account_id, u.email, u.display_name, u.status, u.role, u.custom_role_id, \
+     u.external, u.created_at_ms, u.deactivated_at_ms, r.name AS custom_role_name \
+     FROM users u LEFT JOIN custom_roles r ON r.id = u.custom_role_id";
+
 pub(super) fn decode_role(kind: &str, custom_role_id: Option<String>) -> Result<Role, sqlx::Error> {
     Ok(match (kind, custom_role_id) {
         ("owner", _) => Role::Owner,
@@ -34,6 +39,7 @@ fn decode(row: &AnyRow) -> Result<User, sqlx::Error> {
         external: flag(row.try_get("external")?),
         created_at_ms: row.try_get("created_at_ms")?,
         deactivated_at_ms: row.try_get("deactivated_at_ms")?,
+        custom_role_name: row.try_get("custom_role_name")?,
     })
 }
 
@@ -55,7 +61,7 @@ pub async fn insert(tx: &mut Tx, user: &User) -> Result<(), sqlx::Error> {
 }
 
 pub async fn get(tx: &mut Tx, id: &UserId) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
+    sqlx::query(&format!("{SELECT} WHERE u.id = $1"))
         .bind(id.as_str())
         .fetch_optional(&mut **tx)
         .await?
@@ -73,7 +79,7 @@ pub async fn find_by_email_in_account(
     account: &AccountId,
     email: &Email,
 ) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE account_id = $1 AND email = $2"))
+    sqlx::query(&format!("{SELECT} WHERE u.account_id = $1 AND u.email = $2"))
         .bind(account.as_str())
         .bind(email.as_str())
         .fetch_optional(&mut **tx)
@@ -84,7 +90,7 @@ pub async fn find_by_email_in_account(
 
 /// Every user with this e-mail, in any account, oldest first.
 pub async fn find_by_email(tx: &mut Tx, email: &Email) -> Result<Vec<User>, sqlx::Error> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE email = $1 ORDER BY id"))
+    sqlx::query(&format!("{SELECT} WHERE u.email = $1 ORDER BY u.id"))
         .bind(email.as_str())
         .fetch_all(&mut **tx)
         .await?
@@ -94,7 +100,7 @@ pub async fn find_by_email(tx: &mut Tx, email: &Email) -> Result<Vec<User>, sqlx
 }
 
 pub async fn owner_of(tx: &mut Tx, account: &AccountId) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE account_id = $1 AND role = 'owner'"))
+    sqlx::query(&format!("{SELECT} WHERE u.account_id = $1 AND u.role = 'owner'"))
         .bind(account.as_str())
         .fetch_optional(&mut **tx)
         .await?
@@ -119,9 +125,9 @@ pub async fn list(
     // Every parameter appears in the SQL so both backends bind them the same way; an empty
     // string means "no filter". The owner counts as an admin, as lists show it (SPEC R7).
     let sql = format!(
-        "SELECT {COLUMNS} FROM users WHERE account_id = $1 AND id > $2 \
-         AND ($3 = '' OR role = $3 OR ($3 = 'admin' AND role = 'owner')) \
-         AND ($4 = '' OR status = $4) ORDER BY id LIMIT $5"
+        "{SELECT} WHERE u.account_id = $1 AND u.id > $2 \
+         AND ($3 = '' OR u.role = $3 OR ($3 = 'admin' AND u.role = 'owner')) \
+         AND ($4 = '' OR u.status = $4) ORDER BY u.id LIMIT $5"
     );
     let rows = sqlx::query(&sql)
         .bind(account.as_str())
