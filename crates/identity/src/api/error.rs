@@ -95,11 +95,20 @@ fn code(error: &DomainError) -> Code {
     }
 }
 
+/// The kind of object whose state blocks the request (`PreconditionFailure.subject`).
+fn subject(error: &DomainError) -> &'static str {
+    match error {
+        DomainError::RoleInUse => "role",
+        DomainError::AccountHasOtherUsers { .. } => "account",
+        _ => "user",
+    }
+}
+
 pub fn domain_status(error: &DomainError) -> Status {
     let reason = reason(error);
     match (error, code(error)) {
         (DomainError::Invalid { field, message }, _) => status::invalid_argument(field, message.clone()),
-        (_, Code::FailedPrecondition) => status::failed_precondition(reason, "request", message(error)),
+        (_, Code::FailedPrecondition) => status::failed_precondition(reason, subject(error), message(error)),
         (_, code) => status::refusal(code, reason, message(error)),
     }
 }
@@ -135,6 +144,11 @@ mod tests {
         for (error, reason, product_code, grpc_code) in cases {
             let status = domain_status(&error);
             assert_eq!(status.code(), grpc_code, "{error:?}");
+            if grpc_code == Code::FailedPrecondition {
+                let failure = status.get_details_precondition_failure().expect("precondition failure");
+                let expected = if reason == "ACCOUNT_HAS_OTHER_USERS" { "account" } else { "user" };
+                assert_eq!(failure.violations[0].subject, expected, "{error:?}");
+            }
             let info = status.get_details_error_info().expect("error info");
             assert_eq!(info.reason, reason);
             assert_eq!(info.metadata.get("code").map(String::as_str), product_code);
