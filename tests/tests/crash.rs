@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use roster_e2e::{Process, authed, demo_env, free_port, wait_serving};
 use roster_proto::identity::v1 as pb;
+use roster_testkit::FreshDatabase;
 use sqlx::Connection;
 
 const INVITES: usize = 400;
@@ -135,22 +136,7 @@ async fn kill_9_mid_burst_then_retries_have_exactly_one_effect_sqlite() {
 
 #[tokio::test]
 async fn kill_9_mid_burst_then_retries_have_exactly_one_effect_postgres() {
-    sqlx::any::install_default_drivers();
-    let admin = std::env::var("ROSTER_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let mut conn = match sqlx::AnyConnection::connect(&admin).await {
-        Ok(conn) => conn,
-        Err(error) => {
-            assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "PostgreSQL is required when CI=true: {error}");
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIPPED: crash test on PostgreSQL (none at {admin}: {error})");
-            return;
-        }
-    };
-    let name = format!("roster_crash_{}", std::process::id());
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await.expect("drop");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create");
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base).to_owned();
-    crash_and_retry(Some(&format!("{base}/{name}"))).await;
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+    let Some(database) = FreshDatabase::create().await else { return };
+    crash_and_retry(Some(&database.url)).await;
+    database.drop_database().await;
 }

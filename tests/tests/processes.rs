@@ -9,6 +9,7 @@ use std::time::Duration;
 use roster_e2e::{Process, authed, demo_env, free_port, list_services, wait_serving};
 use roster_platform::auth::{Principal, Signer, generate_dev_keys};
 use roster_proto::identity::v1 as pb;
+use roster_testkit::FreshDatabase;
 use sqlx::Connection;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -71,30 +72,6 @@ async fn up_demo_serves_its_walkthrough_restarts_with_its_data_and_stops_on_sigt
     assert!(again.terminate(Duration::from_secs(15)).expect("stops").success());
 }
 
-fn postgres_admin_url() -> String {
-    std::env::var("ROSTER_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// A fresh PostgreSQL database URL, or `None` (said out loud) outside CI without one.
-async fn fresh_postgres() -> Option<(String, String)> {
-    sqlx::any::install_default_drivers();
-    let admin = postgres_admin_url();
-    let mut conn = match sqlx::AnyConnection::connect(&admin).await {
-        Ok(conn) => conn,
-        Err(error) => {
-            assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "PostgreSQL is required when CI=true: {error}");
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIPPED: two-replica test (no PostgreSQL at {admin}: {error})");
-            return None;
-        }
-    };
-    let name = format!("roster_e2e_{}", std::process::id());
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await.expect("drop old");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create");
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base).to_owned();
-    Some((format!("{base}/{name}"), name))
-}
-
 fn now_s() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs()
 }
@@ -116,7 +93,8 @@ fn replica(data_dir: &Path, database_url: &str, public_key: &Path) -> Process {
 
 #[tokio::test]
 async fn two_replicas_on_one_postgres_keep_one_owner_and_send_each_email_once() {
-    let Some((url, name)) = fresh_postgres().await else { return };
+    let Some(database) = FreshDatabase::create().await else { return };
+    let url = database.url.clone();
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = generate_dev_keys(dir.path()).expect("keys");
     let signer = Signer::from_pem_file(&keys.private_key, "roster").expect("signer");
@@ -238,7 +216,5 @@ async fn two_replicas_on_one_postgres_keep_one_owner_and_send_each_email_once() 
         assert!(replica.terminate(Duration::from_secs(15)).expect("stops").success());
     }
     db.close().await.ok();
-    if let Ok(mut admin) = sqlx::AnyConnection::connect(&postgres_admin_url()).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
-    }
+    database.drop_database().await;
 }

@@ -17,7 +17,7 @@ use roster_platform::clock::{ManualClock, SharedClock};
 use roster_platform::config::LimitArgs;
 use roster_platform::db::Database;
 use roster_proto::identity::v1 as pb;
-use sqlx::Connection;
+use roster_testkit::FreshDatabase;
 use tonic::transport::Channel;
 
 pub use pb::account_service_client::AccountServiceClient;
@@ -42,58 +42,19 @@ pub struct TestApp {
     pub signer: Signer,
     pub dir: tempfile::TempDir,
     pub backend: Backend,
-    postgres_db: Option<String>,
+    postgres_db: Option<FreshDatabase>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-fn postgres_admin_url() -> String {
-    std::env::var("ROSTER_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let base = url.rsplit_once('/').map_or(url, |(base, _)| base);
-    format!("{base}/{name}")
-}
-
-/// A fresh PostgreSQL database, or `None` (after saying so) when none is reachable outside CI.
-async fn fresh_postgres_database() -> Option<(String, String)> {
-    sqlx::any::install_default_drivers();
-    let admin = postgres_admin_url();
-    let mut conn = match sqlx::AnyConnection::connect(&admin).await {
-        Ok(conn) => conn,
-        Err(error) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("PostgreSQL is required when CI=true but {admin} is unreachable: {error}");
-            }
-            // Written to the stderr handle, not with eprintln!, so the test harness does not
-            // swallow it: a skipped PostgreSQL run must be visible.
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIPPED: PostgreSQL half of a test (no database at {admin}: {error})");
-            return None;
-        }
-    };
-    let name = format!("roster_test_{}", uuid_simple());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
-    conn.close().await.ok();
-    Some((with_database(&admin, &name), name))
-}
-
-fn uuid_simple() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_nanos();
-    format!("{}_{}_{}", std::process::id(), nanos, NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
 /// A database URL for `backend`: a SQLite file in `dir`, or a fresh PostgreSQL database
 /// (with its name, to drop afterwards). `None` when PostgreSQL is unreachable outside CI.
-async fn database_url(backend: Backend, dir: &std::path::Path) -> Option<(String, Option<String>)> {
+async fn database_url(backend: Backend, dir: &std::path::Path) -> Option<(String, Option<FreshDatabase>)> {
     Some(match backend {
         Backend::Sqlite => (Database::sqlite_url(dir, "identity"), None),
         Backend::Postgres => {
-            let (url, name) = fresh_postgres_database().await?;
-            (url, Some(name))
+            let fresh = FreshDatabase::create().await?;
+            (fresh.url.clone(), Some(fresh))
         }
     })
 }
@@ -103,7 +64,7 @@ pub struct TestDb {
     pub db: Database,
     pub backend: Backend,
     _dir: tempfile::TempDir,
-    postgres_db: Option<String>,
+    postgres_db: Option<FreshDatabase>,
 }
 
 impl TestDb {
@@ -122,11 +83,9 @@ impl TestDb {
     }
 }
 
-async fn drop_postgres_database(name: Option<String>) {
-    if let Some(name) = name
-        && let Ok(mut conn) = sqlx::AnyConnection::connect(&postgres_admin_url()).await
-    {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+async fn drop_postgres_database(fresh: Option<FreshDatabase>) {
+    if let Some(fresh) = fresh {
+        fresh.drop_database().await;
     }
 }
 
@@ -300,7 +259,9 @@ macro_rules! on_both_backends {
 
 /// A unique request id.
 pub fn rid() -> String {
-    format!("req-{}", uuid_simple())
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("req-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// The latest invitation code e-mailed to `email` (read from the outbox, as a mailbox would).

@@ -1,0 +1,68 @@
+//! Helpers shared by the tests of every crate: a fresh PostgreSQL database per test, and
+//! skips that stay visible.
+//!
+//! PostgreSQL comes from `ROSTER_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`). When it cannot be reached, a test's PostgreSQL
+//! half is skipped with a printed notice, unless `CI=true`, where that is a failure.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::Connection;
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("ROSTER_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Says that `what` was skipped. Written to the stderr handle rather than with `eprintln!`,
+/// which the test harness would swallow for passing tests.
+pub fn skipped(what: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {what}");
+}
+
+/// A PostgreSQL database made for one test.
+#[derive(Debug)]
+pub struct FreshDatabase {
+    pub url: String,
+    name: String,
+}
+
+impl FreshDatabase {
+    /// Creates a database; `None` (after saying so) when PostgreSQL is unreachable outside CI.
+    pub async fn create() -> Option<Self> {
+        sqlx::any::install_default_drivers();
+        let admin = postgres_admin_url();
+        let mut conn = match sqlx::AnyConnection::connect(&admin).await {
+            Ok(conn) => conn,
+            Err(error) => {
+                assert!(
+                    !std::env::var("CI").is_ok_and(|v| v == "true"),
+                    "PostgreSQL is required when CI=true, but {admin} is unreachable: {error}"
+                );
+                skipped(&format!("the PostgreSQL half of a test (no database at {admin}: {error})"));
+                return None;
+            }
+        };
+        let name = unique_name();
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create a test database");
+        conn.close().await.ok();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+        Some(Self { url: format!("{base}/{name}"), name })
+    }
+
+    /// Drops the database, closing any connection still open to it.
+    pub async fn drop_database(self) {
+        if let Ok(mut conn) = sqlx::AnyConnection::connect(&postgres_admin_url()).await {
+            let _ =
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn).await;
+        }
+    }
+}
+
+fn unique_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    format!("roster_test_{}_{}_{}", std::process::id(), nanos, NEXT.fetch_add(1, Ordering::Relaxed))
+}
