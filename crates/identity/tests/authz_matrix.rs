@@ -388,142 +388,56 @@ fn the_matrix_covers_every_identity_rpc() {
 async fn r34_objects_of_another_account_do_not_exist_here(app: &TestApp) {
     let mine = app.seed_world("mine").await;
     let theirs = app.seed_world("theirs").await;
-    let owner = app.user_token(&mine.owner);
-    let before: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT id, status, role FROM users WHERE account_id = $1 ORDER BY id")
-            .bind(&theirs.account)
-            .fetch_all(app.db.pool())
-            .await
-            .expect("their users");
-    let account = || mine.account.clone();
-    let mut outcomes: Vec<(&str, Status)> = Vec::new();
-    let mut record = |name: &'static str, result: Result<(), Status>| {
-        outcomes.push((name, result.expect_err(name)));
+    let owner = Some(app.user_token(&mine.owner));
+    let their_users = || async {
+        sqlx::query_as::<_, (String, String, String)>(
+            "SELECT id, status, role FROM users WHERE account_id = $1 ORDER BY id",
+        )
+        .bind(&theirs.account)
+        .fetch_all(app.db.pool())
+        .await
+        .expect("their users")
     };
-    record(
-        "GetUser",
-        app.users()
-            .get_user(authed(pb::GetUserRequest { account_id: account(), user_id: theirs.member.clone() }, &owner))
-            .await
-            .map(drop),
-    );
-    record(
-        "DeactivateUser",
-        app.users()
-            .deactivate_user(authed(
-                pb::DeactivateUserRequest { request_id: rid(), account_id: account(), user_id: theirs.member.clone() },
-                &owner,
-            ))
-            .await
-            .map(drop),
-    );
-    record(
-        "ReactivateUser",
-        app.users()
-            .reactivate_user(authed(
-                pb::ReactivateUserRequest {
-                    request_id: rid(),
-                    account_id: account(),
-                    user_id: theirs.deactivated.clone(),
-                },
-                &owner,
-            ))
-            .await
-            .map(drop),
-    );
-    record("AssignRole", app.assign_role(&mine.account, &mine.owner, &theirs.member, "admin").await.map(drop));
-    record("TransferOwnership", app.transfer(&mine.account, &mine.owner, &theirs.admin).await.map(drop));
-    record(
-        "ResendInvitation",
-        app.users()
-            .resend_invitation(authed(
-                pb::ResendInvitationRequest {
-                    request_id: rid(),
-                    account_id: account(),
-                    invitation_id: theirs.invitation_id.clone(),
-                },
-                &owner,
-            ))
-            .await
-            .map(drop),
-    );
-    record(
-        "RevokeInvitation",
-        app.users()
-            .revoke_invitation(authed(
-                pb::RevokeInvitationRequest {
-                    request_id: rid(),
-                    account_id: account(),
-                    invitation_id: theirs.invitation_id.clone(),
-                },
-                &owner,
-            ))
-            .await
-            .map(drop),
-    );
-    record(
-        "AssignRole(their role)",
-        app.assign_role(&mine.account, &mine.owner, &mine.member, &theirs.custom_role).await.map(drop),
-    );
-    record(
-        "UpdateRole",
-        app.roles()
-            .update_role(authed(
-                pb::UpdateRoleRequest {
-                    request_id: rid(),
-                    account_id: account(),
-                    role_id: theirs.custom_role.clone(),
-                    name: "Hijacked".into(),
-                    privileges: vec![],
-                },
-                &owner,
-            ))
-            .await
-            .map(drop),
-    );
-    record(
-        "DeleteRole",
-        app.roles()
-            .delete_role(authed(
-                pb::DeleteRoleRequest { request_id: rid(), account_id: account(), role_id: theirs.custom_role.clone() },
-                &owner,
-            ))
-            .await
-            .map(drop),
-    );
-    record(
-        "InviteUser(their role)",
-        app.users()
-            .invite_user(authed(
-                pb::InviteUserRequest {
-                    request_id: rid(),
-                    account_id: account(),
-                    email: "new@mine.example".into(),
-                    role: pb::RoleKind::Custom as i32,
-                    custom_role_id: theirs.custom_role.clone(),
-                    ..Default::default()
-                },
-                &owner,
-            ))
-            .await
-            .map(drop),
-    );
-    for (name, status) in &outcomes {
-        assert_eq!(status.code(), Code::NotFound, "{name}: {status:?}");
-        let expected = match *name {
-            "ResendInvitation" | "RevokeInvitation" => "INVITATION_NOT_FOUND",
-            "AssignRole(their role)" | "UpdateRole" | "DeleteRole" | "InviteUser(their role)" => "ROLE_NOT_FOUND",
-            _ => "USER_NOT_FOUND",
-        };
-        assert_eq!(support::reason(status), expected, "{name}");
+    let before = their_users().await;
+
+    // My account id, their users, invitation and role.
+    let foreign = World { account: mine.account.clone(), ..theirs.clone() };
+    // My member, their role.
+    let foreign_role = World { member: mine.member.clone(), ..foreign.clone() };
+    let cases = [
+        ("UserService/GetUser", &foreign, "USER_NOT_FOUND"),
+        ("UserService/DeactivateUser", &foreign, "USER_NOT_FOUND"),
+        ("UserService/ReactivateUser", &foreign, "USER_NOT_FOUND"),
+        ("AccountService/TransferOwnership", &foreign, "USER_NOT_FOUND"),
+        ("RoleService/AssignRole", &foreign, "USER_NOT_FOUND"),
+        ("RoleService/AssignRole", &foreign_role, "ROLE_NOT_FOUND"),
+        ("RoleService/UpdateRole", &foreign, "ROLE_NOT_FOUND"),
+        ("RoleService/DeleteRole", &foreign, "ROLE_NOT_FOUND"),
+        ("UserService/ResendInvitation", &foreign, "INVITATION_NOT_FOUND"),
+        ("UserService/RevokeInvitation", &foreign, "INVITATION_NOT_FOUND"),
+    ];
+    for (rpc, world, expected) in cases {
+        let status = call(app, rpc, world, &owner).await.expect_err(rpc);
+        assert_eq!((status.code(), support::reason(&status).as_str()), (Code::NotFound, expected), "{rpc}");
     }
-    let after: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT id, status, role FROM users WHERE account_id = $1 ORDER BY id")
-            .bind(&theirs.account)
-            .fetch_all(app.db.pool())
-            .await
-            .expect("their users");
-    assert_eq!(before, after, "nothing changed in the other account");
+    let invite_with_their_role = app
+        .users()
+        .invite_user(authed(
+            pb::InviteUserRequest {
+                request_id: rid(),
+                account_id: mine.account.clone(),
+                email: "new@mine.example".into(),
+                role: pb::RoleKind::Custom as i32,
+                custom_role_id: theirs.custom_role.clone(),
+                ..Default::default()
+            },
+            owner.as_deref().expect("token"),
+        ))
+        .await
+        .expect_err("their role");
+    assert_eq!(support::reason(&invite_with_their_role), "ROLE_NOT_FOUND");
+
+    assert_eq!(their_users().await, before, "nothing changed in the other account");
     let role_name: String = sqlx::query_scalar("SELECT name FROM custom_roles WHERE id = $1")
         .bind(&theirs.custom_role)
         .fetch_one(app.db.pool())
