@@ -38,12 +38,12 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
         .map_err(|e| ConfigError::new("ROSTER_DATA_DIR", e.to_string()))?;
     let settings = identity_settings(data_dir, &args.identity, Arc::new(verifier), args.limits, &args.pool)?;
     let clock = settings.clock.clone();
+    let database = roster_platform::db::redact(&settings.database_url);
     let server = Server::build(settings).await.map_err(runtime)?;
     let identity_addr = server.local_addr();
 
     let mut banner = format!(
-        "Roster is up.\n  identity  {identity_addr}  (database: {})\n  e-mails   {}\n  tokens    roster token --user <id> | --operator <name>\n",
-        roster_platform::db::redact(&roster_identity::server::embedded_database_url(data_dir)),
+        "Roster is up.\n  identity  {identity_addr}  (database: {database})\n  e-mails   {}\n  tokens    roster token --user <id> | --operator <name>\n",
         roster_identity::server::dev_mail_dir(data_dir).display(),
     );
     if args.demo {
