@@ -10,6 +10,7 @@ use tonic::Code;
 
 on_both_backends!(
     malformed_fields_are_refused_by_name_and_change_nothing,
+    every_other_rpc_names_its_malformed_field,
     request_id_replays_return_the_first_result_once,
     concurrent_replays_have_exactly_one_effect,
     oversized_messages_and_tokens_are_refused,
@@ -256,4 +257,176 @@ async fn oversized_messages_and_tokens_are_refused(app: &TestApp) {
         .expect_err("oversized token");
     assert_eq!(refused.code(), Code::Unauthenticated);
     assert_eq!(snapshot(app).await, before);
+}
+
+/// One malformed field for each RPC the test above does not cover.
+async fn every_other_rpc_names_its_malformed_field(app: &TestApp) {
+    let w = app.seed_world("each").await;
+    let before = snapshot(app).await;
+    let owner = app.user_token(&w.owner);
+    let t = || owner.clone();
+    let (accounts, users, roles) = (app.accounts(), app.users(), app.roles());
+    let bad = "not-an-id".to_owned();
+    let account = || w.account.clone();
+
+    let mut a = accounts.clone();
+    expect_field(
+        a.get_account(authed(pb::GetAccountRequest { account_id: bad.clone() }, &t())).await,
+        "account_id",
+        "GetAccount",
+    );
+    expect_field(
+        a.update_account(authed(
+            pb::UpdateAccountRequest {
+                request_id: rid(),
+                account_id: account(),
+                settings: Some(pb::AccountSettings {
+                    auto_delete_deactivated_after_days: 100_000,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            &t(),
+        ))
+        .await,
+        "settings.auto_delete_deactivated_after_days",
+        "UpdateAccount",
+    );
+    expect_field(
+        a.update_account(authed(
+            pb::UpdateAccountRequest {
+                request_id: rid(),
+                account_id: account(),
+                update_managed_domains: true,
+                managed_domains: vec!["-bad-.example".into()],
+                ..Default::default()
+            },
+            &t(),
+        ))
+        .await,
+        "managed_domains",
+        "UpdateAccount domains",
+    );
+    expect_field(
+        a.transfer_ownership(authed(
+            pb::TransferOwnershipRequest { request_id: rid(), account_id: account(), new_owner_user_id: bad.clone() },
+            &t(),
+        ))
+        .await,
+        "new_owner_user_id",
+        "TransferOwnership",
+    );
+    expect_field(
+        a.get_my_access(authed(pb::GetMyAccessRequest { account_id: bad.clone() }, &t())).await,
+        "account_id",
+        "GetMyAccess",
+    );
+    expect_field(
+        a.authorize_integration(authed(
+            pb::AuthorizeIntegrationRequest { request_id: rid(), account_id: account(), name: " ".into() },
+            &t(),
+        ))
+        .await,
+        "name",
+        "AuthorizeIntegration",
+    );
+    expect_field(
+        a.list_integrations(authed(pb::ListIntegrationsRequest { account_id: bad.clone() }, &t())).await,
+        "account_id",
+        "ListIntegrations",
+    );
+    expect_field(
+        a.list_audit_events(authed(
+            pb::ListAuditEventsRequest { account_id: account(), page_size: 501, ..Default::default() },
+            &t(),
+        ))
+        .await,
+        "page_size",
+        "ListAuditEvents",
+    );
+
+    let mut u = users.clone();
+    expect_field(
+        u.list_invitations(authed(
+            pb::ListInvitationsRequest { account_id: account(), page_token: "p1.zz".into(), ..Default::default() },
+            &t(),
+        ))
+        .await,
+        "page_token",
+        "ListInvitations",
+    );
+    expect_field(
+        u.resend_invitation(authed(
+            pb::ResendInvitationRequest { request_id: rid(), account_id: account(), invitation_id: bad.clone() },
+            &t(),
+        ))
+        .await,
+        "invitation_id",
+        "ResendInvitation",
+    );
+    expect_field(
+        u.revoke_invitation(authed(
+            pb::RevokeInvitationRequest { request_id: rid(), account_id: account(), invitation_id: bad.clone() },
+            &t(),
+        ))
+        .await,
+        "invitation_id",
+        "RevokeInvitation",
+    );
+    expect_field(
+        u.deactivate_user(authed(
+            pb::DeactivateUserRequest { request_id: rid(), account_id: account(), user_id: bad.clone() },
+            &t(),
+        ))
+        .await,
+        "user_id",
+        "DeactivateUser",
+    );
+    expect_field(
+        u.reactivate_user(authed(
+            pb::ReactivateUserRequest { request_id: rid(), account_id: account(), user_id: bad.clone() },
+            &t(),
+        ))
+        .await,
+        "user_id",
+        "ReactivateUser",
+    );
+    expect_field(
+        u.check_sign_in(authed(pb::CheckSignInRequest { email: "nobody".into() }, &app.service_token())).await,
+        "email",
+        "CheckSignIn",
+    );
+
+    let mut r = roles.clone();
+    expect_field(
+        r.list_roles(authed(pb::ListRolesRequest { account_id: bad.clone() }, &t())).await,
+        "account_id",
+        "ListRoles",
+    );
+    expect_field(
+        r.update_role(authed(
+            pb::UpdateRoleRequest {
+                request_id: rid(),
+                account_id: account(),
+                role_id: "admin".into(),
+                name: "X".into(),
+                privileges: vec![],
+            },
+            &t(),
+        ))
+        .await,
+        "role_id",
+        "UpdateRole of a built-in role",
+    );
+    expect_field(
+        r.delete_role(authed(
+            pb::DeleteRoleRequest { request_id: rid(), account_id: account(), role_id: bad.clone() },
+            &t(),
+        ))
+        .await,
+        "role_id",
+        "DeleteRole",
+    );
+
+    assert_eq!(snapshot(app).await, before, "refused requests changed nothing");
 }
