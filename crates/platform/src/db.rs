@@ -48,7 +48,6 @@ pub struct MigrationSql {
 #[derive(Debug, Clone)]
 pub struct Database {
     pool: AnyPool,
-    backend: Backend,
 }
 
 impl Database {
@@ -82,11 +81,7 @@ impl Database {
                     .await?
             }
         };
-        Ok(Self { pool, backend })
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
+        Ok(Self { pool })
     }
 
     pub fn pool(&self) -> &AnyPool {

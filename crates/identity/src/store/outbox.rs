@@ -111,7 +111,8 @@ pub async fn mark_failed(pool: &sqlx::AnyPool, id: &str, error: &str, retry_at_m
     Ok(())
 }
 
-/// E-mails queued for a recipient, oldest first, sent or not (tests and the demo read codes).
+/// E-mails queued for a recipient, oldest first, sent or not. Tests read invitation codes
+/// from it the way an invitee reads their mailbox.
 pub async fn for_recipient(
     pool: &sqlx::AnyPool,
     recipient: &str,
