@@ -11,6 +11,11 @@ const FILES: &[&str] = &[
     "roster/identity/v1/account_service.proto",
     "roster/identity/v1/user_service.proto",
     "roster/identity/v1/role_service.proto",
+    "roster/identity/v1/directory_service.proto",
+    "roster/licensing/v1/resources.proto",
+    "roster/licensing/v1/license_service.proto",
+    "roster/licensing/v1/content_service.proto",
+    "roster/licensing/v1/billing_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

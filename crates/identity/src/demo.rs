@@ -1,5 +1,6 @@
 //! The demo account `roster up --demo` seeds, through the same use cases the API runs: an
-//! owner, two admins, two members, an authorised integration and one pending invitation.
+//! owner, two admins, two members, an authorised integration and one pending invitation, plus
+//! an individual account whose owner is invited to join Acme (the refund path, SPEC R27-R28).
 
 use futures_util::future::BoxFuture;
 use roster_platform::auth::Principal;
@@ -26,6 +27,15 @@ pub struct Demo {
     pub members: Vec<DemoUser>,
     pub invitee: DemoUser,
     pub invitation_id: String,
+    pub invitation_code: String,
+    pub solo: SoloDemo,
+}
+
+/// An individual (one-user) account whose owner has a pending invitation to the demo account.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SoloDemo {
+    pub account_id: String,
+    pub owner: DemoUser,
     pub invitation_code: String,
 }
 
@@ -133,6 +143,7 @@ pub async fn seed(db: &Database, clock: &SharedClock) -> app::Result<Demo> {
     })
     .await?;
 
+    let solo = seed_solo(db, clock, &operator, &account, &owner).await?;
     Ok(Demo {
         account_id: account.to_string(),
         owner: demo_user(&owner, "alice@acme.example"),
@@ -141,5 +152,37 @@ pub async fn seed(db: &Database, clock: &SharedClock) -> app::Result<Demo> {
         invitee: demo_user(&pending.invitation.user_id, "erin@acme.example"),
         invitation_id: pending.invitation.id.to_string(),
         invitation_code: pending.code,
+        solo,
+    })
+}
+
+/// Frank's own basic account, and Acme's invitation to him.
+async fn seed_solo(db: &Database, clock: &SharedClock, operator: &Ctx, acme: &AccountId, acme_owner: &UserId) -> app::Result<SoloDemo> {
+    let address = "frank@solo.example";
+    let new = accounts::NewAccount {
+        name: "Frank Solo".into(),
+        plan: Plan::Basic,
+        csm_eligible: false,
+        owner_email: email(address),
+        owner_display_name: "Frank".into(),
+        managed_domains: Vec::new(),
+    };
+    let created = step(db, operator, move |tx, ctx| Box::pin(async move { accounts::create(tx, ctx, new).await })).await?;
+    let frank = created.owner.expect("a new account has its owner").id;
+    let new = invitations::NewInvitation {
+        email: email(address),
+        display_name: "Frank".into(),
+        role: Role::Member,
+        external: false,
+    };
+    let target = acme.clone();
+    let invited = step(db, &as_user(clock, acme_owner, "demo-invite-frank"), move |tx, ctx| {
+        Box::pin(async move { invitations::invite(tx, ctx, &target, new).await })
+    })
+    .await?;
+    Ok(SoloDemo {
+        account_id: created.account.id.to_string(),
+        owner: demo_user(&frank, address),
+        invitation_code: invited.code,
     })
 }

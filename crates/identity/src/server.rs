@@ -14,6 +14,7 @@ use roster_platform::config::LimitArgs;
 use roster_platform::db::{Database, redact};
 use roster_platform::server::{ServeError, ServiceSet, serve};
 use roster_proto::identity::v1::account_service_server::AccountServiceServer;
+use roster_proto::identity::v1::directory_service_server::DirectoryServiceServer;
 use roster_proto::identity::v1::role_service_server::RoleServiceServer;
 use roster_proto::identity::v1::user_service_server::UserServiceServer;
 use tokio::net::TcpListener;
@@ -96,12 +97,14 @@ impl Server {
         let max = settings.limits.max_message_bytes();
         let routes = Routes::new(AccountServiceServer::new(api.clone()).max_decoding_message_size(max))
             .add_service(UserServiceServer::new(api.clone()).max_decoding_message_size(max))
-            .add_service(RoleServiceServer::new(api).max_decoding_message_size(max));
+            .add_service(RoleServiceServer::new(api.clone()).max_decoding_message_size(max))
+            .add_service(DirectoryServiceServer::new(api).max_decoding_message_size(max));
         let services = ServiceSet {
             names: vec![
                 "roster.identity.v1.AccountService",
                 "roster.identity.v1.UserService",
                 "roster.identity.v1.RoleService",
+                "roster.identity.v1.DirectoryService",
             ],
             routes,
         };

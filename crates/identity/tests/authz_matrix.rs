@@ -36,7 +36,7 @@ const CALLERS: [Caller; 9] = [
     Caller::BadSignature,
 ];
 
-const RPCS: [&str; 23] = [
+const RPCS: [&str; 25] = [
     "AccountService/CreateAccount",
     "AccountService/GetAccount",
     "AccountService/UpdateAccount",
@@ -60,6 +60,8 @@ const RPCS: [&str; 23] = [
     "RoleService/UpdateRole",
     "RoleService/DeleteRole",
     "RoleService/AssignRole",
+    "DirectoryService/GetMember",
+    "DirectoryService/LookupAccount",
 ];
 
 /// The expected status of `rpc` for `caller`.
@@ -77,6 +79,8 @@ fn expected(rpc: &str, caller: Caller) -> Code {
         // The auth front end (a service) or operators only.
         ("CheckSignIn", Operator) => Ok,
         ("CheckSignIn", _) => Denied,
+        // Other Roster services only (licensing); `flow` checks a service gets an answer.
+        ("GetMember" | "LookupAccount", _) => Denied,
         // Only the invitee can accept; to anyone else the invitation does not exist.
         ("AcceptInvitation", _) => NotFound,
         // Another account's admin learns nothing: the account "does not exist" for them.
@@ -332,6 +336,14 @@ async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Re
             ))
             .await
             .map(drop),
+        "GetMember" => app
+            .directory()
+            .get_member(request(pb::GetMemberRequest { account_id: account, user_id: w.member.clone() }, t))
+            .await
+            .map(drop),
+        "LookupAccount" => {
+            app.directory().lookup_account(request(pb::LookupAccountRequest { account_id: account }, t)).await.map(drop)
+        }
         other => panic!("the matrix has no call for {other}"),
     }
 }

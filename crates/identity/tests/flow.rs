@@ -18,6 +18,7 @@ on_both_backends!(
     r16_custom_roles_grant_only_what_the_granter_holds,
     r7_lists_show_the_owner_and_paginate,
     r33_changes_and_refusals_are_audited,
+    r31_services_look_up_members_in_any_status,
 );
 
 async fn access(app: &TestApp, account: &str, user: &str) -> pb::Access {
@@ -502,4 +503,47 @@ async fn r33_changes_and_refusals_are_audited(app: &TestApp) {
         .await
         .expect_err("member");
     assert_eq!(refused.code(), Code::PermissionDenied);
+}
+
+/// Licensing's view of a user (R31): any status, current privileges, other accounts not found.
+async fn r31_services_look_up_members_in_any_status(app: &TestApp) {
+    let world = app.seed_world("directory").await;
+    let other = app.seed_world("elsewhere").await;
+    let service = app.service_token();
+    let lookup = |account: &str, user: &str| {
+        app.directory().get_member(authed(
+            pb::GetMemberRequest { account_id: account.into(), user_id: user.into() },
+            &service,
+        ))
+    };
+    let admin = lookup(&world.account, &world.admin).await.expect("admin").into_inner();
+    assert_eq!((admin.status(), admin.role(), admin.is_owner), (pb::UserStatus::Active, pb::RoleKind::Admin, false));
+    assert!(admin.privileges().any(|p| p == pb::Privilege::ManageLicenses));
+    let owner = lookup(&world.account, &world.owner).await.expect("owner").into_inner();
+    assert!(owner.is_owner && owner.privileges().any(|p| p == pb::Privilege::ViewBilling));
+    let deactivated = lookup(&world.account, &world.deactivated).await.expect("deactivated").into_inner();
+    assert_eq!(deactivated.status(), pb::UserStatus::Deactivated);
+    let pending = lookup(&world.account, &world.pending_user).await.expect("pending").into_inner();
+    assert_eq!(pending.status(), pb::UserStatus::Pending);
+    let foreign = lookup(&world.account, &other.member).await.expect_err("user of another account");
+    assert_eq!(reason(&foreign), "USER_NOT_FOUND");
+    let unknown = lookup(&uuid_like(), &world.member).await.expect_err("unknown account");
+    assert_eq!(reason(&unknown), "ACCOUNT_NOT_FOUND");
+    let account = app
+        .directory()
+        .lookup_account(authed(pb::LookupAccountRequest { account_id: world.account.clone() }, &service))
+        .await
+        .expect("lookup")
+        .into_inner();
+    assert_eq!(account.owner_user_id, world.owner);
+    let missing = app
+        .directory()
+        .lookup_account(authed(pb::LookupAccountRequest { account_id: uuid_like() }, &service))
+        .await
+        .expect_err("unknown account");
+    assert_eq!(reason(&missing), "ACCOUNT_NOT_FOUND");
+}
+
+fn uuid_like() -> String {
+    "01890000-0000-7000-8000-000000000000".to_owned()
 }

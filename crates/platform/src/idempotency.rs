@@ -8,6 +8,7 @@
 //! migrations create the `idempotency_keys` table this module reads and writes. Two concurrent calls
 //! with one key race on the primary key: the loser rolls back and replays the winner.
 
+use futures_util::future::BoxFuture;
 use prost::Message;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -150,6 +151,36 @@ impl Fresh {
         let earlier = lookup::<R>(&mut tx, &self.key).await;
         tx.rollback().await.map_err(|e| status::from_db(&e))?;
         earlier
+    }
+}
+
+/// The stored response of an earlier call with this key, if any, read without holding a
+/// transaction: handlers that must ask another service before changing anything check this
+/// first, so a retry gets its first answer even if that service's answer has changed since.
+pub async fn replayed<R: Message + Default>(db: &Database, key: &Key) -> Result<Option<R>, tonic::Status> {
+    let mut tx = db.begin().await.map_err(|e| status::from_db(&e))?;
+    let earlier = lookup(&mut tx, key).await;
+    tx.rollback().await.map_err(|e| status::from_db(&e))?;
+    earlier
+}
+
+/// Runs `op` exactly once per key: a replay returns the stored response without running it;
+/// otherwise `op` makes its change in the key's transaction, which commits with the response.
+/// A refusal (`Err(E)`) rolls back and comes back as `Ok(Err(E))`, unless a concurrent twin
+/// with the same key committed meanwhile, whose response is returned instead.
+pub async fn once<R, E, C, F>(db: &Database, key: Key, now_ms: i64, ctx: &C, op: F) -> Result<Result<R, E>, tonic::Status>
+where
+    R: Message + Default,
+    C: ?Sized + Sync,
+    F: for<'t> FnOnce(&'t mut Tx, &'t C) -> BoxFuture<'t, Result<R, E>>,
+{
+    let mut fresh = match begin::<R>(db, key).await? {
+        Idempotent::Replay(earlier) => return Ok(Ok(earlier)),
+        Idempotent::Fresh(fresh) => fresh,
+    };
+    match op(&mut fresh.tx, ctx).await {
+        Ok(response) => Ok(Ok(fresh.finish(response, now_ms).await?)),
+        Err(refusal) => Ok(fresh.abandon::<R>().await?.ok_or(refusal)),
     }
 }
 

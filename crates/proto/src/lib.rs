@@ -8,5 +8,12 @@ pub mod identity {
     }
 }
 
+/// `roster.licensing.v1`: seats, assignments, phone numbers, licensed data and billing.
+pub mod licensing {
+    pub mod v1 {
+        tonic::include_proto!("roster.licensing.v1");
+    }
+}
+
 /// Encoded `FileDescriptorSet` of every Roster proto, for `tonic-reflection`.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/roster_descriptor.bin"));

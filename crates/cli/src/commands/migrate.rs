@@ -2,22 +2,31 @@
 
 use std::path::Path;
 
-use roster_platform::db::Database;
+use roster_platform::db::{Database, MigrationSql, redact};
 
-use super::{Failure, identity_database_url, runtime};
+use super::{Failure, ServiceDb, database_url, runtime};
 
 #[derive(Debug, clap::Args)]
 pub struct MigrateArgs {
-    /// PostgreSQL URL; without it, the SQLite file in the data directory.
+    /// PostgreSQL URL of identity; without it, the SQLite file in the data directory.
     #[arg(long = "identity-database-url", env = "ROSTER_IDENTITY_DATABASE_URL")]
     identity_database_url: Option<String>,
+    /// PostgreSQL URL of licensing; without it, the SQLite file in the data directory.
+    #[arg(long = "licensing-database-url", env = "ROSTER_LICENSING_DATABASE_URL")]
+    licensing_database_url: Option<String>,
 }
 
 pub async fn run(data_dir: &Path, args: MigrateArgs) -> Result<(), Failure> {
-    let url = identity_database_url(data_dir, args.identity_database_url.as_deref())?;
-    let db = Database::connect(&url, 2).await.map_err(runtime)?;
-    db.migrate(roster_identity::store::MIGRATIONS).await.map_err(runtime)?;
-    db.close().await;
-    println!("identity: migrations applied ({})", roster_platform::db::redact(&url));
+    let services: [(&str, ServiceDb, Option<&str>, &[MigrationSql]); 2] = [
+        ("identity", ServiceDb::Identity, args.identity_database_url.as_deref(), roster_identity::store::MIGRATIONS),
+        ("licensing", ServiceDb::Licensing, args.licensing_database_url.as_deref(), roster_licensing::store::MIGRATIONS),
+    ];
+    for (name, service, given, migrations) in services {
+        let url = database_url(data_dir, service, given)?;
+        let db = Database::connect(&url, 2).await.map_err(runtime)?;
+        db.migrate(migrations).await.map_err(runtime)?;
+        db.close().await;
+        println!("{name}: migrations applied ({})", redact(&url));
+    }
     Ok(())
 }

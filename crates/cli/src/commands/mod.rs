@@ -74,19 +74,39 @@ fn runtime(error: impl std::fmt::Display) -> Failure {
     Failure::Runtime(error.to_string())
 }
 
-/// The identity database URL: the given one after checking its scheme, or SQLite in `data_dir`.
-fn identity_database_url(data_dir: &std::path::Path, given: Option<&str>) -> Result<String, ConfigError> {
+/// Which service a database belongs to, and the variable that configures it.
+#[derive(Debug, Clone, Copy)]
+pub enum ServiceDb {
+    Identity,
+    Licensing,
+}
+
+impl ServiceDb {
+    fn key(self) -> &'static str {
+        match self {
+            Self::Identity => "ROSTER_IDENTITY_DATABASE_URL",
+            Self::Licensing => "ROSTER_LICENSING_DATABASE_URL",
+        }
+    }
+
+    fn embedded(self, data_dir: &std::path::Path) -> String {
+        match self {
+            Self::Identity => roster_identity::server::embedded_database_url(data_dir),
+            Self::Licensing => roster_licensing::server::embedded_database_url(data_dir),
+        }
+    }
+}
+
+/// A service's database URL: the given one after checking its scheme, or SQLite in `data_dir`.
+fn database_url(data_dir: &std::path::Path, service: ServiceDb, given: Option<&str>) -> Result<String, ConfigError> {
     match given {
         Some(url) if roster_platform::db::Backend::from_url(url).is_some() => Ok(url.to_owned()),
-        Some(_) => Err(ConfigError::new(
-            "ROSTER_IDENTITY_DATABASE_URL",
-            "must start with postgres://, postgresql:// or sqlite:",
-        )),
+        Some(_) => Err(ConfigError::new(service.key(), "must start with postgres://, postgresql:// or sqlite:")),
         None => {
             std::fs::create_dir_all(data_dir).map_err(|e| {
                 ConfigError::new("ROSTER_DATA_DIR", format!("cannot create {}: {e}", data_dir.display()))
             })?;
-            Ok(roster_identity::server::embedded_database_url(data_dir))
+            Ok(service.embedded(data_dir))
         }
     }
 }

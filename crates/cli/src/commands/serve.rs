@@ -1,17 +1,18 @@
-//! `roster serve identity`: one service, configured the way production runs it.
+//! `roster serve identity|licensing`: one service, configured the way production runs it.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use roster_identity::notify::Mailer;
-use roster_identity::{IdentityArgs, Server, Settings};
-use roster_platform::auth::Verifier;
+use roster_identity::IdentityArgs;
+use roster_licensing::LicensingArgs;
+use roster_platform::auth::{Signer, Verifier};
 use roster_platform::clock::SystemClock;
 use roster_platform::config::{AuthArgs, ConfigError, LimitArgs, PoolArgs};
 use roster_platform::server::shutdown_signal;
 
-use super::{Failure, identity_database_url, runtime};
+use super::{Failure, ServiceDb, database_url, runtime};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -32,6 +33,17 @@ enum Service {
         #[command(flatten)]
         pool: PoolArgs,
     },
+    /// Seats, license assignment, phone numbers, licensed data, subscriptions and refunds.
+    Licensing {
+        #[command(flatten)]
+        licensing: LicensingArgs,
+        #[command(flatten)]
+        auth: AuthArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[command(flatten)]
+        pool: PoolArgs,
+    },
 }
 
 /// Identity's settings from parsed arguments; `verifier` is already loaded.
@@ -41,15 +53,38 @@ pub fn identity_settings(
     verifier: Arc<Verifier>,
     limits: LimitArgs,
     pool: &PoolArgs,
-) -> Result<Settings, ConfigError> {
-    Ok(Settings {
+) -> Result<roster_identity::Settings, ConfigError> {
+    Ok(roster_identity::Settings {
         listen: identity.listen,
-        database_url: identity_database_url(data_dir, identity.database_url.as_deref())?,
+        database_url: database_url(data_dir, ServiceDb::Identity, identity.database_url.as_deref())?,
         db_max_connections: pool.db_max_connections,
         verifier,
         limits,
         mailer: Mailer::Files(roster_identity::server::dev_mail_dir(data_dir)),
         outbox_poll: Duration::from_millis(identity.outbox_poll_ms.max(10)),
+        clock: Arc::new(SystemClock),
+    })
+}
+
+/// Licensing's settings; `identity_url` overrides the flag (`roster up` knows identity's
+/// bound address), and `signer` mints licensing's service tokens.
+pub fn licensing_settings(
+    data_dir: &Path,
+    licensing: &LicensingArgs,
+    verifier: Arc<Verifier>,
+    signer: Arc<Signer>,
+    limits: LimitArgs,
+    pool: &PoolArgs,
+) -> Result<roster_licensing::Settings, ConfigError> {
+    Ok(roster_licensing::Settings {
+        listen: licensing.listen,
+        database_url: database_url(data_dir, ServiceDb::Licensing, licensing.database_url.as_deref())?,
+        db_max_connections: pool.db_max_connections,
+        verifier,
+        limits,
+        identity_url: licensing.identity_url.clone(),
+        signer,
+        directory_cache: Duration::from_millis(licensing.directory_cache_ms),
         clock: Arc::new(SystemClock),
     })
 }
@@ -66,12 +101,27 @@ pub fn load_verifier(auth: &AuthArgs) -> Result<Arc<Verifier>, ConfigError> {
         .map_err(|e| ConfigError::new("ROSTER_JWT_PUBLIC_KEYS", e.to_string()))
 }
 
+fn load_signer(licensing: &LicensingArgs, auth: &AuthArgs) -> Result<Arc<Signer>, ConfigError> {
+    const KEY: &str = "ROSTER_SERVICE_SIGNING_KEY";
+    let path = licensing.service_signing_key.as_ref().ok_or_else(|| {
+        ConfigError::new(KEY, "an Ed25519 private key file (PEM) is required to call identity")
+    })?;
+    Signer::from_pem_file(path, &auth.jwt_audience).map(Arc::new).map_err(|e| ConfigError::new(KEY, e.to_string()))
+}
+
 pub async fn run(data_dir: &Path, args: ServeArgs) -> Result<(), Failure> {
     match args.service {
         Service::Identity { identity, auth, limits, pool } => {
             let verifier = load_verifier(&auth)?;
             let settings = identity_settings(data_dir, &identity, verifier, limits, &pool)?;
-            let server = Server::build(settings).await.map_err(runtime)?;
+            let server = roster_identity::Server::build(settings).await.map_err(runtime)?;
+            server.run(shutdown_signal()).await.map_err(runtime)
+        }
+        Service::Licensing { licensing, auth, limits, pool } => {
+            let verifier = load_verifier(&auth)?;
+            let signer = load_signer(&licensing, &auth)?;
+            let settings = licensing_settings(data_dir, &licensing, verifier, signer, limits, &pool)?;
+            let server = roster_licensing::Server::build(settings).await.map_err(runtime)?;
             server.run(shutdown_signal()).await.map_err(runtime)
         }
     }

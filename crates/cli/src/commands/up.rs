@@ -1,18 +1,21 @@
-//! `roster up`: the whole system on one machine with no set-up: embedded SQLite, dev keys
-//! generated into the data directory, e-mails written as files. `--demo` seeds an account
+//! `roster up`: the whole system on one machine with no set-up: identity and licensing, each
+//! on its own port with its own embedded SQLite database, talking over real gRPC; dev keys
+//! generated into the data directory, e-mails written as files. `--demo` seeds both services
 //! once (kept in `demo.json`) and writes fresh tokens to `demo.env` on every start.
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
+use roster_identity::IdentityArgs;
 use roster_identity::demo::{self, Demo};
-use roster_identity::{IdentityArgs, Server};
+use roster_licensing::LicensingArgs;
+use roster_licensing::demo::{DemoLicensing, DemoPeople};
 use roster_platform::auth::{Principal, Signer, Verifier, generate_dev_keys};
 use roster_platform::config::{ConfigError, LimitArgs, PoolArgs};
 use roster_platform::server::shutdown_signal;
 
-use super::serve::identity_settings;
+use super::serve::{identity_settings, licensing_settings};
 use super::token::now_seconds;
 use super::{Failure, runtime};
 
@@ -26,6 +29,9 @@ pub struct UpArgs {
     demo: bool,
     #[command(flatten)]
     identity: IdentityArgs,
+    /// Address the licensing gRPC server listens on.
+    #[arg(long = "licensing-listen", env = "ROSTER_LICENSING_LISTEN", default_value = "127.0.0.1:50052")]
+    licensing_listen: std::net::SocketAddr,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -34,28 +40,65 @@ pub struct UpArgs {
 
 pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
     let keys = generate_dev_keys(data_dir).map_err(|e| ConfigError::new("ROSTER_DATA_DIR", e.to_string()))?;
-    let verifier = Verifier::from_pem_files(std::slice::from_ref(&keys.public_key), DEV_AUDIENCE)
-        .map_err(|e| ConfigError::new("ROSTER_DATA_DIR", e.to_string()))?;
-    let settings = identity_settings(data_dir, &args.identity, Arc::new(verifier), args.limits, &args.pool)?;
+    let verifier = Arc::new(
+        Verifier::from_pem_files(std::slice::from_ref(&keys.public_key), DEV_AUDIENCE)
+            .map_err(|e| ConfigError::new("ROSTER_DATA_DIR", e.to_string()))?,
+    );
+    let signer = Arc::new(Signer::from_pem_file(&keys.private_key, DEV_AUDIENCE).map_err(runtime)?);
+    let settings = identity_settings(data_dir, &args.identity, verifier.clone(), args.limits.clone(), &args.pool)?;
     let clock = settings.clock.clone();
-    let database = roster_platform::db::redact(&settings.database_url);
-    let server = Server::build(settings).await.map_err(runtime)?;
-    let identity_addr = server.local_addr();
+    let identity_db = roster_platform::db::redact(&settings.database_url);
+    let identity = roster_identity::Server::build(settings).await.map_err(runtime)?;
+    let identity_addr = identity.local_addr();
+
+    let licensing_args = LicensingArgs {
+        listen: args.licensing_listen,
+        database_url: None,
+        identity_url: format!("http://{identity_addr}"),
+        service_signing_key: None,
+        directory_cache_ms: 2_000,
+    };
+    let settings = licensing_settings(data_dir, &licensing_args, verifier, signer.clone(), args.limits, &args.pool)?;
+    let licensing_db = roster_platform::db::redact(&settings.database_url);
+    let licensing = roster_licensing::Server::build(settings).await.map_err(runtime)?;
+    let licensing_addr = licensing.local_addr();
 
     let mut banner = format!(
-        "Roster is up.\n  identity  {identity_addr}  (database: {database})\n  e-mails   {}\n  tokens    roster token --user <id> | --operator <name>\n",
+        "Roster is up.\n  identity   {identity_addr}  (database: {identity_db})\n  licensing  {licensing_addr}  (database: {licensing_db})\n  e-mails    {}\n  tokens     roster token --user <id> | --operator <name>\n",
         roster_identity::server::dev_mail_dir(data_dir).display(),
     );
     if args.demo {
-        let demo = load_or_seed(data_dir, server.database(), &clock).await?;
-        let signer = Signer::from_pem_file(&keys.private_key, DEV_AUDIENCE).map_err(runtime)?;
+        let demo = load_or_seed(data_dir, identity.database(), &clock).await?;
+        let people = DemoPeople {
+            account: demo.account_id.clone(),
+            owner: demo.owner.id.clone(),
+            admin: demo.admins[0].id.clone(),
+            member: demo.members[0].id.clone(),
+            solo_account: demo.solo.account_id.clone(),
+        };
+        let seeded = roster_licensing::demo::seed(licensing.database(), &people, clock.now_ms())
+            .await
+            .map_err(|e| runtime(format!("seeding the licensing demo failed: {e}")))?;
         let env_file = data_dir.join("demo.env");
-        let exports = demo_env(&demo, &signer);
+        let exports = demo_env(&demo, &seeded, &signer);
         std::fs::write(&env_file, &exports).map_err(runtime)?;
-        banner.push_str(&demo_banner(&demo, &env_file, &exports, identity_addr));
+        banner.push_str(&demo_banner(&demo, &env_file, &exports, identity_addr, licensing_addr));
     }
     println!("{banner}");
-    server.run(shutdown_signal()).await.map_err(runtime)
+
+    // One SIGTERM stops both servers; each drains its own in-flight RPCs.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let (identity_done, licensing_done) =
+        tokio::join!(identity.run(until_stopped(stopped.clone())), licensing.run(until_stopped(stopped)));
+    identity_done.map_err(runtime)?;
+    licensing_done.map_err(runtime)
 }
 
 async fn load_or_seed(
@@ -73,7 +116,7 @@ async fn load_or_seed(
     Ok(demo)
 }
 
-fn demo_env(demo: &Demo, signer: &Signer) -> String {
+fn demo_env(demo: &Demo, licensing: &DemoLicensing, signer: &Signer) -> String {
     let now = now_seconds();
     let token = |principal: Principal| signer.mint(&principal, now, DEMO_TOKEN_TTL_S);
     let user = |id: &str| Principal::User { user_id: id.to_owned() };
@@ -92,13 +135,25 @@ fn demo_env(demo: &Demo, signer: &Signer) -> String {
         ("MEMBER_TOKEN", token(user(&member.id))),
         ("INVITEE_TOKEN", token(user(&demo.invitee.id))),
         ("OPERATOR_TOKEN", token(Principal::Operator { name: "support".into() })),
+        ("PHONE_NUMBER", licensing.phone_number.clone()),
+        ("SOLO_ACCOUNT", demo.solo.account_id.clone()),
+        ("SOLO_OWNER_ID", demo.solo.owner.id.clone()),
+        ("SOLO_OWNER_TOKEN", token(user(&demo.solo.owner.id))),
+        ("SOLO_INVITATION_CODE", demo.solo.invitation_code.clone()),
+        ("SUBSCRIPTION_ID", licensing.subscription_id.clone()),
     ] {
         let _ = writeln!(env, "export {name}={value}");
     }
     env
 }
 
-fn demo_banner(demo: &Demo, env_file: &Path, exports: &str, addr: std::net::SocketAddr) -> String {
+fn demo_banner(
+    demo: &Demo,
+    env_file: &Path,
+    exports: &str,
+    addr: std::net::SocketAddr,
+    licensing: std::net::SocketAddr,
+) -> String {
     let mut people = format!("  owner    {:<22} {}\n", demo.owner.email, demo.owner.id);
     for (label, users) in [("admin", &demo.admins), ("member", &demo.members)] {
         for user in users {
@@ -106,14 +161,20 @@ fn demo_banner(demo: &Demo, env_file: &Path, exports: &str, addr: std::net::Sock
         }
     }
     let _ = writeln!(people, "  pending  {:<22} {} (code in $INVITATION_CODE)", demo.invitee.email, demo.invitee.id);
+    let _ = writeln!(
+        people,
+        "  solo     {:<22} {} (owns account $SOLO_ACCOUNT, pays EUR 14.99/month, invited to Acme)",
+        demo.solo.owner.email, demo.solo.owner.id
+    );
     format!(
         "\nDemo account Acme Inc (pro): {account}\n{people}\n\
          Ids and 24-hour tokens (also in {env}; `source` it in another shell):\n\n{exports}\n\
          Try:\n\n  \
          grpcurl -plaintext {addr} list\n  \
          grpcurl -plaintext -H \"authorization: Bearer $MEMBER_TOKEN\" -d \"{{\\\"account_id\\\":\\\"$ACCOUNT\\\"}}\" {addr} roster.identity.v1.AccountService/GetAccount\n  \
-         grpcurl -plaintext -H \"authorization: Bearer $OWNER_TOKEN\" -d \"{{\\\"account_id\\\":\\\"$ACCOUNT\\\"}}\" {addr} roster.identity.v1.UserService/ListUsers\n\n\
-         The README walks through invite, accept, promote and ownership transfer.\n",
+         grpcurl -plaintext -H \"authorization: Bearer $OWNER_TOKEN\" -d \"{{\\\"account_id\\\":\\\"$ACCOUNT\\\"}}\" {addr} roster.identity.v1.UserService/ListUsers\n  \
+         grpcurl -plaintext -H \"authorization: Bearer $ADMIN_TOKEN\" -d \"{{\\\"account_id\\\":\\\"$ACCOUNT\\\"}}\" {licensing} roster.licensing.v1.LicenseService/ListSeats\n\n\
+         The README walks through invite, accept, promote, ownership transfer, seats and billing.\n",
         account = demo.account_id,
         env = env_file.display(),
     )

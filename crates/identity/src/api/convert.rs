@@ -218,17 +218,33 @@ pub fn account(view: &AccountView) -> pb::Account {
     }
 }
 
+fn user_status_to_pb(status: UserStatus) -> pb::UserStatus {
+    match status {
+        UserStatus::Pending => pb::UserStatus::Pending,
+        UserStatus::Active => pb::UserStatus::Active,
+        UserStatus::Deactivated => pb::UserStatus::Deactivated,
+    }
+}
+
+/// A user as other services see them (`DirectoryService.GetMember`).
+pub fn member(actor: &Actor) -> pb::Member {
+    pb::Member {
+        account_id: actor.user.account_id.to_string(),
+        user_id: actor.user.id.to_string(),
+        status: user_status_to_pb(actor.user.status) as i32,
+        role: role_kind(&actor.user.role) as i32,
+        privileges: privileges_to_pb(&actor.privileges),
+        is_owner: actor.is_owner(),
+    }
+}
+
 pub fn user(user: &User) -> pb::User {
     pb::User {
         id: user.id.to_string(),
         account_id: user.account_id.to_string(),
         email: user.email.to_string(),
         display_name: user.display_name.clone(),
-        status: match user.status {
-            UserStatus::Pending => pb::UserStatus::Pending,
-            UserStatus::Active => pb::UserStatus::Active,
-            UserStatus::Deactivated => pb::UserStatus::Deactivated,
-        } as i32,
+        status: user_status_to_pb(user.status) as i32,
         role: role_kind(&user.role) as i32,
         custom_role_id: user.role.custom_id().map(ToString::to_string).unwrap_or_default(),
         role_label: user.role.label(user.custom_role_name.as_deref()),

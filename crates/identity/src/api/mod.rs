@@ -1,6 +1,6 @@
-//! The gRPC surface of identity: `AccountService`, `UserService` and `RoleService`. Handlers
-//! decode and validate (`convert`), run one use case in one transaction, and encode; errors
-//! map to statuses in one place (`error`).
+//! The gRPC surface of identity: `AccountService`, `UserService`, `RoleService` and the
+//! internal `DirectoryService`. Handlers decode and validate (`convert`), run one use case in
+//! one transaction, and encode; errors map to statuses in one place (`error`).
 
 /// The full gRPC path of a method, which is also its idempotency scope and audit action.
 macro_rules! method {
@@ -11,6 +11,7 @@ macro_rules! method {
 
 pub mod account_service;
 pub mod convert;
+pub mod directory_service;
 pub mod error;
 pub mod role_service;
 pub mod user_service;
@@ -20,7 +21,7 @@ use prost::Message;
 use roster_platform::auth::Principal;
 use roster_platform::clock::SharedClock;
 use roster_platform::db::{Database, Tx};
-use roster_platform::idempotency::{self, Idempotent, Key};
+use roster_platform::idempotency::{self, Key};
 use roster_platform::status;
 use tonic::{Response, Status};
 
@@ -61,16 +62,9 @@ impl Api {
     {
         let key = Key::new(&principal.audit_name(), method, request_id, request)?;
         let ctx = self.ctx(principal, request_id);
-        let mut fresh = match idempotency::begin::<Resp>(&self.db, key).await? {
-            Idempotent::Replay(earlier) => return Ok(Response::new(earlier)),
-            Idempotent::Fresh(fresh) => fresh,
-        };
-        match op(&mut fresh.tx, &ctx).await {
-            Ok(response) => Ok(Response::new(fresh.finish(response, ctx.now_ms).await?)),
+        match idempotency::once(&self.db, key, ctx.now_ms, &ctx, op).await? {
+            Ok(response) => Ok(Response::new(response)),
             Err(error) => {
-                if let Some(earlier) = fresh.abandon::<Resp>().await? {
-                    return Ok(Response::new(earlier));
-                }
                 if let app::Error::Domain(refusal) = &error {
                     self.audit_refusal(&ctx, account.as_ref(), method, error::reason(refusal).reason).await;
                 }

@@ -21,6 +21,7 @@ use roster_testkit::FreshDatabase;
 use tonic::transport::Channel;
 
 pub use pb::account_service_client::AccountServiceClient;
+pub use pb::directory_service_client::DirectoryServiceClient;
 pub use pb::role_service_client::RoleServiceClient;
 pub use pb::user_service_client::UserServiceClient;
 
@@ -160,6 +161,10 @@ impl TestApp {
 
     pub fn users(&self) -> UserServiceClient<Channel> {
         UserServiceClient::new(self.channel.clone())
+    }
+
+    pub fn directory(&self) -> DirectoryServiceClient<Channel> {
+        DirectoryServiceClient::new(self.channel.clone())
     }
 
     pub fn roles(&self) -> RoleServiceClient<Channel> {

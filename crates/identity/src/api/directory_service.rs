@@ -1,0 +1,35 @@
+//! `roster.identity.v1.DirectoryService`: lookups for other Roster services.
+
+use roster_platform::auth::principal;
+use roster_proto::identity::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use super::{Api, convert};
+use crate::app::directory;
+
+#[tonic::async_trait]
+impl pb::directory_service_server::DirectoryService for Api {
+    async fn get_member(&self, request: Request<pb::GetMemberRequest>) -> Result<Response<pb::Member>, Status> {
+        let caller = principal(&request)?;
+        let req = request.get_ref();
+        let account = convert::account_id(&req.account_id)?;
+        let user = convert::user_id("user_id", &req.user_id)?;
+        let actor = self
+            .read(caller, move |tx, ctx| Box::pin(async move { directory::get_member(tx, ctx, &account, &user).await }))
+            .await?;
+        Ok(Response::new(convert::member(&actor)))
+    }
+
+    async fn lookup_account(
+        &self,
+        request: Request<pb::LookupAccountRequest>,
+    ) -> Result<Response<pb::AccountRef>, Status> {
+        let caller = principal(&request)?;
+        let account = convert::account_id(&request.get_ref().account_id)?;
+        let id = account.clone();
+        let owner = self
+            .read(caller, move |tx, ctx| Box::pin(async move { directory::lookup_account(tx, ctx, &id).await }))
+            .await?;
+        Ok(Response::new(pb::AccountRef { account_id: account.to_string(), owner_user_id: owner.to_string() }))
+    }
+}

@@ -1,0 +1,141 @@
+//! `roster.licensing.v1.ContentService`.
+
+use roster_platform::auth::principal;
+use roster_platform::pagination::PageRequest;
+use roster_proto::licensing::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use super::{Api, convert, error};
+use crate::app::content::{self, NewContent};
+use crate::directory::Freshness;
+use crate::domain::access::Member;
+use crate::domain::model::Id;
+
+#[tonic::async_trait]
+impl pb::content_service_server::ContentService for Api {
+    async fn register_content(
+        &self,
+        request: Request<pb::RegisterContentRequest>,
+    ) -> Result<Response<pb::ContentItem>, Status> {
+        let who = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::id("account_id", &req.account_id)?;
+        let owner = convert::optional_id("owner_user_id", &req.owner_user_id)?;
+        let new = NewContent {
+            kind: convert::content_kind("kind", req.kind)?,
+            title: convert::text("title", &req.title)?,
+            uses_pmi: req.uses_pmi,
+        };
+        let prepare = async {
+            let caller = self.caller(&who, &account, Freshness::Fresh).await?;
+            let acting = caller.active_member().map_err(|e| error::domain_status(&e))?;
+            let owner = match owner {
+                Some(id) if id != acting.user_id => self.subject(&account, &id).await?,
+                _ => acting.clone(),
+            };
+            Ok((caller, owner))
+        };
+        self.mutate(&who, method!("ContentService", "RegisterContent"), &req.request_id, &req, &account, prepare, move |tx, ctx, (caller, owner)| {
+            Box::pin(async move { content::register(tx, ctx, caller, owner, new).await.map(|i| convert::content_item(&i)) })
+        })
+        .await
+    }
+
+    async fn list_content(
+        &self,
+        request: Request<pb::ListContentRequest>,
+    ) -> Result<Response<pb::ListContentResponse>, Status> {
+        let who = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::id("account_id", &req.account_id)?;
+        let owner = convert::id("owner_user_id", &req.owner_user_id)?;
+        let kind = convert::optional_content_kind("kind", req.kind)?;
+        let page = PageRequest::parse(req.page_size, &req.page_token)?;
+        let (after, limit, id) = (page.after.clone(), page.fetch_limit(), account.clone());
+        let items = self
+            .read(&who, &account, Freshness::Cached, move |tx, _, caller| {
+                Box::pin(async move { content::list(tx, caller, &id, &owner, kind, after.as_deref(), limit).await })
+            })
+            .await?;
+        let (items, next_page_token) = page.finish(items, |item| item.id.to_string());
+        Ok(Response::new(pb::ListContentResponse { items: items.iter().map(convert::content_item).collect(), next_page_token }))
+    }
+
+    async fn transfer_content(
+        &self,
+        request: Request<pb::TransferContentRequest>,
+    ) -> Result<Response<pb::TransferContentResponse>, Status> {
+        let who = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::id("account_id", &req.account_id)?;
+        let from = convert::id("from_user_id", &req.from_user_id)?;
+        let to = convert::id("to_user_id", &req.to_user_id)?;
+        let kinds = convert::content_kinds("kinds", &req.kinds)?;
+        let prepare = async {
+            let caller = self.caller(&who, &account, Freshness::Fresh).await?;
+            caller.identity().map_err(|e| error::domain_status(&e))?;
+            Ok((caller, target(self, &account, &to).await?))
+        };
+        let id = account.clone();
+        self.mutate(&who, method!("ContentService", "TransferContent"), &req.request_id, &req, &account, prepare, move |tx, ctx, (caller, target)| {
+            Box::pin(async move {
+                let done = content::transfer(tx, ctx, caller, &id, &from, target.as_ref(), &kinds).await?;
+                Ok(pb::TransferContentResponse {
+                    transfer_id: done.transfer_id.to_string(),
+                    moved: Some(convert::counts(&done.moved)),
+                    kept: Some(convert::counts(&done.kept)),
+                })
+            })
+        })
+        .await
+    }
+
+    async fn undo_content_transfer(
+        &self,
+        request: Request<pb::UndoContentTransferRequest>,
+    ) -> Result<Response<pb::UndoContentTransferResponse>, Status> {
+        let who = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::id("account_id", &req.account_id)?;
+        let transfer = convert::id("transfer_id", &req.transfer_id)?;
+        let prepare = self.caller(&who, &account, Freshness::Fresh);
+        let id = account.clone();
+        self.mutate(&who, method!("ContentService", "UndoContentTransfer"), &req.request_id, &req, &account, prepare, move |tx, ctx, caller| {
+            Box::pin(async move {
+                let returned = content::undo_transfer(tx, ctx, caller, &id, &transfer).await?;
+                Ok(pb::UndoContentTransferResponse { returned: Some(convert::counts(&returned)) })
+            })
+        })
+        .await
+    }
+
+    async fn delete_user_content(
+        &self,
+        request: Request<pb::DeleteUserContentRequest>,
+    ) -> Result<Response<pb::DeleteUserContentResponse>, Status> {
+        let who = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::id("account_id", &req.account_id)?;
+        let user = convert::id("user_id", &req.user_id)?;
+        let prepare = self.caller(&who, &account, Freshness::Fresh);
+        let id = account.clone();
+        self.mutate(&who, method!("ContentService", "DeleteUserContent"), &req.request_id, &req, &account, prepare, move |tx, ctx, caller| {
+            Box::pin(async move {
+                let deleted = content::delete_user_content(tx, ctx, caller, &id, &user).await?;
+                Ok(pb::DeleteUserContentResponse { deleted: Some(convert::counts(&deleted)) })
+            })
+        })
+        .await
+    }
+}
+
+/// The transfer target as identity knows them, or `None` when they are not a user of the
+/// account (the use case turns that into `TARGET_NOT_IN_ACCOUNT`, code 1001).
+async fn target(api: &Api, account: &Id, user: &Id) -> Result<Option<Member>, Status> {
+    match api.subject(account, user).await {
+        Ok(member) => Ok(Some(member)),
+        // Only "user not found" reaches here: the caller's account was resolved first.
+        Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+        Err(status) => Err(status),
+    }
+}

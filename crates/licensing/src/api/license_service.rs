@@ -1,0 +1,244 @@
+//! `roster.licensing.v1.LicenseService`.
+
+use roster_platform::auth::principal;
+use roster_platform::pagination::PageRequest;
+use roster_proto::licensing::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use super::{Api, convert};
+use crate::app::licenses;
+use crate::directory::Freshness;
+use crate::domain::model::LicenseType;
+
+#[tonic::async_trait]
+impl pb::license_service_server::LicenseService for Api {
+    async fn set_seats(&self, request: Request<pb::SetSeatsRequest>) -> Result<Response<pb::SeatPool>, Status> {
+        let who = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::id("account_id", &req.account_id)?;
+        let license_type = convert::license_type("license_type", req.license_type)?;
+        let prepare = self.caller(&who, &account, Freshness::Fresh);
+        let id = account.clone();
+        self.mutate(&who, method!("LicenseService", "SetSeats"), &req.request_id, &req, &account, prepare, move |tx, ctx, caller| {
+            Box::pin(async move {
+                let pool = licenses::set_seats(tx, ctx, caller, &id, license_type, req.capacity).await?;
+                Ok(convert::seat_pool(&id, &pool))
+            })
+        })
+        .await
+    }
+
+    async fn list_seats(&self, request: Request<pb::ListSeatsRequest>) -> Result<Response<pb::ListSeatsResponse>, Status> {
+        let who = principal(&request)?;
+        let account = convert::id("account_id", &request.get_ref().account_id)?;
+        let id = account.clone();
+        let pools = self
+            .read(&who, &account, Freshness::Cached, move |tx, _, caller| {
+                Box::pin(async move { licenses::list_seats(tx, caller, &id).await })
+            })
+            .await?;
+        Ok(Response::new(pb::ListSeatsResponse { seats: pools.iter().map(|p| convert::seat_pool(&account, p)).collect() }))
+    }
+
+    async fn assign_license(&self, request: Request<pb::AssignLicenseRequest>) -> Result<Response<pb::Assignment>, Status> {
+        let who = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::id("account_id", &req.account_id)?;
+        let user = convert::id("user_id", &req.user_id)?;
+        let license_type = convert::license_type("license_type", req.license_type)?;
+        let prepare = async {
+            let caller = self.caller(&who, &account, Freshness::Fresh).await?;
+            caller.member_with(crate::domain::access::Privilege::ManageLicenses).map_err(|e| super::error::domain_status(&e))?;
+            Ok((caller, self.subject(&account, &user).await?))
+        };
+        self.mutate(&who, method!("LicenseService", "AssignLicense"), &req.request_id, &req, &account, prepare, move |tx, ctx, (caller, assignee)| {
+            Box::pin(async move {
+                licenses::assign(tx, ctx, caller, assignee, license_type).await.map(|a| convert::assignment(&a))
+            })
+        })
+        .await
+    }
+
+    async fn unassign_license(
+        &self,
+        request: Request<pb::UnassignLicenseRequest>,
+    ) -> Result<Response<pb::UnassignLicenseResponse>, Status> {
+        let who = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::id("account_id", &req.account_id)?;
+        let user = convert::id("user_id", &req.user_id)?;
+        let license_type = convert::license_type("license_type", req.license_type)?;
+        let prepare = self.caller(&who, &account, Freshness::Fresh);
+        let id = account.clone();
+        self.mutate(&who, method!("LicenseService", "UnassignLicense"), &req.request_id, &req, &account, prepare, move |tx, ctx, caller| {
+            Box::pin(async move {
+                let (assignment, detached) = licenses::unassign(tx, ctx, caller, &id, &user, license_type).await?;
+                Ok(pb::UnassignLicenseResponse {
+                    assignment: Some(convert::assignment(&assignment)),
+                    detached_phone_numbers: detached.iter().map(|n| n.as_str().to_owned()).collect(),
+                })
+            })
+        })
+        .await
+    }
+
+    async fn list_assignments(
+        &self,
+        request: Request<pb::ListAssignmentsRequest>,
+    ) -> Result<Response<pb::ListAssignmentsResponse>, Status> {
+        let who = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::id("account_id", &req.account_id)?;
+        let user = convert::optional_id("user_id", &req.user_id)?;
+        let license_type: Option<LicenseType> = convert::optional_license_type("license_type", req.license_type)?;
+        let page = PageRequest::parse(req.page_size, &req.page_token)?;
+        let (after, limit, id) = (page.after.clone(), page.fetch_limit(), account.clone());
+        let rows = self
+            .read(&who, &account, Freshness::Cached, move |tx, _, caller| {
+                Box::pin(async move {
+                    licenses::list_assignments(tx, caller, &id, user.as_ref(), license_type, after.as_deref(), limit).await
+                })
+            })
+            .await?;
+        let (rows, next_page_token) = page.finish(rows, crate::store::seats::cursor);
+        Ok(Response::new(pb::ListAssignmentsResponse {
+            assignments: rows.iter().map(convert::assignment).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn add_phone_number(&self, request: Request<pb::AddPhoneNumberRequest>) -> Result<Response<pb::PhoneNumber>, Status> {
+        let who = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::id("account_id", &req.account_id)?;
+        let number = convert::phone_number("number", &req.number)?;
+        let prepare = self.caller(&who, &account, Freshness::Fresh);
+        let id = account.clone();
+        self.mutate(&who, method!("LicenseService", "AddPhoneNumber"), &req.request_id, &req, &account, prepare, move |tx, ctx, caller| {
+            Box::pin(async move {
+                licenses::add_phone_number(tx, ctx, caller, &id, number).await.map(|l| convert::phone_line(&l))
+            })
+        })
+        .await
+    }
+
+    async fn attach_phone_number(
+        &self,
+        request: Request<pb::AttachPhoneNumberRequest>,
+    ) -> Result<Response<pb::PhoneNumber>, Status> {
+        let who = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::id("account_id", &req.account_id)?;
+        let number = convert::phone_number("number", &req.number)?;
+        let user = convert::id("user_id", &req.user_id)?;
+        let prepare = async {
+            let caller = self.caller(&who, &account, Freshness::Fresh).await?;
+            caller.member_with(crate::domain::access::Privilege::ManageLicenses).map_err(|e| super::error::domain_status(&e))?;
+            Ok((caller, self.subject(&account, &user).await?))
+        };
+        self.mutate(&who, method!("LicenseService", "AttachPhoneNumber"), &req.request_id, &req, &account, prepare, move |tx, ctx, (caller, holder)| {
+            Box::pin(async move {
+                licenses::attach_phone_number(tx, ctx, caller, holder, number).await.map(|l| convert::phone_line(&l))
+            })
+        })
+        .await
+    }
+
+    async fn detach_phone_number(
+        &self,
+        request: Request<pb::DetachPhoneNumberRequest>,
+    ) -> Result<Response<pb::PhoneNumber>, Status> {
+        let who = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::id("account_id", &req.account_id)?;
+        let number = convert::phone_number("number", &req.number)?;
+        let prepare = self.caller(&who, &account, Freshness::Fresh);
+        let id = account.clone();
+        self.mutate(&who, method!("LicenseService", "DetachPhoneNumber"), &req.request_id, &req, &account, prepare, move |tx, ctx, caller| {
+            Box::pin(async move {
+                licenses::detach_phone_number(tx, ctx, caller, &id, number).await.map(|l| convert::phone_line(&l))
+            })
+        })
+        .await
+    }
+
+    async fn list_phone_numbers(
+        &self,
+        request: Request<pb::ListPhoneNumbersRequest>,
+    ) -> Result<Response<pb::ListPhoneNumbersResponse>, Status> {
+        let who = principal(&request)?;
+        let account = convert::id("account_id", &request.get_ref().account_id)?;
+        let id = account.clone();
+        let lines = self
+            .read(&who, &account, Freshness::Cached, move |tx, _, caller| {
+                Box::pin(async move { licenses::list_phone_numbers(tx, caller, &id).await })
+            })
+            .await?;
+        Ok(Response::new(pb::ListPhoneNumbersResponse { phone_numbers: lines.iter().map(convert::phone_line).collect() }))
+    }
+
+    async fn reclaim_licenses(
+        &self,
+        request: Request<pb::ReclaimLicensesRequest>,
+    ) -> Result<Response<pb::ReclaimLicensesResponse>, Status> {
+        let who = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::id("account_id", &req.account_id)?;
+        let user = convert::id("user_id", &req.user_id)?;
+        let prepare = self.caller(&who, &account, Freshness::Fresh);
+        let id = account.clone();
+        self.mutate(&who, method!("LicenseService", "ReclaimLicenses"), &req.request_id, &req, &account, prepare, move |tx, ctx, caller| {
+            Box::pin(async move {
+                let reclaimed = licenses::reclaim(tx, ctx, caller, &id, &user).await?;
+                Ok(pb::ReclaimLicensesResponse { reclaimed: Some(convert::license_set_to_pb(&reclaimed)) })
+            })
+        })
+        .await
+    }
+
+    async fn restore_licenses(
+        &self,
+        request: Request<pb::RestoreLicensesRequest>,
+    ) -> Result<Response<pb::RestoreLicensesResponse>, Status> {
+        let who = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::id("account_id", &req.account_id)?;
+        let user = convert::id("user_id", &req.user_id)?;
+        let set = convert::license_set("licenses", req.licenses.as_ref())?;
+        let prepare = self.caller(&who, &account, Freshness::Fresh);
+        let id = account.clone();
+        self.mutate(&who, method!("LicenseService", "RestoreLicenses"), &req.request_id, &req, &account, prepare, move |tx, ctx, caller| {
+            Box::pin(async move {
+                let (restored, missed) = licenses::restore(tx, ctx, caller, &id, &user, &set).await?;
+                Ok(pb::RestoreLicensesResponse {
+                    restored: Some(convert::license_set_to_pb(&restored)),
+                    not_restored: Some(convert::license_set_to_pb(&missed)),
+                })
+            })
+        })
+        .await
+    }
+
+    async fn move_phone_licenses(
+        &self,
+        request: Request<pb::MovePhoneLicensesRequest>,
+    ) -> Result<Response<pb::MovePhoneLicensesResponse>, Status> {
+        let who = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::id("account_id", &req.account_id)?;
+        let from = convert::id("from_user_id", &req.from_user_id)?;
+        let to = convert::id("to_user_id", &req.to_user_id)?;
+        let prepare = async {
+            let caller = self.caller(&who, &account, Freshness::Fresh).await?;
+            caller.identity().map_err(|e| super::error::domain_status(&e))?;
+            Ok((caller, self.subject(&account, &to).await?))
+        };
+        self.mutate(&who, method!("LicenseService", "MovePhoneLicenses"), &req.request_id, &req, &account, prepare, move |tx, ctx, (caller, target)| {
+            Box::pin(async move {
+                let moved = licenses::move_phone(tx, ctx, caller, &from, target).await?;
+                Ok(pb::MovePhoneLicensesResponse { moved: Some(convert::license_set_to_pb(&moved)) })
+            })
+        })
+        .await
+    }
+}

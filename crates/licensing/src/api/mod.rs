@@ -1,0 +1,124 @@
+//! The gRPC surface of licensing: `LicenseService`, `ContentService` and `BillingService`.
+//! Handlers decode and validate (`convert`), ask identity who the caller is, run one use case
+//! in one transaction, and encode; errors map to statuses in one place (`error`).
+
+/// The full gRPC path of a method, which is also its idempotency scope and audit action.
+macro_rules! method {
+    ($service:literal, $method:literal) => {
+        concat!("/roster.licensing.v1.", $service, "/", $method)
+    };
+}
+
+pub mod billing_service;
+pub mod content_service;
+pub mod convert;
+pub mod error;
+pub mod license_service;
+
+use std::future::Future;
+
+use futures_util::future::BoxFuture;
+use prost::Message;
+use roster_platform::auth::Principal;
+use roster_platform::clock::SharedClock;
+use roster_platform::db::{Database, Tx};
+use roster_platform::idempotency::{self, Key};
+use roster_platform::status;
+use tonic::{Response, Status};
+
+use crate::app::{self, Ctx};
+use crate::directory::{Directory, Freshness};
+use crate::domain::access::{Caller, Member};
+use crate::domain::model::Id;
+
+/// Shared by the three services; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Api {
+    db: Database,
+    directory: Directory,
+    clock: SharedClock,
+}
+
+impl Api {
+    pub fn new(db: Database, directory: Directory, clock: SharedClock) -> Self {
+        Self { db, directory, clock }
+    }
+
+    fn ctx(&self, principal: &Principal, request_id: &str) -> Ctx {
+        Ctx { principal: principal.clone(), request_id: request_id.to_owned(), now_ms: self.clock.now_ms() }
+    }
+
+    /// The caller in `account`, from identity (see [`app::resolve_caller`]).
+    async fn caller(&self, principal: &Principal, account: &Id, freshness: Freshness) -> Result<Caller, Status> {
+        app::resolve_caller(&self.directory, principal, account, freshness).await.map_err(error::to_status)
+    }
+
+    /// A user of `account` as identity knows them now.
+    async fn subject(&self, account: &Id, user: &Id) -> Result<Member, Status> {
+        app::subject(&self.directory, account, user).await.map_err(error::to_status)
+    }
+
+    /// Runs a mutating use case exactly once per (caller, method, request id). A retry gets the
+    /// first response back before identity is asked anything; otherwise `prepare` asks identity
+    /// what the use case needs, then `op` runs in the idempotency transaction. A refusal rolls
+    /// everything back and is audited.
+    #[allow(clippy::too_many_arguments)]
+    async fn mutate<Req, Resp, P, F>(
+        &self,
+        principal: &Principal,
+        method: &'static str,
+        request_id: &str,
+        request: &Req,
+        account: &Id,
+        prepare: impl Future<Output = Result<P, Status>>,
+        op: F,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Req: Message,
+        Resp: Message + Default,
+        P: Sync,
+        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx, &'t P) -> BoxFuture<'t, app::Result<Resp>>,
+    {
+        let key = Key::new(&principal.audit_name(), method, request_id, request)?;
+        if let Some(earlier) = idempotency::replayed::<Resp>(&self.db, &key).await? {
+            return Ok(Response::new(earlier));
+        }
+        let prepared = prepare.await?;
+        let ctx = self.ctx(principal, request_id);
+        let both = (ctx, prepared);
+        match idempotency::once(&self.db, key, both.0.now_ms, &both, move |tx, both| op(tx, &both.0, &both.1)).await? {
+            Ok(response) => Ok(Response::new(response)),
+            Err(error) => {
+                if let app::Error::Domain(refusal) = &error {
+                    self.audit_refusal(&both.0, account, method, error::reason(refusal).reason).await;
+                }
+                Err(error::to_status(error))
+            }
+        }
+    }
+
+    async fn audit_refusal(&self, ctx: &Ctx, account: &Id, method: &str, reason: &str) {
+        let recorded = async {
+            let mut tx = self.db.begin().await?;
+            app::audit_refusal(&mut tx, ctx, account, method, reason).await?;
+            tx.commit().await?;
+            Ok::<_, app::Error>(())
+        };
+        if let Err(error) = recorded.await {
+            tracing::warn!(%error, method, reason, "could not audit a refused request");
+        }
+    }
+
+    /// Runs a read-only use case for the caller in `account`, in one consistent view.
+    async fn read<T, F>(&self, principal: &Principal, account: &Id, freshness: Freshness, op: F) -> Result<T, Status>
+    where
+        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx, &'t Caller) -> BoxFuture<'t, app::Result<T>>,
+    {
+        let caller = self.caller(principal, account, freshness).await?;
+        let ctx = self.ctx(principal, "");
+        let mut tx = self.db.begin().await.map_err(|e| status::from_db(&e))?;
+        let result = op(&mut tx, &ctx, &caller).await;
+        tx.rollback().await.map_err(|e| status::from_db(&e))?;
+        result.map_err(error::to_status)
+    }
+}

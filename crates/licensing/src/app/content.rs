@@ -1,0 +1,176 @@
+//! Licensed data (SPEC R21-R23): registering and listing it, and the transfer, undo and
+//! delete steps identity's unlink and delete sagas call.
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use super::{Ctx, Result, audit};
+use crate::domain::DomainError;
+use crate::domain::access::{Caller, Member, Privilege};
+use crate::domain::model::{ContentCounts, ContentItem, ContentKind, Id};
+use crate::domain::transfer;
+use crate::store::{self, Tx, lock_account};
+
+/// What a new item is.
+#[derive(Debug, Clone)]
+pub struct NewContent {
+    pub kind: ContentKind,
+    pub title: String,
+    pub uses_pmi: bool,
+}
+
+/// Registers an item for `owner`: the caller themselves, or anyone active when the caller
+/// manages users.
+pub async fn register(tx: &mut Tx, ctx: &Ctx, caller: &Caller, owner: &Member, new: NewContent) -> Result<ContentItem> {
+    let acting = caller.active_member()?;
+    if acting.user_id != owner.user_id {
+        caller.member_with(Privilege::ManageUsers)?;
+    }
+    if !owner.is_active() {
+        return Err(DomainError::UserNotActive.into());
+    }
+    if new.uses_pmi && new.kind != ContentKind::Meeting {
+        return Err(DomainError::invalid("uses_pmi", "only meetings are scheduled on a personal meeting id").into());
+    }
+    lock_account(tx, &owner.account_id).await?;
+    let item = ContentItem {
+        id: Id::generate(),
+        account_id: owner.account_id.clone(),
+        owner_user_id: owner.user_id.clone(),
+        kind: new.kind,
+        title: new.title,
+        uses_pmi: new.uses_pmi,
+        created_at_ms: ctx.now_ms,
+    };
+    store::content::insert(tx, &item).await?;
+    audit(
+        tx,
+        ctx,
+        &item.account_id,
+        "RegisterContent",
+        &format!("content:{}", item.id),
+        json!({ "owner": item.owner_user_id.as_str(), "kind": item.kind.as_str() }),
+    )
+    .await?;
+    Ok(item)
+}
+
+pub async fn list(
+    tx: &mut Tx,
+    caller: &Caller,
+    account: &Id,
+    owner: &Id,
+    kind: Option<ContentKind>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ContentItem>> {
+    caller.reader_of(owner, Privilege::ManageUsers)?;
+    Ok(store::content::list(tx, account, owner, kind, after, limit).await?)
+}
+
+/// The outcome of a transfer.
+#[derive(Debug, Clone)]
+pub struct Transferred {
+    pub transfer_id: Id,
+    pub moved: ContentCounts,
+    pub kept: ContentCounts,
+}
+
+/// Saga step (SPEC R23): moves the chosen kinds from `from` to `target`, all or nothing.
+/// `target` is `None` when identity does not know them in this account.
+pub async fn transfer(
+    tx: &mut Tx,
+    ctx: &Ctx,
+    caller: &Caller,
+    account: &Id,
+    from: &Id,
+    target: Option<&Member>,
+    kinds: &BTreeSet<ContentKind>,
+) -> Result<Transferred> {
+    caller.identity()?;
+    let target = target.ok_or(DomainError::TargetNotInAccount)?;
+    if target.user_id == *from {
+        return Err(DomainError::invalid("to_user_id", "must differ from from_user_id").into());
+    }
+    lock_account(tx, account).await?;
+    if !target.is_active() || store::seats::is_held(tx, account, &target.user_id).await? {
+        return Err(DomainError::UserNotActive.into());
+    }
+    let licenses = store::seats::of_user(tx, account, &target.user_id).await?.iter().map(|a| a.license_type).collect();
+    let items = store::content::of_owner(tx, account, from).await?;
+    let plan = transfer::plan(items, kinds, &licenses)?;
+    for item in &plan.moving {
+        store::content::set_owner(tx, &item.id, &target.user_id).await?;
+    }
+    let transfer_id = Id::generate();
+    store::content::record_transfer(tx, &transfer_id, account, from, &target.user_id, &plan.moving, ctx.now_ms)
+        .await?;
+    let done = Transferred {
+        transfer_id,
+        moved: ContentCounts::of(&plan.moving),
+        kept: ContentCounts::of(&plan.kept),
+    };
+    audit(
+        tx,
+        ctx,
+        account,
+        "TransferContent",
+        &format!("user:{from}"),
+        json!({ "to": target.user_id.as_str(), "transfer": done.transfer_id.as_str(), "moved": counts_json(&done.moved) }),
+    )
+    .await?;
+    Ok(done)
+}
+
+/// Compensation of [`transfer`]: items the target still owns go back to their previous owner.
+/// Undoing twice returns nothing the second time.
+pub async fn undo_transfer(tx: &mut Tx, ctx: &Ctx, caller: &Caller, account: &Id, transfer_id: &Id) -> Result<ContentCounts> {
+    caller.identity()?;
+    lock_account(tx, account).await?;
+    let record = store::content::transfer(tx, account, transfer_id).await?.ok_or(DomainError::TransferNotFound)?;
+    let mut returned = ContentCounts::default();
+    if !record.undone {
+        for item in store::content::transferred_items(tx, transfer_id).await? {
+            if item.owner_user_id == record.to_user_id {
+                store::content::set_owner(tx, &item.id, &record.from_user_id).await?;
+                returned.add(item.kind);
+            }
+        }
+        store::content::mark_undone(tx, transfer_id, ctx.now_ms).await?;
+    }
+    audit(
+        tx,
+        ctx,
+        account,
+        "UndoContentTransfer",
+        &format!("transfer:{transfer_id}"),
+        json!({ "returned": counts_json(&returned) }),
+    )
+    .await?;
+    Ok(returned)
+}
+
+/// Saga step (SPEC R22): deletes what the user still owns. The user may already be gone from
+/// identity, so they are not looked up.
+pub async fn delete_user_content(tx: &mut Tx, ctx: &Ctx, caller: &Caller, account: &Id, user: &Id) -> Result<ContentCounts> {
+    caller.identity()?;
+    lock_account(tx, account).await?;
+    let items = store::content::of_owner(tx, account, user).await?;
+    for item in &items {
+        store::content::delete(tx, &item.id).await?;
+    }
+    let deleted = ContentCounts::of(&items);
+    audit(tx, ctx, account, "DeleteUserContent", &format!("user:{user}"), json!({ "deleted": counts_json(&deleted) }))
+        .await?;
+    Ok(deleted)
+}
+
+fn counts_json(counts: &ContentCounts) -> serde_json::Value {
+    json!({
+        "meetings": counts.meetings,
+        "webinars": counts.webinars,
+        "events": counts.events,
+        "recordings": counts.recordings,
+    })
+}

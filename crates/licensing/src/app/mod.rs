@@ -1,0 +1,124 @@
+//! Use cases: each runs inside one transaction, takes its account's lock before it changes
+//! anything, checks the caller (resolved from identity's current data by [`resolve_caller`])
+//! and writes the change together with its audit record (SPEC R33).
+//!
+//! Identity is asked *before* the transaction opens, so no database connection is held while
+//! waiting on the network (SQLite has only one).
+
+pub mod billing;
+pub mod content;
+pub mod licenses;
+
+use roster_platform::auth::Principal;
+
+use crate::directory::{Directory, Freshness, LookupError};
+use crate::domain::DomainError;
+use crate::domain::access::{Caller, IDENTITY_SERVICE, Member};
+use crate::domain::model::Id;
+use crate::store::{self, Tx};
+
+/// Who is calling, for which request, at what time.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub principal: Principal,
+    /// The client's request id; empty for reads.
+    pub request_id: String,
+    pub now_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Identity(LookupError),
+}
+
+impl From<LookupError> for Error {
+    fn from(error: LookupError) -> Self {
+        match error {
+            LookupError::Refused(refusal) => Self::Domain(refusal),
+            other => Self::Identity(other),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The caller as identity describes them in `account` right now (or within the cache age for
+/// [`Freshness::Cached`]). Users of other accounts and unknown accounts read as "account not
+/// found", so nothing leaks (SPEC R34).
+pub async fn resolve_caller(
+    directory: &Directory,
+    principal: &Principal,
+    account: &Id,
+    freshness: Freshness,
+) -> Result<Caller> {
+    match principal {
+        Principal::User { user_id } => {
+            let user = Id::parse(user_id).map_err(|_| DomainError::AccountNotFound)?;
+            match directory.member(account, &user, freshness).await {
+                Ok(member) => Ok(Caller::Member(member)),
+                Err(LookupError::Refused(DomainError::UserNotFound)) => Err(DomainError::AccountNotFound.into()),
+                Err(other) => Err(other.into()),
+            }
+        }
+        Principal::Operator { name } => {
+            directory.account_exists(account).await?;
+            Ok(Caller::Operator(name.clone()))
+        }
+        Principal::Service { name } if name == IDENTITY_SERVICE => {
+            directory.account_exists(account).await?;
+            Ok(Caller::Identity)
+        }
+        Principal::Service { name } => Ok(Caller::OtherService(name.clone())),
+    }
+}
+
+/// A user of `account` who is to hold or receive something, asked afresh (SPEC R31).
+pub async fn subject(directory: &Directory, account: &Id, user: &Id) -> Result<Member> {
+    Ok(directory.member(account, user, Freshness::Fresh).await?)
+}
+
+/// Appends a successful change to the audit trail, in the change's transaction.
+pub async fn audit(
+    tx: &mut Tx,
+    ctx: &Ctx,
+    account: &Id,
+    action: &str,
+    target: &str,
+    details: serde_json::Value,
+) -> Result<()> {
+    record(tx, ctx, account, action, target, "ok", &details.to_string()).await
+}
+
+/// Records a refused change in a transaction of its own (the change itself rolled back).
+pub async fn audit_refusal(tx: &mut Tx, ctx: &Ctx, account: &Id, action: &str, reason: &str) -> Result<()> {
+    record(tx, ctx, account, action, "", &format!("refused:{reason}"), "{}").await
+}
+
+async fn record(
+    tx: &mut Tx,
+    ctx: &Ctx,
+    account: &Id,
+    action: &str,
+    target: &str,
+    outcome: &str,
+    details_json: &str,
+) -> Result<()> {
+    let principal = ctx.principal.audit_name();
+    let event = store::audit::AuditEvent {
+        account_id: account.as_str(),
+        principal: &principal,
+        action,
+        target,
+        outcome,
+        request_id: &ctx.request_id,
+        details_json,
+        at_ms: ctx.now_ms,
+    };
+    store::audit::insert(tx, &event).await?;
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! Licensing's window on identity: a gRPC client of `roster.identity.v1.DirectoryService`
+//! that asks who a user is in an account right now (SPEC R31, R34).
+//!
+//! Answers may be cached for a few seconds ([`Freshness::Cached`]) where a slightly stale
+//! answer is harmless: reads of non-billing data. Every change and every billing read asks
+//! identity afresh, so a demoted admin or a previous owner (SPEC R5) is refused at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use roster_platform::auth::{Principal, Signer};
+use roster_proto::identity::v1 as pb;
+use roster_proto::identity::v1::directory_service_client::DirectoryServiceClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic_types::StatusExt;
+
+use crate::domain::DomainError;
+use crate::domain::access::{Member, MemberStatus, Privilege};
+use crate::domain::model::Id;
+
+/// The principal name licensing presents to identity.
+pub const LICENSING_SERVICE: &str = "licensing";
+
+/// Cached answers never outlive this, whatever is configured.
+pub const MAX_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Entries kept before the cache is cleared (bounds memory under a scan of many users).
+const MAX_CACHE_ENTRIES: usize = 50_000;
+
+/// Service tokens live this long; a new one is minted well before expiry.
+const TOKEN_TTL_S: u64 = 300;
+const TOKEN_REFRESH_AFTER: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// A cached answer of at most the configured age will do.
+    Cached,
+    /// Ask identity now.
+    Fresh,
+}
+
+/// Why identity could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error(transparent)]
+    Refused(#[from] DomainError),
+    /// Identity is down or slow: the caller should retry (UNAVAILABLE).
+    #[error("identity is unavailable: {0}")]
+    Unavailable(String),
+    #[error("identity answered unexpectedly: {0}")]
+    Unexpected(String),
+}
+
+struct CachedToken {
+    minted: Instant,
+    token: String,
+}
+
+#[derive(Clone)]
+pub struct Directory {
+    client: DirectoryServiceClient<Channel>,
+    signer: Arc<Signer>,
+    token: Arc<Mutex<Option<CachedToken>>>,
+    cache: Arc<Mutex<HashMap<(Id, Id), (Instant, Member)>>>,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory").field("ttl", &self.ttl).finish_non_exhaustive()
+    }
+}
+
+impl Directory {
+    /// Connects lazily to identity at `url` (e.g. `http://127.0.0.1:50051`); `ttl` is capped at
+    /// [`MAX_CACHE_TTL`].
+    pub fn new(url: &str, signer: Arc<Signer>, ttl: Duration) -> Result<Self, tonic::transport::Error> {
+        let channel = Endpoint::from_shared(url.to_owned())?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(Self {
+            client: DirectoryServiceClient::new(channel),
+            signer,
+            token: Arc::new(Mutex::new(None)),
+            cache: Arc::new(Mutex::new(HashMap::new())),
+            ttl: ttl.min(MAX_CACHE_TTL),
+        })
+    }
+
+    fn bearer(&self) -> String {
+        let mut cached = self.token.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match cached.as_ref() {
+            Some(token) if token.minted.elapsed() < TOKEN_REFRESH_AFTER => token.token.clone(),
+            _ => {
+                let now_s = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let principal = Principal::Service { name: LICENSING_SERVICE.to_owned() };
+                let token = self.signer.mint(&principal, now_s, TOKEN_TTL_S);
+                *cached = Some(CachedToken { minted: Instant::now(), token: token.clone() });
+                token
+            }
+        }
+    }
+
+    fn request<T>(&self, message: T) -> Result<tonic::Request<T>, LookupError> {
+        let mut request = tonic::Request::new(message);
+        let header = format!("Bearer {}", self.bearer())
+            .parse()
+            .map_err(|_| LookupError::Unexpected("service token is not a valid header".into()))?;
+        request.metadata_mut().insert("authorization", header);
+        Ok(request)
+    }
+
+    /// A user of `account` in any status. A user of another account is `UserNotFound`.
+    pub async fn member(&self, account: &Id, user: &Id, freshness: Freshness) -> Result<Member, LookupError> {
+        let key = (account.clone(), user.clone());
+        if freshness == Freshness::Cached
+            && let Some((at, member)) = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(member.clone());
+        }
+        let request =
+            self.request(pb::GetMemberRequest { account_id: account.to_string(), user_id: user.to_string() })?;
+        let answer = self.client.clone().get_member(request).await.map_err(lookup_error)?.into_inner();
+        let member = member_from_pb(account, user, &answer);
+        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= MAX_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key, (Instant::now(), member.clone()));
+        Ok(member)
+    }
+
+    /// Fails with `AccountNotFound` unless the account exists.
+    pub async fn account_exists(&self, account: &Id) -> Result<(), LookupError> {
+        let request = self.request(pb::LookupAccountRequest { account_id: account.to_string() })?;
+        self.client.clone().lookup_account(request).await.map_err(lookup_error)?;
+        Ok(())
+    }
+}
+
+fn member_from_pb(account: &Id, user: &Id, answer: &pb::Member) -> Member {
+    let status = match answer.status() {
+        pb::UserStatus::Active => MemberStatus::Active,
+        pb::UserStatus::Deactivated => MemberStatus::Deactivated,
+        pb::UserStatus::Pending | pb::UserStatus::Unspecified => MemberStatus::Pending,
+    };
+    let privileges = answer
+        .privileges()
+        .filter_map(|p| match p {
+            pb::Privilege::ManageUsers => Some(Privilege::ManageUsers),
+            pb::Privilege::ManageLicenses => Some(Privilege::ManageLicenses),
+            pb::Privilege::ViewBilling => Some(Privilege::ViewBilling),
+            _ => None,
+        })
+        .collect();
+    Member { account_id: account.clone(), user_id: user.clone(), status, is_owner: answer.is_owner, privileges }
+}
+
+fn lookup_error(status: tonic::Status) -> LookupError {
+    let reason = status.get_details_error_info().map(|info| info.reason).unwrap_or_default();
+    match (status.code(), reason.as_str()) {
+        (tonic::Code::NotFound, "ACCOUNT_NOT_FOUND") => DomainError::AccountNotFound.into(),
+        (tonic::Code::NotFound, "USER_NOT_FOUND") => DomainError::UserNotFound.into(),
+        (tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled, _) => {
+            LookupError::Unavailable(status.message().to_owned())
+        }
+        _ => LookupError::Unexpected(format!("{:?}: {}", status.code(), status.message())),
+    }
+}

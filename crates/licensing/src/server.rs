@@ -1,0 +1,135 @@
+//! Building and running the licensing server. Start-up order: bind, connect, migrate, health
+//! SERVING, serve; shutdown in reverse (health NOT_SERVING, drain, close the database).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use roster_platform::auth::{Signer, Verifier};
+use roster_platform::clock::SharedClock;
+use roster_platform::config::LimitArgs;
+use roster_platform::db::{Database, redact};
+use roster_platform::server::{ServeError, ServiceSet, serve};
+use roster_proto::licensing::v1::billing_service_server::BillingServiceServer;
+use roster_proto::licensing::v1::content_service_server::ContentServiceServer;
+use roster_proto::licensing::v1::license_service_server::LicenseServiceServer;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+
+use crate::api::Api;
+use crate::directory::Directory;
+use crate::store::MIGRATIONS;
+
+/// Licensing's own settings, as flags and `ROSTER_*` variables.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LicensingArgs {
+    /// Address the licensing gRPC server listens on.
+    #[arg(long = "licensing-listen", env = "ROSTER_LICENSING_LISTEN", default_value = "127.0.0.1:50052")]
+    pub listen: SocketAddr,
+    /// PostgreSQL URL; without it licensing uses SQLite in the data directory.
+    #[arg(long = "licensing-database-url", env = "ROSTER_LICENSING_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Where identity's gRPC API is (licensing asks it who callers are).
+    #[arg(long = "identity-url", env = "ROSTER_IDENTITY_URL", default_value = "http://127.0.0.1:50051")]
+    pub identity_url: String,
+    /// Ed25519 private key (PEM) licensing signs its own service tokens with; identity must
+    /// trust the matching public key.
+    #[arg(long = "service-signing-key", env = "ROSTER_SERVICE_SIGNING_KEY")]
+    pub service_signing_key: Option<std::path::PathBuf>,
+    /// How long identity's answers may be reused for reads of non-billing data (at most 5000).
+    #[arg(long = "directory-cache-ms", env = "ROSTER_DIRECTORY_CACHE_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(0..=5_000))]
+    pub directory_cache_ms: u64,
+}
+
+/// Everything needed to start licensing, already validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub db_max_connections: u32,
+    pub verifier: Arc<Verifier>,
+    pub limits: LimitArgs,
+    pub identity_url: String,
+    pub signer: Arc<Signer>,
+    pub directory_cache: Duration,
+    pub clock: SharedClock,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot open the licensing database {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("licensing migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("bad identity URL {url}: {source}")]
+    IdentityUrl { url: String, source: tonic::transport::Error },
+}
+
+/// A bound, migrated licensing server, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    db: Database,
+    directory: Directory,
+    settings: Settings,
+}
+
+impl Server {
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let directory = Directory::new(&settings.identity_url, settings.signer.clone(), settings.directory_cache)
+            .map_err(|source| StartError::IdentityUrl { url: settings.identity_url.clone(), source })?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
+        let db = Database::connect(&settings.database_url, settings.db_max_connections)
+            .await
+            .map_err(|source| StartError::Connect { url: redact(&settings.database_url), source })?;
+        db.migrate(MIGRATIONS).await?;
+        Ok(Self { listener, db, directory, settings })
+    }
+
+    /// The bound address (tests bind port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.settings.listen)
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Serves until `shutdown` resolves, then drains.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
+        let Self { listener, db, directory, settings } = self;
+        let api = Api::new(db.clone(), directory, settings.clock.clone());
+        let max = settings.limits.max_message_bytes();
+        let routes = Routes::new(LicenseServiceServer::new(api.clone()).max_decoding_message_size(max))
+            .add_service(ContentServiceServer::new(api.clone()).max_decoding_message_size(max))
+            .add_service(BillingServiceServer::new(api).max_decoding_message_size(max));
+        let services = ServiceSet {
+            names: vec![
+                "roster.licensing.v1.LicenseService",
+                "roster.licensing.v1.ContentService",
+                "roster.licensing.v1.BillingService",
+            ],
+            routes,
+        };
+        tracing::info!(addr = %self_addr(&listener, settings.listen), identity = %settings.identity_url, "licensing serving");
+        let served = serve(listener, services, settings.verifier.clone(), &settings.limits, shutdown).await;
+        db.close().await;
+        tracing::info!("licensing stopped");
+        served
+    }
+}
+
+fn self_addr(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(fallback)
+}
+
+/// The SQLite URL licensing uses inside a data directory.
+pub fn embedded_database_url(data_dir: &std::path::Path) -> String {
+    Database::sqlite_url(data_dir, "licensing")
+}

@@ -1,0 +1,175 @@
+//! Seat pools, assignments and license holds.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Tx, count, parse};
+use crate::domain::model::{Assignment, Id, LicenseType, SeatPool};
+
+/// Every license type with its capacity (0 when none were bought) and assigned count.
+pub async fn pools(tx: &mut Tx, account: &Id) -> Result<Vec<SeatPool>, sqlx::Error> {
+    let mut pools = Vec::with_capacity(LicenseType::ALL.len());
+    for license_type in LicenseType::ALL {
+        pools.push(pool(tx, account, *license_type).await?);
+    }
+    Ok(pools)
+}
+
+pub async fn pool(tx: &mut Tx, account: &Id, license_type: LicenseType) -> Result<SeatPool, sqlx::Error> {
+    let capacity: Option<i64> =
+        sqlx::query_scalar("SELECT capacity FROM seat_pools WHERE account_id = $1 AND license_type = $2")
+            .bind(account.as_str())
+            .bind(license_type.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+    let assigned: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM assignments WHERE account_id = $1 AND license_type = $2")
+            .bind(account.as_str())
+            .bind(license_type.as_str())
+            .fetch_one(&mut **tx)
+            .await?;
+    Ok(SeatPool { license_type, capacity: count(capacity.unwrap_or(0)), assigned: count(assigned) })
+}
+
+pub async fn set_capacity(
+    tx: &mut Tx,
+    account: &Id,
+    license_type: LicenseType,
+    capacity: u32,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO seat_pools (account_id, license_type, capacity, updated_at_ms) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (account_id, license_type) DO UPDATE SET capacity = $3, updated_at_ms = $4",
+    )
+    .bind(account.as_str())
+    .bind(license_type.as_str())
+    .bind(i64::from(capacity))
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+const COLUMNS: &str = "account_id, user_id, license_type, assigned_at_ms";
+
+fn decode(row: &AnyRow) -> Result<Assignment, sqlx::Error> {
+    let license_type: String = row.try_get("license_type")?;
+    Ok(Assignment {
+        account_id: Id::from_stored(row.try_get("account_id")?),
+        user_id: Id::from_stored(row.try_get("user_id")?),
+        license_type: parse("license type", &license_type, LicenseType::from_str_opt)?,
+        assigned_at_ms: row.try_get("assigned_at_ms")?,
+    })
+}
+
+/// Inserts an assignment; false when the user already holds that license.
+pub async fn assign(tx: &mut Tx, assignment: &Assignment) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(&format!(
+        "INSERT INTO assignments ({COLUMNS}) VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, user_id, license_type) DO NOTHING"
+    ))
+    .bind(assignment.account_id.as_str())
+    .bind(assignment.user_id.as_str())
+    .bind(assignment.license_type.as_str())
+    .bind(assignment.assigned_at_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Removes an assignment and returns it, if it existed.
+pub async fn unassign(
+    tx: &mut Tx,
+    account: &Id,
+    user: &Id,
+    license_type: LicenseType,
+) -> Result<Option<Assignment>, sqlx::Error> {
+    sqlx::query(&format!(
+        "DELETE FROM assignments WHERE account_id = $1 AND user_id = $2 AND license_type = $3 RETURNING {COLUMNS}"
+    ))
+    .bind(account.as_str())
+    .bind(user.as_str())
+    .bind(license_type.as_str())
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|row| decode(&row))
+    .transpose()
+}
+
+/// One user's licenses, by type.
+pub async fn of_user(tx: &mut Tx, account: &Id, user: &Id) -> Result<Vec<Assignment>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM assignments WHERE account_id = $1 AND user_id = $2 ORDER BY license_type"
+    ))
+    .bind(account.as_str())
+    .bind(user.as_str())
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(decode)
+    .collect()
+}
+
+/// Assignments in (license type, user) order, after the page cursor `after`.
+pub async fn list(
+    tx: &mut Tx,
+    account: &Id,
+    user: Option<&Id>,
+    license_type: Option<LicenseType>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Assignment>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM assignments WHERE account_id = $1 \
+         AND ($2 = '' OR user_id = $2) AND ($3 = '' OR license_type = $3) \
+         AND (license_type || '/' || user_id) > $4 \
+         ORDER BY license_type, user_id LIMIT $5"
+    ))
+    .bind(account.as_str())
+    .bind(user.map_or("", Id::as_str))
+    .bind(license_type.map_or("", LicenseType::as_str))
+    .bind(after.unwrap_or(""))
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(decode)
+    .collect()
+}
+
+/// The page cursor of an assignment, matching [`list`]'s order.
+pub fn cursor(assignment: &Assignment) -> String {
+    format!("{}/{}", assignment.license_type.as_str(), assignment.user_id)
+}
+
+/// Blocks assignments to a user whose licenses a saga reclaimed.
+pub async fn hold(tx: &mut Tx, account: &Id, user: &Id, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO license_holds (account_id, user_id, since_ms) VALUES ($1, $2, $3) \
+         ON CONFLICT (account_id, user_id) DO NOTHING",
+    )
+    .bind(account.as_str())
+    .bind(user.as_str())
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn release_hold(tx: &mut Tx, account: &Id, user: &Id) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM license_holds WHERE account_id = $1 AND user_id = $2")
+        .bind(account.as_str())
+        .bind(user.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn is_held(tx: &mut Tx, account: &Id, user: &Id) -> Result<bool, sqlx::Error> {
+    let held: Option<i64> = sqlx::query_scalar("SELECT since_ms FROM license_holds WHERE account_id = $1 AND user_id = $2")
+        .bind(account.as_str())
+        .bind(user.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(held.is_some())
+}
