@@ -66,7 +66,8 @@ fn demo_user(id: &UserId, email: &str) -> DemoUser {
 }
 
 /// Invites `address` as the owner and accepts as the invitee; returns the new user's id.
-async fn join(
+/// Public so other crates' tests can build accounts the way the demo does.
+pub async fn join(
     db: &Database,
     clock: &SharedClock,
     account: &AccountId,
@@ -93,7 +94,15 @@ async fn join(
     Ok(invitee)
 }
 
+/// The demo with its usual addresses (`acme.example`, `solo.example`).
 pub async fn seed(db: &Database, clock: &SharedClock) -> app::Result<Demo> {
+    seed_with_domains(db, clock, "acme.example", "solo.example").await
+}
+
+/// The demo with the given e-mail domains, so tests can seed many demo accounts in one
+/// database.
+pub async fn seed_with_domains(db: &Database, clock: &SharedClock, acme: &str, solo: &str) -> app::Result<Demo> {
+    let at = |name: &str| format!("{name}@{acme}");
     let operator = Ctx {
         principal: Principal::Operator { name: "demo".into() },
         request_id: "demo".into(),
@@ -103,9 +112,9 @@ pub async fn seed(db: &Database, clock: &SharedClock) -> app::Result<Demo> {
         name: "Acme Inc".into(),
         plan: Plan::Pro,
         csm_eligible: false,
-        owner_email: email("alice@acme.example"),
+        owner_email: email(&at("alice")),
         owner_display_name: "Alice Owner".into(),
-        managed_domains: vec![Domain::parse("acme.example").expect("valid domain")],
+        managed_domains: vec![Domain::parse(acme).expect("valid domain")],
     };
     let created =
         step(db, &operator, move |tx, ctx| Box::pin(async move { accounts::create(tx, ctx, new).await })).await?;
@@ -113,17 +122,17 @@ pub async fn seed(db: &Database, clock: &SharedClock) -> app::Result<Demo> {
     let owner = created.owner.expect("a new account has its owner").id;
 
     let mut admins = Vec::new();
-    for address in ["bob@acme.example", "grace@acme.example"] {
-        let admin = join(db, clock, &account, &owner, address).await?;
+    for address in [at("bob"), at("grace")] {
+        let admin = join(db, clock, &account, &owner, &address).await?;
         let (target, promoted) = (account.clone(), admin.clone());
         step(db, &as_user(clock, &owner, "demo-promote"), move |tx, ctx| {
             Box::pin(async move { roles::assign(tx, ctx, &target, &promoted, Role::Admin).await })
         })
         .await?;
-        admins.push(demo_user(&admin, address));
+        admins.push(demo_user(&admin, &address));
     }
-    let carol = join(db, clock, &account, &owner, "carol@acme.example").await?;
-    let dave = join(db, clock, &account, &owner, "dave@acme.example").await?;
+    let carol = join(db, clock, &account, &owner, &at("carol")).await?;
+    let dave = join(db, clock, &account, &owner, &at("dave")).await?;
 
     let target = account.clone();
     step(db, &as_user(clock, &owner, "demo-integration"), move |tx, ctx| {
@@ -132,7 +141,7 @@ pub async fn seed(db: &Database, clock: &SharedClock) -> app::Result<Demo> {
     .await?;
 
     let new = invitations::NewInvitation {
-        email: email("erin@acme.example"),
+        email: email(&at("erin")),
         display_name: "Erin".into(),
         role: Role::Member,
         external: false,
@@ -143,13 +152,13 @@ pub async fn seed(db: &Database, clock: &SharedClock) -> app::Result<Demo> {
     })
     .await?;
 
-    let solo = seed_solo(db, clock, &operator, &account, &owner).await?;
+    let solo = seed_solo(db, clock, &operator, &account, &owner, &format!("frank@{solo}")).await?;
     Ok(Demo {
         account_id: account.to_string(),
-        owner: demo_user(&owner, "alice@acme.example"),
+        owner: demo_user(&owner, &at("alice")),
         admins,
-        members: vec![demo_user(&carol, "carol@acme.example"), demo_user(&dave, "dave@acme.example")],
-        invitee: demo_user(&pending.invitation.user_id, "erin@acme.example"),
+        members: vec![demo_user(&carol, &at("carol")), demo_user(&dave, &at("dave"))],
+        invitee: demo_user(&pending.invitation.user_id, &at("erin")),
         invitation_id: pending.invitation.id.to_string(),
         invitation_code: pending.code,
         solo,
@@ -157,8 +166,14 @@ pub async fn seed(db: &Database, clock: &SharedClock) -> app::Result<Demo> {
 }
 
 /// Frank's own basic account, and Acme's invitation to him.
-async fn seed_solo(db: &Database, clock: &SharedClock, operator: &Ctx, acme: &AccountId, acme_owner: &UserId) -> app::Result<SoloDemo> {
-    let address = "frank@solo.example";
+async fn seed_solo(
+    db: &Database,
+    clock: &SharedClock,
+    operator: &Ctx,
+    acme: &AccountId,
+    acme_owner: &UserId,
+    address: &str,
+) -> app::Result<SoloDemo> {
     let new = accounts::NewAccount {
         name: "Frank Solo".into(),
         plan: Plan::Basic,

@@ -17,6 +17,8 @@ pub struct DemoPeople {
     pub member: String,
     /// An individual account (another tenant) whose only user pays for a subscription.
     pub solo_account: String,
+    /// Two E.164 numbers for the account: the first goes to the owner, the second stays free.
+    pub phone_numbers: [String; 2],
 }
 
 /// What the seed created, for the banner.
@@ -62,10 +64,11 @@ pub async fn seed(db: &roster_platform::db::Database, people: &DemoPeople, now_m
             Assignment { account_id: account.clone(), user_id: user.clone(), license_type, assigned_at_ms: now_ms };
         store::seats::assign(&mut tx, &assignment).await?;
     }
-    let phone = PhoneNumber::from_stored("+31201234567".to_owned());
+    let [attached, free] = &people.phone_numbers;
+    let phone = PhoneNumber::from_stored(attached.clone());
     store::phones::add(&mut tx, &account, &phone, now_ms).await?;
     store::phones::set_user(&mut tx, &account, &phone, Some(&owner)).await?;
-    store::phones::add(&mut tx, &account, &PhoneNumber::from_stored("+31201234568".to_owned()), now_ms).await?;
+    store::phones::add(&mut tx, &account, &PhoneNumber::from_stored(free.clone()), now_ms).await?;
     for (owner_id, kind, title, uses_pmi) in [
         (&member, ContentKind::Meeting, "Weekly sync", false),
         (&member, ContentKind::Meeting, "Personal room", true),

@@ -75,6 +75,7 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
             admin: demo.admins[0].id.clone(),
             member: demo.members[0].id.clone(),
             solo_account: demo.solo.account_id.clone(),
+            phone_numbers: ["+31201234567".to_owned(), "+31201234568".to_owned()],
         };
         let seeded = roster_licensing::demo::seed(licensing.database(), &people, clock.now_ms())
             .await

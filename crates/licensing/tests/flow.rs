@@ -1,0 +1,445 @@
+//! Licensing over loopback sockets with real tonic clients and a real identity server, on
+//! SQLite and PostgreSQL: seats and assignment (R30, R31), phone numbers (R4), reclaim and
+//! restore (R18, R19), content transfer (R21-R23), billing and refunds (R5, R28).
+
+mod support;
+
+use pb::LicenseType as L;
+use roster_proto::identity::v1 as idpb;
+use roster_proto::licensing::v1 as pb;
+use support::{TestApp, World, authed, product_code, reason, rid};
+use tonic::Code;
+
+on_both_backends!(
+    r30_r31_seats_bound_assignments_to_active_members,
+    r4_r31_phone_numbers_follow_phone_licenses,
+    r18_r19_r32_reclaim_holds_and_restore_gives_back_exactly,
+    r21_r23_transfer_is_all_or_nothing_and_undoable,
+    r22_delete_removes_what_remains,
+    r5_billing_is_the_current_owners_alone,
+    r28_refund_the_unused_remainder_once,
+);
+
+fn seats(account: &str, license_type: L, capacity: u32) -> pb::SetSeatsRequest {
+    pb::SetSeatsRequest { request_id: rid(), account_id: account.into(), license_type: license_type as i32, capacity }
+}
+
+fn assign(account: &str, user: &str, license_type: L) -> pb::AssignLicenseRequest {
+    pb::AssignLicenseRequest {
+        request_id: rid(),
+        account_id: account.into(),
+        user_id: user.into(),
+        license_type: license_type as i32,
+    }
+}
+
+async fn licenses_of(app: &TestApp, w: &World, user: &str) -> Vec<L> {
+    let listed = app
+        .licenses()
+        .list_assignments(authed(
+            pb::ListAssignmentsRequest { account_id: w.account.clone(), user_id: user.into(), ..Default::default() },
+            &app.user_token(&w.owner),
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    listed.assignments.iter().map(|a| a.license_type()).collect()
+}
+
+async fn pool(app: &TestApp, w: &World, license_type: L) -> pb::SeatPool {
+    let all = app
+        .licenses()
+        .list_seats(authed(pb::ListSeatsRequest { account_id: w.account.clone() }, &app.user_token(&w.member)))
+        .await
+        .expect("seats")
+        .into_inner();
+    all.seats.into_iter().find(|p| p.license_type() == license_type).expect("every type is listed")
+}
+
+async fn r30_r31_seats_bound_assignments_to_active_members(app: &TestApp) {
+    let w = app.seed_world().await;
+    let other = app.seed_world().await;
+    let (owner, admin) = (app.user_token(&w.owner), app.user_token(&w.admin));
+    let extra = app.add_members(&w, 1).await.remove(0);
+    app.licenses().set_seats(authed(seats(&w.account, L::LargeMeeting, 2), &owner)).await.expect("buy two");
+    app.licenses().assign_license(authed(assign(&w.account, &w.member, L::LargeMeeting), &admin)).await.expect("one");
+    app.licenses().assign_license(authed(assign(&w.account, &extra, L::LargeMeeting), &admin)).await.expect("two");
+    let full = app
+        .licenses()
+        .assign_license(authed(assign(&w.account, &w.admin, L::LargeMeeting), &admin))
+        .await
+        .expect_err("third seat");
+    assert_eq!((full.code(), reason(&full), product_code(&full)), (Code::FailedPrecondition, "SEATS_EXHAUSTED".into(), Some("200".into())));
+    let twice = app
+        .licenses()
+        .assign_license(authed(assign(&w.account, &w.member, L::LargeMeeting), &admin))
+        .await
+        .expect_err("already held");
+    assert_eq!(reason(&twice), "LICENSE_ALREADY_ASSIGNED");
+    let lower = app.licenses().set_seats(authed(seats(&w.account, L::LargeMeeting, 1), &owner)).await.expect_err("below");
+    assert_eq!(reason(&lower), "CAPACITY_BELOW_ASSIGNED");
+    let by_admin = app.licenses().set_seats(authed(seats(&w.account, L::LargeMeeting, 5), &admin)).await.expect_err("admin buys");
+    assert_eq!(reason(&by_admin), "NOT_ACCOUNT_OWNER");
+    assert_eq!((pool(app, &w, L::LargeMeeting).await.capacity, pool(app, &w, L::LargeMeeting).await.assigned), (2, 2));
+
+    // R31: pending and deactivated users hold nothing; users of other accounts do not exist here.
+    app.licenses().set_seats(authed(seats(&w.account, L::Rooms, 10), &owner)).await.expect("rooms");
+    for (user, expected) in [(&w.pending, "USER_NOT_ACTIVE"), (&w.deactivated, "USER_NOT_ACTIVE"), (&other.member, "USER_NOT_FOUND")] {
+        let refused = app.licenses().assign_license(authed(assign(&w.account, user, L::Rooms), &admin)).await.expect_err(expected);
+        assert_eq!(reason(&refused), expected);
+    }
+    let member = app
+        .licenses()
+        .assign_license(authed(assign(&w.account, &w.member, L::Rooms), &app.user_token(&w.member)))
+        .await
+        .expect_err("members do not manage licenses");
+    assert_eq!(reason(&member), "MISSING_PRIVILEGE");
+    assert_eq!(pool(app, &w, L::Rooms).await.assigned, 0, "no refused assignment landed");
+
+    // Unassigning frees the seat for someone else.
+    let freed = app
+        .licenses()
+        .unassign_license(authed(
+            pb::UnassignLicenseRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                user_id: extra.clone(),
+                license_type: L::LargeMeeting as i32,
+            },
+            &admin,
+        ))
+        .await
+        .expect("unassign");
+    assert_eq!(freed.into_inner().assignment.expect("assignment").user_id, extra);
+    app.licenses().assign_license(authed(assign(&w.account, &w.admin, L::LargeMeeting), &admin)).await.expect("free seat");
+
+    // Members list their own licenses only.
+    let own = licenses_of(app, &w, &w.member).await;
+    assert!(own.contains(&L::LargeMeeting) && own.contains(&L::Licensed));
+    let peek = app
+        .licenses()
+        .list_assignments(authed(
+            pb::ListAssignmentsRequest { account_id: w.account.clone(), user_id: w.admin.clone(), ..Default::default() },
+            &app.user_token(&w.member),
+        ))
+        .await
+        .expect_err("someone else's");
+    assert_eq!(peek.code(), Code::PermissionDenied);
+}
+
+async fn r4_r31_phone_numbers_follow_phone_licenses(app: &TestApp) {
+    let w = app.seed_world().await;
+    let admin = app.user_token(&w.admin);
+    let number = |n: &str| pb::AddPhoneNumberRequest { request_id: rid(), account_id: w.account.clone(), number: n.into() };
+    app.licenses().add_phone_number(authed(number("+31209990001"), &admin)).await.expect("add");
+    let dup = app.licenses().add_phone_number(authed(number("+31209990001"), &admin)).await.expect_err("twice");
+    assert_eq!(reason(&dup), "PHONE_NUMBER_TAKEN");
+    let attach = |user: &str| pb::AttachPhoneNumberRequest {
+        request_id: rid(),
+        account_id: w.account.clone(),
+        number: "+31209990001".into(),
+        user_id: user.into(),
+    };
+    let unlicensed = app.licenses().attach_phone_number(authed(attach(&w.member), &admin)).await.expect_err("no phone license");
+    assert_eq!(reason(&unlicensed), "PHONE_LICENSE_REQUIRED");
+    app.licenses().assign_license(authed(assign(&w.account, &w.member, L::Phone), &admin)).await.expect("phone seat");
+    let line = app.licenses().attach_phone_number(authed(attach(&w.member), &admin)).await.expect("attach").into_inner();
+    assert_eq!(line.user_id, w.member);
+    let taken = app.licenses().attach_phone_number(authed(attach(&w.owner), &admin)).await.expect_err("attached elsewhere");
+    assert_eq!(reason(&taken), "PHONE_NUMBER_ATTACHED");
+
+    // Unassigning the phone license takes its numbers off the user.
+    let gone = app
+        .licenses()
+        .unassign_license(authed(
+            pb::UnassignLicenseRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                user_id: w.member.clone(),
+                license_type: L::Phone as i32,
+            },
+            &admin,
+        ))
+        .await
+        .expect("unassign")
+        .into_inner();
+    assert_eq!(gone.detached_phone_numbers, vec!["+31209990001".to_owned()]);
+
+    // MovePhoneLicenses (R4): the owner's phone license and numbers move to the target together.
+    let moved = app
+        .licenses()
+        .move_phone_licenses(authed(
+            pb::MovePhoneLicensesRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                from_user_id: w.owner.clone(),
+                to_user_id: w.admin.clone(),
+            },
+            &app.identity_token(),
+        ))
+        .await
+        .expect("move")
+        .into_inner()
+        .moved
+        .expect("moved");
+    assert_eq!(moved.license_types, vec![L::Phone as i32]);
+    assert_eq!(moved.phone_numbers, vec![w.phone.clone()]);
+    assert!(licenses_of(app, &w, &w.admin).await.contains(&L::Phone));
+    assert!(!licenses_of(app, &w, &w.owner).await.contains(&L::Phone));
+    let lines = app
+        .licenses()
+        .list_phone_numbers(authed(pb::ListPhoneNumbersRequest { account_id: w.account.clone() }, &admin))
+        .await
+        .expect("numbers")
+        .into_inner();
+    let demo_line = lines.phone_numbers.iter().find(|l| l.number == w.phone).expect("demo number");
+    assert_eq!(demo_line.user_id, w.admin);
+    assert_eq!(pool(app, &w, L::Phone).await.assigned, 1, "the seat moved; none was added");
+}
+
+async fn r18_r19_r32_reclaim_holds_and_restore_gives_back_exactly(app: &TestApp) {
+    let w = app.seed_world().await;
+    let service = app.identity_token();
+    let reclaim = pb::ReclaimLicensesRequest { request_id: rid(), account_id: w.account.clone(), user_id: w.owner.clone() };
+    let first = app.licenses().reclaim_licenses(authed(reclaim.clone(), &service)).await.expect("reclaim").into_inner();
+    let set = first.reclaimed.clone().expect("set");
+    assert_eq!(set.license_types, vec![L::Licensed as i32, L::Phone as i32]);
+    assert_eq!(set.phone_numbers, vec![w.phone.clone()]);
+    // R32: the same request again has no second effect and returns the first answer.
+    let again = app.licenses().reclaim_licenses(authed(reclaim.clone(), &service)).await.expect("replay").into_inner();
+    assert_eq!(again, first);
+    let other_input = pb::ReclaimLicensesRequest { user_id: w.admin.clone(), ..reclaim };
+    let reused = app.licenses().reclaim_licenses(authed(other_input, &service)).await.expect_err("same id, other input");
+    assert_eq!(reason(&reused), "REQUEST_ID_REUSED");
+    assert!(licenses_of(app, &w, &w.owner).await.is_empty());
+    assert!(!licenses_of(app, &w, &w.admin).await.is_empty(), "the refused replay touched nobody");
+
+    // The hold: nobody can hand the reclaimed user a license until identity restores.
+    let held = app
+        .licenses()
+        .assign_license(authed(assign(&w.account, &w.owner, L::Licensed), &app.user_token(&w.admin)))
+        .await
+        .expect_err("held");
+    assert_eq!(reason(&held), "USER_NOT_ACTIVE");
+
+    // Meanwhile someone takes the freed licensed seat: restore gives back what it can.
+    let extra = app.add_members(&w, 1).await.remove(0);
+    app.licenses().assign_license(authed(assign(&w.account, &extra, L::Licensed), &app.user_token(&w.admin))).await.expect("take seat");
+    let restore = pb::RestoreLicensesRequest {
+        request_id: rid(),
+        account_id: w.account.clone(),
+        user_id: w.owner.clone(),
+        licenses: Some(set),
+    };
+    let restored = app.licenses().restore_licenses(authed(restore.clone(), &service)).await.expect("restore").into_inner();
+    assert_eq!(restored.restored.as_ref().expect("restored").license_types, vec![L::Phone as i32]);
+    assert_eq!(restored.restored.as_ref().expect("restored").phone_numbers, vec![w.phone.clone()]);
+    assert_eq!(restored.not_restored.as_ref().expect("missed").license_types, vec![L::Licensed as i32]);
+    let replay = app.licenses().restore_licenses(authed(restore, &service)).await.expect("replay").into_inner();
+    assert_eq!(replay, restored);
+    assert_eq!(licenses_of(app, &w, &w.owner).await, vec![L::Phone]);
+    assert_eq!(pool(app, &w, L::Licensed).await.assigned, 3, "capacity held throughout");
+    // The hold is lifted: the owner can be given licenses again.
+    app.licenses().set_seats(authed(seats(&w.account, L::Webinar, 2), &app.user_token(&w.owner))).await.expect("buy");
+    app.licenses().assign_license(authed(assign(&w.account, &w.owner, L::Webinar), &app.user_token(&w.admin))).await.expect("assign again");
+}
+
+fn transfer(w: &World, from: &str, to: &str, kinds: &[pb::ContentKind]) -> pb::TransferContentRequest {
+    pb::TransferContentRequest {
+        request_id: rid(),
+        account_id: w.account.clone(),
+        from_user_id: from.into(),
+        to_user_id: to.into(),
+        kinds: kinds.iter().map(|k| *k as i32).collect(),
+    }
+}
+
+async fn content_of(app: &TestApp, w: &World, user: &str) -> Vec<(pb::ContentKind, bool)> {
+    let items = app
+        .content()
+        .list_content(authed(
+            pb::ListContentRequest { account_id: w.account.clone(), owner_user_id: user.into(), ..Default::default() },
+            &app.user_token(&w.owner),
+        ))
+        .await
+        .expect("content")
+        .into_inner()
+        .items;
+    let mut kinds: Vec<_> = items.iter().map(|i| (i.kind(), i.uses_pmi)).collect();
+    kinds.sort_by_key(|(k, pmi)| (*k as i32, *pmi));
+    kinds
+}
+
+async fn r21_r23_transfer_is_all_or_nothing_and_undoable(app: &TestApp) {
+    use pb::ContentKind as K;
+    let w = app.seed_world().await;
+    let other = app.seed_world().await;
+    let service = app.identity_token();
+    let all = [K::Meeting, K::Webinar, K::Event, K::Recording];
+    let before = content_of(app, &w, &w.member).await;
+    assert_eq!(before.len(), 4);
+
+    // The second admin holds no seat: recordings cannot go there, so nothing moves at all.
+    let refused = app.content().transfer_content(authed(transfer(&w, &w.member, &w.second_admin, &all), &service)).await.expect_err("unlicensed");
+    assert_eq!((reason(&refused), product_code(&refused)), ("TARGET_LACKS_LICENSE".into(), Some("300".into())));
+    assert_eq!(content_of(app, &w, &w.member).await, before, "a failing kind leaves every kind unmoved");
+    let foreign = app.content().transfer_content(authed(transfer(&w, &w.member, &other.admin, &all), &service)).await.expect_err("other account");
+    assert_eq!((reason(&foreign), product_code(&foreign)), ("TARGET_NOT_IN_ACCOUNT".into(), Some("1001".into())));
+
+    // Webinars need a webinar seat: the admin has one (demo); give the member a webinar too.
+    let owner = app.user_token(&w.owner);
+    app.content()
+        .register_content(authed(
+            pb::RegisterContentRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                owner_user_id: w.member.clone(),
+                kind: K::Webinar as i32,
+                title: "Town hall".into(),
+                uses_pmi: false,
+            },
+            &owner,
+        ))
+        .await
+        .expect("register");
+    let member_has_seat = app.content().transfer_content(authed(transfer(&w, &w.member, &w.owner, &[K::Webinar]), &service)).await.expect_err("owner has no webinar seat");
+    assert_eq!(reason(&member_has_seat), "TARGET_LACKS_LICENSE");
+
+    let request = transfer(&w, &w.member, &w.admin, &all);
+    let done = app.content().transfer_content(authed(request.clone(), &service)).await.expect("to the admin").into_inner();
+    let moved = done.moved.expect("moved");
+    assert_eq!((moved.meetings, moved.webinars, moved.events, moved.recordings), (1, 1, 1, 1));
+    assert_eq!(done.kept.expect("kept").meetings, 1, "the PMI meeting stays");
+    assert_eq!(content_of(app, &w, &w.member).await, vec![(K::Meeting, true)]);
+    let replay = app.content().transfer_content(authed(request, &service)).await.expect("replay").into_inner();
+    assert_eq!(replay.transfer_id, done.transfer_id, "one transfer, whatever the retries");
+
+    // Compensation puts back exactly what moved.
+    let undo = pb::UndoContentTransferRequest { request_id: rid(), account_id: w.account.clone(), transfer_id: done.transfer_id };
+    let returned = app.content().undo_content_transfer(authed(undo, &service)).await.expect("undo").into_inner();
+    assert_eq!(returned.returned.expect("returned").recordings, 1);
+    let mut expected = before.clone();
+    expected.push((K::Webinar, false));
+    expected.sort_by_key(|(k, pmi)| (*k as i32, *pmi));
+    assert_eq!(content_of(app, &w, &w.member).await, expected);
+}
+
+async fn r22_delete_removes_what_remains(app: &TestApp) {
+    let w = app.seed_world().await;
+    let request = pb::DeleteUserContentRequest { request_id: rid(), account_id: w.account.clone(), user_id: w.member.clone() };
+    let deleted = app.content().delete_user_content(authed(request.clone(), &app.identity_token())).await.expect("delete").into_inner();
+    let counts = deleted.deleted.expect("counts");
+    assert_eq!((counts.meetings, counts.events, counts.recordings), (2, 1, 1));
+    assert!(content_of(app, &w, &w.member).await.is_empty());
+    let replay = app.content().delete_user_content(authed(request, &app.identity_token())).await.expect("replay").into_inner();
+    assert_eq!(replay.deleted.expect("counts").meetings, 2, "the replay reports the first deletion");
+    assert_eq!(content_of(app, &w, &w.admin).await.len(), 1, "others keep theirs");
+}
+
+async fn r5_billing_is_the_current_owners_alone(app: &TestApp) {
+    let w = app.seed_world().await;
+    let overview = |token: String| {
+        let account = w.account.clone();
+        async move { app.billing().get_billing_overview(authed(pb::GetBillingOverviewRequest { account_id: account }, &token)).await }
+    };
+    app.billing()
+        .create_subscription(authed(
+            pb::CreateSubscriptionRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                plan_name: "Pro annual".into(),
+                price_minor: 149_900,
+                currency: "EUR".into(),
+                period_start_ms: support::START_MS,
+                period_end_ms: support::START_MS + 365 * 86_400_000,
+            },
+            &app.operator_token(),
+        ))
+        .await
+        .expect("subscribe");
+    assert_eq!(overview(app.user_token(&w.owner)).await.expect("owner").into_inner().subscriptions.len(), 1);
+    for user in [&w.admin, &w.member] {
+        let refused = overview(app.user_token(user)).await.expect_err("not the owner");
+        assert_eq!(reason(&refused), "NOT_ACCOUNT_OWNER");
+    }
+    let invoices = |token: String| {
+        let account = w.account.clone();
+        async move { app.billing().list_invoices(authed(pb::ListInvoicesRequest { account_id: account, ..Default::default() }, &token)).await }
+    };
+    assert_eq!(invoices(app.user_token(&w.owner)).await.expect("invoices").into_inner().invoices[0].amount_minor, 149_900);
+
+    // Ownership moves in identity; billing follows on the very next call (no cache).
+    app.identity_accounts()
+        .transfer_ownership(authed(
+            idpb::TransferOwnershipRequest { request_id: rid(), account_id: w.account.clone(), new_owner_user_id: w.admin.clone() },
+            &app.user_token(&w.owner),
+        ))
+        .await
+        .expect("transfer");
+    let previous = overview(app.user_token(&w.owner)).await.expect_err("previous owner");
+    assert_eq!(reason(&previous), "NOT_ACCOUNT_OWNER");
+    assert_eq!(reason(&invoices(app.user_token(&w.owner)).await.expect_err("previous owner")), "NOT_ACCOUNT_OWNER");
+    assert!(overview(app.user_token(&w.admin)).await.is_ok(), "the new owner sees billing at once");
+    assert!(invoices(app.user_token(&w.admin)).await.is_ok());
+}
+
+async fn r28_refund_the_unused_remainder_once(app: &TestApp) {
+    let w = app.seed_world().await;
+    let solo = app.user_token(&w.solo_owner);
+    let sub = app
+        .billing()
+        .create_subscription(authed(
+            pb::CreateSubscriptionRequest {
+                request_id: rid(),
+                account_id: w.solo_account.clone(),
+                plan_name: "Pro monthly".into(),
+                price_minor: 1_999,
+                currency: "EUR".into(),
+                period_start_ms: support::START_MS,
+                period_end_ms: support::START_MS + 30 * 86_400_000,
+            },
+            &solo,
+        ))
+        .await
+        .expect("owner subscribes")
+        .into_inner();
+    app.clock.advance_ms(15 * 86_400_000 + 500);
+    let quote = app
+        .billing()
+        .quote_refund(authed(pb::QuoteRefundRequest { account_id: w.solo_account.clone(), subscription_id: sub.id.clone() }, &solo))
+        .await
+        .expect("quote")
+        .into_inner();
+    // 15 days (and half a second, which counts as used) of 30 left: floor(1999 * 1295999 / 2592000) = 999.
+    assert_eq!((quote.amount_minor, quote.unused_seconds, quote.period_seconds), (999, 1_295_999, 2_592_000));
+    let refund = |request_id: String| pb::RefundSubscriptionRequest {
+        request_id,
+        account_id: w.solo_account.clone(),
+        subscription_id: sub.id.clone(),
+    };
+    let owner_refund = app.billing().refund_subscription(authed(refund(rid()), &solo)).await.expect_err("identity's step");
+    assert_eq!(reason(&owner_refund), "PRINCIPAL_NOT_ALLOWED");
+    let first_id = rid();
+    let paid = app.billing().refund_subscription(authed(refund(first_id.clone()), &app.identity_token())).await.expect("refund").into_inner();
+    assert_eq!((paid.amount_minor, paid.currency.as_str()), (999, "EUR"));
+    let replay = app.billing().refund_subscription(authed(refund(first_id), &app.identity_token())).await.expect("replay").into_inner();
+    assert_eq!(replay, paid);
+    let second = app.billing().refund_subscription(authed(refund(rid()), &app.identity_token())).await.expect_err("twice");
+    assert_eq!(reason(&second), "ALREADY_REFUNDED");
+    let refunds = app
+        .billing()
+        .list_refunds(authed(pb::ListRefundsRequest { account_id: w.solo_account.clone(), ..Default::default() }, &solo))
+        .await
+        .expect("refunds")
+        .into_inner()
+        .refunds;
+    assert_eq!(refunds, vec![paid]);
+    let overview = app
+        .billing()
+        .get_billing_overview(authed(pb::GetBillingOverviewRequest { account_id: w.solo_account.clone() }, &solo))
+        .await
+        .expect("overview")
+        .into_inner();
+    let ended = overview.subscriptions.iter().find(|s| s.id == sub.id).expect("subscription");
+    assert_eq!(ended.status(), pb::SubscriptionStatus::Ended);
+}
