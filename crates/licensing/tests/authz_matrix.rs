@@ -1,0 +1,438 @@
+//! SPEC R34: every licensing RPC x every kind of caller, with the status each must get. Each
+//! cell runs against a fresh demo account, so one cell's success cannot hide another's
+//! refusal. A guard fails when the protos gain an RPC the matrix does not cover.
+
+mod support;
+
+use prost::Message;
+use roster_platform::auth::{Principal, Signer, generate_dev_keys};
+use roster_proto::licensing::v1 as pb;
+use support::{TestApp, World, authed, rid};
+use tonic::{Code, Request, Status};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Owner,
+    Admin,
+    Member,
+    /// An admin of another account, calling on this one.
+    OtherAdmin,
+    Operator,
+    /// Identity's saga worker.
+    Identity,
+    /// A service that is not identity.
+    OtherService,
+    NoToken,
+    Expired,
+    WrongAudience,
+    BadSignature,
+}
+
+const CALLERS: [Caller; 11] = [
+    Caller::Owner,
+    Caller::Admin,
+    Caller::Member,
+    Caller::OtherAdmin,
+    Caller::Operator,
+    Caller::Identity,
+    Caller::OtherService,
+    Caller::NoToken,
+    Caller::Expired,
+    Caller::WrongAudience,
+    Caller::BadSignature,
+];
+
+const RPCS: [&str; 23] = [
+    "LicenseService/SetSeats",
+    "LicenseService/ListSeats",
+    "LicenseService/AssignLicense",
+    "LicenseService/UnassignLicense",
+    "LicenseService/ListAssignments",
+    "LicenseService/AddPhoneNumber",
+    "LicenseService/AttachPhoneNumber",
+    "LicenseService/DetachPhoneNumber",
+    "LicenseService/ListPhoneNumbers",
+    "LicenseService/ReclaimLicenses",
+    "LicenseService/RestoreLicenses",
+    "LicenseService/MovePhoneLicenses",
+    "ContentService/RegisterContent",
+    "ContentService/ListContent",
+    "ContentService/TransferContent",
+    "ContentService/UndoContentTransfer",
+    "ContentService/DeleteUserContent",
+    "BillingService/CreateSubscription",
+    "BillingService/GetBillingOverview",
+    "BillingService/ListInvoices",
+    "BillingService/ListRefunds",
+    "BillingService/QuoteRefund",
+    "BillingService/RefundSubscription",
+];
+
+/// The expected status of `rpc` for `caller`.
+fn expected(rpc: &str, caller: Caller) -> Code {
+    use Caller::*;
+    use Code::{NotFound, Ok, PermissionDenied as Denied, Unauthenticated};
+    if matches!(caller, NoToken | Expired | WrongAudience | BadSignature) {
+        return Unauthenticated;
+    }
+    if caller == OtherAdmin {
+        // Another account's users are strangers here: the account does not exist for them.
+        return NotFound;
+    }
+    let method = rpc.split('/').nth(1).expect("method");
+    let allowed: &[Caller] = match method {
+        // Buying: the owner, or support.
+        "SetSeats" | "CreateSubscription" => &[Owner, Operator],
+        "ListSeats" => &[Owner, Admin, Member, Operator],
+        // Managing licenses: owner and admins (manage-licenses).
+        "AssignLicense" | "UnassignLicense" | "AddPhoneNumber" | "AttachPhoneNumber" | "DetachPhoneNumber" => {
+            &[Owner, Admin]
+        }
+        "ListAssignments" | "ListPhoneNumbers" => &[Owner, Admin, Operator],
+        // Saga steps: identity only.
+        "ReclaimLicenses" | "RestoreLicenses" | "MovePhoneLicenses" | "TransferContent" | "UndoContentTransfer"
+        | "DeleteUserContent" | "RefundSubscription" => &[Identity],
+        // Own content: any active member.
+        "RegisterContent" => &[Owner, Admin, Member],
+        // The member's content: themselves, user managers, support.
+        "ListContent" => &[Owner, Admin, Member, Operator],
+        // Billing: the owner alone (SPEC R5); identity may quote before a refund.
+        "GetBillingOverview" | "ListInvoices" | "ListRefunds" => &[Owner],
+        "QuoteRefund" => &[Owner, Identity],
+        other => panic!("no expectation for {other}"),
+    };
+    if allowed.contains(&caller) { Ok } else { Denied }
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs()
+}
+
+fn token(app: &TestApp, stranger: &Signer, caller: Caller, w: &World, other: &World) -> Option<String> {
+    let owner = Principal::User { user_id: w.owner.clone() };
+    Some(match caller {
+        Caller::Owner => app.user_token(&w.owner),
+        Caller::Admin => app.user_token(&w.admin),
+        Caller::Member => app.user_token(&w.member),
+        Caller::OtherAdmin => app.user_token(&other.admin),
+        Caller::Operator => app.operator_token(),
+        Caller::Identity => app.identity_token(),
+        Caller::OtherService => app.token(&Principal::Service { name: "reporting".into() }),
+        Caller::NoToken => return None,
+        Caller::Expired => app.signer.mint(&owner, now_s() - 7_200, 60),
+        Caller::WrongAudience => app.signer.mint_for_audience(&owner, "some-other-service", now_s(), 600),
+        Caller::BadSignature => stranger.mint(&owner, now_s(), 600),
+    })
+}
+
+fn request<T>(message: T, token: &Option<String>) -> Request<T> {
+    match token {
+        Some(token) => authed(message, token),
+        None => Request::new(message),
+    }
+}
+
+fn unique_number() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("+4420{:07}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Objects some cells need that only identity or support can make: a finished transfer and a
+/// subscription on the world's account.
+#[derive(Clone)]
+struct Fixtures {
+    transfer_id: String,
+    subscription_id: String,
+}
+
+async fn fixtures(app: &TestApp, w: &World) -> Fixtures {
+    let transfer = app
+        .content()
+        .transfer_content(authed(
+            pb::TransferContentRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                from_user_id: w.member.clone(),
+                to_user_id: w.owner.clone(),
+                kinds: vec![pb::ContentKind::Event as i32],
+            },
+            &app.identity_token(),
+        ))
+        .await
+        .expect("fixture transfer")
+        .into_inner();
+    let subscription = app
+        .billing()
+        .create_subscription(authed(
+            pb::CreateSubscriptionRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                plan_name: "Business".into(),
+                price_minor: 10_000,
+                currency: "USD".into(),
+                period_start_ms: support::START_MS,
+                period_end_ms: support::START_MS + 30 * 86_400_000,
+            },
+            &app.operator_token(),
+        ))
+        .await
+        .expect("fixture subscription")
+        .into_inner();
+    Fixtures { transfer_id: transfer.transfer_id, subscription_id: subscription.id }
+}
+
+async fn call(app: &TestApp, rpc: &str, w: &World, fx: &Fixtures, t: &Option<String>) -> Result<(), Status> {
+    let account = w.account.clone();
+    let method = rpc.split('/').nth(1).expect("method");
+    let (mut licenses, mut content, mut billing) = (app.licenses(), app.content(), app.billing());
+    match method {
+        "SetSeats" => licenses
+            .set_seats(request(
+                pb::SetSeatsRequest { request_id: rid(), account_id: account, license_type: pb::LicenseType::Rooms as i32, capacity: 4 },
+                t,
+            ))
+            .await
+            .map(drop),
+        "ListSeats" => licenses.list_seats(request(pb::ListSeatsRequest { account_id: account }, t)).await.map(drop),
+        "AssignLicense" => licenses
+            .assign_license(request(
+                pb::AssignLicenseRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    user_id: w.member.clone(),
+                    license_type: pb::LicenseType::Phone as i32,
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        "UnassignLicense" => licenses
+            .unassign_license(request(
+                pb::UnassignLicenseRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    user_id: w.member.clone(),
+                    license_type: pb::LicenseType::Licensed as i32,
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        "ListAssignments" => licenses
+            .list_assignments(request(pb::ListAssignmentsRequest { account_id: account, ..Default::default() }, t))
+            .await
+            .map(drop),
+        "AddPhoneNumber" => licenses
+            .add_phone_number(request(
+                pb::AddPhoneNumberRequest { request_id: rid(), account_id: account, number: unique_number() },
+                t,
+            ))
+            .await
+            .map(drop),
+        "AttachPhoneNumber" => {
+            let free = w.demo_free_number();
+            licenses
+                .attach_phone_number(request(
+                    pb::AttachPhoneNumberRequest { request_id: rid(), account_id: account, number: free, user_id: w.owner.clone() },
+                    t,
+                ))
+                .await
+                .map(drop)
+        }
+        "DetachPhoneNumber" => licenses
+            .detach_phone_number(request(
+                pb::DetachPhoneNumberRequest { request_id: rid(), account_id: account, number: w.phone.clone() },
+                t,
+            ))
+            .await
+            .map(drop),
+        "ListPhoneNumbers" => {
+            licenses.list_phone_numbers(request(pb::ListPhoneNumbersRequest { account_id: account }, t)).await.map(drop)
+        }
+        "ReclaimLicenses" => licenses
+            .reclaim_licenses(request(
+                pb::ReclaimLicensesRequest { request_id: rid(), account_id: account, user_id: w.member.clone() },
+                t,
+            ))
+            .await
+            .map(drop),
+        "RestoreLicenses" => licenses
+            .restore_licenses(request(
+                pb::RestoreLicensesRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    user_id: w.member.clone(),
+                    licenses: Some(pb::LicenseSet::default()),
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        "MovePhoneLicenses" => licenses
+            .move_phone_licenses(request(
+                pb::MovePhoneLicensesRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    from_user_id: w.owner.clone(),
+                    to_user_id: w.admin.clone(),
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        "RegisterContent" => content
+            .register_content(request(
+                pb::RegisterContentRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    kind: pb::ContentKind::Meeting as i32,
+                    title: "Stand-up".into(),
+                    ..Default::default()
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        "ListContent" => content
+            .list_content(request(
+                pb::ListContentRequest { account_id: account, owner_user_id: w.member.clone(), ..Default::default() },
+                t,
+            ))
+            .await
+            .map(drop),
+        "TransferContent" => content
+            .transfer_content(request(
+                pb::TransferContentRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    from_user_id: w.member.clone(),
+                    to_user_id: w.admin.clone(),
+                    kinds: vec![pb::ContentKind::Meeting as i32],
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        "UndoContentTransfer" => content
+            .undo_content_transfer(request(
+                pb::UndoContentTransferRequest { request_id: rid(), account_id: account, transfer_id: fx.transfer_id.clone() },
+                t,
+            ))
+            .await
+            .map(drop),
+        "DeleteUserContent" => content
+            .delete_user_content(request(
+                pb::DeleteUserContentRequest { request_id: rid(), account_id: account, user_id: w.member.clone() },
+                t,
+            ))
+            .await
+            .map(drop),
+        "CreateSubscription" => billing
+            .create_subscription(request(
+                pb::CreateSubscriptionRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    plan_name: "Pro".into(),
+                    price_minor: 1_500,
+                    currency: "EUR".into(),
+                    period_start_ms: support::START_MS,
+                    period_end_ms: support::START_MS + 86_400_000,
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        "GetBillingOverview" => {
+            billing.get_billing_overview(request(pb::GetBillingOverviewRequest { account_id: account }, t)).await.map(drop)
+        }
+        "ListInvoices" => billing
+            .list_invoices(request(pb::ListInvoicesRequest { account_id: account, ..Default::default() }, t))
+            .await
+            .map(drop),
+        "ListRefunds" => billing
+            .list_refunds(request(pb::ListRefundsRequest { account_id: account, ..Default::default() }, t))
+            .await
+            .map(drop),
+        "QuoteRefund" => billing
+            .quote_refund(request(
+                pb::QuoteRefundRequest { account_id: account, subscription_id: fx.subscription_id.clone() },
+                t,
+            ))
+            .await
+            .map(drop),
+        "RefundSubscription" => billing
+            .refund_subscription(request(
+                pb::RefundSubscriptionRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    subscription_id: fx.subscription_id.clone(),
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        other => panic!("the matrix has no call for {other}"),
+    }
+}
+
+trait FreeNumber {
+    fn demo_free_number(&self) -> String;
+}
+
+impl FreeNumber for World {
+    /// The demo's second number, which nobody holds.
+    fn demo_free_number(&self) -> String {
+        let serial: u64 = self.phone.trim_start_matches("+3120").parse().expect("test number");
+        format!("+3120{:07}", serial + 1)
+    }
+}
+
+on_both_backends!(r34_every_licensing_rpc_checks_the_caller);
+
+async fn r34_every_licensing_rpc_checks_the_caller(app: &TestApp) {
+    let stranger_keys = tempfile::tempdir().expect("tempdir");
+    let files = generate_dev_keys(stranger_keys.path()).expect("keys");
+    let stranger = Signer::from_pem_file(&files.private_key, "roster").expect("signer");
+    let other = app.seed_world().await;
+    let shared = app.seed_world().await;
+    let shared_fixtures = Fixtures { transfer_id: rid(), subscription_id: rid() };
+    let mut failures = Vec::new();
+    for rpc in RPCS {
+        for caller in CALLERS {
+            let unauthenticated =
+                matches!(caller, Caller::NoToken | Caller::Expired | Caller::WrongAudience | Caller::BadSignature);
+            // Unauthenticated cells never reach a handler, so they can share one account.
+            let (world, fx) = if unauthenticated {
+                (shared.clone(), shared_fixtures.clone())
+            } else {
+                let world = app.seed_world().await;
+                let fx = fixtures(app, &world).await;
+                (world, fx)
+            };
+            let token = token(app, &stranger, caller, &world, &other);
+            let got = call(app, rpc, &world, &fx, &token).await.map_or_else(|status| status.code(), |()| Code::Ok);
+            let want = expected(rpc, caller);
+            if got != want {
+                failures.push(format!("{rpc} as {caller:?}: got {got:?}, want {want:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "authorisation matrix mismatches:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn the_matrix_covers_every_licensing_rpc() {
+    let descriptors = prost_types::FileDescriptorSet::decode(roster_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+    let mut declared: Vec<String> = descriptors
+        .file
+        .iter()
+        .filter(|file| file.package() == "roster.licensing.v1")
+        .flat_map(|file| file.service.iter())
+        .flat_map(|service| service.method.iter().map(move |m| format!("{}/{}", service.name(), m.name())))
+        .collect();
+    declared.sort();
+    let mut covered: Vec<String> = RPCS.iter().map(|s| s.to_string()).collect();
+    covered.sort();
+    assert_eq!(declared, covered, "add new RPCs to the authorisation matrix");
+}
