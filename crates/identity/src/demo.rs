@@ -182,7 +182,8 @@ async fn seed_solo(
         owner_display_name: "Frank".into(),
         managed_domains: Vec::new(),
     };
-    let created = step(db, operator, move |tx, ctx| Box::pin(async move { accounts::create(tx, ctx, new).await })).await?;
+    let created =
+        step(db, operator, move |tx, ctx| Box::pin(async move { accounts::create(tx, ctx, new).await })).await?;
     let frank = created.owner.expect("a new account has its owner").id;
     let new = invitations::NewInvitation {
         email: email(address),

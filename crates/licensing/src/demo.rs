@@ -3,8 +3,8 @@
 //! users come from identity's demo seed).
 
 use crate::domain::model::{
-    Assignment, ContentItem, ContentKind, Currency, Id, Invoice, LicenseType, PaymentMethod, PhoneNumber,
-    Subscription, SubscriptionStatus,
+    Assignment, ContentItem, ContentKind, Currency, Id, Invoice, LicenseType, PaymentMethod, PhoneNumber, Subscription,
+    SubscriptionStatus,
 };
 use crate::store::{self, Tx, lock_account};
 
@@ -31,7 +31,11 @@ pub struct DemoLicensing {
 const DAY_MS: i64 = 86_400_000;
 
 /// Seeds once; a second call on the same database changes nothing.
-pub async fn seed(db: &roster_platform::db::Database, people: &DemoPeople, now_ms: i64) -> Result<DemoLicensing, sqlx::Error> {
+pub async fn seed(
+    db: &roster_platform::db::Database,
+    people: &DemoPeople,
+    now_ms: i64,
+) -> Result<DemoLicensing, sqlx::Error> {
     let account = Id::from_stored(people.account.clone());
     let solo = Id::from_stored(people.solo_account.clone());
     let mut tx = db.begin().await?;

@@ -95,9 +95,8 @@ impl Directory {
         match cached.as_ref() {
             Some(token) if token.minted.elapsed() < TOKEN_REFRESH_AFTER => token.token.clone(),
             _ => {
-                let now_s = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
+                let now_s =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
                 let principal = Principal::Service { name: LICENSING_SERVICE.to_owned() };
                 let token = self.signer.mint(&principal, now_s, TOKEN_TTL_S);
                 *cached = Some(CachedToken { minted: Instant::now(), token: token.clone() });

@@ -90,8 +90,13 @@ fn expected(rpc: &str, caller: Caller) -> Code {
         }
         "ListAssignments" | "ListPhoneNumbers" => &[Owner, Admin, Operator],
         // Saga steps: identity only.
-        "ReclaimLicenses" | "RestoreLicenses" | "MovePhoneLicenses" | "TransferContent" | "UndoContentTransfer"
-        | "DeleteUserContent" | "RefundSubscription" => &[Identity],
+        "ReclaimLicenses"
+        | "RestoreLicenses"
+        | "MovePhoneLicenses"
+        | "TransferContent"
+        | "UndoContentTransfer"
+        | "DeleteUserContent"
+        | "RefundSubscription" => &[Identity],
         // Own content: any active member.
         "RegisterContent" => &[Owner, Admin, Member],
         // The member's content: themselves, user managers, support.
@@ -189,7 +194,12 @@ async fn call(app: &TestApp, rpc: &str, w: &World, fx: &Fixtures, t: &Option<Str
     match method {
         "SetSeats" => licenses
             .set_seats(request(
-                pb::SetSeatsRequest { request_id: rid(), account_id: account, license_type: pb::LicenseType::Rooms as i32, capacity: 4 },
+                pb::SetSeatsRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    license_type: pb::LicenseType::Rooms as i32,
+                    capacity: 4,
+                },
                 t,
             ))
             .await
@@ -234,7 +244,12 @@ async fn call(app: &TestApp, rpc: &str, w: &World, fx: &Fixtures, t: &Option<Str
             let free = w.demo_free_number();
             licenses
                 .attach_phone_number(request(
-                    pb::AttachPhoneNumberRequest { request_id: rid(), account_id: account, number: free, user_id: w.owner.clone() },
+                    pb::AttachPhoneNumberRequest {
+                        request_id: rid(),
+                        account_id: account,
+                        number: free,
+                        user_id: w.owner.clone(),
+                    },
                     t,
                 ))
                 .await
@@ -316,7 +331,11 @@ async fn call(app: &TestApp, rpc: &str, w: &World, fx: &Fixtures, t: &Option<Str
             .map(drop),
         "UndoContentTransfer" => content
             .undo_content_transfer(request(
-                pb::UndoContentTransferRequest { request_id: rid(), account_id: account, transfer_id: fx.transfer_id.clone() },
+                pb::UndoContentTransferRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    transfer_id: fx.transfer_id.clone(),
+                },
                 t,
             ))
             .await
@@ -343,9 +362,10 @@ async fn call(app: &TestApp, rpc: &str, w: &World, fx: &Fixtures, t: &Option<Str
             ))
             .await
             .map(drop),
-        "GetBillingOverview" => {
-            billing.get_billing_overview(request(pb::GetBillingOverviewRequest { account_id: account }, t)).await.map(drop)
-        }
+        "GetBillingOverview" => billing
+            .get_billing_overview(request(pb::GetBillingOverviewRequest { account_id: account }, t))
+            .await
+            .map(drop),
         "ListInvoices" => billing
             .list_invoices(request(pb::ListInvoicesRequest { account_id: account, ..Default::default() }, t))
             .await

@@ -43,12 +43,17 @@ async fn r30_one_hundred_racing_assignments_fill_exactly_ten_seats(app: &TestApp
     let refusals: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert_eq!(granted, 10, "exactly the purchased seats were assigned");
     for refusal in &refusals {
-        assert_eq!((reason(refusal), product_code(refusal)), ("SEATS_EXHAUSTED".into(), Some("200".into())), "{refusal:?}");
+        assert_eq!(
+            (reason(refusal), product_code(refusal)),
+            ("SEATS_EXHAUSTED".into(), Some("200".into())),
+            "{refusal:?}"
+        );
     }
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM assignments WHERE account_id = $1 AND license_type = 'large_meeting'")
-        .bind(&w.account)
-        .fetch_one(app.db.pool())
-        .await
-        .expect("count");
+    let stored: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM assignments WHERE account_id = $1 AND license_type = 'large_meeting'")
+            .bind(&w.account)
+            .fetch_one(app.db.pool())
+            .await
+            .expect("count");
     assert_eq!(stored, 10, "the database agrees");
 }

@@ -69,23 +69,34 @@ async fn r30_r31_seats_bound_assignments_to_active_members(app: &TestApp) {
         .assign_license(authed(assign(&w.account, &w.admin, L::LargeMeeting), &admin))
         .await
         .expect_err("third seat");
-    assert_eq!((full.code(), reason(&full), product_code(&full)), (Code::FailedPrecondition, "SEATS_EXHAUSTED".into(), Some("200".into())));
+    assert_eq!(
+        (full.code(), reason(&full), product_code(&full)),
+        (Code::FailedPrecondition, "SEATS_EXHAUSTED".into(), Some("200".into()))
+    );
     let twice = app
         .licenses()
         .assign_license(authed(assign(&w.account, &w.member, L::LargeMeeting), &admin))
         .await
         .expect_err("already held");
     assert_eq!(reason(&twice), "LICENSE_ALREADY_ASSIGNED");
-    let lower = app.licenses().set_seats(authed(seats(&w.account, L::LargeMeeting, 1), &owner)).await.expect_err("below");
+    let lower =
+        app.licenses().set_seats(authed(seats(&w.account, L::LargeMeeting, 1), &owner)).await.expect_err("below");
     assert_eq!(reason(&lower), "CAPACITY_BELOW_ASSIGNED");
-    let by_admin = app.licenses().set_seats(authed(seats(&w.account, L::LargeMeeting, 5), &admin)).await.expect_err("admin buys");
+    let by_admin =
+        app.licenses().set_seats(authed(seats(&w.account, L::LargeMeeting, 5), &admin)).await.expect_err("admin buys");
     assert_eq!(reason(&by_admin), "NOT_ACCOUNT_OWNER");
     assert_eq!((pool(app, &w, L::LargeMeeting).await.capacity, pool(app, &w, L::LargeMeeting).await.assigned), (2, 2));
 
     // R31: pending and deactivated users hold nothing; users of other accounts do not exist here.
     app.licenses().set_seats(authed(seats(&w.account, L::Rooms, 10), &owner)).await.expect("rooms");
-    for (user, expected) in [(&w.pending, "USER_NOT_ACTIVE"), (&w.deactivated, "USER_NOT_ACTIVE"), (&other.member, "USER_NOT_FOUND")] {
-        let refused = app.licenses().assign_license(authed(assign(&w.account, user, L::Rooms), &admin)).await.expect_err(expected);
+    for (user, expected) in
+        [(&w.pending, "USER_NOT_ACTIVE"), (&w.deactivated, "USER_NOT_ACTIVE"), (&other.member, "USER_NOT_FOUND")]
+    {
+        let refused = app
+            .licenses()
+            .assign_license(authed(assign(&w.account, user, L::Rooms), &admin))
+            .await
+            .expect_err(expected);
         assert_eq!(reason(&refused), expected);
     }
     let member = app
@@ -111,7 +122,10 @@ async fn r30_r31_seats_bound_assignments_to_active_members(app: &TestApp) {
         .await
         .expect("unassign");
     assert_eq!(freed.into_inner().assignment.expect("assignment").user_id, extra);
-    app.licenses().assign_license(authed(assign(&w.account, &w.admin, L::LargeMeeting), &admin)).await.expect("free seat");
+    app.licenses()
+        .assign_license(authed(assign(&w.account, &w.admin, L::LargeMeeting), &admin))
+        .await
+        .expect("free seat");
 
     // Members list their own licenses only.
     let own = licenses_of(app, &w, &w.member).await;
@@ -119,7 +133,11 @@ async fn r30_r31_seats_bound_assignments_to_active_members(app: &TestApp) {
     let peek = app
         .licenses()
         .list_assignments(authed(
-            pb::ListAssignmentsRequest { account_id: w.account.clone(), user_id: w.admin.clone(), ..Default::default() },
+            pb::ListAssignmentsRequest {
+                account_id: w.account.clone(),
+                user_id: w.admin.clone(),
+                ..Default::default()
+            },
             &app.user_token(&w.member),
         ))
         .await
@@ -130,7 +148,8 @@ async fn r30_r31_seats_bound_assignments_to_active_members(app: &TestApp) {
 async fn r4_r31_phone_numbers_follow_phone_licenses(app: &TestApp) {
     let w = app.seed_world().await;
     let admin = app.user_token(&w.admin);
-    let number = |n: &str| pb::AddPhoneNumberRequest { request_id: rid(), account_id: w.account.clone(), number: n.into() };
+    let number =
+        |n: &str| pb::AddPhoneNumberRequest { request_id: rid(), account_id: w.account.clone(), number: n.into() };
     app.licenses().add_phone_number(authed(number("+31209990001"), &admin)).await.expect("add");
     let dup = app.licenses().add_phone_number(authed(number("+31209990001"), &admin)).await.expect_err("twice");
     assert_eq!(reason(&dup), "PHONE_NUMBER_TAKEN");
@@ -140,12 +159,15 @@ async fn r4_r31_phone_numbers_follow_phone_licenses(app: &TestApp) {
         number: "+31209990001".into(),
         user_id: user.into(),
     };
-    let unlicensed = app.licenses().attach_phone_number(authed(attach(&w.member), &admin)).await.expect_err("no phone license");
+    let unlicensed =
+        app.licenses().attach_phone_number(authed(attach(&w.member), &admin)).await.expect_err("no phone license");
     assert_eq!(reason(&unlicensed), "PHONE_LICENSE_REQUIRED");
     app.licenses().assign_license(authed(assign(&w.account, &w.member, L::Phone), &admin)).await.expect("phone seat");
-    let line = app.licenses().attach_phone_number(authed(attach(&w.member), &admin)).await.expect("attach").into_inner();
+    let line =
+        app.licenses().attach_phone_number(authed(attach(&w.member), &admin)).await.expect("attach").into_inner();
     assert_eq!(line.user_id, w.member);
-    let taken = app.licenses().attach_phone_number(authed(attach(&w.owner), &admin)).await.expect_err("attached elsewhere");
+    let taken =
+        app.licenses().attach_phone_number(authed(attach(&w.owner), &admin)).await.expect_err("attached elsewhere");
     assert_eq!(reason(&taken), "PHONE_NUMBER_ATTACHED");
 
     // Unassigning the phone license takes its numbers off the user.
@@ -200,7 +222,8 @@ async fn r4_r31_phone_numbers_follow_phone_licenses(app: &TestApp) {
 async fn r18_r19_r32_reclaim_holds_and_restore_gives_back_exactly(app: &TestApp) {
     let w = app.seed_world().await;
     let service = app.identity_token();
-    let reclaim = pb::ReclaimLicensesRequest { request_id: rid(), account_id: w.account.clone(), user_id: w.owner.clone() };
+    let reclaim =
+        pb::ReclaimLicensesRequest { request_id: rid(), account_id: w.account.clone(), user_id: w.owner.clone() };
     let first = app.licenses().reclaim_licenses(authed(reclaim.clone(), &service)).await.expect("reclaim").into_inner();
     let set = first.reclaimed.clone().expect("set");
     assert_eq!(set.license_types, vec![L::Licensed as i32, L::Phone as i32]);
@@ -209,7 +232,8 @@ async fn r18_r19_r32_reclaim_holds_and_restore_gives_back_exactly(app: &TestApp)
     let again = app.licenses().reclaim_licenses(authed(reclaim.clone(), &service)).await.expect("replay").into_inner();
     assert_eq!(again, first);
     let other_input = pb::ReclaimLicensesRequest { user_id: w.admin.clone(), ..reclaim };
-    let reused = app.licenses().reclaim_licenses(authed(other_input, &service)).await.expect_err("same id, other input");
+    let reused =
+        app.licenses().reclaim_licenses(authed(other_input, &service)).await.expect_err("same id, other input");
     assert_eq!(reason(&reused), "REQUEST_ID_REUSED");
     assert!(licenses_of(app, &w, &w.owner).await.is_empty());
     assert!(!licenses_of(app, &w, &w.admin).await.is_empty(), "the refused replay touched nobody");
@@ -224,14 +248,18 @@ async fn r18_r19_r32_reclaim_holds_and_restore_gives_back_exactly(app: &TestApp)
 
     // Meanwhile someone takes the freed licensed seat: restore gives back what it can.
     let extra = app.add_members(&w, 1).await.remove(0);
-    app.licenses().assign_license(authed(assign(&w.account, &extra, L::Licensed), &app.user_token(&w.admin))).await.expect("take seat");
+    app.licenses()
+        .assign_license(authed(assign(&w.account, &extra, L::Licensed), &app.user_token(&w.admin)))
+        .await
+        .expect("take seat");
     let restore = pb::RestoreLicensesRequest {
         request_id: rid(),
         account_id: w.account.clone(),
         user_id: w.owner.clone(),
         licenses: Some(set),
     };
-    let restored = app.licenses().restore_licenses(authed(restore.clone(), &service)).await.expect("restore").into_inner();
+    let restored =
+        app.licenses().restore_licenses(authed(restore.clone(), &service)).await.expect("restore").into_inner();
     assert_eq!(restored.restored.as_ref().expect("restored").license_types, vec![L::Phone as i32]);
     assert_eq!(restored.restored.as_ref().expect("restored").phone_numbers, vec![w.phone.clone()]);
     assert_eq!(restored.not_restored.as_ref().expect("missed").license_types, vec![L::Licensed as i32]);
@@ -241,7 +269,10 @@ async fn r18_r19_r32_reclaim_holds_and_restore_gives_back_exactly(app: &TestApp)
     assert_eq!(pool(app, &w, L::Licensed).await.assigned, 3, "capacity held throughout");
     // The hold is lifted: the owner can be given licenses again.
     app.licenses().set_seats(authed(seats(&w.account, L::Webinar, 2), &app.user_token(&w.owner))).await.expect("buy");
-    app.licenses().assign_license(authed(assign(&w.account, &w.owner, L::Webinar), &app.user_token(&w.admin))).await.expect("assign again");
+    app.licenses()
+        .assign_license(authed(assign(&w.account, &w.owner, L::Webinar), &app.user_token(&w.admin)))
+        .await
+        .expect("assign again");
 }
 
 fn transfer(w: &World, from: &str, to: &str, kinds: &[pb::ContentKind]) -> pb::TransferContentRequest {
@@ -280,10 +311,18 @@ async fn r21_r23_transfer_is_all_or_nothing_and_undoable(app: &TestApp) {
     assert_eq!(before.len(), 4);
 
     // The second admin holds no seat: recordings cannot go there, so nothing moves at all.
-    let refused = app.content().transfer_content(authed(transfer(&w, &w.member, &w.second_admin, &all), &service)).await.expect_err("unlicensed");
+    let refused = app
+        .content()
+        .transfer_content(authed(transfer(&w, &w.member, &w.second_admin, &all), &service))
+        .await
+        .expect_err("unlicensed");
     assert_eq!((reason(&refused), product_code(&refused)), ("TARGET_LACKS_LICENSE".into(), Some("300".into())));
     assert_eq!(content_of(app, &w, &w.member).await, before, "a failing kind leaves every kind unmoved");
-    let foreign = app.content().transfer_content(authed(transfer(&w, &w.member, &other.admin, &all), &service)).await.expect_err("other account");
+    let foreign = app
+        .content()
+        .transfer_content(authed(transfer(&w, &w.member, &other.admin, &all), &service))
+        .await
+        .expect_err("other account");
     assert_eq!((reason(&foreign), product_code(&foreign)), ("TARGET_NOT_IN_ACCOUNT".into(), Some("1001".into())));
 
     // Webinars need a webinar seat: the admin has one (demo); give the member a webinar too.
@@ -302,11 +341,16 @@ async fn r21_r23_transfer_is_all_or_nothing_and_undoable(app: &TestApp) {
         ))
         .await
         .expect("register");
-    let member_has_seat = app.content().transfer_content(authed(transfer(&w, &w.member, &w.owner, &[K::Webinar]), &service)).await.expect_err("owner has no webinar seat");
+    let member_has_seat = app
+        .content()
+        .transfer_content(authed(transfer(&w, &w.member, &w.owner, &[K::Webinar]), &service))
+        .await
+        .expect_err("owner has no webinar seat");
     assert_eq!(reason(&member_has_seat), "TARGET_LACKS_LICENSE");
 
     let request = transfer(&w, &w.member, &w.admin, &all);
-    let done = app.content().transfer_content(authed(request.clone(), &service)).await.expect("to the admin").into_inner();
+    let done =
+        app.content().transfer_content(authed(request.clone(), &service)).await.expect("to the admin").into_inner();
     let moved = done.moved.expect("moved");
     assert_eq!((moved.meetings, moved.webinars, moved.events, moved.recordings), (1, 1, 1, 1));
     assert_eq!(done.kept.expect("kept").meetings, 1, "the PMI meeting stays");
@@ -315,7 +359,11 @@ async fn r21_r23_transfer_is_all_or_nothing_and_undoable(app: &TestApp) {
     assert_eq!(replay.transfer_id, done.transfer_id, "one transfer, whatever the retries");
 
     // Compensation puts back exactly what moved.
-    let undo = pb::UndoContentTransferRequest { request_id: rid(), account_id: w.account.clone(), transfer_id: done.transfer_id };
+    let undo = pb::UndoContentTransferRequest {
+        request_id: rid(),
+        account_id: w.account.clone(),
+        transfer_id: done.transfer_id,
+    };
     let returned = app.content().undo_content_transfer(authed(undo, &service)).await.expect("undo").into_inner();
     assert_eq!(returned.returned.expect("returned").recordings, 1);
     let mut expected = before.clone();
@@ -326,12 +374,19 @@ async fn r21_r23_transfer_is_all_or_nothing_and_undoable(app: &TestApp) {
 
 async fn r22_delete_removes_what_remains(app: &TestApp) {
     let w = app.seed_world().await;
-    let request = pb::DeleteUserContentRequest { request_id: rid(), account_id: w.account.clone(), user_id: w.member.clone() };
-    let deleted = app.content().delete_user_content(authed(request.clone(), &app.identity_token())).await.expect("delete").into_inner();
+    let request =
+        pb::DeleteUserContentRequest { request_id: rid(), account_id: w.account.clone(), user_id: w.member.clone() };
+    let deleted = app
+        .content()
+        .delete_user_content(authed(request.clone(), &app.identity_token()))
+        .await
+        .expect("delete")
+        .into_inner();
     let counts = deleted.deleted.expect("counts");
     assert_eq!((counts.meetings, counts.events, counts.recordings), (2, 1, 1));
     assert!(content_of(app, &w, &w.member).await.is_empty());
-    let replay = app.content().delete_user_content(authed(request, &app.identity_token())).await.expect("replay").into_inner();
+    let replay =
+        app.content().delete_user_content(authed(request, &app.identity_token())).await.expect("replay").into_inner();
     assert_eq!(replay.deleted.expect("counts").meetings, 2, "the replay reports the first deletion");
     assert_eq!(content_of(app, &w, &w.admin).await.len(), 1, "others keep theirs");
 }
@@ -340,7 +395,11 @@ async fn r5_billing_is_the_current_owners_alone(app: &TestApp) {
     let w = app.seed_world().await;
     let overview = |token: String| {
         let account = w.account.clone();
-        async move { app.billing().get_billing_overview(authed(pb::GetBillingOverviewRequest { account_id: account }, &token)).await }
+        async move {
+            app.billing()
+                .get_billing_overview(authed(pb::GetBillingOverviewRequest { account_id: account }, &token))
+                .await
+        }
     };
     app.billing()
         .create_subscription(authed(
@@ -364,14 +423,25 @@ async fn r5_billing_is_the_current_owners_alone(app: &TestApp) {
     }
     let invoices = |token: String| {
         let account = w.account.clone();
-        async move { app.billing().list_invoices(authed(pb::ListInvoicesRequest { account_id: account, ..Default::default() }, &token)).await }
+        async move {
+            app.billing()
+                .list_invoices(authed(pb::ListInvoicesRequest { account_id: account, ..Default::default() }, &token))
+                .await
+        }
     };
-    assert_eq!(invoices(app.user_token(&w.owner)).await.expect("invoices").into_inner().invoices[0].amount_minor, 149_900);
+    assert_eq!(
+        invoices(app.user_token(&w.owner)).await.expect("invoices").into_inner().invoices[0].amount_minor,
+        149_900
+    );
 
     // Ownership moves in identity; billing follows on the very next call (no cache).
     app.identity_accounts()
         .transfer_ownership(authed(
-            idpb::TransferOwnershipRequest { request_id: rid(), account_id: w.account.clone(), new_owner_user_id: w.admin.clone() },
+            idpb::TransferOwnershipRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                new_owner_user_id: w.admin.clone(),
+            },
             &app.user_token(&w.owner),
         ))
         .await
@@ -406,7 +476,10 @@ async fn r28_refund_the_unused_remainder_once(app: &TestApp) {
     app.clock.advance_ms(15 * 86_400_000 + 500);
     let quote = app
         .billing()
-        .quote_refund(authed(pb::QuoteRefundRequest { account_id: w.solo_account.clone(), subscription_id: sub.id.clone() }, &solo))
+        .quote_refund(authed(
+            pb::QuoteRefundRequest { account_id: w.solo_account.clone(), subscription_id: sub.id.clone() },
+            &solo,
+        ))
         .await
         .expect("quote")
         .into_inner();
@@ -417,18 +490,33 @@ async fn r28_refund_the_unused_remainder_once(app: &TestApp) {
         account_id: w.solo_account.clone(),
         subscription_id: sub.id.clone(),
     };
-    let owner_refund = app.billing().refund_subscription(authed(refund(rid()), &solo)).await.expect_err("identity's step");
+    let owner_refund =
+        app.billing().refund_subscription(authed(refund(rid()), &solo)).await.expect_err("identity's step");
     assert_eq!(reason(&owner_refund), "PRINCIPAL_NOT_ALLOWED");
     let first_id = rid();
-    let paid = app.billing().refund_subscription(authed(refund(first_id.clone()), &app.identity_token())).await.expect("refund").into_inner();
+    let paid = app
+        .billing()
+        .refund_subscription(authed(refund(first_id.clone()), &app.identity_token()))
+        .await
+        .expect("refund")
+        .into_inner();
     assert_eq!((paid.amount_minor, paid.currency.as_str()), (999, "EUR"));
-    let replay = app.billing().refund_subscription(authed(refund(first_id), &app.identity_token())).await.expect("replay").into_inner();
+    let replay = app
+        .billing()
+        .refund_subscription(authed(refund(first_id), &app.identity_token()))
+        .await
+        .expect("replay")
+        .into_inner();
     assert_eq!(replay, paid);
-    let second = app.billing().refund_subscription(authed(refund(rid()), &app.identity_token())).await.expect_err("twice");
+    let second =
+        app.billing().refund_subscription(authed(refund(rid()), &app.identity_token())).await.expect_err("twice");
     assert_eq!(reason(&second), "ALREADY_REFUNDED");
     let refunds = app
         .billing()
-        .list_refunds(authed(pb::ListRefundsRequest { account_id: w.solo_account.clone(), ..Default::default() }, &solo))
+        .list_refunds(authed(
+            pb::ListRefundsRequest { account_id: w.solo_account.clone(), ..Default::default() },
+            &solo,
+        ))
         .await
         .expect("refunds")
         .into_inner()

@@ -168,7 +168,13 @@ pub async fn replayed<R: Message + Default>(db: &Database, key: &Key) -> Result<
 /// otherwise `op` makes its change in the key's transaction, which commits with the response.
 /// A refusal (`Err(E)`) rolls back and comes back as `Ok(Err(E))`, unless a concurrent twin
 /// with the same key committed meanwhile, whose response is returned instead.
-pub async fn once<R, E, C, F>(db: &Database, key: Key, now_ms: i64, ctx: &C, op: F) -> Result<Result<R, E>, tonic::Status>
+pub async fn once<R, E, C, F>(
+    db: &Database,
+    key: Key,
+    now_ms: i64,
+    ctx: &C,
+    op: F,
+) -> Result<Result<R, E>, tonic::Status>
 where
     R: Message + Default,
     C: ?Sized + Sync,

@@ -19,7 +19,12 @@ pub struct MigrateArgs {
 pub async fn run(data_dir: &Path, args: MigrateArgs) -> Result<(), Failure> {
     let services: [(&str, ServiceDb, Option<&str>, &[MigrationSql]); 2] = [
         ("identity", ServiceDb::Identity, args.identity_database_url.as_deref(), roster_identity::store::MIGRATIONS),
-        ("licensing", ServiceDb::Licensing, args.licensing_database_url.as_deref(), roster_licensing::store::MIGRATIONS),
+        (
+            "licensing",
+            ServiceDb::Licensing,
+            args.licensing_database_url.as_deref(),
+            roster_licensing::store::MIGRATIONS,
+        ),
     ];
     for (name, service, given, migrations) in services {
         let url = database_url(data_dir, service, given)?;

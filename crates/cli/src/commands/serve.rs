@@ -4,8 +4,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use roster_identity::notify::Mailer;
 use roster_identity::IdentityArgs;
+use roster_identity::notify::Mailer;
 use roster_licensing::LicensingArgs;
 use roster_platform::auth::{Signer, Verifier};
 use roster_platform::clock::SystemClock;
@@ -103,9 +103,10 @@ pub fn load_verifier(auth: &AuthArgs) -> Result<Arc<Verifier>, ConfigError> {
 
 fn load_signer(licensing: &LicensingArgs, auth: &AuthArgs) -> Result<Arc<Signer>, ConfigError> {
     const KEY: &str = "ROSTER_SERVICE_SIGNING_KEY";
-    let path = licensing.service_signing_key.as_ref().ok_or_else(|| {
-        ConfigError::new(KEY, "an Ed25519 private key file (PEM) is required to call identity")
-    })?;
+    let path = licensing
+        .service_signing_key
+        .as_ref()
+        .ok_or_else(|| ConfigError::new(KEY, "an Ed25519 private key file (PEM) is required to call identity"))?;
     Signer::from_pem_file(path, &auth.jwt_audience).map(Arc::new).map_err(|e| ConfigError::new(KEY, e.to_string()))
 }
 

@@ -13,7 +13,8 @@ use roster_platform::auth::Principal;
 /// the answer reveals other users' roles. A user of another account reads as not found.
 pub async fn get_member(tx: &mut Tx, ctx: &Ctx, account: &AccountId, user: &UserId) -> Result<Actor> {
     lookup_account(tx, ctx, account).await?;
-    let user = store::users::get(tx, user).await?.filter(|u| u.account_id == *account).ok_or(DomainError::UserNotFound)?;
+    let user =
+        store::users::get(tx, user).await?.filter(|u| u.account_id == *account).ok_or(DomainError::UserNotFound)?;
     let custom = match &user.role {
         Role::Custom(role_id) => store::roles::get(tx, account, role_id).await?.map(|role| role.privileges),
         _ => None,

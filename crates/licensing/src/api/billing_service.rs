@@ -28,11 +28,19 @@ impl pb::billing_service_server::BillingService for Api {
         };
         let prepare = self.caller(&who, &account, Freshness::Fresh);
         let id = account.clone();
-        self.mutate(&who, method!("BillingService", "CreateSubscription"), &req.request_id, &req, &account, prepare, move |tx, ctx, caller| {
-            Box::pin(async move {
-                billing::create_subscription(tx, ctx, caller, &id, new).await.map(|s| convert::subscription(&s))
-            })
-        })
+        self.mutate(
+            &who,
+            method!("BillingService", "CreateSubscription"),
+            &req.request_id,
+            &req,
+            &account,
+            prepare,
+            move |tx, ctx, caller| {
+                Box::pin(async move {
+                    billing::create_subscription(tx, ctx, caller, &id, new).await.map(|s| convert::subscription(&s))
+                })
+            },
+        )
         .await
     }
 
@@ -54,7 +62,10 @@ impl pb::billing_service_server::BillingService for Api {
         }))
     }
 
-    async fn list_invoices(&self, request: Request<pb::ListInvoicesRequest>) -> Result<Response<pb::ListInvoicesResponse>, Status> {
+    async fn list_invoices(
+        &self,
+        request: Request<pb::ListInvoicesRequest>,
+    ) -> Result<Response<pb::ListInvoicesResponse>, Status> {
         let who = principal(&request)?;
         let req = request.into_inner();
         let account = convert::id("account_id", &req.account_id)?;
@@ -66,10 +77,16 @@ impl pb::billing_service_server::BillingService for Api {
             })
             .await?;
         let (rows, next_page_token) = page.finish(rows, |invoice| invoice.id.to_string());
-        Ok(Response::new(pb::ListInvoicesResponse { invoices: rows.iter().map(convert::invoice).collect(), next_page_token }))
+        Ok(Response::new(pb::ListInvoicesResponse {
+            invoices: rows.iter().map(convert::invoice).collect(),
+            next_page_token,
+        }))
     }
 
-    async fn list_refunds(&self, request: Request<pb::ListRefundsRequest>) -> Result<Response<pb::ListRefundsResponse>, Status> {
+    async fn list_refunds(
+        &self,
+        request: Request<pb::ListRefundsRequest>,
+    ) -> Result<Response<pb::ListRefundsResponse>, Status> {
         let who = principal(&request)?;
         let req = request.into_inner();
         let account = convert::id("account_id", &req.account_id)?;
@@ -81,10 +98,16 @@ impl pb::billing_service_server::BillingService for Api {
             })
             .await?;
         let (rows, next_page_token) = page.finish(rows, |refund| refund.id.to_string());
-        Ok(Response::new(pb::ListRefundsResponse { refunds: rows.iter().map(convert::refund).collect(), next_page_token }))
+        Ok(Response::new(pb::ListRefundsResponse {
+            refunds: rows.iter().map(convert::refund).collect(),
+            next_page_token,
+        }))
     }
 
-    async fn quote_refund(&self, request: Request<pb::QuoteRefundRequest>) -> Result<Response<pb::RefundQuote>, Status> {
+    async fn quote_refund(
+        &self,
+        request: Request<pb::QuoteRefundRequest>,
+    ) -> Result<Response<pb::RefundQuote>, Status> {
         let who = principal(&request)?;
         let req = request.get_ref();
         let account = convert::id("account_id", &req.account_id)?;
@@ -111,9 +134,19 @@ impl pb::billing_service_server::BillingService for Api {
         let subscription = convert::id("subscription_id", &req.subscription_id)?;
         let prepare = self.caller(&who, &account, Freshness::Fresh);
         let id = account.clone();
-        self.mutate(&who, method!("BillingService", "RefundSubscription"), &req.request_id, &req, &account, prepare, move |tx, ctx, caller| {
-            Box::pin(async move { billing::refund(tx, ctx, caller, &id, &subscription).await.map(|r| convert::refund(&r)) })
-        })
+        self.mutate(
+            &who,
+            method!("BillingService", "RefundSubscription"),
+            &req.request_id,
+            &req,
+            &account,
+            prepare,
+            move |tx, ctx, caller| {
+                Box::pin(async move {
+                    billing::refund(tx, ctx, caller, &id, &subscription).await.map(|r| convert::refund(&r))
+                })
+            },
+        )
         .await
     }
 }

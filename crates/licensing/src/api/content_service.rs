@@ -35,9 +35,19 @@ impl pb::content_service_server::ContentService for Api {
             };
             Ok((caller, owner))
         };
-        self.mutate(&who, method!("ContentService", "RegisterContent"), &req.request_id, &req, &account, prepare, move |tx, ctx, (caller, owner)| {
-            Box::pin(async move { content::register(tx, ctx, caller, owner, new).await.map(|i| convert::content_item(&i)) })
-        })
+        self.mutate(
+            &who,
+            method!("ContentService", "RegisterContent"),
+            &req.request_id,
+            &req,
+            &account,
+            prepare,
+            move |tx, ctx, (caller, owner)| {
+                Box::pin(async move {
+                    content::register(tx, ctx, caller, owner, new).await.map(|i| convert::content_item(&i))
+                })
+            },
+        )
         .await
     }
 
@@ -58,7 +68,10 @@ impl pb::content_service_server::ContentService for Api {
             })
             .await?;
         let (items, next_page_token) = page.finish(items, |item| item.id.to_string());
-        Ok(Response::new(pb::ListContentResponse { items: items.iter().map(convert::content_item).collect(), next_page_token }))
+        Ok(Response::new(pb::ListContentResponse {
+            items: items.iter().map(convert::content_item).collect(),
+            next_page_token,
+        }))
     }
 
     async fn transfer_content(
@@ -77,16 +90,24 @@ impl pb::content_service_server::ContentService for Api {
             Ok((caller, target(self, &account, &to).await?))
         };
         let id = account.clone();
-        self.mutate(&who, method!("ContentService", "TransferContent"), &req.request_id, &req, &account, prepare, move |tx, ctx, (caller, target)| {
-            Box::pin(async move {
-                let done = content::transfer(tx, ctx, caller, &id, &from, target.as_ref(), &kinds).await?;
-                Ok(pb::TransferContentResponse {
-                    transfer_id: done.transfer_id.to_string(),
-                    moved: Some(convert::counts(&done.moved)),
-                    kept: Some(convert::counts(&done.kept)),
+        self.mutate(
+            &who,
+            method!("ContentService", "TransferContent"),
+            &req.request_id,
+            &req,
+            &account,
+            prepare,
+            move |tx, ctx, (caller, target)| {
+                Box::pin(async move {
+                    let done = content::transfer(tx, ctx, caller, &id, &from, target.as_ref(), &kinds).await?;
+                    Ok(pb::TransferContentResponse {
+                        transfer_id: done.transfer_id.to_string(),
+                        moved: Some(convert::counts(&done.moved)),
+                        kept: Some(convert::counts(&done.kept)),
+                    })
                 })
-            })
-        })
+            },
+        )
         .await
     }
 
@@ -100,12 +121,20 @@ impl pb::content_service_server::ContentService for Api {
         let transfer = convert::id("transfer_id", &req.transfer_id)?;
         let prepare = self.caller(&who, &account, Freshness::Fresh);
         let id = account.clone();
-        self.mutate(&who, method!("ContentService", "UndoContentTransfer"), &req.request_id, &req, &account, prepare, move |tx, ctx, caller| {
-            Box::pin(async move {
-                let returned = content::undo_transfer(tx, ctx, caller, &id, &transfer).await?;
-                Ok(pb::UndoContentTransferResponse { returned: Some(convert::counts(&returned)) })
-            })
-        })
+        self.mutate(
+            &who,
+            method!("ContentService", "UndoContentTransfer"),
+            &req.request_id,
+            &req,
+            &account,
+            prepare,
+            move |tx, ctx, caller| {
+                Box::pin(async move {
+                    let returned = content::undo_transfer(tx, ctx, caller, &id, &transfer).await?;
+                    Ok(pb::UndoContentTransferResponse { returned: Some(convert::counts(&returned)) })
+                })
+            },
+        )
         .await
     }
 
@@ -119,12 +148,20 @@ impl pb::content_service_server::ContentService for Api {
         let user = convert::id("user_id", &req.user_id)?;
         let prepare = self.caller(&who, &account, Freshness::Fresh);
         let id = account.clone();
-        self.mutate(&who, method!("ContentService", "DeleteUserContent"), &req.request_id, &req, &account, prepare, move |tx, ctx, caller| {
-            Box::pin(async move {
-                let deleted = content::delete_user_content(tx, ctx, caller, &id, &user).await?;
-                Ok(pb::DeleteUserContentResponse { deleted: Some(convert::counts(&deleted)) })
-            })
-        })
+        self.mutate(
+            &who,
+            method!("ContentService", "DeleteUserContent"),
+            &req.request_id,
+            &req,
+            &account,
+            prepare,
+            move |tx, ctx, caller| {
+                Box::pin(async move {
+                    let deleted = content::delete_user_content(tx, ctx, caller, &id, &user).await?;
+                    Ok(pb::DeleteUserContentResponse { deleted: Some(convert::counts(&deleted)) })
+                })
+            },
+        )
         .await
     }
 }

@@ -6,8 +6,8 @@ use roster_proto::licensing::v1 as pb;
 use tonic::Status;
 
 use crate::domain::model::{
-    Assignment, ContentCounts, ContentItem, ContentKind, Currency, Id, Invoice, LicenseSet, LicenseType,
-    PaymentMethod, PhoneLine, PhoneNumber, Refund, SeatPool, Subscription, SubscriptionStatus,
+    Assignment, ContentCounts, ContentItem, ContentKind, Currency, Id, Invoice, LicenseSet, LicenseType, PaymentMethod,
+    PhoneLine, PhoneNumber, Refund, SeatPool, Subscription, SubscriptionStatus,
 };
 use crate::domain::proration::Proration;
 

@@ -42,7 +42,8 @@ fn message(error: &DomainError) -> String {
         DomainError::AccountNotFound => "No such account, or you are not part of it.".into(),
         DomainError::UserNotFound => "No such user in this account.".into(),
         DomainError::UserNotActive => {
-            "Only active users can hold licenses; this user is pending, deactivated or having licenses reclaimed.".into()
+            "Only active users can hold licenses; this user is pending, deactivated or having licenses reclaimed."
+                .into()
         }
         DomainError::MissingPrivilege(p) => format!("You need the {p} privilege for this."),
         DomainError::NotAccountOwner => "Only the account owner can do this.".into(),

@@ -19,16 +19,27 @@ impl pb::license_service_server::LicenseService for Api {
         let license_type = convert::license_type("license_type", req.license_type)?;
         let prepare = self.caller(&who, &account, Freshness::Fresh);
         let id = account.clone();
-        self.mutate(&who, method!("LicenseService", "SetSeats"), &req.request_id, &req, &account, prepare, move |tx, ctx, caller| {
-            Box::pin(async move {
-                let pool = licenses::set_seats(tx, ctx, caller, &id, license_type, req.capacity).await?;
-                Ok(convert::seat_pool(&id, &pool))
-            })
-        })
+        self.mutate(
+            &who,
+            method!("LicenseService", "SetSeats"),
+            &req.request_id,
+            &req,
+            &account,
+            prepare,
+            move |tx, ctx, caller| {
+                Box::pin(async move {
+                    let pool = licenses::set_seats(tx, ctx, caller, &id, license_type, req.capacity).await?;
+                    Ok(convert::seat_pool(&id, &pool))
+                })
+            },
+        )
         .await
     }
 
-    async fn list_seats(&self, request: Request<pb::ListSeatsRequest>) -> Result<Response<pb::ListSeatsResponse>, Status> {
+    async fn list_seats(
+        &self,
+        request: Request<pb::ListSeatsRequest>,
+    ) -> Result<Response<pb::ListSeatsResponse>, Status> {
         let who = principal(&request)?;
         let account = convert::id("account_id", &request.get_ref().account_id)?;
         let id = account.clone();
@@ -37,10 +48,15 @@ impl pb::license_service_server::LicenseService for Api {
                 Box::pin(async move { licenses::list_seats(tx, caller, &id).await })
             })
             .await?;
-        Ok(Response::new(pb::ListSeatsResponse { seats: pools.iter().map(|p| convert::seat_pool(&account, p)).collect() }))
+        Ok(Response::new(pb::ListSeatsResponse {
+            seats: pools.iter().map(|p| convert::seat_pool(&account, p)).collect(),
+        }))
     }
 
-    async fn assign_license(&self, request: Request<pb::AssignLicenseRequest>) -> Result<Response<pb::Assignment>, Status> {
+    async fn assign_license(
+        &self,
+        request: Request<pb::AssignLicenseRequest>,
+    ) -> Result<Response<pb::Assignment>, Status> {
         let who = principal(&request)?;
         let req = request.into_inner();
         let account = convert::id("account_id", &req.account_id)?;
@@ -48,14 +64,24 @@ impl pb::license_service_server::LicenseService for Api {
         let license_type = convert::license_type("license_type", req.license_type)?;
         let prepare = async {
             let caller = self.caller(&who, &account, Freshness::Fresh).await?;
-            caller.member_with(crate::domain::access::Privilege::ManageLicenses).map_err(|e| super::error::domain_status(&e))?;
+            caller
+                .member_with(crate::domain::access::Privilege::ManageLicenses)
+                .map_err(|e| super::error::domain_status(&e))?;
             Ok((caller, self.subject(&account, &user).await?))
         };
-        self.mutate(&who, method!("LicenseService", "AssignLicense"), &req.request_id, &req, &account, prepare, move |tx, ctx, (caller, assignee)| {
-            Box::pin(async move {
-                licenses::assign(tx, ctx, caller, assignee, license_type).await.map(|a| convert::assignment(&a))
-            })
-        })
+        self.mutate(
+            &who,
+            method!("LicenseService", "AssignLicense"),
+            &req.request_id,
+            &req,
+            &account,
+            prepare,
+            move |tx, ctx, (caller, assignee)| {
+                Box::pin(async move {
+                    licenses::assign(tx, ctx, caller, assignee, license_type).await.map(|a| convert::assignment(&a))
+                })
+            },
+        )
         .await
     }
 
@@ -70,15 +96,23 @@ impl pb::license_service_server::LicenseService for Api {
         let license_type = convert::license_type("license_type", req.license_type)?;
         let prepare = self.caller(&who, &account, Freshness::Fresh);
         let id = account.clone();
-        self.mutate(&who, method!("LicenseService", "UnassignLicense"), &req.request_id, &req, &account, prepare, move |tx, ctx, caller| {
-            Box::pin(async move {
-                let (assignment, detached) = licenses::unassign(tx, ctx, caller, &id, &user, license_type).await?;
-                Ok(pb::UnassignLicenseResponse {
-                    assignment: Some(convert::assignment(&assignment)),
-                    detached_phone_numbers: detached.iter().map(|n| n.as_str().to_owned()).collect(),
+        self.mutate(
+            &who,
+            method!("LicenseService", "UnassignLicense"),
+            &req.request_id,
+            &req,
+            &account,
+            prepare,
+            move |tx, ctx, caller| {
+                Box::pin(async move {
+                    let (assignment, detached) = licenses::unassign(tx, ctx, caller, &id, &user, license_type).await?;
+                    Ok(pb::UnassignLicenseResponse {
+                        assignment: Some(convert::assignment(&assignment)),
+                        detached_phone_numbers: detached.iter().map(|n| n.as_str().to_owned()).collect(),
+                    })
                 })
-            })
-        })
+            },
+        )
         .await
     }
 
@@ -96,7 +130,8 @@ impl pb::license_service_server::LicenseService for Api {
         let rows = self
             .read(&who, &account, Freshness::Cached, move |tx, _, caller| {
                 Box::pin(async move {
-                    licenses::list_assignments(tx, caller, &id, user.as_ref(), license_type, after.as_deref(), limit).await
+                    licenses::list_assignments(tx, caller, &id, user.as_ref(), license_type, after.as_deref(), limit)
+                        .await
                 })
             })
             .await?;
@@ -107,18 +142,29 @@ impl pb::license_service_server::LicenseService for Api {
         }))
     }
 
-    async fn add_phone_number(&self, request: Request<pb::AddPhoneNumberRequest>) -> Result<Response<pb::PhoneNumber>, Status> {
+    async fn add_phone_number(
+        &self,
+        request: Request<pb::AddPhoneNumberRequest>,
+    ) -> Result<Response<pb::PhoneNumber>, Status> {
         let who = principal(&request)?;
         let req = request.into_inner();
         let account = convert::id("account_id", &req.account_id)?;
         let number = convert::phone_number("number", &req.number)?;
         let prepare = self.caller(&who, &account, Freshness::Fresh);
         let id = account.clone();
-        self.mutate(&who, method!("LicenseService", "AddPhoneNumber"), &req.request_id, &req, &account, prepare, move |tx, ctx, caller| {
-            Box::pin(async move {
-                licenses::add_phone_number(tx, ctx, caller, &id, number).await.map(|l| convert::phone_line(&l))
-            })
-        })
+        self.mutate(
+            &who,
+            method!("LicenseService", "AddPhoneNumber"),
+            &req.request_id,
+            &req,
+            &account,
+            prepare,
+            move |tx, ctx, caller| {
+                Box::pin(async move {
+                    licenses::add_phone_number(tx, ctx, caller, &id, number).await.map(|l| convert::phone_line(&l))
+                })
+            },
+        )
         .await
     }
 
@@ -133,14 +179,26 @@ impl pb::license_service_server::LicenseService for Api {
         let user = convert::id("user_id", &req.user_id)?;
         let prepare = async {
             let caller = self.caller(&who, &account, Freshness::Fresh).await?;
-            caller.member_with(crate::domain::access::Privilege::ManageLicenses).map_err(|e| super::error::domain_status(&e))?;
+            caller
+                .member_with(crate::domain::access::Privilege::ManageLicenses)
+                .map_err(|e| super::error::domain_status(&e))?;
             Ok((caller, self.subject(&account, &user).await?))
         };
-        self.mutate(&who, method!("LicenseService", "AttachPhoneNumber"), &req.request_id, &req, &account, prepare, move |tx, ctx, (caller, holder)| {
-            Box::pin(async move {
-                licenses::attach_phone_number(tx, ctx, caller, holder, number).await.map(|l| convert::phone_line(&l))
-            })
-        })
+        self.mutate(
+            &who,
+            method!("LicenseService", "AttachPhoneNumber"),
+            &req.request_id,
+            &req,
+            &account,
+            prepare,
+            move |tx, ctx, (caller, holder)| {
+                Box::pin(async move {
+                    licenses::attach_phone_number(tx, ctx, caller, holder, number)
+                        .await
+                        .map(|l| convert::phone_line(&l))
+                })
+            },
+        )
         .await
     }
 
@@ -154,11 +212,19 @@ impl pb::license_service_server::LicenseService for Api {
         let number = convert::phone_number("number", &req.number)?;
         let prepare = self.caller(&who, &account, Freshness::Fresh);
         let id = account.clone();
-        self.mutate(&who, method!("LicenseService", "DetachPhoneNumber"), &req.request_id, &req, &account, prepare, move |tx, ctx, caller| {
-            Box::pin(async move {
-                licenses::detach_phone_number(tx, ctx, caller, &id, number).await.map(|l| convert::phone_line(&l))
-            })
-        })
+        self.mutate(
+            &who,
+            method!("LicenseService", "DetachPhoneNumber"),
+            &req.request_id,
+            &req,
+            &account,
+            prepare,
+            move |tx, ctx, caller| {
+                Box::pin(async move {
+                    licenses::detach_phone_number(tx, ctx, caller, &id, number).await.map(|l| convert::phone_line(&l))
+                })
+            },
+        )
         .await
     }
 
@@ -174,7 +240,9 @@ impl pb::license_service_server::LicenseService for Api {
                 Box::pin(async move { licenses::list_phone_numbers(tx, caller, &id).await })
             })
             .await?;
-        Ok(Response::new(pb::ListPhoneNumbersResponse { phone_numbers: lines.iter().map(convert::phone_line).collect() }))
+        Ok(Response::new(pb::ListPhoneNumbersResponse {
+            phone_numbers: lines.iter().map(convert::phone_line).collect(),
+        }))
     }
 
     async fn reclaim_licenses(
@@ -187,12 +255,20 @@ impl pb::license_service_server::LicenseService for Api {
         let user = convert::id("user_id", &req.user_id)?;
         let prepare = self.caller(&who, &account, Freshness::Fresh);
         let id = account.clone();
-        self.mutate(&who, method!("LicenseService", "ReclaimLicenses"), &req.request_id, &req, &account, prepare, move |tx, ctx, caller| {
-            Box::pin(async move {
-                let reclaimed = licenses::reclaim(tx, ctx, caller, &id, &user).await?;
-                Ok(pb::ReclaimLicensesResponse { reclaimed: Some(convert::license_set_to_pb(&reclaimed)) })
-            })
-        })
+        self.mutate(
+            &who,
+            method!("LicenseService", "ReclaimLicenses"),
+            &req.request_id,
+            &req,
+            &account,
+            prepare,
+            move |tx, ctx, caller| {
+                Box::pin(async move {
+                    let reclaimed = licenses::reclaim(tx, ctx, caller, &id, &user).await?;
+                    Ok(pb::ReclaimLicensesResponse { reclaimed: Some(convert::license_set_to_pb(&reclaimed)) })
+                })
+            },
+        )
         .await
     }
 
@@ -207,15 +283,23 @@ impl pb::license_service_server::LicenseService for Api {
         let set = convert::license_set("licenses", req.licenses.as_ref())?;
         let prepare = self.caller(&who, &account, Freshness::Fresh);
         let id = account.clone();
-        self.mutate(&who, method!("LicenseService", "RestoreLicenses"), &req.request_id, &req, &account, prepare, move |tx, ctx, caller| {
-            Box::pin(async move {
-                let (restored, missed) = licenses::restore(tx, ctx, caller, &id, &user, &set).await?;
-                Ok(pb::RestoreLicensesResponse {
-                    restored: Some(convert::license_set_to_pb(&restored)),
-                    not_restored: Some(convert::license_set_to_pb(&missed)),
+        self.mutate(
+            &who,
+            method!("LicenseService", "RestoreLicenses"),
+            &req.request_id,
+            &req,
+            &account,
+            prepare,
+            move |tx, ctx, caller| {
+                Box::pin(async move {
+                    let (restored, missed) = licenses::restore(tx, ctx, caller, &id, &user, &set).await?;
+                    Ok(pb::RestoreLicensesResponse {
+                        restored: Some(convert::license_set_to_pb(&restored)),
+                        not_restored: Some(convert::license_set_to_pb(&missed)),
+                    })
                 })
-            })
-        })
+            },
+        )
         .await
     }
 
@@ -233,12 +317,20 @@ impl pb::license_service_server::LicenseService for Api {
             caller.identity().map_err(|e| super::error::domain_status(&e))?;
             Ok((caller, self.subject(&account, &to).await?))
         };
-        self.mutate(&who, method!("LicenseService", "MovePhoneLicenses"), &req.request_id, &req, &account, prepare, move |tx, ctx, (caller, target)| {
-            Box::pin(async move {
-                let moved = licenses::move_phone(tx, ctx, caller, &from, target).await?;
-                Ok(pb::MovePhoneLicensesResponse { moved: Some(convert::license_set_to_pb(&moved)) })
-            })
-        })
+        self.mutate(
+            &who,
+            method!("LicenseService", "MovePhoneLicenses"),
+            &req.request_id,
+            &req,
+            &account,
+            prepare,
+            move |tx, ctx, (caller, target)| {
+                Box::pin(async move {
+                    let moved = licenses::move_phone(tx, ctx, caller, &from, target).await?;
+                    Ok(pb::MovePhoneLicensesResponse { moved: Some(convert::license_set_to_pb(&moved)) })
+                })
+            },
+        )
         .await
     }
 }

@@ -72,12 +72,24 @@ pub async fn overview(
     Ok((store::billing::subscriptions(tx, account).await?, store::billing::payment_method(tx, account).await?))
 }
 
-pub async fn invoices(tx: &mut Tx, caller: &Caller, account: &Id, after: Option<&str>, limit: i64) -> Result<Vec<Invoice>> {
+pub async fn invoices(
+    tx: &mut Tx,
+    caller: &Caller,
+    account: &Id,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Invoice>> {
     caller.owner()?;
     Ok(store::billing::invoices(tx, account, after, limit).await?)
 }
 
-pub async fn refunds(tx: &mut Tx, caller: &Caller, account: &Id, after: Option<&str>, limit: i64) -> Result<Vec<Refund>> {
+pub async fn refunds(
+    tx: &mut Tx,
+    caller: &Caller,
+    account: &Id,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Refund>> {
     caller.owner()?;
     Ok(store::billing::refunds(tx, account, after, limit).await?)
 }
@@ -94,13 +106,18 @@ pub async fn quote(
         caller.owner()?;
     }
     let subscription = active_subscription(tx, account, subscription).await?;
-    let proration =
-        proration::refund(subscription.price_minor, subscription.period_start_ms, subscription.period_end_ms, ctx.now_ms);
+    let proration = proration::refund(
+        subscription.price_minor,
+        subscription.period_start_ms,
+        subscription.period_end_ms,
+        ctx.now_ms,
+    );
     Ok((subscription, proration))
 }
 
 async fn active_subscription(tx: &mut Tx, account: &Id, id: &Id) -> Result<Subscription> {
-    let subscription = store::billing::subscription_of(tx, account, id).await?.ok_or(DomainError::SubscriptionNotFound)?;
+    let subscription =
+        store::billing::subscription_of(tx, account, id).await?.ok_or(DomainError::SubscriptionNotFound)?;
     if subscription.status == SubscriptionStatus::Ended {
         let refunded = store::billing::is_refunded(tx, id).await?;
         return Err(if refunded { DomainError::AlreadyRefunded } else { DomainError::SubscriptionNotActive }.into());
@@ -113,8 +130,12 @@ pub async fn refund(tx: &mut Tx, ctx: &Ctx, caller: &Caller, account: &Id, subsc
     caller.identity()?;
     lock_account(tx, account).await?;
     let subscription = active_subscription(tx, account, subscription).await?;
-    let proration =
-        proration::refund(subscription.price_minor, subscription.period_start_ms, subscription.period_end_ms, ctx.now_ms);
+    let proration = proration::refund(
+        subscription.price_minor,
+        subscription.period_start_ms,
+        subscription.period_end_ms,
+        ctx.now_ms,
+    );
     let refund = Refund {
         id: Id::generate(),
         account_id: account.clone(),

@@ -104,13 +104,8 @@ pub async fn transfer(
         store::content::set_owner(tx, &item.id, &target.user_id).await?;
     }
     let transfer_id = Id::generate();
-    store::content::record_transfer(tx, &transfer_id, account, from, &target.user_id, &plan.moving, ctx.now_ms)
-        .await?;
-    let done = Transferred {
-        transfer_id,
-        moved: ContentCounts::of(&plan.moving),
-        kept: ContentCounts::of(&plan.kept),
-    };
+    store::content::record_transfer(tx, &transfer_id, account, from, &target.user_id, &plan.moving, ctx.now_ms).await?;
+    let done = Transferred { transfer_id, moved: ContentCounts::of(&plan.moving), kept: ContentCounts::of(&plan.kept) };
     audit(
         tx,
         ctx,
@@ -125,7 +120,13 @@ pub async fn transfer(
 
 /// Compensation of [`transfer`]: items the target still owns go back to their previous owner.
 /// Undoing twice returns nothing the second time.
-pub async fn undo_transfer(tx: &mut Tx, ctx: &Ctx, caller: &Caller, account: &Id, transfer_id: &Id) -> Result<ContentCounts> {
+pub async fn undo_transfer(
+    tx: &mut Tx,
+    ctx: &Ctx,
+    caller: &Caller,
+    account: &Id,
+    transfer_id: &Id,
+) -> Result<ContentCounts> {
     caller.identity()?;
     lock_account(tx, account).await?;
     let record = store::content::transfer(tx, account, transfer_id).await?.ok_or(DomainError::TransferNotFound)?;
@@ -153,7 +154,13 @@ pub async fn undo_transfer(tx: &mut Tx, ctx: &Ctx, caller: &Caller, account: &Id
 
 /// Saga step (SPEC R22): deletes what the user still owns. The user may already be gone from
 /// identity, so they are not looked up.
-pub async fn delete_user_content(tx: &mut Tx, ctx: &Ctx, caller: &Caller, account: &Id, user: &Id) -> Result<ContentCounts> {
+pub async fn delete_user_content(
+    tx: &mut Tx,
+    ctx: &Ctx,
+    caller: &Caller,
+    account: &Id,
+    user: &Id,
+) -> Result<ContentCounts> {
     caller.identity()?;
     lock_account(tx, account).await?;
     let items = store::content::of_owner(tx, account, user).await?;

@@ -54,8 +54,15 @@ pub async fn assign(
     lock_account(tx, account).await?;
     ensure_may_hold(tx, assignee).await?;
     let assignment = give(tx, ctx, account, &assignee.user_id, license_type).await?;
-    audit(tx, ctx, account, "AssignLicense", &user_target(&assignee.user_id), json!({ "license": license_type.as_str() }))
-        .await?;
+    audit(
+        tx,
+        ctx,
+        account,
+        "AssignLicense",
+        &user_target(&assignee.user_id),
+        json!({ "license": license_type.as_str() }),
+    )
+    .await?;
     Ok(assignment)
 }
 
@@ -90,8 +97,7 @@ pub async fn unassign(
 ) -> Result<(Assignment, Vec<PhoneNumber>)> {
     caller.member_with(Privilege::ManageLicenses)?;
     lock_account(tx, account).await?;
-    let assignment =
-        store::seats::unassign(tx, account, user, license_type).await?.ok_or(DomainError::NotAssigned)?;
+    let assignment = store::seats::unassign(tx, account, user, license_type).await?.ok_or(DomainError::NotAssigned)?;
     let detached = if license_type == LicenseType::Phone { detach_all(tx, account, user).await? } else { Vec::new() };
     audit(
         tx,
@@ -224,12 +230,15 @@ pub async fn restore(
     let (mut restored, mut missed) = (LicenseSet::default(), LicenseSet::default());
     for license_type in &set.license_types {
         match give(tx, ctx, account, user, *license_type).await {
-            Ok(_) | Err(super::Error::Domain(DomainError::AlreadyAssigned)) => restored.license_types.push(*license_type),
+            Ok(_) | Err(super::Error::Domain(DomainError::AlreadyAssigned)) => {
+                restored.license_types.push(*license_type)
+            }
             Err(super::Error::Domain(DomainError::SeatsExhausted { .. })) => missed.license_types.push(*license_type),
             Err(other) => return Err(other),
         }
     }
-    let holds_phone = store::seats::of_user(tx, account, user).await?.iter().any(|a| a.license_type == LicenseType::Phone);
+    let holds_phone =
+        store::seats::of_user(tx, account, user).await?.iter().any(|a| a.license_type == LicenseType::Phone);
     for number in &set.phone_numbers {
         let line = store::phones::get(tx, account, number).await?;
         let free = line.is_some_and(|line| line.user_id.as_ref().is_none_or(|current| current == user));
@@ -265,7 +274,8 @@ pub async fn move_phone(tx: &mut Tx, ctx: &Ctx, caller: &Caller, from: &Id, to: 
     let had_license = store::seats::unassign(tx, account, from, LicenseType::Phone).await?.is_some();
     let numbers = store::phones::of_user(tx, account, from).await?;
     if had_license || !numbers.is_empty() {
-        let target_has = store::seats::of_user(tx, account, &to.user_id).await?.iter().any(|a| a.license_type == LicenseType::Phone);
+        let target_has =
+            store::seats::of_user(tx, account, &to.user_id).await?.iter().any(|a| a.license_type == LicenseType::Phone);
         if !target_has {
             let moved = Assignment {
                 account_id: account.clone(),

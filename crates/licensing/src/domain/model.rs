@@ -80,9 +80,8 @@ pub struct PhoneNumber(String);
 impl PhoneNumber {
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         let digits = raw.strip_prefix('+').ok_or("must be in E.164 form, starting with +")?;
-        let valid = (8..=15).contains(&digits.len())
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && !digits.starts_with('0');
+        let valid =
+            (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
         if valid { Ok(Self(raw.to_owned())) } else { Err("must be + followed by 8 to 15 digits, the first not 0") }
     }
 

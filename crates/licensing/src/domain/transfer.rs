@@ -70,8 +70,12 @@ mod tests {
 
     #[test]
     fn r23_pmi_meetings_never_move() {
-        let plan = plan(vec![item(ContentKind::Meeting, true), item(ContentKind::Meeting, false)], &all_kinds(), &BTreeSet::new())
-            .expect("meetings need no license");
+        let plan = plan(
+            vec![item(ContentKind::Meeting, true), item(ContentKind::Meeting, false)],
+            &all_kinds(),
+            &BTreeSet::new(),
+        )
+        .expect("meetings need no license");
         assert_eq!((plan.moving.len(), plan.kept.len()), (1, 1));
         assert!(!plan.moving[0].uses_pmi);
     }

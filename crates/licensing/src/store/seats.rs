@@ -166,10 +166,11 @@ pub async fn release_hold(tx: &mut Tx, account: &Id, user: &Id) -> Result<(), sq
 }
 
 pub async fn is_held(tx: &mut Tx, account: &Id, user: &Id) -> Result<bool, sqlx::Error> {
-    let held: Option<i64> = sqlx::query_scalar("SELECT since_ms FROM license_holds WHERE account_id = $1 AND user_id = $2")
-        .bind(account.as_str())
-        .bind(user.as_str())
-        .fetch_optional(&mut **tx)
-        .await?;
+    let held: Option<i64> =
+        sqlx::query_scalar("SELECT since_ms FROM license_holds WHERE account_id = $1 AND user_id = $2")
+            .bind(account.as_str())
+            .bind(user.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
     Ok(held.is_some())
 }

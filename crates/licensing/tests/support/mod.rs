@@ -53,7 +53,12 @@ pub struct TestApp {
     servers: Vec<Running>,
 }
 
-async fn database_url(backend: Backend, dir: &std::path::Path, name: &str, fresh: &mut Vec<FreshDatabase>) -> Option<String> {
+async fn database_url(
+    backend: Backend,
+    dir: &std::path::Path,
+    name: &str,
+    fresh: &mut Vec<FreshDatabase>,
+) -> Option<String> {
     Some(match backend {
         Backend::Sqlite => Database::sqlite_url(dir, name),
         Backend::Postgres => {
@@ -120,10 +125,20 @@ impl TestApp {
 
         let servers = vec![
             spawn(move |stopped| async move {
-                identity.run(async { let _ = stopped.await; }).await.expect("identity serves");
+                identity
+                    .run(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .expect("identity serves");
             }),
             spawn(move |stopped| async move {
-                licensing.run(async { let _ = stopped.await; }).await.expect("licensing serves");
+                licensing
+                    .run(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .expect("licensing serves");
             }),
         ];
         let connect = |addr: std::net::SocketAddr| async move {
@@ -204,7 +219,8 @@ impl TestApp {
             solo_account: demo.solo.account_id.clone(),
             phone_numbers: [phone.clone(), format!("+3120{:07}", serial + 1)],
         };
-        let seeded = roster_licensing::demo::seed(&self.db, &people, self.clock.now_ms()).await.expect("seed licensing");
+        let seeded =
+            roster_licensing::demo::seed(&self.db, &people, self.clock.now_ms()).await.expect("seed licensing");
         let deactivated = demo.members[1].id.clone();
         self.identity_users()
             .deactivate_user(authed(
@@ -241,7 +257,8 @@ impl TestApp {
         let mut members = Vec::with_capacity(n);
         for i in 0..n {
             let address = format!("extra{i}-{}@acme.example", rid());
-            let id = roster_identity::demo::join(&self.identity_db, &clock, &account, &owner, &address).await.expect("join");
+            let id =
+                roster_identity::demo::join(&self.identity_db, &clock, &account, &owner, &address).await.expect("join");
             members.push(id.to_string());
         }
         members
