@@ -46,10 +46,13 @@ pub fn free_port() -> u16 {
 pub struct Process {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Licensing's address, for `roster up`.
+    pub licensing: Option<SocketAddr>,
 }
 
 impl Process {
-    /// Starts `roster <args>` with the data directory and identity listen address set.
+    /// Starts `roster <args>` with the data directory and identity listen address set (and, for
+    /// `roster up`, a free licensing address).
     pub fn start(data_dir: &Path, addr: SocketAddr, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(roster_binary());
         command
@@ -62,13 +65,18 @@ impl Process {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        let licensing = (args.first() == Some(&"up")).then(|| {
+            let licensing = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            command.arg("--licensing-listen").arg(licensing.to_string());
+            licensing
+        });
         for (key, value) in env {
             command.env(key, value);
         }
-        Self { child: command.spawn().expect("roster starts"), addr }
+        Self { child: command.spawn().expect("roster starts"), addr, licensing }
     }
 
-    /// `roster up --demo` on a fresh port.
+    /// `roster up --demo` on fresh ports.
     pub fn up_demo(data_dir: &Path) -> Self {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         Self::start(data_dir, addr, &["up", "--demo"], &[])

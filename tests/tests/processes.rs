@@ -1,5 +1,6 @@
-//! The real binary as separate processes: `roster up --demo` serves what it prints, survives a
-//! restart with its data, stops cleanly on SIGTERM; two `roster serve identity` replicas on
+//! The real binary as separate processes: `roster up --demo` serves what it prints (identity
+//! and licensing, talking to each other), survives a restart with its data, stops cleanly on
+//! SIGTERM; two `roster serve identity` replicas on
 //! one PostgreSQL keep exactly one owner and deliver each e-mail once.
 
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use roster_e2e::{Process, authed, demo_env, free_port, list_services, wait_serving};
 use roster_platform::auth::{Principal, Signer, generate_dev_keys};
 use roster_proto::identity::v1 as pb;
+use roster_proto::licensing::v1 as lpb;
 use roster_testkit::FreshDatabase;
 use sqlx::Connection;
 use tonic::Code;
@@ -55,6 +57,30 @@ async fn up_demo_serves_its_walkthrough_restarts_with_its_data_and_stops_on_sigt
     let refused = transfer(&env["MEMBER_TOKEN"]).await.expect_err("members cannot transfer");
     assert_eq!((refused.code(), reason(&refused).as_str()), (Code::PermissionDenied, "NOT_ACCOUNT_OWNER"));
     transfer(&env["OWNER_TOKEN"]).await.expect("the owner transfers to the admin");
+
+    // Licensing asks identity over gRPC: the new owner sees billing, the previous one does not.
+    let licensing = wait_serving(roster.licensing.expect("up runs licensing"), START).await.expect("licensing");
+    let mut billing = lpb::billing_service_client::BillingServiceClient::new(licensing);
+    let overview = |token: &str| {
+        let mut billing = billing.clone();
+        let request = authed(lpb::GetBillingOverviewRequest { account_id: env["ACCOUNT"].clone() }, token);
+        async move { billing.get_billing_overview(request).await }
+    };
+    overview(&env["ADMIN_TOKEN"]).await.expect("the new owner reads billing");
+    let previous = overview(&env["OWNER_TOKEN"]).await.expect_err("the previous owner does not");
+    assert_eq!(reason(&previous), "NOT_ACCOUNT_OWNER");
+    let solo = billing
+        .quote_refund(authed(
+            lpb::QuoteRefundRequest {
+                account_id: env["SOLO_ACCOUNT"].clone(),
+                subscription_id: env["SUBSCRIPTION_ID"].clone(),
+            },
+            &env["SOLO_OWNER_TOKEN"],
+        ))
+        .await
+        .expect("the solo owner quotes a refund")
+        .into_inner();
+    assert!(solo.amount_minor > 0 && solo.amount_minor < 1_499, "a partial refund of EUR 14.99: {solo:?}");
 
     let status = roster.terminate(Duration::from_secs(15)).expect("stops");
     assert!(status.success(), "SIGTERM exits 0, got {status:?}");

@@ -511,8 +511,9 @@ async fn r31_services_look_up_members_in_any_status(app: &TestApp) {
     let other = app.seed_world("elsewhere").await;
     let service = app.service_token();
     let lookup = |account: &str, user: &str| {
-        app.directory()
-            .get_member(authed(pb::GetMemberRequest { account_id: account.into(), user_id: user.into() }, &service))
+        let mut directory = app.directory();
+        let request = authed(pb::GetMemberRequest { account_id: account.into(), user_id: user.into() }, &service);
+        async move { directory.get_member(request).await }
     };
     let admin = lookup(&world.account, &world.admin).await.expect("admin").into_inner();
     assert_eq!((admin.status(), admin.role(), admin.is_owner), (pb::UserStatus::Active, pb::RoleKind::Admin, false));

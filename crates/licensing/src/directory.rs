@@ -57,12 +57,15 @@ struct CachedToken {
     token: String,
 }
 
+/// Identity's recent answers by (account, user), with when each was fetched.
+type MemberCache = Arc<Mutex<HashMap<(Id, Id), (Instant, Member)>>>;
+
 #[derive(Clone)]
 pub struct Directory {
     client: DirectoryServiceClient<Channel>,
     signer: Arc<Signer>,
     token: Arc<Mutex<Option<CachedToken>>>,
-    cache: Arc<Mutex<HashMap<(Id, Id), (Instant, Member)>>>,
+    cache: MemberCache,
     ttl: Duration,
 }
 

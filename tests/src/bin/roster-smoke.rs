@@ -1,7 +1,7 @@
 //! CI smoke client for a running `roster up --demo`: waits for health SERVING, lists the
 //! services by reflection, and makes authenticated calls with the demo's tokens.
 //!
-//! Usage: roster-smoke <identity address> <data directory>
+//! Usage: roster-smoke <identity address> <licensing address> <data directory>
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use roster_e2e::{Error, authed, demo_env, list_services, wait_serving};
 use roster_proto::identity::v1 as pb;
+use roster_proto::licensing::v1 as lpb;
+
+const USAGE: &str = "usage: roster-smoke <identity address> <licensing address> <data dir>";
 
 #[tokio::main]
 async fn main() {
@@ -20,8 +23,9 @@ async fn main() {
 
 async fn smoke() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
-    let addr: SocketAddr = args.next().ok_or("usage: roster-smoke <address> <data dir>")?.parse()?;
-    let data_dir = PathBuf::from(args.next().ok_or("usage: roster-smoke <address> <data dir>")?);
+    let addr: SocketAddr = args.next().ok_or(USAGE)?.parse()?;
+    let licensing_addr: SocketAddr = args.next().ok_or(USAGE)?.parse()?;
+    let data_dir = PathBuf::from(args.next().ok_or(USAGE)?);
 
     let channel = wait_serving(addr, Duration::from_secs(120)).await?;
     println!("health: SERVING");
@@ -49,6 +53,46 @@ async fn smoke() -> Result<(), Error> {
         Err(status) if status.code() == tonic::Code::Unauthenticated => println!("without a token: UNAUTHENTICATED"),
         other => return Err(format!("a call without a token must be refused, got {other:?}").into()),
     }
+    licensing(licensing_addr, &env).await?;
     println!("smoke test passed");
+    Ok(())
+}
+
+/// Licensing answers over gRPC, asking identity who callers are.
+async fn licensing(addr: SocketAddr, env: &std::collections::HashMap<String, String>) -> Result<(), Error> {
+    let channel = wait_serving(addr, Duration::from_secs(60)).await?;
+    let services = list_services(channel.clone()).await?;
+    println!("licensing reflection lists: {}", services.join(", "));
+    if !services.iter().any(|s| s == "roster.licensing.v1.LicenseService") {
+        return Err("licensing reflection does not list LicenseService".into());
+    }
+    let get = |key: &str| env.get(key).cloned().ok_or(format!("demo.env has no {key}"));
+    let (account, admin, member) = (get("ACCOUNT")?, get("ADMIN_TOKEN")?, get("MEMBER_TOKEN")?);
+    let mut licenses = lpb::license_service_client::LicenseServiceClient::new(channel.clone());
+    let seats = licenses
+        .list_seats(authed(lpb::ListSeatsRequest { account_id: account.clone() }, &admin))
+        .await?
+        .into_inner()
+        .seats;
+    println!("ListSeats as an admin: {} license types", seats.len());
+    let request = lpb::AssignLicenseRequest {
+        request_id: format!("smoke-{}", std::process::id()),
+        account_id: account.clone(),
+        user_id: get("MEMBER_ID")?,
+        license_type: lpb::LicenseType::Webinar as i32,
+    };
+    match licenses.assign_license(authed(request, &admin)).await {
+        Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+            println!("assigning past the webinar seats: {}", status.message());
+        }
+        other => return Err(format!("the demo's single webinar seat is taken; got {other:?}").into()),
+    }
+    let mut billing = lpb::billing_service_client::BillingServiceClient::new(channel);
+    match billing.get_billing_overview(authed(lpb::GetBillingOverviewRequest { account_id: account }, &member)).await {
+        Err(status) if status.code() == tonic::Code::PermissionDenied => {
+            println!("billing as a member: PERMISSION_DENIED")
+        }
+        other => return Err(format!("a member must not read billing, got {other:?}").into()),
+    }
     Ok(())
 }
