@@ -152,7 +152,7 @@ pub async fn seed_with_domains(db: &Database, clock: &SharedClock, acme: &str, s
     })
     .await?;
 
-    let solo = seed_solo(db, clock, &operator, &account, &owner, &format!("frank@{solo}")).await?;
+    let solo = seed_solo(db, clock, &operator, &account, &owner, &format!("sam@{solo}")).await?;
     Ok(Demo {
         account_id: account.to_string(),
         owner: demo_user(&owner, &at("alice")),
@@ -165,7 +165,7 @@ pub async fn seed_with_domains(db: &Database, clock: &SharedClock, acme: &str, s
     })
 }
 
-/// Frank's own basic account, and Acme's invitation to him.
+/// Sam's own basic account, and Acme's invitation to him.
 async fn seed_solo(
     db: &Database,
     clock: &SharedClock,
@@ -175,30 +175,30 @@ async fn seed_solo(
     address: &str,
 ) -> app::Result<SoloDemo> {
     let new = accounts::NewAccount {
-        name: "Frank Solo".into(),
+        name: "Sam Solo".into(),
         plan: Plan::Basic,
         csm_eligible: false,
         owner_email: email(address),
-        owner_display_name: "Frank".into(),
+        owner_display_name: "Sam".into(),
         managed_domains: Vec::new(),
     };
     let created =
         step(db, operator, move |tx, ctx| Box::pin(async move { accounts::create(tx, ctx, new).await })).await?;
-    let frank = created.owner.expect("a new account has its owner").id;
+    let sam = created.owner.expect("a new account has its owner").id;
     let new = invitations::NewInvitation {
         email: email(address),
-        display_name: "Frank".into(),
+        display_name: "Sam".into(),
         role: Role::Member,
         external: false,
     };
     let target = acme.clone();
-    let invited = step(db, &as_user(clock, acme_owner, "demo-invite-frank"), move |tx, ctx| {
+    let invited = step(db, &as_user(clock, acme_owner, "demo-invite-sam"), move |tx, ctx| {
         Box::pin(async move { invitations::invite(tx, ctx, &target, new).await })
     })
     .await?;
     Ok(SoloDemo {
         account_id: created.account.id.to_string(),
-        owner: demo_user(&frank, address),
+        owner: demo_user(&sam, address),
         invitation_code: invited.code,
     })
 }
