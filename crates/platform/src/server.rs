@@ -43,12 +43,18 @@ pub enum ServeError {
 }
 
 /// Reflection serves our protos, health, and the google.rpc error details, so `grpcurl` can
-/// decode `ErrorInfo`, `BadRequest` and `PreconditionFailure` in refusals.
-fn reflection() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
+/// decode `ErrorInfo`, `BadRequest` and `PreconditionFailure` in refusals. It lists only the
+/// services this server answers (`names`), health and itself: both Roster services share one
+/// descriptor set, and identity must not advertise licensing's services or the reverse.
+fn reflection(names: &[&'static str], itself: &'static str) -> tonic_reflection::server::Builder<'static> {
+    let builder = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(roster_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET);
+    names
+        .iter()
+        .chain(["grpc.health.v1.Health", itself].iter())
+        .fold(builder, |builder, name| builder.with_service_name(*name))
 }
 
 async fn set_all(reporter: &HealthReporter, names: &[&'static str], status: ServingStatus) {
@@ -67,8 +73,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let reflection_v1 = reflection(&services.names, "grpc.reflection.v1.ServerReflection").build_v1()?;
+    let reflection_v1alpha = reflection(&services.names, "grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
     let routes = services.routes.add_service(health).add_service(reflection_v1).add_service(reflection_v1alpha);
 
     set_all(&reporter, &services.names, ServingStatus::Serving).await;

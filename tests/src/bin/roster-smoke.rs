@@ -38,6 +38,9 @@ async fn smoke() -> Result<(), Error> {
             return Err(format!("reflection does not list {expected}").into());
         }
     }
+    if services.iter().any(|s| s.starts_with("roster.licensing.")) {
+        return Err("identity reflection advertises licensing's services".into());
+    }
     let env = demo_env(&data_dir, Duration::from_secs(30)).await?;
     let account = env.get("ACCOUNT").ok_or("demo.env has no ACCOUNT")?;
     let member_token = env.get("MEMBER_TOKEN").ok_or("demo.env has no MEMBER_TOKEN")?;
@@ -65,6 +68,9 @@ async fn licensing(addr: SocketAddr, env: &std::collections::HashMap<String, Str
     println!("licensing reflection lists: {}", services.join(", "));
     if !services.iter().any(|s| s == "roster.licensing.v1.LicenseService") {
         return Err("licensing reflection does not list LicenseService".into());
+    }
+    if services.iter().any(|s| s.starts_with("roster.identity.")) {
+        return Err("licensing reflection advertises identity's services".into());
     }
     let get = |key: &str| env.get(key).cloned().ok_or(format!("demo.env has no {key}"));
     let (account, admin, member) = (get("ACCOUNT")?, get("ADMIN_TOKEN")?, get("MEMBER_TOKEN")?);
