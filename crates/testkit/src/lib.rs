@@ -1,10 +1,13 @@
-//! Helpers shared by the tests of every crate: a fresh PostgreSQL database per test, and
-//! skips that stay visible.
+//! Helpers shared by the tests of every crate: a fresh PostgreSQL database per test, skips
+//! that stay visible, and gRPC client helpers (`grpc`).
 //!
 //! PostgreSQL comes from `ROSTER_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`). When it cannot be reached, a test's PostgreSQL
 //! half is skipped with a printed notice, unless `CI=true`, where that is a failure.
+
 #![forbid(unsafe_code)]
+
+pub mod grpc;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};

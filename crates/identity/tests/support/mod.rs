@@ -18,6 +18,9 @@ use roster_platform::config::LimitArgs;
 use roster_platform::db::Database;
 use roster_proto::identity::v1 as pb;
 use roster_testkit::FreshDatabase;
+// Each test binary uses a different subset.
+#[allow(unused_imports)]
+pub use roster_testkit::grpc::{authed, bad_field, product_code, reason, rid};
 use tonic::transport::Channel;
 
 pub use pb::account_service_client::AccountServiceClient;
@@ -212,31 +215,6 @@ fn tracing_subscriber_init() -> Result<(), ()> {
     roster_platform::telemetry::init(&args).map_err(|_| ())
 }
 
-/// Wraps a message with a bearer token.
-pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
-    request
-}
-
-/// `ErrorInfo.reason` of a refusal.
-pub fn reason(status: &tonic::Status) -> String {
-    use tonic_types::StatusExt;
-    status.get_details_error_info().map(|info| info.reason).unwrap_or_default()
-}
-
-/// `ErrorInfo.metadata["code"]` of a refusal.
-pub fn product_code(status: &tonic::Status) -> Option<String> {
-    use tonic_types::StatusExt;
-    status.get_details_error_info().and_then(|info| info.metadata.get("code").cloned())
-}
-
-/// The field named by a `BadRequest` violation.
-pub fn bad_field(status: &tonic::Status) -> Option<String> {
-    use tonic_types::StatusExt;
-    status.get_details_bad_request().and_then(|bad| bad.field_violations.first().map(|v| v.field.clone()))
-}
-
 /// Runs an async test body against SQLite and against PostgreSQL, as two test functions.
 #[macro_export]
 macro_rules! on_both_backends {
@@ -260,13 +238,6 @@ macro_rules! on_both_backends {
             }
         )+
     };
-}
-
-/// A unique request id.
-pub fn rid() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("req-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// The latest invitation code e-mailed to `email` (read from the outbox, as a mailbox would).

@@ -19,6 +19,9 @@ use roster_platform::db::Database;
 use roster_proto::identity::v1 as idpb;
 use roster_proto::licensing::v1 as pb;
 use roster_testkit::FreshDatabase;
+// Each test binary uses a different subset.
+#[allow(unused_imports)]
+pub use roster_testkit::grpc::{authed, bad_field, product_code, reason, rid};
 use tonic::transport::Channel;
 
 pub use pb::billing_service_client::BillingServiceClient;
@@ -320,36 +323,4 @@ macro_rules! on_both_backends {
             }
         )+
     };
-}
-
-/// Wraps a message with a bearer token.
-pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
-    request
-}
-
-/// A unique request id.
-pub fn rid() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("req-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-/// `ErrorInfo.reason` of a refusal.
-pub fn reason(status: &tonic::Status) -> String {
-    use tonic_types::StatusExt;
-    status.get_details_error_info().map(|info| info.reason).unwrap_or_default()
-}
-
-/// `ErrorInfo.metadata["code"]` of a refusal.
-pub fn product_code(status: &tonic::Status) -> Option<String> {
-    use tonic_types::StatusExt;
-    status.get_details_error_info().and_then(|info| info.metadata.get("code").cloned())
-}
-
-/// The field named by a `BadRequest` violation.
-pub fn bad_field(status: &tonic::Status) -> Option<String> {
-    use tonic_types::StatusExt;
-    status.get_details_bad_request().and_then(|bad| bad.field_violations.first().map(|v| v.field.clone()))
 }
