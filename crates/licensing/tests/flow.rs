@@ -188,22 +188,17 @@ async fn r4_r31_phone_numbers_follow_phone_licenses(app: &TestApp) {
     assert_eq!(gone.detached_phone_numbers, vec!["+31209990001".to_owned()]);
 
     // MovePhoneLicenses (R4): the owner's phone license and numbers move to the target together.
-    let moved = app
-        .licenses()
-        .move_phone_licenses(authed(
-            pb::MovePhoneLicensesRequest {
-                request_id: rid(),
-                account_id: w.account.clone(),
-                from_user_id: w.owner.clone(),
-                to_user_id: w.admin.clone(),
-            },
-            &app.identity_token(),
-        ))
-        .await
-        .expect("move")
-        .into_inner()
-        .moved
-        .expect("moved");
+    let move_request = pb::MovePhoneLicensesRequest {
+        request_id: rid(),
+        account_id: w.account.clone(),
+        from_user_id: w.owner.clone(),
+        to_user_id: w.admin.clone(),
+    };
+    let first =
+        app.licenses().move_phone_licenses(authed(move_request.clone(), &app.identity_token())).await.expect("move");
+    let replay = app.licenses().move_phone_licenses(authed(move_request, &app.identity_token())).await.expect("replay");
+    assert_eq!(replay.get_ref(), first.get_ref(), "a retried move returns the first answer (R32)");
+    let moved = first.into_inner().moved.expect("moved");
     assert_eq!(moved.license_types, vec![L::Phone as i32]);
     assert_eq!(moved.phone_numbers, vec![w.phone.clone()]);
     assert!(licenses_of(app, &w, &w.admin).await.contains(&L::Phone));
