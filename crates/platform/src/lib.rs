@@ -13,3 +13,4 @@ pub mod pagination;
 pub mod server;
 pub mod status;
 pub mod telemetry;
+pub mod text_enum;

@@ -4,26 +4,7 @@ use std::collections::BTreeSet;
 
 use super::values::{AccountId, Domain, Email, IntegrationId, InvitationId, RoleId, UserId};
 
-macro_rules! text_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The stored and logged spelling.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            pub fn from_str_opt(text: &str) -> Option<Self> {
-                match text { $($text => Some($name::$variant),)+ _ => None }
-            }
-        }
-    };
-}
+use roster_platform::text_enum;
 
 text_enum!(
     /// Commercial plan.
