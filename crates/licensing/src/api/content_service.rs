@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use super::{Api, convert, error};
 use crate::app::content::{self, NewContent};
 use crate::directory::Freshness;
-use crate::domain::access::Member;
+use crate::domain::access::{Caller, Member};
 use crate::domain::model::Id;
 
 #[tonic::async_trait]
@@ -27,11 +27,12 @@ impl pb::content_service_server::ContentService for Api {
             uses_pmi: req.uses_pmi,
         };
         let prepare = async {
-            let caller = self.caller(&who, &account, Freshness::Fresh).await?;
-            let acting = caller.active_member().map_err(|e| error::domain_status(&e))?;
-            let owner = match owner {
-                Some(id) if id != acting.user_id => self.subject(&account, &id).await?,
-                _ => acting.clone(),
+            let caller = self.allowed_caller(&who, &account, |c| c.active_member().map(drop)).await?;
+            let owner = match (owner, &caller) {
+                (Some(id), Caller::Member(acting)) if id != acting.user_id => self.subject(&account, &id).await?,
+                (_, Caller::Member(acting)) => acting.clone(),
+                // allowed_caller admitted an active member only.
+                (_, _) => return Err(error::domain_status(&crate::domain::DomainError::PrincipalNotAllowed)),
             };
             Ok((caller, owner))
         };
@@ -85,8 +86,7 @@ impl pb::content_service_server::ContentService for Api {
         let to = convert::id("to_user_id", &req.to_user_id)?;
         let kinds = convert::content_kinds("kinds", &req.kinds)?;
         let prepare = async {
-            let caller = self.caller(&who, &account, Freshness::Fresh).await?;
-            caller.identity().map_err(|e| error::domain_status(&e))?;
+            let caller = self.allowed_caller(&who, &account, Caller::identity).await?;
             Ok((caller, target(self, &account, &to).await?))
         };
         let id = account.clone();

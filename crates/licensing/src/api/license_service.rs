@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 use super::{Api, convert};
 use crate::app::licenses;
 use crate::directory::Freshness;
+use crate::domain::access::{Caller, Privilege};
 use crate::domain::model::LicenseType;
 
 #[tonic::async_trait]
@@ -63,10 +64,8 @@ impl pb::license_service_server::LicenseService for Api {
         let user = convert::id("user_id", &req.user_id)?;
         let license_type = convert::license_type("license_type", req.license_type)?;
         let prepare = async {
-            let caller = self.caller(&who, &account, Freshness::Fresh).await?;
-            caller
-                .member_with(crate::domain::access::Privilege::ManageLicenses)
-                .map_err(|e| super::error::domain_status(&e))?;
+            let caller =
+                self.allowed_caller(&who, &account, |c| c.member_with(Privilege::ManageLicenses).map(drop)).await?;
             Ok((caller, self.subject(&account, &user).await?))
         };
         self.mutate(
@@ -178,10 +177,8 @@ impl pb::license_service_server::LicenseService for Api {
         let number = convert::phone_number("number", &req.number)?;
         let user = convert::id("user_id", &req.user_id)?;
         let prepare = async {
-            let caller = self.caller(&who, &account, Freshness::Fresh).await?;
-            caller
-                .member_with(crate::domain::access::Privilege::ManageLicenses)
-                .map_err(|e| super::error::domain_status(&e))?;
+            let caller =
+                self.allowed_caller(&who, &account, |c| c.member_with(Privilege::ManageLicenses).map(drop)).await?;
             Ok((caller, self.subject(&account, &user).await?))
         };
         self.mutate(
@@ -313,8 +310,7 @@ impl pb::license_service_server::LicenseService for Api {
         let from = convert::id("from_user_id", &req.from_user_id)?;
         let to = convert::id("to_user_id", &req.to_user_id)?;
         let prepare = async {
-            let caller = self.caller(&who, &account, Freshness::Fresh).await?;
-            caller.identity().map_err(|e| super::error::domain_status(&e))?;
+            let caller = self.allowed_caller(&who, &account, Caller::identity).await?;
             Ok((caller, self.subject(&account, &to).await?))
         };
         self.mutate(

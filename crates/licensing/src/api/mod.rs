@@ -28,6 +28,7 @@ use tonic::{Response, Status};
 
 use crate::app::{self, Ctx};
 use crate::directory::{Directory, Freshness};
+use crate::domain::DomainError;
 use crate::domain::access::{Caller, Member};
 use crate::domain::model::Id;
 
@@ -51,6 +52,20 @@ impl Api {
     /// The caller in `account`, from identity (see [`app::resolve_caller`]).
     async fn caller(&self, principal: &Principal, account: &Id, freshness: Freshness) -> Result<Caller, Status> {
         app::resolve_caller(&self.directory, principal, account, freshness).await.map_err(error::to_status)
+    }
+
+    /// The caller, asked afresh and refused unless `allowed` passes. Handlers that must also ask
+    /// identity about a second user check the caller first, so a stranger learns nothing
+    /// about that user and costs no second lookup.
+    async fn allowed_caller(
+        &self,
+        principal: &Principal,
+        account: &Id,
+        allowed: impl FnOnce(&Caller) -> Result<(), DomainError>,
+    ) -> Result<Caller, Status> {
+        let caller = self.caller(principal, account, Freshness::Fresh).await?;
+        allowed(&caller).map_err(|e| error::domain_status(&e))?;
+        Ok(caller)
     }
 
     /// A user of `account` as identity knows them now.
