@@ -18,6 +18,8 @@ on_both_backends!(
     r22_delete_removes_what_remains,
     r5_billing_is_the_current_owners_alone,
     r28_refund_the_unused_remainder_once,
+    r33_changes_and_refusals_are_audited,
+    r34_objects_of_another_account_do_not_exist_here,
 );
 
 fn seats(account: &str, license_type: L, capacity: u32) -> pb::SetSeatsRequest {
@@ -525,4 +527,131 @@ async fn r28_refund_the_unused_remainder_once(app: &TestApp) {
         .into_inner();
     let ended = overview.subscriptions.iter().find(|s| s.id == sub.id).expect("subscription");
     assert_eq!(ended.status(), pb::SubscriptionStatus::Ended);
+}
+
+async fn r33_changes_and_refusals_are_audited(app: &TestApp) {
+    let w = app.seed_world().await;
+    let admin = app.user_token(&w.admin);
+    let request = assign(&w.account, &w.member, L::Phone);
+    let request_id = request.request_id.clone();
+    app.licenses().assign_license(authed(request, &admin)).await.expect("assign");
+    // The demo's owner holds the other of the two phone seats.
+    app.licenses().assign_license(authed(assign(&w.account, &w.admin, L::Phone), &admin)).await.expect_err("full");
+    let trail: Vec<(String, String, String, String, String)> = sqlx::query_as(
+        "SELECT principal, action, target, outcome, request_id FROM audit_events WHERE account_id = $1 ORDER BY id",
+    )
+    .bind(&w.account)
+    .fetch_all(app.db.pool())
+    .await
+    .expect("audit");
+    let principal = format!("user:{}", w.admin);
+    assert!(
+        trail.iter().any(|(who, action, target, outcome, id)| who == &principal
+            && action == "AssignLicense"
+            && target == &format!("user:{}", w.member)
+            && outcome == "ok"
+            && id == &request_id),
+        "the assignment is audited with who, what, outcome and request id: {trail:?}"
+    );
+    assert!(
+        trail.iter().any(|(who, action, _, outcome, _)| who == &principal
+            && action.ends_with("/AssignLicense")
+            && outcome == "refused:SEATS_EXHAUSTED"),
+        "the refusal is audited too: {trail:?}"
+    );
+}
+
+/// The caller owns their own account but names objects of another account: each reads as
+/// missing, and nothing changes there.
+async fn r34_objects_of_another_account_do_not_exist_here(app: &TestApp) {
+    let mine = app.seed_world().await;
+    let theirs = app.seed_world().await;
+    let owner = app.user_token(&mine.owner);
+    let service = app.identity_token();
+    let their_lines = || async {
+        sqlx::query_as::<_, (String, Option<String>)>(
+            "SELECT number, user_id FROM phone_numbers WHERE account_id = $1 ORDER BY number",
+        )
+        .bind(&theirs.account)
+        .fetch_all(app.db.pool())
+        .await
+        .expect("their numbers")
+    };
+    let before = their_lines().await;
+
+    let detach = app
+        .licenses()
+        .detach_phone_number(authed(
+            pb::DetachPhoneNumberRequest {
+                request_id: rid(),
+                account_id: mine.account.clone(),
+                number: theirs.phone.clone(),
+            },
+            &owner,
+        ))
+        .await
+        .expect_err("their number");
+    assert_eq!((detach.code(), reason(&detach)), (Code::NotFound, "PHONE_NUMBER_NOT_FOUND".into()));
+    let quote = app
+        .billing()
+        .quote_refund(authed(
+            pb::QuoteRefundRequest { account_id: mine.account.clone(), subscription_id: theirs.subscription.clone() },
+            &owner,
+        ))
+        .await
+        .expect_err("their subscription");
+    assert_eq!((quote.code(), reason(&quote)), (Code::NotFound, "SUBSCRIPTION_NOT_FOUND".into()));
+    let refund = app
+        .billing()
+        .refund_subscription(authed(
+            pb::RefundSubscriptionRequest {
+                request_id: rid(),
+                account_id: theirs.account.clone(),
+                subscription_id: theirs.subscription.clone(),
+            },
+            &service,
+        ))
+        .await
+        .expect_err("the solo subscription lives in the solo account, not in Acme");
+    assert_eq!(reason(&refund), "SUBSCRIPTION_NOT_FOUND");
+    let done = app
+        .content()
+        .transfer_content(authed(transfer(&theirs, &theirs.member, &theirs.admin, &[pb::ContentKind::Event]), &service))
+        .await
+        .expect("their transfer")
+        .into_inner();
+    let undo = app
+        .content()
+        .undo_content_transfer(authed(
+            pb::UndoContentTransferRequest {
+                request_id: rid(),
+                account_id: mine.account.clone(),
+                transfer_id: done.transfer_id,
+            },
+            &service,
+        ))
+        .await
+        .expect_err("their transfer, named under my account");
+    assert_eq!(reason(&undo), "TRANSFER_NOT_FOUND");
+    // Reclaiming "their" member under my account finds nothing of theirs to take.
+    let reclaimed = app
+        .licenses()
+        .reclaim_licenses(authed(
+            pb::ReclaimLicensesRequest {
+                request_id: rid(),
+                account_id: mine.account.clone(),
+                user_id: theirs.owner.clone(),
+            },
+            &service,
+        ))
+        .await
+        .expect("nothing to reclaim here")
+        .into_inner()
+        .reclaimed
+        .expect("set");
+    assert!(reclaimed.license_types.is_empty() && reclaimed.phone_numbers.is_empty());
+
+    assert_eq!(their_lines().await, before, "nothing changed in the other account");
+    assert_eq!(licenses_of(app, &theirs, &theirs.owner).await, vec![L::Licensed, L::Phone]);
+    assert_eq!(content_of(app, &theirs, &theirs.admin).await.len(), 2, "their webinar and the moved event");
 }
