@@ -428,5 +428,27 @@ async fn every_other_rpc_names_its_malformed_field(app: &TestApp) {
         "DeleteRole",
     );
 
+    let service = app.service_token();
+    let mut directory = app.directory();
+    expect_field(
+        directory
+            .get_member(authed(pb::GetMemberRequest { account_id: account(), user_id: bad.clone() }, &service))
+            .await,
+        "user_id",
+        "GetMember",
+    );
+    expect_field(
+        directory
+            .get_member(authed(pb::GetMemberRequest { account_id: bad.clone(), user_id: w.member.clone() }, &service))
+            .await,
+        "account_id",
+        "GetMember",
+    );
+    expect_field(
+        directory.lookup_account(authed(pb::LookupAccountRequest { account_id: String::new() }, &service)).await,
+        "account_id",
+        "LookupAccount",
+    );
+
     assert_eq!(snapshot(app).await, before, "refused requests changed nothing");
 }
