@@ -64,7 +64,12 @@ async fn r30_r31_seats_bound_assignments_to_active_members(app: &TestApp) {
     let (owner, admin) = (app.user_token(&w.owner), app.user_token(&w.admin));
     let extra = app.add_members(&w, 1).await.remove(0);
     app.licenses().set_seats(authed(seats(&w.account, L::LargeMeeting, 2), &owner)).await.expect("buy two");
-    app.licenses().assign_license(authed(assign(&w.account, &w.member, L::LargeMeeting), &admin)).await.expect("one");
+    let first = assign(&w.account, &w.member, L::LargeMeeting);
+    let granted = app.licenses().assign_license(authed(first.clone(), &admin)).await.expect("one").into_inner();
+    // R32: a retried assignment returns the first answer and takes no second seat.
+    let retried = app.licenses().assign_license(authed(first, &admin)).await.expect("replay").into_inner();
+    assert_eq!(retried, granted);
+    assert_eq!(pool(app, &w, L::LargeMeeting).await.assigned, 1);
     app.licenses().assign_license(authed(assign(&w.account, &extra, L::LargeMeeting), &admin)).await.expect("two");
     let full = app
         .licenses()
