@@ -48,6 +48,7 @@ pub struct MigrationSql {
 #[derive(Debug, Clone)]
 pub struct Database {
     pool: AnyPool,
+    backend: Backend,
 }
 
 impl Database {
@@ -81,7 +82,12 @@ impl Database {
                     .await?
             }
         };
-        Ok(Self { pool })
+        Ok(Self { pool, backend })
+    }
+
+    /// Which backend this is, for the few statements that must differ (row-lock hints).
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     pub fn pool(&self) -> &AnyPool {

@@ -1,0 +1,592 @@
+//! The engine: starting workflows inside a caller's transaction, the worker loop that claims
+//! and drives them, and waiting for an instance to change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use roster_platform::clock::SharedClock;
+use roster_platform::db::{Backend, Database, Tx, is_unique_violation};
+use serde_json::Value;
+use tokio::sync::{Notify, Semaphore, broadcast, watch};
+use tracing::{debug, info, warn};
+
+use crate::backoff::Backoff;
+use crate::metrics::{Event, Metrics, MetricsSnapshot};
+use crate::model::{Direction, Failure, Instance, ListFilter, NewWorkflow, State};
+use crate::step::{Outcome, StepCtx, StepError, Workflow};
+use crate::store::{self, Advance, Start};
+
+/// Test hooks for injecting failures at a step. Production passes none.
+pub trait Faults: Send + Sync {
+    /// An error returned in place of the step's own answer, without running it.
+    fn before_step(&self, kind: &str, step: usize, direction: Direction) -> Option<StepError>;
+    /// True to simulate the worker dying after the step took effect but before its result was
+    /// recorded: the step's transaction is rolled back and the lease is left to expire.
+    fn crash_after_step(&self, kind: &str, step: usize, direction: Direction) -> bool;
+}
+
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// Names this worker in leases; unique per process.
+    pub worker_id: String,
+    /// How long a claim lasts without progress. Every recorded step renews it, so it only
+    /// needs to outlast one step (remote calls time out well within it).
+    pub lease: Duration,
+    /// The fallback wake-up when no notification arrives.
+    pub poll_interval: Duration,
+    /// Workflows driven at once by this worker.
+    pub concurrency: usize,
+    pub backoff: Backoff,
+    /// A PostgreSQL URL to `LISTEN` on, so a workflow started on another replica is picked
+    /// up at once rather than at the next poll.
+    pub listen_url: Option<String>,
+    pub faults: Option<Arc<dyn Faults>>,
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("worker_id", &self.worker_id)
+            .field("lease", &self.lease)
+            .field("poll_interval", &self.poll_interval)
+            .field("concurrency", &self.concurrency)
+            .field("listen", &self.listen_url.is_some())
+            .field("faults", &self.faults.is_some())
+            .finish()
+    }
+}
+
+impl EngineConfig {
+    pub fn new(worker_id: impl Into<String>) -> Self {
+        Self {
+            worker_id: worker_id.into(),
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            concurrency: 8,
+            backoff: Backoff::default(),
+            listen_url: None,
+            faults: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("operation {operation_id} is still working on {subject}")]
+    Busy { subject: String, operation_id: String },
+    #[error("no workflow of kind {0} is registered")]
+    UnknownKind(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// What the driver does after one step.
+enum Next {
+    Continue,
+    Stop,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("config", &self.inner.config).finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    db: Database,
+    clock: SharedClock,
+    config: EngineConfig,
+    workflows: HashMap<&'static str, Arc<dyn Workflow>>,
+    wake: Notify,
+    changes: broadcast::Sender<String>,
+    metrics: Metrics,
+    stopping: AtomicBool,
+}
+
+impl Engine {
+    pub fn new(db: Database, clock: SharedClock, config: EngineConfig, workflows: Vec<Arc<dyn Workflow>>) -> Self {
+        let workflows = workflows.into_iter().map(|w| (w.kind(), w)).collect();
+        let (changes, _) = broadcast::channel(1024);
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                clock,
+                config,
+                workflows,
+                wake: Notify::new(),
+                changes,
+                metrics: Metrics::default(),
+                stopping: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    fn lease_until(&self) -> i64 {
+        self.now() + i64::try_from(self.inner.config.lease.as_millis()).unwrap_or(i64::MAX / 2)
+    }
+
+    fn pool(&self) -> &sqlx::AnyPool {
+        self.inner.db.pool()
+    }
+
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.metrics.snapshot()
+    }
+
+    /// Inserts a workflow in the caller's transaction; it runs once that commits. Call
+    /// [`Engine::wake`] after the commit for it to start at once on this replica.
+    pub async fn start(&self, tx: &mut Tx, new: NewWorkflow) -> Result<Instance, StartError> {
+        let workflow = self.inner.workflows.get(new.kind).ok_or_else(|| StartError::UnknownKind(new.kind.into()))?;
+        // Checked first so the usual refusal leaves the caller's transaction usable; the
+        // unique index settles a race between two starts.
+        let busy: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM workflows WHERE subject = $1 AND state IN ('running', 'compensating') LIMIT 1",
+        )
+        .bind(&new.subject)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(operation_id) = busy {
+            return Err(StartError::Busy { subject: new.subject, operation_id });
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = self.now();
+        let steps = workflow.steps();
+        let first_step = steps.first().copied().unwrap_or("done");
+        let start = Start { id: &id, new: &new, steps_total: steps.len() as i64, first_step, now_ms: now };
+        store::insert(tx, self.inner.db.backend(), start).await.map_err(|error| {
+            if is_unique_violation(&error) {
+                StartError::Busy { subject: new.subject.clone(), operation_id: String::new() }
+            } else {
+                StartError::Db(error)
+            }
+        })?;
+        self.inner.metrics.record(Event::Started);
+        Ok(Instance {
+            id,
+            kind: new.kind.to_owned(),
+            account_id: new.account_id,
+            subject: new.subject,
+            started_by: new.started_by,
+            state: State::Running,
+            input: new.input,
+            cursor: 0,
+            steps_total: steps.len() as i64,
+            current_step: first_step.to_owned(),
+            attempt: 0,
+            last_error: None,
+            due_at_ms: now,
+            lease_token: 0,
+            result: None,
+            failure: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+            finished_at_ms: None,
+        })
+    }
+
+    /// Wakes this replica's worker: something became due.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<Instance>, sqlx::Error> {
+        store::get(self.pool(), id).await
+    }
+
+    pub async fn list(
+        &self,
+        filter: &ListFilter,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Instance>, sqlx::Error> {
+        store::list(self.pool(), filter, before, limit).await
+    }
+
+    /// Ids of instances as they change on this replica. Changes made by other replicas are
+    /// not announced here; watchers poll as well.
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.inner.changes.subscribe()
+    }
+
+    /// The instance once it is final, or as it stands when `within` runs out.
+    pub async fn wait_final(&self, id: &str, within: Duration) -> Result<Option<Instance>, sqlx::Error> {
+        let mut changes = self.subscribe();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let current = self.get(id).await?;
+            if current.as_ref().is_none_or(|i| i.state.is_final()) || tokio::time::Instant::now() >= deadline {
+                return Ok(current);
+            }
+            let poll = deadline.min(tokio::time::Instant::now() + Duration::from_millis(200));
+            let _ = tokio::time::timeout_at(poll, changes.recv()).await;
+        }
+    }
+
+    /// Claims and drives due workflows on the calling task until none is due. Returns the
+    /// number of claims. For tests and one-shot tools; servers use [`Engine::run`].
+    pub async fn drain(&self) -> Result<usize, sqlx::Error> {
+        let mut claims = 0;
+        while let Some(instance) = self.claim().await? {
+            claims += 1;
+            self.drive(instance).await;
+        }
+        Ok(claims)
+    }
+
+    /// The worker loop, until `shutdown` turns true. Then it lets running steps finish (up to
+    /// the lease), hands its leases back and returns.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let listener = self.inner.config.listen_url.clone().map(|url| tokio::spawn(self.clone().listen(url)));
+        let concurrency = self.inner.config.concurrency.max(1);
+        let permits = Arc::new(Semaphore::new(concurrency));
+        info!(worker = %self.inner.config.worker_id, concurrency, "workflow worker started");
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                _ = shutdown.changed() => break,
+            };
+            match self.claim().await {
+                Ok(Some(instance)) => {
+                    let engine = self.clone();
+                    tokio::spawn(async move {
+                        engine.drive(instance).await;
+                        drop(permit);
+                    });
+                }
+                Ok(None) => {
+                    drop(permit);
+                    self.idle(&mut shutdown).await;
+                }
+                Err(error) => {
+                    drop(permit);
+                    warn!(%error, "claiming workflows failed; retrying after the poll interval");
+                    tokio::select! {
+                        () = tokio::time::sleep(self.inner.config.poll_interval) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+        }
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(self.inner.config.lease, permits.acquire_many(all)).await;
+        match store::release_leases(self.pool(), &self.inner.config.worker_id).await {
+            Ok(released) => info!(released, "workflow worker stopped"),
+            Err(error) => warn!(%error, "workflow worker stopped without releasing its leases; they will expire"),
+        }
+        if let Some(listener) = listener {
+            listener.abort();
+        }
+    }
+
+    /// Sleeps until a wake-up, the next due instant, the poll interval, or shutdown.
+    async fn idle(&self, shutdown: &mut watch::Receiver<bool>) {
+        let poll = self.inner.config.poll_interval;
+        let until_due = match store::next_due(self.pool()).await {
+            Ok(Some(due)) => Duration::from_millis(u64::try_from(due - self.now()).unwrap_or(0).max(5)),
+            _ => poll,
+        };
+        tokio::select! {
+            () = self.inner.wake.notified() => {}
+            () = tokio::time::sleep(until_due.min(poll)) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+
+    async fn listen(self, url: String) {
+        loop {
+            match sqlx::postgres::PgListener::connect(&url).await {
+                Ok(mut listener) => match listener.listen(store::CHANNEL).await {
+                    Ok(()) => loop {
+                        match listener.recv().await {
+                            Ok(_) => self.inner.wake.notify_one(),
+                            Err(error) => {
+                                warn!(%error, "workflow notifications lost; polling until reconnected");
+                                break;
+                            }
+                        }
+                    },
+                    Err(error) => warn!(%error, "could not LISTEN for workflow notifications"),
+                },
+                Err(error) => warn!(%error, "could not connect to LISTEN for workflow notifications"),
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
+
+    async fn claim(&self) -> Result<Option<Instance>, sqlx::Error> {
+        let backend: Backend = self.inner.db.backend();
+        let claimed =
+            store::claim(self.pool(), backend, &self.inner.config.worker_id, self.now(), self.lease_until()).await?;
+        if claimed.is_some() {
+            self.inner.metrics.record(Event::Claimed);
+        }
+        Ok(claimed)
+    }
+
+    /// Runs one claimed instance step by step until it is final, parked, or fenced out.
+    async fn drive(&self, mut instance: Instance) {
+        let Some(workflow) = self.inner.workflows.get(instance.kind.as_str()).cloned() else {
+            // A newer replica started a kind this one does not know: leave it to them.
+            warn!(id = %instance.id, kind = %instance.kind, "unknown workflow kind; released for another worker");
+            let retry_at = self.now() + 60_000;
+            let _ = store::park(
+                self.pool(),
+                &instance.id,
+                instance.lease_token,
+                retry_at,
+                instance.attempt,
+                None,
+                self.now(),
+            )
+            .await;
+            return;
+        };
+        loop {
+            if self.inner.stopping.load(Ordering::SeqCst) && !instance.state.is_final() {
+                let _ = store::park(
+                    self.pool(),
+                    &instance.id,
+                    instance.lease_token,
+                    self.now(),
+                    instance.attempt,
+                    instance.last_error.as_deref(),
+                    self.now(),
+                )
+                .await;
+                return;
+            }
+            match self.step(workflow.as_ref(), &mut instance).await {
+                Ok(Next::Continue) => {}
+                Ok(Next::Stop) => break,
+                Err(error) => {
+                    warn!(id = %instance.id, %error, "workflow bookkeeping failed; the lease will expire and it resumes");
+                    break;
+                }
+            }
+        }
+        let _ = self.inner.changes.send(instance.id.clone());
+    }
+
+    async fn context(&self, instance: &Instance, step: usize, direction: Direction) -> Result<StepCtx, sqlx::Error> {
+        let total = usize::try_from(instance.steps_total).unwrap_or(0);
+        Ok(StepCtx {
+            workflow_id: instance.id.clone(),
+            account_id: instance.account_id.clone(),
+            now_ms: self.now(),
+            step,
+            direction,
+            input: instance.input.clone(),
+            outputs: store::outputs(self.pool(), &instance.id, total).await?,
+            db: self.inner.db.clone(),
+            tx: std::sync::Mutex::new(None),
+        })
+    }
+
+    async fn answer(
+        &self,
+        workflow: &dyn Workflow,
+        ctx: &mut StepCtx,
+        step: usize,
+        direction: Direction,
+    ) -> Result<Outcome, StepError> {
+        if let Some(injected) =
+            self.inner.config.faults.as_ref().and_then(|f| f.before_step(workflow.kind(), step, direction))
+        {
+            return Err(injected);
+        }
+        match direction {
+            Direction::Forward => workflow.run(step, ctx).await,
+            Direction::Compensate => workflow.compensate(step, ctx).await,
+        }
+    }
+
+    fn crashes_after(&self, workflow: &dyn Workflow, step: usize, direction: Direction) -> bool {
+        self.inner.config.faults.as_ref().is_some_and(|f| f.crash_after_step(workflow.kind(), step, direction))
+    }
+
+    async fn step(&self, workflow: &dyn Workflow, instance: &mut Instance) -> Result<Next, sqlx::Error> {
+        let steps = workflow.steps();
+        let cursor = usize::try_from(instance.cursor).unwrap_or(0);
+        let (step, direction) = match instance.state {
+            State::Completed | State::Compensated | State::Failed => return Ok(Next::Stop),
+            State::Running if cursor >= steps.len() => {
+                let ctx = self.context(instance, cursor, Direction::Forward).await?;
+                let result = workflow.result(&ctx);
+                return self.finish(instance, State::Completed, Some(result), None).await;
+            }
+            State::Compensating if cursor == 0 => {
+                let failure = instance.failure.clone();
+                return self.finish(instance, State::Compensated, None, failure).await;
+            }
+            State::Running => (cursor, Direction::Forward),
+            State::Compensating => (cursor - 1, Direction::Compensate),
+        };
+        let mut ctx = self.context(instance, step, direction).await?;
+        let answer = self.answer(workflow, &mut ctx, step, direction).await;
+        debug!(id = %instance.id, step = steps[step], direction = direction.as_str(), ?answer, "step answered");
+        match answer {
+            Ok(Outcome::Done(output)) => {
+                if self.crashes_after(workflow, step, direction) {
+                    return Ok(Next::Stop);
+                }
+                let (next_state, next_cursor, next_name) = match direction {
+                    Direction::Forward => (State::Running, step + 1, steps.get(step + 1).copied().unwrap_or("done")),
+                    Direction::Compensate => {
+                        (State::Compensating, step, steps.get(step.wrapping_sub(1)).copied().unwrap_or("compensated"))
+                    }
+                };
+                let mut tx = match ctx.take_tx() {
+                    Some(tx) => tx,
+                    None => self.inner.db.begin().await?,
+                };
+                let advanced = store::advance(
+                    &mut tx,
+                    Advance {
+                        id: &instance.id,
+                        token: instance.lease_token,
+                        step: step as i64,
+                        direction,
+                        name: steps[step],
+                        output: &output,
+                        next_state,
+                        next_cursor: next_cursor as i64,
+                        next_step_name: next_name,
+                        now_ms: self.now(),
+                        lease_until_ms: self.lease_until(),
+                    },
+                )
+                .await?;
+                if !advanced {
+                    tx.rollback().await?;
+                    return Ok(self.fenced(instance));
+                }
+                tx.commit().await?;
+                self.inner.metrics.record(Event::StepCompleted);
+                instance.state = next_state;
+                instance.cursor = next_cursor as i64;
+                instance.current_step = next_name.to_owned();
+                instance.attempt = 0;
+                instance.last_error = None;
+                let _ = self.inner.changes.send(instance.id.clone());
+                Ok(Next::Continue)
+            }
+            Ok(Outcome::WaitUntil(at)) => {
+                drop(ctx);
+                let parked =
+                    store::park(self.pool(), &instance.id, instance.lease_token, at, 0, None, self.now()).await?;
+                Ok(if parked { Next::Stop } else { self.fenced(instance) })
+            }
+            Err(StepError::Transient(message)) => {
+                drop(ctx);
+                let attempt = instance.attempt + 1;
+                let delay = self
+                    .inner
+                    .config
+                    .backoff
+                    .delay(u32::try_from(attempt - 1).unwrap_or(u32::MAX), &mut rand::thread_rng());
+                let due = self.now() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+                let parked = store::park(
+                    self.pool(),
+                    &instance.id,
+                    instance.lease_token,
+                    due,
+                    attempt,
+                    Some(&message),
+                    self.now(),
+                )
+                .await?;
+                if !parked {
+                    return Ok(self.fenced(instance));
+                }
+                self.inner.metrics.record(Event::StepRetried);
+                debug!(id = %instance.id, step = steps[step], attempt, ?delay, %message, "step will be retried");
+                Ok(Next::Stop)
+            }
+            Err(StepError::Refused(failure)) => {
+                drop(ctx);
+                match direction {
+                    Direction::Forward if step < workflow.pivot() => {
+                        let turned = store::begin_compensation(
+                            self.pool(),
+                            &instance.id,
+                            instance.lease_token,
+                            &failure,
+                            self.now(),
+                        )
+                        .await?;
+                        if !turned {
+                            return Ok(self.fenced(instance));
+                        }
+                        self.inner.metrics.record(Event::Compensation);
+                        instance.state = State::Compensating;
+                        instance.failure = Some(failure);
+                        Ok(Next::Continue)
+                    }
+                    Direction::Forward => self.finish(instance, State::Failed, None, Some(failure)).await,
+                    Direction::Compensate => {
+                        let failure = Failure {
+                            message: format!("undoing step {} was refused: {}", steps[step], failure.message),
+                            ..failure
+                        };
+                        self.finish(instance, State::Failed, None, Some(failure)).await
+                    }
+                }
+            }
+        }
+    }
+
+    async fn finish(
+        &self,
+        instance: &mut Instance,
+        state: State,
+        result: Option<Value>,
+        failure: Option<Failure>,
+    ) -> Result<Next, sqlx::Error> {
+        let now = self.now();
+        let done = store::finish(
+            self.pool(),
+            &instance.id,
+            instance.lease_token,
+            state,
+            result.as_ref(),
+            failure.as_ref(),
+            now,
+        )
+        .await?;
+        if !done {
+            return Ok(self.fenced(instance));
+        }
+        self.inner.metrics.record(match state {
+            State::Completed => Event::Completed,
+            State::Compensated => Event::Compensated,
+            _ => Event::Failed,
+        });
+        info!(id = %instance.id, kind = %instance.kind, state = state.as_str(), "workflow finished");
+        instance.state = state;
+        instance.result = result;
+        instance.failure = failure;
+        instance.finished_at_ms = Some(now);
+        Ok(Next::Stop)
+    }
+
+    fn fenced(&self, instance: &Instance) -> Next {
+        self.inner.metrics.record(Event::Fenced);
+        warn!(id = %instance.id, token = instance.lease_token, "lease was taken over by another worker; write refused");
+        Next::Stop
+    }
+}

@@ -1,0 +1,86 @@
+//! What a workflow instance is, as stored and as the Operations API shows it.
+
+use roster_platform::text_enum;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+text_enum!(
+    /// Where an instance is in its life. The last three are final.
+    State {
+        Running => "running",
+        Compensating => "compensating",
+        Completed => "completed",
+        Compensated => "compensated",
+        Failed => "failed",
+    }
+);
+
+impl State {
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Compensated | Self::Failed)
+    }
+}
+
+text_enum!(
+    /// Whether a recorded step result came from doing the step or undoing it.
+    Direction { Forward => "forward", Compensate => "compensate" }
+);
+
+/// Why a workflow did not complete: a stable reason, the product's numeric code where it has
+/// one, and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub message: String,
+}
+
+/// What [`crate::Engine::start`] inserts.
+#[derive(Debug, Clone)]
+pub struct NewWorkflow {
+    pub kind: &'static str,
+    /// The account the workflow acts in; operations are listed and authorised by it.
+    pub account_id: String,
+    /// The object it changes (a user, an account). At most one unfinished workflow per
+    /// subject, so two sagas never work on one user at once.
+    pub subject: String,
+    /// The principal that asked, for audit and for letting them read the operation.
+    pub started_by: String,
+    pub input: Value,
+}
+
+/// One workflow instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub id: String,
+    pub kind: String,
+    pub account_id: String,
+    pub subject: String,
+    pub started_by: String,
+    pub state: State,
+    pub input: Value,
+    /// Running: the next step to do. Compensating: steps below this are still to be undone.
+    pub cursor: i64,
+    pub steps_total: i64,
+    /// The step in progress (or the last one, once final), by name.
+    pub current_step: String,
+    /// Transient failures of the current step so far.
+    pub attempt: i64,
+    pub last_error: Option<String>,
+    pub due_at_ms: i64,
+    pub lease_token: i64,
+    pub result: Option<Value>,
+    pub failure: Option<Failure>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+}
+
+/// Filters for listing; `None` means any.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub account_id: Option<String>,
+    pub kind: Option<String>,
+    pub state: Option<State>,
+}

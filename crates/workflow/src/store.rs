@@ -1,0 +1,350 @@
+//! Workflow persistence. Every write after the claim is fenced: it names the lease token it
+//! claimed with and matches no row once another worker has claimed the instance since.
+//!
+//! On PostgreSQL the fenced `UPDATE` takes the row lock first, so a competing claim either
+//! committed before it (the token moved: no row matches) or waits for it (and then sees a
+//! renewed lease: nothing to claim). SQLite's single writer gives the same order.
+
+use roster_platform::db::{Backend, MigrationSql, Tx};
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::model::{Direction, Failure, Instance, ListFilter, NewWorkflow, State};
+
+/// The engine's tables, applied by the service that embeds the engine.
+pub const MIGRATION: MigrationSql = MigrationSql {
+    version: 100,
+    description: "workflows",
+    sql: r"
+CREATE TABLE workflows (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    started_by TEXT NOT NULL,
+    state TEXT NOT NULL,
+    input TEXT NOT NULL,
+    step_cursor BIGINT NOT NULL,
+    steps_total BIGINT NOT NULL,
+    current_step TEXT NOT NULL,
+    attempt BIGINT NOT NULL,
+    last_error TEXT,
+    due_at_ms BIGINT NOT NULL,
+    lease_owner TEXT,
+    lease_until_ms BIGINT,
+    lease_token BIGINT NOT NULL,
+    result TEXT,
+    failure TEXT,
+    created_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL,
+    finished_at_ms BIGINT
+);
+CREATE INDEX workflows_due ON workflows (due_at_ms) WHERE state IN ('running', 'compensating');
+CREATE INDEX workflows_by_account ON workflows (account_id, id);
+CREATE UNIQUE INDEX workflows_one_unfinished_per_subject ON workflows (subject)
+    WHERE state IN ('running', 'compensating');
+
+CREATE TABLE workflow_steps (
+    workflow_id TEXT NOT NULL,
+    step BIGINT NOT NULL,
+    direction TEXT NOT NULL,
+    name TEXT NOT NULL,
+    output TEXT NOT NULL,
+    recorded_at_ms BIGINT NOT NULL,
+    lease_token BIGINT NOT NULL,
+    PRIMARY KEY (workflow_id, step, direction)
+);
+",
+};
+
+/// The PostgreSQL channel that wakes other replicas' workers.
+pub(crate) const CHANNEL: &str = "roster_workflows";
+
+const COLUMNS: &str = "id, kind, account_id, subject, started_by, state, input, step_cursor, steps_total, current_step, \
+    attempt, last_error, due_at_ms, lease_token, result, failure, created_at_ms, updated_at_ms, finished_at_ms";
+
+const RUNNABLE: &str = "state IN ('running', 'compensating') AND due_at_ms <= $3 \
+    AND (lease_until_ms IS NULL OR lease_until_ms <= $3)";
+
+pub(crate) struct Start<'a> {
+    pub id: &'a str,
+    pub new: &'a NewWorkflow,
+    pub steps_total: i64,
+    pub first_step: &'a str,
+    pub now_ms: i64,
+}
+
+pub(crate) async fn insert(tx: &mut Tx, backend: Backend, start: Start<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO workflows (id, kind, account_id, subject, started_by, state, input, step_cursor, steps_total, \
+         current_step, attempt, due_at_ms, lease_token, created_at_ms, updated_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, 'running', $6, 0, $7, $8, 0, $9, 0, $9, $9)",
+    )
+    .bind(start.id)
+    .bind(start.new.kind)
+    .bind(&start.new.account_id)
+    .bind(&start.new.subject)
+    .bind(&start.new.started_by)
+    .bind(start.new.input.to_string())
+    .bind(start.steps_total)
+    .bind(start.first_step)
+    .bind(start.now_ms)
+    .execute(&mut **tx)
+    .await?;
+    if backend == Backend::Postgres {
+        // Delivered at commit, so other replicas never wake for a rolled-back start.
+        sqlx::query(&format!("NOTIFY {CHANNEL}")).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Claims one runnable instance: due, unfinished, and not leased (or its lease expired).
+pub(crate) async fn claim(
+    pool: &sqlx::AnyPool,
+    backend: Backend,
+    worker: &str,
+    now_ms: i64,
+    lease_until_ms: i64,
+) -> Result<Option<Instance>, sqlx::Error> {
+    let skip_locked = match backend {
+        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE workflows SET lease_owner = $1, lease_until_ms = $2, lease_token = lease_token + 1, \
+         updated_at_ms = $3 \
+         WHERE id = (SELECT id FROM workflows WHERE {RUNNABLE} ORDER BY due_at_ms, id LIMIT 1 {skip_locked}) \
+         AND {RUNNABLE} RETURNING {COLUMNS}"
+    );
+    let row = sqlx::query(&sql).bind(worker).bind(lease_until_ms).bind(now_ms).fetch_optional(pool).await?;
+    row.map(|row| instance(&row)).transpose()
+}
+
+/// The earliest instant something becomes runnable, for the worker's sleep.
+pub(crate) async fn next_due(pool: &sqlx::AnyPool) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT MIN(CASE WHEN lease_until_ms IS NULL OR lease_until_ms < due_at_ms THEN due_at_ms \
+         ELSE lease_until_ms END) FROM workflows WHERE state IN ('running', 'compensating')",
+    )
+    .fetch_one(pool)
+    .await
+}
+
+pub(crate) async fn get(pool: &sqlx::AnyPool, id: &str) -> Result<Option<Instance>, sqlx::Error> {
+    let row =
+        sqlx::query(&format!("SELECT {COLUMNS} FROM workflows WHERE id = $1")).bind(id).fetch_optional(pool).await?;
+    row.map(|row| instance(&row)).transpose()
+}
+
+/// Newest first; `before` is the last id of the previous page.
+pub(crate) async fn list(
+    pool: &sqlx::AnyPool,
+    filter: &ListFilter,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Instance>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM workflows WHERE ($1 = '' OR account_id = $1) AND ($2 = '' OR kind = $2) \
+         AND ($3 = '' OR state = $3) AND ($4 = '' OR id < $4) ORDER BY id DESC LIMIT $5"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(filter.account_id.clone().unwrap_or_default())
+        .bind(filter.kind.clone().unwrap_or_default())
+        .bind(filter.state.map(State::as_str).unwrap_or_default())
+        .bind(before.unwrap_or_default())
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(instance).collect()
+}
+
+/// Forward outputs by step number (compensation outputs are kept but not read back).
+pub(crate) async fn outputs(pool: &sqlx::AnyPool, id: &str, steps: usize) -> Result<Vec<Option<Value>>, sqlx::Error> {
+    let rows = sqlx::query("SELECT step, output FROM workflow_steps WHERE workflow_id = $1 AND direction = 'forward'")
+        .bind(id)
+        .fetch_all(pool)
+        .await?;
+    let mut outputs = vec![None; steps];
+    for row in rows {
+        let step: i64 = row.try_get("step")?;
+        let text: String = row.try_get("output")?;
+        if let Some(slot) = usize::try_from(step).ok().and_then(|s| outputs.get_mut(s)) {
+            *slot = Some(serde_json::from_str(&text).map_err(|e| corrupt("step output", &e.to_string()))?);
+        }
+    }
+    Ok(outputs)
+}
+
+/// Where the instance goes after a step completes.
+pub(crate) struct Advance<'a> {
+    pub id: &'a str,
+    pub token: i64,
+    pub step: i64,
+    pub direction: Direction,
+    pub name: &'a str,
+    pub output: &'a Value,
+    pub next_state: State,
+    pub next_cursor: i64,
+    pub next_step_name: &'a str,
+    pub now_ms: i64,
+    pub lease_until_ms: i64,
+}
+
+/// Records a completed step and moves the cursor, renewing the lease. False when fenced out.
+pub(crate) async fn advance(tx: &mut Tx, a: Advance<'_>) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE workflows SET state = $1, step_cursor = $2, current_step = $3, attempt = 0, last_error = NULL, \
+         lease_until_ms = $4, updated_at_ms = $5 WHERE id = $6 AND lease_token = $7",
+    )
+    .bind(a.next_state.as_str())
+    .bind(a.next_cursor)
+    .bind(a.next_step_name)
+    .bind(a.lease_until_ms)
+    .bind(a.now_ms)
+    .bind(a.id)
+    .bind(a.token)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if updated != 1 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO workflow_steps (workflow_id, step, direction, name, output, recorded_at_ms, lease_token) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(a.id)
+    .bind(a.step)
+    .bind(a.direction.as_str())
+    .bind(a.name)
+    .bind(a.output.to_string())
+    .bind(a.now_ms)
+    .bind(a.token)
+    .execute(&mut **tx)
+    .await?;
+    Ok(true)
+}
+
+/// Turns to compensation after a refusal. False when fenced out.
+pub(crate) async fn begin_compensation(
+    pool: &sqlx::AnyPool,
+    id: &str,
+    token: i64,
+    failure: &Failure,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE workflows SET state = 'compensating', failure = $1, attempt = 0, last_error = NULL, \
+         updated_at_ms = $2 WHERE id = $3 AND lease_token = $4",
+    )
+    .bind(failure_text(failure))
+    .bind(now_ms)
+    .bind(id)
+    .bind(token)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
+}
+
+/// Gives the lease up until `due_at_ms` (a retry after backoff, or a timer). False when fenced.
+pub(crate) async fn park(
+    pool: &sqlx::AnyPool,
+    id: &str,
+    token: i64,
+    due_at_ms: i64,
+    attempt: i64,
+    last_error: Option<&str>,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE workflows SET due_at_ms = $1, attempt = $2, last_error = $3, lease_owner = NULL, \
+         lease_until_ms = NULL, updated_at_ms = $4 WHERE id = $5 AND lease_token = $6",
+    )
+    .bind(due_at_ms)
+    .bind(attempt)
+    .bind(last_error)
+    .bind(now_ms)
+    .bind(id)
+    .bind(token)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
+}
+
+/// Ends the instance. False when fenced out.
+pub(crate) async fn finish(
+    pool: &sqlx::AnyPool,
+    id: &str,
+    token: i64,
+    state: State,
+    result: Option<&Value>,
+    failure: Option<&Failure>,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE workflows SET state = $1, result = $2, failure = $3, lease_owner = NULL, lease_until_ms = NULL, \
+         last_error = NULL, updated_at_ms = $4, finished_at_ms = $4 WHERE id = $5 AND lease_token = $6",
+    )
+    .bind(state.as_str())
+    .bind(result.map(Value::to_string))
+    .bind(failure.map(failure_text))
+    .bind(now_ms)
+    .bind(id)
+    .bind(token)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
+}
+
+/// Hands back every lease this worker holds (graceful shutdown), so another replica can
+/// continue at once instead of waiting for expiry.
+pub(crate) async fn release_leases(pool: &sqlx::AnyPool, worker: &str) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("UPDATE workflows SET lease_owner = NULL, lease_until_ms = NULL WHERE lease_owner = $1")
+        .bind(worker)
+        .execute(pool)
+        .await?
+        .rows_affected())
+}
+
+fn failure_text(failure: &Failure) -> String {
+    serde_json::to_string(failure).unwrap_or_default()
+}
+
+fn corrupt(what: &str, detail: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("corrupt workflow {what}: {detail}").into())
+}
+
+fn instance(row: &AnyRow) -> Result<Instance, sqlx::Error> {
+    let state: String = row.try_get("state")?;
+    let input: String = row.try_get("input")?;
+    let result: Option<String> = row.try_get("result")?;
+    let failure: Option<String> = row.try_get("failure")?;
+    Ok(Instance {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        account_id: row.try_get("account_id")?,
+        subject: row.try_get("subject")?,
+        started_by: row.try_get("started_by")?,
+        state: State::from_str_opt(&state).ok_or_else(|| corrupt("state", &state))?,
+        input: serde_json::from_str(&input).map_err(|e| corrupt("input", &e.to_string()))?,
+        cursor: row.try_get("step_cursor")?,
+        steps_total: row.try_get("steps_total")?,
+        current_step: row.try_get("current_step")?,
+        attempt: row.try_get("attempt")?,
+        last_error: row.try_get("last_error")?,
+        due_at_ms: row.try_get("due_at_ms")?,
+        lease_token: row.try_get("lease_token")?,
+        result: result.map(|r| serde_json::from_str(&r)).transpose().map_err(|e| corrupt("result", &e.to_string()))?,
+        failure: failure
+            .map(|f| serde_json::from_str(&f))
+            .transpose()
+            .map_err(|e| corrupt("failure", &e.to_string()))?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+        finished_at_ms: row.try_get("finished_at_ms")?,
+    })
+}

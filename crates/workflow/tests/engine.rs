@@ -1,0 +1,499 @@
+//! The engine against real SQLite and PostgreSQL: ordering, persistence, compensation,
+//! retries, timers, crash recovery, fencing and concurrent workers. Effects are counted in
+//! tables, never inferred from logs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use roster_platform::clock::{Clock, ManualClock, SharedClock};
+use roster_platform::db::{Database, MigrationSql};
+use roster_testkit::FreshDatabase;
+use roster_workflow::backoff::Backoff;
+use roster_workflow::{
+    Direction, Engine, EngineConfig, Failure, Faults, Instance, ListFilter, MIGRATION, NewWorkflow, Outcome,
+    StartError, State, StepCtx, StepError, StepFuture, Workflow,
+};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+const EFFECTS: MigrationSql = MigrationSql {
+    version: 1,
+    description: "test effects",
+    sql: "CREATE TABLE remote_effects (request_id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL, label TEXT NOT NULL);
+          CREATE TABLE local_effects (workflow_id TEXT NOT NULL, label TEXT NOT NULL);",
+};
+
+const START_MS: i64 = 1_800_000_000_000;
+const LEASE: Duration = Duration::from_secs(30);
+
+/// reserve (remote, undone by release) -> charge (local, undone by a local refund) ->
+/// ship (the pivot, remote) -> notify (remote). The input can make a step refuse, fail
+/// transiently a number of times, or make `notify` wait for a timer.
+struct Shop {
+    /// When set, `charge` waits here before touching the database (the "paused worker").
+    gate: Option<Arc<Gate>>,
+    outage: Arc<AtomicUsize>,
+}
+
+#[derive(Default)]
+struct Gate {
+    entered: Notify,
+    open: Notify,
+}
+
+impl Shop {
+    fn plain() -> Arc<Self> {
+        Arc::new(Self { gate: None, outage: Arc::new(AtomicUsize::new(0)) })
+    }
+}
+
+async fn remote(ctx: &StepCtx, db: &Database, label: &str) -> Result<Outcome, StepError> {
+    // A remote service with idempotency keys: a replayed request id changes nothing.
+    sqlx::query(
+        "INSERT INTO remote_effects (request_id, workflow_id, label) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(ctx.request_id())
+    .bind(&ctx.workflow_id)
+    .bind(label)
+    .execute(db.pool())
+    .await?;
+    Ok(Outcome::Done(json!({ "label": label, "request_id": ctx.request_id() })))
+}
+
+impl Shop {
+    fn refusal(&self, ctx: &StepCtx, step: usize) -> Result<(), StepError> {
+        let input: Value = ctx.input()?;
+        if input["refuse_at"].as_u64() == Some(step as u64) {
+            return Err(StepError::Refused(Failure {
+                reason: "OUT_OF_STOCK".into(),
+                code: Some("42".into()),
+                message: format!("step {step} refused"),
+            }));
+        }
+        if self.outage.load(Ordering::SeqCst) > 0 {
+            self.outage.fetch_sub(1, Ordering::SeqCst);
+            return Err(StepError::Transient("connection refused".into()));
+        }
+        Ok(())
+    }
+}
+
+impl Workflow for Shop {
+    fn kind(&self) -> &'static str {
+        "test.shop"
+    }
+
+    fn steps(&self) -> &'static [&'static str] {
+        &["reserve", "charge", "ship", "notify"]
+    }
+
+    fn pivot(&self) -> usize {
+        2
+    }
+
+    fn run<'a>(&'a self, step: usize, ctx: &'a mut StepCtx) -> StepFuture<'a> {
+        Box::pin(async move {
+            self.refusal(ctx, step)?;
+            let db = ctx_db(ctx).await?;
+            match step {
+                0 => remote(ctx, &db, "reserve").await,
+                1 => {
+                    if let Some(gate) = &self.gate {
+                        gate.entered.notify_one();
+                        gate.open.notified().await;
+                    }
+                    let id = ctx.workflow_id.clone();
+                    let tx = ctx.tx().await?;
+                    sqlx::query("INSERT INTO local_effects (workflow_id, label) VALUES ($1, 'charge')")
+                        .bind(&id)
+                        .execute(&mut **tx)
+                        .await?;
+                    Ok(Outcome::Done(json!({ "charged": 100 })))
+                }
+                2 => remote(ctx, &db, "ship").await,
+                _ => {
+                    let input: Value = ctx.input()?;
+                    match input["notify_at"].as_i64() {
+                        Some(at) if ctx.now_ms < at => Ok(Outcome::WaitUntil(at)),
+                        _ => remote(ctx, &db, "notify").await,
+                    }
+                }
+            }
+        })
+    }
+
+    fn compensate<'a>(&'a self, step: usize, ctx: &'a mut StepCtx) -> StepFuture<'a> {
+        Box::pin(async move {
+            let db = ctx_db(ctx).await?;
+            match step {
+                0 => remote(ctx, &db, "release").await,
+                _ => {
+                    let charged: Option<Value> = ctx.output(1)?;
+                    assert!(charged.is_some(), "compensation sees the forward output");
+                    let id = ctx.workflow_id.clone();
+                    let tx = ctx.tx().await?;
+                    sqlx::query("INSERT INTO local_effects (workflow_id, label) VALUES ($1, 'refund')")
+                        .bind(&id)
+                        .execute(&mut **tx)
+                        .await?;
+                    Ok(Outcome::Done(json!({})))
+                }
+            }
+        })
+    }
+
+    fn result(&self, ctx: &StepCtx) -> Value {
+        json!({ "shipped": ctx.output::<Value>(2).ok().flatten().is_some() })
+    }
+}
+
+/// The database the test set up, reached through a global so steps can use the pool the
+/// way a remote service would (outside the step's transaction).
+static DB: std::sync::Mutex<Option<Database>> = std::sync::Mutex::new(None);
+
+async fn ctx_db(_ctx: &StepCtx) -> Result<Database, StepError> {
+    Ok(DB.lock().expect("db").clone().expect("set by the test"))
+}
+
+struct Harness {
+    db: Database,
+    clock: Arc<ManualClock>,
+}
+
+impl Harness {
+    fn engine(&self, worker: &str, shop: Arc<Shop>, faults: Option<Arc<dyn Faults>>) -> Engine {
+        let mut config = EngineConfig::new(worker);
+        config.lease = LEASE;
+        config.backoff = Backoff { base: Duration::from_millis(100), max: Duration::from_secs(5) };
+        config.faults = faults;
+        let clock: SharedClock = self.clock.clone();
+        Engine::new(self.db.clone(), clock, config, vec![shop])
+    }
+
+    async fn start(&self, engine: &Engine, input: Value) -> Instance {
+        let mut tx = self.db.begin().await.expect("begin");
+        let started = engine
+            .start(
+                &mut tx,
+                NewWorkflow {
+                    kind: "test.shop",
+                    account_id: "acct".into(),
+                    subject: uuid::Uuid::now_v7().to_string(),
+                    started_by: "test".into(),
+                    input,
+                },
+            )
+            .await
+            .expect("start");
+        tx.commit().await.expect("commit");
+        started
+    }
+
+    async fn get(&self, engine: &Engine, id: &str) -> Instance {
+        engine.get(id).await.expect("get").expect("exists")
+    }
+
+    async fn remote_labels(&self, id: &str) -> Vec<String> {
+        sqlx::query_scalar("SELECT label FROM remote_effects WHERE workflow_id = $1 ORDER BY label")
+            .bind(id)
+            .fetch_all(self.db.pool())
+            .await
+            .expect("remote effects")
+    }
+
+    async fn local_labels(&self, id: &str) -> Vec<String> {
+        sqlx::query_scalar("SELECT label FROM local_effects WHERE workflow_id = $1 ORDER BY label")
+            .bind(id)
+            .fetch_all(self.db.pool())
+            .await
+            .expect("local effects")
+    }
+
+    async fn recorded(&self, id: &str) -> Vec<(i64, String)> {
+        sqlx::query_as("SELECT step, direction FROM workflow_steps WHERE workflow_id = $1 ORDER BY recorded_at_ms, direction DESC, step")
+            .bind(id)
+            .fetch_all(self.db.pool())
+            .await
+            .expect("steps")
+    }
+}
+
+async fn prepare(db: Database) -> Harness {
+    db.migrate(&[EFFECTS, MIGRATION]).await.expect("migrate");
+    *DB.lock().expect("db") = Some(db.clone());
+    Harness { db, clock: Arc::new(ManualClock::starting_at(START_MS)) }
+}
+
+/// Runs a scenario on SQLite and on PostgreSQL, one after the other (the steps reach the
+/// database through a global).
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let _serial = SERIAL.lock().await;
+                let dir = tempfile::tempdir().expect("tempdir");
+                let url = Database::sqlite_url(dir.path(), "workflow");
+                let db = Database::connect(&url, 1).await.expect("sqlite");
+                scenarios::$name(prepare(db).await).await;
+                if let Some(fresh) = FreshDatabase::create().await {
+                    let db = Database::connect(&fresh.url, 16).await.expect("postgres");
+                    scenarios::$name(prepare(db.clone()).await).await;
+                    db.close().await;
+                    fresh.drop_database().await;
+                }
+            }
+        )+
+    };
+}
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+on_both_backends!(
+    steps_run_in_order_once_and_the_result_is_kept,
+    a_rolled_back_start_leaves_nothing_and_one_subject_runs_one_workflow,
+    a_refusal_before_the_pivot_undoes_completed_steps_in_reverse,
+    a_refusal_after_the_pivot_fails_forward_without_undoing,
+    transient_errors_retry_with_growing_backoff_until_the_outage_ends,
+    a_timer_holds_the_step_until_its_instant,
+    a_crash_after_any_step_resumes_elsewhere_without_a_second_effect,
+    a_paused_worker_whose_lease_expired_cannot_write,
+    concurrent_workers_never_run_a_step_twice,
+);
+
+mod scenarios {
+    use super::*;
+
+    pub async fn steps_run_in_order_once_and_the_result_is_kept(h: Harness) {
+        let engine = h.engine("w1", Shop::plain(), None);
+        let started = h.start(&engine, json!({})).await;
+        assert_eq!(started.state, State::Running);
+        assert_eq!(engine.drain().await.expect("drain"), 1);
+        let done = h.get(&engine, &started.id).await;
+        assert_eq!(done.state, State::Completed);
+        assert_eq!(done.result, Some(json!({ "shipped": true })));
+        assert_eq!(done.cursor, 4);
+        assert!(done.finished_at_ms.is_some());
+        assert_eq!(h.remote_labels(&started.id).await, ["notify", "reserve", "ship"]);
+        assert_eq!(h.local_labels(&started.id).await, ["charge"]);
+        let recorded = h.recorded(&started.id).await;
+        let forward: Vec<i64> = recorded.iter().map(|(s, _)| *s).collect();
+        assert_eq!(forward, [0, 1, 2, 3]);
+        assert!(recorded.iter().all(|(_, d)| d == "forward"));
+        let listed = engine.list(&ListFilter { state: Some(State::Completed), ..Default::default() }, None, 10).await;
+        assert!(listed.expect("list").iter().any(|i| i.id == started.id));
+        let metrics = engine.metrics();
+        assert_eq!((metrics.started, metrics.completed, metrics.steps_completed), (1, 1, 4));
+    }
+
+    pub async fn a_rolled_back_start_leaves_nothing_and_one_subject_runs_one_workflow(h: Harness) {
+        let engine = h.engine("w1", Shop::plain(), None);
+        let new = |subject: &str| NewWorkflow {
+            kind: "test.shop",
+            account_id: "acct".into(),
+            subject: subject.into(),
+            started_by: "test".into(),
+            input: json!({}),
+        };
+        let mut tx = h.db.begin().await.expect("begin");
+        let rolled_back = engine.start(&mut tx, new("user-1")).await.expect("start");
+        tx.rollback().await.expect("rollback");
+        assert!(engine.get(&rolled_back.id).await.expect("get").is_none(), "the start went with the rollback");
+        assert_eq!(engine.drain().await.expect("drain"), 0);
+
+        let mut tx = h.db.begin().await.expect("begin");
+        let first = engine.start(&mut tx, new("user-1")).await.expect("start");
+        tx.commit().await.expect("commit");
+        let mut tx = h.db.begin().await.expect("begin");
+        match engine.start(&mut tx, new("user-1")).await {
+            Err(StartError::Busy { operation_id, .. }) => assert_eq!(operation_id, first.id),
+            other => panic!("expected Busy, got {other:?}"),
+        }
+        tx.rollback().await.expect("rollback");
+        engine.drain().await.expect("drain");
+        let mut tx = h.db.begin().await.expect("begin");
+        engine.start(&mut tx, new("user-1")).await.expect("a finished workflow frees its subject");
+        tx.commit().await.expect("commit");
+    }
+
+    pub async fn a_refusal_before_the_pivot_undoes_completed_steps_in_reverse(h: Harness) {
+        let engine = h.engine("w1", Shop::plain(), None);
+        let at_charge = h.start(&engine, json!({ "refuse_at": 1 })).await;
+        let at_reserve = h.start(&engine, json!({ "refuse_at": 0 })).await;
+        engine.drain().await.expect("drain");
+
+        let undone = h.get(&engine, &at_charge.id).await;
+        assert_eq!(undone.state, State::Compensated);
+        let failure = undone.failure.expect("failure reported");
+        assert_eq!((failure.reason.as_str(), failure.code.as_deref()), ("OUT_OF_STOCK", Some("42")));
+        assert_eq!(h.remote_labels(&at_charge.id).await, ["release", "reserve"]);
+        assert!(h.local_labels(&at_charge.id).await.is_empty(), "the refused local step left nothing");
+        assert_eq!(h.recorded(&at_charge.id).await, [(0, "forward".to_owned()), (0, "compensate".to_owned())]);
+
+        let nothing = h.get(&engine, &at_reserve.id).await;
+        assert_eq!(nothing.state, State::Compensated);
+        assert!(h.remote_labels(&at_reserve.id).await.is_empty());
+    }
+
+    pub async fn a_refusal_after_the_pivot_fails_forward_without_undoing(h: Harness) {
+        let engine = h.engine("w1", Shop::plain(), None);
+        let started = h.start(&engine, json!({ "refuse_at": 3 })).await;
+        engine.drain().await.expect("drain");
+        let failed = h.get(&engine, &started.id).await;
+        assert_eq!(failed.state, State::Failed);
+        assert_eq!(failed.failure.expect("failure").reason, "OUT_OF_STOCK");
+        assert_eq!(h.remote_labels(&started.id).await, ["reserve", "ship"], "nothing after the pivot is undone");
+        assert_eq!(h.local_labels(&started.id).await, ["charge"]);
+    }
+
+    pub async fn transient_errors_retry_with_growing_backoff_until_the_outage_ends(h: Harness) {
+        let shop = Shop::plain();
+        let engine = h.engine("w1", shop.clone(), None);
+        let started = h.start(&engine, json!({})).await;
+        shop.outage.store(3, Ordering::SeqCst);
+        let mut delays = Vec::new();
+        for attempt in 1..=3 {
+            engine.drain().await.expect("drain");
+            let waiting = h.get(&engine, &started.id).await;
+            assert_eq!(waiting.state, State::Running);
+            assert_eq!(waiting.attempt, attempt);
+            assert_eq!(waiting.last_error.as_deref(), Some("connection refused"));
+            delays.push(waiting.due_at_ms - h.clock.now_ms());
+            assert_eq!(engine.drain().await.expect("drain"), 0, "nothing runs before the backoff is over");
+            h.clock.advance_ms(waiting.due_at_ms - h.clock.now_ms());
+        }
+        assert!(delays[0] >= 50 && delays[0] <= 100, "first retry within [base/2, base]: {delays:?}");
+        assert!(delays[2] >= 200 && delays[2] <= 400, "third retry within [2 base, 4 base]: {delays:?}");
+        engine.drain().await.expect("drain");
+        assert_eq!(h.get(&engine, &started.id).await.state, State::Completed);
+        assert_eq!(h.remote_labels(&started.id).await, ["notify", "reserve", "ship"]);
+        assert_eq!(engine.metrics().steps_retried, 3);
+    }
+
+    pub async fn a_timer_holds_the_step_until_its_instant(h: Harness) {
+        let engine = h.engine("w1", Shop::plain(), None);
+        let at = START_MS + 168 * 3_600_000;
+        let started = h.start(&engine, json!({ "notify_at": at })).await;
+        engine.drain().await.expect("drain");
+        let sleeping = h.get(&engine, &started.id).await;
+        assert_eq!((sleeping.state, sleeping.cursor, sleeping.due_at_ms), (State::Running, 3, at));
+        h.clock.advance_ms(at - START_MS - 1);
+        assert_eq!(engine.drain().await.expect("drain"), 0, "one millisecond early");
+        h.clock.advance_ms(1);
+        engine.drain().await.expect("drain");
+        assert_eq!(h.get(&engine, &started.id).await.state, State::Completed);
+    }
+
+    /// Crashes once after the given step (either direction) took effect.
+    struct CrashOnce {
+        step: usize,
+        direction: Direction,
+        armed: AtomicBool,
+    }
+
+    impl Faults for CrashOnce {
+        fn before_step(&self, _: &str, _: usize, _: Direction) -> Option<StepError> {
+            None
+        }
+        fn crash_after_step(&self, _: &str, step: usize, direction: Direction) -> bool {
+            step == self.step && direction == self.direction && self.armed.swap(false, Ordering::SeqCst)
+        }
+    }
+
+    pub async fn a_crash_after_any_step_resumes_elsewhere_without_a_second_effect(h: Harness) {
+        for step in 0..4 {
+            let crash = Arc::new(CrashOnce { step, direction: Direction::Forward, armed: AtomicBool::new(true) });
+            let doomed = h.engine("doomed", Shop::plain(), Some(crash.clone()));
+            let survivor = h.engine("survivor", Shop::plain(), None);
+            let started = h.start(&doomed, json!({})).await;
+            doomed.drain().await.expect("drain");
+            assert!(!crash.armed.load(Ordering::SeqCst), "the crash after step {step} happened");
+            assert_eq!(survivor.drain().await.expect("drain"), 0, "the dead worker's lease still holds");
+            h.clock.advance_ms(LEASE.as_millis() as i64);
+            survivor.drain().await.expect("drain");
+            assert_eq!(h.get(&survivor, &started.id).await.state, State::Completed, "crash after step {step}");
+            assert_eq!(h.remote_labels(&started.id).await, ["notify", "reserve", "ship"], "crash after step {step}");
+            assert_eq!(h.local_labels(&started.id).await, ["charge"], "crash after step {step}");
+        }
+        // And while compensating: refused at `charge`, the worker dies after undoing `reserve`.
+        let crash = Arc::new(CrashOnce { step: 0, direction: Direction::Compensate, armed: AtomicBool::new(true) });
+        let doomed = h.engine("doomed", Shop::plain(), Some(crash.clone()));
+        let survivor = h.engine("survivor", Shop::plain(), None);
+        let started = h.start(&doomed, json!({ "refuse_at": 1 })).await;
+        doomed.drain().await.expect("drain");
+        assert!(!crash.armed.load(Ordering::SeqCst));
+        h.clock.advance_ms(LEASE.as_millis() as i64);
+        survivor.drain().await.expect("drain");
+        assert_eq!(h.get(&survivor, &started.id).await.state, State::Compensated);
+        assert_eq!(h.remote_labels(&started.id).await, ["release", "reserve"], "release ran once");
+    }
+
+    pub async fn a_paused_worker_whose_lease_expired_cannot_write(h: Harness) {
+        let gate = Arc::new(Gate::default());
+        let paused_shop = Arc::new(Shop { gate: Some(gate.clone()), outage: Arc::new(AtomicUsize::new(0)) });
+        let paused = h.engine("paused", paused_shop, None);
+        let other = h.engine("other", Shop::plain(), None);
+        let started = h.start(&paused, json!({})).await;
+        let run = tokio::spawn({
+            let paused = paused.clone();
+            async move { paused.drain().await }
+        });
+        gate.entered.notified().await;
+        h.clock.advance_ms(LEASE.as_millis() as i64 + 1);
+        other.drain().await.expect("drain");
+        assert_eq!(h.get(&other, &started.id).await.state, State::Completed);
+        gate.open.notify_one();
+        run.await.expect("join").expect("drain");
+        assert_eq!(paused.metrics().fenced, 1, "the paused worker's write was refused");
+        assert_eq!(h.local_labels(&started.id).await, ["charge"], "its local write was rolled back");
+        assert_eq!(h.remote_labels(&started.id).await, ["notify", "reserve", "ship"]);
+        let done = h.get(&other, &started.id).await;
+        assert_eq!((done.state, done.cursor), (State::Completed, 4), "the takeover's record stands");
+    }
+
+    pub async fn concurrent_workers_never_run_a_step_twice(h: Harness) {
+        let workers: Vec<Engine> = (0..3).map(|n| h.engine(&format!("w{n}"), Shop::plain(), None)).collect();
+        let mut ids = Vec::new();
+        for n in 0..30 {
+            let input = if n % 5 == 0 { json!({ "refuse_at": 1 }) } else { json!({}) };
+            ids.push(h.start(&workers[0], input).await.id);
+        }
+        let runs: Vec<_> = workers
+            .iter()
+            .map(|w| {
+                let w = w.clone();
+                tokio::spawn(async move { w.drain().await })
+            })
+            .collect();
+        let mut claims = 0;
+        for run in runs {
+            claims += run.await.expect("join").expect("drain");
+        }
+        assert_eq!(claims, 30, "each workflow claimed once");
+        for (n, id) in ids.iter().enumerate() {
+            let instance = h.get(&workers[0], id).await;
+            if n % 5 == 0 {
+                assert_eq!(instance.state, State::Compensated);
+                assert_eq!(h.remote_labels(id).await, ["release", "reserve"]);
+            } else {
+                assert_eq!(instance.state, State::Completed);
+                assert_eq!(h.local_labels(id).await, ["charge"]);
+            }
+        }
+        let fenced: u64 = workers.iter().map(|w| w.metrics().fenced).sum();
+        assert_eq!(fenced, 0);
+        // Runs unattended too: the worker loop picks up a new start after a wake-up.
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let looping = tokio::spawn({
+            let w = workers[1].clone();
+            async move { w.run(shutdown).await }
+        });
+        let late = h.start(&workers[0], json!({})).await;
+        workers[1].wake();
+        let finished = workers[0].wait_final(&late.id, Duration::from_secs(10)).await.expect("wait").expect("exists");
+        assert_eq!(finished.state, State::Completed);
+        stop.send(true).expect("stop");
+        looping.await.expect("worker stops on shutdown");
+    }
+}
