@@ -16,6 +16,8 @@ const FILES: &[&str] = &[
     "roster/licensing/v1/license_service.proto",
     "roster/licensing/v1/content_service.proto",
     "roster/licensing/v1/billing_service.proto",
+    "roster/operations/v1/resources.proto",
+    "roster/operations/v1/operations_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -54,12 +54,27 @@ impl Process {
     /// Starts `roster <args>` with the data directory and identity listen address set (and, for
     /// `roster up`, a free licensing address).
     pub fn start(data_dir: &Path, addr: SocketAddr, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_listening(data_dir, "--identity-listen", addr, args, env)
+    }
+
+    /// `roster serve licensing` on `addr`.
+    pub fn start_licensing(data_dir: &Path, addr: SocketAddr, env: &[(&str, &str)]) -> Self {
+        Self::start_listening(data_dir, "--licensing-listen", addr, &["serve", "licensing"], env)
+    }
+
+    fn start_listening(
+        data_dir: &Path,
+        listen_flag: &str,
+        addr: SocketAddr,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut command = Command::new(roster_binary());
         command
             .arg("--data-dir")
             .arg(data_dir)
             .args(args)
-            .arg("--identity-listen")
+            .arg(listen_flag)
             .arg(addr.to_string())
             .env("ROSTER_LOG", "warn")
             .stdin(Stdio::null())

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use roster_e2e::{Process, authed, demo_env, free_port, list_services, wait_serving};
-use roster_platform::auth::{Principal, Signer, generate_dev_keys};
+use roster_platform::auth::{KeyPairFiles, Principal, Signer, generate_dev_keys};
 use roster_proto::identity::v1 as pb;
 use roster_proto::licensing::v1 as lpb;
 use roster_testkit::FreshDatabase;
@@ -49,6 +49,7 @@ async fn up_demo_serves_its_walkthrough_restarts_with_its_data_and_stops_on_sigt
                 request_id: format!("e2e-{token:.12}"),
                 account_id: env["ACCOUNT"].clone(),
                 new_owner_user_id: env["ADMIN_ID"].clone(),
+                confirm_phone_transfer: true,
             },
             token,
         );
@@ -102,17 +103,33 @@ fn now_s() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs()
 }
 
-fn replica(data_dir: &Path, database_url: &str, public_key: &Path) -> Process {
+fn replica(data_dir: &Path, database_url: &str, keys: &KeyPairFiles, licensing: SocketAddr) -> Process {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let key = public_key.to_str().expect("utf-8");
+    let licensing_url = format!("http://{licensing}");
     Process::start(
         data_dir,
         addr,
         &["serve", "identity"],
         &[
             ("ROSTER_IDENTITY_DATABASE_URL", database_url),
-            ("ROSTER_JWT_PUBLIC_KEYS", key),
+            ("ROSTER_JWT_PUBLIC_KEYS", keys.public_key.to_str().expect("utf-8")),
+            ("ROSTER_SERVICE_SIGNING_KEY", keys.private_key.to_str().expect("utf-8")),
+            ("ROSTER_LICENSING_URL", &licensing_url),
             ("ROSTER_OUTBOX_POLL_MS", "50"),
+        ],
+    )
+}
+
+/// Licensing beside the replicas, on its own SQLite database, asking `identity` who callers are.
+fn licensing(data_dir: &Path, keys: &KeyPairFiles, addr: SocketAddr, identity: SocketAddr) -> Process {
+    let identity_url = format!("http://{identity}");
+    Process::start_licensing(
+        data_dir,
+        addr,
+        &[
+            ("ROSTER_JWT_PUBLIC_KEYS", keys.public_key.to_str().expect("utf-8")),
+            ("ROSTER_SERVICE_SIGNING_KEY", keys.private_key.to_str().expect("utf-8")),
+            ("ROSTER_IDENTITY_URL", &identity_url),
         ],
     )
 }
@@ -127,7 +144,9 @@ async fn two_replicas_on_one_postgres_keep_one_owner_and_send_each_email_once() 
     let token = |principal: Principal| signer.mint(&principal, now_s(), 600);
     let user = |id: &str| token(Principal::User { user_id: id.to_owned() });
     let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
-    let replicas = [replica(&dir_a, &url, &keys.public_key), replica(&dir_b, &url, &keys.public_key)];
+    let licensing_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let replicas = [replica(&dir_a, &url, &keys, licensing_addr), replica(&dir_b, &url, &keys, licensing_addr)];
+    let _licensing = licensing(&dir.path().join("licensing"), &keys, licensing_addr, replicas[0].addr);
     let mut channels = Vec::new();
     for replica in &replicas {
         channels.push(wait_serving(replica.addr, START).await.expect("replica serving"));
@@ -210,6 +229,7 @@ async fn two_replicas_on_one_postgres_keep_one_owner_and_send_each_email_once() 
                     request_id: format!("e2e-race-{i}-{suffix}"),
                     account_id: account.clone(),
                     new_owner_user_id: admins[(i + 1) % admins.len()].clone(),
+                    confirm_phone_transfer: false,
                 },
                 &user(&caller),
             );

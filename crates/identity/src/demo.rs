@@ -9,6 +9,7 @@ use roster_platform::db::{Database, Tx};
 use serde::{Deserialize, Serialize};
 
 use crate::app::{self, Ctx, accounts, invitations, roles};
+use crate::domain::DomainError;
 use crate::domain::model::{Plan, Role};
 use crate::domain::values::{AccountId, Domain, Email, UserId};
 
@@ -29,6 +30,10 @@ pub struct Demo {
     pub invitation_id: String,
     pub invitation_code: String,
     pub solo: SoloDemo,
+    /// A freelancer outside the managed domain, so the demo can unlink them (`roster up`
+    /// adds them; test worlds do without).
+    #[serde(default)]
+    pub contractor: Option<DemoUser>,
 }
 
 /// An individual (one-user) account whose owner has a pending invitation to the demo account.
@@ -85,18 +90,27 @@ pub async fn join(
         Box::pin(async move { invitations::invite(tx, ctx, &target, new).await })
     })
     .await?;
+    // A new person accepting runs no remote step, so the demo applies the accept saga's
+    // local step directly (seeding runs before any worker).
     let invitee = sent.invitation.user_id.clone();
-    let code = sent.code.clone();
+    let (joined, invitation, target) = (invitee.clone(), sent.invitation.id.clone(), account.clone());
     step(db, &as_user(clock, &invitee, "demo-accept"), move |tx, ctx| {
-        Box::pin(async move { invitations::accept(tx, ctx, &code).await })
+        Box::pin(async move { invitations::join(tx, ctx, &target, &invitation, &joined).await })
     })
     .await?;
     Ok(invitee)
 }
 
-/// The demo with its usual addresses (`acme.example`, `solo.example`).
+/// The demo with its usual addresses (`acme.example`, `solo.example`), and Frank, a
+/// freelancer at `freelance.example` whom the walkthrough unlinks.
 pub async fn seed(db: &Database, clock: &SharedClock) -> app::Result<Demo> {
-    seed_with_domains(db, clock, "acme.example", "solo.example").await
+    let mut demo = seed_with_domains(db, clock, "acme.example", "solo.example").await?;
+    let account = AccountId::parse(&demo.account_id).map_err(|_| DomainError::AccountNotFound)?;
+    let owner = UserId::parse(&demo.owner.id).map_err(|_| DomainError::UserNotFound)?;
+    let frank = "frank@freelance.example";
+    let id = join(db, clock, &account, &owner, frank).await?;
+    demo.contractor = Some(demo_user(&id, frank));
+    Ok(demo)
 }
 
 /// The demo with the given e-mail domains, so tests can seed many demo accounts in one
@@ -162,6 +176,7 @@ pub async fn seed_with_domains(db: &Database, clock: &SharedClock, acme: &str, s
         invitation_id: pending.invitation.id.to_string(),
         invitation_code: pending.code,
         solo,
+        contractor: None,
     })
 }
 

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod domain;
 pub mod housekeeping;
 pub mod notify;
+pub mod sagas;
 pub mod server;
 pub mod store;
 

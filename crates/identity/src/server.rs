@@ -8,20 +8,23 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use roster_platform::auth::Verifier;
+use roster_platform::auth::{Signer, Verifier};
 use roster_platform::clock::SharedClock;
 use roster_platform::config::LimitArgs;
-use roster_platform::db::{Database, redact};
+use roster_platform::db::{Backend, Database, redact};
 use roster_platform::server::{ServeError, ServiceSet, serve};
 use roster_proto::identity::v1::account_service_server::AccountServiceServer;
 use roster_proto::identity::v1::directory_service_server::DirectoryServiceServer;
 use roster_proto::identity::v1::role_service_server::RoleServiceServer;
 use roster_proto::identity::v1::user_service_server::UserServiceServer;
+use roster_proto::operations::v1::operations_server::OperationsServer;
+use roster_workflow::{Engine, EngineConfig};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 use crate::api::Api;
 use crate::notify::{Dispatcher, Mailer};
+use crate::sagas::{self, Licensing};
 use crate::store::MIGRATIONS;
 
 /// Identity's own settings, as flags and `ROSTER_IDENTITY_*` variables.
@@ -36,6 +39,48 @@ pub struct IdentityArgs {
     /// How often the outbox is polled for e-mails to send.
     #[arg(long = "outbox-poll-ms", env = "ROSTER_OUTBOX_POLL_MS", default_value_t = 1_000)]
     pub outbox_poll_ms: u64,
+    /// Where licensing's gRPC API is (identity's sagas call its step RPCs).
+    #[arg(long = "licensing-url", env = "ROSTER_LICENSING_URL", default_value = "http://127.0.0.1:50052")]
+    pub licensing_url: String,
+    /// Ed25519 private key (PEM) identity signs its own service tokens with; licensing must
+    /// trust the matching public key.
+    #[arg(long = "service-signing-key", env = "ROSTER_SERVICE_SIGNING_KEY")]
+    pub service_signing_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
+}
+
+/// The saga worker's settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkflowArgs {
+    /// How long a worker's claim on a saga lasts without progress; another replica takes over
+    /// after it. Must outlast one step (licensing calls time out after 10 s).
+    #[arg(long = "workflow-lease-ms", env = "ROSTER_WORKFLOW_LEASE_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
+    pub lease_ms: u64,
+    /// Sagas one replica drives at once.
+    #[arg(long = "workflow-concurrency", env = "ROSTER_WORKFLOW_CONCURRENCY", default_value_t = 8,
+          value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub concurrency: u64,
+    /// The fallback poll for due sagas when no notification arrives.
+    #[arg(long = "workflow-poll-ms", env = "ROSTER_WORKFLOW_POLL_MS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub poll_ms: u64,
+}
+
+impl WorkflowArgs {
+    /// The engine's configuration for this process; `database_url` turns on PostgreSQL
+    /// wake-ups. Worker ids are unique per process start.
+    pub fn engine_config(&self, database_url: &str) -> EngineConfig {
+        let mut config =
+            EngineConfig::new(format!("identity-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+        config.lease = Duration::from_millis(self.lease_ms);
+        config.concurrency = usize::try_from(self.concurrency).unwrap_or(8);
+        config.poll_interval = Duration::from_millis(self.poll_ms);
+        config.listen_url =
+            (Backend::from_url(database_url) == Some(Backend::Postgres)).then(|| database_url.to_owned());
+        config
+    }
 }
 
 /// Everything needed to start identity, already validated.
@@ -49,6 +94,10 @@ pub struct Settings {
     pub mailer: Mailer,
     pub outbox_poll: Duration,
     pub clock: SharedClock,
+    pub licensing_url: String,
+    /// Mints identity's service token for licensing.
+    pub signer: Arc<Signer>,
+    pub workflow: EngineConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +108,8 @@ pub enum StartError {
     Connect { url: String, source: sqlx::Error },
     #[error("identity migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("bad licensing URL {url}: {source}")]
+    LicensingUrl { url: String, source: tonic::transport::Error },
 }
 
 /// A bound, migrated identity server, ready to serve.
@@ -67,6 +118,7 @@ pub struct Server {
     listener: TcpListener,
     db: Database,
     settings: Settings,
+    licensing: Licensing,
 }
 
 impl Server {
@@ -78,7 +130,21 @@ impl Server {
             .await
             .map_err(|source| StartError::Connect { url: redact(&settings.database_url), source })?;
         db.migrate(MIGRATIONS).await?;
-        Ok(Self { listener, db, settings })
+        let licensing = Self::licensing(&settings)?;
+        Ok(Self { listener, db, settings, licensing })
+    }
+
+    fn licensing(settings: &Settings) -> Result<Licensing, StartError> {
+        Licensing::new(&settings.licensing_url, settings.signer.clone())
+            .map_err(|source| StartError::LicensingUrl { url: settings.licensing_url.clone(), source })
+    }
+
+    /// Points the sagas at licensing's address when it is only known after binding (the
+    /// all-in-one `roster up` and tests bind both services first).
+    pub fn set_licensing_url(&mut self, url: impl Into<String>) -> Result<(), StartError> {
+        self.settings.licensing_url = url.into();
+        self.licensing = Self::licensing(&self.settings)?;
+        Ok(())
     }
 
     /// The bound address (tests bind port 0).
@@ -90,14 +156,17 @@ impl Server {
         &self.db
     }
 
-    /// Serves until `shutdown` resolves, then drains and stops the outbox dispatcher.
+    /// Serves until `shutdown` resolves, then drains, stops the saga worker (handing its
+    /// leases back) and the outbox dispatcher.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
-        let Self { listener, db, settings } = self;
-        let api = Api::new(db.clone(), settings.clock.clone());
+        let Self { listener, db, settings, licensing } = self;
+        let engine = Engine::new(db.clone(), settings.clock.clone(), settings.workflow.clone(), sagas::all(&licensing));
+        let api = Api::new(db.clone(), settings.clock.clone(), engine.clone(), licensing);
         let max = settings.limits.max_message_bytes();
         let routes = Routes::new(AccountServiceServer::new(api.clone()).max_decoding_message_size(max))
             .add_service(UserServiceServer::new(api.clone()).max_decoding_message_size(max))
             .add_service(RoleServiceServer::new(api.clone()).max_decoding_message_size(max))
+            .add_service(OperationsServer::new(api.clone()).max_decoding_message_size(max))
             .add_service(DirectoryServiceServer::new(api).max_decoding_message_size(max));
         let services = ServiceSet {
             names: vec![
@@ -105,6 +174,7 @@ impl Server {
                 "roster.identity.v1.UserService",
                 "roster.identity.v1.RoleService",
                 "roster.identity.v1.DirectoryService",
+                "roster.operations.v1.Operations",
             ],
             routes,
         };
@@ -116,11 +186,16 @@ impl Server {
             poll_interval: settings.outbox_poll,
         };
         let outbox = tokio::spawn(dispatcher.run(background_stopped.clone()));
+        let worker = tokio::spawn({
+            let (engine, stopped) = (engine.clone(), background_stopped.clone());
+            async move { engine.run(stopped).await }
+        });
         let housekeeping =
             tokio::spawn(crate::housekeeping::run(db.clone(), settings.clock.clone(), background_stopped));
         tracing::info!(addr = %listener.local_addr().map_or_else(|_| settings.listen.to_string(), |a| a.to_string()), "identity serving");
         let served = serve(listener, services, settings.verifier.clone(), &settings.limits, shutdown).await;
         let _ = stop_background.send(true);
+        let _ = worker.await;
         let _ = outbox.await;
         let _ = housekeeping.await;
         db.close().await;

@@ -7,6 +7,7 @@ mod support;
 use prost::Message;
 use roster_platform::auth::{Principal, Signer, generate_dev_keys};
 use roster_proto::identity::v1 as pb;
+use roster_proto::operations::v1 as ops;
 use support::{TestApp, World, authed, rid};
 use tonic::{Code, Request, Status};
 
@@ -36,7 +37,7 @@ const CALLERS: [Caller; 9] = [
     Caller::BadSignature,
 ];
 
-const RPCS: [&str; 25] = [
+const RPCS: [&str; 30] = [
     "AccountService/CreateAccount",
     "AccountService/GetAccount",
     "AccountService/UpdateAccount",
@@ -54,6 +55,8 @@ const RPCS: [&str; 25] = [
     "UserService/AcceptInvitation",
     "UserService/DeactivateUser",
     "UserService/ReactivateUser",
+    "UserService/UnlinkUser",
+    "UserService/DeleteUser",
     "UserService/CheckSignIn",
     "RoleService/ListRoles",
     "RoleService/CreateRole",
@@ -62,6 +65,9 @@ const RPCS: [&str; 25] = [
     "RoleService/AssignRole",
     "DirectoryService/GetMember",
     "DirectoryService/LookupAccount",
+    "Operations/GetOperation",
+    "Operations/ListOperations",
+    "Operations/WatchOperation",
 ];
 
 /// The expected status of `rpc` for `caller`.
@@ -94,6 +100,11 @@ fn expected(rpc: &str, caller: Caller) -> Code {
         ("ListAuditEvents" | "ListInvitations", Operator) => Ok,
         ("ListAuditEvents" | "ListInvitations", Owner | Admin) => Ok,
         ("ListAuditEvents" | "ListInvitations", _) => Denied,
+        // Operations: their account's user managers and operators; to anyone else an
+        // operation does not exist, and listing needs the manage-users privilege.
+        ("GetOperation" | "WatchOperation", Owner | Admin | Operator) => Ok,
+        ("GetOperation" | "WatchOperation", _) => NotFound,
+        ("ListOperations", Operator) => Ok,
         // SPEC R1: the owner alone.
         ("TransferOwnership", Owner) => Ok,
         ("TransferOwnership", _) => Denied,
@@ -136,6 +147,32 @@ fn request<T>(message: T, token: &Option<String>) -> Request<T> {
 }
 
 /// Calls `rpc` on `w`'s account with `token`; only the status matters.
+/// An operation of the world's account, started by its owner (the first one, if any).
+async fn some_operation(app: &TestApp, w: &World) -> String {
+    let existing: Option<String> = sqlx::query_scalar("SELECT MIN(id) FROM workflows WHERE account_id = $1")
+        .bind(&w.account)
+        .fetch_one(app.db.pool())
+        .await
+        .expect("operations");
+    if let Some(id) = existing {
+        return id;
+    }
+    app.users()
+        .reactivate_user(authed(
+            pb::ReactivateUserRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                user_id: w.deactivated.clone(),
+                restore_licenses: false,
+            },
+            &app.user_token(&w.owner),
+        ))
+        .await
+        .expect("an operation")
+        .into_inner()
+        .id
+}
+
 async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Result<(), Status> {
     let account = w.account.clone();
     let t = token;
@@ -180,6 +217,7 @@ async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Re
                     request_id: rid(),
                     account_id: account,
                     new_owner_user_id: w.admin.clone(),
+                    confirm_phone_transfer: false,
                 },
                 t,
             ))
@@ -277,9 +315,57 @@ async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Re
         "ReactivateUser" => app
             .users()
             .reactivate_user(request(
-                pb::ReactivateUserRequest { request_id: rid(), account_id: account, user_id: w.deactivated.clone() },
+                pb::ReactivateUserRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    user_id: w.deactivated.clone(),
+                    restore_licenses: false,
+                },
                 t,
             ))
+            .await
+            .map(drop),
+        "UnlinkUser" => app
+            .users()
+            .unlink_user(request(
+                pb::UnlinkUserRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    user_id: w.member.clone(),
+                    transfer: None,
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        "DeleteUser" => app
+            .users()
+            .delete_user(request(
+                pb::DeleteUserRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    user_id: w.member.clone(),
+                    transfer: None,
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        "GetOperation" | "WatchOperation" => {
+            let operation = some_operation(app, w).await;
+            let mut client = app.operations();
+            if rpc.ends_with("GetOperation") {
+                client.get_operation(request(ops::GetOperationRequest { operation_id: operation }, t)).await.map(drop)
+            } else {
+                client
+                    .watch_operation(request(ops::WatchOperationRequest { operation_id: operation }, t))
+                    .await
+                    .map(drop)
+            }
+        }
+        "ListOperations" => app
+            .operations()
+            .list_operations(request(ops::ListOperationsRequest { account_id: account, ..Default::default() }, t))
             .await
             .map(drop),
         "CheckSignIn" => app
@@ -385,7 +471,7 @@ fn the_matrix_covers_every_identity_rpc() {
     let mut declared: Vec<String> = descriptors
         .file
         .iter()
-        .filter(|file| file.package() == "roster.identity.v1")
+        .filter(|file| matches!(file.package(), "roster.identity.v1" | "roster.operations.v1"))
         .flat_map(|file| file.service.iter())
         .flat_map(|service| service.method.iter().map(move |m| format!("{}/{}", service.name(), m.name())))
         .collect();

@@ -309,7 +309,12 @@ async fn every_other_rpc_names_its_malformed_field(app: &TestApp) {
     );
     expect_field(
         a.transfer_ownership(authed(
-            pb::TransferOwnershipRequest { request_id: rid(), account_id: account(), new_owner_user_id: bad.clone() },
+            pb::TransferOwnershipRequest {
+                request_id: rid(),
+                account_id: account(),
+                new_owner_user_id: bad.clone(),
+                confirm_phone_transfer: false,
+            },
             &t(),
         ))
         .await,
@@ -373,6 +378,28 @@ async fn every_other_rpc_names_its_malformed_field(app: &TestApp) {
         "invitation_id",
         "RevokeInvitation",
     );
+    for (transfer, field) in [
+        (None, "user_id"),
+        (
+            Some(pb::ContentTransfer { target_user_id: "nope".into(), recordings: true, ..Default::default() }),
+            "transfer.target_user_id",
+        ),
+        (
+            Some(pb::ContentTransfer { target_user_id: uuid::Uuid::now_v7().to_string(), ..Default::default() }),
+            "transfer",
+        ),
+    ] {
+        let user_id = if field == "user_id" { bad.clone() } else { uuid::Uuid::now_v7().to_string() };
+        let unlink = pb::UnlinkUserRequest {
+            request_id: rid(),
+            account_id: account(),
+            user_id: user_id.clone(),
+            transfer: transfer.clone(),
+        };
+        expect_field(u.unlink_user(authed(unlink, &t())).await, field, "UnlinkUser");
+        let delete = pb::DeleteUserRequest { request_id: rid(), account_id: account(), user_id, transfer };
+        expect_field(u.delete_user(authed(delete, &t())).await, field, "DeleteUser");
+    }
     expect_field(
         u.deactivate_user(authed(
             pb::DeactivateUserRequest { request_id: rid(), account_id: account(), user_id: bad.clone() },
@@ -384,7 +411,12 @@ async fn every_other_rpc_names_its_malformed_field(app: &TestApp) {
     );
     expect_field(
         u.reactivate_user(authed(
-            pb::ReactivateUserRequest { request_id: rid(), account_id: account(), user_id: bad.clone() },
+            pb::ReactivateUserRequest {
+                request_id: rid(),
+                account_id: account(),
+                user_id: bad.clone(),
+                restore_licenses: false,
+            },
             &t(),
         ))
         .await,

@@ -4,7 +4,9 @@
 
 mod support;
 
+use prost_types::value::Kind;
 use roster_proto::identity::v1 as pb;
+use roster_proto::operations::v1 as ops;
 use support::{TestApp, authed, invitation_code, product_code, reason, rid};
 use tonic::Code;
 
@@ -52,7 +54,8 @@ async fn r1_r2_r3_r5_r6_r13_invite_accept_promote_transfer(app: &TestApp) {
 
     // R29: accepting makes them an active member.
     let accepted = app.accept(&bob, &invitation_code(app, "bob@acme.example").await).await.expect("accept");
-    let user = accepted.user.expect("user");
+    assert_eq!(result_str(&accepted, "user_id"), bob);
+    let user = app.get_user(&account, &alice, &bob).await;
     assert_eq!((user.status, user.role), (pb::UserStatus::Active as i32, pb::RoleKind::Member as i32));
 
     // R2: an active member is still not an admin.
@@ -66,14 +69,16 @@ async fn r1_r2_r3_r5_r6_r13_invite_accept_promote_transfer(app: &TestApp) {
 
     let done = app.transfer(&account, &alice, &bob).await.expect("transfer");
     // R3: the new owner owns; the previous owner is an admin; exactly one owner.
-    assert_eq!(done.account.expect("account").owner.expect("owner").user_id, bob);
+    assert_eq!(result_str(&done, "new_owner_user_id"), bob);
+    assert_eq!(account_owner(app, &account, &bob).await, bob);
     assert_eq!(app.get_user(&account, &bob, &alice).await.role, pb::RoleKind::Admin as i32);
     assert_eq!(app.owner_count(&account).await, 1);
     // R5: billing follows ownership at once.
     assert!(!access(app, &account, &alice).await.privileges.contains(&(pb::Privilege::ViewBilling as i32)));
     assert!(access(app, &account, &bob).await.privileges.contains(&(pb::Privilege::ViewBilling as i32)));
     // R6: integrations the previous owner authorised need the new owner's re-authorisation.
-    assert_eq!(done.integrations_needing_reauthorization.len(), 1);
+    let flagged = &done.result.as_ref().expect("result").fields["integrations_needing_reauthorization"];
+    assert!(matches!(&flagged.kind, Some(Kind::ListValue(list)) if list.values.len() == 1), "{flagged:?}");
     let listed = app
         .accounts()
         .list_integrations(authed(pb::ListIntegrationsRequest { account_id: account.clone() }, &app.user_token(&bob)))
@@ -118,7 +123,10 @@ async fn r3_concurrent_transfers_leave_exactly_one_owner(app: &TestApp) {
     assert!(winners >= 1, "someone must win");
     for refused in results.iter().filter_map(|r| r.as_ref().err()) {
         assert!(
-            matches!(reason(refused).as_str(), "NOT_ACCOUNT_OWNER" | "NEW_OWNER_NOT_ACTIVE_ADMIN" | "INVALID_ARGUMENT"),
+            matches!(
+                reason(refused).as_str(),
+                "NOT_ACCOUNT_OWNER" | "NEW_OWNER_NOT_ACTIVE_ADMIN" | "INVALID_ARGUMENT" | "OPERATION_IN_PROGRESS"
+            ),
             "unexpected refusal {refused:?}"
         );
     }
@@ -158,7 +166,8 @@ async fn r27_r29_accepting_needs_an_otherwise_empty_account(app: &TestApp) {
         .await
         .expect("revoke");
     let accepted = app.accept(&xavier, &code).await.expect("accept");
-    let user = accepted.user.expect("user");
+    assert_eq!(result_str(&accepted, "account_id"), target);
+    let user = app.get_user(&target, &xavier, &xavier).await;
     assert_eq!((user.id.as_str(), user.account_id.as_str()), (xavier.as_str(), target.as_str()));
     assert_eq!(user.role, pb::RoleKind::Member as i32);
     // The placeholder pending user is gone; the old account is closed.
@@ -180,7 +189,7 @@ async fn r27_r29_accepting_needs_an_otherwise_empty_account(app: &TestApp) {
     assert_eq!(gone.code(), Code::NotFound);
 }
 
-async fn deactivate(app: &TestApp, account: &str, by: &str, user: &str) -> Result<pb::User, tonic::Status> {
+async fn deactivate(app: &TestApp, account: &str, by: &str, user: &str) -> Result<ops::Operation, tonic::Status> {
     app.users()
         .deactivate_user(authed(
             pb::DeactivateUserRequest { request_id: rid(), account_id: account.into(), user_id: user.into() },
@@ -188,6 +197,25 @@ async fn deactivate(app: &TestApp, account: &str, by: &str, user: &str) -> Resul
         ))
         .await
         .map(tonic::Response::into_inner)
+}
+
+/// A text field of a finished operation's result.
+fn result_str(operation: &ops::Operation, field: &str) -> String {
+    match operation.result.as_ref().and_then(|r| r.fields.get(field)).and_then(|v| v.kind.clone()) {
+        Some(Kind::StringValue(text)) => text,
+        other => panic!("{field} is not text in {operation:?}: {other:?}"),
+    }
+}
+
+async fn account_owner(app: &TestApp, account: &str, by: &str) -> String {
+    app.accounts()
+        .get_account(authed(pb::GetAccountRequest { account_id: account.into() }, &app.user_token(by)))
+        .await
+        .expect("account")
+        .into_inner()
+        .owner
+        .expect("owner")
+        .user_id
 }
 
 async fn sign_in(app: &TestApp, email: &str) -> pb::CheckSignInResponse {
@@ -210,7 +238,9 @@ async fn r15_r17_r18_r19_deactivate_and_reactivate(app: &TestApp) {
     assert_eq!(refused.code(), Code::PermissionDenied);
 
     assert_eq!(sign_in(app, "member@life.example").await.decision, pb::SignInDecision::Allowed as i32);
-    let user = deactivate(app, &w.account, &w.admin, &w.member).await.expect("deactivate");
+    let operation = deactivate(app, &w.account, &w.admin, &w.member).await.expect("deactivate");
+    assert!(operation.done && operation.error.is_none(), "{operation:?}");
+    let user = app.get_user(&w.account, &w.owner, &w.member).await;
     assert_eq!(user.status, pb::UserStatus::Deactivated as i32);
     assert!(user.deactivated_at_ms > 0);
     // R18: sign-in is refused with a clear reason; settings (the user record) are kept.
@@ -232,12 +262,19 @@ async fn r15_r17_r18_r19_deactivate_and_reactivate(app: &TestApp) {
     let reactivate = |user: String| {
         let mut client = app.users();
         let request = authed(
-            pb::ReactivateUserRequest { request_id: rid(), account_id: w.account.clone(), user_id: user },
+            pb::ReactivateUserRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                user_id: user,
+                restore_licenses: false,
+            },
             &app.user_token(&w.owner),
         );
         async move { client.reactivate_user(request).await }
     };
-    let user = reactivate(w.member.clone()).await.expect("reactivate").into_inner();
+    let operation = reactivate(w.member.clone()).await.expect("reactivate").into_inner();
+    assert_eq!(operation.kind, "user.reactivate");
+    let user = app.get_user(&w.account, &w.owner, &w.member).await;
     assert_eq!((user.status, user.deactivated_at_ms), (pb::UserStatus::Active as i32, 0));
     assert_eq!(sign_in(app, "member@life.example").await.decision, pb::SignInDecision::Allowed as i32);
     let refused = reactivate(w.member.clone()).await.expect_err("already active");
@@ -463,6 +500,7 @@ async fn r33_changes_and_refusals_are_audited(app: &TestApp) {
                 request_id: request_id.clone(),
                 account_id: w.account.clone(),
                 new_owner_user_id: w.admin.clone(),
+                confirm_phone_transfer: false,
             },
             &app.user_token(&w.member),
         ))

@@ -15,6 +15,8 @@ pub struct DemoPeople {
     pub owner: String,
     pub admin: String,
     pub member: String,
+    /// A freelancer with a licensed seat, a recording and a PMI meeting, for the unlink demo.
+    pub contractor: Option<String>,
     /// An individual account (another tenant) whose only user pays for a subscription.
     pub solo_account: String,
     /// Two E.164 numbers for the account: the first goes to the owner, the second stays free.
@@ -46,7 +48,7 @@ pub async fn seed(
         return Ok(DemoLicensing { subscription_id: existing.id.to_string(), phone_number: phone.unwrap_or_default() });
     }
     for (license_type, capacity) in [
-        (LicenseType::Licensed, 3),
+        (LicenseType::Licensed, 3 + u32::from(people.contractor.is_some())),
         (LicenseType::Webinar, 1),
         (LicenseType::LargeMeeting, 0),
         (LicenseType::Phone, 2),
@@ -57,13 +59,18 @@ pub async fn seed(
     let owner = Id::from_stored(people.owner.clone());
     let admin = Id::from_stored(people.admin.clone());
     let member = Id::from_stored(people.member.clone());
+    let contractor = people.contractor.clone().map(Id::from_stored);
+    let freelance_seat = contractor.iter().map(|c| (c, LicenseType::Licensed));
     for (user, license_type) in [
         (&owner, LicenseType::Licensed),
         (&owner, LicenseType::Phone),
         (&admin, LicenseType::Licensed),
         (&admin, LicenseType::Webinar),
         (&member, LicenseType::Licensed),
-    ] {
+    ]
+    .into_iter()
+    .chain(freelance_seat)
+    {
         let assignment =
             Assignment { account_id: account.clone(), user_id: user.clone(), license_type, assigned_at_ms: now_ms };
         store::seats::assign(&mut tx, &assignment).await?;
@@ -73,13 +80,19 @@ pub async fn seed(
     store::phones::add(&mut tx, &account, &phone, now_ms).await?;
     store::phones::set_user(&mut tx, &account, &phone, Some(&owner)).await?;
     store::phones::add(&mut tx, &account, &PhoneNumber::from_stored(free.clone()), now_ms).await?;
+    let freelance_content = contractor.iter().flat_map(|c| {
+        [(c, ContentKind::Recording, "Design review recording", false), (c, ContentKind::Meeting, "Frank's room", true)]
+    });
     for (owner_id, kind, title, uses_pmi) in [
         (&member, ContentKind::Meeting, "Weekly sync", false),
         (&member, ContentKind::Meeting, "Personal room", true),
         (&member, ContentKind::Event, "Customer day", false),
         (&member, ContentKind::Recording, "Sprint review recording", false),
         (&admin, ContentKind::Webinar, "Product launch webinar", false),
-    ] {
+    ]
+    .into_iter()
+    .chain(freelance_content)
+    {
         let item = ContentItem {
             id: Id::generate(),
             account_id: account.clone(),

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use roster_platform::auth::{Principal, Signer};
+use roster_platform::auth::{ServiceCredentials, Signer};
 use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::directory_service_client::DirectoryServiceClient;
 use tonic::transport::{Channel, Endpoint};
@@ -27,10 +27,6 @@ pub const MAX_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// Entries kept before the cache is cleared (bounds memory under a scan of many users).
 const MAX_CACHE_ENTRIES: usize = 50_000;
-
-/// Service tokens live this long; a new one is minted well before expiry.
-const TOKEN_TTL_S: u64 = 300;
-const TOKEN_REFRESH_AFTER: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freshness {
@@ -52,19 +48,13 @@ pub enum LookupError {
     Unexpected(String),
 }
 
-struct CachedToken {
-    minted: Instant,
-    token: String,
-}
-
 /// Identity's recent answers by (account, user), with when each was fetched.
 type MemberCache = Arc<Mutex<HashMap<(Id, Id), (Instant, Member)>>>;
 
 #[derive(Clone)]
 pub struct Directory {
     client: DirectoryServiceClient<Channel>,
-    signer: Arc<Signer>,
-    token: Arc<Mutex<Option<CachedToken>>>,
+    credentials: ServiceCredentials,
     cache: MemberCache,
     ttl: Duration,
 }
@@ -86,35 +76,10 @@ impl Directory {
             .connect_lazy();
         Ok(Self {
             client: DirectoryServiceClient::new(channel),
-            signer,
-            token: Arc::new(Mutex::new(None)),
+            credentials: ServiceCredentials::new(signer, LICENSING_SERVICE),
             cache: Arc::new(Mutex::new(HashMap::new())),
             ttl: ttl.min(MAX_CACHE_TTL),
         })
-    }
-
-    fn bearer(&self) -> String {
-        let mut cached = self.token.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match cached.as_ref() {
-            Some(token) if token.minted.elapsed() < TOKEN_REFRESH_AFTER => token.token.clone(),
-            _ => {
-                let now_s =
-                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                let principal = Principal::Service { name: LICENSING_SERVICE.to_owned() };
-                let token = self.signer.mint(&principal, now_s, TOKEN_TTL_S);
-                *cached = Some(CachedToken { minted: Instant::now(), token: token.clone() });
-                token
-            }
-        }
-    }
-
-    fn request<T>(&self, message: T) -> Result<tonic::Request<T>, LookupError> {
-        let mut request = tonic::Request::new(message);
-        let header = format!("Bearer {}", self.bearer())
-            .parse()
-            .map_err(|_| LookupError::Unexpected("service token is not a valid header".into()))?;
-        request.metadata_mut().insert("authorization", header);
-        Ok(request)
     }
 
     /// A user of `account` in any status. A user of another account is `UserNotFound`.
@@ -126,8 +91,9 @@ impl Directory {
         {
             return Ok(member.clone());
         }
-        let request =
-            self.request(pb::GetMemberRequest { account_id: account.to_string(), user_id: user.to_string() })?;
+        let request = self
+            .credentials
+            .request(pb::GetMemberRequest { account_id: account.to_string(), user_id: user.to_string() });
         let answer = self.client.clone().get_member(request).await.map_err(lookup_error)?.into_inner();
         let member = member_from_pb(account, user, &answer);
         let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -140,7 +106,7 @@ impl Directory {
 
     /// Fails with `AccountNotFound` unless the account exists.
     pub async fn account_exists(&self, account: &Id) -> Result<(), LookupError> {
-        let request = self.request(pb::LookupAccountRequest { account_id: account.to_string() })?;
+        let request = self.credentials.request(pb::LookupAccountRequest { account_id: account.to_string() });
         self.client.clone().lookup_account(request).await.map_err(lookup_error)?;
         Ok(())
     }

@@ -42,7 +42,7 @@ const CALLERS: [Caller; 11] = [
     Caller::BadSignature,
 ];
 
-const RPCS: [&str; 23] = [
+const RPCS: [&str; 24] = [
     "LicenseService/SetSeats",
     "LicenseService/ListSeats",
     "LicenseService/AssignLicense",
@@ -60,6 +60,7 @@ const RPCS: [&str; 23] = [
     "ContentService/TransferContent",
     "ContentService/UndoContentTransfer",
     "ContentService/DeleteUserContent",
+    "ContentService/RehomeUserContent",
     "BillingService/CreateSubscription",
     "BillingService/GetBillingOverview",
     "BillingService/ListInvoices",
@@ -83,12 +84,13 @@ fn expected(rpc: &str, caller: Caller) -> Code {
     let allowed: &[Caller] = match method {
         // Buying: the owner, or support.
         "SetSeats" | "CreateSubscription" => &[Owner, Operator],
-        "ListSeats" => &[Owner, Admin, Member, Operator],
+        // Identity's sagas read seats, holdings and content before they act.
+        "ListSeats" => &[Owner, Admin, Member, Operator, Identity],
         // Managing licenses: owner and admins (manage-licenses).
         "AssignLicense" | "UnassignLicense" | "AddPhoneNumber" | "AttachPhoneNumber" | "DetachPhoneNumber" => {
             &[Owner, Admin]
         }
-        "ListAssignments" | "ListPhoneNumbers" => &[Owner, Admin, Operator],
+        "ListAssignments" | "ListPhoneNumbers" => &[Owner, Admin, Operator, Identity],
         // Saga steps: identity only.
         "ReclaimLicenses"
         | "RestoreLicenses"
@@ -96,13 +98,16 @@ fn expected(rpc: &str, caller: Caller) -> Code {
         | "TransferContent"
         | "UndoContentTransfer"
         | "DeleteUserContent"
+        | "RehomeUserContent"
         | "RefundSubscription" => &[Identity],
         // Own content: any active member.
         "RegisterContent" => &[Owner, Admin, Member],
         // The member's content: themselves, user managers, support.
-        "ListContent" => &[Owner, Admin, Member, Operator],
-        // Billing: the owner alone (SPEC R5); identity may quote before a refund.
-        "GetBillingOverview" | "ListInvoices" | "ListRefunds" => &[Owner],
+        "ListContent" => &[Owner, Admin, Member, Operator, Identity],
+        // Billing: the owner alone (SPEC R5); identity may quote, and see the subscriptions
+        // it refunds when an invitee leaves their account (R28).
+        "GetBillingOverview" => &[Owner, Identity],
+        "ListInvoices" | "ListRefunds" => &[Owner],
         "QuoteRefund" => &[Owner, Identity],
         other => panic!("no expectation for {other}"),
     };
@@ -343,6 +348,18 @@ async fn call(app: &TestApp, rpc: &str, w: &World, fx: &Fixtures, t: &Option<Str
         "DeleteUserContent" => content
             .delete_user_content(request(
                 pb::DeleteUserContentRequest { request_id: rid(), account_id: account, user_id: w.member.clone() },
+                t,
+            ))
+            .await
+            .map(drop),
+        "RehomeUserContent" => content
+            .rehome_user_content(request(
+                pb::RehomeUserContentRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    user_id: w.member.clone(),
+                    new_account_id: w.solo_account.clone(),
+                },
                 t,
             ))
             .await

@@ -293,6 +293,21 @@ async fn cases(app: &TestApp, w: &World) -> Vec<(&'static str, &'static str, Res
             .map(drop),
         ),
         (
+            "RehomeUserContent",
+            "new_account_id",
+            c.rehome_user_content(authed(
+                pb::RehomeUserContentRequest {
+                    request_id: rid(),
+                    account_id: a(),
+                    user_id: a(),
+                    new_account_id: NOT_AN_ID.into(),
+                },
+                &service,
+            ))
+            .await
+            .map(drop),
+        ),
+        (
             "CreateSubscription",
             "currency",
             b.create_subscription(authed(

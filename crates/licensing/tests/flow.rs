@@ -443,6 +443,7 @@ async fn r5_billing_is_the_current_owners_alone(app: &TestApp) {
                 request_id: rid(),
                 account_id: w.account.clone(),
                 new_owner_user_id: w.admin.clone(),
+                confirm_phone_transfer: true,
             },
             &app.user_token(&w.owner),
         ))

@@ -33,6 +33,18 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// Reads back [`Principal::audit_name`] (sagas record who started them this way).
+    pub fn from_audit_name(text: &str) -> Option<Self> {
+        let (kind, subject) = text.split_once(':')?;
+        let subject = subject.to_owned();
+        match kind {
+            "user" => Some(Self::User { user_id: subject }),
+            "service" => Some(Self::Service { name: subject }),
+            "operator" => Some(Self::Operator { name: subject }),
+            _ => None,
+        }
+    }
+
     /// The stable text used in audit records and idempotency keys: `kind:subject`.
     pub fn audit_name(&self) -> String {
         match self {
@@ -226,6 +238,50 @@ impl Signer {
         };
         // Signing with a key that parsed as Ed25519 cannot fail for these claims.
         jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.key).expect("Ed25519 signing")
+    }
+}
+
+/// A service's own bearer token for calls to another Roster service, re-minted well before it
+/// expires. Cheap to clone; clones share the cached token.
+#[derive(Debug, Clone)]
+pub struct ServiceCredentials {
+    signer: Arc<Signer>,
+    principal: Principal,
+    cached: Arc<std::sync::Mutex<Option<(std::time::Instant, String)>>>,
+}
+
+impl ServiceCredentials {
+    const TTL_S: u64 = 300;
+    const REFRESH_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+    pub fn new(signer: Arc<Signer>, service_name: &str) -> Self {
+        let principal = Principal::Service { name: service_name.to_owned() };
+        Self { signer, principal, cached: Arc::default() }
+    }
+
+    /// The `authorization` header value.
+    pub fn bearer(&self) -> String {
+        let mut cached = self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match cached.as_ref() {
+            Some((minted, token)) if minted.elapsed() < Self::REFRESH_AFTER => format!("Bearer {token}"),
+            _ => {
+                let now_s =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                let token = self.signer.mint(&self.principal, now_s, Self::TTL_S);
+                *cached = Some((std::time::Instant::now(), token.clone()));
+                format!("Bearer {token}")
+            }
+        }
+    }
+
+    /// `message` as a request carrying this service's token.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        // A JWT is base64url and dots, always a valid header value.
+        if let Ok(value) = self.bearer().parse() {
+            request.metadata_mut().insert("authorization", value);
+        }
+        request
     }
 }
 

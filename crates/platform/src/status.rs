@@ -48,6 +48,18 @@ pub fn failed_precondition(reason: Reason, subject: &str, message: impl Into<Str
     Status::with_error_details(Code::FailedPrecondition, message, details)
 }
 
+/// `FAILED_PRECONDITION` with one `PreconditionFailure` violation per subject (each thing in
+/// the way, e.g. every phone number that would move).
+pub fn failed_precondition_each(reason: Reason, subjects: &[String], message: impl Into<String>) -> Status {
+    let message = message.into();
+    let mut details = ErrorDetails::new();
+    error_info(&mut details, reason);
+    for subject in subjects {
+        details.add_precondition_failure_violation(reason.reason, subject.clone(), message.clone());
+    }
+    Status::with_error_details(Code::FailedPrecondition, message, details)
+}
+
 /// `INVALID_ARGUMENT` with a `BadRequest` field violation.
 pub fn invalid_argument(field: &str, description: impl Into<String>) -> Status {
     let description = description.into();

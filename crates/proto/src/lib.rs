@@ -15,5 +15,12 @@ pub mod licensing {
     }
 }
 
+/// `roster.operations.v1`: long-running operations (sagas) and their progress.
+pub mod operations {
+    pub mod v1 {
+        tonic::include_proto!("roster.operations.v1");
+    }
+}
+
 /// Encoded `FileDescriptorSet` of every Roster proto, for `tonic-reflection`.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/roster_descriptor.bin"));

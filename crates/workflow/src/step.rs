@@ -40,9 +40,11 @@ pub type StepFuture<'a> = BoxFuture<'a, Result<Outcome, StepError>>;
 pub trait Workflow: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     fn steps(&self) -> &'static [&'static str];
-    /// The first step that is never undone. Refusals of earlier steps compensate; refusals
-    /// from here on fail the workflow (they indicate a bug or a changed world an operator must
-    /// look at). `steps().len()` when every step can be undone.
+    /// The first step whose refusal no longer compensates: a refusal of an earlier step
+    /// undoes the completed steps before it; from here on a refusal fails the workflow (a bug,
+    /// or a changed world an operator must look at). Put it right after the step that is the
+    /// point of no return, so that step's own refusal (it took no effect) still compensates.
+    /// 0 for a workflow that only moves forward.
     fn pivot(&self) -> usize;
     fn run<'a>(&'a self, step: usize, ctx: &'a mut StepCtx) -> StepFuture<'a>;
     /// Undoes a completed step before the pivot; its forward output is in `ctx.output(step)`.

@@ -46,23 +46,29 @@ enum Service {
     },
 }
 
-/// Identity's settings from parsed arguments; `verifier` is already loaded.
+/// Identity's settings from parsed arguments; `verifier` is already loaded and `signer` mints
+/// identity's service token for licensing.
 pub fn identity_settings(
     data_dir: &Path,
     identity: &IdentityArgs,
     verifier: Arc<Verifier>,
+    signer: Arc<Signer>,
     limits: LimitArgs,
     pool: &PoolArgs,
 ) -> Result<roster_identity::Settings, ConfigError> {
+    let database_url = database_url(data_dir, ServiceDb::Identity, identity.database_url.as_deref())?;
     Ok(roster_identity::Settings {
         listen: identity.listen,
-        database_url: database_url(data_dir, ServiceDb::Identity, identity.database_url.as_deref())?,
+        workflow: identity.workflow.engine_config(&database_url),
+        database_url,
         db_max_connections: pool.db_max_connections,
         verifier,
         limits,
         mailer: Mailer::Files(roster_identity::server::dev_mail_dir(data_dir)),
         outbox_poll: Duration::from_millis(identity.outbox_poll_ms.max(10)),
         clock: Arc::new(SystemClock),
+        licensing_url: identity.licensing_url.clone(),
+        signer,
     })
 }
 
@@ -101,12 +107,12 @@ pub fn load_verifier(auth: &AuthArgs) -> Result<Arc<Verifier>, ConfigError> {
         .map_err(|e| ConfigError::new("ROSTER_JWT_PUBLIC_KEYS", e.to_string()))
 }
 
-fn load_signer(licensing: &LicensingArgs, auth: &AuthArgs) -> Result<Arc<Signer>, ConfigError> {
+/// The key a service signs its own service tokens with; `calls` names the other service.
+fn load_signer(key: Option<&Path>, auth: &AuthArgs, calls: &str) -> Result<Arc<Signer>, ConfigError> {
     const KEY: &str = "ROSTER_SERVICE_SIGNING_KEY";
-    let path = licensing
-        .service_signing_key
-        .as_ref()
-        .ok_or_else(|| ConfigError::new(KEY, "an Ed25519 private key file (PEM) is required to call identity"))?;
+    let path = key.ok_or_else(|| {
+        ConfigError::new(KEY, format!("an Ed25519 private key file (PEM) is required to call {calls}"))
+    })?;
     Signer::from_pem_file(path, &auth.jwt_audience).map(Arc::new).map_err(|e| ConfigError::new(KEY, e.to_string()))
 }
 
@@ -114,13 +120,14 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> Result<(), Failure> {
     match args.service {
         Service::Identity { identity, auth, limits, pool } => {
             let verifier = load_verifier(&auth)?;
-            let settings = identity_settings(data_dir, &identity, verifier, limits, &pool)?;
+            let signer = load_signer(identity.service_signing_key.as_deref(), &auth, "licensing")?;
+            let settings = identity_settings(data_dir, &identity, verifier, signer, limits, &pool)?;
             let server = roster_identity::Server::build(settings).await.map_err(runtime)?;
             server.run(shutdown_signal()).await.map_err(runtime)
         }
         Service::Licensing { licensing, auth, limits, pool } => {
             let verifier = load_verifier(&auth)?;
-            let signer = load_signer(&licensing, &auth)?;
+            let signer = load_signer(licensing.service_signing_key.as_deref(), &auth, "identity")?;
             let settings = licensing_settings(data_dir, &licensing, verifier, signer, limits, &pool)?;
             let server = roster_licensing::Server::build(settings).await.map_err(runtime)?;
             server.run(shutdown_signal()).await.map_err(runtime)

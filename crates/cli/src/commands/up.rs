@@ -45,10 +45,11 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
             .map_err(|e| ConfigError::new("ROSTER_DATA_DIR", e.to_string()))?,
     );
     let signer = Arc::new(Signer::from_pem_file(&keys.private_key, DEV_AUDIENCE).map_err(runtime)?);
-    let settings = identity_settings(data_dir, &args.identity, verifier.clone(), args.limits.clone(), &args.pool)?;
+    let settings =
+        identity_settings(data_dir, &args.identity, verifier.clone(), signer.clone(), args.limits.clone(), &args.pool)?;
     let clock = settings.clock.clone();
     let identity_db = roster_platform::db::redact(&settings.database_url);
-    let identity = roster_identity::Server::build(settings).await.map_err(runtime)?;
+    let mut identity = roster_identity::Server::build(settings).await.map_err(runtime)?;
     let identity_addr = identity.local_addr();
 
     let licensing_args = LicensingArgs {
@@ -62,6 +63,7 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
     let licensing_db = roster_platform::db::redact(&settings.database_url);
     let licensing = roster_licensing::Server::build(settings).await.map_err(runtime)?;
     let licensing_addr = licensing.local_addr();
+    identity.set_licensing_url(format!("http://{licensing_addr}")).map_err(runtime)?;
 
     let mut banner = format!(
         "Roster is up.\n  identity   {identity_addr}  (database: {identity_db})\n  licensing  {licensing_addr}  (database: {licensing_db})\n  e-mails    {}\n  tokens     roster token --user <id> | --operator <name>\n",
@@ -74,6 +76,7 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
             owner: demo.owner.id.clone(),
             admin: demo.admins[0].id.clone(),
             member: demo.members[0].id.clone(),
+            contractor: demo.contractor.as_ref().map(|c| c.id.clone()),
             solo_account: demo.solo.account_id.clone(),
             phone_numbers: ["+31201234567".to_owned(), "+31201234568".to_owned()],
         };
@@ -128,6 +131,7 @@ fn demo_env(demo: &Demo, licensing: &DemoLicensing, signer: &Signer) -> String {
         ("OWNER_ID", demo.owner.id.clone()),
         ("ADMIN_ID", demo.admins[0].id.clone()),
         ("MEMBER_ID", member.id.clone()),
+        ("CONTRACTOR_ID", demo.contractor.as_ref().map(|c| c.id.clone()).unwrap_or_default()),
         ("INVITEE_ID", demo.invitee.id.clone()),
         ("INVITATION_ID", demo.invitation_id.clone()),
         ("INVITATION_CODE", demo.invitation_code.clone()),

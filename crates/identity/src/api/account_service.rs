@@ -3,10 +3,12 @@
 use roster_platform::auth::principal;
 use roster_platform::pagination::PageRequest;
 use roster_proto::identity::v1 as pb;
+use roster_proto::operations::v1 as ops;
 use tonic::{Request, Response, Status};
 
 use super::{Api, convert};
-use crate::app::accounts::{self, AccountChanges, NewAccount};
+use crate::app::accounts::{self, AccountChanges, NewAccount, PhoneHoldings};
+use crate::domain::values::{AccountId, UserId};
 
 #[tonic::async_trait]
 impl pb::account_service_server::AccountService for Api {
@@ -75,13 +77,14 @@ impl pb::account_service_server::AccountService for Api {
     async fn transfer_ownership(
         &self,
         request: Request<pb::TransferOwnershipRequest>,
-    ) -> Result<Response<pb::TransferOwnershipResponse>, Status> {
+    ) -> Result<Response<ops::Operation>, Status> {
         let caller = principal(&request)?;
         let req = request.into_inner();
         let id = convert::account_id(&req.account_id)?;
         let new_owner = convert::user_id("new_owner_user_id", &req.new_owner_user_id)?;
-        let account = id.clone();
-        self.mutate(
+        let phone = self.phone_holdings(&caller, &id, &new_owner).await?;
+        let (account, engine, confirmed) = (id.clone(), self.engine.clone(), req.confirm_phone_transfer);
+        self.start_saga(
             caller,
             method!("AccountService", "TransferOwnership"),
             &req.request_id,
@@ -89,9 +92,7 @@ impl pb::account_service_server::AccountService for Api {
             Some(id),
             move |tx, ctx| {
                 Box::pin(async move {
-                    accounts::transfer_ownership(tx, ctx, &account, &new_owner)
-                        .await
-                        .map(|done| convert::transferred(&done))
+                    accounts::transfer_ownership(tx, ctx, &engine, &account, &new_owner, &phone, confirmed).await
                 })
             },
         )
@@ -163,5 +164,36 @@ impl pb::account_service_server::AccountService for Api {
             events: events.iter().map(convert::audit_event).collect(),
             next_page_token,
         }))
+    }
+}
+
+impl Api {
+    /// SPEC R4 needs licensing's view of both sides before the transaction opens. Callers who
+    /// may not transfer learn nothing here: the use case refuses them the same way inside the
+    /// transaction (and audits it), and licensing is only asked for an allowed transfer.
+    async fn phone_holdings(
+        &self,
+        caller: &roster_platform::auth::Principal,
+        account: &AccountId,
+        new_owner: &UserId,
+    ) -> Result<PhoneHoldings, Status> {
+        let (id, target) = (account.clone(), new_owner.clone());
+        let precheck = self
+            .read(caller.clone(), move |tx, ctx| {
+                Box::pin(async move { accounts::ownership_precheck(tx, ctx, &id, &target).await })
+            })
+            .await;
+        let Ok(owner) = precheck else { return Ok(PhoneHoldings::default()) };
+        let unavailable = |e: roster_workflow::StepError| {
+            Status::unavailable(format!("licensing could not say which phone licenses would move: {e}"))
+        };
+        let held = self.licensing.holdings(account.as_str(), owner.as_str()).await.map_err(unavailable)?;
+        let target = self.licensing.holdings(account.as_str(), new_owner.as_str()).await.map_err(unavailable)?;
+        let phone = roster_proto::licensing::v1::LicenseType::Phone as i32;
+        Ok(PhoneHoldings {
+            owner_has_phone_license: held.license_types.contains(&phone),
+            owner_numbers: held.phone_numbers,
+            new_owner_has_phone_license: target.license_types.contains(&phone),
+        })
     }
 }

@@ -4,11 +4,13 @@
 
 use std::collections::BTreeSet;
 
-use roster_platform::status::invalid_argument;
+use roster_platform::status::{self, invalid_argument};
 use roster_proto::identity::v1 as pb;
+use roster_proto::operations::v1 as ops;
+use roster_workflow::{Instance, State};
 use tonic::Status;
 
-use crate::app::accounts::Transferred;
+use crate::app::users::TransferRequest;
 use crate::domain::model::{
     AccountSettings, AccountView, AuditEvent, Integration, Invitation, InvitationStatus, Plan, Privilege, Role,
     RoleView, User, UserStatus,
@@ -319,11 +321,102 @@ pub fn access(actor: &Actor) -> pb::Access {
     }
 }
 
-pub fn transferred(result: &Transferred) -> pb::TransferOwnershipResponse {
-    pb::TransferOwnershipResponse {
-        account: Some(account(&result.account)),
-        previous_owner: Some(user_ref(&result.previous_owner)),
-        integrations_needing_reauthorization: result.flagged_integrations.iter().map(integration).collect(),
+/// The optional transfer of SPEC R23: a target and at least one kind.
+pub fn content_transfer(transfer: Option<&pb::ContentTransfer>) -> Result<Option<TransferRequest>, Status> {
+    let Some(transfer) = transfer else { return Ok(None) };
+    let target = user_id("transfer.target_user_id", &transfer.target_user_id)?;
+    let kinds: Vec<&'static str> = [
+        (transfer.meetings, "meeting"),
+        (transfer.webinars, "webinar"),
+        (transfer.events, "event"),
+        (transfer.recordings, "recording"),
+    ]
+    .into_iter()
+    .filter_map(|(chosen, kind)| chosen.then_some(kind))
+    .collect();
+    if kinds.is_empty() {
+        return Err(status::invalid_argument(
+            "transfer",
+            "choose at least one of meetings, webinars, events, recordings",
+        ));
+    }
+    Ok(Some(TransferRequest { target, kinds }))
+}
+
+/// A workflow instance as the Operations API shows it.
+pub fn operation(instance: &Instance) -> ops::Operation {
+    let state = match instance.state {
+        State::Running => ops::OperationState::Running,
+        State::Compensating => ops::OperationState::Compensating,
+        State::Completed => ops::OperationState::Succeeded,
+        State::Compensated => ops::OperationState::Compensated,
+        State::Failed => ops::OperationState::Failed,
+    };
+    let done = instance.state.is_final();
+    let count = |n: i64| u32::try_from(n).unwrap_or(0);
+    ops::Operation {
+        id: instance.id.clone(),
+        kind: instance.kind.clone(),
+        account_id: instance.account_id.clone(),
+        subject: instance.subject.clone(),
+        started_by: instance.started_by.clone(),
+        state: state as i32,
+        done,
+        progress: Some(ops::Progress {
+            steps_done: count(if instance.state == State::Completed { instance.steps_total } else { instance.cursor }),
+            steps_total: count(instance.steps_total),
+            current_step: instance.current_step.clone(),
+            attempt: count(instance.attempt),
+            last_error: instance.last_error.clone().unwrap_or_default(),
+            next_attempt_at_ms: if done { 0 } else { instance.due_at_ms },
+        }),
+        result: instance.result.as_ref().map(json_struct),
+        error: instance.failure.as_ref().map(|f| ops::OperationError {
+            reason: f.reason.clone(),
+            code: f.code.clone().unwrap_or_default(),
+            message: f.message.clone(),
+        }),
+        created_at_ms: instance.created_at_ms,
+        updated_at_ms: instance.updated_at_ms,
+        finished_at_ms: instance.finished_at_ms.unwrap_or_default(),
+    }
+}
+
+/// A JSON object as a `google.protobuf.Struct` (anything else is wrapped as `{"value": ...}`).
+fn json_struct(value: &serde_json::Value) -> prost_types::Struct {
+    match value {
+        serde_json::Value::Object(fields) => {
+            prost_types::Struct { fields: fields.iter().map(|(k, v)| (k.clone(), json_value(v))).collect() }
+        }
+        other => prost_types::Struct { fields: [("value".to_owned(), json_value(other))].into_iter().collect() },
+    }
+}
+
+fn json_value(value: &serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match value {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
+        serde_json::Value::Array(items) => {
+            Kind::ListValue(prost_types::ListValue { values: items.iter().map(json_value).collect() })
+        }
+        serde_json::Value::Object(_) => Kind::StructValue(json_struct(value)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+/// The `state` filter of ListOperations; unspecified means any.
+pub fn operation_state(value: i32) -> Result<Option<State>, Status> {
+    match ops::OperationState::try_from(value) {
+        Ok(ops::OperationState::Unspecified) => Ok(None),
+        Ok(ops::OperationState::Running) => Ok(Some(State::Running)),
+        Ok(ops::OperationState::Compensating) => Ok(Some(State::Compensating)),
+        Ok(ops::OperationState::Succeeded) => Ok(Some(State::Completed)),
+        Ok(ops::OperationState::Compensated) => Ok(Some(State::Compensated)),
+        Ok(ops::OperationState::Failed) => Ok(Some(State::Failed)),
+        Err(_) => Err(status::invalid_argument("state", "unknown operation state")),
     }
 }
 

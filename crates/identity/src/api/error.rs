@@ -14,6 +14,7 @@ pub fn reason(error: &DomainError) -> Reason {
         DomainError::AccountNotFound => Reason::new("ACCOUNT_NOT_FOUND", None),
         DomainError::UserNotFound => Reason::new("USER_NOT_FOUND", Some(1010)),
         DomainError::InvitationNotFound => Reason::new("INVITATION_NOT_FOUND", Some(1120)),
+        DomainError::OperationNotFound => Reason::new("OPERATION_NOT_FOUND", None),
         DomainError::RoleNotFound => Reason::new("ROLE_NOT_FOUND", None),
         DomainError::EmailInUse => Reason::new("EMAIL_IN_USE", Some(1005)),
         DomainError::RoleNameTaken => Reason::new("ROLE_NAME_TAKEN", None),
@@ -31,10 +32,16 @@ pub fn reason(error: &DomainError) -> Reason {
         DomainError::NewOwnerNotActiveAdmin => Reason::new("NEW_OWNER_NOT_ACTIVE_ADMIN", None),
         DomainError::RoleInUse => Reason::new("ROLE_IN_USE", None),
         DomainError::AccountHasOtherUsers { .. } => Reason::new("ACCOUNT_HAS_OTHER_USERS", Some(1009)),
+        DomainError::AccountHasRooms { .. } => Reason::new("ACCOUNT_HAS_OTHER_USERS", Some(1009)),
+        DomainError::ManagedDomainUser => Reason::new("MANAGED_DOMAIN_USER", Some(1107)),
+        DomainError::TargetNotInAccount => Reason::new("TARGET_NOT_IN_ACCOUNT", Some(1001)),
+        DomainError::TargetNotActive => Reason::new("TARGET_NOT_ACTIVE", None),
+        DomainError::PhoneTransferUnconfirmed { .. } => Reason::new("PHONE_TRANSFER_UNCONFIRMED", None),
+        DomainError::OperationInProgress { .. } => Reason::new("OPERATION_IN_PROGRESS", None),
     }
 }
 
-fn message(error: &DomainError) -> String {
+pub fn message(error: &DomainError) -> String {
     match error {
         DomainError::Invalid { field, message } => format!("{field}: {message}"),
         DomainError::AccountNotFound => "No such account, or you are not part of it.".into(),
@@ -43,6 +50,7 @@ fn message(error: &DomainError) -> String {
             "The invitation is unknown, revoked, expired, or not addressed to you.".into()
         }
         DomainError::RoleNotFound => "No such role in this account.".into(),
+        DomainError::OperationNotFound => "No such operation, or you may not see it.".into(),
         DomainError::EmailInUse => "That e-mail address already belongs to a user.".into(),
         DomainError::RoleNameTaken => "A role with that name already exists.".into(),
         DomainError::NotAccountOwner => "Only the account owner can do this.".into(),
@@ -67,6 +75,22 @@ fn message(error: &DomainError) -> String {
         DomainError::AccountHasOtherUsers { other_users } => format!(
             "Your current account still has {other_users} other user(s). Remove or unlink them (and delete any rooms) before accepting."
         ),
+        DomainError::AccountHasRooms { rooms } => format!(
+            "Your current account still has {rooms} room(s). Delete the rooms (and remove any other users) before accepting."
+        ),
+        DomainError::ManagedDomainUser => {
+            "The user's e-mail domain is managed by this account, so the user cannot be unlinked.".into()
+        }
+        DomainError::TargetNotInAccount => "The transfer target must be another user of this account.".into(),
+        DomainError::TargetNotActive => "The transfer target must be an active user.".into(),
+        DomainError::PhoneTransferUnconfirmed { would_move } => format!(
+            "The owner's phone licenses and numbers ({}) would move to the new owner, who holds no phone license. \
+             Repeat with confirm_phone_transfer to move them together with ownership.",
+            would_move.join(", ")
+        ),
+        DomainError::OperationInProgress { operation_id } => {
+            format!("Operation {operation_id} is still working on this; watch it and try again when it is done.")
+        }
     }
 }
 
@@ -76,6 +100,7 @@ fn code(error: &DomainError) -> Code {
         DomainError::AccountNotFound
         | DomainError::UserNotFound
         | DomainError::InvitationNotFound
+        | DomainError::OperationNotFound
         | DomainError::RoleNotFound => Code::NotFound,
         DomainError::EmailInUse | DomainError::RoleNameTaken => Code::AlreadyExists,
         DomainError::NotAccountOwner
@@ -91,7 +116,13 @@ fn code(error: &DomainError) -> Code {
         | DomainError::OwnerRoleFixed
         | DomainError::NewOwnerNotActiveAdmin
         | DomainError::RoleInUse
-        | DomainError::AccountHasOtherUsers { .. } => Code::FailedPrecondition,
+        | DomainError::AccountHasOtherUsers { .. }
+        | DomainError::AccountHasRooms { .. }
+        | DomainError::ManagedDomainUser
+        | DomainError::TargetNotInAccount
+        | DomainError::TargetNotActive
+        | DomainError::PhoneTransferUnconfirmed { .. }
+        | DomainError::OperationInProgress { .. } => Code::FailedPrecondition,
     }
 }
 
@@ -99,7 +130,10 @@ fn code(error: &DomainError) -> Code {
 fn subject(error: &DomainError) -> &'static str {
     match error {
         DomainError::RoleInUse => "role",
-        DomainError::AccountHasOtherUsers { .. } => "account",
+        DomainError::AccountHasOtherUsers { .. }
+        | DomainError::AccountHasRooms { .. }
+        | DomainError::PhoneTransferUnconfirmed { .. } => "account",
+        DomainError::OperationInProgress { .. } => "operation",
         _ => "user",
     }
 }
@@ -108,6 +142,9 @@ pub fn domain_status(error: &DomainError) -> Status {
     let reason = reason(error);
     match (error, code(error)) {
         (DomainError::Invalid { field, message }, _) => status::invalid_argument(field, message.clone()),
+        (DomainError::PhoneTransferUnconfirmed { would_move }, _) => {
+            status::failed_precondition_each(reason, would_move, message(error))
+        }
         (_, Code::FailedPrecondition) => status::failed_precondition(reason, subject(error), message(error)),
         (_, code) => status::refusal(code, reason, message(error)),
     }
@@ -117,6 +154,7 @@ pub fn to_status(error: app::Error) -> Status {
     match error {
         app::Error::Domain(error) => domain_status(&error),
         app::Error::Db(error) => status::from_db(&error),
+        app::Error::Internal(cause) => status::internal(&cause),
     }
 }
 
@@ -140,6 +178,8 @@ mod tests {
             (DomainError::EmailInUse, "EMAIL_IN_USE", Some("1005"), Code::AlreadyExists),
             (DomainError::UserPending, "USER_PENDING", None, Code::FailedPrecondition),
             (DomainError::NotAccountOwner, "NOT_ACCOUNT_OWNER", None, Code::PermissionDenied),
+            (DomainError::ManagedDomainUser, "MANAGED_DOMAIN_USER", Some("1107"), Code::FailedPrecondition),
+            (DomainError::TargetNotInAccount, "TARGET_NOT_IN_ACCOUNT", Some("1001"), Code::FailedPrecondition),
         ];
         for (error, reason, product_code, grpc_code) in cases {
             let status = domain_status(&error);

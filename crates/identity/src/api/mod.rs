@@ -1,5 +1,5 @@
-//! The gRPC surface of identity: `AccountService`, `UserService`, `RoleService` and the
-//! internal `DirectoryService`. Handlers decode and validate (`convert`), run one use case in
+//! The gRPC surface of identity: `AccountService`, `UserService`, `RoleService`,
+//! `Operations` (the sagas' progress) and the internal `DirectoryService`. Handlers decode and validate (`convert`), run one use case in
 //! one transaction, and encode; errors map to statuses in one place (`error`).
 
 /// The full gRPC path of a method, which is also its idempotency scope and audit action.
@@ -13,8 +13,11 @@ pub mod account_service;
 pub mod convert;
 pub mod directory_service;
 pub mod error;
+pub mod operations_service;
 pub mod role_service;
 pub mod user_service;
+
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use prost::Message;
@@ -23,21 +26,57 @@ use roster_platform::clock::SharedClock;
 use roster_platform::db::{Database, Tx};
 use roster_platform::idempotency::{self, Key};
 use roster_platform::status;
+use roster_proto::operations::v1 as ops;
+use roster_workflow::{Engine, Instance};
 use tonic::{Response, Status};
 
 use crate::app::{self, Ctx};
 use crate::domain::values::AccountId;
+use crate::sagas::Licensing;
 
-/// Shared by the three services; cheap to clone.
+/// How long a saga RPC waits for its operation before answering with it still running.
+const SAGA_ANSWER_WAIT: Duration = Duration::from_secs(2);
+
+/// Shared by every identity service; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Api {
     db: Database,
     clock: SharedClock,
+    engine: Engine,
+    licensing: Licensing,
 }
 
 impl Api {
-    pub fn new(db: Database, clock: SharedClock) -> Self {
-        Self { db, clock }
+    pub fn new(db: Database, clock: SharedClock, engine: Engine, licensing: Licensing) -> Self {
+        Self { db, clock, engine, licensing }
+    }
+
+    /// Runs a use case that starts a saga, once per request id like any change, then lets
+    /// this replica's worker start on it and waits briefly: a short operation comes back
+    /// done, a long one (or one waiting out an outage) running. A retried request gets the
+    /// operation as it stands now.
+    async fn start_saga<Req, F>(
+        &self,
+        principal: Principal,
+        method: &'static str,
+        request_id: &str,
+        request: &Req,
+        account: Option<AccountId>,
+        op: F,
+    ) -> Result<Response<ops::Operation>, Status>
+    where
+        Req: Message,
+        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<Instance>> + Send + 'static,
+    {
+        let started = self
+            .mutate(principal, method, request_id, request, account, move |tx, ctx| {
+                Box::pin(async move { op(tx, ctx).await.map(|instance| convert::operation(&instance)) })
+            })
+            .await?
+            .into_inner();
+        self.engine.wake();
+        let now = self.engine.wait_final(&started.id, SAGA_ANSWER_WAIT).await.map_err(|e| status::from_db(&e))?;
+        Ok(Response::new(now.map_or(started, |instance| convert::operation(&instance))))
     }
 
     fn ctx(&self, principal: Principal, request_id: &str) -> Ctx {

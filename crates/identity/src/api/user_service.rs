@@ -3,6 +3,7 @@
 use roster_platform::auth::principal;
 use roster_platform::pagination::PageRequest;
 use roster_proto::identity::v1 as pb;
+use roster_proto::operations::v1 as ops;
 use tonic::{Request, Response, Status};
 
 use super::{Api, convert};
@@ -134,47 +135,95 @@ impl pb::user_service_server::UserService for Api {
     async fn accept_invitation(
         &self,
         request: Request<pb::AcceptInvitationRequest>,
-    ) -> Result<Response<pb::AcceptInvitationResponse>, Status> {
+    ) -> Result<Response<ops::Operation>, Status> {
         let caller = principal(&request)?;
         let req = request.into_inner();
         let code = convert::invitation_code(&req.code)?;
-        self.mutate(caller, method!("UserService", "AcceptInvitation"), &req.request_id, &req, None, move |tx, ctx| {
-            Box::pin(async move {
-                invitations::accept(tx, ctx, &code).await.map(|done| pb::AcceptInvitationResponse {
-                    user: Some(convert::user(&done.user)),
-                    account: Some(convert::account(&done.account)),
-                })
-            })
-        })
-        .await
-    }
-
-    async fn deactivate_user(&self, request: Request<pb::DeactivateUserRequest>) -> Result<Response<pb::User>, Status> {
-        let caller = principal(&request)?;
-        let req = request.into_inner();
-        let target = (req.account_id.as_str(), req.user_id.as_str());
-        self.change_lifecycle(
+        let engine = self.engine.clone();
+        self.start_saga(
             caller,
-            method!("UserService", "DeactivateUser"),
+            method!("UserService", "AcceptInvitation"),
             &req.request_id,
             &req,
-            target,
-            Lifecycle::Deactivate,
+            None,
+            move |tx, ctx| Box::pin(async move { invitations::accept(tx, ctx, &engine, &code).await }),
         )
         .await
     }
 
-    async fn reactivate_user(&self, request: Request<pb::ReactivateUserRequest>) -> Result<Response<pb::User>, Status> {
+    async fn deactivate_user(
+        &self,
+        request: Request<pb::DeactivateUserRequest>,
+    ) -> Result<Response<ops::Operation>, Status> {
         let caller = principal(&request)?;
         let req = request.into_inner();
-        let target = (req.account_id.as_str(), req.user_id.as_str());
-        self.change_lifecycle(
+        let account = convert::account_id(&req.account_id)?;
+        let id = convert::user_id("user_id", &req.user_id)?;
+        let (scope, engine) = (account.clone(), self.engine.clone());
+        self.start_saga(
+            caller,
+            method!("UserService", "DeactivateUser"),
+            &req.request_id,
+            &req,
+            Some(scope),
+            move |tx, ctx| Box::pin(async move { users::deactivate(tx, ctx, &engine, &account, &id).await }),
+        )
+        .await
+    }
+
+    async fn reactivate_user(
+        &self,
+        request: Request<pb::ReactivateUserRequest>,
+    ) -> Result<Response<ops::Operation>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::account_id(&req.account_id)?;
+        let id = convert::user_id("user_id", &req.user_id)?;
+        let restore = req.restore_licenses;
+        let (scope, engine) = (account.clone(), self.engine.clone());
+        self.start_saga(
             caller,
             method!("UserService", "ReactivateUser"),
             &req.request_id,
             &req,
-            target,
-            Lifecycle::Reactivate,
+            Some(scope),
+            move |tx, ctx| Box::pin(async move { users::reactivate(tx, ctx, &engine, &account, &id, restore).await }),
+        )
+        .await
+    }
+
+    async fn unlink_user(&self, request: Request<pb::UnlinkUserRequest>) -> Result<Response<ops::Operation>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::account_id(&req.account_id)?;
+        let id = convert::user_id("user_id", &req.user_id)?;
+        let transfer = convert::content_transfer(req.transfer.as_ref())?;
+        let (scope, engine) = (account.clone(), self.engine.clone());
+        self.start_saga(
+            caller,
+            method!("UserService", "UnlinkUser"),
+            &req.request_id,
+            &req,
+            Some(scope),
+            move |tx, ctx| Box::pin(async move { users::unlink(tx, ctx, &engine, &account, &id, transfer).await }),
+        )
+        .await
+    }
+
+    async fn delete_user(&self, request: Request<pb::DeleteUserRequest>) -> Result<Response<ops::Operation>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::account_id(&req.account_id)?;
+        let id = convert::user_id("user_id", &req.user_id)?;
+        let transfer = convert::content_transfer(req.transfer.as_ref())?;
+        let (scope, engine) = (account.clone(), self.engine.clone());
+        self.start_saga(
+            caller,
+            method!("UserService", "DeleteUser"),
+            &req.request_id,
+            &req,
+            Some(scope),
+            move |tx, ctx| Box::pin(async move { users::delete(tx, ctx, &engine, &account, &id, transfer).await }),
         )
         .await
     }
@@ -208,38 +257,5 @@ impl pb::user_service_server::UserService for Api {
             user_id: user.map(|u| u.id.to_string()).unwrap_or_default(),
             account_id: user.map(|u| u.account_id.to_string()).unwrap_or_default(),
         }))
-    }
-}
-
-/// The local lifecycle changes; licensing's part joins them as sagas later.
-#[derive(Debug, Clone, Copy)]
-enum Lifecycle {
-    Deactivate,
-    Reactivate,
-}
-
-impl Api {
-    async fn change_lifecycle<Req: prost::Message>(
-        &self,
-        caller: roster_platform::auth::Principal,
-        method: &'static str,
-        request_id: &str,
-        request: &Req,
-        (account_id, user_id): (&str, &str),
-        change: Lifecycle,
-    ) -> Result<Response<pb::User>, Status> {
-        let account = convert::account_id(account_id)?;
-        let id = convert::user_id("user_id", user_id)?;
-        let scope = account.clone();
-        self.mutate(caller, method, request_id, request, Some(scope), move |tx, ctx| {
-            Box::pin(async move {
-                let user = match change {
-                    Lifecycle::Deactivate => users::deactivate(tx, ctx, &account, &id).await?,
-                    Lifecycle::Reactivate => users::reactivate(tx, ctx, &account, &id).await?,
-                };
-                Ok(convert::user(&user))
-            })
-        })
-        .await
     }
 }

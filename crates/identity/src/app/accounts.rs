@@ -3,7 +3,9 @@
 
 use serde_json::json;
 
-use super::{Ctx, Result, audit, load_caller, lock_and_load_caller, owner, user_target};
+use roster_workflow::{Engine, Instance};
+
+use super::{Ctx, Result, audit, load_caller, lock_and_load_caller, owner, start_operation, user_target};
 use crate::domain::DomainError;
 use crate::domain::model::{
     Account, AccountSettings, AccountView, AuditEvent, Integration, Plan, Privilege, Role, User, UserStatus,
@@ -11,6 +13,7 @@ use crate::domain::model::{
 use crate::domain::privileges::{Actor, Caller};
 use crate::domain::rules;
 use crate::domain::values::{AccountId, Domain, Email, IntegrationId, UserId};
+use crate::sagas::{Origin, ownership};
 use crate::store::{self, Tx, outbox};
 
 #[derive(Debug, Clone)]
@@ -115,16 +118,86 @@ pub struct Transferred {
     pub flagged_integrations: Vec<Integration>,
 }
 
-/// SPEC R1-R3, R5, R6: the owner hands ownership to an active admin. The previous owner
-/// becomes an admin in the same transaction, under the account lock, so there is exactly one
-/// owner at every instant (the database's one-owner index backs this up). Billing access is
-/// derived from the owner role, so it moves with this commit.
-pub async fn transfer_ownership(tx: &mut Tx, ctx: &Ctx, id: &AccountId, new_owner: &UserId) -> Result<Transferred> {
+/// What licensing reports the two sides hold, read before the request's transaction (SPEC R4).
+#[derive(Debug, Clone, Default)]
+pub struct PhoneHoldings {
+    pub owner_has_phone_license: bool,
+    pub owner_numbers: Vec<String>,
+    pub new_owner_has_phone_license: bool,
+}
+
+impl PhoneHoldings {
+    /// What would move to the new owner: nothing when they hold a phone license already.
+    pub fn would_move(&self) -> Vec<String> {
+        if self.new_owner_has_phone_license {
+            return Vec::new();
+        }
+        let license = self.owner_has_phone_license.then(|| "license:phone".to_owned());
+        license.into_iter().chain(self.owner_numbers.iter().map(|n| format!("number:{n}"))).collect()
+    }
+}
+
+/// The checks of SPEC R1-R2 alone, for the API to know whose phone holdings to ask licensing
+/// about before it opens the request's transaction. Returns the current owner.
+pub async fn ownership_precheck(tx: &mut Tx, ctx: &Ctx, id: &AccountId, new_owner: &UserId) -> Result<UserId> {
+    let caller = load_caller(tx, ctx, id).await?;
+    let actor = owner(&caller)?;
+    let target = store::users::get_in_account(tx, id, new_owner).await?.ok_or(DomainError::UserNotFound)?;
+    rules::check_ownership_transfer(actor, &target)?;
+    Ok(actor.user.id.clone())
+}
+
+/// SPEC R1-R4: the owner hands ownership to an active admin. When the owner's phone licenses
+/// or numbers would move (the new owner holds no phone license), the caller must have
+/// confirmed it; they then move in the same saga, before ownership, and move back if the
+/// transfer is refused at its last check.
+pub async fn transfer_ownership(
+    tx: &mut Tx,
+    ctx: &Ctx,
+    engine: &Engine,
+    id: &AccountId,
+    new_owner: &UserId,
+    phone: &PhoneHoldings,
+    confirmed: bool,
+) -> Result<Instance> {
     let caller = lock_and_load_caller(tx, ctx, id).await?;
     let actor = owner(&caller)?;
     let target = store::users::get_in_account(tx, id, new_owner).await?.ok_or(DomainError::UserNotFound)?;
     rules::check_ownership_transfer(actor, &target)?;
-    let previous = actor.user.clone();
+    let would_move = phone.would_move();
+    if !would_move.is_empty() && !confirmed {
+        return Err(DomainError::PhoneTransferUnconfirmed { would_move }.into());
+    }
+    let input = ownership::OwnershipInput {
+        account_id: id.to_string(),
+        previous_owner_user_id: actor.user.id.to_string(),
+        new_owner_user_id: target.id.to_string(),
+        move_phone: !would_move.is_empty(),
+        origin: Origin::of(ctx),
+    };
+    start_operation(tx, engine, ctx, ownership::TRANSFER_OWNERSHIP, id, id.as_str(), input).await
+}
+
+/// The ownership saga's point of no return (SPEC R1-R3, R5, R6), checked again under the
+/// account lock. The previous owner becomes an admin in the same transaction, so there is
+/// exactly one owner at every instant (the database's one-owner index backs this up).
+/// Billing access is derived from the owner role, so it moves with this commit.
+pub async fn apply_ownership_transfer(
+    tx: &mut Tx,
+    ctx: &Ctx,
+    id: &AccountId,
+    previous_owner: &UserId,
+    new_owner: &UserId,
+) -> Result<Transferred> {
+    if !store::accounts::lock(tx, id).await? {
+        return Err(DomainError::AccountNotFound.into());
+    }
+    let previous = store::users::get_in_account(tx, id, previous_owner)
+        .await?
+        .filter(|u| u.role == Role::Owner)
+        .ok_or(DomainError::NotAccountOwner)?;
+    let target = store::users::get_in_account(tx, id, new_owner).await?.ok_or(DomainError::UserNotFound)?;
+    rules::check_ownership_transfer(&Actor::new(previous.clone(), None), &target)?;
     // Demote first: the one-owner index is checked statement by statement.
     store::users::set_role(tx, &previous.id, &Role::Admin).await?;
     store::users::set_role(tx, &target.id, &Role::Owner).await?;

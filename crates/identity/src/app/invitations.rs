@@ -9,11 +9,14 @@ use roster_platform::hex;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{Ctx, Result, audit, load_caller, lock_and_load_caller, user_target};
+use roster_workflow::{Engine, Instance};
+
+use super::{Ctx, Result, audit, load_caller, lock_and_load_caller, start_operation, user_target};
 use crate::domain::DomainError;
-use crate::domain::model::{AccountView, Invitation, InvitationStatus, Privilege, Role, User, UserStatus};
+use crate::domain::model::{Invitation, InvitationStatus, Privilege, Role, User, UserStatus};
 use crate::domain::rules::{self, INVITATION_TTL_MS};
 use crate::domain::values::{AccountId, Email, InvitationId, UserId};
+use crate::sagas::{Origin, accept};
 use crate::store::{self, Tx, outbox};
 
 #[derive(Debug, Clone)]
@@ -174,16 +177,10 @@ pub async fn revoke(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &Invitation
     Ok(invitation)
 }
 
-#[derive(Debug, Clone)]
-pub struct Accepted {
-    pub user: User,
-    pub account: AccountView,
-}
-
-/// SPEC R27, R29. The invitee is either the pending user itself (a new person), or an active
-/// user of another account who moves over, keeping their user id, once that account has
-/// nobody else in it (error 1009 otherwise); their old, now empty account is closed.
-pub async fn accept(tx: &mut Tx, ctx: &Ctx, code: &str) -> Result<Accepted> {
+/// SPEC R27-R29: checks the code, the invitee and (for an invitee who owns an account of
+/// their own) that nobody else is in that account (1009), then starts the accept saga, which
+/// checks rooms, moves the invitee over and refunds their individual subscription.
+pub async fn accept(tx: &mut Tx, ctx: &Ctx, engine: &Engine, code: &str) -> Result<Instance> {
     let roster_platform::auth::Principal::User { user_id } = &ctx.principal else {
         return Err(DomainError::InvitationNotFound.into());
     };
@@ -191,9 +188,29 @@ pub async fn accept(tx: &mut Tx, ctx: &Ctx, code: &str) -> Result<Accepted> {
     let found =
         store::invitations::find_by_code_hash(tx, &code_hash(code)).await?.ok_or(DomainError::InvitationNotFound)?;
     let caller = store::users::get(tx, &caller_id).await?.ok_or(DomainError::InvitationNotFound)?;
+    let invitation = lock_and_check(tx, ctx, &found.account_id, &found.id, &caller).await?;
+    let old_account = (caller.id != invitation.user_id).then(|| caller.account_id.to_string());
+    let input = accept::AcceptInput {
+        invitation_id: invitation.id.to_string(),
+        account_id: invitation.account_id.to_string(),
+        user_id: caller.id.to_string(),
+        old_account_id: old_account,
+        origin: Origin::of(ctx),
+    };
+    start_operation(tx, engine, ctx, accept::ACCEPT, &invitation.account_id, caller.id.as_str(), input).await
+}
 
-    // Lock both accounts in a fixed order so two acceptances cannot deadlock.
-    let mut to_lock = vec![found.account_id.clone(), caller.account_id.clone()];
+/// Locks both accounts (in a fixed order, so two acceptances cannot deadlock), then checks
+/// under the locks what may have changed: the invitation, the invitee, and who else is in
+/// the invitee's current account.
+async fn lock_and_check(
+    tx: &mut Tx,
+    ctx: &Ctx,
+    account: &AccountId,
+    invitation: &InvitationId,
+    caller: &User,
+) -> Result<Invitation> {
+    let mut to_lock = vec![account.clone(), caller.account_id.clone()];
     to_lock.sort();
     to_lock.dedup();
     for account in &to_lock {
@@ -201,16 +218,10 @@ pub async fn accept(tx: &mut Tx, ctx: &Ctx, code: &str) -> Result<Accepted> {
             return Err(DomainError::InvitationNotFound.into());
         }
     }
-    // Re-read under the locks: the invitation or the caller may have changed meanwhile.
-    let invitation =
-        store::invitations::get(tx, &found.account_id, &found.id).await?.ok_or(DomainError::InvitationNotFound)?;
-    let caller = store::users::get(tx, &caller_id).await?.ok_or(DomainError::InvitationNotFound)?;
+    let invitation = store::invitations::get(tx, account, invitation).await?.ok_or(DomainError::InvitationNotFound)?;
+    let caller = store::users::get(tx, &caller.id).await?.ok_or(DomainError::InvitationNotFound)?;
     rules::check_acceptance(&invitation, &caller.email, ctx.now_ms)?;
-
-    let joined = if caller.id == invitation.user_id {
-        store::users::set_status(tx, &caller.id, UserStatus::Active, None).await?;
-        caller
-    } else {
+    if caller.id != invitation.user_id {
         match caller.status {
             UserStatus::Active => {}
             UserStatus::Deactivated => return Err(DomainError::CallerDisabled.into()),
@@ -218,6 +229,19 @@ pub async fn accept(tx: &mut Tx, ctx: &Ctx, code: &str) -> Result<Accepted> {
         }
         let others = store::users::count_others(tx, &caller.account_id, &caller.id).await?;
         rules::check_leaving_account(others)?;
+    }
+    Ok(invitation)
+}
+
+/// The accept saga's point of no return. A new person's pending user becomes active; an
+/// invitee from another account moves over keeping their user id, and their old, now empty
+/// account closes. Everything is checked again under the locks.
+pub async fn join(tx: &mut Tx, ctx: &Ctx, account: &AccountId, invitation: &InvitationId, user: &UserId) -> Result<()> {
+    let caller = store::users::get(tx, user).await?.ok_or(DomainError::InvitationNotFound)?;
+    let invitation = lock_and_check(tx, ctx, account, invitation, &caller).await?;
+    if caller.id == invitation.user_id {
+        store::users::set_status(tx, &caller.id, UserStatus::Active, None).await?;
+    } else {
         store::users::delete(tx, &invitation.user_id).await?;
         store::users::move_to_account(tx, &caller.id, &invitation.account_id, &invitation.role).await?;
         store::accounts::close(tx, &caller.account_id, ctx.now_ms).await?;
@@ -230,22 +254,17 @@ pub async fn accept(tx: &mut Tx, ctx: &Ctx, code: &str) -> Result<Accepted> {
             json!({"reason": "owner joined another account"}),
         )
         .await?;
-        caller
-    };
+    }
     store::invitations::set_status(tx, &invitation.id, InvitationStatus::Accepted).await?;
-    let user = store::users::get(tx, &joined.id).await?.ok_or(DomainError::InvitationNotFound)?;
     audit(
         tx,
         ctx,
         Some(&invitation.account_id),
         "invitation.accepted",
-        user_target(&user.id),
+        user_target(&caller.id),
         json!({"invitation": invitation.id.as_str()}),
     )
-    .await?;
-    let account = store::accounts::get(tx, &invitation.account_id).await?.ok_or(DomainError::AccountNotFound)?;
-    let owner = store::users::owner_of(tx, &invitation.account_id).await?;
-    Ok(Accepted { user, account: AccountView { account, owner } })
+    .await
 }
 
 #[cfg(test)]

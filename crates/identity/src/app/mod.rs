@@ -5,10 +5,12 @@
 pub mod accounts;
 pub mod directory;
 pub mod invitations;
+pub mod operations;
 pub mod roles;
 pub mod users;
 
 use roster_platform::auth::Principal;
+use roster_workflow::{Engine, Instance, NewWorkflow, StartError};
 
 use crate::domain::DomainError;
 use crate::domain::model::{AuditEvent, Role};
@@ -31,6 +33,35 @@ pub enum Error {
     Domain(#[from] DomainError),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    /// A bug: e.g. a saga kind that was never registered.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Starts a saga in the caller's transaction. One unfinished saga per subject: a second is
+/// refused with `OPERATION_IN_PROGRESS` naming the first.
+pub async fn start_operation(
+    tx: &mut Tx,
+    engine: &Engine,
+    ctx: &Ctx,
+    kind: &'static str,
+    account: &AccountId,
+    subject: &str,
+    input: impl serde::Serialize,
+) -> Result<Instance> {
+    let input = serde_json::to_value(input).map_err(|e| Error::Internal(e.to_string()))?;
+    let new = NewWorkflow {
+        kind,
+        account_id: account.to_string(),
+        subject: subject.to_owned(),
+        started_by: ctx.principal.audit_name(),
+        input,
+    };
+    engine.start(tx, new).await.map_err(|error| match error {
+        StartError::Busy { operation_id, .. } => DomainError::OperationInProgress { operation_id }.into(),
+        StartError::Db(error) => Error::Db(error),
+        StartError::UnknownKind(kind) => Error::Internal(format!("saga {kind} is not registered")),
+    })
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -132,6 +163,6 @@ async fn record(
     Ok(())
 }
 
-fn user_target(id: &UserId) -> String {
+pub fn user_target(id: &UserId) -> String {
     format!("user:{id}")
 }

@@ -1,13 +1,17 @@
-//! User use cases: reading, deactivation and reactivation as local state changes (SPEC R15,
-//! R17-R19), and the sign-in check an authentication front end asks (R18).
+//! User use cases: reading; starting the deactivate, reactivate, unlink and delete sagas
+//! (SPEC R14-R19, R21-R24) and their local points of no return; and the sign-in check an
+//! authentication front end asks (R18).
 
 use serde_json::json;
 
-use super::{Ctx, Result, audit, load_caller, lock_and_load_caller, user_target};
+use roster_workflow::{Engine, Instance};
+
+use super::{Ctx, Result, audit, load_caller, lock_and_load_caller, start_operation, user_target};
 use crate::domain::DomainError;
-use crate::domain::model::{SignIn, User, UserStatus};
+use crate::domain::model::{Account, AccountSettings, Plan, Role, SignIn, User, UserStatus};
 use crate::domain::rules;
 use crate::domain::values::{AccountId, Email, UserId};
+use crate::sagas::{Origin, lifecycle, removal};
 use crate::store::{self, Tx, users::ListFilter};
 
 /// Any member of the account, or an operator, may read its users.
@@ -28,31 +32,204 @@ pub async fn list(
     Ok(store::users::list(tx, account, filter, after, limit).await?)
 }
 
-/// SPEC R18: the user can no longer sign in; settings stay. License reclaim joins this step
-/// when licensing exists (it becomes a saga).
-pub async fn deactivate(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &UserId) -> Result<User> {
+/// SPEC R18: the user can no longer sign in from this commit on; settings stay. The saga
+/// started in the same transaction reclaims every license and number and remembers them.
+pub async fn deactivate(tx: &mut Tx, ctx: &Ctx, engine: &Engine, account: &AccountId, id: &UserId) -> Result<Instance> {
     let caller = lock_and_load_caller(tx, ctx, account).await?;
     let actor = caller.member()?;
-    let mut target = store::users::get_in_account(tx, account, id).await?.ok_or(DomainError::UserNotFound)?;
+    let target = store::users::get_in_account(tx, account, id).await?.ok_or(DomainError::UserNotFound)?;
     rules::check_deactivation(actor, &target)?;
-    target.status = UserStatus::Deactivated;
-    target.deactivated_at_ms = Some(ctx.now_ms);
-    store::users::set_status(tx, &target.id, target.status, target.deactivated_at_ms).await?;
-    audit(tx, ctx, Some(account), "user.deactivated", user_target(&target.id), json!({})).await?;
-    Ok(target)
+    let operation = start_lifecycle(tx, ctx, engine, lifecycle::DEACTIVATE, account, id, None).await?;
+    store::users::set_status(tx, &target.id, UserStatus::Deactivated, Some(ctx.now_ms)).await?;
+    audit(tx, ctx, Some(account), "user.deactivated", user_target(&target.id), json!({"operation": operation.id}))
+        .await?;
+    Ok(operation)
 }
 
-/// SPEC R19: active again, with no licenses given back.
-pub async fn reactivate(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &UserId) -> Result<User> {
+/// SPEC R19: active again from this commit on. The saga lifts licensing's hold and, when
+/// asked, gives back exactly the remembered set as far as seats allow.
+pub async fn reactivate(
+    tx: &mut Tx,
+    ctx: &Ctx,
+    engine: &Engine,
+    account: &AccountId,
+    id: &UserId,
+    restore_licenses: bool,
+) -> Result<Instance> {
     let caller = lock_and_load_caller(tx, ctx, account).await?;
     let actor = caller.member()?;
-    let mut target = store::users::get_in_account(tx, account, id).await?.ok_or(DomainError::UserNotFound)?;
+    let target = store::users::get_in_account(tx, account, id).await?.ok_or(DomainError::UserNotFound)?;
     rules::check_reactivation(actor, &target)?;
-    target.status = UserStatus::Active;
-    target.deactivated_at_ms = None;
-    store::users::set_status(tx, &target.id, target.status, None).await?;
-    audit(tx, ctx, Some(account), "user.reactivated", user_target(&target.id), json!({})).await?;
-    Ok(target)
+    let remembered = if restore_licenses { store::reclaimed::get(tx, id, account).await? } else { None };
+    let restore = remembered.or_else(|| restore_licenses.then(|| json!({})));
+    let operation = start_lifecycle(tx, ctx, engine, lifecycle::REACTIVATE, account, id, restore).await?;
+    store::users::set_status(tx, &target.id, UserStatus::Active, None).await?;
+    audit(
+        tx,
+        ctx,
+        Some(account),
+        "user.reactivated",
+        user_target(&target.id),
+        json!({"operation": operation.id, "restore_licenses": restore_licenses}),
+    )
+    .await?;
+    Ok(operation)
+}
+
+async fn start_lifecycle(
+    tx: &mut Tx,
+    ctx: &Ctx,
+    engine: &Engine,
+    kind: &'static str,
+    account: &AccountId,
+    id: &UserId,
+    restore: Option<serde_json::Value>,
+) -> Result<Instance> {
+    let input = lifecycle::LifecycleInput {
+        account_id: account.to_string(),
+        user_id: id.to_string(),
+        restore,
+        origin: Origin::of(ctx),
+    };
+    start_operation(tx, engine, ctx, kind, account, id.as_str(), input).await
+}
+
+/// A transfer of R23 as the caller asked for it.
+#[derive(Debug, Clone)]
+pub struct TransferRequest {
+    pub target: UserId,
+    /// "meeting", "webinar", "event", "recording"; at least one.
+    pub kinds: Vec<&'static str>,
+}
+
+/// SPEC R14, R15, R17, R21, R23, R24: checks everything identity knows, then starts the
+/// unlink saga. Licensing's refusals (a target without the needed license, 300) come back
+/// through the operation, with nothing changed.
+pub async fn unlink(
+    tx: &mut Tx,
+    ctx: &Ctx,
+    engine: &Engine,
+    account: &AccountId,
+    id: &UserId,
+    transfer: Option<TransferRequest>,
+) -> Result<Instance> {
+    start_removal(tx, ctx, engine, removal::Mode::Unlink, account, id, transfer).await
+}
+
+/// SPEC R14, R15, R17, R22, R23: as [`unlink`], for deletion.
+pub async fn delete(
+    tx: &mut Tx,
+    ctx: &Ctx,
+    engine: &Engine,
+    account: &AccountId,
+    id: &UserId,
+    transfer: Option<TransferRequest>,
+) -> Result<Instance> {
+    start_removal(tx, ctx, engine, removal::Mode::Delete, account, id, transfer).await
+}
+
+async fn start_removal(
+    tx: &mut Tx,
+    ctx: &Ctx,
+    engine: &Engine,
+    mode: removal::Mode,
+    account: &AccountId,
+    id: &UserId,
+    transfer: Option<TransferRequest>,
+) -> Result<Instance> {
+    let caller = lock_and_load_caller(tx, ctx, account).await?;
+    let actor = caller.member()?;
+    let target = store::users::get_in_account(tx, account, id).await?.ok_or(DomainError::UserNotFound)?;
+    let (kind, action) = match mode {
+        removal::Mode::Unlink => {
+            let managed = store::accounts::get(tx, account).await?.ok_or(DomainError::AccountNotFound)?.managed_domains;
+            rules::check_unlink(actor, &target, &managed)?;
+            (removal::UNLINK, "user.unlink_requested")
+        }
+        removal::Mode::Delete => {
+            rules::check_removal(actor, &target)?;
+            (removal::DELETE, "user.delete_requested")
+        }
+    };
+    let transfer = match transfer {
+        Some(request) => {
+            let to = store::users::get_in_account(tx, account, &request.target).await?;
+            rules::check_transfer_target(&target, to.as_ref())?;
+            Some(removal::TransferSpec {
+                target_user_id: request.target.to_string(),
+                kinds: request.kinds.iter().map(|k| (*k).to_owned()).collect(),
+            })
+        }
+        None => None,
+    };
+    let details = json!({"transfer": transfer});
+    let input = removal::RemovalInput {
+        account_id: account.to_string(),
+        user_id: id.to_string(),
+        transfer,
+        origin: Origin::of(ctx),
+    };
+    let operation = start_operation(tx, engine, ctx, kind, account, id.as_str(), input).await?;
+    audit(tx, ctx, Some(account), action, user_target(id), json!({"operation": operation.id, "details": details}))
+        .await?;
+    Ok(operation)
+}
+
+/// The unlink saga's point of no return (SPEC R21): with the rules checked again under the
+/// account lock, the user leaves for a new account of their own, as its owner, keeping their
+/// id, e-mail and settings. Returns the new account.
+pub async fn leave_account(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &UserId) -> Result<AccountId> {
+    let old = store::accounts::get(tx, account).await?.ok_or(DomainError::AccountNotFound)?;
+    if !store::accounts::lock(tx, account).await? {
+        return Err(DomainError::AccountNotFound.into());
+    }
+    let user = store::users::get_in_account(tx, account, id).await?.ok_or(DomainError::UserNotFound)?;
+    rules::check_removable(&user)?;
+    rules::check_not_managed(&user, &old.managed_domains)?;
+    let own = Account {
+        id: AccountId::generate(),
+        name: format!("{}'s account", user.display_name),
+        plan: Plan::Basic,
+        csm_eligible: false,
+        managed_domains: Vec::new(),
+        settings: AccountSettings::default(),
+        created_at_ms: ctx.now_ms,
+    };
+    store::accounts::insert(tx, &own).await?;
+    store::users::move_to_account(tx, id, &own.id, &Role::Owner).await?;
+    store::reclaimed::forget(tx, id).await?;
+    audit(tx, ctx, Some(account), "user.unlinked", user_target(id), json!({"new_account": own.id.as_str()})).await?;
+    audit(
+        tx,
+        ctx,
+        Some(&own.id),
+        "account.created",
+        format!("account:{}", own.id),
+        json!({"owner": id.as_str(), "unlinked_from": account.as_str()}),
+    )
+    .await?;
+    Ok(own.id)
+}
+
+/// The delete saga's point of no return (SPEC R22): the user row goes, so the e-mail may sign
+/// up again; the audit record keeps who they were (the tombstone).
+pub async fn remove(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &UserId) -> Result<()> {
+    if !store::accounts::lock(tx, account).await? {
+        return Err(DomainError::AccountNotFound.into());
+    }
+    let user = store::users::get_in_account(tx, account, id).await?.ok_or(DomainError::UserNotFound)?;
+    rules::check_removable(&user)?;
+    store::reclaimed::forget(tx, id).await?;
+    store::users::delete(tx, id).await?;
+    audit(
+        tx,
+        ctx,
+        Some(account),
+        "user.deleted",
+        user_target(id),
+        json!({"email": user.email.as_str(), "display_name": user.display_name}),
+    )
+    .await
 }
 
 /// SPEC R18: whether `email` may sign in. Only services (the sign-in front end) and operators

@@ -14,6 +14,8 @@ pub enum DomainError {
     /// Missing or in another account (SPEC R34: never reveal which).
     #[error("user not found")]
     UserNotFound,
+    #[error("operation not found")]
+    OperationNotFound,
     #[error("invitation not found, revoked or expired")]
     InvitationNotFound,
     #[error("role not found")]
@@ -50,6 +52,19 @@ pub enum DomainError {
     RoleInUse,
     #[error("the invitee's current account still has other users")]
     AccountHasOtherUsers { other_users: u64 },
+    #[error("the invitee's current account still has rooms")]
+    AccountHasRooms { rooms: u32 },
+    #[error("users of a managed domain cannot be unlinked")]
+    ManagedDomainUser,
+    #[error("the transfer target is not a user of this account")]
+    TargetNotInAccount,
+    #[error("the transfer target is not active")]
+    TargetNotActive,
+    /// SPEC R4: what would move to the new owner, e.g. `license:phone`, `number:+3120...`.
+    #[error("phone licenses or numbers would move to the new owner")]
+    PhoneTransferUnconfirmed { would_move: Vec<String> },
+    #[error("operation {operation_id} is still working on this")]
+    OperationInProgress { operation_id: String },
 }
 
 impl DomainError {

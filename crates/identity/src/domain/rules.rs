@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use super::error::DomainError;
 use super::model::{Invitation, Privilege, Role, User, UserStatus};
 use super::privileges::{Actor, grantable};
-use super::values::Email;
+use super::values::{Domain, Email};
 
 /// How long an invitation link stays valid.
 pub const INVITATION_TTL_MS: i64 = 30 * 24 * 3_600_000;
@@ -33,6 +33,12 @@ pub fn check_ownership_transfer(actor: &Actor, new_owner: &User) -> Result<(), D
 /// R14, R15, R17: whether `actor` may deactivate, unlink or delete `target`.
 pub fn check_removal(actor: &Actor, target: &User) -> Result<(), DomainError> {
     actor.require(Privilege::ManageUsers)?;
+    check_removable(target)
+}
+
+/// R15, R17: the target's side of [`check_removal`], checked again when a saga reaches the
+/// point of no return (the user may have been made an admin meanwhile).
+pub fn check_removable(target: &User) -> Result<(), DomainError> {
     if target.is_owner() {
         return Err(DomainError::OwnerProtected);
     }
@@ -41,6 +47,33 @@ pub fn check_removal(actor: &Actor, target: &User) -> Result<(), DomainError> {
     }
     if target.is_admin() {
         return Err(DomainError::AdminMustBeDemoted);
+    }
+    Ok(())
+}
+
+/// R24 on top of [`check_removal`]: a user whose e-mail domain the account manages stays.
+pub fn check_unlink(actor: &Actor, target: &User, managed_domains: &[Domain]) -> Result<(), DomainError> {
+    check_removal(actor, target)?;
+    check_not_managed(target, managed_domains)
+}
+
+/// R24 alone, for the saga's re-check.
+pub fn check_not_managed(target: &User, managed_domains: &[Domain]) -> Result<(), DomainError> {
+    if managed_domains.iter().any(|d| d.as_str() == target.email.domain()) {
+        return Err(DomainError::ManagedDomainUser);
+    }
+    Ok(())
+}
+
+/// R23: data goes to another active user of the same account (`target` is looked up in the
+/// account, so a user elsewhere arrives here as `None`).
+pub fn check_transfer_target(subject: &User, target: Option<&User>) -> Result<(), DomainError> {
+    let target = target.ok_or(DomainError::TargetNotInAccount)?;
+    if target.id == subject.id {
+        return Err(DomainError::invalid("transfer.target_user_id", "must be another user than the one removed"));
+    }
+    if target.status != UserStatus::Active {
+        return Err(DomainError::TargetNotActive);
     }
     Ok(())
 }
@@ -331,5 +364,31 @@ mod tests {
             check_grant(&actor(Role::Member), &manage),
             Err(DomainError::MissingPrivilege(Privilege::ManageRoles))
         );
+    }
+
+    #[test]
+    fn r24_managed_domain_users_cannot_be_unlinked() {
+        let admin = actor(Role::Admin);
+        let member = user(Role::Member, UserStatus::Active);
+        let managed = [Domain::parse("example.com").expect("domain")];
+        let elsewhere = [Domain::parse("other.example").expect("domain")];
+        assert_eq!(check_unlink(&admin, &member, &managed), Err(DomainError::ManagedDomainUser));
+        assert_eq!(check_unlink(&admin, &member, &elsewhere), Ok(()));
+        assert_eq!(
+            check_unlink(&admin, &user(Role::Admin, UserStatus::Active), &elsewhere),
+            Err(DomainError::AdminMustBeDemoted),
+            "R17 comes first"
+        );
+    }
+
+    #[test]
+    fn r23_transfer_target_is_another_active_user_of_the_account() {
+        let subject = user(Role::Member, UserStatus::Active);
+        assert_eq!(check_transfer_target(&subject, None), Err(DomainError::TargetNotInAccount));
+        assert!(matches!(check_transfer_target(&subject, Some(&subject)), Err(DomainError::Invalid { .. })));
+        let deactivated = user(Role::Member, UserStatus::Deactivated);
+        assert_eq!(check_transfer_target(&subject, Some(&deactivated)), Err(DomainError::TargetNotActive));
+        let colleague = user(Role::Admin, UserStatus::Active);
+        assert_eq!(check_transfer_target(&subject, Some(&colleague)), Ok(()));
     }
 }

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod integrations;
 pub mod invitations;
 pub mod outbox;
+pub mod reclaimed;
 pub mod roles;
 pub mod users;
 
@@ -18,9 +19,16 @@ use roster_platform::db::MigrationSql;
 
 pub use roster_platform::db::Tx;
 
-/// Embedded migrations, applied in order at start-up.
-pub const MIGRATIONS: &[MigrationSql] =
-    &[MigrationSql { version: 1, description: "identity", sql: include_str!("../../migrations/0001_identity.sql") }];
+/// Embedded migrations, applied in order at start-up; the workflow engine's tables included.
+pub const MIGRATIONS: &[MigrationSql] = &[
+    MigrationSql { version: 1, description: "identity", sql: include_str!("../../migrations/0001_identity.sql") },
+    MigrationSql {
+        version: 2,
+        description: "reclaimed licenses",
+        sql: include_str!("../../migrations/0002_reclaimed_licenses.sql"),
+    },
+    roster_workflow::MIGRATION,
+];
 
 /// A stored value that no longer parses: the database was changed outside this service.
 fn corrupt(what: &str, value: &str) -> sqlx::Error {

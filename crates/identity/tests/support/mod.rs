@@ -1,5 +1,6 @@
 //! Test harness: boots the real identity server on `127.0.0.1:0` with a fresh database
 //! (a SQLite file, or a new PostgreSQL database), and gives typed clients and tokens.
+//! Licensing runs beside it (on SQLite), since identity's sagas call it.
 //!
 //! PostgreSQL: `ROSTER_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
 //! When it cannot be reached the PostgreSQL half of a test is skipped with a printed notice,
@@ -17,6 +18,7 @@ use roster_platform::clock::{ManualClock, SharedClock};
 use roster_platform::config::LimitArgs;
 use roster_platform::db::Database;
 use roster_proto::identity::v1 as pb;
+use roster_proto::operations::v1 as ops;
 use roster_testkit::FreshDatabase;
 // Each test binary uses a different subset.
 #[allow(unused_imports)]
@@ -49,6 +51,8 @@ pub struct TestApp {
     postgres_db: Option<FreshDatabase>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    licensing_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    licensing_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A database URL for `backend`: a SQLite file in `dir`, or a fresh PostgreSQL database
@@ -132,18 +136,49 @@ impl TestApp {
         let signer = Signer::from_pem_file(&keys.private_key, AUDIENCE).expect("signer");
         let clock = Arc::new(ManualClock::starting_at(START_MS));
         let shared: SharedClock = clock.clone();
+        let verifier = Arc::new(verifier);
+        let limits = LimitArgs { shutdown_grace_ms: 2_000, ..LimitArgs::default() };
+        let service_signer = Arc::new(Signer::from_pem_file(&keys.private_key, AUDIENCE).expect("signer"));
+        let mut workflow = roster_workflow::EngineConfig::new(format!("test-{}", rid()));
+        workflow.poll_interval = Duration::from_millis(50);
         let settings = Settings {
             listen: "127.0.0.1:0".parse().expect("addr"),
             database_url,
             db_max_connections: 20,
-            verifier: Arc::new(verifier),
-            limits: LimitArgs { shutdown_grace_ms: 2_000, ..LimitArgs::default() },
+            verifier: verifier.clone(),
+            limits: limits.clone(),
             mailer: Mailer::Files(dir.path().join("mail")),
             outbox_poll: Duration::from_millis(20),
-            clock: shared,
+            clock: shared.clone(),
+            licensing_url: "http://127.0.0.1:9".into(),
+            signer: service_signer.clone(),
+            workflow,
         };
-        let server = Server::build(settings).await.expect("identity starts");
+        let mut server = Server::build(settings).await.expect("identity starts");
         let addr = server.local_addr();
+        let licensing = roster_licensing::Server::build(roster_licensing::Settings {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            database_url: Database::sqlite_url(dir.path(), "licensing"),
+            db_max_connections: 1,
+            verifier,
+            limits,
+            identity_url: format!("http://{addr}"),
+            signer: service_signer,
+            directory_cache: Duration::from_millis(2_000),
+            clock: shared,
+        })
+        .await
+        .expect("licensing starts");
+        server.set_licensing_url(format!("http://{}", licensing.local_addr())).expect("licensing url");
+        let (licensing_stop, licensing_stopped) = tokio::sync::oneshot::channel::<()>();
+        let licensing_task = tokio::spawn(async move {
+            licensing
+                .run(async {
+                    let _ = licensing_stopped.await;
+                })
+                .await
+                .expect("licensing serves");
+        });
         let db = server.database().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -155,7 +190,20 @@ impl TestApp {
                 .expect("identity serves");
         });
         let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await.expect("connect");
-        Some(Self { addr, channel, db, clock, signer, dir, backend, postgres_db, stop: Some(stop), task: Some(task) })
+        Some(Self {
+            addr,
+            channel,
+            db,
+            clock,
+            signer,
+            dir,
+            backend,
+            postgres_db,
+            stop: Some(stop),
+            task: Some(task),
+            licensing_stop: Some(licensing_stop),
+            licensing_task: Some(licensing_task),
+        })
     }
 
     pub fn accounts(&self) -> AccountServiceClient<Channel> {
@@ -168,6 +216,10 @@ impl TestApp {
 
     pub fn directory(&self) -> DirectoryServiceClient<Channel> {
         DirectoryServiceClient::new(self.channel.clone())
+    }
+
+    pub fn operations(&self) -> ops::operations_client::OperationsClient<Channel> {
+        ops::operations_client::OperationsClient::new(self.channel.clone())
     }
 
     pub fn roles(&self) -> RoleServiceClient<Channel> {
@@ -203,7 +255,27 @@ impl TestApp {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        if let Some(stop) = self.licensing_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.licensing_task.take() {
+            let _ = task.await;
+        }
         drop_postgres_database(self.postgres_db.take()).await;
+    }
+}
+
+/// A finished operation, or its refusal as a FAILED_PRECONDITION carrying the same reason
+/// (so tests of refusals read alike whether identity or a saga step refused).
+pub fn succeeded(operation: ops::Operation) -> Result<ops::Operation, tonic::Status> {
+    assert!(operation.done, "the operation finished within the call: {operation:?}");
+    match &operation.error {
+        None => Ok(operation),
+        Some(error) => {
+            let code = error.code.parse().ok();
+            let reason = roster_platform::status::Reason::new(Box::leak(error.reason.clone().into_boxed_str()), code);
+            Err(roster_platform::status::failed_precondition(reason, "operation", error.message.clone()))
+        }
     }
 }
 
@@ -307,14 +379,16 @@ impl TestApp {
             .into_inner()
     }
 
-    pub async fn accept(&self, user: &str, code: &str) -> Result<pb::AcceptInvitationResponse, tonic::Status> {
+    /// Accepts and returns the operation, or the saga's refusal as the status a synchronous
+    /// call would have returned.
+    pub async fn accept(&self, user: &str, code: &str) -> Result<ops::Operation, tonic::Status> {
         self.users()
             .accept_invitation(authed(
                 pb::AcceptInvitationRequest { request_id: rid(), code: code.into() },
                 &self.user_token(user),
             ))
             .await
-            .map(tonic::Response::into_inner)
+            .and_then(|r| succeeded(r.into_inner()))
     }
 
     /// Invites and accepts; returns the new active member's id.
@@ -346,23 +420,19 @@ impl TestApp {
             .map(tonic::Response::into_inner)
     }
 
-    pub async fn transfer(
-        &self,
-        account: &str,
-        by: &str,
-        to: &str,
-    ) -> Result<pb::TransferOwnershipResponse, tonic::Status> {
+    pub async fn transfer(&self, account: &str, by: &str, to: &str) -> Result<ops::Operation, tonic::Status> {
         self.accounts()
             .transfer_ownership(authed(
                 pb::TransferOwnershipRequest {
                     request_id: rid(),
                     account_id: account.into(),
                     new_owner_user_id: to.into(),
+                    confirm_phone_transfer: false,
                 },
                 &self.user_token(by),
             ))
             .await
-            .map(tonic::Response::into_inner)
+            .and_then(|r| succeeded(r.into_inner()))
     }
 
     pub async fn get_user(&self, account: &str, by: &str, user: &str) -> pb::User {

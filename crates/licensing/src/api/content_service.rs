@@ -164,6 +164,34 @@ impl pb::content_service_server::ContentService for Api {
         )
         .await
     }
+
+    async fn rehome_user_content(
+        &self,
+        request: Request<pb::RehomeUserContentRequest>,
+    ) -> Result<Response<pb::RehomeUserContentResponse>, Status> {
+        let who = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::id("account_id", &req.account_id)?;
+        let user = convert::id("user_id", &req.user_id)?;
+        let new_account = convert::id("new_account_id", &req.new_account_id)?;
+        let prepare = self.caller(&who, &account, Freshness::Fresh);
+        let id = account.clone();
+        self.mutate(
+            &who,
+            method!("ContentService", "RehomeUserContent"),
+            &req.request_id,
+            &req,
+            &account,
+            prepare,
+            move |tx, ctx, caller| {
+                Box::pin(async move {
+                    let moved = content::rehome_user_content(tx, ctx, caller, &id, &user, &new_account).await?;
+                    Ok(pb::RehomeUserContentResponse { moved: Some(convert::counts(&moved)) })
+                })
+            },
+        )
+        .await
+    }
 }
 
 /// The transfer target as identity knows them, or `None` when they are not a user of the

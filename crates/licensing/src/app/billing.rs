@@ -68,7 +68,7 @@ pub async fn overview(
     caller: &Caller,
     account: &Id,
 ) -> Result<(Vec<Subscription>, Option<PaymentMethod>)> {
-    caller.owner()?;
+    caller.billing_reader()?;
     Ok((store::billing::subscriptions(tx, account).await?, store::billing::payment_method(tx, account).await?))
 }
 

@@ -167,6 +167,8 @@ pub async fn delete_user_content(
     for item in &items {
         store::content::delete(tx, &item.id).await?;
     }
+    // The user is gone: the hold their reclaim left has nothing left to guard.
+    store::seats::release_hold(tx, account, user).await?;
     let deleted = ContentCounts::of(&items);
     audit(tx, ctx, account, "DeleteUserContent", &format!("user:{user}"), json!({ "deleted": counts_json(&deleted) }))
         .await?;
@@ -180,4 +182,35 @@ fn counts_json(counts: &ContentCounts) -> serde_json::Value {
         "events": counts.events,
         "recordings": counts.recordings,
     })
+}
+
+/// SPEC R21: an unlinked user keeps what was not transferred. Their items move to the account
+/// they now own, and the hold their reclaim left in the old account is lifted.
+pub async fn rehome_user_content(
+    tx: &mut Tx,
+    ctx: &Ctx,
+    caller: &Caller,
+    account: &Id,
+    user: &Id,
+    new_account: &Id,
+) -> Result<ContentCounts> {
+    caller.identity()?;
+    if new_account == account {
+        return Err(DomainError::invalid("new_account_id", "must differ from account_id").into());
+    }
+    lock_account(tx, account).await?;
+    let items = store::content::of_owner(tx, account, user).await?;
+    store::content::rehome(tx, account, user, new_account).await?;
+    store::seats::release_hold(tx, account, user).await?;
+    let moved = ContentCounts::of(&items);
+    audit(
+        tx,
+        ctx,
+        account,
+        "RehomeUserContent",
+        &format!("user:{user}"),
+        json!({ "moved": counts_json(&moved), "new_account_id": new_account.as_str() }),
+    )
+    .await?;
+    Ok(moved)
 }

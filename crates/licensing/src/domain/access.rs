@@ -89,6 +89,15 @@ impl Caller {
         if member.is_owner { Ok(member) } else { Err(DomainError::NotAccountOwner) }
     }
 
+    /// The current owner's billing view, or identity's accept-invitation saga, which refunds
+    /// the subscriptions of an account its owner is leaving (SPEC R28).
+    pub fn billing_reader(&self) -> Result<(), DomainError> {
+        match self {
+            Self::Identity => Ok(()),
+            _ => self.owner().map(drop),
+        }
+    }
+
     /// The owner, or an operator (buying seats, starting subscriptions).
     pub fn owner_or_operator(&self) -> Result<(), DomainError> {
         match self {
@@ -105,10 +114,11 @@ impl Caller {
         }
     }
 
-    /// Reads of account-wide data: operators, or active members holding `privilege`.
+    /// Reads of account-wide data: operators, identity's sagas (which check seats, phone
+    /// licenses and rooms before acting), or active members holding `privilege`.
     pub fn reader_with(&self, privilege: Privilege) -> Result<(), DomainError> {
         match self {
-            Self::Operator(_) => Ok(()),
+            Self::Operator(_) | Self::Identity => Ok(()),
             _ => self.member_with(privilege).map(drop),
         }
     }
@@ -121,10 +131,10 @@ impl Caller {
         }
     }
 
-    /// Any active member, or an operator.
+    /// Any active member, an operator, or identity's sagas.
     pub fn any_reader(&self) -> Result<(), DomainError> {
         match self {
-            Self::Operator(_) => Ok(()),
+            Self::Operator(_) | Self::Identity => Ok(()),
             _ => self.active_member().map(drop),
         }
     }

@@ -74,6 +74,17 @@ pub async fn set_owner(tx: &mut Tx, item: &Id, owner: &Id) -> Result<(), sqlx::E
     Ok(())
 }
 
+/// Moves every item `owner` has in `from` to the account `to` (an unlinked user's own).
+pub async fn rehome(tx: &mut Tx, from: &Id, owner: &Id, to: &Id) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE content_items SET account_id = $1 WHERE account_id = $2 AND owner_user_id = $3")
+        .bind(to.as_str())
+        .bind(from.as_str())
+        .bind(owner.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 pub async fn delete(tx: &mut Tx, item: &Id) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM content_items WHERE id = $1").bind(item.as_str()).execute(&mut **tx).await?;
     Ok(())

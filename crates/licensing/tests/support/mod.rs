@@ -19,6 +19,7 @@ use roster_platform::db::Database;
 use roster_proto::identity::v1 as idpb;
 use roster_proto::licensing::v1 as pb;
 use roster_testkit::FreshDatabase;
+use roster_workflow::{EngineConfig, Faults};
 // Each test binary uses a different subset.
 #[allow(unused_imports)]
 pub use roster_testkit::grpc::{authed, bad_field, product_code, reason, rid};
@@ -85,6 +86,11 @@ where
 impl TestApp {
     /// Boots both services; `None` only for PostgreSQL when it is unreachable outside CI.
     pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::spawn_with(backend, None).await
+    }
+
+    /// Boots both services, with failures injected into identity's saga steps.
+    pub async fn spawn_with(backend: Backend, faults: Option<Arc<dyn Faults>>) -> Option<Self> {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut postgres = Vec::new();
         let identity_url = database_url(backend, dir.path(), "identity", &mut postgres).await?;
@@ -95,7 +101,11 @@ impl TestApp {
         let shared: SharedClock = clock.clone();
         let limits = LimitArgs { shutdown_grace_ms: 2_000, ..LimitArgs::default() };
 
-        let identity = roster_identity::Server::build(roster_identity::Settings {
+        let signer = Arc::new(Signer::from_pem_file(&keys.private_key, AUDIENCE).expect("signer"));
+        let mut workflow = EngineConfig::new(format!("test-{}", rid()));
+        workflow.poll_interval = Duration::from_millis(50);
+        workflow.faults = faults;
+        let mut identity = roster_identity::Server::build(roster_identity::Settings {
             listen: "127.0.0.1:0".parse().expect("addr"),
             database_url: identity_url,
             db_max_connections: 20,
@@ -104,6 +114,9 @@ impl TestApp {
             mailer: Mailer::Files(dir.path().join("mail")),
             outbox_poll: Duration::from_millis(50),
             clock: shared.clone(),
+            licensing_url: "http://127.0.0.1:9".into(),
+            signer: signer.clone(),
+            workflow,
         })
         .await
         .expect("identity starts");
@@ -117,7 +130,7 @@ impl TestApp {
             verifier,
             limits,
             identity_url: format!("http://{identity_addr}"),
-            signer: Arc::new(Signer::from_pem_file(&keys.private_key, AUDIENCE).expect("signer")),
+            signer,
             directory_cache: Duration::from_millis(2_000),
             clock: shared,
         })
@@ -125,6 +138,7 @@ impl TestApp {
         .expect("licensing starts");
         let addr = licensing.local_addr();
         let db = licensing.database().clone();
+        identity.set_licensing_url(format!("http://{addr}")).expect("licensing url");
 
         let servers = vec![
             spawn(move |stopped| async move {
@@ -177,6 +191,10 @@ impl TestApp {
         idpb::account_service_client::AccountServiceClient::new(self.identity_channel.clone())
     }
 
+    pub fn operations(&self) -> roster_proto::operations::v1::operations_client::OperationsClient<Channel> {
+        roster_proto::operations::v1::operations_client::OperationsClient::new(self.identity_channel.clone())
+    }
+
     pub fn identity_users(&self) -> idpb::user_service_client::UserServiceClient<Channel> {
         idpb::user_service_client::UserServiceClient::new(self.identity_channel.clone())
     }
@@ -219,6 +237,7 @@ impl TestApp {
             owner: demo.owner.id.clone(),
             admin: demo.admins[0].id.clone(),
             member: demo.members[0].id.clone(),
+            contractor: None,
             solo_account: demo.solo.account_id.clone(),
             phone_numbers: [phone.clone(), format!("+3120{:07}", serial + 1)],
         };

@@ -1,0 +1,117 @@
+//! `roster.operations.v1.Operations`: the sagas' progress, read from the workflow tables.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_util::Stream;
+use roster_platform::auth::{Principal, principal};
+use roster_platform::pagination::PageRequest;
+use roster_platform::status;
+use roster_proto::operations::v1 as ops;
+use roster_workflow::{Instance, ListFilter};
+use tonic::{Request, Response, Status};
+
+use super::{Api, convert, error};
+use crate::app::operations;
+use crate::domain::DomainError;
+
+/// How often a watcher re-reads an operation that another replica may be driving (changes
+/// made on this replica wake it at once).
+const WATCH_POLL: Duration = Duration::from_millis(500);
+
+type OperationStream = Pin<Box<dyn Stream<Item = Result<ops::Operation, Status>> + Send>>;
+
+impl Api {
+    /// The operation, if the caller may see it; otherwise NOT_FOUND, as for a missing one.
+    async fn visible_operation(&self, caller: Principal, id: &str) -> Result<Instance, Status> {
+        let not_found = || error::domain_status(&DomainError::OperationNotFound);
+        if uuid::Uuid::parse_str(id).is_err() {
+            return Err(status::invalid_argument("operation_id", "must be an operation id (a UUID)"));
+        }
+        let instance = self.engine.get(id).await.map_err(|e| status::from_db(&e))?.ok_or_else(not_found)?;
+        let seen = instance.clone();
+        self.read(caller, move |tx, ctx| Box::pin(async move { operations::may_see(tx, ctx, &seen).await })).await?;
+        Ok(instance)
+    }
+}
+
+#[tonic::async_trait]
+impl ops::operations_server::Operations for Api {
+    type WatchOperationStream = OperationStream;
+
+    async fn get_operation(
+        &self,
+        request: Request<ops::GetOperationRequest>,
+    ) -> Result<Response<ops::Operation>, Status> {
+        let caller = principal(&request)?;
+        let instance = self.visible_operation(caller, &request.get_ref().operation_id).await?;
+        Ok(Response::new(convert::operation(&instance)))
+    }
+
+    async fn list_operations(
+        &self,
+        request: Request<ops::ListOperationsRequest>,
+    ) -> Result<Response<ops::ListOperationsResponse>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::account_id(&req.account_id)?;
+        let state = convert::operation_state(req.state)?;
+        let page = PageRequest::parse(i32::try_from(req.page_size).unwrap_or(i32::MAX), &req.page_token)?;
+        let allowed = account.clone();
+        self.read(caller, move |tx, ctx| Box::pin(async move { operations::may_list(tx, ctx, &allowed).await }))
+            .await?;
+        let filter =
+            ListFilter { account_id: Some(account.to_string()), kind: Some(req.kind).filter(|k| !k.is_empty()), state };
+        let rows = self
+            .engine
+            .list(&filter, page.after.as_deref(), page.fetch_limit())
+            .await
+            .map_err(|e| status::from_db(&e))?;
+        let (rows, next_page_token) = page.finish(rows, |instance| instance.id.clone());
+        Ok(Response::new(ops::ListOperationsResponse {
+            operations: rows.iter().map(convert::operation).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn watch_operation(
+        &self,
+        request: Request<ops::WatchOperationRequest>,
+    ) -> Result<Response<Self::WatchOperationStream>, Status> {
+        let caller = principal(&request)?;
+        let first = self.visible_operation(caller, &request.get_ref().operation_id).await?;
+        let engine = self.engine.clone();
+        let changes = engine.subscribe();
+        // State: the last operation sent (None once the final one went out).
+        let stream = futures_util::stream::unfold(
+            (Some(first), None::<ops::Operation>, changes),
+            move |(next, last, mut changes)| {
+                let engine = engine.clone();
+                async move {
+                    let mut current = next;
+                    loop {
+                        let instance = match current.take() {
+                            Some(instance) => instance,
+                            None => {
+                                let id = last.as_ref()?.id.clone();
+                                let _ = tokio::time::timeout(WATCH_POLL, changes.recv()).await;
+                                match engine.get(&id).await {
+                                    Ok(Some(instance)) => instance,
+                                    Ok(None) => return None,
+                                    Err(e) => return Some((Err(status::from_db(&e)), (None, None, changes))),
+                                }
+                            }
+                        };
+                        let operation = convert::operation(&instance);
+                        if last.as_ref() == Some(&operation) {
+                            continue;
+                        }
+                        let after = if operation.done { None } else { Some(operation.clone()) };
+                        return Some((Ok(operation), (None, after, changes)));
+                    }
+                }
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

@@ -1,0 +1,274 @@
+//! Identity's client of licensing: the saga step RPCs and the reads sagas decide by. Calls
+//! carry identity's service token and a deadline well inside the workflow lease; answers map
+//! to step outcomes (a lost connection is transient, a refusal is a business refusal).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use roster_platform::auth::{ServiceCredentials, Signer};
+use roster_proto::licensing::v1 as pb;
+use roster_proto::licensing::v1::billing_service_client::BillingServiceClient;
+use roster_proto::licensing::v1::content_service_client::ContentServiceClient;
+use roster_proto::licensing::v1::license_service_client::LicenseServiceClient;
+use roster_workflow::{Failure, StepError};
+use serde_json::{Value, json};
+use tonic::transport::{Channel, Endpoint};
+use tonic_types::StatusExt;
+
+/// The principal name identity presents to licensing; licensing runs saga steps for it only.
+pub const IDENTITY_SERVICE: &str = "identity";
+
+/// Each call's deadline. The workflow lease (30 s by default) must outlast it.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct Licensing {
+    licenses: LicenseServiceClient<Channel>,
+    content: ContentServiceClient<Channel>,
+    billing: BillingServiceClient<Channel>,
+    credentials: ServiceCredentials,
+}
+
+impl std::fmt::Debug for Licensing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Licensing").finish_non_exhaustive()
+    }
+}
+
+/// A licensing answer that is not a success.
+pub type Answer<T> = Result<T, StepError>;
+
+impl Licensing {
+    /// Connects lazily to licensing at `url` (e.g. `http://127.0.0.1:50052`).
+    pub fn new(url: &str, signer: Arc<Signer>) -> Result<Self, tonic::transport::Error> {
+        let channel = Endpoint::from_shared(url.to_owned())?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(CALL_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(Self {
+            licenses: LicenseServiceClient::new(channel.clone()),
+            content: ContentServiceClient::new(channel.clone()),
+            billing: BillingServiceClient::new(channel),
+            credentials: ServiceCredentials::new(signer, IDENTITY_SERVICE),
+        })
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        self.credentials.request(message)
+    }
+
+    pub async fn reclaim(&self, request_id: String, account: &str, user: &str) -> Answer<pb::LicenseSet> {
+        let request = pb::ReclaimLicensesRequest { request_id, account_id: account.into(), user_id: user.into() };
+        let answer = self.licenses.clone().reclaim_licenses(self.request(request)).await.map_err(step_error)?;
+        Ok(answer.into_inner().reclaimed.unwrap_or_default())
+    }
+
+    pub async fn restore(
+        &self,
+        request_id: String,
+        account: &str,
+        user: &str,
+        licenses: pb::LicenseSet,
+    ) -> Answer<pb::RestoreLicensesResponse> {
+        let request = pb::RestoreLicensesRequest {
+            request_id,
+            account_id: account.into(),
+            user_id: user.into(),
+            licenses: Some(licenses),
+        };
+        Ok(self.licenses.clone().restore_licenses(self.request(request)).await.map_err(step_error)?.into_inner())
+    }
+
+    pub async fn move_phone(&self, request_id: String, account: &str, from: &str, to: &str) -> Answer<pb::LicenseSet> {
+        let request = pb::MovePhoneLicensesRequest {
+            request_id,
+            account_id: account.into(),
+            from_user_id: from.into(),
+            to_user_id: to.into(),
+        };
+        let answer = self.licenses.clone().move_phone_licenses(self.request(request)).await.map_err(step_error)?;
+        Ok(answer.into_inner().moved.unwrap_or_default())
+    }
+
+    pub async fn transfer_content(
+        &self,
+        request_id: String,
+        account: &str,
+        from: &str,
+        to: &str,
+        kinds: Vec<pb::ContentKind>,
+    ) -> Answer<pb::TransferContentResponse> {
+        let request = pb::TransferContentRequest {
+            request_id,
+            account_id: account.into(),
+            from_user_id: from.into(),
+            to_user_id: to.into(),
+            kinds: kinds.into_iter().map(|k| k as i32).collect(),
+        };
+        Ok(self.content.clone().transfer_content(self.request(request)).await.map_err(step_error)?.into_inner())
+    }
+
+    pub async fn undo_transfer(&self, request_id: String, account: &str, transfer: &str) -> Answer<pb::ContentCounts> {
+        let request =
+            pb::UndoContentTransferRequest { request_id, account_id: account.into(), transfer_id: transfer.into() };
+        let answer = self.content.clone().undo_content_transfer(self.request(request)).await.map_err(step_error)?;
+        Ok(answer.into_inner().returned.unwrap_or_default())
+    }
+
+    pub async fn delete_content(&self, request_id: String, account: &str, user: &str) -> Answer<pb::ContentCounts> {
+        let request = pb::DeleteUserContentRequest { request_id, account_id: account.into(), user_id: user.into() };
+        let answer = self.content.clone().delete_user_content(self.request(request)).await.map_err(step_error)?;
+        Ok(answer.into_inner().deleted.unwrap_or_default())
+    }
+
+    pub async fn rehome_content(
+        &self,
+        request_id: String,
+        account: &str,
+        user: &str,
+        new_account: &str,
+    ) -> Answer<pb::ContentCounts> {
+        let request = pb::RehomeUserContentRequest {
+            request_id,
+            account_id: account.into(),
+            user_id: user.into(),
+            new_account_id: new_account.into(),
+        };
+        let answer = self.content.clone().rehome_user_content(self.request(request)).await.map_err(step_error)?;
+        Ok(answer.into_inner().moved.unwrap_or_default())
+    }
+
+    pub async fn refund(&self, request_id: String, account: &str, subscription: &str) -> Answer<pb::Refund> {
+        let request = pb::RefundSubscriptionRequest {
+            request_id,
+            account_id: account.into(),
+            subscription_id: subscription.into(),
+        };
+        Ok(self.billing.clone().refund_subscription(self.request(request)).await.map_err(step_error)?.into_inner())
+    }
+
+    pub async fn subscriptions(&self, account: &str) -> Answer<Vec<pb::Subscription>> {
+        let request = pb::GetBillingOverviewRequest { account_id: account.into() };
+        let answer = self.billing.clone().get_billing_overview(self.request(request)).await.map_err(step_error)?;
+        Ok(answer.into_inner().subscriptions)
+    }
+
+    pub async fn seats(&self, account: &str) -> Answer<Vec<pb::SeatPool>> {
+        let request = pb::ListSeatsRequest { account_id: account.into() };
+        Ok(self.licenses.clone().list_seats(self.request(request)).await.map_err(step_error)?.into_inner().seats)
+    }
+
+    /// What one user holds: license types and attached phone numbers.
+    pub async fn holdings(&self, account: &str, user: &str) -> Answer<pb::LicenseSet> {
+        let request = pb::ListAssignmentsRequest {
+            account_id: account.into(),
+            user_id: user.into(),
+            page_size: 100,
+            ..Default::default()
+        };
+        let assignments =
+            self.licenses.clone().list_assignments(self.request(request)).await.map_err(step_error)?.into_inner();
+        let request = pb::ListPhoneNumbersRequest { account_id: account.into() };
+        let numbers =
+            self.licenses.clone().list_phone_numbers(self.request(request)).await.map_err(step_error)?.into_inner();
+        Ok(pb::LicenseSet {
+            license_types: assignments.assignments.iter().map(|a| a.license_type).collect(),
+            phone_numbers: numbers.phone_numbers.into_iter().filter(|n| n.user_id == user).map(|n| n.number).collect(),
+        })
+    }
+}
+
+/// Unavailable, deadline and other "try again" answers are transient; everything else is a
+/// refusal, carrying licensing's reason and product code.
+pub fn step_error(status: tonic::Status) -> StepError {
+    use tonic::Code;
+    match status.code() {
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::Cancelled
+        | Code::Aborted
+        | Code::ResourceExhausted
+        | Code::Unknown
+        | Code::Internal => StepError::Transient(format!("licensing: {:?}: {}", status.code(), status.message())),
+        code => {
+            let info = status.get_details_error_info();
+            let reason = info.as_ref().map_or_else(|| format!("{code:?}").to_uppercase(), |i| i.reason.clone());
+            let product_code = info.and_then(|i| i.metadata.get("code").cloned());
+            StepError::Refused(Failure { reason, code: product_code, message: status.message().to_owned() })
+        }
+    }
+}
+
+/// The lower-case name of a license type ("licensed", "phone"), as results show it.
+fn license_name(value: i32) -> String {
+    pb::LicenseType::try_from(value)
+        .map(|t| t.as_str_name().trim_start_matches("LICENSE_TYPE_").to_ascii_lowercase())
+        .unwrap_or_else(|_| value.to_string())
+}
+
+/// A license set as workflow data and operation results show it.
+pub fn license_set_json(set: &pb::LicenseSet) -> Value {
+    json!({
+        "license_types": set.license_types.iter().map(|t| license_name(*t)).collect::<Vec<_>>(),
+        "phone_numbers": set.phone_numbers,
+    })
+}
+
+/// Reads back [`license_set_json`]; unknown names are dropped (they cannot be restored).
+pub fn license_set_pb(value: &Value) -> pb::LicenseSet {
+    let names = value["license_types"].as_array().cloned().unwrap_or_default();
+    let numbers = value["phone_numbers"].as_array().cloned().unwrap_or_default();
+    pb::LicenseSet {
+        license_types: names
+            .iter()
+            .filter_map(Value::as_str)
+            .filter_map(|n| pb::LicenseType::from_str_name(&format!("LICENSE_TYPE_{}", n.to_ascii_uppercase())))
+            .map(|t| t as i32)
+            .collect(),
+        phone_numbers: numbers.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+    }
+}
+
+pub fn counts_json(counts: &pb::ContentCounts) -> Value {
+    json!({
+        "meetings": counts.meetings,
+        "webinars": counts.webinars,
+        "events": counts.events,
+        "recordings": counts.recordings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn license_sets_survive_the_round_trip_through_workflow_data() {
+        let set = pb::LicenseSet {
+            license_types: vec![pb::LicenseType::Licensed as i32, pb::LicenseType::Phone as i32],
+            phone_numbers: vec!["+31201234567".into()],
+        };
+        let stored = license_set_json(&set);
+        assert_eq!(stored["license_types"], json!(["licensed", "phone"]));
+        assert_eq!(license_set_pb(&stored), set);
+    }
+
+    #[test]
+    fn outages_retry_and_refusals_keep_their_reason_and_code() {
+        assert!(matches!(step_error(tonic::Status::unavailable("down")), StepError::Transient(_)));
+        assert!(matches!(step_error(tonic::Status::deadline_exceeded("slow")), StepError::Transient(_)));
+        let refusal = roster_platform::status::failed_precondition(
+            roster_platform::status::Reason::new("TARGET_LACKS_LICENSE", Some(300)),
+            "user",
+            "needs a licensed seat",
+        );
+        match step_error(refusal) {
+            StepError::Refused(failure) => {
+                assert_eq!(failure.reason, "TARGET_LACKS_LICENSE");
+                assert_eq!(failure.code.as_deref(), Some("300"));
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+}

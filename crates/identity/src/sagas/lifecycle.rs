@@ -1,0 +1,152 @@
+//! Deactivate (SPEC R18) and reactivate (R19). The status change is the use case's own, made
+//! in the request's transaction so sign-in is refused (or allowed) at once; the saga then
+//! reclaims (or restores) licenses and numbers, forward only.
+
+use roster_workflow::{Outcome, StepCtx, StepError, StepFuture, Workflow};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::licensing::{Licensing, license_set_json, license_set_pb};
+use super::{Origin, refused};
+use crate::app;
+use crate::domain::DomainError;
+use crate::domain::values::{AccountId, UserId};
+use crate::store;
+
+pub const DEACTIVATE: &str = "user.deactivate";
+pub const REACTIVATE: &str = "user.reactivate";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LifecycleInput {
+    pub account_id: String,
+    pub user_id: String,
+    /// Reactivation only: the remembered set to give back (`None`: give nothing back).
+    #[serde(default)]
+    pub restore: Option<Value>,
+    pub origin: Origin,
+}
+
+impl LifecycleInput {
+    pub(super) fn ids(&self) -> Result<(AccountId, UserId), StepError> {
+        let account = AccountId::parse(&self.account_id).map_err(|_| refused(&DomainError::AccountNotFound))?;
+        let user = UserId::parse(&self.user_id).map_err(|_| refused(&DomainError::UserNotFound))?;
+        Ok((account, user))
+    }
+}
+
+pub struct Deactivate {
+    pub licensing: Licensing,
+}
+
+impl Workflow for Deactivate {
+    fn kind(&self) -> &'static str {
+        DEACTIVATE
+    }
+
+    fn steps(&self) -> &'static [&'static str] {
+        &["reclaim_licenses", "remember_licenses"]
+    }
+
+    fn pivot(&self) -> usize {
+        0
+    }
+
+    fn run<'a>(&'a self, step: usize, ctx: &'a mut StepCtx) -> StepFuture<'a> {
+        Box::pin(async move {
+            let input: LifecycleInput = ctx.input()?;
+            match step {
+                0 => {
+                    let reclaimed = self.licensing.reclaim(ctx.request_id(), &input.account_id, &input.user_id).await?;
+                    Ok(Outcome::Done(license_set_json(&reclaimed)))
+                }
+                _ => {
+                    let (account, user) = input.ids()?;
+                    let reclaimed: Value = ctx.output(0)?.unwrap_or(Value::Null);
+                    let local = input.origin.ctx(ctx)?;
+                    let tx = ctx.tx().await?;
+                    store::reclaimed::remember(tx, &user, &account, &reclaimed, local.now_ms).await?;
+                    app::audit(
+                        tx,
+                        &local,
+                        Some(&account),
+                        "user.licenses_reclaimed",
+                        app::user_target(&user),
+                        json!({ "reclaimed": reclaimed }),
+                    )
+                    .await
+                    .map_err(super::step_failed)?;
+                    Ok(Outcome::Done(Value::Null))
+                }
+            }
+        })
+    }
+
+    fn compensate<'a>(&'a self, _step: usize, _ctx: &'a mut StepCtx) -> StepFuture<'a> {
+        // The pivot is the first step: nothing is ever undone.
+        Box::pin(async { Ok(Outcome::Done(Value::Null)) })
+    }
+
+    fn result(&self, ctx: &StepCtx) -> Value {
+        let input: Option<LifecycleInput> = ctx.input().ok();
+        json!({
+            "user_id": input.map(|i| i.user_id),
+            "reclaimed": ctx.output::<Value>(0).ok().flatten(),
+        })
+    }
+}
+
+pub struct Reactivate {
+    pub licensing: Licensing,
+}
+
+impl Workflow for Reactivate {
+    fn kind(&self) -> &'static str {
+        REACTIVATE
+    }
+
+    fn steps(&self) -> &'static [&'static str] {
+        &["restore_licenses", "forget_licenses"]
+    }
+
+    fn pivot(&self) -> usize {
+        0
+    }
+
+    fn run<'a>(&'a self, step: usize, ctx: &'a mut StepCtx) -> StepFuture<'a> {
+        Box::pin(async move {
+            let input: LifecycleInput = ctx.input()?;
+            match step {
+                0 => {
+                    // Restoring the empty set still matters: it lifts the hold the reclaim
+                    // left, so admins can assign licenses again.
+                    let wanted = input.restore.as_ref().map(license_set_pb).unwrap_or_default();
+                    let answer =
+                        self.licensing.restore(ctx.request_id(), &input.account_id, &input.user_id, wanted).await?;
+                    Ok(Outcome::Done(json!({
+                        "restored": license_set_json(&answer.restored.unwrap_or_default()),
+                        "not_restored": license_set_json(&answer.not_restored.unwrap_or_default()),
+                    })))
+                }
+                _ => {
+                    let (_, user) = input.ids()?;
+                    store::reclaimed::forget(ctx.tx().await?, &user).await?;
+                    Ok(Outcome::Done(Value::Null))
+                }
+            }
+        })
+    }
+
+    fn compensate<'a>(&'a self, _step: usize, _ctx: &'a mut StepCtx) -> StepFuture<'a> {
+        Box::pin(async { Ok(Outcome::Done(Value::Null)) })
+    }
+
+    fn result(&self, ctx: &StepCtx) -> Value {
+        let input: Option<LifecycleInput> = ctx.input().ok();
+        let restore: Value = ctx.output(0).ok().flatten().unwrap_or(Value::Null);
+        json!({
+            "user_id": input.map(|i| i.user_id),
+            "restored": restore["restored"],
+            "not_restored": restore["not_restored"],
+        })
+    }
+}
