@@ -101,15 +101,15 @@ pub async fn join(
     Ok(invitee)
 }
 
-/// The demo with its usual addresses (`acme.example`, `solo.example`), and Frank, a
+/// The demo with its usual addresses (`acme.example`, `solo.example`), and Iris, a
 /// freelancer at `freelance.example` whom the walkthrough unlinks.
 pub async fn seed(db: &Database, clock: &SharedClock) -> app::Result<Demo> {
     let mut demo = seed_with_domains(db, clock, "acme.example", "solo.example").await?;
     let account = AccountId::parse(&demo.account_id).map_err(|_| DomainError::AccountNotFound)?;
     let owner = UserId::parse(&demo.owner.id).map_err(|_| DomainError::UserNotFound)?;
-    let frank = "frank@freelance.example";
-    let id = join(db, clock, &account, &owner, frank).await?;
-    demo.contractor = Some(demo_user(&id, frank));
+    let iris = "iris@freelance.example";
+    let id = join(db, clock, &account, &owner, iris).await?;
+    demo.contractor = Some(demo_user(&id, iris));
     Ok(demo)
 }
 

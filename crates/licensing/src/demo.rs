@@ -81,7 +81,7 @@ pub async fn seed(
     store::phones::set_user(&mut tx, &account, &phone, Some(&owner)).await?;
     store::phones::add(&mut tx, &account, &PhoneNumber::from_stored(free.clone()), now_ms).await?;
     let freelance_content = contractor.iter().flat_map(|c| {
-        [(c, ContentKind::Recording, "Design review recording", false), (c, ContentKind::Meeting, "Frank's room", true)]
+        [(c, ContentKind::Recording, "Design review recording", false), (c, ContentKind::Meeting, "Iris's room", true)]
     });
     for (owner_id, kind, title, uses_pmi) in [
         (&member, ContentKind::Meeting, "Weekly sync", false),
