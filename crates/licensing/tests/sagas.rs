@@ -7,46 +7,81 @@ mod support;
 
 use std::sync::{Arc, Mutex};
 
+use roster_platform::clock::Clock;
 use roster_proto::identity::v1 as idpb;
 use roster_proto::licensing::v1 as pb;
 use roster_proto::operations::v1 as ops;
 use roster_workflow::{Direction, Faults, StepError};
 use support::{Backend, TestApp, World, authed, product_code, reason, rid};
 
-/// Arms one failure at one step of the unlink saga.
+/// Arms one failure at one forward step of one saga kind.
 #[derive(Default)]
 struct Inject {
-    armed: Mutex<Option<(usize, Fault)>>,
+    armed: Mutex<Option<(&'static str, usize, Fault)>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
+    /// A business refusal of the step.
     Refuse,
+    /// The other side is unreachable once; retried with backoff.
     Outage,
+    /// The worker dies after the step took effect, before recording it; another claim
+    /// resumes once the lease expires and replays the step with the same request id.
+    Crash,
 }
 
-impl Faults for Inject {
-    fn before_step(&self, kind: &str, step: usize, direction: Direction) -> Option<StepError> {
+impl Inject {
+    fn arm(&self, kind: &'static str, step: usize, fault: Fault) {
+        *self.armed.lock().expect("lock") = Some((kind, step, fault));
+    }
+
+    fn take(&self, kind: &str, step: usize, direction: Direction, wanted: &[Fault]) -> Option<Fault> {
         let mut armed = self.armed.lock().expect("lock");
         match *armed {
-            Some((at, fault)) if kind == "user.unlink" && at == step && direction == Direction::Forward => {
+            Some((k, at, fault))
+                if k == kind && at == step && direction == Direction::Forward && wanted.contains(&fault) =>
+            {
                 *armed = None;
-                Some(match fault {
-                    Fault::Refuse => StepError::Refused(roster_workflow::Failure {
-                        reason: "INJECTED".into(),
-                        code: None,
-                        message: format!("refused at step {step}"),
-                    }),
-                    Fault::Outage => StepError::Transient("injected outage".into()),
-                })
+                Some(fault)
             }
             _ => None,
         }
     }
+}
 
-    fn crash_after_step(&self, _: &str, _: usize, _: Direction) -> bool {
-        false
+impl Faults for Inject {
+    fn before_step(&self, kind: &str, step: usize, direction: Direction) -> Option<StepError> {
+        self.take(kind, step, direction, &[Fault::Refuse, Fault::Outage]).map(|fault| match fault {
+            Fault::Refuse => StepError::Refused(roster_workflow::Failure {
+                reason: "INJECTED".into(),
+                code: None,
+                message: format!("refused at step {step}"),
+            }),
+            _ => StepError::Transient("injected outage".into()),
+        })
     }
+
+    fn crash_after_step(&self, kind: &str, step: usize, direction: Direction) -> bool {
+        self.take(kind, step, direction, &[Fault::Crash]).is_some()
+    }
+}
+
+/// The operation once it is final: the manual clock is moved past every backoff and lease.
+async fn settle(app: &TestApp, started: ops::Operation, token: &str) -> ops::Operation {
+    let mut operation = started;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !operation.done && std::time::Instant::now() < deadline {
+        app.clock.advance_ms(60_000);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        operation = app
+            .operations()
+            .get_operation(authed(ops::GetOperationRequest { operation_id: operation.id.clone() }, token))
+            .await
+            .expect("get")
+            .into_inner();
+    }
+    operation
 }
 
 /// A member outside the managed domain with a licensed seat, a recording, a webinar and a
@@ -157,19 +192,17 @@ async fn licenses_of(app: &TestApp, account: &str, user: &str) -> usize {
         .len()
 }
 
-async fn account_of(app: &TestApp, w: &World, user: &str) -> Option<String> {
-    let found: Option<String> = sqlx::query_scalar("SELECT account_id FROM users WHERE id = $1")
+async fn account_of(app: &TestApp, user: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT account_id FROM users WHERE id = $1")
         .bind(user)
         .fetch_optional(app.identity_db.pool())
         .await
-        .expect("user row");
-    let _ = w;
-    found
+        .expect("user row")
 }
 
 /// Nothing changed: the user is still in the account with their seat and all their content.
 async fn assert_untouched(app: &TestApp, w: &World, user: &str) {
-    assert_eq!(account_of(app, w, user).await.as_deref(), Some(w.account.as_str()));
+    assert_eq!(account_of(app, user).await.as_deref(), Some(w.account.as_str()));
     assert_eq!(licenses_of(app, &w.account, user).await, 1, "the seat is back");
     assert_eq!(content_of(app, &w.account, user).await, ["Design review", "Launch", "My room"]);
     assert!(content_of(app, &w.account, &w.admin).await.iter().all(|t| t != "Design review"));
@@ -177,6 +210,309 @@ async fn assert_untouched(app: &TestApp, w: &World, user: &str) {
 
 fn state(operation: &ops::Operation) -> ops::OperationState {
     ops::OperationState::try_from(operation.state).expect("state")
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Lifecycle {
+    Deactivate,
+    Reactivate,
+    ReactivateRestoring,
+}
+
+async fn lifecycle(app: &TestApp, w: &World, user: &str, change: Lifecycle) -> ops::Operation {
+    let mut users = app.identity_users();
+    let token = app.user_token(&w.owner);
+    let (account, user_id) = (w.account.clone(), user.to_owned());
+    let answer = match change {
+        Lifecycle::Deactivate => {
+            users
+                .deactivate_user(authed(
+                    idpb::DeactivateUserRequest { request_id: rid(), account_id: account, user_id },
+                    &token,
+                ))
+                .await
+        }
+        Lifecycle::Reactivate | Lifecycle::ReactivateRestoring => {
+            let restore_licenses = matches!(change, Lifecycle::ReactivateRestoring);
+            let request =
+                idpb::ReactivateUserRequest { request_id: rid(), account_id: account, user_id, restore_licenses };
+            users.reactivate_user(authed(request, &token)).await
+        }
+    };
+    answer.expect("started").into_inner()
+}
+
+async fn accept_as_sam(app: &TestApp, w: &World, request_id: &str) -> Result<ops::Operation, tonic::Status> {
+    app.identity_users()
+        .accept_invitation(authed(
+            idpb::AcceptInvitationRequest { request_id: request_id.into(), code: w.demo.solo.invitation_code.clone() },
+            &app.user_token(&w.solo_owner),
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn refunds_of(app: &TestApp, subscription: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM refunds WHERE subscription_id = $1")
+        .bind(subscription)
+        .fetch_one(app.db.pool())
+        .await
+        .expect("refunds")
+}
+
+async fn transfer_ownership(app: &TestApp, w: &World, confirm: bool) -> Result<ops::Operation, tonic::Status> {
+    app.identity_accounts()
+        .transfer_ownership(authed(
+            idpb::TransferOwnershipRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                new_owner_user_id: w.admin.clone(),
+                confirm_phone_transfer: confirm,
+            },
+            &app.user_token(&w.owner),
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn owner_of(app: &TestApp, w: &World) -> String {
+    sqlx::query_scalar("SELECT id FROM users WHERE account_id = $1 AND role = 'owner'")
+        .bind(&w.account)
+        .fetch_one(app.identity_db.pool())
+        .await
+        .expect("owner")
+}
+
+async fn phone_holder(app: &TestApp, w: &World) -> String {
+    sqlx::query_scalar::<_, Option<String>>("SELECT user_id FROM phone_numbers WHERE number = $1")
+        .bind(&w.phone)
+        .fetch_one(app.db.pool())
+        .await
+        .expect("number")
+        .unwrap_or_default()
+}
+
+fn result_field(operation: &ops::Operation, field: &str) -> prost_types::Value {
+    operation
+        .result
+        .as_ref()
+        .and_then(|r| r.fields.get(field))
+        .cloned()
+        .unwrap_or_else(|| panic!("{field} in {operation:?}"))
+}
+
+fn texts(value: &prost_types::Value) -> Vec<String> {
+    match &value.kind {
+        Some(prost_types::value::Kind::ListValue(list)) => list
+            .values
+            .iter()
+            .filter_map(|v| match &v.kind {
+                Some(prost_types::value::Kind::StringValue(text)) => Some(text.clone()),
+                _ => None,
+            })
+            .collect(),
+        other => panic!("not a list: {other:?}"),
+    }
+}
+
+fn field(value: &prost_types::Value, name: &str) -> prost_types::Value {
+    match &value.kind {
+        Some(prost_types::value::Kind::StructValue(object)) => object.fields.get(name).cloned().expect("field"),
+        other => panic!("not an object: {other:?}"),
+    }
+}
+
+async fn r18_r19_deactivation_reclaims_and_reactivation_restores_exactly_that(app: &TestApp) {
+    let w = app.seed_world().await;
+    let user = freelancer(app, &w).await;
+    let done = lifecycle(app, &w, &user, Lifecycle::Deactivate).await;
+    assert_eq!(state(&done), ops::OperationState::Succeeded, "{done:?}");
+    assert_eq!(texts(&field(&result_field(&done, "reclaimed"), "license_types")), ["licensed"]);
+    assert_eq!(licenses_of(app, &w.account, &user).await, 0, "R18: every license reclaimed");
+    // While deactivated, nobody can hand the user a seat.
+    let refused = app
+        .licenses()
+        .assign_license(authed(
+            pb::AssignLicenseRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                user_id: user.clone(),
+                license_type: pb::LicenseType::Licensed as i32,
+            },
+            &app.user_token(&w.owner),
+        ))
+        .await
+        .expect_err("deactivated");
+    assert_eq!(reason(&refused), "USER_NOT_ACTIVE");
+
+    // R19: asked to restore, exactly the reclaimed set comes back.
+    let back = lifecycle(app, &w, &user, Lifecycle::ReactivateRestoring).await;
+    assert_eq!(state(&back), ops::OperationState::Succeeded, "{back:?}");
+    assert_eq!(texts(&field(&result_field(&back, "restored"), "license_types")), ["licensed"]);
+    assert!(texts(&field(&result_field(&back, "not_restored"), "license_types")).is_empty());
+    assert_eq!(licenses_of(app, &w.account, &user).await, 1);
+
+    // Not asked: nothing comes back, but admins may assign again.
+    lifecycle(app, &w, &user, Lifecycle::Deactivate).await;
+    let plain = lifecycle(app, &w, &user, Lifecycle::Reactivate).await;
+    assert_eq!(state(&plain), ops::OperationState::Succeeded, "{plain:?}");
+    assert_eq!(licenses_of(app, &w.account, &user).await, 0, "R19: no licenses back automatically");
+
+    // Restoring when the seat went to someone else meanwhile: reported, not forced.
+    app.licenses()
+        .assign_license(authed(
+            pb::AssignLicenseRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                user_id: user.clone(),
+                license_type: pb::LicenseType::Licensed as i32,
+            },
+            &app.user_token(&w.owner),
+        ))
+        .await
+        .expect("assignable again");
+    lifecycle(app, &w, &user, Lifecycle::Deactivate).await;
+    let assigned: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM assignments WHERE account_id = $1 AND license_type = 'licensed'")
+            .bind(&w.account)
+            .fetch_one(app.db.pool())
+            .await
+            .expect("assigned");
+    app.licenses()
+        .set_seats(authed(
+            pb::SetSeatsRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                license_type: pb::LicenseType::Licensed as i32,
+                capacity: u32::try_from(assigned).expect("small"),
+            },
+            &app.operator_token(),
+        ))
+        .await
+        .expect("no free seat left");
+    let partial = lifecycle(app, &w, &user, Lifecycle::ReactivateRestoring).await;
+    assert_eq!(state(&partial), ops::OperationState::Succeeded, "{partial:?}");
+    assert_eq!(texts(&field(&result_field(&partial, "not_restored"), "license_types")), ["licensed"]);
+}
+
+async fn r22_r23_delete_with_transfer_removes_the_user_and_the_rest_and_frees_the_email(app: &TestApp) {
+    let w = app.seed_world().await;
+    let user = freelancer(app, &w).await;
+    let email: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+        .bind(&user)
+        .fetch_one(app.identity_db.pool())
+        .await
+        .expect("email");
+    let done = app
+        .identity_users()
+        .delete_user(authed(
+            idpb::DeleteUserRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                user_id: user.clone(),
+                transfer: Some(recordings_to(&w.admin)),
+            },
+            &app.user_token(&w.owner),
+        ))
+        .await
+        .expect("started")
+        .into_inner();
+    assert_eq!(state(&done), ops::OperationState::Succeeded, "{done:?}");
+    assert_eq!(account_of(app, &user).await, None, "R22: the user is gone");
+    assert!(content_of(app, &w.account, &user).await.is_empty(), "R22: what was not transferred is gone");
+    assert_eq!(content_of(app, &w.account, &w.admin).await.iter().filter(|t| *t == "Design review").count(), 1);
+    assert_eq!(licenses_of(app, &w.account, &user).await, 0);
+    // R22: the same e-mail may sign up again.
+    app.identity_users()
+        .invite_user(authed(
+            idpb::InviteUserRequest { request_id: rid(), account_id: w.account.clone(), email, ..Default::default() },
+            &app.user_token(&w.owner),
+        ))
+        .await
+        .expect("the address is free again");
+}
+
+async fn r27_r28_accepting_refunds_once_or_refuses_with_1009(app: &TestApp) {
+    // Another user in Sam's account: refused at once, nothing changes.
+    let w = app.seed_world().await;
+    let clock: roster_platform::clock::SharedClock = app.clock.clone();
+    let solo = roster_identity::domain::values::AccountId::parse(&w.solo_account).expect("id");
+    let sam = roster_identity::domain::values::UserId::parse(&w.solo_owner).expect("id");
+    roster_identity::demo::join(&app.identity_db, &clock, &solo, &sam, &format!("friend-{}@solo.example", rid()))
+        .await
+        .expect("a second user");
+    let refused = accept_as_sam(app, &w, &rid()).await.expect_err("other users");
+    assert_eq!(
+        (reason(&refused).as_str(), product_code(&refused).as_deref()),
+        ("ACCOUNT_HAS_OTHER_USERS", Some("1009"))
+    );
+    assert_eq!(refunds_of(app, &w.subscription).await, 0);
+
+    // Rooms in Sam's account: the saga refuses with the same code and changes nothing.
+    let w = app.seed_world().await;
+    let rooms = |capacity| pb::SetSeatsRequest {
+        request_id: rid(),
+        account_id: w.solo_account.clone(),
+        license_type: pb::LicenseType::Rooms as i32,
+        capacity,
+    };
+    app.licenses().set_seats(authed(rooms(1), &app.operator_token())).await.expect("a room");
+    let refused = accept_as_sam(app, &w, &rid()).await.expect("started");
+    assert_eq!(state(&refused), ops::OperationState::Compensated, "{refused:?}");
+    let error = refused.error.expect("error");
+    assert_eq!((error.reason.as_str(), error.code.as_str()), ("ACCOUNT_HAS_OTHER_USERS", "1009"));
+    assert_eq!(account_of(app, &w.solo_owner).await.as_deref(), Some(w.solo_account.as_str()));
+    assert_eq!(refunds_of(app, &w.subscription).await, 0);
+
+    // Rooms deleted: Sam joins, and the unused part of his month is refunded, once.
+    app.licenses().set_seats(authed(rooms(0), &app.operator_token())).await.expect("no rooms");
+    let quote = app
+        .billing()
+        .quote_refund(authed(
+            pb::QuoteRefundRequest { account_id: w.solo_account.clone(), subscription_id: w.subscription.clone() },
+            &app.user_token(&w.solo_owner),
+        ))
+        .await
+        .expect("quote")
+        .into_inner();
+    let request_id = rid();
+    let joined = accept_as_sam(app, &w, &request_id).await.expect("accepted");
+    assert_eq!(state(&joined), ops::OperationState::Succeeded, "{joined:?}");
+    let refund = match &result_field(&joined, "refunds").kind {
+        Some(prost_types::value::Kind::ListValue(list)) => list.values[0].clone(),
+        other => panic!("no refunds: {other:?}"),
+    };
+    let amount = field(&refund, "amount_minor");
+    assert_eq!(
+        amount.kind,
+        Some(prost_types::value::Kind::NumberValue(quote.amount_minor as f64)),
+        "R28: the quoted amount"
+    );
+    assert_eq!(account_of(app, &w.solo_owner).await.as_deref(), Some(w.account.as_str()), "R29: a member of Acme");
+    let again = accept_as_sam(app, &w, &request_id).await.expect("replayed");
+    assert_eq!(again.id, joined.id, "a retry returns the same operation");
+    assert_eq!(refunds_of(app, &w.subscription).await, 1, "R28: refunded once");
+}
+
+async fn r4_phone_licenses_move_with_ownership_only_when_confirmed(app: &TestApp) {
+    let w = app.seed_world().await;
+    let refused = transfer_ownership(app, &w, false).await.expect_err("unconfirmed");
+    assert_eq!(reason(&refused), "PHONE_TRANSFER_UNCONFIRMED");
+    let listed: Vec<String> = tonic_types::StatusExt::get_details_precondition_failure(&refused)
+        .expect("what would move")
+        .violations
+        .into_iter()
+        .map(|v| v.subject)
+        .collect();
+    assert_eq!(listed, ["license:phone".to_owned(), format!("number:{}", w.phone)]);
+    assert_eq!(owner_of(app, &w).await, w.owner, "nothing changed");
+    assert_eq!(phone_holder(app, &w).await, w.owner);
+
+    let done = transfer_ownership(app, &w, true).await.expect("confirmed");
+    assert_eq!(state(&done), ops::OperationState::Succeeded, "{done:?}");
+    assert_eq!(owner_of(app, &w).await, w.admin, "R3");
+    assert_eq!(phone_holder(app, &w).await, w.admin, "R4: the number moved with ownership");
+    assert_eq!(licenses_of(app, &w.account, &w.owner).await, 1, "the previous owner keeps only the licensed seat");
 }
 
 async fn r21_r24_unlink_refusals_change_nothing(app: &TestApp) {
@@ -214,7 +550,7 @@ async fn r21_r23_unlink_with_transfer_moves_recordings_and_the_rest_goes_along(a
         panic!("no new account in {result:?}")
     };
     assert_eq!(content_of(app, &w.account, &w.admin).await.iter().filter(|t| *t == "Design review").count(), 1);
-    assert_eq!(account_of(app, &w, &user).await.as_deref(), Some(new_account.as_str()));
+    assert_eq!(account_of(app, &user).await.as_deref(), Some(new_account.as_str()));
     assert_eq!(content_of(app, &new_account, &user).await, ["Launch", "My room"], "R21: the rest went along");
     assert!(content_of(app, &w.account, &user).await.is_empty());
     assert_eq!(licenses_of(app, &w.account, &user).await, 0, "R21: licenses reclaimed");
@@ -228,54 +564,174 @@ async fn r21_r23_unlink_with_transfer_moves_recordings_and_the_rest_goes_along(a
 
 async fn a_failure_at_any_step_ends_fully_done_or_fully_undone(app: &TestApp, inject: &Inject) {
     for step in 0..4 {
-        for fault in [Fault::Refuse, Fault::Outage] {
+        for fault in [Fault::Refuse, Fault::Outage, Fault::Crash] {
             let w = app.seed_world().await;
             let user = freelancer(app, &w).await;
-            *inject.armed.lock().expect("lock") = Some((step, fault));
+            inject.arm("user.unlink", step, fault);
             let started = unlink(app, &w, &user, Some(recordings_to(&w.admin))).await.expect("started");
-            let mut operation = started.clone();
-            if !operation.done {
-                // An outage: the retry is due after the backoff on the manual clock.
-                app.clock.advance_ms(60_000);
-                operation = app
-                    .operations()
-                    .get_operation(authed(
-                        ops::GetOperationRequest { operation_id: started.id.clone() },
-                        &app.user_token(&w.owner),
-                    ))
-                    .await
-                    .expect("get")
-                    .into_inner();
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-                while !operation.done && std::time::Instant::now() < deadline {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    app.clock.advance_ms(60_000);
-                    operation = app
-                        .operations()
-                        .get_operation(authed(
-                            ops::GetOperationRequest { operation_id: started.id.clone() },
-                            &app.user_token(&w.owner),
-                        ))
-                        .await
-                        .expect("get")
-                        .into_inner();
-                }
-            }
+            let operation = settle(app, started, &app.user_token(&w.owner)).await;
             let case = format!("{fault:?} at step {step}: {operation:?}");
             match (fault, step) {
+                // Up to and including the point of no return (leaving the account): undone.
                 (Fault::Refuse, 0..=2) => {
                     assert_eq!(state(&operation), ops::OperationState::Compensated, "{case}");
                     assert_untouched(app, &w, &user).await;
                 }
+                // After it, a refusal can only come from a changed world: an operator looks.
                 (Fault::Refuse, _) => assert_eq!(state(&operation), ops::OperationState::Failed, "{case}"),
-                (Fault::Outage, _) => {
+                (Fault::Outage | Fault::Crash, _) => {
                     assert_eq!(state(&operation), ops::OperationState::Succeeded, "{case}");
-                    assert_ne!(account_of(app, &w, &user).await.as_deref(), Some(w.account.as_str()), "{case}");
+                    assert_ne!(account_of(app, &user).await.as_deref(), Some(w.account.as_str()), "{case}");
                     let moved = content_of(app, &w.account, &w.admin).await;
                     assert_eq!(moved.iter().filter(|t| *t == "Design review").count(), 1, "{case}: moved once");
+                    let accounts: i64 =
+                        sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE id = $1 AND role = 'owner'")
+                            .bind(&user)
+                            .fetch_one(app.identity_db.pool())
+                            .await
+                            .expect("owner");
+                    assert_eq!(accounts, 1, "{case}");
                 }
             }
         }
+    }
+    lifecycle_failures(app, inject).await;
+    accept_failures(app, inject).await;
+    ownership_failures(app, inject).await;
+}
+
+/// Deactivation and reactivation only move forward (the status change is made at once, in
+/// the request): outages and crashes at any step still end fully done.
+async fn lifecycle_failures(app: &TestApp, inject: &Inject) {
+    for step in 0..2 {
+        for fault in [Fault::Outage, Fault::Crash] {
+            let w = app.seed_world().await;
+            let user = freelancer(app, &w).await;
+            inject.arm("user.deactivate", step, fault);
+            let operation =
+                settle(app, lifecycle(app, &w, &user, Lifecycle::Deactivate).await, &app.user_token(&w.owner)).await;
+            assert_eq!(
+                state(&operation),
+                ops::OperationState::Succeeded,
+                "deactivate {fault:?} at {step}: {operation:?}"
+            );
+            assert_eq!(licenses_of(app, &w.account, &user).await, 0);
+            inject.arm("user.reactivate", step, fault);
+            let operation =
+                settle(app, lifecycle(app, &w, &user, Lifecycle::ReactivateRestoring).await, &app.user_token(&w.owner))
+                    .await;
+            assert_eq!(
+                state(&operation),
+                ops::OperationState::Succeeded,
+                "reactivate {fault:?} at {step}: {operation:?}"
+            );
+            assert_eq!(licenses_of(app, &w.account, &user).await, 1, "restored exactly once");
+        }
+    }
+}
+
+async fn accept_failures(app: &TestApp, inject: &Inject) {
+    for step in 0..3 {
+        for fault in [Fault::Refuse, Fault::Outage, Fault::Crash] {
+            let w = app.seed_world().await;
+            inject.arm("invitation.accept", step, fault);
+            let started = accept_as_sam(app, &w, &rid()).await.expect("started");
+            let operation = settle(app, started, &app.user_token(&w.solo_owner)).await;
+            let case = format!("{fault:?} at step {step}: {operation:?}");
+            let refunds = refunds_of(app, &w.subscription).await;
+            match (fault, step) {
+                (Fault::Refuse, 0 | 1) => {
+                    assert_eq!(state(&operation), ops::OperationState::Compensated, "{case}");
+                    assert_eq!(account_of(app, &w.solo_owner).await.as_deref(), Some(w.solo_account.as_str()));
+                    assert_eq!(refunds, 0, "{case}");
+                }
+                (Fault::Refuse, _) => assert_eq!(state(&operation), ops::OperationState::Failed, "{case}"),
+                (Fault::Outage | Fault::Crash, _) => {
+                    assert_eq!(state(&operation), ops::OperationState::Succeeded, "{case}");
+                    assert_eq!(account_of(app, &w.solo_owner).await.as_deref(), Some(w.account.as_str()));
+                    assert_eq!(refunds, 1, "{case}: refunded exactly once");
+                }
+            }
+        }
+    }
+}
+
+async fn ownership_failures(app: &TestApp, inject: &Inject) {
+    for step in 0..2 {
+        for fault in [Fault::Refuse, Fault::Outage, Fault::Crash] {
+            let w = app.seed_world().await;
+            inject.arm("account.transfer_ownership", step, fault);
+            let started = transfer_ownership(app, &w, true).await.expect("started");
+            let operation = settle(app, started, &app.user_token(&w.owner)).await;
+            let case = format!("{fault:?} at step {step}: {operation:?}");
+            if fault == Fault::Refuse {
+                assert_eq!(state(&operation), ops::OperationState::Compensated, "{case}");
+                assert_eq!(owner_of(app, &w).await, w.owner, "{case}");
+                assert_eq!(phone_holder(app, &w).await, w.owner, "{case}: the number moved back");
+            } else {
+                assert_eq!(state(&operation), ops::OperationState::Succeeded, "{case}");
+                assert_eq!(owner_of(app, &w).await, w.admin, "{case}");
+                assert_eq!(phone_holder(app, &w).await, w.admin, "{case}");
+            }
+        }
+    }
+}
+
+/// Licensing goes away mid-saga: the operation waits, retrying with growing backoff, and
+/// completes once licensing is back, with every step done once.
+async fn a_licensing_outage_is_waited_out(app: &mut TestApp) {
+    let w = app.seed_world().await;
+    let user = freelancer(app, &w).await;
+    app.stop_licensing().await;
+    let started = unlink(app, &w, &user, Some(recordings_to(&w.admin))).await.expect("started");
+    assert_eq!(state(&started), ops::OperationState::Running, "{started:?}");
+    let token = app.user_token(&w.owner);
+    let mut waiting = started.clone();
+    let mut delays = Vec::new();
+    for _ in 0..3 {
+        // Let the next attempt run (and fail), then see it scheduled further out.
+        let due = waiting.progress.as_ref().map_or(0, |p| p.next_attempt_at_ms);
+        app.clock.advance_ms((due - app.clock.now_ms()).max(0));
+        let previous = waiting.progress.as_ref().map_or(0, |p| p.attempt);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while waiting.progress.as_ref().map_or(0, |p| p.attempt) == previous && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            waiting = app
+                .operations()
+                .get_operation(authed(ops::GetOperationRequest { operation_id: started.id.clone() }, &token))
+                .await
+                .expect("get")
+                .into_inner();
+        }
+        let progress = waiting.progress.clone().expect("progress");
+        assert!(!progress.last_error.is_empty(), "{waiting:?}");
+        delays.push(progress.next_attempt_at_ms - app.clock.now_ms());
+    }
+    assert!(delays[2] > delays[0], "the backoff grows: {delays:?}");
+    app.start_licensing().await;
+    let done = settle(app, waiting, &token).await;
+    assert_eq!(state(&done), ops::OperationState::Succeeded, "{done:?}");
+    assert_eq!(content_of(app, &w.account, &w.admin).await.iter().filter(|t| *t == "Design review").count(), 1);
+    assert_ne!(account_of(app, &user).await.as_deref(), Some(w.account.as_str()));
+}
+
+mod licensing_outage {
+    use super::*;
+
+    async fn run(backend: Backend) {
+        let Some(mut app) = TestApp::spawn(backend).await else { return };
+        a_licensing_outage_is_waited_out(&mut app).await;
+        app.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite() {
+        run(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        run(Backend::Postgres).await;
     }
 }
 
@@ -302,5 +758,9 @@ mod failure_at_every_step {
 
 on_both_backends!(
     r21_r24_unlink_refusals_change_nothing,
-    r21_r23_unlink_with_transfer_moves_recordings_and_the_rest_goes_along
+    r21_r23_unlink_with_transfer_moves_recordings_and_the_rest_goes_along,
+    r18_r19_deactivation_reclaims_and_reactivation_restores_exactly_that,
+    r22_r23_delete_with_transfer_removes_the_user_and_the_rest_and_frees_the_email,
+    r27_r28_accepting_refunds_once_or_refuses_with_1009,
+    r4_phone_licenses_move_with_ownership_only_when_confirmed
 );

@@ -285,7 +285,7 @@ impl Engine {
         let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
         let _ = tokio::time::timeout(self.inner.config.lease, permits.acquire_many(all)).await;
         match store::release_leases(self.pool(), &self.inner.config.worker_id).await {
-            Ok(released) => info!(released, "workflow worker stopped"),
+            Ok(released) => info!(released, metrics = ?self.metrics(), "workflow worker stopped"),
             Err(error) => warn!(%error, "workflow worker stopped without releasing its leases; they will expire"),
         }
         if let Some(listener) = listener {

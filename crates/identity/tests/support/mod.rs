@@ -272,9 +272,14 @@ pub fn succeeded(operation: ops::Operation) -> Result<ops::Operation, tonic::Sta
     match &operation.error {
         None => Ok(operation),
         Some(error) => {
-            let code = error.code.parse().ok();
-            let reason = roster_platform::status::Reason::new(Box::leak(error.reason.clone().into_boxed_str()), code);
-            Err(roster_platform::status::failed_precondition(reason, "operation", error.message.clone()))
+            let metadata: std::collections::HashMap<String, String> =
+                [("code".to_owned(), error.code.clone())].into_iter().filter(|(_, c)| !c.is_empty()).collect();
+            let details = tonic_types::ErrorDetails::with_error_info(error.reason.clone(), "roster", metadata);
+            Err(<tonic::Status as tonic_types::StatusExt>::with_error_details(
+                tonic::Code::FailedPrecondition,
+                error.message.clone(),
+                details,
+            ))
         }
     }
 }

@@ -55,6 +55,7 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
     postgres: Vec<FreshDatabase>,
     servers: Vec<Running>,
+    licensing_settings: roster_licensing::Settings,
 }
 
 async fn database_url(
@@ -81,6 +82,17 @@ where
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(run(stopped));
     Running { stop, task }
+}
+
+fn serve_licensing(server: roster_licensing::Server) -> Running {
+    spawn(move |stopped| async move {
+        server
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("licensing serves");
+    })
 }
 
 impl TestApp {
@@ -123,7 +135,7 @@ impl TestApp {
         let identity_addr = identity.local_addr();
         let identity_db = identity.database().clone();
 
-        let licensing = roster_licensing::Server::build(roster_licensing::Settings {
+        let licensing_settings = roster_licensing::Settings {
             listen: "127.0.0.1:0".parse().expect("addr"),
             database_url: licensing_url,
             db_max_connections: 20,
@@ -133,10 +145,10 @@ impl TestApp {
             signer,
             directory_cache: Duration::from_millis(2_000),
             clock: shared,
-        })
-        .await
-        .expect("licensing starts");
+        };
+        let licensing = roster_licensing::Server::build(licensing_settings.clone()).await.expect("licensing starts");
         let addr = licensing.local_addr();
+        let licensing_settings = roster_licensing::Settings { listen: addr, ..licensing_settings };
         let db = licensing.database().clone();
         identity.set_licensing_url(format!("http://{addr}")).expect("licensing url");
 
@@ -149,14 +161,7 @@ impl TestApp {
                     .await
                     .expect("identity serves");
             }),
-            spawn(move |stopped| async move {
-                licensing
-                    .run(async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .expect("licensing serves");
-            }),
+            serve_licensing(licensing),
         ];
         let connect = |addr: std::net::SocketAddr| async move {
             Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await.expect("connect")
@@ -172,6 +177,7 @@ impl TestApp {
             _dir: dir,
             postgres,
             servers,
+            licensing_settings,
         })
     }
 
@@ -284,6 +290,20 @@ impl TestApp {
             members.push(id.to_string());
         }
         members
+    }
+
+    /// Stops licensing (an outage, as identity's sagas see it).
+    pub async fn stop_licensing(&mut self) {
+        let running = self.servers.remove(1);
+        let _ = running.stop.send(());
+        let _ = running.task.await;
+    }
+
+    /// Starts licensing again on the same address and database.
+    pub async fn start_licensing(&mut self) {
+        let server =
+            roster_licensing::Server::build(self.licensing_settings.clone()).await.expect("licensing restarts");
+        self.servers.insert(1, serve_licensing(server));
     }
 
     pub async fn stop(self) {
