@@ -708,8 +708,23 @@ async fn a_licensing_outage_is_waited_out(app: &mut TestApp) {
         delays.push(progress.next_attempt_at_ms - app.clock.now_ms());
     }
     assert!(delays[2] > delays[0], "the backoff grows: {delays:?}");
+    // A watcher sees the operation as it stands, then every change until it is done.
+    let mut watch = app
+        .operations()
+        .watch_operation(authed(ops::WatchOperationRequest { operation_id: started.id.clone() }, &token))
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = watch.message().await.expect("stream").expect("the current state");
+    assert_eq!(state(&first), ops::OperationState::Running);
     app.start_licensing().await;
     let done = settle(app, waiting, &token).await;
+    let mut last = first;
+    while let Some(next) = watch.message().await.expect("stream") {
+        last = next;
+    }
+    assert!(last.done, "the stream ends with the finished operation: {last:?}");
+    assert_eq!(state(&last), ops::OperationState::Succeeded);
     assert_eq!(state(&done), ops::OperationState::Succeeded, "{done:?}");
     assert_eq!(content_of(app, &w.account, &w.admin).await.iter().filter(|t| *t == "Design review").count(), 1);
     assert_ne!(account_of(app, &user).await.as_deref(), Some(w.account.as_str()));

@@ -32,7 +32,7 @@ async fn smoke() -> Result<(), Error> {
     let services = list_services(channel.clone()).await?;
     println!("reflection lists: {}", services.join(", "));
     for expected in
-        ["roster.identity.v1.AccountService", "roster.identity.v1.UserService", "roster.identity.v1.RoleService"]
+        ["roster.identity.v1.AccountService", "roster.identity.v1.UserService", "roster.operations.v1.Operations"]
     {
         if !services.iter().any(|s| s == expected) {
             return Err(format!("reflection does not list {expected}").into());
@@ -44,7 +44,7 @@ async fn smoke() -> Result<(), Error> {
     let env = demo_env(&data_dir, Duration::from_secs(30)).await?;
     let account = env.get("ACCOUNT").ok_or("demo.env has no ACCOUNT")?;
     let member_token = env.get("MEMBER_TOKEN").ok_or("demo.env has no MEMBER_TOKEN")?;
-    let mut accounts = pb::account_service_client::AccountServiceClient::new(channel);
+    let mut accounts = pb::account_service_client::AccountServiceClient::new(channel.clone());
     let shown = accounts
         .get_account(authed(pb::GetAccountRequest { account_id: account.clone() }, member_token))
         .await?
@@ -57,7 +57,27 @@ async fn smoke() -> Result<(), Error> {
         other => return Err(format!("a call without a token must be refused, got {other:?}").into()),
     }
     licensing(licensing_addr, &env).await?;
+    saga(channel, &env).await?;
     println!("smoke test passed");
+    Ok(())
+}
+
+/// A saga across both services: Sam accepts Acme's invitation and his subscription is refunded.
+async fn saga(
+    channel: tonic::transport::Channel,
+    env: &std::collections::HashMap<String, String>,
+) -> Result<(), Error> {
+    let token = env.get("SOLO_OWNER_TOKEN").ok_or("demo.env has no SOLO_OWNER_TOKEN")?;
+    let code = env.get("SOLO_INVITATION_CODE").ok_or("demo.env has no SOLO_INVITATION_CODE")?.clone();
+    let operation = pb::user_service_client::UserServiceClient::new(channel)
+        .accept_invitation(authed(pb::AcceptInvitationRequest { request_id: "smoke-accept".into(), code }, token))
+        .await?
+        .into_inner();
+    let succeeded = roster_proto::operations::v1::OperationState::Succeeded as i32;
+    if !operation.done || operation.state != succeeded {
+        return Err(format!("the accept-invitation saga did not succeed within the call: {operation:?}").into());
+    }
+    println!("accept-invitation saga: {} done, refund included: {}", operation.kind, operation.result.is_some());
     Ok(())
 }
 
