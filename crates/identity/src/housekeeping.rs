@@ -1,6 +1,7 @@
 //! Keeps tables bounded: idempotency records are kept 7 days (clients retry within minutes;
-//! a week covers long outages) and delivered e-mails 30 days (for support questions). Audit
-//! events are never pruned here: they are the account's history.
+//! a week covers long outages), delivered e-mails and finished operations 30 days (for
+//! support questions). Audit events are never pruned here: they are the account's history.
+//! Unfinished operations are never pruned.
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use tokio::sync::watch;
 
 pub const IDEMPOTENCY_RETENTION_MS: i64 = 7 * 24 * 3_600_000;
 pub const SENT_EMAIL_RETENTION_MS: i64 = 30 * 24 * 3_600_000;
+pub const FINISHED_OPERATION_RETENTION_MS: i64 = 30 * 24 * 3_600_000;
 const EVERY: Duration = Duration::from_secs(600);
 
 /// Rows removed by one pass.
@@ -17,6 +19,7 @@ const EVERY: Duration = Duration::from_secs(600);
 pub struct Pruned {
     pub idempotency_keys: u64,
     pub sent_emails: u64,
+    pub finished_operations: u64,
 }
 
 /// One pass. Safe on several replicas at once: each delete is idempotent.
@@ -29,7 +32,12 @@ pub async fn prune(db: &Database, now_ms: i64) -> Result<Pruned, sqlx::Error> {
         .bind(now_ms - SENT_EMAIL_RETENTION_MS)
         .execute(db.pool())
         .await?;
-    Ok(Pruned { idempotency_keys: keys.rows_affected(), sent_emails: emails.rows_affected() })
+    let operations = roster_workflow::prune_finished(db, now_ms - FINISHED_OPERATION_RETENTION_MS).await?;
+    Ok(Pruned {
+        idempotency_keys: keys.rows_affected(),
+        sent_emails: emails.rows_affected(),
+        finished_operations: operations,
+    })
 }
 
 /// Prunes every ten minutes until `stop` turns true.

@@ -222,7 +222,10 @@ async fn housekeeping_prunes_only_what_is_past_retention(db: &TestDb) {
     outbox::mark_sent(db.db.pool(), &claimed[0].id, START_MS).await.expect("sent");
 
     let now = START_MS + IDEMPOTENCY_RETENTION_MS + 1;
-    assert_eq!(prune(&db.db, now).await.expect("prune"), Pruned { idempotency_keys: 1, sent_emails: 0 });
+    assert_eq!(
+        prune(&db.db, now).await.expect("prune"),
+        Pruned { idempotency_keys: 1, sent_emails: 0, finished_operations: 0 }
+    );
     let now = START_MS + SENT_EMAIL_RETENTION_MS + 1;
     let pruned = prune(&db.db, now).await.expect("prune");
     assert_eq!(pruned.sent_emails, 1, "the delivered e-mail goes");

@@ -42,4 +42,4 @@ pub use engine::{Engine, EngineConfig, Faults, StartError};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use model::{Direction, Failure, Instance, ListFilter, NewWorkflow, State};
 pub use step::{Outcome, StepCtx, StepError, StepFuture, Workflow};
-pub use store::MIGRATION;
+pub use store::{MIGRATION, prune_finished};

@@ -310,6 +310,26 @@ pub(crate) async fn release_leases(pool: &sqlx::AnyPool, worker: &str) -> Result
         .rows_affected())
 }
 
+/// Deletes workflows that finished before `before_ms`, with their step records. Unfinished
+/// ones are never deleted, however old. Returns how many workflows went.
+pub async fn prune_finished(db: &roster_platform::db::Database, before_ms: i64) -> Result<u64, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "DELETE FROM workflow_steps WHERE workflow_id IN \
+         (SELECT id FROM workflows WHERE finished_at_ms IS NOT NULL AND finished_at_ms < $1)",
+    )
+    .bind(before_ms)
+    .execute(&mut *tx)
+    .await?;
+    let gone = sqlx::query("DELETE FROM workflows WHERE finished_at_ms IS NOT NULL AND finished_at_ms < $1")
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(gone)
+}
+
 fn failure_text(failure: &Failure) -> String {
     serde_json::to_string(failure).unwrap_or_default()
 }

@@ -12,7 +12,7 @@ use roster_testkit::FreshDatabase;
 use roster_workflow::backoff::Backoff;
 use roster_workflow::{
     Direction, Engine, EngineConfig, Failure, Faults, Instance, ListFilter, MIGRATION, NewWorkflow, Outcome,
-    StartError, State, StepCtx, StepError, StepFuture, Workflow,
+    StartError, State, StepCtx, StepError, StepFuture, Workflow, prune_finished,
 };
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -260,6 +260,7 @@ on_both_backends!(
     a_crash_after_any_step_resumes_elsewhere_without_a_second_effect,
     a_paused_worker_whose_lease_expired_cannot_write,
     concurrent_workers_never_run_a_step_twice,
+    finished_workflows_are_pruned_after_retention_and_unfinished_ones_never,
 );
 
 mod scenarios {
@@ -495,5 +496,19 @@ mod scenarios {
         assert_eq!(finished.state, State::Completed);
         stop.send(true).expect("stop");
         looping.await.expect("worker stops on shutdown");
+    }
+
+    pub async fn finished_workflows_are_pruned_after_retention_and_unfinished_ones_never(h: Harness) {
+        let engine = h.engine("w1", Shop::plain(), None);
+        let done = h.start(&engine, json!({})).await;
+        engine.drain().await.expect("drain");
+        let waiting = h.start(&engine, json!({ "notify_at": START_MS + 1_000_000 })).await;
+        engine.drain().await.expect("drain");
+        assert_eq!(prune_finished(&h.db, START_MS).await.expect("prune"), 0, "nothing finished before now");
+        h.clock.advance_ms(2_000_000);
+        assert_eq!(prune_finished(&h.db, h.clock.now_ms()).await.expect("prune"), 1);
+        assert!(engine.get(&done.id).await.expect("get").is_none());
+        assert!(h.recorded(&done.id).await.is_empty(), "its step records went with it");
+        assert!(engine.get(&waiting.id).await.expect("get").is_some(), "an unfinished one stays");
     }
 }
