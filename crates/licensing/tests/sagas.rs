@@ -398,6 +398,28 @@ async fn r18_r19_deactivation_reclaims_and_reactivation_restores_exactly_that(ap
 async fn r22_r23_delete_with_transfer_removes_the_user_and_the_rest_and_frees_the_email(app: &TestApp) {
     let w = app.seed_world().await;
     let user = freelancer(app, &w).await;
+    let delete = |user_id: &str, transfer: Option<idpb::ContentTransfer>| {
+        let mut users = app.identity_users();
+        let request = idpb::DeleteUserRequest {
+            request_id: rid(),
+            account_id: w.account.clone(),
+            user_id: user_id.into(),
+            transfer,
+        };
+        let token = app.user_token(&w.owner);
+        async move { users.delete_user(authed(request, &token)).await.map(tonic::Response::into_inner) }
+    };
+    let refused = delete(&w.admin, None).await.expect_err("admin");
+    assert_eq!((reason(&refused).as_str(), product_code(&refused).as_deref()), ("ADMIN_MUST_BE_DEMOTED", Some("1117")));
+    assert_eq!(reason(&delete(&w.owner, None).await.expect_err("owner")), "OWNER_PROTECTED");
+    assert_eq!(reason(&delete(&w.pending, None).await.expect_err("pending")), "USER_PENDING");
+    let refused = delete(&user, Some(recordings_to(&w.solo_owner))).await.expect_err("other account");
+    assert_eq!((reason(&refused).as_str(), product_code(&refused).as_deref()), ("TARGET_NOT_IN_ACCOUNT", Some("1001")));
+    let webinars = idpb::ContentTransfer { target_user_id: w.member.clone(), webinars: true, ..Default::default() };
+    let compensated = delete(&user, Some(webinars)).await.expect("started");
+    assert_eq!(state(&compensated), ops::OperationState::Compensated, "{compensated:?}");
+    assert_eq!(compensated.error.expect("why").code, "300");
+    assert_untouched(app, &w, &user).await;
     let email: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
         .bind(&user)
         .fetch_one(app.identity_db.pool())
@@ -563,16 +585,41 @@ async fn r21_r23_unlink_with_transfer_moves_recordings_and_the_rest_goes_along(a
 }
 
 async fn a_failure_at_any_step_ends_fully_done_or_fully_undone(app: &TestApp, inject: &Inject) {
+    removal_failures(app, inject, "user.unlink").await;
+    removal_failures(app, inject, "user.delete").await;
+    lifecycle_failures(app, inject).await;
+    accept_failures(app, inject).await;
+    ownership_failures(app, inject).await;
+}
+
+/// Unlink or delete with a transfer of recordings to the admin.
+async fn remove(app: &TestApp, w: &World, kind: &str, user: &str) -> ops::Operation {
+    let (account_id, user_id, transfer) = (w.account.clone(), user.to_owned(), Some(recordings_to(&w.admin)));
+    let mut users = app.identity_users();
+    let token = app.user_token(&w.owner);
+    let answer = if kind == "user.unlink" {
+        users
+            .unlink_user(authed(idpb::UnlinkUserRequest { request_id: rid(), account_id, user_id, transfer }, &token))
+            .await
+    } else {
+        users
+            .delete_user(authed(idpb::DeleteUserRequest { request_id: rid(), account_id, user_id, transfer }, &token))
+            .await
+    };
+    answer.expect("started").into_inner()
+}
+
+async fn removal_failures(app: &TestApp, inject: &Inject, kind: &'static str) {
     for step in 0..4 {
         for fault in [Fault::Refuse, Fault::Outage, Fault::Crash] {
             let w = app.seed_world().await;
             let user = freelancer(app, &w).await;
-            inject.arm("user.unlink", step, fault);
-            let started = unlink(app, &w, &user, Some(recordings_to(&w.admin))).await.expect("started");
+            inject.arm(kind, step, fault);
+            let started = remove(app, &w, kind, &user).await;
             let operation = settle(app, started, &app.user_token(&w.owner)).await;
-            let case = format!("{fault:?} at step {step}: {operation:?}");
+            let case = format!("{kind}: {fault:?} at step {step}: {operation:?}");
             match (fault, step) {
-                // Up to and including the point of no return (leaving the account): undone.
+                // Up to and including the point of no return (leaving or deletion): undone.
                 (Fault::Refuse, 0..=2) => {
                     assert_eq!(state(&operation), ops::OperationState::Compensated, "{case}");
                     assert_untouched(app, &w, &user).await;
@@ -581,23 +628,24 @@ async fn a_failure_at_any_step_ends_fully_done_or_fully_undone(app: &TestApp, in
                 (Fault::Refuse, _) => assert_eq!(state(&operation), ops::OperationState::Failed, "{case}"),
                 (Fault::Outage | Fault::Crash, _) => {
                     assert_eq!(state(&operation), ops::OperationState::Succeeded, "{case}");
-                    assert_ne!(account_of(app, &user).await.as_deref(), Some(w.account.as_str()), "{case}");
                     let moved = content_of(app, &w.account, &w.admin).await;
                     assert_eq!(moved.iter().filter(|t| *t == "Design review").count(), 1, "{case}: moved once");
-                    let accounts: i64 =
-                        sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE id = $1 AND role = 'owner'")
-                            .bind(&user)
+                    let now_in = account_of(app, &user).await;
+                    assert_ne!(now_in.as_deref(), Some(w.account.as_str()), "{case}");
+                    if kind == "user.unlink" {
+                        let owns: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE id = $1")
+                            .bind(now_in.as_deref().unwrap_or_default())
                             .fetch_one(app.identity_db.pool())
                             .await
-                            .expect("owner");
-                    assert_eq!(accounts, 1, "{case}");
+                            .expect("account");
+                        assert_eq!(owns, 1, "{case}: one new account");
+                    } else {
+                        assert_eq!(now_in, None, "{case}: deleted");
+                    }
                 }
             }
         }
     }
-    lifecycle_failures(app, inject).await;
-    accept_failures(app, inject).await;
-    ownership_failures(app, inject).await;
 }
 
 /// Deactivation and reactivation only move forward (the status change is made at once, in
