@@ -512,3 +512,34 @@ mod scenarios {
         assert!(engine.get(&waiting.id).await.expect("get").is_some(), "an unfinished one stays");
     }
 }
+
+/// PostgreSQL `NOTIFY` wakes another replica's idle worker: with a one-minute poll, the
+/// workflow still runs at once when it is started elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_start_on_one_replica_wakes_the_others_through_notify() {
+    let _serial = SERIAL.lock().await;
+    let Some(fresh) = FreshDatabase::create().await else { return };
+    let db = Database::connect(&fresh.url, 8).await.expect("postgres");
+    let h = prepare(db.clone()).await;
+    let starter = h.engine("starter", Shop::plain(), None);
+    let mut config = EngineConfig::new("listener");
+    config.poll_interval = Duration::from_secs(60);
+    config.listen_url = Some(fresh.url.clone());
+    let clock: SharedClock = h.clock.clone();
+    let listener = Engine::new(h.db.clone(), clock, config, vec![Shop::plain()]);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn({
+        let listener = listener.clone();
+        async move { listener.run(shutdown).await }
+    });
+    // Let the worker go idle (its first poll finds nothing) and its LISTEN connect.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = h.start(&starter, json!({})).await;
+    let finished = starter.wait_final(&started.id, Duration::from_secs(20)).await.expect("wait").expect("exists");
+    assert_eq!(finished.state, State::Completed, "woken long before the next poll");
+    assert_eq!(listener.metrics().completed, 1, "the listening replica ran it");
+    stop.send(true).expect("stop");
+    worker.await.expect("worker stops");
+    db.close().await;
+    fresh.drop_database().await;
+}
