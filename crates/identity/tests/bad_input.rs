@@ -5,6 +5,7 @@
 mod support;
 
 use roster_proto::identity::v1 as pb;
+use roster_proto::operations::v1 as ops;
 use support::{TestApp, World, authed, bad_field, reason, rid};
 use tonic::Code;
 
@@ -481,6 +482,29 @@ async fn every_other_rpc_names_its_malformed_field(app: &TestApp) {
         "account_id",
         "LookupAccount",
     );
+
+    let mut operations = app.operations();
+    expect_field(
+        operations.get_operation(authed(ops::GetOperationRequest { operation_id: bad.clone() }, &t())).await,
+        "operation_id",
+        "GetOperation",
+    );
+    expect_field(
+        operations.watch_operation(authed(ops::WatchOperationRequest { operation_id: bad.clone() }, &t())).await,
+        "operation_id",
+        "WatchOperation",
+    );
+    for (request, field) in [
+        (ops::ListOperationsRequest { account_id: bad.clone(), ..Default::default() }, "account_id"),
+        (ops::ListOperationsRequest { account_id: account(), state: 99, ..Default::default() }, "state"),
+        (ops::ListOperationsRequest { account_id: account(), page_size: 501, ..Default::default() }, "page_size"),
+        (
+            ops::ListOperationsRequest { account_id: account(), page_token: "x".into(), ..Default::default() },
+            "page_token",
+        ),
+    ] {
+        expect_field(operations.list_operations(authed(request, &t())).await, field, "ListOperations");
+    }
 
     assert_eq!(snapshot(app).await, before, "refused requests changed nothing");
 }
