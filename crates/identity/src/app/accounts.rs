@@ -111,13 +111,6 @@ pub async fn update(tx: &mut Tx, ctx: &Ctx, id: &AccountId, changes: AccountChan
     Ok(current)
 }
 
-#[derive(Debug, Clone)]
-pub struct Transferred {
-    pub account: AccountView,
-    pub previous_owner: User,
-    pub flagged_integrations: Vec<Integration>,
-}
-
 /// What licensing reports the two sides hold, read before the request's transaction (SPEC R4).
 #[derive(Debug, Clone, Default)]
 pub struct PhoneHoldings {
@@ -181,14 +174,15 @@ pub async fn transfer_ownership(
 /// The ownership saga's point of no return (SPEC R1-R3, R5, R6), checked again under the
 /// account lock. The previous owner becomes an admin in the same transaction, so there is
 /// exactly one owner at every instant (the database's one-owner index backs this up).
-/// Billing access is derived from the owner role, so it moves with this commit.
+/// Billing access is derived from the owner role, so it moves with this commit. Returns the
+/// integrations that now need the new owner's re-authorisation (R6).
 pub async fn apply_ownership_transfer(
     tx: &mut Tx,
     ctx: &Ctx,
     id: &AccountId,
     previous_owner: &UserId,
     new_owner: &UserId,
-) -> Result<Transferred> {
+) -> Result<Vec<Integration>> {
     if !store::accounts::lock(tx, id).await? {
         return Err(DomainError::AccountNotFound.into());
     }
@@ -202,8 +196,7 @@ pub async fn apply_ownership_transfer(
     store::users::set_role(tx, &previous.id, &Role::Admin).await?;
     store::users::set_role(tx, &target.id, &Role::Owner).await?;
     let flagged = store::integrations::flag_for_reauthorization(tx, id, &previous.id).await?;
-    let account = view(tx, id).await?;
-    let name = account.account.name.clone();
+    let name = store::accounts::get(tx, id).await?.ok_or(DomainError::AccountNotFound)?.name;
     for (recipient, body) in [
         (&target.email, format!("You are now the owner of the Roster account {name}. You have access to its billing.")),
         (
@@ -230,7 +223,7 @@ pub async fn apply_ownership_transfer(
                "integrations_flagged": flagged.len()}),
     )
     .await?;
-    Ok(Transferred { account, previous_owner: previous, flagged_integrations: flagged })
+    Ok(flagged)
 }
 
 /// The caller's own role and privileges, from current data.

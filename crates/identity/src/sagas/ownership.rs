@@ -72,12 +72,12 @@ impl Workflow for TransferOwnership {
                         UserId::parse(&input.new_owner_user_id).map_err(|_| refused(&DomainError::UserNotFound))?;
                     let local = input.origin.ctx(ctx)?;
                     let tx = ctx.tx().await?;
-                    let done = app::accounts::apply_ownership_transfer(tx, &local, &account, &previous, &next)
+                    let flagged = app::accounts::apply_ownership_transfer(tx, &local, &account, &previous, &next)
                         .await
                         .map_err(step_failed)?;
                     Ok(Outcome::Done(json!({
                         "integrations_needing_reauthorization":
-                            done.flagged_integrations.iter().map(|i| i.id.to_string()).collect::<Vec<_>>(),
+                            flagged.iter().map(|i| i.id.to_string()).collect::<Vec<_>>(),
                     })))
                 }
             }
