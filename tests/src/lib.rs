@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use roster_platform::auth::KeyPairFiles;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -57,9 +58,45 @@ impl Process {
         Self::start_listening(data_dir, "--identity-listen", addr, args, env)
     }
 
-    /// `roster serve licensing` on `addr`.
-    pub fn start_licensing(data_dir: &Path, addr: SocketAddr, env: &[(&str, &str)]) -> Self {
-        Self::start_listening(data_dir, "--licensing-listen", addr, &["serve", "licensing"], env)
+    /// `roster serve identity` on `addr` with its database at `database_url`, verifying tokens
+    /// with `keys`, signing its own with them, its sagas calling licensing at `licensing`.
+    /// `extra` adds or overrides settings.
+    pub fn serve_identity(
+        data_dir: &Path,
+        addr: SocketAddr,
+        database_url: &str,
+        keys: &KeyPairFiles,
+        licensing: SocketAddr,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let licensing_url = format!("http://{licensing}");
+        let mut env = vec![
+            ("ROSTER_IDENTITY_DATABASE_URL", database_url),
+            ("ROSTER_JWT_PUBLIC_KEYS", keys.public_key.to_str().expect("utf-8")),
+            ("ROSTER_SERVICE_SIGNING_KEY", keys.private_key.to_str().expect("utf-8")),
+            ("ROSTER_LICENSING_URL", licensing_url.as_str()),
+        ];
+        env.extend_from_slice(extra);
+        Self::start(data_dir, addr, &["serve", "identity"], &env)
+    }
+
+    /// `roster serve licensing` on `addr`, asking identity at `identity` who callers are; its
+    /// database at `database_url`, or SQLite in `data_dir` when `None`.
+    pub fn serve_licensing(
+        data_dir: &Path,
+        addr: SocketAddr,
+        database_url: Option<&str>,
+        keys: &KeyPairFiles,
+        identity: SocketAddr,
+    ) -> Self {
+        let identity_url = format!("http://{identity}");
+        let mut env = vec![
+            ("ROSTER_JWT_PUBLIC_KEYS", keys.public_key.to_str().expect("utf-8")),
+            ("ROSTER_SERVICE_SIGNING_KEY", keys.private_key.to_str().expect("utf-8")),
+            ("ROSTER_IDENTITY_URL", identity_url.as_str()),
+        ];
+        env.extend(database_url.map(|url| ("ROSTER_LICENSING_DATABASE_URL", url)));
+        Self::start_listening(data_dir, "--licensing-listen", addr, &["serve", "licensing"], &env)
     }
 
     fn start_listening(

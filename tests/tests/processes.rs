@@ -105,33 +105,7 @@ fn now_s() -> u64 {
 
 fn replica(data_dir: &Path, database_url: &str, keys: &KeyPairFiles, licensing: SocketAddr) -> Process {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let licensing_url = format!("http://{licensing}");
-    Process::start(
-        data_dir,
-        addr,
-        &["serve", "identity"],
-        &[
-            ("ROSTER_IDENTITY_DATABASE_URL", database_url),
-            ("ROSTER_JWT_PUBLIC_KEYS", keys.public_key.to_str().expect("utf-8")),
-            ("ROSTER_SERVICE_SIGNING_KEY", keys.private_key.to_str().expect("utf-8")),
-            ("ROSTER_LICENSING_URL", &licensing_url),
-            ("ROSTER_OUTBOX_POLL_MS", "50"),
-        ],
-    )
-}
-
-/// Licensing beside the replicas, on its own SQLite database, asking `identity` who callers are.
-fn licensing(data_dir: &Path, keys: &KeyPairFiles, addr: SocketAddr, identity: SocketAddr) -> Process {
-    let identity_url = format!("http://{identity}");
-    Process::start_licensing(
-        data_dir,
-        addr,
-        &[
-            ("ROSTER_JWT_PUBLIC_KEYS", keys.public_key.to_str().expect("utf-8")),
-            ("ROSTER_SERVICE_SIGNING_KEY", keys.private_key.to_str().expect("utf-8")),
-            ("ROSTER_IDENTITY_URL", &identity_url),
-        ],
-    )
+    Process::serve_identity(data_dir, addr, database_url, keys, licensing, &[("ROSTER_OUTBOX_POLL_MS", "50")])
 }
 
 #[tokio::test]
@@ -146,7 +120,8 @@ async fn two_replicas_on_one_postgres_keep_one_owner_and_send_each_email_once() 
     let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
     let licensing_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let replicas = [replica(&dir_a, &url, &keys, licensing_addr), replica(&dir_b, &url, &keys, licensing_addr)];
-    let _licensing = licensing(&dir.path().join("licensing"), &keys, licensing_addr, replicas[0].addr);
+    let _licensing =
+        Process::serve_licensing(&dir.path().join("licensing"), licensing_addr, None, &keys, replicas[0].addr);
     let mut channels = Vec::new();
     for replica in &replicas {
         channels.push(wait_serving(replica.addr, START).await.expect("replica serving"));

@@ -37,35 +37,25 @@ struct Cluster {
 
 impl Cluster {
     fn replica(&self, i: usize) -> Process {
-        let licensing_url = format!("http://{}", self.licensing_addr);
         let lease = LEASE_MS.to_string();
-        Process::start(
+        Process::serve_identity(
             &self.dir.path().join(format!("identity-{i}")),
             self.replica_addrs[i],
-            &["serve", "identity"],
-            &[
-                ("ROSTER_IDENTITY_DATABASE_URL", &self.identity_db),
-                ("ROSTER_JWT_PUBLIC_KEYS", self.keys.public_key.to_str().expect("utf-8")),
-                ("ROSTER_SERVICE_SIGNING_KEY", self.keys.private_key.to_str().expect("utf-8")),
-                ("ROSTER_LICENSING_URL", &licensing_url),
-                ("ROSTER_WORKFLOW_LEASE_MS", &lease),
-                ("ROSTER_WORKFLOW_POLL_MS", "100"),
-            ],
+            &self.identity_db,
+            &self.keys,
+            self.licensing_addr,
+            &[("ROSTER_WORKFLOW_LEASE_MS", &lease), ("ROSTER_WORKFLOW_POLL_MS", "100")],
         )
     }
 
     fn licensing(&self) -> Process {
         // Licensing asks the second replica who callers are (the first one is the one killed).
-        let identity_url = format!("http://{}", self.replica_addrs[1]);
-        Process::start_licensing(
+        Process::serve_licensing(
             &self.dir.path().join("licensing"),
             self.licensing_addr,
-            &[
-                ("ROSTER_LICENSING_DATABASE_URL", &self.licensing_db),
-                ("ROSTER_JWT_PUBLIC_KEYS", self.keys.public_key.to_str().expect("utf-8")),
-                ("ROSTER_SERVICE_SIGNING_KEY", self.keys.private_key.to_str().expect("utf-8")),
-                ("ROSTER_IDENTITY_URL", &identity_url),
-            ],
+            Some(&self.licensing_db),
+            &self.keys,
+            self.replica_addrs[1],
         )
     }
 
