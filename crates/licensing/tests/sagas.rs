@@ -67,6 +67,14 @@ impl Faults for Inject {
     }
 }
 
+async fn get_operation(app: &TestApp, id: &str, token: &str) -> ops::Operation {
+    app.operations()
+        .get_operation(authed(ops::GetOperationRequest { operation_id: id.into() }, token))
+        .await
+        .expect("get")
+        .into_inner()
+}
+
 /// The operation once it is final: the manual clock is moved past every backoff and lease.
 async fn settle(app: &TestApp, started: ops::Operation, token: &str) -> ops::Operation {
     let mut operation = started;
@@ -74,12 +82,7 @@ async fn settle(app: &TestApp, started: ops::Operation, token: &str) -> ops::Ope
     while !operation.done && std::time::Instant::now() < deadline {
         app.clock.advance_ms(60_000);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        operation = app
-            .operations()
-            .get_operation(authed(ops::GetOperationRequest { operation_id: operation.id.clone() }, token))
-            .await
-            .expect("get")
-            .into_inner();
+        operation = get_operation(app, &operation.id, token).await;
     }
     operation
 }
@@ -444,6 +447,15 @@ async fn r22_r23_delete_with_transfer_removes_the_user_and_the_rest_and_frees_th
     assert!(content_of(app, &w.account, &user).await.is_empty(), "R22: what was not transferred is gone");
     assert_eq!(content_of(app, &w.account, &w.admin).await.iter().filter(|t| *t == "Design review").count(), 1);
     assert_eq!(licenses_of(app, &w.account, &user).await, 0);
+    // R33: the deletion is audited, and the record keeps who the user was (the tombstone).
+    assert_eq!(audited(app, "user.deleted", &user).await, [format!("user:{}", w.owner)]);
+    let tombstone: String =
+        sqlx::query_scalar("SELECT details FROM audit_events WHERE action = 'user.deleted' AND target = $1")
+            .bind(format!("user:{user}"))
+            .fetch_one(app.identity_db.pool())
+            .await
+            .expect("tombstone");
+    assert!(tombstone.contains(&email), "{tombstone}");
     // R22: the same e-mail may sign up again.
     app.identity_users()
         .invite_user(authed(
@@ -511,6 +523,12 @@ async fn r27_r28_accepting_refunds_once_or_refuses_with_1009(app: &TestApp) {
         "R28: the quoted amount"
     );
     assert_eq!(account_of(app, &w.solo_owner).await.as_deref(), Some(w.account.as_str()), "R29: a member of Acme");
+    let role: String = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+        .bind(&w.solo_owner)
+        .fetch_one(app.identity_db.pool())
+        .await
+        .expect("role");
+    assert_eq!(role, "member", "R29");
     let again = accept_as_sam(app, &w, &request_id).await.expect("replayed");
     assert_eq!(again.id, joined.id, "a retry returns the same operation");
     assert_eq!(refunds_of(app, &w.subscription).await, 1, "R28: refunded once");
@@ -548,6 +566,8 @@ async fn r21_r24_unlink_refusals_change_nothing(app: &TestApp) {
     assert_eq!((reason(&refused).as_str(), product_code(&refused).as_deref()), ("TARGET_NOT_IN_ACCOUNT", Some("1001")));
     let refused = unlink(app, &w, &w.pending, None).await.expect_err("pending");
     assert_eq!(reason(&refused), "USER_PENDING");
+    let refused = unlink(app, &w, &w.owner, None).await.expect_err("owner");
+    assert_eq!(reason(&refused), "OWNER_PROTECTED", "R17: the owner is never unlinked");
 
     // R23: webinars need a target with a webinar license; the member has none. Licensing
     // refuses mid-saga and the saga compensates.
@@ -582,6 +602,38 @@ async fn r21_r23_unlink_with_transfer_moves_recordings_and_the_rest_goes_along(a
         .await
         .expect("role");
     assert_eq!(owner, "owner", "R21: they own their new account");
+    // R33: the saga's local step is audited under the principal who asked.
+    assert_eq!(audited(app, "user.unlinked", &user).await, [format!("user:{}", w.owner)]);
+}
+
+/// R23: a meeting on the user's personal meeting id never moves, even when meetings are asked
+/// for; it stays with the user and goes along to their new account.
+async fn r23_pmi_meetings_stay_with_the_user(app: &TestApp) {
+    let w = app.seed_world().await;
+    let user = freelancer(app, &w).await;
+    let transfer = idpb::ContentTransfer {
+        target_user_id: w.admin.clone(),
+        meetings: true,
+        recordings: true,
+        ..Default::default()
+    };
+    let operation = unlink(app, &w, &user, Some(transfer)).await.expect("started");
+    assert_eq!(state(&operation), ops::OperationState::Succeeded, "{operation:?}");
+    let kept = field(&result_field(&operation, "kept"), "meetings");
+    assert_eq!(kept.kind, Some(prost_types::value::Kind::NumberValue(1.0)), "the PMI meeting is reported as kept");
+    assert!(content_of(app, &w.account, &w.admin).await.iter().all(|t| t != "My room"));
+    let home = account_of(app, &user).await.expect("user");
+    assert_eq!(content_of(app, &home, &user).await, ["Launch", "My room"]);
+}
+
+/// The principals of the audit records of `action` on `user`.
+async fn audited(app: &TestApp, action: &str, user: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT principal FROM audit_events WHERE action = $1 AND target = $2 AND outcome = 'ok'")
+        .bind(action)
+        .bind(format!("user:{user}"))
+        .fetch_all(app.identity_db.pool())
+        .await
+        .expect("audit")
 }
 
 async fn a_failure_at_any_step_ends_fully_done_or_fully_undone(app: &TestApp, inject: &Inject) {
@@ -744,12 +796,7 @@ async fn a_licensing_outage_is_waited_out(app: &mut TestApp) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while waiting.progress.as_ref().map_or(0, |p| p.attempt) == previous && std::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            waiting = app
-                .operations()
-                .get_operation(authed(ops::GetOperationRequest { operation_id: started.id.clone() }, &token))
-                .await
-                .expect("get")
-                .into_inner();
+            waiting = get_operation(app, &started.id, &token).await;
         }
         let progress = waiting.progress.clone().expect("progress");
         assert!(!progress.last_error.is_empty(), "{waiting:?}");
@@ -822,6 +869,7 @@ mod failure_at_every_step {
 on_both_backends!(
     r21_r24_unlink_refusals_change_nothing,
     r21_r23_unlink_with_transfer_moves_recordings_and_the_rest_goes_along,
+    r23_pmi_meetings_stay_with_the_user,
     r18_r19_deactivation_reclaims_and_reactivation_restores_exactly_that,
     r22_r23_delete_with_transfer_removes_the_user_and_the_rest_and_frees_the_email,
     r27_r28_accepting_refunds_once_or_refuses_with_1009,
