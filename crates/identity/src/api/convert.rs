@@ -345,13 +345,10 @@ pub fn content_transfer(transfer: Option<&pb::ContentTransfer>) -> Result<Option
 
 /// A workflow instance as the Operations API shows it.
 pub fn operation(instance: &Instance) -> ops::Operation {
-    let state = match instance.state {
-        State::Running => ops::OperationState::Running,
-        State::Compensating => ops::OperationState::Compensating,
-        State::Completed => ops::OperationState::Succeeded,
-        State::Compensated => ops::OperationState::Compensated,
-        State::Failed => ops::OperationState::Failed,
-    };
+    let state = OPERATION_STATES
+        .iter()
+        .find(|(s, _)| *s == instance.state)
+        .map_or(ops::OperationState::Unspecified, |(_, pb)| *pb);
     let done = instance.state.is_final();
     let count = |n: i64| u32::try_from(n).unwrap_or(0);
     ops::Operation {
@@ -407,22 +404,40 @@ fn json_value(value: &serde_json::Value) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
 }
 
+/// Workflow states as the API names them (the engine's `completed` is `SUCCEEDED`).
+const OPERATION_STATES: [(State, ops::OperationState); 5] = [
+    (State::Running, ops::OperationState::Running),
+    (State::Compensating, ops::OperationState::Compensating),
+    (State::Completed, ops::OperationState::Succeeded),
+    (State::Compensated, ops::OperationState::Compensated),
+    (State::Failed, ops::OperationState::Failed),
+];
+
 /// The `state` filter of ListOperations; unspecified means any.
 pub fn operation_state(value: i32) -> Result<Option<State>, Status> {
-    match ops::OperationState::try_from(value) {
-        Ok(ops::OperationState::Unspecified) => Ok(None),
-        Ok(ops::OperationState::Running) => Ok(Some(State::Running)),
-        Ok(ops::OperationState::Compensating) => Ok(Some(State::Compensating)),
-        Ok(ops::OperationState::Succeeded) => Ok(Some(State::Completed)),
-        Ok(ops::OperationState::Compensated) => Ok(Some(State::Compensated)),
-        Ok(ops::OperationState::Failed) => Ok(Some(State::Failed)),
-        Err(_) => Err(status::invalid_argument("state", "unknown operation state")),
+    if value == ops::OperationState::Unspecified as i32 {
+        return Ok(None);
     }
+    OPERATION_STATES
+        .iter()
+        .find(|(_, pb)| *pb as i32 == value)
+        .map(|(state, _)| Some(*state))
+        .ok_or_else(|| status::invalid_argument("state", "unknown operation state"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_workflow_state_has_one_api_state_and_filters_by_it() {
+        for state in State::ALL {
+            let (_, pb) = OPERATION_STATES.iter().find(|(s, _)| s == state).expect("mapped");
+            assert_eq!(operation_state(*pb as i32).expect("known"), Some(*state));
+        }
+        assert_eq!(operation_state(0).expect("unspecified"), None);
+        assert!(operation_state(99).is_err());
+    }
 
     #[test]
     fn unknown_enum_values_are_refused_with_the_field() {
