@@ -8,7 +8,10 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// The `ErrorInfo.domain` of every Roster error.
-pub const ERROR_DOMAIN: &str = "roster";
+pub use roster_proto::checked::ERROR_DOMAIN;
+/// `INVALID_ARGUMENT` with a `BadRequest` field violation; the same builder the boundary check
+/// of every decoded request uses.
+pub use roster_proto::checked::invalid_argument;
 
 /// A refusal with a stable reason: the `ErrorInfo` part of a rich status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,15 +61,6 @@ pub fn failed_precondition_each(reason: Reason, subjects: &[String], message: im
         details.add_precondition_failure_violation(reason.reason, subject.clone(), message.clone());
     }
     Status::with_error_details(Code::FailedPrecondition, message, details)
-}
-
-/// `INVALID_ARGUMENT` with a `BadRequest` field violation.
-pub fn invalid_argument(field: &str, description: impl Into<String>) -> Status {
-    let description = description.into();
-    let mut details = ErrorDetails::new();
-    error_info(&mut details, Reason::new("INVALID_ARGUMENT", None));
-    details.add_bad_request_violation(field, description.clone());
-    Status::with_error_details(Code::InvalidArgument, format!("{field}: {description}"), details)
 }
 
 /// `INTERNAL` without the cause: the cause is logged here, never sent to the caller.

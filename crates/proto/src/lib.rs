@@ -1,5 +1,7 @@
 //! Generated messages, clients and servers for every Roster API, and the descriptor set that
-//! server reflection serves.
+//! server reflection serves; `checked` holds the boundary check every request passes.
+
+pub mod checked;
 
 /// `roster.identity.v1`: accounts, users, roles, invitations and ownership.
 pub mod identity {
