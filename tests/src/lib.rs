@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use roster_platform::auth::KeyPairFiles;
+use roster_platform::auth::{IDENTITY_SERVICE, KeyDir, KeyScope, LICENSING_SERVICE};
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -42,6 +42,12 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
+/// The trusted JWKS and `service`'s own private key in `keys`, as paths for the environment.
+fn service_keys(keys: &KeyDir, service: &str) -> (String, String) {
+    let path = |p: PathBuf| p.to_str().expect("utf-8 path").to_owned();
+    (path(keys.jwks()), path(keys.private_key(&KeyScope::Service(service.to_owned()))))
+}
+
 /// A running `roster` process; killed when dropped unless it already exited.
 #[derive(Debug)]
 pub struct Process {
@@ -65,15 +71,16 @@ impl Process {
         data_dir: &Path,
         addr: SocketAddr,
         database_url: &str,
-        keys: &KeyPairFiles,
+        keys: &KeyDir,
         licensing: SocketAddr,
         extra: &[(&str, &str)],
     ) -> Self {
         let licensing_url = format!("http://{licensing}");
+        let (jwks, signing_key) = service_keys(keys, IDENTITY_SERVICE);
         let mut env = vec![
             ("ROSTER_IDENTITY_DATABASE_URL", database_url),
-            ("ROSTER_JWT_PUBLIC_KEYS", keys.public_key.to_str().expect("utf-8")),
-            ("ROSTER_SERVICE_SIGNING_KEY", keys.private_key.to_str().expect("utf-8")),
+            ("ROSTER_JWKS", jwks.as_str()),
+            ("ROSTER_SERVICE_SIGNING_KEY", signing_key.as_str()),
             ("ROSTER_LICENSING_URL", licensing_url.as_str()),
         ];
         env.extend_from_slice(extra);
@@ -86,13 +93,14 @@ impl Process {
         data_dir: &Path,
         addr: SocketAddr,
         database_url: Option<&str>,
-        keys: &KeyPairFiles,
+        keys: &KeyDir,
         identity: SocketAddr,
     ) -> Self {
         let identity_url = format!("http://{identity}");
+        let (jwks, signing_key) = service_keys(keys, LICENSING_SERVICE);
         let mut env = vec![
-            ("ROSTER_JWT_PUBLIC_KEYS", keys.public_key.to_str().expect("utf-8")),
-            ("ROSTER_SERVICE_SIGNING_KEY", keys.private_key.to_str().expect("utf-8")),
+            ("ROSTER_JWKS", jwks.as_str()),
+            ("ROSTER_SERVICE_SIGNING_KEY", signing_key.as_str()),
             ("ROSTER_IDENTITY_URL", identity_url.as_str()),
         ];
         env.extend(database_url.map(|url| ("ROSTER_LICENSING_DATABASE_URL", url)));

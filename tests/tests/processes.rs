@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use roster_e2e::{Process, authed, demo_env, free_port, list_services, wait_serving};
-use roster_platform::auth::{KeyPairFiles, Principal, Signer, generate_dev_keys};
+use roster_platform::auth::{KeyDir, KeyScope, Principal, SignerSet};
 use roster_proto::identity::v1 as pb;
 use roster_proto::licensing::v1 as lpb;
 use roster_testkit::FreshDatabase;
@@ -103,7 +103,7 @@ fn now_s() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs()
 }
 
-fn replica(data_dir: &Path, database_url: &str, keys: &KeyPairFiles, licensing: SocketAddr) -> Process {
+fn replica(data_dir: &Path, database_url: &str, keys: &KeyDir, licensing: SocketAddr) -> Process {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     Process::serve_identity(data_dir, addr, database_url, keys, licensing, &[("ROSTER_OUTBOX_POLL_MS", "50")])
 }
@@ -113,8 +113,8 @@ async fn two_replicas_on_one_postgres_keep_one_owner_and_send_each_email_once() 
     let Some(database) = FreshDatabase::create().await else { return };
     let url = database.url.clone();
     let dir = tempfile::tempdir().expect("tempdir");
-    let keys = generate_dev_keys(dir.path()).expect("keys");
-    let signer = Signer::from_pem_file(&keys.private_key, "roster").expect("signer");
+    let (keys, signer) =
+        SignerSet::generate(&dir.path().join("keys"), &KeyScope::all(), "roster", "roster").expect("keys");
     let token = |principal: Principal| signer.mint(&principal, now_s(), 600);
     let user = |id: &str| token(Principal::User { user_id: id.to_owned() });
     let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use roster_e2e::{Process, authed, free_port, wait_serving};
-use roster_platform::auth::{KeyPairFiles, Principal, Signer, generate_dev_keys};
+use roster_platform::auth::{KeyDir, KeyScope, Principal, SignerSet};
 use roster_proto::identity::v1 as pb;
 use roster_proto::licensing::v1 as lpb;
 use roster_proto::operations::v1 as ops;
@@ -27,8 +27,8 @@ const LEASE_MS: u64 = 2_000;
 
 struct Cluster {
     dir: tempfile::TempDir,
-    keys: KeyPairFiles,
-    signer: Signer,
+    keys: KeyDir,
+    signer: SignerSet,
     identity_db: String,
     licensing_db: String,
     replica_addrs: [SocketAddr; 2],
@@ -208,9 +208,10 @@ async fn unlink_sagas_survive_a_killed_replica_and_a_frozen_one_without_running_
     let Some(identity_pg) = FreshDatabase::create().await else { return };
     let Some(licensing_pg) = FreshDatabase::create().await else { return };
     let dir = tempfile::tempdir().expect("tempdir");
-    let keys = generate_dev_keys(dir.path()).expect("keys");
+    let (keys, signer) =
+        SignerSet::generate(&dir.path().join("keys"), &KeyScope::all(), "roster", "roster").expect("keys");
     let cluster = Cluster {
-        signer: Signer::from_pem_file(&keys.private_key, "roster").expect("signer"),
+        signer,
         keys,
         identity_db: identity_pg.url.clone(),
         licensing_db: licensing_pg.url.clone(),

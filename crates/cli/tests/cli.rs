@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 fn roster(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_roster"))
         .args(args)
-        .env_remove("ROSTER_JWT_PUBLIC_KEYS")
+        .env_remove("ROSTER_JWKS")
         .env_remove("ROSTER_IDENTITY_DATABASE_URL")
         .output()
         .expect("roster runs")
@@ -23,12 +23,18 @@ fn bad_configuration_exits_64_naming_the_key() {
 
     let missing_keys = roster(&["--data-dir", data_dir, "serve", "identity"]);
     assert_eq!(missing_keys.status.code(), Some(64));
-    assert!(stderr(&missing_keys).contains("ROSTER_JWT_PUBLIC_KEYS"), "{}", stderr(&missing_keys));
+    assert!(stderr(&missing_keys).contains("ROSTER_JWKS"), "{}", stderr(&missing_keys));
 
-    let unreadable_key =
-        roster(&["--data-dir", data_dir, "serve", "identity", "--jwt-public-keys", "/nonexistent/key.pem"]);
+    let unreadable_key = roster(&["--data-dir", data_dir, "serve", "identity", "--jwks", "/nonexistent/jwks.json"]);
     assert_eq!(unreadable_key.status.code(), Some(64));
-    assert!(stderr(&unreadable_key).contains("ROSTER_JWT_PUBLIC_KEYS"));
+    assert!(stderr(&unreadable_key).contains("ROSTER_JWKS"));
+
+    // A PEM public key where the JWKS belongs: refused, not half-read.
+    let pem = dir.path().join("public.pem");
+    std::fs::write(&pem, "-----BEGIN PUBLIC KEY-----\n").expect("write");
+    let not_jwks = roster(&["--data-dir", data_dir, "serve", "identity", "--jwks", pem.to_str().expect("utf-8")]);
+    assert_eq!(not_jwks.status.code(), Some(64));
+    assert!(stderr(&not_jwks).contains("not a usable JWKS file"), "{}", stderr(&not_jwks));
 
     let bad_url = roster(&["--data-dir", data_dir, "migrate", "--identity-database-url", "mysql://db/roster"]);
     assert_eq!(bad_url.status.code(), Some(64));
@@ -63,15 +69,28 @@ fn migrate_is_repeatable_and_help_exits_zero() {
 }
 
 #[test]
-fn tokens_are_minted_with_a_given_private_key() {
+fn generated_keys_mint_tokens_each_for_its_own_kind_of_principal() {
+    use roster_platform::auth::{AuthError, Principal, Verifier};
     let dir = tempfile::tempdir().expect("tempdir");
-    let keys = roster_platform::auth::generate_dev_keys(dir.path()).expect("keys");
     let data_dir = dir.path().to_str().expect("utf-8 path");
-    let output = roster(&["--data-dir", data_dir, "token", "--user", "u-1", "--ttl-seconds", "60"]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let token = String::from_utf8(output.stdout).expect("utf-8");
-    let verifier = roster_platform::auth::Verifier::from_pem_files(&[keys.public_key], "roster").expect("verifier");
-    assert_eq!(verifier.verify(token.trim()), Ok(roster_platform::auth::Principal::User { user_id: "u-1".into() }));
+    let generated = roster(&["--data-dir", data_dir, "keys", "generate"]);
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    let jwks = dir.path().join("keys/jwks.json");
+    assert!(String::from_utf8_lossy(&generated.stdout).contains(jwks.to_str().expect("utf-8")));
+    let verifier = Verifier::from_jwks_file(&jwks, "roster", "roster").expect("verifier");
+
+    let token = |args: &[&str]| {
+        let output = roster(&[&["--data-dir", data_dir, "token", "--ttl-seconds", "60"], args].concat());
+        assert!(output.status.success(), "{}", stderr(&output));
+        String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
+    };
+    assert_eq!(verifier.verify(&token(&["--user", "u-1"])), Ok(Principal::User { user_id: "u-1".into() }));
+    assert_eq!(verifier.verify(&token(&["--operator", "support"])), Ok(Principal::Operator { name: "support".into() }));
+    assert_eq!(verifier.verify(&token(&["--service", "identity"])), Ok(Principal::Service { name: "identity".into() }));
+    // The users' key, passed explicitly, cannot make an operator.
+    let users_key = dir.path().join("keys/users.pem");
+    let forged = token(&["--operator", "support", "--private-key", users_key.to_str().expect("utf-8")]);
+    assert_eq!(verifier.verify(&forged), Err(AuthError::KeyNotForPrincipal));
 }
 
 #[test]

@@ -5,9 +5,9 @@
 mod support;
 
 use prost::Message;
-use roster_platform::auth::{Principal, Signer, generate_dev_keys};
 use roster_proto::identity::v1 as pb;
 use roster_proto::operations::v1 as ops;
+use roster_testkit::tokens::{Forgery, forged};
 use support::{TestApp, World, authed, rid};
 use tonic::{Code, Request, Status};
 
@@ -20,21 +20,24 @@ enum Caller {
     OtherAdmin,
     Operator,
     NoToken,
-    Expired,
-    WrongAudience,
-    BadSignature,
+    /// A token wrong in one way: expired, another audience, an unknown key, or a key that may
+    /// not sign the principal it names.
+    Forged(Forgery),
 }
 
-const CALLERS: [Caller; 9] = [
+const CALLERS: [Caller; 12] = [
     Caller::Owner,
     Caller::Admin,
     Caller::Member,
     Caller::OtherAdmin,
     Caller::Operator,
     Caller::NoToken,
-    Caller::Expired,
-    Caller::WrongAudience,
-    Caller::BadSignature,
+    Caller::Forged(Forgery::Expired),
+    Caller::Forged(Forgery::WrongAudience),
+    Caller::Forged(Forgery::UnknownKey),
+    Caller::Forged(Forgery::UserKeyAsOperator),
+    Caller::Forged(Forgery::OperatorKeyAsService),
+    Caller::Forged(Forgery::LicensingKeyAsIdentity),
 ];
 
 const RPCS: [&str; 30] = [
@@ -74,7 +77,7 @@ const RPCS: [&str; 30] = [
 fn expected(rpc: &str, caller: Caller) -> Code {
     use Caller::*;
     use Code::{NotFound, Ok, PermissionDenied as Denied, Unauthenticated};
-    if matches!(caller, NoToken | Expired | WrongAudience | BadSignature) {
+    if matches!(caller, NoToken | Forged(_)) {
         return Unauthenticated;
     }
     let method = rpc.split('/').nth(1).expect("method");
@@ -111,21 +114,11 @@ fn expected(rpc: &str, caller: Caller) -> Code {
         // Changes for owners and admins; members and operators are refused.
         (_, Owner | Admin) => Ok,
         (_, Member | Operator) => Denied,
-        (_, NoToken | Expired | WrongAudience | BadSignature) => Unauthenticated,
+        (_, NoToken | Forged(_)) => Unauthenticated,
     }
 }
 
-struct Tokens {
-    stranger: Signer,
-    _stranger_keys: tempfile::TempDir,
-}
-
-fn now_s() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs()
-}
-
-fn token(app: &TestApp, tokens: &Tokens, caller: Caller, world: &World, other: &World) -> Option<String> {
-    let owner = Principal::User { user_id: world.owner.clone() };
+fn token(app: &TestApp, caller: Caller, world: &World, other: &World) -> Option<String> {
     Some(match caller {
         Caller::Owner => app.user_token(&world.owner),
         Caller::Admin => app.user_token(&world.admin),
@@ -133,9 +126,7 @@ fn token(app: &TestApp, tokens: &Tokens, caller: Caller, world: &World, other: &
         Caller::OtherAdmin => app.user_token(&other.admin),
         Caller::Operator => app.operator_token(),
         Caller::NoToken => return None,
-        Caller::Expired => app.signer.mint(&owner, now_s() - 7_200, 60),
-        Caller::WrongAudience => app.signer.mint_for_audience(&owner, "some-other-service", now_s(), 600),
-        Caller::BadSignature => tokens.stranger.mint(&owner, now_s(), 600),
+        Caller::Forged(forgery) => forged(&app.signers, forgery, &world.owner),
     })
 }
 
@@ -421,12 +412,6 @@ async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Re
 on_both_backends!(r34_every_rpc_checks_the_caller, r34_objects_of_another_account_do_not_exist_here);
 
 async fn r34_every_rpc_checks_the_caller(app: &TestApp) {
-    let stranger_keys = tempfile::tempdir().expect("tempdir");
-    let files = generate_dev_keys(stranger_keys.path()).expect("keys");
-    let tokens = Tokens {
-        stranger: Signer::from_pem_file(&files.private_key, "roster").expect("signer"),
-        _stranger_keys: stranger_keys,
-    };
     let other = app.seed_world("other").await;
     let shared = app.seed_world("shared").await;
     let mut failures = Vec::new();
@@ -434,11 +419,10 @@ async fn r34_every_rpc_checks_the_caller(app: &TestApp) {
     for rpc in RPCS {
         for caller in CALLERS {
             cell += 1;
-            let unauthenticated =
-                matches!(caller, Caller::NoToken | Caller::Expired | Caller::WrongAudience | Caller::BadSignature);
+            let unauthenticated = matches!(caller, Caller::NoToken | Caller::Forged(_));
             // Unauthenticated cells never reach a handler, so they can share one account.
             let world = if unauthenticated { shared.clone() } else { app.seed_world(&format!("cell{cell}")).await };
-            let token = token(app, &tokens, caller, &world, &other);
+            let token = token(app, caller, &world, &other);
             let got = call(app, rpc, &world, &token).await.map_or_else(|status| status.code(), |()| Code::Ok);
             let want = expected(rpc, caller);
             if got != want {

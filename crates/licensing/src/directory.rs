@@ -20,7 +20,7 @@ use crate::domain::access::{Member, MemberStatus, Privilege};
 use crate::domain::model::Id;
 
 /// The principal name licensing presents to identity.
-pub const LICENSING_SERVICE: &str = "licensing";
+pub use roster_platform::auth::LICENSING_SERVICE;
 
 /// Cached answers never outlive this, whatever is configured.
 pub const MAX_CACHE_TTL: Duration = Duration::from_secs(5);

@@ -5,8 +5,9 @@
 mod support;
 
 use prost::Message;
-use roster_platform::auth::{Principal, Signer, generate_dev_keys};
+use roster_platform::auth::Principal;
 use roster_proto::licensing::v1 as pb;
+use roster_testkit::tokens::{Forgery, forged};
 use support::{TestApp, World, authed, rid};
 use tonic::{Code, Request, Status};
 
@@ -23,12 +24,12 @@ enum Caller {
     /// A service that is not identity.
     OtherService,
     NoToken,
-    Expired,
-    WrongAudience,
-    BadSignature,
+    /// A token wrong in one way: expired, another audience, an unknown key, or a key that may
+    /// not sign the principal it names.
+    Forged(Forgery),
 }
 
-const CALLERS: [Caller; 11] = [
+const CALLERS: [Caller; 14] = [
     Caller::Owner,
     Caller::Admin,
     Caller::Member,
@@ -37,9 +38,12 @@ const CALLERS: [Caller; 11] = [
     Caller::Identity,
     Caller::OtherService,
     Caller::NoToken,
-    Caller::Expired,
-    Caller::WrongAudience,
-    Caller::BadSignature,
+    Caller::Forged(Forgery::Expired),
+    Caller::Forged(Forgery::WrongAudience),
+    Caller::Forged(Forgery::UnknownKey),
+    Caller::Forged(Forgery::UserKeyAsOperator),
+    Caller::Forged(Forgery::OperatorKeyAsService),
+    Caller::Forged(Forgery::LicensingKeyAsIdentity),
 ];
 
 const RPCS: [&str; 24] = [
@@ -73,7 +77,7 @@ const RPCS: [&str; 24] = [
 fn expected(rpc: &str, caller: Caller) -> Code {
     use Caller::*;
     use Code::{NotFound, Ok, PermissionDenied as Denied, Unauthenticated};
-    if matches!(caller, NoToken | Expired | WrongAudience | BadSignature) {
+    if matches!(caller, NoToken | Forged(_)) {
         return Unauthenticated;
     }
     if caller == OtherAdmin {
@@ -114,12 +118,7 @@ fn expected(rpc: &str, caller: Caller) -> Code {
     if allowed.contains(&caller) { Ok } else { Denied }
 }
 
-fn now_s() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs()
-}
-
-fn token(app: &TestApp, stranger: &Signer, caller: Caller, w: &World, other: &World) -> Option<String> {
-    let owner = Principal::User { user_id: w.owner.clone() };
+fn token(app: &TestApp, caller: Caller, w: &World, other: &World) -> Option<String> {
     Some(match caller {
         Caller::Owner => app.user_token(&w.owner),
         Caller::Admin => app.user_token(&w.admin),
@@ -127,11 +126,9 @@ fn token(app: &TestApp, stranger: &Signer, caller: Caller, w: &World, other: &Wo
         Caller::OtherAdmin => app.user_token(&other.admin),
         Caller::Operator => app.operator_token(),
         Caller::Identity => app.identity_token(),
-        Caller::OtherService => app.token(&Principal::Service { name: "reporting".into() }),
+        Caller::OtherService => app.token(&Principal::Service { name: support::OTHER_SERVICE.into() }),
         Caller::NoToken => return None,
-        Caller::Expired => app.signer.mint(&owner, now_s() - 7_200, 60),
-        Caller::WrongAudience => app.signer.mint_for_audience(&owner, "some-other-service", now_s(), 600),
-        Caller::BadSignature => stranger.mint(&owner, now_s(), 600),
+        Caller::Forged(forgery) => forged(&app.signers, forgery, &w.owner),
     })
 }
 
@@ -428,17 +425,13 @@ impl FreeNumber for World {
 on_both_backends!(r34_every_licensing_rpc_checks_the_caller);
 
 async fn r34_every_licensing_rpc_checks_the_caller(app: &TestApp) {
-    let stranger_keys = tempfile::tempdir().expect("tempdir");
-    let files = generate_dev_keys(stranger_keys.path()).expect("keys");
-    let stranger = Signer::from_pem_file(&files.private_key, "roster").expect("signer");
     let other = app.seed_world().await;
     let shared = app.seed_world().await;
     let shared_fixtures = Fixtures { transfer_id: rid(), subscription_id: rid() };
     let mut failures = Vec::new();
     for rpc in RPCS {
         for caller in CALLERS {
-            let unauthenticated =
-                matches!(caller, Caller::NoToken | Caller::Expired | Caller::WrongAudience | Caller::BadSignature);
+            let unauthenticated = matches!(caller, Caller::NoToken | Caller::Forged(_));
             // Unauthenticated cells never reach a handler, so they can share one account.
             let (world, fx) = if unauthenticated {
                 (shared.clone(), shared_fixtures.clone())
@@ -447,7 +440,7 @@ async fn r34_every_licensing_rpc_checks_the_caller(app: &TestApp) {
                 let fx = fixtures(app, &world).await;
                 (world, fx)
             };
-            let token = token(app, &stranger, caller, &world, &other);
+            let token = token(app, caller, &world, &other);
             let got = call(app, rpc, &world, &fx, &token).await.map_or_else(|status| status.code(), |()| Code::Ok);
             let want = expected(rpc, caller);
             if got != want {

@@ -30,12 +30,29 @@ impl ConfigError {
 /// Token verification.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AuthArgs {
-    /// PEM files of the Ed25519 public keys that may sign tokens (several during a rotation).
-    #[arg(long = "jwt-public-keys", env = "ROSTER_JWT_PUBLIC_KEYS", value_delimiter = ',')]
-    pub jwt_public_keys: Vec<PathBuf>,
+    /// JWKS file of the trusted Ed25519 keys, each bound by `roster_signs` to what it may sign
+    /// (`users`, `operators`, `service:<name>`); `roster keys generate` writes one.
+    #[arg(long = "jwks", env = "ROSTER_JWKS")]
+    pub jwks: Option<PathBuf>,
+    #[command(flatten)]
+    pub claims: ClaimArgs,
+}
+
+/// The claims every token must carry, for those who verify and those who mint.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClaimArgs {
     /// The `aud` claim every token must carry.
     #[arg(long = "jwt-audience", env = "ROSTER_JWT_AUDIENCE", default_value = "roster")]
     pub jwt_audience: String,
+    /// The `iss` claim every token must carry.
+    #[arg(long = "jwt-issuer", env = "ROSTER_JWT_ISSUER", default_value = "roster")]
+    pub jwt_issuer: String,
+}
+
+impl Default for ClaimArgs {
+    fn default() -> Self {
+        Self { jwt_audience: "roster".to_owned(), jwt_issuer: "roster".to_owned() }
+    }
 }
 
 /// Limits applied as tower layers, and the shutdown grace period.
@@ -57,6 +74,27 @@ pub struct LimitArgs {
     /// `terminationGracePeriodSeconds` (30 s by default).
     #[arg(long = "shutdown-grace-ms", env = "ROSTER_SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
     pub shutdown_grace_ms: u64,
+    /// Longest wait for the next part of a request body; a client that sends headers and then
+    /// stalls is answered DEADLINE_EXCEEDED after this, not after the whole RPC timeout.
+    #[arg(long = "request-body-timeout-ms", env = "ROSTER_REQUEST_BODY_TIMEOUT_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub request_body_timeout_ms: u64,
+    /// Concurrent streams one HTTP/2 connection may open (advertised to clients).
+    #[arg(long = "max-concurrent-streams", env = "ROSTER_MAX_CONCURRENT_STREAMS", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_concurrent_streams: u32,
+    /// Open connections at once; further ones are closed as they arrive.
+    #[arg(long = "max-connections", env = "ROSTER_MAX_CONNECTIONS", default_value_t = 1_024,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// How often an idle connection is pinged (HTTP/2 keep-alive).
+    #[arg(long = "keepalive-interval-ms", env = "ROSTER_KEEPALIVE_INTERVAL_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1_000..=3_600_000))]
+    pub keepalive_interval_ms: u64,
+    /// A connection whose ping is not answered within this is closed.
+    #[arg(long = "keepalive-timeout-ms", env = "ROSTER_KEEPALIVE_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub keepalive_timeout_ms: u64,
 }
 
 impl LimitArgs {
@@ -71,6 +109,18 @@ impl LimitArgs {
     pub fn max_message_bytes(&self) -> usize {
         usize::try_from(self.max_message_bytes).unwrap_or(usize::MAX)
     }
+
+    pub fn request_body_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_body_timeout_ms)
+    }
+
+    pub fn keepalive_interval(&self) -> Duration {
+        Duration::from_millis(self.keepalive_interval_ms)
+    }
+
+    pub fn keepalive_timeout(&self) -> Duration {
+        Duration::from_millis(self.keepalive_timeout_ms)
+    }
 }
 
 impl Default for LimitArgs {
@@ -80,6 +130,11 @@ impl Default for LimitArgs {
             concurrency_limit: 512,
             max_message_bytes: 4 * 1024 * 1024,
             shutdown_grace_ms: 20_000,
+            request_body_timeout_ms: 5_000,
+            max_concurrent_streams: 100,
+            max_connections: 1_024,
+            keepalive_interval_ms: 30_000,
+            keepalive_timeout_ms: 10_000,
         }
     }
 }

@@ -14,3 +14,4 @@ pub mod server;
 pub mod status;
 pub mod telemetry;
 pub mod text_enum;
+pub mod transport;

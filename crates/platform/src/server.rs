@@ -1,5 +1,6 @@
-//! Serving a service: the tonic server with the authentication and limit layers, health
-//! (`grpc.health.v1`) and reflection (v1 and v1alpha), and graceful shutdown.
+//! Serving a service: the tonic server with the authentication and limit layers (`transport`
+//! has the limits), health (`grpc.health.v1`) and reflection (v1 and v1alpha), and graceful
+//! shutdown.
 //!
 //! Shutdown order: the signal arrives, health turns NOT_SERVING (load balancers stop routing),
 //! the listener closes and in-flight RPCs drain, bounded by the grace period; then idle client
@@ -20,11 +21,15 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::{Layer, Service};
 
 use crate::auth::{AuthLayer, Verifier};
 use crate::config::LimitArgs;
+use crate::transport::{ApiConcurrencyLayer, BodyGuardLayer, limit_connections};
+
+/// Request headers, all together, may not exceed this: a bearer token is at most 8 KiB and
+/// gRPC adds a few short headers.
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 
 /// What a service hands over to be served.
 #[derive(Debug)]
@@ -94,11 +99,20 @@ pub async fn serve(
         // Every log line written while handling an RPC names the method.
         .trace_fn(|request| tracing::info_span!("rpc", method = request.uri().path()))
         .timeout(limits.request_timeout())
+        // Advertised in SETTINGS, so well-behaved clients queue instead of being refused.
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_keepalive_interval(Some(limits.keepalive_interval()))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout()))
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
         .layer(in_flight.clone())
+        .layer(BodyGuardLayer::new(limits.request_body_timeout(), limits.max_message_bytes()))
         .layer(AuthLayer::new(verifier))
-        .layer(GlobalConcurrencyLimitLayer::new(usize::try_from(limits.concurrency_limit).unwrap_or(usize::MAX)))
+        .layer(ApiConcurrencyLayer::new(usize::try_from(limits.concurrency_limit).unwrap_or(usize::MAX)))
         .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming(listener), on_shutdown);
+        .serve_with_incoming_shutdown(
+            limit_connections(incoming(listener), usize::try_from(limits.max_connections).unwrap_or(usize::MAX)),
+            on_shutdown,
+        );
     tokio::pin!(server);
     let grace = limits.shutdown_grace();
     tokio::select! {

@@ -1,5 +1,6 @@
 //! The `roster` commands and their arguments.
 
+mod keys;
 mod migrate;
 mod serve;
 mod token;
@@ -31,8 +32,10 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Apply database migrations and exit.
     Migrate(migrate::MigrateArgs),
-    /// Mint a token for a user, operator or service, signed with the dev private key.
+    /// Mint a token for a user, operator or service, signed with the key bound to its kind.
     Token(token::TokenArgs),
+    /// Generate signing keys, one per kind of principal, and the JWKS file the services trust.
+    Keys(keys::KeysArgs),
 }
 
 /// Runs the command; returns the process exit status.
@@ -45,6 +48,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Serve(args) => serve::run(&cli.data_dir, args).await,
         Command::Migrate(args) => migrate::run(&cli.data_dir, args).await,
         Command::Token(args) => token::run(&cli.data_dir, args),
+        Command::Keys(args) => keys::run(&cli.data_dir, args),
     };
     match result {
         Ok(()) => 0,

@@ -96,24 +96,25 @@ pub fn licensing_settings(
 }
 
 pub fn load_verifier(auth: &AuthArgs) -> Result<Arc<Verifier>, ConfigError> {
-    if auth.jwt_public_keys.is_empty() {
-        return Err(ConfigError::new(
-            "ROSTER_JWT_PUBLIC_KEYS",
-            "at least one Ed25519 public key file (PEM) is required",
-        ));
-    }
-    Verifier::from_pem_files(&auth.jwt_public_keys, &auth.jwt_audience)
+    const KEY: &str = "ROSTER_JWKS";
+    let path = auth.jwks.as_deref().ok_or_else(|| {
+        ConfigError::new(KEY, "a JWKS file of the trusted keys is required (`roster keys generate` writes one)")
+    })?;
+    Verifier::from_jwks_file(path, &auth.claims.jwt_audience, &auth.claims.jwt_issuer)
         .map(Arc::new)
-        .map_err(|e| ConfigError::new("ROSTER_JWT_PUBLIC_KEYS", e.to_string()))
+        .map_err(|e| ConfigError::new(KEY, e.to_string()))
 }
 
-/// The key a service signs its own service tokens with; `calls` names the other service.
+/// The key a service signs its own service tokens with; `calls` names the other service. The
+/// services' JWKS must bind its public key to `service:<this service>`.
 fn load_signer(key: Option<&Path>, auth: &AuthArgs, calls: &str) -> Result<Arc<Signer>, ConfigError> {
     const KEY: &str = "ROSTER_SERVICE_SIGNING_KEY";
     let path = key.ok_or_else(|| {
         ConfigError::new(KEY, format!("an Ed25519 private key file (PEM) is required to call {calls}"))
     })?;
-    Signer::from_pem_file(path, &auth.jwt_audience).map(Arc::new).map_err(|e| ConfigError::new(KEY, e.to_string()))
+    Signer::from_pem_file(path, &auth.claims.jwt_audience, &auth.claims.jwt_issuer)
+        .map(Arc::new)
+        .map_err(|e| ConfigError::new(KEY, e.to_string()))
 }
 
 pub async fn run(data_dir: &Path, args: ServeArgs) -> Result<(), Failure> {

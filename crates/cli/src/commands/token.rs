@@ -1,11 +1,11 @@
-//! `roster token`: mint a token for grpcurl and scripts, signed with a private key file
-//! (by default the dev key `roster up` generated).
+//! `roster token`: mint a token for grpcurl and scripts, signed with the private key bound to
+//! the principal's kind (by default the one `roster up` generated in the data directory).
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use roster_platform::auth::{Principal, Signer};
-use roster_platform::config::ConfigError;
+use roster_platform::auth::{KeyDir, KeyScope, Principal, Signer};
+use roster_platform::config::{ClaimArgs, ConfigError};
 
 use super::Failure;
 
@@ -24,11 +24,12 @@ pub struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long = "ttl-seconds", default_value_t = 3_600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     ttl_seconds: u64,
-    /// Ed25519 private key (PEM); defaults to the dev key in the data directory.
+    /// Ed25519 private key (PEM) bound to the principal's kind; defaults to the one in the data
+    /// directory's `keys/` (`users.pem`, `operators.pem`, `service-<name>.pem`).
     #[arg(long = "private-key", env = "ROSTER_JWT_PRIVATE_KEY")]
     private_key: Option<PathBuf>,
-    #[arg(long = "jwt-audience", env = "ROSTER_JWT_AUDIENCE", default_value = "roster")]
-    audience: String,
+    #[command(flatten)]
+    claims: ClaimArgs,
 }
 
 pub fn now_seconds() -> u64 {
@@ -36,15 +37,17 @@ pub fn now_seconds() -> u64 {
 }
 
 pub fn run(data_dir: &Path, args: TokenArgs) -> Result<(), Failure> {
-    let key = args.private_key.unwrap_or_else(|| data_dir.join("jwt-private.pem"));
-    let signer = Signer::from_pem_file(&key, &args.audience)
-        .map_err(|e| ConfigError::new("ROSTER_JWT_PRIVATE_KEY", e.to_string()))?;
     let principal = match (args.user, args.operator, args.service) {
         (Some(user_id), _, _) => Principal::User { user_id },
         (_, Some(name), _) => Principal::Operator { name },
         (_, _, Some(name)) => Principal::Service { name },
         (None, None, None) => unreachable!("clap requires one of --user, --operator, --service"),
     };
+    let key = args.private_key.unwrap_or_else(|| {
+        KeyDir { dir: super::keys::default_dir(data_dir) }.private_key(&KeyScope::for_principal(&principal))
+    });
+    let signer = Signer::from_pem_file(&key, &args.claims.jwt_audience, &args.claims.jwt_issuer)
+        .map_err(|e| ConfigError::new("ROSTER_JWT_PRIVATE_KEY", e.to_string()))?;
     println!("{}", signer.mint(&principal, now_seconds(), args.ttl_seconds));
     Ok(())
 }

@@ -11,15 +11,16 @@ use roster_identity::IdentityArgs;
 use roster_identity::demo::{self, Demo};
 use roster_licensing::LicensingArgs;
 use roster_licensing::demo::{DemoLicensing, DemoPeople};
-use roster_platform::auth::{Principal, Signer, Verifier, generate_dev_keys};
-use roster_platform::config::{ConfigError, LimitArgs, PoolArgs};
+use roster_platform::auth::{
+    IDENTITY_SERVICE, KeyScope, LICENSING_SERVICE, Principal, SignerSet, Verifier, generate_keys,
+};
+use roster_platform::config::{ClaimArgs, ConfigError, LimitArgs, PoolArgs};
 use roster_platform::server::shutdown_signal;
 
 use super::serve::{identity_settings, licensing_settings};
 use super::token::now_seconds;
 use super::{Failure, runtime};
 
-const DEV_AUDIENCE: &str = "roster";
 const DEMO_TOKEN_TTL_S: u64 = 24 * 3_600;
 
 #[derive(Debug, clap::Args)]
@@ -39,14 +40,26 @@ pub struct UpArgs {
 }
 
 pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
-    let keys = generate_dev_keys(data_dir).map_err(|e| ConfigError::new("ROSTER_DATA_DIR", e.to_string()))?;
+    // One key per kind of principal, as in production, so the dev set-up exercises the binding.
+    let claims = ClaimArgs::default();
+    let keys = generate_keys(&super::keys::default_dir(data_dir), &KeyScope::all())
+        .map_err(|e| ConfigError::new("ROSTER_DATA_DIR", e.to_string()))?;
     let verifier = Arc::new(
-        Verifier::from_pem_files(std::slice::from_ref(&keys.public_key), DEV_AUDIENCE)
+        Verifier::from_jwks_file(&keys.jwks(), &claims.jwt_audience, &claims.jwt_issuer)
             .map_err(|e| ConfigError::new("ROSTER_DATA_DIR", e.to_string()))?,
     );
-    let signer = Arc::new(Signer::from_pem_file(&keys.private_key, DEV_AUDIENCE).map_err(runtime)?);
-    let settings =
-        identity_settings(data_dir, &args.identity, verifier.clone(), signer.clone(), args.limits.clone(), &args.pool)?;
+    let signers =
+        SignerSet::load(&keys, &KeyScope::all(), &claims.jwt_audience, &claims.jwt_issuer).map_err(runtime)?;
+    let identity_signer = signers.signer(&KeyScope::Service(IDENTITY_SERVICE.to_owned()));
+    let licensing_signer = signers.signer(&KeyScope::Service(LICENSING_SERVICE.to_owned()));
+    let settings = identity_settings(
+        data_dir,
+        &args.identity,
+        verifier.clone(),
+        identity_signer,
+        args.limits.clone(),
+        &args.pool,
+    )?;
     let clock = settings.clock.clone();
     let identity_db = roster_platform::db::redact(&settings.database_url);
     let mut identity = roster_identity::Server::build(settings).await.map_err(runtime)?;
@@ -59,7 +72,7 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
         service_signing_key: None,
         directory_cache_ms: 2_000,
     };
-    let settings = licensing_settings(data_dir, &licensing_args, verifier, signer.clone(), args.limits, &args.pool)?;
+    let settings = licensing_settings(data_dir, &licensing_args, verifier, licensing_signer, args.limits, &args.pool)?;
     let licensing_db = roster_platform::db::redact(&settings.database_url);
     let licensing = roster_licensing::Server::build(settings).await.map_err(runtime)?;
     let licensing_addr = licensing.local_addr();
@@ -84,7 +97,7 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
             .await
             .map_err(|e| runtime(format!("seeding the licensing demo failed: {e}")))?;
         let env_file = data_dir.join("demo.env");
-        let exports = demo_env(&demo, &seeded, &signer);
+        let exports = demo_env(&demo, &seeded, &signers);
         std::fs::write(&env_file, &exports).map_err(runtime)?;
         banner.push_str(&demo_banner(&demo, &env_file, &exports, identity_addr, licensing_addr));
     }
@@ -120,9 +133,9 @@ async fn load_or_seed(
     Ok(demo)
 }
 
-fn demo_env(demo: &Demo, licensing: &DemoLicensing, signer: &Signer) -> String {
+fn demo_env(demo: &Demo, licensing: &DemoLicensing, signers: &SignerSet) -> String {
     let now = now_seconds();
-    let token = |principal: Principal| signer.mint(&principal, now, DEMO_TOKEN_TTL_S);
+    let token = |principal: Principal| signers.mint(&principal, now, DEMO_TOKEN_TTL_S);
     let user = |id: &str| Principal::User { user_id: id.to_owned() };
     let member = &demo.members[0];
     let mut env = String::new();

@@ -16,7 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_types::StatusExt;
 
 /// The principal name identity presents to licensing; licensing runs saga steps for it only.
-pub const IDENTITY_SERVICE: &str = "identity";
+pub use roster_platform::auth::IDENTITY_SERVICE;
 
 /// Each call's deadline. The workflow lease (30 s by default) must outlast it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);

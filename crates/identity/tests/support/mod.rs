@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use roster_identity::notify::Mailer;
 use roster_identity::{Server, Settings};
-use roster_platform::auth::{Principal, Signer, Verifier, generate_dev_keys};
+use roster_platform::auth::{IDENTITY_SERVICE, KeyScope, LICENSING_SERVICE, Principal, SignerSet, Verifier};
 use roster_platform::clock::{ManualClock, SharedClock};
 use roster_platform::config::LimitArgs;
 use roster_platform::db::Database;
@@ -31,6 +31,9 @@ pub use pb::role_service_client::RoleServiceClient;
 pub use pb::user_service_client::UserServiceClient;
 
 pub const AUDIENCE: &str = "roster";
+pub const ISSUER: &str = "roster";
+/// The sign-in front end, a service with a key of its own.
+pub const AUTH_FRONTEND: &str = "auth-frontend";
 /// 2026-11-01T00:00:00Z; tests run on a manual clock.
 pub const START_MS: i64 = 1_793_491_200_000;
 
@@ -45,7 +48,7 @@ pub struct TestApp {
     pub channel: Channel,
     pub db: Database,
     pub clock: Arc<ManualClock>,
-    pub signer: Signer,
+    pub signers: SignerSet,
     pub dir: tempfile::TempDir,
     pub backend: Backend,
     postgres_db: Option<FreshDatabase>,
@@ -131,14 +134,14 @@ impl TestApp {
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let (database_url, postgres_db) = database_url(backend, dir.path()).await?;
-        let keys = generate_dev_keys(dir.path()).expect("keys");
-        let verifier = Verifier::from_pem_files(&[keys.public_key], AUDIENCE).expect("verifier");
-        let signer = Signer::from_pem_file(&keys.private_key, AUDIENCE).expect("signer");
+        // Every party, plus the sign-in front end (a service that asks CheckSignIn).
+        let scopes = [KeyScope::all(), vec![KeyScope::Service(AUTH_FRONTEND.into())]].concat();
+        let (keys, signers) = SignerSet::generate(&dir.path().join("keys"), &scopes, AUDIENCE, ISSUER).expect("keys");
+        let verifier = Verifier::from_jwks_file(&keys.jwks(), AUDIENCE, ISSUER).expect("verifier");
         let clock = Arc::new(ManualClock::starting_at(START_MS));
         let shared: SharedClock = clock.clone();
         let verifier = Arc::new(verifier);
         let limits = LimitArgs { shutdown_grace_ms: 2_000, ..LimitArgs::default() };
-        let service_signer = Arc::new(Signer::from_pem_file(&keys.private_key, AUDIENCE).expect("signer"));
         let mut workflow = roster_workflow::EngineConfig::new(format!("test-{}", rid()));
         workflow.poll_interval = Duration::from_millis(50);
         let settings = Settings {
@@ -151,7 +154,7 @@ impl TestApp {
             outbox_poll: Duration::from_millis(20),
             clock: shared.clone(),
             licensing_url: "http://127.0.0.1:9".into(),
-            signer: service_signer.clone(),
+            signer: signers.signer(&KeyScope::Service(IDENTITY_SERVICE.into())),
             workflow,
         };
         let mut server = Server::build(settings).await.expect("identity starts");
@@ -163,7 +166,7 @@ impl TestApp {
             verifier,
             limits,
             identity_url: format!("http://{addr}"),
-            signer: service_signer,
+            signer: signers.signer(&KeyScope::Service(LICENSING_SERVICE.into())),
             directory_cache: Duration::from_millis(2_000),
             clock: shared,
         })
@@ -195,7 +198,7 @@ impl TestApp {
             channel,
             db,
             clock,
-            signer,
+            signers,
             dir,
             backend,
             postgres_db,
@@ -232,7 +235,7 @@ impl TestApp {
     }
 
     pub fn token(&self, principal: &Principal) -> String {
-        self.signer.mint(principal, self.now_s(), 600)
+        self.signers.mint(principal, self.now_s(), 600)
     }
 
     pub fn user_token(&self, user_id: &str) -> String {
@@ -244,7 +247,7 @@ impl TestApp {
     }
 
     pub fn service_token(&self) -> String {
-        self.token(&Principal::Service { name: "auth-frontend".into() })
+        self.token(&Principal::Service { name: AUTH_FRONTEND.into() })
     }
 
     /// Stops the server and drops a PostgreSQL test database.

@@ -7,7 +7,7 @@ use super::error::DomainError;
 use super::model::Id;
 
 /// The principal name identity's sagas call with; only it may run saga steps.
-pub const IDENTITY_SERVICE: &str = "identity";
+pub use roster_platform::auth::IDENTITY_SERVICE;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemberStatus {

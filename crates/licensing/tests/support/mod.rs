@@ -12,7 +12,7 @@ use std::time::Duration;
 use roster_identity::demo::Demo;
 use roster_identity::domain::values::{AccountId, UserId};
 use roster_identity::notify::Mailer;
-use roster_platform::auth::{Principal, Signer, Verifier, generate_dev_keys};
+use roster_platform::auth::{IDENTITY_SERVICE, KeyScope, LICENSING_SERVICE, Principal, SignerSet, Verifier};
 use roster_platform::clock::{Clock, ManualClock, SharedClock};
 use roster_platform::config::LimitArgs;
 use roster_platform::db::Database;
@@ -30,6 +30,9 @@ pub use pb::content_service_client::ContentServiceClient;
 pub use pb::license_service_client::LicenseServiceClient;
 
 pub const AUDIENCE: &str = "roster";
+pub const ISSUER: &str = "roster";
+/// A trusted service that is neither identity nor licensing.
+pub const OTHER_SERVICE: &str = "reporting";
 /// 2026-11-01T00:00:00Z; tests run on a manual clock.
 pub const START_MS: i64 = 1_793_491_200_000;
 
@@ -50,7 +53,7 @@ pub struct TestApp {
     pub identity_db: Database,
     pub db: Database,
     pub clock: Arc<ManualClock>,
-    pub signer: Signer,
+    pub signers: SignerSet,
     pub backend: Backend,
     _dir: tempfile::TempDir,
     postgres: Vec<FreshDatabase>,
@@ -107,13 +110,14 @@ impl TestApp {
         let mut postgres = Vec::new();
         let identity_url = database_url(backend, dir.path(), "identity", &mut postgres).await?;
         let licensing_url = database_url(backend, dir.path(), "licensing", &mut postgres).await?;
-        let keys = generate_dev_keys(dir.path()).expect("keys");
-        let verifier = Arc::new(Verifier::from_pem_files(&[keys.public_key], AUDIENCE).expect("verifier"));
+        // Every party, plus a Roster service that is not identity (its calls are refused).
+        let scopes = [KeyScope::all(), vec![KeyScope::Service(OTHER_SERVICE.into())]].concat();
+        let (keys, signers) = SignerSet::generate(&dir.path().join("keys"), &scopes, AUDIENCE, ISSUER).expect("keys");
+        let verifier = Arc::new(Verifier::from_jwks_file(&keys.jwks(), AUDIENCE, ISSUER).expect("verifier"));
         let clock = Arc::new(ManualClock::starting_at(START_MS));
         let shared: SharedClock = clock.clone();
         let limits = LimitArgs { shutdown_grace_ms: 2_000, ..LimitArgs::default() };
 
-        let signer = Arc::new(Signer::from_pem_file(&keys.private_key, AUDIENCE).expect("signer"));
         let mut workflow = EngineConfig::new(format!("test-{}", rid()));
         workflow.poll_interval = Duration::from_millis(50);
         workflow.faults = faults;
@@ -127,7 +131,7 @@ impl TestApp {
             outbox_poll: Duration::from_millis(50),
             clock: shared.clone(),
             licensing_url: "http://127.0.0.1:9".into(),
-            signer: signer.clone(),
+            signer: signers.signer(&KeyScope::Service(IDENTITY_SERVICE.into())),
             workflow,
         })
         .await
@@ -142,7 +146,7 @@ impl TestApp {
             verifier,
             limits,
             identity_url: format!("http://{identity_addr}"),
-            signer,
+            signer: signers.signer(&KeyScope::Service(LICENSING_SERVICE.into())),
             directory_cache: Duration::from_millis(2_000),
             clock: shared,
         };
@@ -172,7 +176,7 @@ impl TestApp {
             identity_db,
             db,
             clock,
-            signer: Signer::from_pem_file(&keys.private_key, AUDIENCE).expect("signer"),
+            signers,
             backend,
             _dir: dir,
             postgres,
@@ -207,7 +211,7 @@ impl TestApp {
 
     pub fn token(&self, principal: &Principal) -> String {
         let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
-        self.signer.mint(principal, now_s, 600)
+        self.signers.mint(principal, now_s, 600)
     }
 
     pub fn user_token(&self, user_id: &str) -> String {

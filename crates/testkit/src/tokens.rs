@@ -1,0 +1,52 @@
+//! Tokens that must be refused, for the authorisation matrices: each is wrong in exactly one
+//! way, so a matrix row shows which check holds.
+
+use roster_platform::auth::{IDENTITY_SERVICE, KeyScope, LICENSING_SERVICE, Principal, SignerSet};
+
+/// How a token is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgery {
+    Expired,
+    WrongAudience,
+    /// Signed by a key the services do not know.
+    UnknownKey,
+    /// An operator token signed with the key trusted for users' sessions.
+    UserKeyAsOperator,
+    /// Identity's service token signed with the operators' key.
+    OperatorKeyAsService,
+    /// Identity's service token signed with licensing's own key.
+    LicensingKeyAsIdentity,
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs()
+}
+
+/// A token for `user_id` (or, for the cross-minting cases, the principal named above) that the
+/// services trusting `signers`' keys must refuse as `UNAUTHENTICATED`.
+pub fn forged(signers: &SignerSet, forgery: Forgery, user_id: &str) -> String {
+    let user = Principal::User { user_id: user_id.to_owned() };
+    let identity = Principal::Service { name: IDENTITY_SERVICE.to_owned() };
+    let now = now_s();
+    match forgery {
+        Forgery::Expired => signers.mint(&user, now - 7_200, 60),
+        Forgery::WrongAudience => {
+            let signer = signers.signer(&KeyScope::Users);
+            let mut claims = signer.claims(&user, now, 600);
+            claims.aud = "some-other-service".to_owned();
+            signer.sign(&claims)
+        }
+        Forgery::UnknownKey => {
+            let dir = std::env::temp_dir().join(format!("roster-stranger-keys-{}", std::process::id()));
+            let (_, stranger) = SignerSet::generate(&dir, &KeyScope::all(), "roster", "roster").expect("stranger keys");
+            stranger.mint(&user, now, 600)
+        }
+        Forgery::UserKeyAsOperator => {
+            signers.signer(&KeyScope::Users).mint(&Principal::Operator { name: "support".into() }, now, 600)
+        }
+        Forgery::OperatorKeyAsService => signers.signer(&KeyScope::Operators).mint(&identity, now, 600),
+        Forgery::LicensingKeyAsIdentity => {
+            signers.signer(&KeyScope::Service(LICENSING_SERVICE.to_owned())).mint(&identity, now, 600)
+        }
+    }
+}
