@@ -186,6 +186,15 @@ async fn fixtures(app: &TestApp, w: &World) -> Fixtures {
         .await
         .expect("fixture subscription")
         .into_inner();
+    // The solo owner as an unlink leaves them: owner of an account of their own, with the
+    // reclaim hold their removal from this account left behind (what RehomeUserContent needs).
+    sqlx::query("INSERT INTO license_holds (account_id, user_id, since_ms) VALUES ($1, $2, $3)")
+        .bind(&w.account)
+        .bind(&w.solo_owner)
+        .bind(support::START_MS)
+        .execute(app.db.pool())
+        .await
+        .expect("fixture hold");
     Fixtures { transfer_id: transfer.transfer_id, subscription_id: subscription.id }
 }
 
@@ -344,7 +353,8 @@ async fn call(app: &TestApp, rpc: &str, w: &World, fx: &Fixtures, t: &Option<Str
             .map(drop),
         "DeleteUserContent" => content
             .delete_user_content(request(
-                pb::DeleteUserContentRequest { request_id: rid(), account_id: account, user_id: w.member.clone() },
+                // The deactivated user: their deactivation reclaimed their licenses here.
+                pb::DeleteUserContentRequest { request_id: rid(), account_id: account, user_id: w.deactivated.clone() },
                 t,
             ))
             .await
@@ -354,7 +364,7 @@ async fn call(app: &TestApp, rpc: &str, w: &World, fx: &Fixtures, t: &Option<Str
                 pb::RehomeUserContentRequest {
                     request_id: rid(),
                     account_id: account,
-                    user_id: w.member.clone(),
+                    user_id: w.solo_owner.clone(),
                     new_account_id: w.solo_account.clone(),
                 },
                 t,

@@ -376,6 +376,14 @@ async fn r21_r23_transfer_is_all_or_nothing_and_undoable(app: &TestApp) {
 
 async fn r22_delete_removes_what_remains(app: &TestApp) {
     let w = app.seed_world().await;
+    // The delete saga reclaims first; that hold is what lets the content go afterwards.
+    app.licenses()
+        .reclaim_licenses(authed(
+            pb::ReclaimLicensesRequest { request_id: rid(), account_id: w.account.clone(), user_id: w.member.clone() },
+            &app.identity_token(),
+        ))
+        .await
+        .expect("reclaim");
     let request =
         pb::DeleteUserContentRequest { request_id: rid(), account_id: w.account.clone(), user_id: w.member.clone() };
     let deleted = app
@@ -639,8 +647,8 @@ async fn r34_objects_of_another_account_do_not_exist_here(app: &TestApp) {
         .await
         .expect_err("their transfer, named under my account");
     assert_eq!(reason(&undo), "TRANSFER_NOT_FOUND");
-    // Reclaiming "their" member under my account finds nothing of theirs to take.
-    let reclaimed = app
+    // Reclaiming "their" owner under my account is refused: they are not a user here.
+    let reclaim = app
         .licenses()
         .reclaim_licenses(authed(
             pb::ReclaimLicensesRequest {
@@ -651,11 +659,8 @@ async fn r34_objects_of_another_account_do_not_exist_here(app: &TestApp) {
             &service,
         ))
         .await
-        .expect("nothing to reclaim here")
-        .into_inner()
-        .reclaimed
-        .expect("set");
-    assert!(reclaimed.license_types.is_empty() && reclaimed.phone_numbers.is_empty());
+        .expect_err("their owner is not a user of my account");
+    assert_eq!(reason(&reclaim), "USER_NOT_FOUND");
 
     assert_eq!(their_lines().await, before, "nothing changed in the other account");
     assert_eq!(licenses_of(app, &theirs, &theirs.owner).await, vec![L::Licensed, L::Phone]);

@@ -6,7 +6,7 @@ use roster_platform::pagination::PageRequest;
 use roster_proto::licensing::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use super::{Api, convert};
+use super::{Api, convert, no_lookups};
 use crate::app::billing::{self, NewSubscription};
 use crate::directory::Freshness;
 
@@ -26,7 +26,7 @@ impl pb::billing_service_server::BillingService for Api {
             period_start_ms: req.period_start_ms,
             period_end_ms: req.period_end_ms,
         };
-        let prepare = self.caller(&who, &account, Freshness::Fresh);
+        let caller = self.caller(&who, &account, Freshness::Fresh).await?;
         let id = account.clone();
         self.mutate(
             &who,
@@ -34,8 +34,9 @@ impl pb::billing_service_server::BillingService for Api {
             &req.request_id,
             &req,
             &account,
-            prepare,
-            move |tx, ctx, caller| {
+            caller,
+            no_lookups(),
+            move |tx, ctx, caller, ()| {
                 Box::pin(async move {
                     billing::create_subscription(tx, ctx, caller, &id, new).await.map(|s| convert::subscription(&s))
                 })
@@ -132,7 +133,7 @@ impl pb::billing_service_server::BillingService for Api {
         let req = request.into_inner();
         let account = convert::id("account_id", &req.account_id)?;
         let subscription = convert::id("subscription_id", &req.subscription_id)?;
-        let prepare = self.caller(&who, &account, Freshness::Fresh);
+        let caller = self.caller(&who, &account, Freshness::Fresh).await?;
         let id = account.clone();
         self.mutate(
             &who,
@@ -140,8 +141,9 @@ impl pb::billing_service_server::BillingService for Api {
             &req.request_id,
             &req,
             &account,
-            prepare,
-            move |tx, ctx, caller| {
+            caller,
+            no_lookups(),
+            move |tx, ctx, caller, ()| {
                 Box::pin(async move {
                     billing::refund(tx, ctx, caller, &id, &subscription).await.map(|r| convert::refund(&r))
                 })

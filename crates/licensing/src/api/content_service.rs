@@ -5,7 +5,7 @@ use roster_platform::pagination::PageRequest;
 use roster_proto::licensing::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use super::{Api, convert, error};
+use super::{Api, convert, error, no_lookups};
 use crate::app::content::{self, NewContent};
 use crate::directory::Freshness;
 use crate::domain::access::{Caller, Member};
@@ -26,15 +26,17 @@ impl pb::content_service_server::ContentService for Api {
             title: convert::text("title", &req.title)?,
             uses_pmi: req.uses_pmi,
         };
-        let prepare = async {
-            let caller = self.allowed_caller(&who, &account, |c| c.active_member().map(drop)).await?;
-            let owner = match (owner, &caller) {
-                (Some(id), Caller::Member(acting)) if id != acting.user_id => self.subject(&account, &id).await?,
-                (_, Caller::Member(acting)) => acting.clone(),
-                // allowed_caller admitted an active member only.
-                (_, _) => return Err(error::domain_status(&crate::domain::DomainError::PrincipalNotAllowed)),
-            };
-            Ok((caller, owner))
+        let caller = self.allowed_caller(&who, &account, |c| c.active_member().map(drop)).await?;
+        let acting = match &caller {
+            Caller::Member(acting) => acting.clone(),
+            // allowed_caller admitted an active member only.
+            _ => return Err(error::domain_status(&crate::domain::DomainError::PrincipalNotAllowed)),
+        };
+        let owner_lookup = async {
+            match owner {
+                Some(id) if id != acting.user_id => self.subject(&account, &id).await,
+                _ => Ok(acting),
+            }
         };
         self.mutate(
             &who,
@@ -42,8 +44,9 @@ impl pb::content_service_server::ContentService for Api {
             &req.request_id,
             &req,
             &account,
-            prepare,
-            move |tx, ctx, (caller, owner)| {
+            caller,
+            owner_lookup,
+            move |tx, ctx, caller, owner| {
                 Box::pin(async move {
                     content::register(tx, ctx, caller, owner, new).await.map(|i| convert::content_item(&i))
                 })
@@ -85,10 +88,9 @@ impl pb::content_service_server::ContentService for Api {
         let from = convert::id("from_user_id", &req.from_user_id)?;
         let to = convert::id("to_user_id", &req.to_user_id)?;
         let kinds = convert::content_kinds("kinds", &req.kinds)?;
-        let prepare = async {
-            let caller = self.allowed_caller(&who, &account, Caller::identity).await?;
-            Ok((caller, target(self, &account, &to).await?))
-        };
+        let caller = self.allowed_caller(&who, &account, Caller::identity).await?;
+        // The owner must be in the account; a target outside it is the use case's 1001.
+        let members = async { Ok((self.subject(&account, &from).await?, target(self, &account, &to).await?)) };
         let id = account.clone();
         self.mutate(
             &who,
@@ -96,10 +98,11 @@ impl pb::content_service_server::ContentService for Api {
             &req.request_id,
             &req,
             &account,
-            prepare,
-            move |tx, ctx, (caller, target)| {
+            caller,
+            members,
+            move |tx, ctx, caller, (owner, target)| {
                 Box::pin(async move {
-                    let done = content::transfer(tx, ctx, caller, &id, &from, target.as_ref(), &kinds).await?;
+                    let done = content::transfer(tx, ctx, caller, &id, &owner.user_id, target.as_ref(), &kinds).await?;
                     Ok(pb::TransferContentResponse {
                         transfer_id: done.transfer_id.to_string(),
                         moved: Some(convert::counts(&done.moved)),
@@ -119,7 +122,7 @@ impl pb::content_service_server::ContentService for Api {
         let req = request.into_inner();
         let account = convert::id("account_id", &req.account_id)?;
         let transfer = convert::id("transfer_id", &req.transfer_id)?;
-        let prepare = self.caller(&who, &account, Freshness::Fresh);
+        let caller = self.caller(&who, &account, Freshness::Fresh).await?;
         let id = account.clone();
         self.mutate(
             &who,
@@ -127,8 +130,9 @@ impl pb::content_service_server::ContentService for Api {
             &req.request_id,
             &req,
             &account,
-            prepare,
-            move |tx, ctx, caller| {
+            caller,
+            no_lookups(),
+            move |tx, ctx, caller, ()| {
                 Box::pin(async move {
                     let returned = content::undo_transfer(tx, ctx, caller, &id, &transfer).await?;
                     Ok(pb::UndoContentTransferResponse { returned: Some(convert::counts(&returned)) })
@@ -146,7 +150,7 @@ impl pb::content_service_server::ContentService for Api {
         let req = request.into_inner();
         let account = convert::id("account_id", &req.account_id)?;
         let user = convert::id("user_id", &req.user_id)?;
-        let prepare = self.caller(&who, &account, Freshness::Fresh);
+        let caller = self.caller(&who, &account, Freshness::Fresh).await?;
         let id = account.clone();
         self.mutate(
             &who,
@@ -154,8 +158,9 @@ impl pb::content_service_server::ContentService for Api {
             &req.request_id,
             &req,
             &account,
-            prepare,
-            move |tx, ctx, caller| {
+            caller,
+            no_lookups(),
+            move |tx, ctx, caller, ()| {
                 Box::pin(async move {
                     let deleted = content::delete_user_content(tx, ctx, caller, &id, &user).await?;
                     Ok(pb::DeleteUserContentResponse { deleted: Some(convert::counts(&deleted)) })
@@ -174,7 +179,8 @@ impl pb::content_service_server::ContentService for Api {
         let account = convert::id("account_id", &req.account_id)?;
         let user = convert::id("user_id", &req.user_id)?;
         let new_account = convert::id("new_account_id", &req.new_account_id)?;
-        let prepare = self.caller(&who, &account, Freshness::Fresh);
+        // Steps are identity's alone; the user must now be in the account they moved to.
+        let caller = self.allowed_caller(&who, &account, Caller::identity).await?;
         let id = account.clone();
         self.mutate(
             &who,
@@ -182,10 +188,12 @@ impl pb::content_service_server::ContentService for Api {
             &req.request_id,
             &req,
             &account,
-            prepare,
-            move |tx, ctx, caller| {
+            caller,
+            self.subject(&new_account, &user),
+            move |tx, ctx, caller, member| {
                 Box::pin(async move {
-                    let moved = content::rehome_user_content(tx, ctx, caller, &id, &user, &new_account).await?;
+                    let (user, new_account) = (&member.user_id, &member.account_id);
+                    let moved = content::rehome_user_content(tx, ctx, caller, &id, user, new_account).await?;
                     Ok(pb::RehomeUserContentResponse { moved: Some(convert::counts(&moved)) })
                 })
             },

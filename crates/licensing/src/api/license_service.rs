@@ -5,7 +5,7 @@ use roster_platform::pagination::PageRequest;
 use roster_proto::licensing::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use super::{Api, convert};
+use super::{Api, convert, no_lookups};
 use crate::app::licenses;
 use crate::directory::Freshness;
 use crate::domain::access::{Caller, Privilege};
@@ -18,7 +18,7 @@ impl pb::license_service_server::LicenseService for Api {
         let req = request.into_inner();
         let account = convert::id("account_id", &req.account_id)?;
         let license_type = convert::license_type("license_type", req.license_type)?;
-        let prepare = self.caller(&who, &account, Freshness::Fresh);
+        let caller = self.caller(&who, &account, Freshness::Fresh).await?;
         let id = account.clone();
         self.mutate(
             &who,
@@ -26,8 +26,9 @@ impl pb::license_service_server::LicenseService for Api {
             &req.request_id,
             &req,
             &account,
-            prepare,
-            move |tx, ctx, caller| {
+            caller,
+            no_lookups(),
+            move |tx, ctx, caller, ()| {
                 Box::pin(async move {
                     let pool = licenses::set_seats(tx, ctx, caller, &id, license_type, req.capacity).await?;
                     Ok(convert::seat_pool(&id, &pool))
@@ -63,19 +64,17 @@ impl pb::license_service_server::LicenseService for Api {
         let account = convert::id("account_id", &req.account_id)?;
         let user = convert::id("user_id", &req.user_id)?;
         let license_type = convert::license_type("license_type", req.license_type)?;
-        let prepare = async {
-            let caller =
-                self.allowed_caller(&who, &account, |c| c.member_with(Privilege::ManageLicenses).map(drop)).await?;
-            Ok((caller, self.subject(&account, &user).await?))
-        };
+        let caller =
+            self.allowed_caller(&who, &account, |c| c.member_with(Privilege::ManageLicenses).map(drop)).await?;
         self.mutate(
             &who,
             method!("LicenseService", "AssignLicense"),
             &req.request_id,
             &req,
             &account,
-            prepare,
-            move |tx, ctx, (caller, assignee)| {
+            caller,
+            self.subject(&account, &user),
+            move |tx, ctx, caller, assignee| {
                 Box::pin(async move {
                     licenses::assign(tx, ctx, caller, assignee, license_type).await.map(|a| convert::assignment(&a))
                 })
@@ -93,7 +92,7 @@ impl pb::license_service_server::LicenseService for Api {
         let account = convert::id("account_id", &req.account_id)?;
         let user = convert::id("user_id", &req.user_id)?;
         let license_type = convert::license_type("license_type", req.license_type)?;
-        let prepare = self.caller(&who, &account, Freshness::Fresh);
+        let caller = self.caller(&who, &account, Freshness::Fresh).await?;
         let id = account.clone();
         self.mutate(
             &who,
@@ -101,8 +100,9 @@ impl pb::license_service_server::LicenseService for Api {
             &req.request_id,
             &req,
             &account,
-            prepare,
-            move |tx, ctx, caller| {
+            caller,
+            no_lookups(),
+            move |tx, ctx, caller, ()| {
                 Box::pin(async move {
                     let (assignment, detached) = licenses::unassign(tx, ctx, caller, &id, &user, license_type).await?;
                     Ok(pb::UnassignLicenseResponse {
@@ -149,7 +149,7 @@ impl pb::license_service_server::LicenseService for Api {
         let req = request.into_inner();
         let account = convert::id("account_id", &req.account_id)?;
         let number = convert::phone_number("number", &req.number)?;
-        let prepare = self.caller(&who, &account, Freshness::Fresh);
+        let caller = self.caller(&who, &account, Freshness::Fresh).await?;
         let id = account.clone();
         self.mutate(
             &who,
@@ -157,8 +157,9 @@ impl pb::license_service_server::LicenseService for Api {
             &req.request_id,
             &req,
             &account,
-            prepare,
-            move |tx, ctx, caller| {
+            caller,
+            no_lookups(),
+            move |tx, ctx, caller, ()| {
                 Box::pin(async move {
                     licenses::add_phone_number(tx, ctx, caller, &id, number).await.map(|l| convert::phone_line(&l))
                 })
@@ -176,19 +177,17 @@ impl pb::license_service_server::LicenseService for Api {
         let account = convert::id("account_id", &req.account_id)?;
         let number = convert::phone_number("number", &req.number)?;
         let user = convert::id("user_id", &req.user_id)?;
-        let prepare = async {
-            let caller =
-                self.allowed_caller(&who, &account, |c| c.member_with(Privilege::ManageLicenses).map(drop)).await?;
-            Ok((caller, self.subject(&account, &user).await?))
-        };
+        let caller =
+            self.allowed_caller(&who, &account, |c| c.member_with(Privilege::ManageLicenses).map(drop)).await?;
         self.mutate(
             &who,
             method!("LicenseService", "AttachPhoneNumber"),
             &req.request_id,
             &req,
             &account,
-            prepare,
-            move |tx, ctx, (caller, holder)| {
+            caller,
+            self.subject(&account, &user),
+            move |tx, ctx, caller, holder| {
                 Box::pin(async move {
                     licenses::attach_phone_number(tx, ctx, caller, holder, number)
                         .await
@@ -207,7 +206,7 @@ impl pb::license_service_server::LicenseService for Api {
         let req = request.into_inner();
         let account = convert::id("account_id", &req.account_id)?;
         let number = convert::phone_number("number", &req.number)?;
-        let prepare = self.caller(&who, &account, Freshness::Fresh);
+        let caller = self.caller(&who, &account, Freshness::Fresh).await?;
         let id = account.clone();
         self.mutate(
             &who,
@@ -215,8 +214,9 @@ impl pb::license_service_server::LicenseService for Api {
             &req.request_id,
             &req,
             &account,
-            prepare,
-            move |tx, ctx, caller| {
+            caller,
+            no_lookups(),
+            move |tx, ctx, caller, ()| {
                 Box::pin(async move {
                     licenses::detach_phone_number(tx, ctx, caller, &id, number).await.map(|l| convert::phone_line(&l))
                 })
@@ -250,7 +250,8 @@ impl pb::license_service_server::LicenseService for Api {
         let req = request.into_inner();
         let account = convert::id("account_id", &req.account_id)?;
         let user = convert::id("user_id", &req.user_id)?;
-        let prepare = self.caller(&who, &account, Freshness::Fresh);
+        // Steps are identity's alone; the user must be in the account as identity knows it now.
+        let caller = self.allowed_caller(&who, &account, Caller::identity).await?;
         let id = account.clone();
         self.mutate(
             &who,
@@ -258,10 +259,11 @@ impl pb::license_service_server::LicenseService for Api {
             &req.request_id,
             &req,
             &account,
-            prepare,
-            move |tx, ctx, caller| {
+            caller,
+            self.subject(&account, &user),
+            move |tx, ctx, caller, member| {
                 Box::pin(async move {
-                    let reclaimed = licenses::reclaim(tx, ctx, caller, &id, &user).await?;
+                    let reclaimed = licenses::reclaim(tx, ctx, caller, &id, &member.user_id).await?;
                     Ok(pb::ReclaimLicensesResponse { reclaimed: Some(convert::license_set_to_pb(&reclaimed)) })
                 })
             },
@@ -278,7 +280,8 @@ impl pb::license_service_server::LicenseService for Api {
         let account = convert::id("account_id", &req.account_id)?;
         let user = convert::id("user_id", &req.user_id)?;
         let set = convert::license_set("licenses", req.licenses.as_ref())?;
-        let prepare = self.caller(&who, &account, Freshness::Fresh);
+        // Steps are identity's alone; the user must be in the account as identity knows it now.
+        let caller = self.allowed_caller(&who, &account, Caller::identity).await?;
         let id = account.clone();
         self.mutate(
             &who,
@@ -286,10 +289,11 @@ impl pb::license_service_server::LicenseService for Api {
             &req.request_id,
             &req,
             &account,
-            prepare,
-            move |tx, ctx, caller| {
+            caller,
+            self.subject(&account, &user),
+            move |tx, ctx, caller, member| {
                 Box::pin(async move {
-                    let (restored, missed) = licenses::restore(tx, ctx, caller, &id, &user, &set).await?;
+                    let (restored, missed) = licenses::restore(tx, ctx, caller, &id, &member.user_id, &set).await?;
                     Ok(pb::RestoreLicensesResponse {
                         restored: Some(convert::license_set_to_pb(&restored)),
                         not_restored: Some(convert::license_set_to_pb(&missed)),
@@ -309,20 +313,20 @@ impl pb::license_service_server::LicenseService for Api {
         let account = convert::id("account_id", &req.account_id)?;
         let from = convert::id("from_user_id", &req.from_user_id)?;
         let to = convert::id("to_user_id", &req.to_user_id)?;
-        let prepare = async {
-            let caller = self.allowed_caller(&who, &account, Caller::identity).await?;
-            Ok((caller, self.subject(&account, &to).await?))
-        };
+        let caller = self.allowed_caller(&who, &account, Caller::identity).await?;
+        // Both users must be in the account, as identity knows it now (SPEC R34).
+        let members = async { Ok((self.subject(&account, &from).await?, self.subject(&account, &to).await?)) };
         self.mutate(
             &who,
             method!("LicenseService", "MovePhoneLicenses"),
             &req.request_id,
             &req,
             &account,
-            prepare,
-            move |tx, ctx, (caller, target)| {
+            caller,
+            members,
+            move |tx, ctx, caller, (owner, target)| {
                 Box::pin(async move {
-                    let moved = licenses::move_phone(tx, ctx, caller, &from, target).await?;
+                    let moved = licenses::move_phone(tx, ctx, caller, &owner.user_id, target).await?;
                     Ok(pb::MovePhoneLicensesResponse { moved: Some(convert::license_set_to_pb(&moved)) })
                 })
             },

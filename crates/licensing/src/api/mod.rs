@@ -40,6 +40,11 @@ pub struct Api {
     clock: SharedClock,
 }
 
+/// For handlers whose use case needs nothing more from identity than the caller.
+fn no_lookups() -> std::future::Ready<Result<(), Status>> {
+    std::future::ready(Ok(()))
+}
+
 impl Api {
     pub fn new(db: Database, directory: Directory, clock: SharedClock) -> Self {
         Self { db, directory, clock }
@@ -73,10 +78,12 @@ impl Api {
         app::subject(&self.directory, account, user).await.map_err(error::to_status)
     }
 
-    /// Runs a mutating use case exactly once per (caller, method, request id). A retry gets the
-    /// first response back before identity is asked anything; otherwise `prepare` asks identity
-    /// what the use case needs, then `op` runs in the idempotency transaction. A refusal rolls
-    /// everything back and is audited.
+    /// Runs a mutating use case exactly once per (caller, method, request id), in this order:
+    /// the caller, already resolved from identity's current data, must still be allowed to
+    /// change anything here (a user must be an active member); only then is an earlier answer
+    /// for the same request id replayed; otherwise `lookups` asks identity what the use case
+    /// needs (users it names, as they are now) and `op` runs in the idempotency transaction.
+    /// A refusal rolls everything back and is audited.
     #[allow(clippy::too_many_arguments)]
     async fn mutate<Req, Resp, P, F>(
         &self,
@@ -85,27 +92,34 @@ impl Api {
         request_id: &str,
         request: &Req,
         account: &Id,
-        prepare: impl Future<Output = Result<P, Status>>,
+        caller: Caller,
+        lookups: impl Future<Output = Result<P, Status>>,
         op: F,
     ) -> Result<Response<Resp>, Status>
     where
         Req: Message,
         Resp: Message + Default,
         P: Sync,
-        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx, &'t P) -> BoxFuture<'t, app::Result<Resp>>,
+        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx, &'t Caller, &'t P) -> BoxFuture<'t, app::Result<Resp>>,
     {
         let key = Key::new(&principal.audit_name(), method, request_id, request)?;
+        let ctx = self.ctx(principal, request_id);
+        if let Err(refusal) = caller.may_change() {
+            self.audit_refusal(&ctx, account, method, error::reason(&refusal).reason).await;
+            return Err(error::domain_status(&refusal));
+        }
         if let Some(earlier) = idempotency::replayed::<Resp>(&self.db, &key).await? {
             return Ok(Response::new(earlier));
         }
-        let prepared = prepare.await?;
-        let ctx = self.ctx(principal, request_id);
-        let both = (ctx, prepared);
-        match idempotency::once(&self.db, key, both.0.now_ms, &both, move |tx, both| op(tx, &both.0, &both.1)).await? {
+        let looked_up = lookups.await?;
+        let all = (ctx, caller, looked_up);
+        match idempotency::once(&self.db, key, all.0.now_ms, &all, move |tx, all| op(tx, &all.0, &all.1, &all.2))
+            .await?
+        {
             Ok(response) => Ok(Response::new(response)),
             Err(error) => {
                 if let app::Error::Domain(refusal) = &error {
-                    self.audit_refusal(&both.0, account, method, error::reason(refusal).reason).await;
+                    self.audit_refusal(&all.0, account, method, error::reason(refusal).reason).await;
                 }
                 Err(error::to_status(error))
             }

@@ -153,7 +153,8 @@ pub async fn undo_transfer(
 }
 
 /// Saga step (SPEC R22): deletes what the user still owns. The user may already be gone from
-/// identity, so they are not looked up.
+/// identity, so they are not looked up there: the hold their removal's reclaim left in this
+/// account is licensing's own proof that they belonged to it (R34).
 pub async fn delete_user_content(
     tx: &mut Tx,
     ctx: &Ctx,
@@ -163,6 +164,7 @@ pub async fn delete_user_content(
 ) -> Result<ContentCounts> {
     caller.identity()?;
     lock_account(tx, account).await?;
+    ensure_being_removed(tx, account, user).await?;
     let items = store::content::of_owner(tx, account, user).await?;
     for item in &items {
         store::content::delete(tx, &item.id).await?;
@@ -175,6 +177,12 @@ pub async fn delete_user_content(
     Ok(deleted)
 }
 
+/// Content leaves an account with its user only after the removal saga reclaimed that user's
+/// licenses here; anyone else (a user of another account) reads as missing.
+async fn ensure_being_removed(tx: &mut Tx, account: &Id, user: &Id) -> Result<()> {
+    if store::seats::is_held(tx, account, user).await? { Ok(()) } else { Err(DomainError::UserNotFound.into()) }
+}
+
 fn counts_json(counts: &ContentCounts) -> serde_json::Value {
     json!({
         "meetings": counts.meetings,
@@ -185,7 +193,8 @@ fn counts_json(counts: &ContentCounts) -> serde_json::Value {
 }
 
 /// SPEC R21: an unlinked user keeps what was not transferred. Their items move to the account
-/// they now own, and the hold their reclaim left in the old account is lifted.
+/// they now own (the handler checked with identity that they are in it), and the hold their
+/// reclaim left in the old account is lifted.
 pub async fn rehome_user_content(
     tx: &mut Tx,
     ctx: &Ctx,
@@ -199,6 +208,7 @@ pub async fn rehome_user_content(
         return Err(DomainError::invalid("new_account_id", "must differ from account_id").into());
     }
     lock_account(tx, account).await?;
+    ensure_being_removed(tx, account, user).await?;
     let items = store::content::of_owner(tx, account, user).await?;
     store::content::rehome(tx, account, user, new_account).await?;
     store::seats::release_hold(tx, account, user).await?;

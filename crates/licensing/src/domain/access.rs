@@ -64,6 +64,16 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// May this caller change anything in the account at all? A user must be an active member
+    /// (R34: decided from current data before any earlier answer is replayed); what they may
+    /// change is then the use case's decision.
+    pub fn may_change(&self) -> Result<(), DomainError> {
+        match self {
+            Self::Member(member) if !member.is_active() => Err(DomainError::CallerNotActive),
+            _ => Ok(()),
+        }
+    }
+
     /// An active member of the account.
     pub fn active_member(&self) -> Result<&Member, DomainError> {
         match self {
