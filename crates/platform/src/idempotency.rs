@@ -180,10 +180,36 @@ where
     C: ?Sized + Sync,
     F: for<'t> FnOnce(&'t mut Tx, &'t C) -> BoxFuture<'t, Result<R, E>>,
 {
-    let mut fresh = match begin::<R>(db, key).await? {
-        Idempotent::Replay(earlier) => return Ok(Ok(earlier)),
-        Idempotent::Fresh(fresh) => fresh,
-    };
+    gated_once(db, key, now_ms, ctx, |_, _| Box::pin(async { Ok(()) }), op).await
+}
+
+/// [`once`], with `gate` deciding first, in the same transaction and from current data,
+/// whether the caller may make this request at all: a caller who may not gets the refusal,
+/// never an earlier response replayed (SPEC R34).
+pub async fn gated_once<R, E, C, G, F>(
+    db: &Database,
+    key: Key,
+    now_ms: i64,
+    ctx: &C,
+    gate: G,
+    op: F,
+) -> Result<Result<R, E>, tonic::Status>
+where
+    R: Message + Default,
+    C: ?Sized + Sync,
+    G: for<'t> FnOnce(&'t mut Tx, &'t C) -> BoxFuture<'t, Result<(), E>>,
+    F: for<'t> FnOnce(&'t mut Tx, &'t C) -> BoxFuture<'t, Result<R, E>>,
+{
+    let mut tx = db.begin().await.map_err(|e| status::from_db(&e))?;
+    if let Err(refusal) = gate(&mut tx, ctx).await {
+        tx.rollback().await.map_err(|e| status::from_db(&e))?;
+        return Ok(Err(refusal));
+    }
+    if let Some(earlier) = lookup(&mut tx, &key).await? {
+        tx.rollback().await.map_err(|e| status::from_db(&e))?;
+        return Ok(Ok(earlier));
+    }
+    let mut fresh = Fresh { tx, key, db: db.clone() };
     match op(&mut fresh.tx, ctx).await {
         Ok(response) => Ok(Ok(fresh.finish(response, now_ms).await?)),
         Err(refusal) => Ok(fresh.abandon::<R>().await?.ok_or(refusal)),

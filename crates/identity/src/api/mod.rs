@@ -83,8 +83,9 @@ impl Api {
         Ctx { principal, request_id: request_id.to_owned(), now_ms: self.clock.now_ms() }
     }
 
-    /// Runs a mutating use case exactly once per (caller, method, request id): a retry gets
-    /// the first response back, a refusal rolls everything back and is audited.
+    /// Runs a mutating use case exactly once per (caller, method, request id): first the caller
+    /// must still be allowed to make requests in `account` (from current data), then a retry
+    /// gets the first response back; a refusal rolls everything back and is audited.
     async fn mutate<Req, Resp, F>(
         &self,
         principal: Principal,
@@ -101,7 +102,16 @@ impl Api {
     {
         let key = Key::new(&principal.audit_name(), method, request_id, request)?;
         let ctx = self.ctx(principal, request_id);
-        match idempotency::once(&self.db, key, ctx.now_ms, &ctx, op).await? {
+        let scope = account.clone();
+        let gated = idempotency::gated_once(
+            &self.db,
+            key,
+            ctx.now_ms,
+            &ctx,
+            move |tx, ctx| Box::pin(async move { app::may_request(tx, ctx, scope.as_ref()).await }),
+            op,
+        );
+        match gated.await? {
             Ok(response) => Ok(Response::new(response)),
             Err(error) => {
                 if let app::Error::Domain(refusal) = &error {

@@ -107,6 +107,28 @@ pub async fn load_caller(tx: &mut Tx, ctx: &Ctx, account: &AccountId) -> Result<
     }
 }
 
+/// May this caller make a change request at all, decided from current data before an earlier
+/// answer to the same request id is replayed (SPEC R34). In an account: an active user of it,
+/// or an operator or service while the account exists. Without one (accepting an invitation,
+/// creating an account): any principal but a deactivated user. What the caller may change is
+/// then the use case's decision.
+pub async fn may_request(tx: &mut Tx, ctx: &Ctx, account: Option<&AccountId>) -> Result<()> {
+    if let Some(account) = account {
+        return load_caller(tx, ctx, account).await.map(drop);
+    }
+    let Principal::User { user_id } = &ctx.principal else { return Ok(()) };
+    let user = match UserId::parse(user_id) {
+        Ok(id) => store::users::get(tx, &id).await?,
+        Err(_) => None,
+    };
+    match user {
+        Some(user) if user.status == crate::domain::model::UserStatus::Deactivated => {
+            Err(DomainError::CallerDisabled.into())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The acting owner; anyone else is refused with `NOT_ACCOUNT_OWNER` (SPEC R1).
 pub fn owner(caller: &Caller) -> Result<&Actor> {
     match caller {
