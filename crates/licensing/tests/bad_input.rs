@@ -7,7 +7,28 @@ use roster_proto::licensing::v1 as pb;
 use support::{TestApp, World, authed, bad_field, rid};
 use tonic::{Code, Status};
 
-on_both_backends!(bad_input_names_the_field_and_changes_nothing);
+on_both_backends!(
+    bad_input_names_the_field_and_changes_nothing,
+    hostile_bytes_in_any_field_of_any_rpc_are_refused_by_field
+);
+
+/// NUL bytes, escape sequences, a byte over each field's limit and invalid UTF-8 in every string
+/// field of every licensing RPC, plus undecodable and oversize messages: each is refused
+/// precisely and nothing changes.
+async fn hostile_bytes_in_any_field_of_any_rpc_are_refused_by_field(app: &TestApp) {
+    let w = app.seed_world().await;
+    let before = footprint(app).await;
+    let max = roster_platform::config::LimitArgs::default().max_message_bytes();
+    let wrong = roster_testkit::hostile::refusals_that_went_wrong(
+        &app.channel,
+        &["roster.licensing.v1"],
+        &app.user_token(&w.owner),
+        max,
+    )
+    .await;
+    assert!(wrong.is_empty(), "hostile input not refused precisely:\n{}", wrong.join("\n"));
+    assert_eq!(footprint(app).await, before, "refused requests changed nothing");
+}
 
 const NOT_AN_ID: &str = "not-an-id";
 
