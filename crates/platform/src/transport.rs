@@ -340,6 +340,37 @@ mod tests {
         assert_eq!(frames.feed(&message(5_000_000)[..5]), Err(5_000_000));
     }
 
+    #[tokio::test]
+    async fn connections_over_the_limit_are_closed_as_they_arrive() {
+        use tokio::io::AsyncReadExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let admitted = limit_connections(tonic::transport::server::TcpIncoming::from(listener), 2);
+        let (kept_tx, mut kept_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            futures_util::pin_mut!(admitted);
+            while let Some(Ok(connection)) = admitted.next().await {
+                let _ = kept_tx.send(connection);
+            }
+        });
+        let mut clients = Vec::new();
+        let mut admitted_here = Vec::new();
+        for _ in 0..2 {
+            clients.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+            admitted_here.push(kept_rx.recv().await.expect("admitted"));
+        }
+        // The third is accepted by the kernel, then closed by the server: it reads end of file.
+        let mut third = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), third.read(&mut byte)).await.expect("closed promptly");
+        assert!(matches!(read, Ok(0) | Err(_)), "the connection over the limit is closed: {read:?}");
+        // A connection that ends gives its place back.
+        drop(admitted_here.pop());
+        clients.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+        let next = tokio::time::timeout(Duration::from_secs(5), kept_rx.recv()).await.expect("admitted promptly");
+        assert!(next.is_some());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_body_that_stops_arriving_ends_with_deadline_exceeded() {
         use http_body_util::BodyExt as _;
