@@ -33,6 +33,9 @@ pub struct UpArgs {
     /// Address the licensing gRPC server listens on.
     #[arg(long = "licensing-listen", env = "ROSTER_LICENSING_LISTEN", default_value = "127.0.0.1:50052")]
     licensing_listen: std::net::SocketAddr,
+    /// Licensing's database; SQLite in the data directory when unset.
+    #[arg(long = "licensing-database-url", env = "ROSTER_LICENSING_DATABASE_URL")]
+    licensing_database_url: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -67,7 +70,7 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
 
     let licensing_args = LicensingArgs {
         listen: args.licensing_listen,
-        database_url: None,
+        database_url: args.licensing_database_url.clone(),
         identity_url: format!("http://{identity_addr}"),
         service_signing_key: None,
         directory_cache_ms: 2_000,
