@@ -1,7 +1,7 @@
 //! SPEC R34, in the order the checks run: the caller is authenticated, then authorised from
 //! current data, and only then is an earlier answer to the same request id replayed. A user
-//! deactivated since their first call gets a refusal, not the stored answer, and can no longer
-//! read the operations they started.
+//! demoted or deactivated since their first call gets a refusal, not the stored answer, and a
+//! deactivated one can no longer read the operations they started.
 
 mod support;
 
@@ -10,7 +10,7 @@ use roster_proto::operations::v1 as ops;
 use support::{TestApp, authed, invitation_code, reason, rid};
 use tonic::Code;
 
-on_both_backends!(r34_a_deactivated_user_neither_replays_nor_reads_their_operations);
+on_both_backends!(r34_a_demoted_or_deactivated_user_neither_replays_nor_reads_their_operations);
 
 async fn deactivate(
     app: &TestApp,
@@ -37,7 +37,7 @@ fn expect_deactivated<T: std::fmt::Debug>(result: Result<T, tonic::Status>, case
     assert_eq!((status.code(), reason(&status).as_str()), (Code::PermissionDenied, "CALLER_DEACTIVATED"), "{case}");
 }
 
-async fn r34_a_deactivated_user_neither_replays_nor_reads_their_operations(app: &TestApp) {
+async fn r34_a_demoted_or_deactivated_user_neither_replays_nor_reads_their_operations(app: &TestApp) {
     let w = app.seed_world("replay").await;
 
     // The admin invites someone and deactivates the member; both succeed.
@@ -80,8 +80,13 @@ async fn r34_a_deactivated_user_neither_replays_nor_reads_their_operations(app: 
     let accepted = accept_as_invitee().await.expect("accepts").into_inner();
     assert!(accepted.done && accepted.error.is_none(), "{accepted:?}");
 
-    // The owner deactivates both of them (an admin is made a member first, R17).
+    // The owner demotes the admin: still active, no longer managing users, so the retry is
+    // refused for the privilege, not replayed.
     app.assign_role(&w.account, &w.owner, &w.admin, "member").await.expect("demoted");
+    let demoted = invite_as_admin().await.expect_err("no replay for a demoted admin");
+    assert_eq!((demoted.code(), reason(&demoted).as_str()), (Code::PermissionDenied, "MISSING_PRIVILEGE"));
+
+    // The owner deactivates both of them.
     deactivate(app, &w.account, &w.owner, &w.admin, &rid()).await.expect("admin deactivated");
     deactivate(app, &w.account, &w.owner, &invitee.user_id, &rid()).await.expect("invitee deactivated");
 

@@ -12,18 +12,7 @@ on_both_backends!(r30_one_hundred_racing_assignments_fill_exactly_ten_seats);
 async fn r30_one_hundred_racing_assignments_fill_exactly_ten_seats(app: &TestApp) {
     let w = app.seed_world().await;
     let users = app.add_members(&w, 100).await;
-    app.licenses()
-        .set_seats(authed(
-            pb::SetSeatsRequest {
-                request_id: rid(),
-                account_id: w.account.clone(),
-                license_type: pb::LicenseType::LargeMeeting as i32,
-                capacity: 10,
-            },
-            &app.user_token(&w.owner),
-        ))
-        .await
-        .expect("buy ten");
+    app.set_seats(&w, pb::LicenseType::LargeMeeting, 10).await;
     let admin = app.user_token(&w.admin);
     let calls = users.iter().map(|user| {
         let mut client = app.licenses();

@@ -14,6 +14,7 @@ use tonic::{Code, Status};
 on_both_backends!(
     r34_steps_naming_another_accounts_user_are_refused_and_change_nothing,
     r34_a_deactivated_member_is_not_replayed_an_earlier_answer,
+    r34_a_demoted_admin_is_not_replayed_an_earlier_answer,
 );
 
 /// Everything a step could change in licensing, in a comparable form.
@@ -199,4 +200,37 @@ async fn r34_a_deactivated_member_is_not_replayed_an_earlier_answer(app: &TestAp
         .expect("deactivated");
     let refused = as_member().await.expect_err("no replay for a deactivated member");
     assert_eq!((refused.code(), reason(&refused).as_str()), (Code::PermissionDenied, "CALLER_NOT_ACTIVE"));
+}
+
+async fn r34_a_demoted_admin_is_not_replayed_an_earlier_answer(app: &TestApp) {
+    let w: World = app.seed_world().await;
+    app.set_seats(&w, pb::LicenseType::LargeMeeting, 2).await;
+    let assign = pb::AssignLicenseRequest {
+        request_id: rid(),
+        account_id: w.account.clone(),
+        user_id: w.member.clone(),
+        license_type: pb::LicenseType::LargeMeeting as i32,
+    };
+    let as_admin = || {
+        let request = authed(assign.clone(), &app.user_token(&w.admin));
+        let mut licenses = app.licenses();
+        async move { licenses.assign_license(request).await.map(drop) }
+    };
+    as_admin().await.expect("the admin assigns a seat");
+    as_admin().await.expect("a retry replays the first answer");
+
+    app.identity_roles()
+        .assign_role(authed(
+            idpb::AssignRoleRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                user_id: w.admin.clone(),
+                role_id: "member".into(),
+            },
+            &app.user_token(&w.owner),
+        ))
+        .await
+        .expect("demoted");
+    let refused = as_admin().await.expect_err("no replay for a demoted admin");
+    assert_eq!((refused.code(), reason(&refused).as_str()), (Code::PermissionDenied, "MISSING_PRIVILEGE"));
 }

@@ -18,6 +18,18 @@ pub enum Forgery {
     LicensingKeyAsIdentity,
 }
 
+impl Forgery {
+    /// Every way a token can be wrong, for the matrices' unauthenticated rows.
+    pub const ALL: [Self; 6] = [
+        Self::Expired,
+        Self::WrongAudience,
+        Self::UnknownKey,
+        Self::UserKeyAsOperator,
+        Self::OperatorKeyAsService,
+        Self::LicensingKeyAsIdentity,
+    ];
+}
+
 fn now_s() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs()
 }

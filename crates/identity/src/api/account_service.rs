@@ -8,6 +8,8 @@ use tonic::{Request, Response, Status};
 
 use super::{Api, convert};
 use crate::app::accounts::{self, AccountChanges, NewAccount, PhoneHoldings};
+use crate::domain::model::Privilege;
+use crate::domain::privileges::Need;
 use crate::domain::values::{AccountId, UserId};
 
 #[tonic::async_trait]
@@ -64,7 +66,7 @@ impl pb::account_service_server::AccountService for Api {
             method!("AccountService", "UpdateAccount"),
             &req.request_id,
             &req,
-            Some(id),
+            Some((id, Need::Privilege(Privilege::ManageUsers))),
             move |tx, ctx| {
                 Box::pin(async move {
                     accounts::update(tx, ctx, &account, changes).await.map(|view| convert::account(&view))
@@ -89,7 +91,7 @@ impl pb::account_service_server::AccountService for Api {
             method!("AccountService", "TransferOwnership"),
             &req.request_id,
             &req,
-            Some(id),
+            Some((id, Need::Owner)),
             move |tx, ctx| {
                 Box::pin(async move {
                     accounts::transfer_ownership(tx, ctx, &engine, &account, &new_owner, &phone, confirmed).await
@@ -121,7 +123,7 @@ impl pb::account_service_server::AccountService for Api {
             method!("AccountService", "AuthorizeIntegration"),
             &req.request_id,
             &req,
-            Some(id),
+            Some((id, Need::ActiveMember)),
             move |tx, ctx| {
                 Box::pin(async move {
                     accounts::authorize_integration(tx, ctx, &account, name).await.map(|i| convert::integration(&i))

@@ -31,6 +31,7 @@ use roster_workflow::{Engine, Instance};
 use tonic::{Response, Status};
 
 use crate::app::{self, Ctx};
+use crate::domain::privileges::Need;
 use crate::domain::values::AccountId;
 use crate::sagas::Licensing;
 
@@ -61,7 +62,7 @@ impl Api {
         method: &'static str,
         request_id: &str,
         request: &Req,
-        account: Option<AccountId>,
+        scope: Option<(AccountId, Need)>,
         op: F,
     ) -> Result<Response<ops::Operation>, Status>
     where
@@ -69,7 +70,7 @@ impl Api {
         F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<Instance>> + Send + 'static,
     {
         let started = self
-            .mutate(principal, method, request_id, request, account, move |tx, ctx| {
+            .mutate(principal, method, request_id, request, scope, move |tx, ctx| {
                 Box::pin(async move { op(tx, ctx).await.map(|instance| convert::operation(&instance)) })
             })
             .await?
@@ -84,7 +85,7 @@ impl Api {
     }
 
     /// Runs a mutating use case exactly once per (caller, method, request id): first the caller
-    /// must still be allowed to make requests in `account` (from current data), then a retry
+    /// must be, from current data, at least what `scope` needs in its account; then a retry
     /// gets the first response back; a refusal rolls everything back and is audited.
     async fn mutate<Req, Resp, F>(
         &self,
@@ -92,7 +93,7 @@ impl Api {
         method: &'static str,
         request_id: &str,
         request: &Req,
-        account: Option<AccountId>,
+        scope: Option<(AccountId, Need)>,
         op: F,
     ) -> Result<Response<Resp>, Status>
     where
@@ -102,7 +103,7 @@ impl Api {
     {
         let key = Key::new(&principal.audit_name(), method, request_id, request)?;
         let ctx = self.ctx(principal, request_id);
-        let scope = account.clone();
+        let account = scope.as_ref().map(|(account, _)| account.clone());
         let gated = idempotency::gated_once(
             &self.db,
             key,

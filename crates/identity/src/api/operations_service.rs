@@ -79,14 +79,14 @@ impl ops::operations_server::Operations for Api {
         request: Request<ops::WatchOperationRequest>,
     ) -> Result<Response<Self::WatchOperationStream>, Status> {
         let caller = principal(&request)?;
-        let first = self.visible_operation(caller, &request.get_ref().operation_id).await?;
-        let engine = self.engine.clone();
-        let changes = engine.subscribe();
+        let first = self.visible_operation(caller.clone(), &request.get_ref().operation_id).await?;
+        let api = self.clone();
+        let changes = self.engine.subscribe();
         // State: the last operation sent (None once the final one went out).
         let stream = futures_util::stream::unfold(
             (Some(first), None::<ops::Operation>, changes),
             move |(next, last, mut changes)| {
-                let engine = engine.clone();
+                let (api, caller) = (api.clone(), caller.clone());
                 async move {
                     let mut current = next;
                     loop {
@@ -95,10 +95,11 @@ impl ops::operations_server::Operations for Api {
                             None => {
                                 let id = last.as_ref()?.id.clone();
                                 let _ = tokio::time::timeout(WATCH_POLL, changes.recv()).await;
-                                match engine.get(&id).await {
-                                    Ok(Some(instance)) => instance,
-                                    Ok(None) => return None,
-                                    Err(e) => return Some((Err(status::from_db(&e)), (None, None, changes))),
+                                // Visibility is decided again for every update (R34): a watcher
+                                // deactivated meanwhile gets NOT_FOUND and the stream ends.
+                                match api.visible_operation(caller.clone(), &id).await {
+                                    Ok(instance) => instance,
+                                    Err(status) => return Some((Err(status), (None, None, changes))),
                                 }
                             }
                         };

@@ -6,6 +6,8 @@ use tonic::{Request, Response, Status};
 
 use super::{Api, convert};
 use crate::app::roles;
+use crate::domain::model::Privilege;
+use crate::domain::privileges::Need;
 
 /// At most this many privileges per request; there are only six distinct ones.
 const MAX_PRIVILEGES: usize = 16;
@@ -40,9 +42,18 @@ impl pb::role_service_server::RoleService for Api {
         let name = convert::required_text("name", &req.name, convert::MAX_ROLE_NAME_CHARS)?;
         let privileges = privileges(&req.privileges)?;
         let scope = account.clone();
-        self.mutate(caller, method!("RoleService", "CreateRole"), &req.request_id, &req, Some(scope), move |tx, ctx| {
-            Box::pin(async move { roles::create(tx, ctx, &account, name, privileges).await.map(|r| convert::role(&r)) })
-        })
+        self.mutate(
+            caller,
+            method!("RoleService", "CreateRole"),
+            &req.request_id,
+            &req,
+            Some((scope, Need::Privilege(Privilege::ManageRoles))),
+            move |tx, ctx| {
+                Box::pin(
+                    async move { roles::create(tx, ctx, &account, name, privileges).await.map(|r| convert::role(&r)) },
+                )
+            },
+        )
         .await
     }
 
@@ -54,11 +65,18 @@ impl pb::role_service_server::RoleService for Api {
         let name = convert::required_text("name", &req.name, convert::MAX_ROLE_NAME_CHARS)?;
         let privileges = privileges(&req.privileges)?;
         let scope = account.clone();
-        self.mutate(caller, method!("RoleService", "UpdateRole"), &req.request_id, &req, Some(scope), move |tx, ctx| {
-            Box::pin(
-                async move { roles::update(tx, ctx, &account, &id, name, privileges).await.map(|r| convert::role(&r)) },
-            )
-        })
+        self.mutate(
+            caller,
+            method!("RoleService", "UpdateRole"),
+            &req.request_id,
+            &req,
+            Some((scope, Need::Privilege(Privilege::ManageRoles))),
+            move |tx, ctx| {
+                Box::pin(async move {
+                    roles::update(tx, ctx, &account, &id, name, privileges).await.map(|r| convert::role(&r))
+                })
+            },
+        )
         .await
     }
 
@@ -68,9 +86,16 @@ impl pb::role_service_server::RoleService for Api {
         let account = convert::account_id(&req.account_id)?;
         let id = convert::custom_role_id("role_id", &req.role_id)?;
         let scope = account.clone();
-        self.mutate(caller, method!("RoleService", "DeleteRole"), &req.request_id, &req, Some(scope), move |tx, ctx| {
-            Box::pin(async move { roles::delete(tx, ctx, &account, &id).await.map(|r| convert::role(&r)) })
-        })
+        self.mutate(
+            caller,
+            method!("RoleService", "DeleteRole"),
+            &req.request_id,
+            &req,
+            Some((scope, Need::Privilege(Privilege::ManageRoles))),
+            move |tx, ctx| {
+                Box::pin(async move { roles::delete(tx, ctx, &account, &id).await.map(|r| convert::role(&r)) })
+            },
+        )
         .await
     }
 
@@ -81,9 +106,16 @@ impl pb::role_service_server::RoleService for Api {
         let user = convert::user_id("user_id", &req.user_id)?;
         let role = convert::assigned_role(&req.role_id)?;
         let scope = account.clone();
-        self.mutate(caller, method!("RoleService", "AssignRole"), &req.request_id, &req, Some(scope), move |tx, ctx| {
-            Box::pin(async move { roles::assign(tx, ctx, &account, &user, role).await.map(|u| convert::user(&u)) })
-        })
+        self.mutate(
+            caller,
+            method!("RoleService", "AssignRole"),
+            &req.request_id,
+            &req,
+            Some((scope, Need::Privilege(Privilege::ManageRoles))),
+            move |tx, ctx| {
+                Box::pin(async move { roles::assign(tx, ctx, &account, &user, role).await.map(|u| convert::user(&u)) })
+            },
+        )
         .await
     }
 }

@@ -9,7 +9,9 @@ use tonic::{Request, Response, Status};
 use super::{Api, convert};
 use crate::app::invitations::{self, NewInvitation};
 use crate::app::users;
+use crate::domain::model::Privilege;
 use crate::domain::model::SignIn;
+use crate::domain::privileges::Need;
 use crate::store::users::ListFilter;
 
 #[tonic::async_trait]
@@ -55,11 +57,18 @@ impl pb::user_service_server::UserService for Api {
             external: req.external,
         };
         let scope = account.clone();
-        self.mutate(caller, method!("UserService", "InviteUser"), &req.request_id, &req, Some(scope), move |tx, ctx| {
-            Box::pin(async move {
-                invitations::invite(tx, ctx, &account, new).await.map(|sent| convert::invitation(&sent.invitation))
-            })
-        })
+        self.mutate(
+            caller,
+            method!("UserService", "InviteUser"),
+            &req.request_id,
+            &req,
+            Some((scope, Need::Privilege(Privilege::ManageUsers))),
+            move |tx, ctx| {
+                Box::pin(async move {
+                    invitations::invite(tx, ctx, &account, new).await.map(|sent| convert::invitation(&sent.invitation))
+                })
+            },
+        )
         .await
     }
 
@@ -98,7 +107,7 @@ impl pb::user_service_server::UserService for Api {
             method!("UserService", "ResendInvitation"),
             &req.request_id,
             &req,
-            Some(scope),
+            Some((scope, Need::Privilege(Privilege::ManageUsers))),
             move |tx, ctx| {
                 Box::pin(async move {
                     invitations::resend(tx, ctx, &account, &id).await.map(|sent| convert::invitation(&sent.invitation))
@@ -122,7 +131,7 @@ impl pb::user_service_server::UserService for Api {
             method!("UserService", "RevokeInvitation"),
             &req.request_id,
             &req,
-            Some(scope),
+            Some((scope, Need::Privilege(Privilege::ManageUsers))),
             move |tx, ctx| {
                 Box::pin(
                     async move { invitations::revoke(tx, ctx, &account, &id).await.map(|i| convert::invitation(&i)) },
@@ -165,7 +174,7 @@ impl pb::user_service_server::UserService for Api {
             method!("UserService", "DeactivateUser"),
             &req.request_id,
             &req,
-            Some(scope),
+            Some((scope, Need::Privilege(Privilege::ManageUsers))),
             move |tx, ctx| Box::pin(async move { users::deactivate(tx, ctx, &engine, &account, &id).await }),
         )
         .await
@@ -186,7 +195,7 @@ impl pb::user_service_server::UserService for Api {
             method!("UserService", "ReactivateUser"),
             &req.request_id,
             &req,
-            Some(scope),
+            Some((scope, Need::Privilege(Privilege::ManageUsers))),
             move |tx, ctx| Box::pin(async move { users::reactivate(tx, ctx, &engine, &account, &id, restore).await }),
         )
         .await
@@ -204,7 +213,7 @@ impl pb::user_service_server::UserService for Api {
             method!("UserService", "UnlinkUser"),
             &req.request_id,
             &req,
-            Some(scope),
+            Some((scope, Need::Privilege(Privilege::ManageUsers))),
             move |tx, ctx| Box::pin(async move { users::unlink(tx, ctx, &engine, &account, &id, transfer).await }),
         )
         .await
@@ -222,7 +231,7 @@ impl pb::user_service_server::UserService for Api {
             method!("UserService", "DeleteUser"),
             &req.request_id,
             &req,
-            Some(scope),
+            Some((scope, Need::Privilege(Privilege::ManageUsers))),
             move |tx, ctx| Box::pin(async move { users::delete(tx, ctx, &engine, &account, &id, transfer).await }),
         )
         .await

@@ -14,7 +14,7 @@ use roster_workflow::{Engine, Instance, NewWorkflow, StartError};
 
 use crate::domain::DomainError;
 use crate::domain::model::{AuditEvent, Role};
-use crate::domain::privileges::{Actor, Caller};
+use crate::domain::privileges::{Actor, Caller, Need};
 use crate::domain::values::{AccountId, UserId};
 use crate::store::{self, Tx};
 
@@ -107,14 +107,14 @@ pub async fn load_caller(tx: &mut Tx, ctx: &Ctx, account: &AccountId) -> Result<
     }
 }
 
-/// May this caller make a change request at all, decided from current data before an earlier
-/// answer to the same request id is replayed (SPEC R34). In an account: an active user of it,
-/// or an operator or service while the account exists. Without one (accepting an invitation,
-/// creating an account): any principal but a deactivated user. What the caller may change is
-/// then the use case's decision.
-pub async fn may_request(tx: &mut Tx, ctx: &Ctx, account: Option<&AccountId>) -> Result<()> {
-    if let Some(account) = account {
-        return load_caller(tx, ctx, account).await.map(drop);
+/// May this caller make this kind of change request, decided from current data before an
+/// earlier answer to the same request id is replayed (SPEC R34)? In an account: a user of it
+/// who is active and at least what `need` asks (the use case then applies its full rules).
+/// Without one (accepting an invitation, creating an account): any principal but a
+/// deactivated user.
+pub async fn may_request(tx: &mut Tx, ctx: &Ctx, scope: Option<&(AccountId, Need)>) -> Result<()> {
+    if let Some((account, need)) = scope {
+        return Ok(load_caller(tx, ctx, account).await?.satisfies(*need)?);
     }
     let Principal::User { user_id } = &ctx.principal else { return Ok(()) };
     let user = match UserId::parse(user_id) {

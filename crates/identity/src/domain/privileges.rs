@@ -55,6 +55,19 @@ impl Actor {
     }
 }
 
+/// The least a caller must be for a kind of change, checked from current data before an
+/// earlier answer to the same request id is replayed (SPEC R34). The use case then applies its
+/// full rules, which include this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Any active user of the account.
+    ActiveMember,
+    /// An active user holding the privilege.
+    Privilege(Privilege),
+    /// The account's owner.
+    Owner,
+}
+
 /// The caller of an operation on one account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
@@ -80,6 +93,18 @@ impl Caller {
         let actor = self.member()?;
         actor.require(privilege)?;
         Ok(actor)
+    }
+
+    /// Whether the caller is at least what `need` asks.
+    pub fn satisfies(&self, need: Need) -> Result<(), DomainError> {
+        match need {
+            Need::ActiveMember => self.member().map(drop),
+            Need::Privilege(privilege) => self.member_with(privilege).map(drop),
+            Need::Owner => match self {
+                Self::Member(actor) if actor.is_owner() => Ok(()),
+                _ => Err(DomainError::NotAccountOwner),
+            },
+        }
     }
 
     /// Reads that members with `privilege` and operators may make.
@@ -144,5 +169,19 @@ mod tests {
         assert!(operator.may_read(Some(Privilege::ViewAudit)).is_ok());
         assert!(operator.member().is_err());
         assert!(Caller::Service("licensing".into()).may_read(None).is_err());
+    }
+
+    #[test]
+    fn r34_needs_are_met_by_current_role_only() {
+        let owner = Caller::Member(Actor::new(user(Role::Owner), None));
+        let admin = Caller::Member(Actor::new(user(Role::Admin), None));
+        let member = Caller::Member(Actor::new(user(Role::Member), None));
+        let operator = Caller::Operator("support".into());
+        assert!(owner.satisfies(Need::Owner).is_ok());
+        assert_eq!(admin.satisfies(Need::Owner), Err(DomainError::NotAccountOwner));
+        assert!(admin.satisfies(Need::Privilege(Privilege::ManageUsers)).is_ok());
+        assert!(member.satisfies(Need::Privilege(Privilege::ManageUsers)).is_err());
+        assert!(member.satisfies(Need::ActiveMember).is_ok());
+        assert!(operator.satisfies(Need::ActiveMember).is_err());
     }
 }

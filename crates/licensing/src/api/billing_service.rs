@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use super::{Api, convert, no_lookups};
 use crate::app::billing::{self, NewSubscription};
 use crate::directory::Freshness;
+use crate::domain::access::Caller;
 
 #[tonic::async_trait]
 impl pb::billing_service_server::BillingService for Api {
@@ -35,6 +36,7 @@ impl pb::billing_service_server::BillingService for Api {
             &req,
             &account,
             caller,
+            Caller::owner_or_operator,
             no_lookups(),
             move |tx, ctx, caller, ()| {
                 Box::pin(async move {
@@ -142,6 +144,7 @@ impl pb::billing_service_server::BillingService for Api {
             &req,
             &account,
             caller,
+            Caller::identity,
             no_lookups(),
             move |tx, ctx, caller, ()| {
                 Box::pin(async move {

@@ -26,16 +26,17 @@ impl pb::content_service_server::ContentService for Api {
             title: convert::text("title", &req.title)?,
             uses_pmi: req.uses_pmi,
         };
-        let caller = self.allowed_caller(&who, &account, |c| c.active_member().map(drop)).await?;
+        let caller = self.caller(&who, &account, Freshness::Fresh).await?;
         let acting = match &caller {
-            Caller::Member(acting) => acting.clone(),
-            // allowed_caller admitted an active member only.
-            _ => return Err(error::domain_status(&crate::domain::DomainError::PrincipalNotAllowed)),
+            Caller::Member(acting) => Some(acting.clone()),
+            _ => None,
         };
+        // Runs only once mutate admitted an active member.
         let owner_lookup = async {
-            match owner {
-                Some(id) if id != acting.user_id => self.subject(&account, &id).await,
-                _ => Ok(acting),
+            match (owner, acting) {
+                (Some(id), Some(acting)) if id != acting.user_id => self.subject(&account, &id).await,
+                (_, Some(acting)) => Ok(acting),
+                (_, None) => Err(error::domain_status(&crate::domain::DomainError::PrincipalNotAllowed)),
             }
         };
         self.mutate(
@@ -45,6 +46,7 @@ impl pb::content_service_server::ContentService for Api {
             &req,
             &account,
             caller,
+            |c| c.active_member().map(drop),
             owner_lookup,
             move |tx, ctx, caller, owner| {
                 Box::pin(async move {
@@ -88,7 +90,7 @@ impl pb::content_service_server::ContentService for Api {
         let from = convert::id("from_user_id", &req.from_user_id)?;
         let to = convert::id("to_user_id", &req.to_user_id)?;
         let kinds = convert::content_kinds("kinds", &req.kinds)?;
-        let caller = self.allowed_caller(&who, &account, Caller::identity).await?;
+        let caller = self.caller(&who, &account, Freshness::Fresh).await?;
         // The owner must be in the account; a target outside it is the use case's 1001.
         let members = async { Ok((self.subject(&account, &from).await?, target(self, &account, &to).await?)) };
         let id = account.clone();
@@ -99,6 +101,7 @@ impl pb::content_service_server::ContentService for Api {
             &req,
             &account,
             caller,
+            Caller::identity,
             members,
             move |tx, ctx, caller, (owner, target)| {
                 Box::pin(async move {
@@ -131,6 +134,7 @@ impl pb::content_service_server::ContentService for Api {
             &req,
             &account,
             caller,
+            Caller::identity,
             no_lookups(),
             move |tx, ctx, caller, ()| {
                 Box::pin(async move {
@@ -159,6 +163,7 @@ impl pb::content_service_server::ContentService for Api {
             &req,
             &account,
             caller,
+            Caller::identity,
             no_lookups(),
             move |tx, ctx, caller, ()| {
                 Box::pin(async move {
@@ -180,7 +185,7 @@ impl pb::content_service_server::ContentService for Api {
         let user = convert::id("user_id", &req.user_id)?;
         let new_account = convert::id("new_account_id", &req.new_account_id)?;
         // Steps are identity's alone; the user must now be in the account they moved to.
-        let caller = self.allowed_caller(&who, &account, Caller::identity).await?;
+        let caller = self.caller(&who, &account, Freshness::Fresh).await?;
         let id = account.clone();
         self.mutate(
             &who,
@@ -189,6 +194,7 @@ impl pb::content_service_server::ContentService for Api {
             &req,
             &account,
             caller,
+            Caller::identity,
             self.subject(&new_account, &user),
             move |tx, ctx, caller, member| {
                 Box::pin(async move {

@@ -27,6 +27,7 @@ impl pb::license_service_server::LicenseService for Api {
             &req,
             &account,
             caller,
+            Caller::owner_or_operator,
             no_lookups(),
             move |tx, ctx, caller, ()| {
                 Box::pin(async move {
@@ -64,8 +65,7 @@ impl pb::license_service_server::LicenseService for Api {
         let account = convert::id("account_id", &req.account_id)?;
         let user = convert::id("user_id", &req.user_id)?;
         let license_type = convert::license_type("license_type", req.license_type)?;
-        let caller =
-            self.allowed_caller(&who, &account, |c| c.member_with(Privilege::ManageLicenses).map(drop)).await?;
+        let caller = self.caller(&who, &account, Freshness::Fresh).await?;
         self.mutate(
             &who,
             method!("LicenseService", "AssignLicense"),
@@ -73,6 +73,7 @@ impl pb::license_service_server::LicenseService for Api {
             &req,
             &account,
             caller,
+            |c| c.member_with(Privilege::ManageLicenses).map(drop),
             self.subject(&account, &user),
             move |tx, ctx, caller, assignee| {
                 Box::pin(async move {
@@ -101,6 +102,7 @@ impl pb::license_service_server::LicenseService for Api {
             &req,
             &account,
             caller,
+            |c| c.member_with(Privilege::ManageLicenses).map(drop),
             no_lookups(),
             move |tx, ctx, caller, ()| {
                 Box::pin(async move {
@@ -158,6 +160,7 @@ impl pb::license_service_server::LicenseService for Api {
             &req,
             &account,
             caller,
+            |c| c.member_with(Privilege::ManageLicenses).map(drop),
             no_lookups(),
             move |tx, ctx, caller, ()| {
                 Box::pin(async move {
@@ -177,8 +180,7 @@ impl pb::license_service_server::LicenseService for Api {
         let account = convert::id("account_id", &req.account_id)?;
         let number = convert::phone_number("number", &req.number)?;
         let user = convert::id("user_id", &req.user_id)?;
-        let caller =
-            self.allowed_caller(&who, &account, |c| c.member_with(Privilege::ManageLicenses).map(drop)).await?;
+        let caller = self.caller(&who, &account, Freshness::Fresh).await?;
         self.mutate(
             &who,
             method!("LicenseService", "AttachPhoneNumber"),
@@ -186,6 +188,7 @@ impl pb::license_service_server::LicenseService for Api {
             &req,
             &account,
             caller,
+            |c| c.member_with(Privilege::ManageLicenses).map(drop),
             self.subject(&account, &user),
             move |tx, ctx, caller, holder| {
                 Box::pin(async move {
@@ -215,6 +218,7 @@ impl pb::license_service_server::LicenseService for Api {
             &req,
             &account,
             caller,
+            |c| c.member_with(Privilege::ManageLicenses).map(drop),
             no_lookups(),
             move |tx, ctx, caller, ()| {
                 Box::pin(async move {
@@ -251,7 +255,7 @@ impl pb::license_service_server::LicenseService for Api {
         let account = convert::id("account_id", &req.account_id)?;
         let user = convert::id("user_id", &req.user_id)?;
         // Steps are identity's alone; the user must be in the account as identity knows it now.
-        let caller = self.allowed_caller(&who, &account, Caller::identity).await?;
+        let caller = self.caller(&who, &account, Freshness::Fresh).await?;
         let id = account.clone();
         self.mutate(
             &who,
@@ -260,6 +264,7 @@ impl pb::license_service_server::LicenseService for Api {
             &req,
             &account,
             caller,
+            Caller::identity,
             self.subject(&account, &user),
             move |tx, ctx, caller, member| {
                 Box::pin(async move {
@@ -281,7 +286,7 @@ impl pb::license_service_server::LicenseService for Api {
         let user = convert::id("user_id", &req.user_id)?;
         let set = convert::license_set("licenses", req.licenses.as_ref())?;
         // Steps are identity's alone; the user must be in the account as identity knows it now.
-        let caller = self.allowed_caller(&who, &account, Caller::identity).await?;
+        let caller = self.caller(&who, &account, Freshness::Fresh).await?;
         let id = account.clone();
         self.mutate(
             &who,
@@ -290,6 +295,7 @@ impl pb::license_service_server::LicenseService for Api {
             &req,
             &account,
             caller,
+            Caller::identity,
             self.subject(&account, &user),
             move |tx, ctx, caller, member| {
                 Box::pin(async move {
@@ -313,7 +319,7 @@ impl pb::license_service_server::LicenseService for Api {
         let account = convert::id("account_id", &req.account_id)?;
         let from = convert::id("from_user_id", &req.from_user_id)?;
         let to = convert::id("to_user_id", &req.to_user_id)?;
-        let caller = self.allowed_caller(&who, &account, Caller::identity).await?;
+        let caller = self.caller(&who, &account, Freshness::Fresh).await?;
         // Both users must be in the account, as identity knows it now (SPEC R34).
         let members = async { Ok((self.subject(&account, &from).await?, self.subject(&account, &to).await?)) };
         self.mutate(
@@ -323,6 +329,7 @@ impl pb::license_service_server::LicenseService for Api {
             &req,
             &account,
             caller,
+            Caller::identity,
             members,
             move |tx, ctx, caller, (owner, target)| {
                 Box::pin(async move {

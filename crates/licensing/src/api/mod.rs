@@ -59,31 +59,18 @@ impl Api {
         app::resolve_caller(&self.directory, principal, account, freshness).await.map_err(error::to_status)
     }
 
-    /// The caller, asked afresh and refused unless `allowed` passes. Handlers that must also ask
-    /// identity about a second user check the caller first, so a stranger learns nothing
-    /// about that user and costs no second lookup.
-    async fn allowed_caller(
-        &self,
-        principal: &Principal,
-        account: &Id,
-        allowed: impl FnOnce(&Caller) -> Result<(), DomainError>,
-    ) -> Result<Caller, Status> {
-        let caller = self.caller(principal, account, Freshness::Fresh).await?;
-        allowed(&caller).map_err(|e| error::domain_status(&e))?;
-        Ok(caller)
-    }
-
     /// A user of `account` as identity knows them now.
     async fn subject(&self, account: &Id, user: &Id) -> Result<Member, Status> {
         app::subject(&self.directory, account, user).await.map_err(error::to_status)
     }
 
-    /// Runs a mutating use case exactly once per (caller, method, request id), in this order:
-    /// the caller, already resolved from identity's current data, must still be allowed to
-    /// change anything here (a user must be an active member); only then is an earlier answer
-    /// for the same request id replayed; otherwise `lookups` asks identity what the use case
-    /// needs (users it names, as they are now) and `op` runs in the idempotency transaction.
-    /// A refusal rolls everything back and is audited.
+    /// Runs a mutating use case exactly once per (caller, method, request id), in this order
+    /// (SPEC R34): the caller, already resolved from identity's current data, must pass
+    /// `allowed` (the same check the use case makes; a user must also be an active member);
+    /// only then is an earlier answer for the same request id replayed; otherwise `lookups`
+    /// asks identity about the users the request names (so a stranger learns nothing about
+    /// them) and `op` runs in the idempotency transaction. A refusal rolls everything back and
+    /// is audited.
     #[allow(clippy::too_many_arguments)]
     async fn mutate<Req, Resp, P, F>(
         &self,
@@ -93,6 +80,7 @@ impl Api {
         request: &Req,
         account: &Id,
         caller: Caller,
+        allowed: impl FnOnce(&Caller) -> Result<(), DomainError>,
         lookups: impl Future<Output = Result<P, Status>>,
         op: F,
     ) -> Result<Response<Resp>, Status>
@@ -104,7 +92,7 @@ impl Api {
     {
         let key = Key::new(&principal.audit_name(), method, request_id, request)?;
         let ctx = self.ctx(principal, request_id);
-        if let Err(refusal) = caller.may_change() {
+        if let Err(refusal) = caller.may_change().and_then(|()| allowed(&caller)) {
             self.audit_refusal(&ctx, account, method, error::reason(&refusal).reason).await;
             return Err(error::domain_status(&refusal));
         }

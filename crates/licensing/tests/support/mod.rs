@@ -205,6 +205,10 @@ impl TestApp {
         roster_proto::operations::v1::operations_client::OperationsClient::new(self.identity_channel.clone())
     }
 
+    pub fn identity_roles(&self) -> idpb::role_service_client::RoleServiceClient<Channel> {
+        idpb::role_service_client::RoleServiceClient::new(self.identity_channel.clone())
+    }
+
     pub fn identity_users(&self) -> idpb::user_service_client::UserServiceClient<Channel> {
         idpb::user_service_client::UserServiceClient::new(self.identity_channel.clone())
     }
@@ -279,6 +283,22 @@ impl TestApp {
             subscription: seeded.subscription_id,
             demo,
         }
+    }
+
+    /// Sets the world's seats of `license_type` to `capacity`, as platform support would.
+    pub async fn set_seats(&self, world: &World, license_type: pb::LicenseType, capacity: u32) {
+        self.licenses()
+            .set_seats(authed(
+                pb::SetSeatsRequest {
+                    request_id: rid(),
+                    account_id: world.account.clone(),
+                    license_type: license_type as i32,
+                    capacity,
+                },
+                &self.operator_token(),
+            ))
+            .await
+            .expect("set seats");
     }
 
     /// `n` more active members of the world's account.
