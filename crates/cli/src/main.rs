@@ -2,18 +2,15 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod settings;
 
-use clap::Parser;
-use roster_platform::config::EXIT_BAD_CONFIG;
+use clap::{CommandFactory, Parser};
 
 #[tokio::main]
 async fn main() {
     let cli = match commands::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) if error.use_stderr() => {
-            let _ = error.print();
-            std::process::exit(EXIT_BAD_CONFIG);
-        }
+        Err(error) if error.use_stderr() => settings::exit_parse_error(&commands::Cli::command(), &error),
         Err(help_or_version) => help_or_version.exit(),
     };
     std::process::exit(commands::run(cli).await);

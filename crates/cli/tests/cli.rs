@@ -56,6 +56,68 @@ fn bad_configuration_exits_64_naming_the_key() {
     assert_eq!(nobody.status.code(), Some(64), "token needs --user, --operator or --service");
 }
 
+fn roster_with_env(args: &[&str], env: (&str, &str)) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_roster"))
+        .args(args)
+        .env_remove("ROSTER_JWKS")
+        .env_remove("ROSTER_IDENTITY_DATABASE_URL")
+        .env(env.0, env.1)
+        .output()
+        .expect("roster runs")
+}
+
+#[test]
+fn bad_values_name_the_variable_as_well_as_the_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().to_str().expect("utf-8 path");
+    for (variable, value, flag, command) in [
+        ("ROSTER_IDENTITY_LISTEN", "garbage", "--identity-listen", "up"),
+        ("ROSTER_REQUEST_TIMEOUT_MS", "0", "--request-timeout-ms", "up"),
+        ("ROSTER_LOG_FORMAT", "xml", "--log-format", "migrate"),
+        ("ROSTER_SHUTDOWN_GRACE_MS", "-5", "--shutdown-grace-ms", "up"),
+        ("ROSTER_MAX_CONCURRENT_STREAMS", "0", "--max-concurrent-streams", "up"),
+    ] {
+        let output = roster_with_env(&["--data-dir", data_dir, command], (variable, value));
+        assert_eq!(output.status.code(), Some(64), "{variable}={value}");
+        let text = stderr(&output);
+        assert!(text.contains(variable) && text.contains(flag), "{variable}={value}: {text}");
+    }
+    // A configuration error found after parsing names both too.
+    let missing = roster(&["--data-dir", data_dir, "serve", "identity"]);
+    assert!(stderr(&missing).contains("ROSTER_JWKS (--jwks)"), "{}", stderr(&missing));
+}
+
+#[test]
+fn logging_flags_work_after_the_subcommand_and_up_refuses_what_it_ignores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().to_str().expect("utf-8 path");
+    let json = roster(&["--data-dir", data_dir, "migrate", "--log-format", "json", "--log", "warn"]);
+    assert!(json.status.success(), "{}", stderr(&json));
+    // `roster up` wires the services itself; settings only `serve` uses are refused, not ignored.
+    for flag in ["--service-signing-key", "--licensing-url"] {
+        let refused = roster(&["--data-dir", data_dir, "up", flag, "x"]);
+        assert_eq!(refused.status.code(), Some(64), "{flag}");
+        assert!(stderr(&refused).contains(flag), "{}", stderr(&refused));
+    }
+}
+
+#[test]
+fn an_unreachable_database_is_named_with_its_cause_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().to_str().expect("utf-8 path");
+    // Nothing listens on port 1 of the loopback address.
+    let url = "postgres://roster:secret@127.0.0.1:1/roster";
+    let started = std::time::Instant::now();
+    let output = roster(&["--data-dir", data_dir, "migrate", "--identity-database-url", url]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(text.contains("cannot reach postgres://roster:***@127.0.0.1:1/roster"), "{text}");
+    assert!(text.to_lowercase().contains("refused"), "{text}");
+    assert!(!text.contains("secret"), "the password stays out of the message");
+    // The cause comes from the first attempt, not after the pool's 10 s timeout.
+    assert!(started.elapsed() < std::time::Duration::from_secs(9), "took {:?}", started.elapsed());
+}
+
 #[test]
 fn migrate_is_repeatable_and_help_exits_zero() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -17,4 +17,4 @@ pub mod sagas;
 pub mod server;
 pub mod store;
 
-pub use server::{IdentityArgs, Server, Settings};
+pub use server::{IdentityArgs, PeerArgs, Server, Settings};

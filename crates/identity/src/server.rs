@@ -39,15 +39,21 @@ pub struct IdentityArgs {
     /// How often the outbox is polled for e-mails to send.
     #[arg(long = "outbox-poll-ms", env = "ROSTER_OUTBOX_POLL_MS", default_value_t = 1_000)]
     pub outbox_poll_ms: u64,
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
+}
+
+/// How a separately run identity (`roster serve identity`) reaches licensing; `roster up`
+/// wires both itself and does not take these.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PeerArgs {
     /// Where licensing's gRPC API is (identity's sagas call its step RPCs).
     #[arg(long = "licensing-url", env = "ROSTER_LICENSING_URL", default_value = "http://127.0.0.1:50052")]
     pub licensing_url: String,
-    /// Ed25519 private key (PEM) identity signs its own service tokens with; licensing must
-    /// trust the matching public key.
+    /// Ed25519 private key (PEM) identity signs its own service tokens with; the JWKS the
+    /// services trust must bind its public key to `service:identity`.
     #[arg(long = "service-signing-key", env = "ROSTER_SERVICE_SIGNING_KEY")]
     pub service_signing_key: Option<PathBuf>,
-    #[command(flatten)]
-    pub workflow: WorkflowArgs,
 }
 
 /// The saga worker's settings.

@@ -33,8 +33,8 @@ pub struct LicensingArgs {
     /// Where identity's gRPC API is (licensing asks it who callers are).
     #[arg(long = "identity-url", env = "ROSTER_IDENTITY_URL", default_value = "http://127.0.0.1:50051")]
     pub identity_url: String,
-    /// Ed25519 private key (PEM) licensing signs its own service tokens with; identity must
-    /// trust the matching public key.
+    /// Ed25519 private key (PEM) licensing signs its own service tokens with; the JWKS the
+    /// services trust must bind its public key to `service:licensing`.
     #[arg(long = "service-signing-key", env = "ROSTER_SERVICE_SIGNING_KEY")]
     pub service_signing_key: Option<std::path::PathBuf>,
     /// How long identity's answers may be reused for reads of non-billing data (at most 5000).

@@ -19,12 +19,6 @@ impl ConfigError {
     pub fn new(key: &'static str, message: impl Into<String>) -> Self {
         Self { key, message: message.into() }
     }
-
-    /// Prints the error and exits with [`EXIT_BAD_CONFIG`].
-    pub fn exit(&self) -> ! {
-        eprintln!("{self}");
-        std::process::exit(EXIT_BAD_CONFIG)
-    }
 }
 
 /// Token verification.
@@ -149,16 +143,17 @@ pub enum LogFormat {
 #[derive(Debug, Clone, clap::Args)]
 pub struct TelemetryArgs {
     /// `text` for people, `json` for log collectors.
-    #[arg(long = "log-format", env = "ROSTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long = "log-format", env = "ROSTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
     /// A tracing filter, e.g. `info` or `roster_identity=debug,info`.
-    #[arg(long = "log", env = "ROSTER_LOG", default_value = "info")]
+    #[arg(long = "log", env = "ROSTER_LOG", default_value = "info", global = true)]
     pub log_filter: String,
 }
 
 /// Database pool sizing (PostgreSQL; SQLite always uses one connection).
 #[derive(Debug, Clone, clap::Args)]
 pub struct PoolArgs {
+    /// PostgreSQL connections each service keeps at most (SQLite always uses one).
     #[arg(long = "db-max-connections", env = "ROSTER_DB_MAX_CONNECTIONS", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub db_max_connections: u32,

@@ -45,6 +45,35 @@ pub struct MigrationSql {
     pub sql: &'static str,
 }
 
+/// How long connecting may take before start-up gives up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a database cannot be opened, naming the server (password hidden) and the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot reach {url}: {cause}")]
+pub struct Unreachable {
+    pub url: String,
+    pub cause: String,
+}
+
+/// One direct connection first: it says at once why the server cannot be reached (refused,
+/// unknown host, wrong password), where the pool alone would retry until its timeout and then
+/// report only that it timed out.
+async fn probe(url: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection as _;
+    let unreachable = |cause: String| sqlx::Error::Io(std::io::Error::other(Unreachable { url: redact(url), cause }));
+    match tokio::time::timeout(CONNECT_TIMEOUT, sqlx::AnyConnection::connect(url)).await {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(sqlx::Error::Io(error))) => Err(unreachable(error.to_string())),
+        Ok(Err(sqlx::Error::Database(error))) => Err(unreachable(error.message().to_owned())),
+        Ok(Err(error)) => Err(unreachable(error.to_string())),
+        Err(_) => Err(unreachable(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Database {
     pool: AnyPool,
@@ -63,9 +92,12 @@ impl Database {
         let backend = Backend::from_url(url).ok_or_else(|| {
             sqlx::Error::Configuration(format!("unsupported database URL scheme in {}", redact(url)).into())
         })?;
-        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        let options = AnyPoolOptions::new().acquire_timeout(CONNECT_TIMEOUT);
         let pool = match backend {
-            Backend::Postgres => options.max_connections(max_connections).connect(url).await?,
+            Backend::Postgres => {
+                probe(url).await?;
+                options.max_connections(max_connections).connect(url).await?
+            }
             Backend::Sqlite => {
                 options
                     .max_connections(1)

@@ -8,7 +8,7 @@ mod up;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use roster_platform::config::{ConfigError, TelemetryArgs};
 
 #[derive(Debug, Parser)]
@@ -41,7 +41,7 @@ enum Command {
 /// Runs the command; returns the process exit status.
 pub async fn run(cli: Cli) -> i32 {
     if let Err(error) = roster_platform::telemetry::init(&cli.telemetry) {
-        error.exit();
+        crate::settings::exit_config(&Cli::command(), &error);
     }
     let result = match cli.command {
         Command::Up(args) => up::run(&cli.data_dir, args).await,
@@ -52,7 +52,7 @@ pub async fn run(cli: Cli) -> i32 {
     };
     match result {
         Ok(()) => 0,
-        Err(Failure::Config(error)) => error.exit(),
+        Err(Failure::Config(error)) => crate::settings::exit_config(&Cli::command(), &error),
         Err(Failure::Runtime(message)) => {
             tracing::error!("{message}");
             eprintln!("roster: {message}");

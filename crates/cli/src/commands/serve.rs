@@ -4,8 +4,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use roster_identity::IdentityArgs;
 use roster_identity::notify::Mailer;
+use roster_identity::{IdentityArgs, PeerArgs};
 use roster_licensing::LicensingArgs;
 use roster_platform::auth::{Signer, Verifier};
 use roster_platform::clock::SystemClock;
@@ -27,6 +27,8 @@ enum Service {
         #[command(flatten)]
         identity: IdentityArgs,
         #[command(flatten)]
+        peer: PeerArgs,
+        #[command(flatten)]
         auth: AuthArgs,
         #[command(flatten)]
         limits: LimitArgs,
@@ -47,10 +49,11 @@ enum Service {
 }
 
 /// Identity's settings from parsed arguments; `verifier` is already loaded and `signer` mints
-/// identity's service token for licensing.
+/// identity's service token for licensing at `licensing_url`.
 pub fn identity_settings(
     data_dir: &Path,
     identity: &IdentityArgs,
+    licensing_url: String,
     verifier: Arc<Verifier>,
     signer: Arc<Signer>,
     limits: LimitArgs,
@@ -67,7 +70,7 @@ pub fn identity_settings(
         mailer: Mailer::Files(roster_identity::server::dev_mail_dir(data_dir)),
         outbox_poll: Duration::from_millis(identity.outbox_poll_ms.max(10)),
         clock: Arc::new(SystemClock),
-        licensing_url: identity.licensing_url.clone(),
+        licensing_url,
         signer,
     })
 }
@@ -119,10 +122,10 @@ fn load_signer(key: Option<&Path>, auth: &AuthArgs, calls: &str) -> Result<Arc<S
 
 pub async fn run(data_dir: &Path, args: ServeArgs) -> Result<(), Failure> {
     match args.service {
-        Service::Identity { identity, auth, limits, pool } => {
+        Service::Identity { identity, peer, auth, limits, pool } => {
             let verifier = load_verifier(&auth)?;
-            let signer = load_signer(identity.service_signing_key.as_deref(), &auth, "licensing")?;
-            let settings = identity_settings(data_dir, &identity, verifier, signer, limits, &pool)?;
+            let signer = load_signer(peer.service_signing_key.as_deref(), &auth, "licensing")?;
+            let settings = identity_settings(data_dir, &identity, peer.licensing_url, verifier, signer, limits, &pool)?;
             let server = roster_identity::Server::build(settings).await.map_err(runtime)?;
             server.run(shutdown_signal()).await.map_err(runtime)
         }

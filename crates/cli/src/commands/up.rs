@@ -55,9 +55,11 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
         SignerSet::load(&keys, &KeyScope::all(), &claims.jwt_audience, &claims.jwt_issuer).map_err(runtime)?;
     let identity_signer = signers.signer(&KeyScope::Service(IDENTITY_SERVICE.to_owned()));
     let licensing_signer = signers.signer(&KeyScope::Service(LICENSING_SERVICE.to_owned()));
+    // Licensing's address is known once it is bound; identity learns it below.
     let settings = identity_settings(
         data_dir,
         &args.identity,
+        format!("http://{}", args.licensing_listen),
         verifier.clone(),
         identity_signer,
         args.limits.clone(),
