@@ -97,6 +97,31 @@ async fn up_demo_serves_its_walkthrough_restarts_with_its_data_and_stops_on_sigt
         .into_inner();
     assert_eq!(account.owner.expect("owner").email, "bob@acme.example");
     assert!(again.terminate(Duration::from_secs(15)).expect("stops").success());
+
+    // Same data directory, but PostgreSQL now: the saved demo's account is not there, so the
+    // demo is seeded into PostgreSQL and the printed tokens work against it.
+    let (Some(identity_pg), Some(licensing_pg)) = (FreshDatabase::create().await, FreshDatabase::create().await) else {
+        return;
+    };
+    std::fs::remove_file(dir.path().join("demo.env")).expect("remove demo.env");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let env_vars = [
+        ("ROSTER_IDENTITY_DATABASE_URL", identity_pg.url.as_str()),
+        ("ROSTER_LICENSING_DATABASE_URL", licensing_pg.url.as_str()),
+    ];
+    let mut on_postgres = Process::start(dir.path(), addr, &["up", "--demo"], &env_vars);
+    let channel = wait_serving(addr, START).await.expect("serving on PostgreSQL");
+    let pg_env = demo_env(dir.path(), START).await.expect("demo.env");
+    assert_ne!(pg_env["ACCOUNT"], env["ACCOUNT"], "a new demo account was seeded");
+    let account = pb::account_service_client::AccountServiceClient::new(channel)
+        .get_account(authed(pb::GetAccountRequest { account_id: pg_env["ACCOUNT"].clone() }, &pg_env["MEMBER_TOKEN"]))
+        .await
+        .expect("the printed tokens work against PostgreSQL")
+        .into_inner();
+    assert_eq!(account.owner.expect("owner").email, "alice@acme.example");
+    assert!(on_postgres.terminate(Duration::from_secs(15)).expect("stops").success());
+    identity_pg.drop_database().await;
+    licensing_pg.drop_database().await;
 }
 
 fn now_s() -> u64 {

@@ -103,6 +103,16 @@ pub async fn join(
 
 /// The demo with its usual addresses (`acme.example`, `solo.example`), and Iris, a
 /// freelancer at `freelance.example` whom the walkthrough unlinks.
+/// Whether `demo`'s account exists in `db`: a saved demo seeded into another database (SQLite
+/// before a switch to PostgreSQL, say) is not, and is seeded again.
+pub async fn is_seeded_in(db: &Database, demo: &Demo) -> app::Result<bool> {
+    let Ok(account) = AccountId::parse(&demo.account_id) else { return Ok(false) };
+    let mut tx = db.begin().await?;
+    let found = crate::store::accounts::get(&mut tx, &account).await?.is_some();
+    tx.rollback().await?;
+    Ok(found)
+}
+
 pub async fn seed(db: &Database, clock: &SharedClock) -> app::Result<Demo> {
     let mut demo = seed_with_domains(db, clock, "acme.example", "solo.example").await?;
     let account = AccountId::parse(&demo.account_id).map_err(|_| DomainError::AccountNotFound)?;

@@ -130,8 +130,13 @@ async fn load_or_seed(
 ) -> Result<Demo, Failure> {
     let file = data_dir.join("demo.json");
     if let Ok(text) = std::fs::read_to_string(&file) {
-        return serde_json::from_str(&text)
-            .map_err(|e| runtime(format!("{} is damaged ({e}); delete the data directory to reseed", file.display())));
+        let saved: Demo = serde_json::from_str(&text).map_err(|e| {
+            runtime(format!("{} is damaged ({e}); delete the data directory to reseed", file.display()))
+        })?;
+        if demo::is_seeded_in(db, &saved).await.map_err(runtime)? {
+            return Ok(saved);
+        }
+        tracing::info!(file = %file.display(), "the saved demo belongs to another database; seeding this one");
     }
     let demo = demo::seed(db, clock).await.map_err(|e| runtime(format!("seeding the demo failed: {e}")))?;
     std::fs::write(&file, serde_json::to_string_pretty(&demo).map_err(runtime)?).map_err(runtime)?;
@@ -149,6 +154,7 @@ fn demo_env(demo: &Demo, licensing: &DemoLicensing, signers: &SignerSet) -> Stri
         ("OWNER_ID", demo.owner.id.clone()),
         ("ADMIN_ID", demo.admins[0].id.clone()),
         ("MEMBER_ID", member.id.clone()),
+        ("OTHER_MEMBER_ID", demo.members[1].id.clone()),
         ("CONTRACTOR_ID", demo.contractor.as_ref().map(|c| c.id.clone()).unwrap_or_default()),
         ("INVITEE_ID", demo.invitee.id.clone()),
         ("INVITATION_ID", demo.invitation_id.clone()),
