@@ -18,6 +18,11 @@ use support::{Backend, TestApp, World, authed, product_code, reason, rid};
 #[derive(Default)]
 struct Inject {
     armed: Mutex<Option<(&'static str, usize, Fault)>>,
+    /// A forward step that waits, before it runs, until the test releases it, so something
+    /// else can happen in between ([`Inject::hold_at`]).
+    held_step: Mutex<Option<(&'static str, usize)>>,
+    /// Where the held step and the test meet: (reached, released).
+    hold: (Mutex<(bool, bool)>, std::sync::Condvar),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +41,44 @@ impl Inject {
         *self.armed.lock().expect("lock") = Some((kind, step, fault));
     }
 
+    fn hold_at(&self, kind: &'static str, step: usize) {
+        *self.held_step.lock().expect("lock") = Some((kind, step));
+    }
+
+    /// Blocks the test's thread until the held step has been reached.
+    fn wait_until_held(&self) {
+        let (state, signal) = &self.hold;
+        let guard = state.lock().expect("lock");
+        let (guard, timeout) = signal
+            .wait_timeout_while(guard, std::time::Duration::from_secs(30), |(reached, _)| !*reached)
+            .expect("lock");
+        assert!(guard.0 && !timeout.timed_out(), "the held step was reached");
+    }
+
+    fn release(&self) {
+        let (state, signal) = &self.hold;
+        state.lock().expect("lock").1 = true;
+        signal.notify_all();
+    }
+
+    /// Run by the engine at the held step: says it is there and waits for the release. The
+    /// wait leaves the runtime's worker thread (`block_in_place`), so the tasks queued on it
+    /// (one may hold SQLite's only connection) run elsewhere meanwhile.
+    fn hold_here(&self) {
+        tokio::task::block_in_place(|| self.wait_for_release());
+    }
+
+    fn wait_for_release(&self) {
+        let (state, signal) = &self.hold;
+        let mut guard = state.lock().expect("lock");
+        guard.0 = true;
+        signal.notify_all();
+        let (mut guard, _) = signal
+            .wait_timeout_while(guard, std::time::Duration::from_secs(30), |(_, released)| !*released)
+            .expect("lock");
+        *guard = (false, false);
+    }
+
     fn take(&self, kind: &str, step: usize, direction: Direction, wanted: &[Fault]) -> Option<Fault> {
         let mut armed = self.armed.lock().expect("lock");
         match *armed {
@@ -52,6 +95,14 @@ impl Inject {
 
 impl Faults for Inject {
     fn before_step(&self, kind: &str, step: usize, direction: Direction) -> Option<StepError> {
+        let mut held = self.held_step.lock().expect("lock");
+        if direction == Direction::Forward && matches!(*held, Some((k, s)) if k == kind && s == step) {
+            *held = None;
+            drop(held);
+            self.hold_here();
+            return None;
+        }
+        drop(held);
         self.take(kind, step, direction, &[Fault::Refuse, Fault::Outage]).map(|fault| match fault {
             Fault::Refuse => StepError::Refused(roster_workflow::Failure {
                 reason: "INJECTED".into(),
@@ -642,6 +693,74 @@ async fn a_failure_at_any_step_ends_fully_done_or_fully_undone(app: &TestApp, in
     lifecycle_failures(app, inject).await;
     accept_failures(app, inject).await;
     ownership_failures(app, inject).await;
+    r4_a_phone_license_taken_after_the_check_still_needs_confirming(app, inject).await;
+}
+
+/// SPEC R4 across a race: when the transfer was checked the owner held no phone license, so
+/// nothing needed confirming; before the saga's first step ran, the owner was given one. The
+/// step asks licensing again and refuses instead of moving it unannounced; nothing changes.
+async fn r4_a_phone_license_taken_after_the_check_still_needs_confirming(app: &TestApp, inject: &Inject) {
+    let w = app.seed_world().await;
+    let owner = app.user_token(&w.owner);
+    let phone = || pb::LicenseType::Phone as i32;
+    app.licenses()
+        .unassign_license(authed(
+            pb::UnassignLicenseRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                user_id: w.owner.clone(),
+                license_type: phone(),
+            },
+            &owner,
+        ))
+        .await
+        .expect("the owner gives up their phone license and number");
+
+    inject.hold_at("account.transfer_ownership", 0);
+    let transfer = tokio::spawn({
+        let (app_accounts, w) = (app.identity_accounts(), w.clone());
+        let token = owner.clone();
+        async move {
+            let mut accounts = app_accounts;
+            accounts
+                .transfer_ownership(authed(
+                    idpb::TransferOwnershipRequest {
+                        request_id: rid(),
+                        account_id: w.account.clone(),
+                        new_owner_user_id: w.admin.clone(),
+                        confirm_phone_transfer: false,
+                    },
+                    &token,
+                ))
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    });
+    tokio::task::block_in_place(|| inject.wait_until_held());
+    app.licenses()
+        .assign_license(authed(
+            pb::AssignLicenseRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                user_id: w.owner.clone(),
+                license_type: phone(),
+            },
+            &owner,
+        ))
+        .await
+        .expect("meanwhile the owner takes a phone license again");
+    inject.release();
+
+    let started = transfer.await.expect("task").expect("nothing to confirm when it was checked");
+    let operation = settle(app, started, &owner).await;
+    assert_eq!(state(&operation), ops::OperationState::Compensated, "{operation:?}");
+    assert_eq!(operation.error.as_ref().map(|e| e.reason.as_str()), Some("PHONE_TRANSFER_UNCONFIRMED"));
+    assert_eq!(owner_of(app, &w).await, w.owner, "ownership did not move");
+    assert_eq!(
+        licenses_of(app, &w.account, &w.owner).await,
+        2,
+        "the owner keeps the licensed seat and the phone license"
+    );
 }
 
 /// Unlink or delete with a transfer of recordings to the admin.

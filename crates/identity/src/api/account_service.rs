@@ -7,9 +7,10 @@ use roster_proto::operations::v1 as ops;
 use tonic::{Request, Response, Status};
 
 use super::{Api, convert};
-use crate::app::accounts::{self, AccountChanges, NewAccount, PhoneHoldings};
+use crate::app::accounts::{self, AccountChanges, NewAccount};
 use crate::domain::model::Privilege;
 use crate::domain::privileges::Need;
+use crate::domain::rules::PhoneHoldings;
 use crate::domain::values::{AccountId, UserId};
 
 #[tonic::async_trait]
@@ -189,13 +190,6 @@ impl Api {
         let unavailable = |e: roster_workflow::StepError| {
             Status::unavailable(format!("licensing could not say which phone licenses would move: {e}"))
         };
-        let held = self.licensing.holdings(account.as_str(), owner.as_str()).await.map_err(unavailable)?;
-        let target = self.licensing.holdings(account.as_str(), new_owner.as_str()).await.map_err(unavailable)?;
-        let phone = roster_proto::licensing::v1::LicenseType::Phone as i32;
-        Ok(PhoneHoldings {
-            owner_has_phone_license: held.license_types.contains(&phone),
-            owner_numbers: held.phone_numbers,
-            new_owner_has_phone_license: target.license_types.contains(&phone),
-        })
+        self.licensing.phone_holdings(account.as_str(), owner.as_str(), new_owner.as_str()).await.map_err(unavailable)
     }
 }

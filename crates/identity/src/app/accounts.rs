@@ -12,6 +12,7 @@ use crate::domain::model::{
 };
 use crate::domain::privileges::{Actor, Caller};
 use crate::domain::rules;
+use crate::domain::rules::PhoneHoldings;
 use crate::domain::values::{AccountId, Domain, Email, IntegrationId, UserId};
 use crate::sagas::{Origin, ownership};
 use crate::store::{self, Tx, outbox};
@@ -109,25 +110,6 @@ pub async fn update(tx: &mut Tx, ctx: &Ctx, id: &AccountId, changes: AccountChan
     });
     audit(tx, ctx, Some(id), "account.updated", format!("account:{id}"), details).await?;
     Ok(current)
-}
-
-/// What licensing reports the two sides hold, read before the request's transaction (SPEC R4).
-#[derive(Debug, Clone, Default)]
-pub struct PhoneHoldings {
-    pub owner_has_phone_license: bool,
-    pub owner_numbers: Vec<String>,
-    pub new_owner_has_phone_license: bool,
-}
-
-impl PhoneHoldings {
-    /// What would move to the new owner: nothing when they hold a phone license already.
-    pub fn would_move(&self) -> Vec<String> {
-        if self.new_owner_has_phone_license {
-            return Vec::new();
-        }
-        let license = self.owner_has_phone_license.then(|| "license:phone".to_owned());
-        license.into_iter().chain(self.owner_numbers.iter().map(|n| format!("number:{n}"))).collect()
-    }
 }
 
 /// The checks of SPEC R1-R2 alone, for the API to know whose phone holdings to ask licensing

@@ -160,6 +160,26 @@ pub fn check_leaving_account(other_users: u64) -> Result<(), DomainError> {
     Ok(())
 }
 
+/// What licensing reports the owner and the new owner hold (SPEC R4).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PhoneHoldings {
+    pub owner_has_phone_license: bool,
+    pub owner_numbers: Vec<String>,
+    pub new_owner_has_phone_license: bool,
+}
+
+impl PhoneHoldings {
+    /// R4: what would move to the new owner (`license:phone`, `number:<n>`); nothing when they
+    /// hold a phone license already.
+    pub fn would_move(&self) -> Vec<String> {
+        if self.new_owner_has_phone_license {
+            return Vec::new();
+        }
+        let license = self.owner_has_phone_license.then(|| "license:phone".to_owned());
+        license.into_iter().chain(self.owner_numbers.iter().map(|n| format!("number:{n}"))).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

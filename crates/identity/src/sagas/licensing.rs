@@ -11,6 +11,8 @@ use roster_proto::licensing::v1::billing_service_client::BillingServiceClient;
 use roster_proto::licensing::v1::content_service_client::ContentServiceClient;
 use roster_proto::licensing::v1::license_service_client::LicenseServiceClient;
 use roster_workflow::{Failure, StepError};
+
+use crate::domain::rules::PhoneHoldings;
 use serde_json::{Value, json};
 use tonic::transport::{Channel, Endpoint};
 use tonic_types::StatusExt;
@@ -160,6 +162,19 @@ impl Licensing {
     }
 
     /// What one user holds: license types and attached phone numbers.
+    /// What the owner's phone licenses and numbers are, and whether the new owner holds a phone
+    /// license: what SPEC R4 decides on, read fresh from licensing.
+    pub async fn phone_holdings(&self, account: &str, owner: &str, new_owner: &str) -> Answer<PhoneHoldings> {
+        let held = self.holdings(account, owner).await?;
+        let target = self.holdings(account, new_owner).await?;
+        let phone = pb::LicenseType::Phone as i32;
+        Ok(PhoneHoldings {
+            owner_has_phone_license: held.license_types.contains(&phone),
+            owner_numbers: held.phone_numbers,
+            new_owner_has_phone_license: target.license_types.contains(&phone),
+        })
+    }
+
     pub async fn holdings(&self, account: &str, user: &str) -> Answer<pb::LicenseSet> {
         let request = pb::ListAssignmentsRequest {
             account_id: account.into(),

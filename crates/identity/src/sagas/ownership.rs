@@ -1,7 +1,9 @@
 //! Ownership transfer (SPEC R1-R6) with the phone licenses of R4:
 //!
 //! 1. `move_phone_licenses`, when the caller confirmed it: the owner's phone licenses and
-//!    numbers go to the new owner (undo: move them back).
+//!    numbers go to the new owner (undo: move them back). Unconfirmed, the step asks licensing
+//!    again: a phone license or number the owner got after the request was checked would now
+//!    move unannounced, so the transfer is refused (`PHONE_TRANSFER_UNCONFIRMED`, nothing done).
 //! 2. `transfer_ownership`, the pivot, local: the rules are checked again under the account
 //!    lock and ownership moves (the previous owner becomes an admin, integrations are flagged,
 //!    both are e-mailed). A refusal here moves the phone licenses back.
@@ -62,7 +64,17 @@ impl Workflow for TransferOwnership {
                         .await?;
                     Ok(Outcome::Done(license_set_json(&moved)))
                 }
-                0 => Ok(Outcome::Done(Value::Null)),
+                0 => {
+                    let holdings = self
+                        .licensing
+                        .phone_holdings(&input.account_id, &input.previous_owner_user_id, &input.new_owner_user_id)
+                        .await?;
+                    let would_move = holdings.would_move();
+                    if !would_move.is_empty() {
+                        return Err(refused(&DomainError::PhoneTransferUnconfirmed { would_move }));
+                    }
+                    Ok(Outcome::Done(Value::Null))
+                }
                 _ => {
                     let account =
                         AccountId::parse(&input.account_id).map_err(|_| refused(&DomainError::AccountNotFound))?;
