@@ -5,9 +5,8 @@
 //! answer is harmless: reads of non-billing data. Every change and every billing read asks
 //! identity afresh, so a demoted admin or a previous owner (SPEC R5) is refused at once.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use roster_platform::auth::{ServiceCredentials, Signer};
 use roster_proto::identity::v1 as pb;
@@ -25,8 +24,8 @@ pub use roster_platform::auth::LICENSING_SERVICE;
 /// Cached answers never outlive this, whatever is configured.
 pub const MAX_CACHE_TTL: Duration = Duration::from_secs(5);
 
-/// Entries kept before the cache is cleared (bounds memory under a scan of many users).
-const MAX_CACHE_ENTRIES: usize = 50_000;
+/// Entries kept at most (bounds memory under a scan of many users); the least used go first.
+const MAX_CACHE_ENTRIES: u64 = 50_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freshness {
@@ -48,8 +47,9 @@ pub enum LookupError {
     Unexpected(String),
 }
 
-/// Identity's recent answers by (account, user), with when each was fetched.
-type MemberCache = Arc<Mutex<HashMap<(Id, Id), (Instant, Member)>>>;
+/// Identity's recent answers by (account, user); `moka` expires each after the TTL and bounds
+/// the count.
+type MemberCache = moka::sync::Cache<(Id, Id), Member>;
 
 #[derive(Clone)]
 pub struct Directory {
@@ -77,7 +77,10 @@ impl Directory {
         Ok(Self {
             client: DirectoryServiceClient::new(channel),
             credentials: ServiceCredentials::new(signer, LICENSING_SERVICE),
-            cache: Arc::new(Mutex::new(HashMap::new())),
+            cache: moka::sync::Cache::builder()
+                .max_capacity(MAX_CACHE_ENTRIES)
+                .time_to_live(ttl.min(MAX_CACHE_TTL))
+                .build(),
             ttl: ttl.min(MAX_CACHE_TTL),
         })
     }
@@ -86,21 +89,16 @@ impl Directory {
     pub async fn member(&self, account: &Id, user: &Id, freshness: Freshness) -> Result<Member, LookupError> {
         let key = (account.clone(), user.clone());
         if freshness == Freshness::Cached
-            && let Some((at, member)) = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key)
-            && at.elapsed() < self.ttl
+            && let Some(member) = self.cache.get(&key)
         {
-            return Ok(member.clone());
+            return Ok(member);
         }
         let request = self
             .credentials
             .request(pb::GetMemberRequest { account_id: account.to_string(), user_id: user.to_string() });
         let answer = self.client.clone().get_member(request).await.map_err(lookup_error)?.into_inner();
         let member = member_from_pb(account, user, &answer);
-        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cache.len() >= MAX_CACHE_ENTRIES {
-            cache.clear();
-        }
-        cache.insert(key, (Instant::now(), member.clone()));
+        self.cache.insert(key, member.clone());
         Ok(member)
     }
 

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::db::{Database, Tx, is_unique_violation};
-use crate::{hex, status};
+use crate::status;
 
 /// Longest accepted request id.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
@@ -49,7 +49,7 @@ impl Key {
             principal: principal.to_owned(),
             method,
             request_id: request_id.to_owned(),
-            request_hash: hex::encode(&digest),
+            request_hash: hex::encode(digest),
         })
     }
 }
@@ -93,7 +93,7 @@ async fn lookup<R: Message + Default>(tx: &mut Tx, key: &Key) -> Result<Option<R
         return Err(reused());
     }
     let response: String = row.try_get("response").map_err(|e| status::internal(&e))?;
-    let bytes = hex::decode(&response).ok_or_else(|| status::internal(&"corrupt idempotency record"))?;
+    let bytes = hex::decode(&response).map_err(|_| status::internal(&"corrupt idempotency record"))?;
     R::decode(bytes.as_slice()).map(Some).map_err(|e| status::internal(&e))
 }
 
@@ -120,7 +120,7 @@ impl Fresh {
         .bind(self.key.method)
         .bind(&self.key.request_id)
         .bind(&self.key.request_hash)
-        .bind(hex::encode(&response.encode_to_vec()))
+        .bind(hex::encode(response.encode_to_vec()))
         .bind(now_ms)
         .execute(&mut *self.tx)
         .await;

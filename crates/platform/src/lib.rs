@@ -7,7 +7,6 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod db;
-pub mod hex;
 pub mod idempotency;
 pub mod pagination;
 pub mod server;

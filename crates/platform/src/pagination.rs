@@ -4,7 +4,7 @@
 //! Lists order by a unique, time-ordered id, so a page never repeats or skips an item that
 //! existed when the first page was read.
 
-use crate::{hex, status};
+use crate::status;
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 500;
@@ -66,7 +66,7 @@ fn decode(token: &str) -> Option<String> {
     if digits.is_empty() || digits.len() > 512 {
         return None;
     }
-    String::from_utf8(hex::decode(digits)?).ok()
+    String::from_utf8(hex::decode(digits).ok()?).ok()
 }
 
 #[cfg(test)]

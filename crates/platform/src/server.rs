@@ -8,14 +8,14 @@
 //! and the caller stops its background workers and closes the database.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TrackedFuture;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -122,36 +122,25 @@ pub async fn serve(
     Ok(())
 }
 
-/// Counts RPCs being handled, so shutdown waits for exactly those and not for idle
-/// connections. (A streaming response counts until its headers are sent.)
+/// Tracks RPCs being handled (`tokio-util`'s `TaskTracker`), so shutdown waits for exactly
+/// those and not for idle connections. (A streaming response counts until its headers are
+/// sent.)
 #[derive(Debug, Clone, Default)]
-struct InFlight(Arc<AtomicUsize>);
+struct InFlight(TaskTracker);
 
 impl InFlight {
     /// Resolves once no RPC is in flight, or when `grace` runs out.
     async fn drained(&self, grace: Duration) {
-        let deadline = Instant::now() + grace;
-        while self.0.load(Ordering::SeqCst) > 0 {
-            if Instant::now() >= deadline {
-                tracing::warn!(
-                    in_flight = self.0.load(Ordering::SeqCst),
-                    grace_ms = grace.as_millis() as u64,
-                    "grace period over; abandoning RPCs still running"
-                );
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        self.0.close();
+        if tokio::time::timeout(grace, self.0.wait()).await.is_ok() {
+            tracing::info!("in-flight RPCs drained");
+        } else {
+            tracing::warn!(
+                in_flight = self.0.len(),
+                grace_ms = grace.as_millis() as u64,
+                "grace period over; abandoning RPCs still running"
+            );
         }
-        tracing::info!("in-flight RPCs drained");
-    }
-}
-
-/// Decrements the count when the RPC finishes or is dropped.
-struct InFlightGuard(Arc<AtomicUsize>);
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -159,14 +148,14 @@ impl<S> Layer<S> for InFlight {
     type Service = InFlightService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        InFlightService { inner, count: self.0.clone() }
+        InFlightService { inner, tracker: self.0.clone() }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct InFlightService<S> {
     inner: S,
-    count: Arc<AtomicUsize>,
+    tracker: TaskTracker,
 }
 
 impl<S, R> Service<R> for InFlightService<S>
@@ -176,20 +165,14 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = TrackedFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: R) -> Self::Future {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        let guard = InFlightGuard(self.count.clone());
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let _guard = guard;
-            response.await
-        })
+        self.tracker.track_future(self.inner.call(request))
     }
 }
 
@@ -227,27 +210,28 @@ pub async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
 
     #[tokio::test]
     async fn drain_returns_after_the_last_rpc_or_at_the_grace() {
         let in_flight = InFlight::default();
-        in_flight.0.fetch_add(1, Ordering::SeqCst);
-        let guard = InFlightGuard(in_flight.0.clone());
         let finished = Arc::new(AtomicBool::new(false));
         let flag = finished.clone();
-        tokio::spawn(async move {
+        tokio::spawn(in_flight.0.track_future(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
             flag.store(true, Ordering::SeqCst);
-            drop(guard);
-        });
+        }));
         in_flight.drained(Duration::from_secs(30)).await;
         assert!(finished.load(Ordering::SeqCst), "drain returned only after the RPC finished");
 
-        in_flight.0.fetch_add(1, Ordering::SeqCst);
-        in_flight.drained(Duration::from_millis(30)).await;
-        assert_eq!(in_flight.0.load(Ordering::SeqCst), 1, "drain gave up with an RPC still running");
+        let stuck = InFlight::default();
+        let _never = stuck.0.track_future(std::future::pending::<()>());
+        let started = std::time::Instant::now();
+        stuck.drained(Duration::from_millis(30)).await;
+        assert_eq!(stuck.0.len(), 1, "drain gave up with an RPC still running");
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

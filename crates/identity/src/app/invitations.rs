@@ -5,7 +5,6 @@
 //! of the mailbox) and a token for a user with the invited e-mail (the invitee themselves).
 
 use rand::RngCore;
-use roster_platform::hex;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -37,13 +36,13 @@ pub struct Sent {
 fn new_code() -> (String, String) {
     let mut bytes = [0u8; 24];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let code = hex::encode(&bytes);
+    let code = hex::encode(bytes);
     let hash = code_hash(&code);
     (code, hash)
 }
 
 fn code_hash(code: &str) -> String {
-    hex::encode(&Sha256::digest(code.trim().as_bytes()))
+    hex::encode(Sha256::digest(code.trim().as_bytes()))
 }
 
 async fn queue_invitation_email(tx: &mut Tx, ctx: &Ctx, invitation: &Invitation, code: &str) -> Result<()> {
