@@ -85,6 +85,15 @@ async fn r34_a_demoted_or_deactivated_user_neither_replays_nor_reads_their_opera
     app.assign_role(&w.account, &w.owner, &w.admin, "member").await.expect("demoted");
     let demoted = invite_as_admin().await.expect_err("no replay for a demoted admin");
     assert_eq!((demoted.code(), reason(&demoted).as_str()), (Code::PermissionDenied, "MISSING_PRIVILEGE"));
+    // R33: the refusal is audited under the same action as the invitation it refused.
+    let outcomes: Vec<String> = sqlx::query_scalar(
+        "SELECT outcome FROM audit_events WHERE action = 'user.invited' AND principal = $1 ORDER BY id",
+    )
+    .bind(format!("user:{}", w.admin))
+    .fetch_all(app.db.pool())
+    .await
+    .expect("audit");
+    assert_eq!(outcomes, ["ok", "refused:MISSING_PRIVILEGE"]);
 
     // The owner deactivates both of them.
     deactivate(app, &w.account, &w.owner, &w.admin, &rid()).await.expect("admin deactivated");

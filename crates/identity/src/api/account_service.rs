@@ -33,9 +33,16 @@ impl pb::account_service_server::AccountService for Api {
             )?,
             managed_domains: convert::managed_domains(&req.managed_domains)?,
         };
-        self.mutate(caller, method!("AccountService", "CreateAccount"), &req.request_id, &req, None, move |tx, ctx| {
-            Box::pin(async move { accounts::create(tx, ctx, new).await.map(|view| convert::account(&view)) })
-        })
+        self.mutate(
+            caller,
+            method!("AccountService", "CreateAccount", ACCOUNT_CREATED),
+            &req.request_id,
+            &req,
+            None,
+            move |tx, ctx| {
+                Box::pin(async move { accounts::create(tx, ctx, new).await.map(|view| convert::account(&view)) })
+            },
+        )
         .await
     }
 
@@ -64,7 +71,7 @@ impl pb::account_service_server::AccountService for Api {
         let account = id.clone();
         self.mutate(
             caller,
-            method!("AccountService", "UpdateAccount"),
+            method!("AccountService", "UpdateAccount", ACCOUNT_UPDATED),
             &req.request_id,
             &req,
             Some((id, Need::Privilege(Privilege::ManageUsers))),
@@ -89,7 +96,7 @@ impl pb::account_service_server::AccountService for Api {
         let (account, engine, confirmed) = (id.clone(), self.engine.clone(), req.confirm_phone_transfer);
         self.start_saga(
             caller,
-            method!("AccountService", "TransferOwnership"),
+            method!("AccountService", "TransferOwnership", OWNERSHIP_TRANSFERRED),
             &req.request_id,
             &req,
             Some((id, Need::Owner)),
@@ -121,7 +128,7 @@ impl pb::account_service_server::AccountService for Api {
         let account = id.clone();
         self.mutate(
             caller,
-            method!("AccountService", "AuthorizeIntegration"),
+            method!("AccountService", "AuthorizeIntegration", INTEGRATION_AUTHORIZED),
             &req.request_id,
             &req,
             Some((id, Need::ActiveMember)),

@@ -2,10 +2,14 @@
 //! `Operations` (the sagas' progress) and the internal `DirectoryService`. Handlers decode and validate (`convert`), run one use case in
 //! one transaction, and encode; errors map to statuses in one place (`error`).
 
-/// The full gRPC path of a method, which is also its idempotency scope and audit action.
+/// A change RPC: its full gRPC path (the idempotency scope) and its audit action, recorded
+/// whether the change is made or refused.
 macro_rules! method {
-    ($service:literal, $method:literal) => {
-        concat!("/roster.identity.v1.", $service, "/", $method)
+    ($service:literal, $method:literal, $action:ident) => {
+        crate::api::Method {
+            path: concat!("/roster.identity.v1.", $service, "/", $method),
+            action: crate::app::actions::$action,
+        }
     };
 }
 
@@ -38,6 +42,13 @@ use crate::sagas::Licensing;
 /// How long a saga RPC waits for its operation before answering with it still running.
 const SAGA_ANSWER_WAIT: Duration = Duration::from_secs(2);
 
+/// A change RPC's gRPC path and audit action (see `method!`).
+#[derive(Debug, Clone, Copy)]
+pub struct Method {
+    pub path: &'static str,
+    pub action: &'static str,
+}
+
 /// Shared by every identity service; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -59,7 +70,7 @@ impl Api {
     async fn start_saga<Req, F>(
         &self,
         principal: Principal,
-        method: &'static str,
+        method: Method,
         request_id: &str,
         request: &Req,
         scope: Option<(AccountId, Need)>,
@@ -90,7 +101,7 @@ impl Api {
     async fn mutate<Req, Resp, F>(
         &self,
         principal: Principal,
-        method: &'static str,
+        method: Method,
         request_id: &str,
         request: &Req,
         scope: Option<(AccountId, Need)>,
@@ -101,7 +112,7 @@ impl Api {
         Resp: Message + Default,
         F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<Resp>>,
     {
-        let key = Key::new(&principal.audit_name(), method, request_id, request)?;
+        let key = Key::new(&principal.audit_name(), method.path, request_id, request)?;
         let ctx = self.ctx(principal, request_id);
         let account = scope.as_ref().map(|(account, _)| account.clone());
         let gated = idempotency::gated_once(
@@ -116,22 +127,22 @@ impl Api {
             Ok(response) => Ok(Response::new(response)),
             Err(error) => {
                 if let app::Error::Domain(refusal) = &error {
-                    self.audit_refusal(&ctx, account.as_ref(), method, error::reason(refusal).reason).await;
+                    self.audit_refusal(&ctx, account.as_ref(), method.action, error::reason(refusal).reason).await;
                 }
                 Err(error::to_status(error))
             }
         }
     }
 
-    async fn audit_refusal(&self, ctx: &Ctx, account: Option<&AccountId>, method: &str, reason: &str) {
+    async fn audit_refusal(&self, ctx: &Ctx, account: Option<&AccountId>, action: &str, reason: &str) {
         let recorded = async {
             let mut tx = self.db.begin().await?;
-            app::audit_refusal(&mut tx, ctx, account, method, reason).await?;
+            app::audit_refusal(&mut tx, ctx, account, action, reason).await?;
             tx.commit().await?;
             Ok::<_, app::Error>(())
         };
         if let Err(error) = recorded.await {
-            tracing::warn!(%error, method, reason, "could not audit a refused request");
+            tracing::warn!(%error, action, reason, "could not audit a refused request");
         }
     }
 

@@ -44,7 +44,7 @@ impl pb::role_service_server::RoleService for Api {
         let scope = account.clone();
         self.mutate(
             caller,
-            method!("RoleService", "CreateRole"),
+            method!("RoleService", "CreateRole", ROLE_CREATED),
             &req.request_id,
             &req,
             Some((scope, Need::Privilege(Privilege::ManageRoles))),
@@ -67,7 +67,7 @@ impl pb::role_service_server::RoleService for Api {
         let scope = account.clone();
         self.mutate(
             caller,
-            method!("RoleService", "UpdateRole"),
+            method!("RoleService", "UpdateRole", ROLE_UPDATED),
             &req.request_id,
             &req,
             Some((scope, Need::Privilege(Privilege::ManageRoles))),
@@ -88,7 +88,7 @@ impl pb::role_service_server::RoleService for Api {
         let scope = account.clone();
         self.mutate(
             caller,
-            method!("RoleService", "DeleteRole"),
+            method!("RoleService", "DeleteRole", ROLE_DELETED),
             &req.request_id,
             &req,
             Some((scope, Need::Privilege(Privilege::ManageRoles))),
@@ -108,7 +108,7 @@ impl pb::role_service_server::RoleService for Api {
         let scope = account.clone();
         self.mutate(
             caller,
-            method!("RoleService", "AssignRole"),
+            method!("RoleService", "AssignRole", USER_ROLE_CHANGED),
             &req.request_id,
             &req,
             Some((scope, Need::Privilege(Privilege::ManageRoles))),

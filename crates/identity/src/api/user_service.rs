@@ -59,7 +59,7 @@ impl pb::user_service_server::UserService for Api {
         let scope = account.clone();
         self.mutate(
             caller,
-            method!("UserService", "InviteUser"),
+            method!("UserService", "InviteUser", USER_INVITED),
             &req.request_id,
             &req,
             Some((scope, Need::Privilege(Privilege::ManageUsers))),
@@ -104,7 +104,7 @@ impl pb::user_service_server::UserService for Api {
         let scope = account.clone();
         self.mutate(
             caller,
-            method!("UserService", "ResendInvitation"),
+            method!("UserService", "ResendInvitation", INVITATION_RESENT),
             &req.request_id,
             &req,
             Some((scope, Need::Privilege(Privilege::ManageUsers))),
@@ -128,7 +128,7 @@ impl pb::user_service_server::UserService for Api {
         let scope = account.clone();
         self.mutate(
             caller,
-            method!("UserService", "RevokeInvitation"),
+            method!("UserService", "RevokeInvitation", INVITATION_REVOKED),
             &req.request_id,
             &req,
             Some((scope, Need::Privilege(Privilege::ManageUsers))),
@@ -151,7 +151,7 @@ impl pb::user_service_server::UserService for Api {
         let engine = self.engine.clone();
         self.start_saga(
             caller,
-            method!("UserService", "AcceptInvitation"),
+            method!("UserService", "AcceptInvitation", INVITATION_ACCEPTED),
             &req.request_id,
             &req,
             None,
@@ -171,7 +171,7 @@ impl pb::user_service_server::UserService for Api {
         let (scope, engine) = (account.clone(), self.engine.clone());
         self.start_saga(
             caller,
-            method!("UserService", "DeactivateUser"),
+            method!("UserService", "DeactivateUser", USER_DEACTIVATED),
             &req.request_id,
             &req,
             Some((scope, Need::Privilege(Privilege::ManageUsers))),
@@ -192,7 +192,7 @@ impl pb::user_service_server::UserService for Api {
         let (scope, engine) = (account.clone(), self.engine.clone());
         self.start_saga(
             caller,
-            method!("UserService", "ReactivateUser"),
+            method!("UserService", "ReactivateUser", USER_REACTIVATED),
             &req.request_id,
             &req,
             Some((scope, Need::Privilege(Privilege::ManageUsers))),
@@ -210,7 +210,7 @@ impl pb::user_service_server::UserService for Api {
         let (scope, engine) = (account.clone(), self.engine.clone());
         self.start_saga(
             caller,
-            method!("UserService", "UnlinkUser"),
+            method!("UserService", "UnlinkUser", USER_UNLINKED),
             &req.request_id,
             &req,
             Some((scope, Need::Privilege(Privilege::ManageUsers))),
@@ -228,7 +228,7 @@ impl pb::user_service_server::UserService for Api {
         let (scope, engine) = (account.clone(), self.engine.clone());
         self.start_saga(
             caller,
-            method!("UserService", "DeleteUser"),
+            method!("UserService", "DeleteUser", USER_DELETED),
             &req.request_id,
             &req,
             Some((scope, Need::Privilege(Privilege::ManageUsers))),

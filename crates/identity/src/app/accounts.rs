@@ -68,7 +68,7 @@ pub async fn create(tx: &mut Tx, ctx: &Ctx, new: NewAccount) -> Result<AccountVi
         tx,
         ctx,
         Some(&account.id),
-        "account.created",
+        crate::app::actions::ACCOUNT_CREATED,
         format!("account:{}", account.id),
         json!({"owner": owner.id.as_str(), "plan": account.plan.as_str()}),
     )
@@ -108,7 +108,7 @@ pub async fn update(tx: &mut Tx, ctx: &Ctx, id: &AccountId, changes: AccountChan
         "managed_domains": current.account.managed_domains.iter().map(Domain::as_str).collect::<Vec<_>>(),
         "auto_delete_days": current.account.settings.auto_delete_deactivated_after_days,
     });
-    audit(tx, ctx, Some(id), "account.updated", format!("account:{id}"), details).await?;
+    audit(tx, ctx, Some(id), crate::app::actions::ACCOUNT_UPDATED, format!("account:{id}"), details).await?;
     Ok(current)
 }
 
@@ -199,7 +199,7 @@ pub async fn apply_ownership_transfer(
         tx,
         ctx,
         Some(id),
-        "account.ownership_transferred",
+        crate::app::actions::OWNERSHIP_TRANSFERRED,
         user_target(&target.id),
         json!({"previous_owner": previous.id.as_str(), "new_owner": target.id.as_str(),
                "integrations_flagged": flagged.len()}),
@@ -233,7 +233,7 @@ pub async fn authorize_integration(tx: &mut Tx, ctx: &Ctx, id: &AccountId, name:
         tx,
         ctx,
         Some(id),
-        "integration.authorized",
+        crate::app::actions::INTEGRATION_AUTHORIZED,
         format!("integration:{}", integration.id),
         json!({"name": integration.name}),
     )

@@ -106,7 +106,7 @@ pub async fn invite(tx: &mut Tx, ctx: &Ctx, account: &AccountId, new: NewInvitat
         tx,
         ctx,
         Some(account),
-        "user.invited",
+        crate::app::actions::USER_INVITED,
         user_target(&pending.id),
         json!({"invitation": invitation.id.as_str(), "email": invitation.email.as_str()}),
     )
@@ -145,7 +145,7 @@ pub async fn resend(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &Invitation
         tx,
         ctx,
         Some(account),
-        "invitation.resent",
+        crate::app::actions::INVITATION_RESENT,
         format!("invitation:{id}"),
         json!({"send_count": invitation.send_count}),
     )
@@ -168,7 +168,7 @@ pub async fn revoke(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &Invitation
         tx,
         ctx,
         Some(account),
-        "invitation.revoked",
+        crate::app::actions::INVITATION_REVOKED,
         format!("invitation:{id}"),
         json!({"email": invitation.email.as_str()}),
     )
@@ -248,7 +248,7 @@ pub async fn join(tx: &mut Tx, ctx: &Ctx, account: &AccountId, invitation: &Invi
             tx,
             ctx,
             Some(&caller.account_id),
-            "account.closed",
+            crate::app::actions::ACCOUNT_CLOSED,
             format!("account:{}", caller.account_id),
             json!({"reason": "owner joined another account"}),
         )
@@ -259,7 +259,7 @@ pub async fn join(tx: &mut Tx, ctx: &Ctx, account: &AccountId, invitation: &Invi
         tx,
         ctx,
         Some(&invitation.account_id),
-        "invitation.accepted",
+        crate::app::actions::INVITATION_ACCEPTED,
         user_target(&caller.id),
         json!({"invitation": invitation.id.as_str()}),
     )

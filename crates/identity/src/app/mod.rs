@@ -3,6 +3,7 @@
 //! its audit record (R33) and any e-mails (R35) so they commit together.
 
 pub mod accounts;
+pub mod actions;
 pub mod directory;
 pub mod invitations;
 pub mod operations;

@@ -68,7 +68,15 @@ pub async fn create(
     check_name_free(tx, account, &name, None).await?;
     let role = CustomRole { id: RoleId::generate(), account_id: account.clone(), name, privileges };
     store::roles::insert(tx, &role, ctx.now_ms).await?;
-    audit(tx, ctx, Some(account), "role.created", format!("role:{}", role.id), json!({"name": role.name})).await?;
+    audit(
+        tx,
+        ctx,
+        Some(account),
+        crate::app::actions::ROLE_CREATED,
+        format!("role:{}", role.id),
+        json!({"name": role.name}),
+    )
+    .await?;
     Ok(custom_view(&role, 0))
 }
 
@@ -89,7 +97,8 @@ pub async fn update(
     store::roles::update(tx, &role).await?;
     let holders = store::roles::holder_counts(tx, account).await?;
     let count = holders.iter().find(|(key, _)| key == id.as_str()).map_or(0, |(_, n)| *n);
-    audit(tx, ctx, Some(account), "role.updated", format!("role:{id}"), json!({"name": role.name})).await?;
+    audit(tx, ctx, Some(account), crate::app::actions::ROLE_UPDATED, format!("role:{id}"), json!({"name": role.name}))
+        .await?;
     Ok(custom_view(&role, count))
 }
 
@@ -101,7 +110,8 @@ pub async fn delete(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &RoleId) ->
         return Err(DomainError::RoleInUse.into());
     }
     store::roles::delete(tx, account, id).await?;
-    audit(tx, ctx, Some(account), "role.deleted", format!("role:{id}"), json!({"name": role.name})).await?;
+    audit(tx, ctx, Some(account), crate::app::actions::ROLE_DELETED, format!("role:{id}"), json!({"name": role.name}))
+        .await?;
     Ok(custom_view(&role, 0))
 }
 
@@ -127,7 +137,7 @@ pub async fn assign(tx: &mut Tx, ctx: &Ctx, account: &AccountId, user: &UserId, 
         tx,
         ctx,
         Some(account),
-        "user.role_changed",
+        crate::app::actions::USER_ROLE_CHANGED,
         user_target(&target.id),
         json!({"from": previous, "to": target.role.kind_str(), "custom_role": target.role.custom_id().map(RoleId::as_str)}),
     )

@@ -41,8 +41,15 @@ pub async fn deactivate(tx: &mut Tx, ctx: &Ctx, engine: &Engine, account: &Accou
     rules::check_deactivation(actor, &target)?;
     let operation = start_lifecycle(tx, ctx, engine, lifecycle::DEACTIVATE, account, id, None).await?;
     store::users::set_status(tx, &target.id, UserStatus::Deactivated, Some(ctx.now_ms)).await?;
-    audit(tx, ctx, Some(account), "user.deactivated", user_target(&target.id), json!({"operation": operation.id}))
-        .await?;
+    audit(
+        tx,
+        ctx,
+        Some(account),
+        crate::app::actions::USER_DEACTIVATED,
+        user_target(&target.id),
+        json!({"operation": operation.id}),
+    )
+    .await?;
     Ok(operation)
 }
 
@@ -68,7 +75,7 @@ pub async fn reactivate(
         tx,
         ctx,
         Some(account),
-        "user.reactivated",
+        crate::app::actions::USER_REACTIVATED,
         user_target(&target.id),
         json!({"operation": operation.id, "restore_licenses": restore_licenses}),
     )
@@ -198,12 +205,20 @@ pub async fn leave_account(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &Use
     store::accounts::insert(tx, &own).await?;
     store::users::move_to_account(tx, id, &own.id, &Role::Owner).await?;
     store::reclaimed::forget(tx, id).await?;
-    audit(tx, ctx, Some(account), "user.unlinked", user_target(id), json!({"new_account": own.id.as_str()})).await?;
+    audit(
+        tx,
+        ctx,
+        Some(account),
+        crate::app::actions::USER_UNLINKED,
+        user_target(id),
+        json!({"new_account": own.id.as_str()}),
+    )
+    .await?;
     audit(
         tx,
         ctx,
         Some(&own.id),
-        "account.created",
+        crate::app::actions::ACCOUNT_CREATED,
         format!("account:{}", own.id),
         json!({"owner": id.as_str(), "unlinked_from": account.as_str()}),
     )
@@ -225,7 +240,7 @@ pub async fn remove(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &UserId) ->
         tx,
         ctx,
         Some(account),
-        "user.deleted",
+        crate::app::actions::USER_DELETED,
         user_target(id),
         json!({"email": user.email.as_str(), "display_name": user.display_name}),
     )

@@ -69,7 +69,7 @@ impl Workflow for Deactivate {
                         tx,
                         &local,
                         Some(&account),
-                        "user.licenses_reclaimed",
+                        crate::app::actions::USER_LICENSES_RECLAIMED,
                         app::user_target(&user),
                         json!({ "reclaimed": reclaimed }),
                     )

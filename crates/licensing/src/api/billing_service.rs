@@ -31,7 +31,7 @@ impl pb::billing_service_server::BillingService for Api {
         let id = account.clone();
         self.mutate(
             &who,
-            method!("BillingService", "CreateSubscription"),
+            method!("BillingService", "CreateSubscription", SUBSCRIPTION_CREATED),
             &req.request_id,
             &req,
             &account,
@@ -139,7 +139,7 @@ impl pb::billing_service_server::BillingService for Api {
         let id = account.clone();
         self.mutate(
             &who,
-            method!("BillingService", "RefundSubscription"),
+            method!("BillingService", "RefundSubscription", SUBSCRIPTION_REFUNDED),
             &req.request_id,
             &req,
             &account,

@@ -41,7 +41,7 @@ impl pb::content_service_server::ContentService for Api {
         };
         self.mutate(
             &who,
-            method!("ContentService", "RegisterContent"),
+            method!("ContentService", "RegisterContent", CONTENT_REGISTERED),
             &req.request_id,
             &req,
             &account,
@@ -96,7 +96,7 @@ impl pb::content_service_server::ContentService for Api {
         let id = account.clone();
         self.mutate(
             &who,
-            method!("ContentService", "TransferContent"),
+            method!("ContentService", "TransferContent", CONTENT_TRANSFERRED),
             &req.request_id,
             &req,
             &account,
@@ -129,7 +129,7 @@ impl pb::content_service_server::ContentService for Api {
         let id = account.clone();
         self.mutate(
             &who,
-            method!("ContentService", "UndoContentTransfer"),
+            method!("ContentService", "UndoContentTransfer", CONTENT_TRANSFER_UNDONE),
             &req.request_id,
             &req,
             &account,
@@ -158,7 +158,7 @@ impl pb::content_service_server::ContentService for Api {
         let id = account.clone();
         self.mutate(
             &who,
-            method!("ContentService", "DeleteUserContent"),
+            method!("ContentService", "DeleteUserContent", CONTENT_DELETED),
             &req.request_id,
             &req,
             &account,
@@ -189,7 +189,7 @@ impl pb::content_service_server::ContentService for Api {
         let id = account.clone();
         self.mutate(
             &who,
-            method!("ContentService", "RehomeUserContent"),
+            method!("ContentService", "RehomeUserContent", CONTENT_REHOMED),
             &req.request_id,
             &req,
             &account,

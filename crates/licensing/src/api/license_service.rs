@@ -22,7 +22,7 @@ impl pb::license_service_server::LicenseService for Api {
         let id = account.clone();
         self.mutate(
             &who,
-            method!("LicenseService", "SetSeats"),
+            method!("LicenseService", "SetSeats", SEATS_SET),
             &req.request_id,
             &req,
             &account,
@@ -68,7 +68,7 @@ impl pb::license_service_server::LicenseService for Api {
         let caller = self.caller(&who, &account, Freshness::Fresh).await?;
         self.mutate(
             &who,
-            method!("LicenseService", "AssignLicense"),
+            method!("LicenseService", "AssignLicense", LICENSE_ASSIGNED),
             &req.request_id,
             &req,
             &account,
@@ -97,7 +97,7 @@ impl pb::license_service_server::LicenseService for Api {
         let id = account.clone();
         self.mutate(
             &who,
-            method!("LicenseService", "UnassignLicense"),
+            method!("LicenseService", "UnassignLicense", LICENSE_UNASSIGNED),
             &req.request_id,
             &req,
             &account,
@@ -155,7 +155,7 @@ impl pb::license_service_server::LicenseService for Api {
         let id = account.clone();
         self.mutate(
             &who,
-            method!("LicenseService", "AddPhoneNumber"),
+            method!("LicenseService", "AddPhoneNumber", PHONE_NUMBER_ADDED),
             &req.request_id,
             &req,
             &account,
@@ -183,7 +183,7 @@ impl pb::license_service_server::LicenseService for Api {
         let caller = self.caller(&who, &account, Freshness::Fresh).await?;
         self.mutate(
             &who,
-            method!("LicenseService", "AttachPhoneNumber"),
+            method!("LicenseService", "AttachPhoneNumber", PHONE_NUMBER_ATTACHED),
             &req.request_id,
             &req,
             &account,
@@ -213,7 +213,7 @@ impl pb::license_service_server::LicenseService for Api {
         let id = account.clone();
         self.mutate(
             &who,
-            method!("LicenseService", "DetachPhoneNumber"),
+            method!("LicenseService", "DetachPhoneNumber", PHONE_NUMBER_DETACHED),
             &req.request_id,
             &req,
             &account,
@@ -259,7 +259,7 @@ impl pb::license_service_server::LicenseService for Api {
         let id = account.clone();
         self.mutate(
             &who,
-            method!("LicenseService", "ReclaimLicenses"),
+            method!("LicenseService", "ReclaimLicenses", LICENSES_RECLAIMED),
             &req.request_id,
             &req,
             &account,
@@ -290,7 +290,7 @@ impl pb::license_service_server::LicenseService for Api {
         let id = account.clone();
         self.mutate(
             &who,
-            method!("LicenseService", "RestoreLicenses"),
+            method!("LicenseService", "RestoreLicenses", LICENSES_RESTORED),
             &req.request_id,
             &req,
             &account,
@@ -324,7 +324,7 @@ impl pb::license_service_server::LicenseService for Api {
         let members = async { Ok((self.subject(&account, &from).await?, self.subject(&account, &to).await?)) };
         self.mutate(
             &who,
-            method!("LicenseService", "MovePhoneLicenses"),
+            method!("LicenseService", "MovePhoneLicenses", PHONE_LICENSES_MOVED),
             &req.request_id,
             &req,
             &account,

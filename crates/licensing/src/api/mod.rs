@@ -2,10 +2,14 @@
 //! Handlers decode and validate (`convert`), ask identity who the caller is, run one use case
 //! in one transaction, and encode; errors map to statuses in one place (`error`).
 
-/// The full gRPC path of a method, which is also its idempotency scope and audit action.
+/// A change RPC: its full gRPC path (the idempotency scope) and its audit action, recorded
+/// whether the change is made or refused.
 macro_rules! method {
-    ($service:literal, $method:literal) => {
-        concat!("/roster.licensing.v1.", $service, "/", $method)
+    ($service:literal, $method:literal, $action:ident) => {
+        crate::api::Method {
+            path: concat!("/roster.licensing.v1.", $service, "/", $method),
+            action: crate::app::actions::$action,
+        }
     };
 }
 
@@ -31,6 +35,13 @@ use crate::directory::{Directory, Freshness};
 use crate::domain::DomainError;
 use crate::domain::access::{Caller, Member};
 use crate::domain::model::Id;
+
+/// A change RPC's gRPC path and audit action (see `method!`).
+#[derive(Debug, Clone, Copy)]
+pub struct Method {
+    pub path: &'static str,
+    pub action: &'static str,
+}
 
 /// Shared by the three services; cheap to clone.
 #[derive(Debug, Clone)]
@@ -75,7 +86,7 @@ impl Api {
     async fn mutate<Req, Resp, P, F>(
         &self,
         principal: &Principal,
-        method: &'static str,
+        method: Method,
         request_id: &str,
         request: &Req,
         account: &Id,
@@ -90,10 +101,10 @@ impl Api {
         P: Sync,
         F: for<'t> FnOnce(&'t mut Tx, &'t Ctx, &'t Caller, &'t P) -> BoxFuture<'t, app::Result<Resp>>,
     {
-        let key = Key::new(&principal.audit_name(), method, request_id, request)?;
+        let key = Key::new(&principal.audit_name(), method.path, request_id, request)?;
         let ctx = self.ctx(principal, request_id);
         if let Err(refusal) = caller.may_change().and_then(|()| allowed(&caller)) {
-            self.audit_refusal(&ctx, account, method, error::reason(&refusal).reason).await;
+            self.audit_refusal(&ctx, account, method.action, error::reason(&refusal).reason).await;
             return Err(error::domain_status(&refusal));
         }
         if let Some(earlier) = idempotency::replayed::<Resp>(&self.db, &key).await? {
@@ -107,22 +118,22 @@ impl Api {
             Ok(response) => Ok(Response::new(response)),
             Err(error) => {
                 if let app::Error::Domain(refusal) = &error {
-                    self.audit_refusal(&all.0, account, method, error::reason(refusal).reason).await;
+                    self.audit_refusal(&all.0, account, method.action, error::reason(refusal).reason).await;
                 }
                 Err(error::to_status(error))
             }
         }
     }
 
-    async fn audit_refusal(&self, ctx: &Ctx, account: &Id, method: &str, reason: &str) {
+    async fn audit_refusal(&self, ctx: &Ctx, account: &Id, action: &str, reason: &str) {
         let recorded = async {
             let mut tx = self.db.begin().await?;
-            app::audit_refusal(&mut tx, ctx, account, method, reason).await?;
+            app::audit_refusal(&mut tx, ctx, account, action, reason).await?;
             tx.commit().await?;
             Ok::<_, app::Error>(())
         };
         if let Err(error) = recorded.await {
-            tracing::warn!(%error, method, reason, "could not audit a refused request");
+            tracing::warn!(%error, action, reason, "could not audit a refused request");
         }
     }
 

@@ -55,7 +55,7 @@ pub async fn create_subscription(
         tx,
         ctx,
         account,
-        "CreateSubscription",
+        crate::app::actions::SUBSCRIPTION_CREATED,
         &format!("subscription:{}", subscription.id),
         json!({ "price_minor": subscription.price_minor, "currency": subscription.currency.as_str() }),
     )
@@ -154,7 +154,7 @@ pub async fn refund(tx: &mut Tx, ctx: &Ctx, caller: &Caller, account: &Id, subsc
         tx,
         ctx,
         account,
-        "RefundSubscription",
+        crate::app::actions::SUBSCRIPTION_REFUNDED,
         &format!("subscription:{}", subscription.id),
         json!({ "amount_minor": refund.amount_minor, "currency": refund.currency.as_str(),
                 "unused_seconds": refund.unused_seconds, "period_seconds": refund.period_seconds }),

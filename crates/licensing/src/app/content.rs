@@ -48,7 +48,7 @@ pub async fn register(tx: &mut Tx, ctx: &Ctx, caller: &Caller, owner: &Member, n
         tx,
         ctx,
         &item.account_id,
-        "RegisterContent",
+        crate::app::actions::CONTENT_REGISTERED,
         &format!("content:{}", item.id),
         json!({ "owner": item.owner_user_id.as_str(), "kind": item.kind.as_str() }),
     )
@@ -110,7 +110,7 @@ pub async fn transfer(
         tx,
         ctx,
         account,
-        "TransferContent",
+        crate::app::actions::CONTENT_TRANSFERRED,
         &format!("user:{from}"),
         json!({ "to": target.user_id.as_str(), "transfer": done.transfer_id.as_str(), "moved": counts_json(&done.moved) }),
     )
@@ -144,7 +144,7 @@ pub async fn undo_transfer(
         tx,
         ctx,
         account,
-        "UndoContentTransfer",
+        crate::app::actions::CONTENT_TRANSFER_UNDONE,
         &format!("transfer:{transfer_id}"),
         json!({ "returned": counts_json(&returned) }),
     )
@@ -172,8 +172,15 @@ pub async fn delete_user_content(
     // The user is gone: the hold their reclaim left has nothing left to guard.
     store::seats::release_hold(tx, account, user).await?;
     let deleted = ContentCounts::of(&items);
-    audit(tx, ctx, account, "DeleteUserContent", &format!("user:{user}"), json!({ "deleted": counts_json(&deleted) }))
-        .await?;
+    audit(
+        tx,
+        ctx,
+        account,
+        crate::app::actions::CONTENT_DELETED,
+        &format!("user:{user}"),
+        json!({ "deleted": counts_json(&deleted) }),
+    )
+    .await?;
     Ok(deleted)
 }
 
@@ -217,7 +224,7 @@ pub async fn rehome_user_content(
         tx,
         ctx,
         account,
-        "RehomeUserContent",
+        crate::app::actions::CONTENT_REHOMED,
         &format!("user:{user}"),
         json!({ "moved": counts_json(&moved), "new_account_id": new_account.as_str() }),
     )

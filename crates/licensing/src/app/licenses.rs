@@ -27,7 +27,7 @@ pub async fn set_seats(
         tx,
         ctx,
         account,
-        "SetSeats",
+        crate::app::actions::SEATS_SET,
         &format!("seats:{}", license_type.as_str()),
         json!({ "from": pool.capacity, "to": capacity }),
     )
@@ -58,7 +58,7 @@ pub async fn assign(
         tx,
         ctx,
         account,
-        "AssignLicense",
+        crate::app::actions::LICENSE_ASSIGNED,
         &user_target(&assignee.user_id),
         json!({ "license": license_type.as_str() }),
     )
@@ -103,7 +103,7 @@ pub async fn unassign(
         tx,
         ctx,
         account,
-        "UnassignLicense",
+        crate::app::actions::LICENSE_UNASSIGNED,
         &user_target(user),
         json!({ "license": license_type.as_str(), "detached_numbers": numbers_json(&detached) }),
     )
@@ -148,7 +148,8 @@ pub async fn add_phone_number(
     if !store::phones::add(tx, account, &number, ctx.now_ms).await? {
         return Err(DomainError::PhoneNumberTaken.into());
     }
-    audit(tx, ctx, account, "AddPhoneNumber", &format!("phone:{}", number.as_str()), json!({})).await?;
+    audit(tx, ctx, account, crate::app::actions::PHONE_NUMBER_ADDED, &format!("phone:{}", number.as_str()), json!({}))
+        .await?;
     Ok(PhoneLine { account_id: account.clone(), number, user_id: None })
 }
 
@@ -173,8 +174,15 @@ pub async fn attach_phone_number(
         return Err(DomainError::PhoneLicenseRequired.into());
     }
     store::phones::set_user(tx, account, &number, Some(&holder.user_id)).await?;
-    audit(tx, ctx, account, "AttachPhoneNumber", &user_target(&holder.user_id), json!({ "number": number.as_str() }))
-        .await?;
+    audit(
+        tx,
+        ctx,
+        account,
+        crate::app::actions::PHONE_NUMBER_ATTACHED,
+        &user_target(&holder.user_id),
+        json!({ "number": number.as_str() }),
+    )
+    .await?;
     Ok(PhoneLine { user_id: Some(holder.user_id.clone()), ..line })
 }
 
@@ -189,7 +197,15 @@ pub async fn detach_phone_number(
     lock_account(tx, account).await?;
     let line = store::phones::get(tx, account, &number).await?.ok_or(DomainError::PhoneNumberNotFound)?;
     store::phones::set_user(tx, account, &number, None).await?;
-    audit(tx, ctx, account, "DetachPhoneNumber", &format!("phone:{}", number.as_str()), json!({})).await?;
+    audit(
+        tx,
+        ctx,
+        account,
+        crate::app::actions::PHONE_NUMBER_DETACHED,
+        &format!("phone:{}", number.as_str()),
+        json!({}),
+    )
+    .await?;
     Ok(PhoneLine { user_id: None, ..line })
 }
 
@@ -210,7 +226,7 @@ pub async fn reclaim(tx: &mut Tx, ctx: &Ctx, caller: &Caller, account: &Id, user
     let numbers = detach_all(tx, account, user).await?;
     store::seats::hold(tx, account, user, ctx.now_ms).await?;
     let reclaimed = LicenseSet::new(held.iter().map(|a| a.license_type).collect(), numbers);
-    audit(tx, ctx, account, "ReclaimLicenses", &user_target(user), set_json(&reclaimed)).await?;
+    audit(tx, ctx, account, crate::app::actions::LICENSES_RECLAIMED, &user_target(user), set_json(&reclaimed)).await?;
     Ok(reclaimed)
 }
 
@@ -253,7 +269,7 @@ pub async fn restore(
         tx,
         ctx,
         account,
-        "RestoreLicenses",
+        crate::app::actions::LICENSES_RESTORED,
         &user_target(user),
         json!({ "restored": set_json(&restored), "not_restored": set_json(&missed) }),
     )
@@ -295,7 +311,7 @@ pub async fn move_phone(tx: &mut Tx, ctx: &Ctx, caller: &Caller, from: &Id, to: 
         tx,
         ctx,
         account,
-        "MovePhoneLicenses",
+        crate::app::actions::PHONE_LICENSES_MOVED,
         &user_target(&to.user_id),
         json!({ "from": from.as_str(), "moved": set_json(&moved) }),
     )

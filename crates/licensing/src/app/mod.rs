@@ -5,6 +5,7 @@
 //! Identity is asked *before* the transaction opens, so no database connection is held while
 //! waiting on the network (SQLite has only one).
 
+pub mod actions;
 pub mod billing;
 pub mod content;
 pub mod licenses;

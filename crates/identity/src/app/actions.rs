@@ -1,0 +1,21 @@
+//! The audit trail's action names (SPEC R33), one per kind of change. A change RPC records the
+//! same action whether it was made or refused (the outcome says which), so one name finds both.
+
+pub const ACCOUNT_CREATED: &str = "account.created";
+pub const ACCOUNT_UPDATED: &str = "account.updated";
+pub const OWNERSHIP_TRANSFERRED: &str = "account.ownership_transferred";
+pub const ACCOUNT_CLOSED: &str = "account.closed";
+pub const INTEGRATION_AUTHORIZED: &str = "integration.authorized";
+pub const USER_INVITED: &str = "user.invited";
+pub const INVITATION_RESENT: &str = "invitation.resent";
+pub const INVITATION_REVOKED: &str = "invitation.revoked";
+pub const INVITATION_ACCEPTED: &str = "invitation.accepted";
+pub const USER_DEACTIVATED: &str = "user.deactivated";
+pub const USER_REACTIVATED: &str = "user.reactivated";
+pub const USER_UNLINKED: &str = "user.unlinked";
+pub const USER_DELETED: &str = "user.deleted";
+pub const ROLE_CREATED: &str = "role.created";
+pub const ROLE_UPDATED: &str = "role.updated";
+pub const ROLE_DELETED: &str = "role.deleted";
+pub const USER_ROLE_CHANGED: &str = "user.role_changed";
+pub const USER_LICENSES_RECLAIMED: &str = "user.licenses_reclaimed";
