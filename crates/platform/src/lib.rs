@@ -11,6 +11,6 @@ pub mod idempotency;
 pub mod pagination;
 pub mod server;
 pub mod status;
+pub mod stored_text;
 pub mod telemetry;
-pub mod text_enum;
 pub mod transport;

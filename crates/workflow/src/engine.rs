@@ -1,6 +1,7 @@
 //! The engine: starting workflows inside a caller's transaction, the worker loop that claims
 //! and drives them, and waiting for an instance to change.
 
+use roster_platform::stored_text::StoredText;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,19 +1,19 @@
 //! What a workflow instance is, as stored and as the Operations API shows it.
 
-use roster_platform::text_enum;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use strum::{EnumString, IntoStaticStr, VariantArray};
 
-text_enum!(
-    /// Where an instance is in its life. The last three are final.
-    State {
-        Running => "running",
-        Compensating => "compensating",
-        Completed => "completed",
-        Compensated => "compensated",
-        Failed => "failed",
-    }
-);
+/// Where an instance is in its life. The last three are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, IntoStaticStr, EnumString, VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum State {
+    Running,
+    Compensating,
+    Completed,
+    Compensated,
+    Failed,
+}
 
 impl State {
     pub fn is_final(self) -> bool {
@@ -21,10 +21,13 @@ impl State {
     }
 }
 
-text_enum!(
-    /// Whether a recorded step result came from doing the step or undoing it.
-    Direction { Forward => "forward", Compensate => "compensate" }
-);
+/// Whether a recorded step result came from doing the step or undoing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, IntoStaticStr, EnumString, VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum Direction {
+    Forward,
+    Compensate,
+}
 
 /// Why a workflow did not complete: a stable reason, the product's numeric code where it has
 /// one, and a sentence for people.

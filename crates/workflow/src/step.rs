@@ -3,6 +3,7 @@
 
 use futures_util::future::BoxFuture;
 use roster_platform::db::{Database, Tx};
+use roster_platform::stored_text::StoredText;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 

@@ -6,6 +6,7 @@
 //! renewed lease: nothing to claim). SQLite's single writer gives the same order.
 
 use roster_platform::db::{Backend, MigrationSql, Tx};
+use roster_platform::stored_text::StoredText;
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;

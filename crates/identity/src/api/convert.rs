@@ -428,10 +428,11 @@ pub fn operation_state(value: i32) -> Result<Option<State>, Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::VariantArray;
 
     #[test]
     fn every_workflow_state_has_one_api_state_and_filters_by_it() {
-        for state in State::ALL {
+        for state in State::VARIANTS {
             let (_, pb) = OPERATION_STATES.iter().find(|(s, _)| s == state).expect("mapped");
             assert_eq!(operation_state(*pb as i32).expect("known"), Some(*state));
         }

@@ -2,6 +2,7 @@
 //! `ErrorInfo.reason` and, where the product has one, its numeric code (SPEC's table).
 
 use roster_platform::status::{self, Reason};
+use roster_platform::stored_text::StoredText;
 use tonic::{Code, Status};
 
 use crate::app;

@@ -1,6 +1,7 @@
 //! Account use cases: creation by operators, reading (SPEC R7), settings, ownership transfer
 //! (R1-R3, R5, R6), the caller's access, integrations and the audit trail.
 
+use roster_platform::stored_text::StoredText;
 use serde_json::json;
 
 use roster_workflow::{Engine, Instance};

@@ -4,34 +4,47 @@ use std::collections::BTreeSet;
 
 use super::values::{AccountId, Domain, Email, IntegrationId, InvitationId, RoleId, UserId};
 
-use roster_platform::text_enum;
+use strum::{EnumString, IntoStaticStr, VariantArray};
 
-text_enum!(
-    /// Commercial plan.
-    Plan { Basic => "basic", Pro => "pro", Business => "business", Enterprise => "enterprise" }
-);
+/// Commercial plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, IntoStaticStr, EnumString, VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum Plan {
+    Basic,
+    Pro,
+    Business,
+    Enterprise,
+}
 
-text_enum!(
-    /// Where a user is in their lifecycle.
-    UserStatus { Pending => "pending", Active => "active", Deactivated => "deactivated" }
-);
+/// Where a user is in their lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, IntoStaticStr, EnumString, VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum UserStatus {
+    Pending,
+    Active,
+    Deactivated,
+}
 
-text_enum!(
-    /// What a role lets its holder do.
-    Privilege {
-        ManageUsers => "manage_users",
-        ManageRoles => "manage_roles",
-        BulkRemoveUsers => "bulk_remove_users",
-        ViewBilling => "view_billing",
-        ManageLicenses => "manage_licenses",
-        ViewAudit => "view_audit",
-    }
-);
+/// What a role lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, IntoStaticStr, EnumString, VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum Privilege {
+    ManageUsers,
+    ManageRoles,
+    BulkRemoveUsers,
+    ViewBilling,
+    ManageLicenses,
+    ViewAudit,
+}
 
-text_enum!(
-    /// What an invitation is doing.
-    InvitationStatus { Pending => "pending", Accepted => "accepted", Revoked => "revoked" }
-);
+/// What an invitation is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, IntoStaticStr, EnumString, VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum InvitationStatus {
+    Pending,
+    Accepted,
+    Revoked,
+}
 
 /// A user's role: one of the built-ins or a custom role of the account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,6 +208,7 @@ pub enum SignIn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use roster_platform::stored_text::StoredText;
 
     #[test]
     fn r7_owner_is_listed_as_admin_owner() {
@@ -205,10 +219,10 @@ mod tests {
 
     #[test]
     fn text_enums_round_trip() {
-        for plan in Plan::ALL {
+        for plan in Plan::VARIANTS {
             assert_eq!(Plan::from_str_opt(plan.as_str()), Some(*plan));
         }
-        for privilege in Privilege::ALL {
+        for privilege in Privilege::VARIANTS {
             assert_eq!(Privilege::from_str_opt(privilege.as_str()), Some(*privilege));
         }
         assert_eq!(UserStatus::from_str_opt("gone"), None);

@@ -2,6 +2,7 @@
 //! loaded from current data (never from token claims, SPEC R34).
 
 use std::collections::BTreeSet;
+use strum::VariantArray;
 
 use super::error::DomainError;
 use super::model::{Privilege, Role, User};
@@ -10,7 +11,7 @@ use super::model::{Privilege, Role, User};
 /// ownership the moment it moves; custom roles can never carry it.
 pub fn built_in(role: &Role) -> BTreeSet<Privilege> {
     match role {
-        Role::Owner => Privilege::ALL.iter().copied().collect(),
+        Role::Owner => Privilege::VARIANTS.iter().copied().collect(),
         Role::Admin => {
             [Privilege::ManageUsers, Privilege::ManageRoles, Privilege::ManageLicenses, Privilege::ViewAudit]
                 .into_iter()

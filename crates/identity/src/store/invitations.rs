@@ -1,5 +1,6 @@
 //! The `invitations` table.
 
+use roster_platform::stored_text::StoredText;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 

@@ -1,5 +1,6 @@
 //! The `custom_roles` table.
 
+use roster_platform::stored_text::StoredText;
 use std::collections::BTreeSet;
 
 use sqlx::Row;

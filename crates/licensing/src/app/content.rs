@@ -1,6 +1,7 @@
 //! Licensed data (SPEC R21-R23): registering and listing it, and the transfer, undo and
 //! delete steps identity's unlink and delete sagas call.
 
+use roster_platform::stored_text::StoredText;
 use std::collections::BTreeSet;
 
 use serde_json::json;

@@ -1,6 +1,7 @@
 //! Seats, assignments, phone numbers (SPEC R4, R30, R31) and the reclaim, restore and
 //! phone-move steps identity's sagas call (R18, R19, R21, R32).
 
+use roster_platform::stored_text::StoredText;
 use serde_json::json;
 
 use super::{Ctx, Result, audit};

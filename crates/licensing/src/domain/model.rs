@@ -2,27 +2,35 @@
 
 use std::fmt;
 
-use roster_platform::text_enum;
+use strum::{EnumString, IntoStaticStr, VariantArray};
 
-text_enum!(
-    /// What an account buys seats of.
-    LicenseType {
-        Licensed => "licensed",
-        Webinar => "webinar",
-        LargeMeeting => "large_meeting",
-        Phone => "phone",
-        Rooms => "rooms",
-    }
-);
+/// What an account buys seats of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, IntoStaticStr, EnumString, VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum LicenseType {
+    Licensed,
+    Webinar,
+    LargeMeeting,
+    Phone,
+    Rooms,
+}
 
-text_enum!(
-    /// Kinds of licensed data.
-    ContentKind { Meeting => "meeting", Webinar => "webinar", Event => "event", Recording => "recording" }
-);
+/// Kinds of licensed data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, IntoStaticStr, EnumString, VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum ContentKind {
+    Meeting,
+    Webinar,
+    Event,
+    Recording,
+}
 
-text_enum!(
-    SubscriptionStatus { Active => "active", Ended => "ended" }
-);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, IntoStaticStr, EnumString, VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum SubscriptionStatus {
+    Active,
+    Ended,
+}
 
 /// An identifier minted by identity (a UUID), checked for shape before any lookup.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -1,6 +1,7 @@
 //! Content transfer rules (SPEC R23): what moves, what stays, and what the target needs.
 
 use std::collections::BTreeSet;
+use strum::VariantArray;
 
 use super::error::DomainError;
 use super::model::{ContentItem, ContentKind, LicenseType};
@@ -36,7 +37,7 @@ pub fn plan(
             plan.moving.push(item);
         }
     }
-    for kind in ContentKind::ALL {
+    for kind in ContentKind::VARIANTS {
         if let Some(license_type) = required_license(*kind)
             && plan.moving.iter().any(|item| item.kind == *kind)
             && !target_licenses.contains(&license_type)
@@ -65,7 +66,7 @@ mod tests {
     }
 
     fn all_kinds() -> BTreeSet<ContentKind> {
-        ContentKind::ALL.iter().copied().collect()
+        ContentKind::VARIANTS.iter().copied().collect()
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Subscriptions, invoices, refunds and the payment method on file.
 
+use roster_platform::stored_text::StoredText;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 

@@ -1,5 +1,6 @@
 //! Licensed data and the record of each transfer (for its compensation).
 
+use roster_platform::stored_text::StoredText;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 

@@ -1,15 +1,17 @@
 //! Seat pools, assignments and license holds.
 
+use roster_platform::stored_text::StoredText;
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use strum::VariantArray;
 
 use super::{Tx, count, parse};
 use crate::domain::model::{Assignment, Id, LicenseType, SeatPool};
 
 /// Every license type with its capacity (0 when none were bought) and assigned count.
 pub async fn pools(tx: &mut Tx, account: &Id) -> Result<Vec<SeatPool>, sqlx::Error> {
-    let mut pools = Vec::with_capacity(LicenseType::ALL.len());
-    for license_type in LicenseType::ALL {
+    let mut pools = Vec::with_capacity(LicenseType::VARIANTS.len());
+    for license_type in LicenseType::VARIANTS {
         pools.push(pool(tx, account, *license_type).await?);
     }
     Ok(pools)
