@@ -31,7 +31,8 @@
 //! token. Roster needs all of that, so the engine is built here and kept small.
 #![forbid(unsafe_code)]
 
-pub mod backoff;
+/// Retry delays, shared with the rest of Roster.
+pub use roster_platform::backoff;
 mod engine;
 mod metrics;
 mod model;

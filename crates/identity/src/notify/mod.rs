@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use roster_platform::backoff::Backoff;
 use roster_platform::clock::SharedClock;
 use roster_platform::db::Database;
 use tokio::sync::watch;
@@ -38,12 +39,13 @@ impl Mailer {
 /// How long a claimed e-mail is held before another sender may take it over.
 const LEASE_MS: i64 = 60_000;
 const BATCH: i64 = 50;
-const MAX_BACKOFF_MS: i64 = 3_600_000;
+/// Retry delays after failed sends: 5 s doubling, at most an hour, with the sagas' jitter.
+const RETRY: Backoff = Backoff { base: Duration::from_secs(5), max: Duration::from_secs(3_600) };
 
-/// Retry delay after `attempts` failed sends: 5 s doubling, at most an hour.
+/// Retry delay after `attempts` failed sends (1 for the first failure).
 pub fn backoff_ms(attempts: i64) -> i64 {
-    let exponent = u32::try_from(attempts.clamp(1, 20) - 1).unwrap_or(0);
-    5_000i64.saturating_mul(1i64 << exponent).min(MAX_BACKOFF_MS)
+    let attempt = u32::try_from(attempts.clamp(1, 64) - 1).unwrap_or(0);
+    i64::try_from(RETRY.delay(attempt, &mut rand::thread_rng()).as_millis()).unwrap_or(i64::MAX)
 }
 
 #[derive(Debug, Clone)]
@@ -96,10 +98,12 @@ mod tests {
 
     #[test]
     fn r35_backoff_grows_and_is_capped() {
-        assert_eq!(backoff_ms(1), 5_000);
-        assert_eq!(backoff_ms(2), 10_000);
-        assert_eq!(backoff_ms(3), 20_000);
-        assert_eq!(backoff_ms(40), MAX_BACKOFF_MS);
-        assert_eq!(backoff_ms(0), 5_000);
+        // Each delay lies in the upper half of 5 s * 2^(attempts - 1), capped at an hour.
+        for (attempts, ceiling) in [(0, 5_000), (1, 5_000), (2, 10_000), (3, 20_000), (40, 3_600_000)] {
+            for _ in 0..50 {
+                let delay = backoff_ms(attempts);
+                assert!((ceiling / 2..=ceiling).contains(&delay), "{attempts} attempts: {delay} ms");
+            }
+        }
     }
 }

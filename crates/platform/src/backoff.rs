@@ -1,5 +1,11 @@
-//! Retry delays: exponential growth with "equal jitter", so a burst of workflows that failed
-//! together (the other service restarting) does not retry in lockstep.
+//! Retry delays for everything that retries later, sagas' steps and the e-mail outbox alike:
+//! exponential growth with "equal jitter", so a burst of work that failed together (the other
+//! service restarting, the SMTP server away) does not retry in lockstep.
+//!
+//! Written here rather than taken from `backon`: both callers store the delay of the n-th
+//! attempt as a durable due time, where `backon` yields a sequence for an in-process retry
+//! loop; and its jitter is added on top of the delay, so a capped delay could reach twice the
+//! cap. Equal jitter keeps every delay within [ceiling / 2, ceiling].
 
 use std::time::Duration;
 
