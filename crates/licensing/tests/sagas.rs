@@ -45,14 +45,9 @@ impl Inject {
         *self.held_step.lock().expect("lock") = Some((kind, step));
     }
 
-    /// Blocks the test's thread until the held step has been reached.
-    fn wait_until_held(&self) {
-        let (state, signal) = &self.hold;
-        let guard = state.lock().expect("lock");
-        let (guard, timeout) = signal
-            .wait_timeout_while(guard, std::time::Duration::from_secs(30), |(reached, _)| !*reached)
-            .expect("lock");
-        assert!(guard.0 && !timeout.timed_out(), "the held step was reached");
+    /// Whether the held step has been reached (and waits for its release).
+    fn is_held(&self) -> bool {
+        self.hold.0.lock().expect("lock").0
     }
 
     fn release(&self) {
@@ -717,41 +712,26 @@ async fn r4_a_phone_license_taken_after_the_check_still_needs_confirming(app: &T
         .expect("the owner gives up their phone license and number");
 
     inject.hold_at("account.transfer_ownership", 0);
-    let transfer = tokio::spawn({
-        let (app_accounts, w) = (app.identity_accounts(), w.clone());
-        let token = owner.clone();
-        async move {
-            let mut accounts = app_accounts;
-            accounts
-                .transfer_ownership(authed(
-                    idpb::TransferOwnershipRequest {
-                        request_id: rid(),
-                        account_id: w.account.clone(),
-                        new_owner_user_id: w.admin.clone(),
-                        confirm_phone_transfer: false,
-                    },
-                    &token,
-                ))
-                .await
-                .map(tonic::Response::into_inner)
+    let meanwhile = async {
+        while !inject.is_held() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-    });
-    tokio::task::block_in_place(|| inject.wait_until_held());
-    app.licenses()
-        .assign_license(authed(
-            pb::AssignLicenseRequest {
-                request_id: rid(),
-                account_id: w.account.clone(),
-                user_id: w.owner.clone(),
-                license_type: phone(),
-            },
-            &owner,
-        ))
-        .await
-        .expect("meanwhile the owner takes a phone license again");
-    inject.release();
-
-    let started = transfer.await.expect("task").expect("nothing to confirm when it was checked");
+        app.licenses()
+            .assign_license(authed(
+                pb::AssignLicenseRequest {
+                    request_id: rid(),
+                    account_id: w.account.clone(),
+                    user_id: w.owner.clone(),
+                    license_type: phone(),
+                },
+                &owner,
+            ))
+            .await
+            .expect("meanwhile the owner takes a phone license again");
+        inject.release();
+    };
+    let (started, ()) = tokio::join!(transfer_ownership(app, &w, false), meanwhile);
+    let started = started.expect("nothing to confirm when it was checked");
     let operation = settle(app, started, &owner).await;
     assert_eq!(state(&operation), ops::OperationState::Compensated, "{operation:?}");
     assert_eq!(operation.error.as_ref().map(|e| e.reason.as_str()), Some("PHONE_TRANSFER_UNCONFIRMED"));
