@@ -120,21 +120,14 @@ fn string_fields(set: &FileDescriptorSet, type_name: &str, prefix: &str, numbers
     found
 }
 
-fn varint(mut value: u64, out: &mut Vec<u8>) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
 /// `value` as a length-delimited field at the end of `numbers`, wrapped in each enclosing
-/// message field.
+/// message field (prost's own wire encoding).
 fn encode_at(numbers: &[u32], value: &[u8]) -> Vec<u8> {
+    use prost::encoding::{WireType, encode_key, encode_varint};
     numbers.iter().rev().fold(value.to_vec(), |inner, number| {
         let mut out = Vec::with_capacity(inner.len() + 8);
-        varint(u64::from(*number) << 3 | 2, &mut out);
-        varint(inner.len() as u64, &mut out);
+        encode_key(*number, WireType::LengthDelimited, &mut out);
+        encode_varint(inner.len() as u64, &mut out);
         out.extend_from_slice(&inner);
         out
     })
