@@ -79,11 +79,8 @@ pub async fn lock_and_load_caller(tx: &mut Tx, ctx: &Ctx, account: &AccountId) -
 /// exist and unknown accounts all read as "account not found", so nothing leaks.
 pub async fn load_caller(tx: &mut Tx, ctx: &Ctx, account: &AccountId) -> Result<Caller> {
     match &ctx.principal {
-        Principal::User { user_id } => {
-            let user = match UserId::parse(user_id) {
-                Ok(id) => store::users::get(tx, &id).await?,
-                Err(_) => None,
-            };
+        Principal::User { .. } => {
+            let user = calling_user(tx, &ctx.principal).await?;
             let user = user.filter(|u| u.account_id == *account).ok_or(DomainError::AccountNotFound)?;
             match user.status {
                 crate::domain::model::UserStatus::Pending => return Err(DomainError::CallerNotActive.into()),
@@ -117,16 +114,21 @@ pub async fn may_request(tx: &mut Tx, ctx: &Ctx, scope: Option<&(AccountId, Need
     if let Some((account, need)) = scope {
         return Ok(load_caller(tx, ctx, account).await?.satisfies(*need)?);
     }
-    let Principal::User { user_id } = &ctx.principal else { return Ok(()) };
-    let user = match UserId::parse(user_id) {
-        Ok(id) => store::users::get(tx, &id).await?,
-        Err(_) => None,
-    };
-    match user {
+    match calling_user(tx, &ctx.principal).await? {
         Some(user) if user.status == crate::domain::model::UserStatus::Deactivated => {
             Err(DomainError::CallerDisabled.into())
         }
         _ => Ok(()),
+    }
+}
+
+/// The user a principal names, as current data has them; `None` for operators, services and
+/// users that do not exist.
+pub async fn calling_user(tx: &mut Tx, principal: &Principal) -> Result<Option<crate::domain::model::User>> {
+    let Principal::User { user_id } = principal else { return Ok(None) };
+    match UserId::parse(user_id) {
+        Ok(id) => Ok(store::users::get(tx, &id).await?),
+        Err(_) => Ok(None),
     }
 }
 

@@ -9,8 +9,8 @@ use roster_workflow::Instance;
 use super::{Ctx, Result, load_caller};
 use crate::domain::DomainError;
 use crate::domain::model::{Privilege, UserStatus};
-use crate::domain::values::{AccountId, UserId};
-use crate::store::{self, Tx};
+use crate::domain::values::AccountId;
+use crate::store::Tx;
 
 pub async fn may_see(tx: &mut Tx, ctx: &Ctx, operation: &Instance) -> Result<()> {
     if matches!(ctx.principal, Principal::Operator { .. }) {
@@ -30,9 +30,11 @@ pub async fn may_see(tx: &mut Tx, ctx: &Ctx, operation: &Instance) -> Result<()>
 /// A user who started an operation keeps seeing it while they exist and are not deactivated
 /// (an invitee who is still pending may follow their acceptance); services keep seeing theirs.
 async fn starter_still_here(tx: &mut Tx, principal: &Principal) -> Result<bool> {
-    let Principal::User { user_id } = principal else { return Ok(true) };
-    let Ok(id) = UserId::parse(user_id) else { return Ok(false) };
-    Ok(store::users::get(tx, &id).await?.is_some_and(|user| user.status != UserStatus::Deactivated))
+    if !matches!(principal, Principal::User { .. }) {
+        return Ok(true);
+    }
+    let user = super::calling_user(tx, principal).await?;
+    Ok(user.is_some_and(|user| user.status != UserStatus::Deactivated))
 }
 
 /// Listing an account's operations: its user managers, or operators.
