@@ -1,15 +1,17 @@
-//! Keeps tables bounded: idempotency records are kept 7 days (clients retry within minutes;
-//! a week covers long outages), delivered e-mails and finished operations 30 days (for
-//! support questions). Audit events are never pruned here: they are the account's history.
+//! Keeps tables bounded: idempotency records are kept 7 days
+//! ([`roster_platform::saga_retry::CLIENT_RETENTION`]: only clients send identity request
+//! ids), delivered e-mails and finished operations 30 days (for support questions). Audit events are never pruned here: they are the account's history.
 //! Unfinished operations are never pruned.
 
 use std::time::Duration;
 
 use roster_platform::clock::SharedClock;
 use roster_platform::db::Database;
+use roster_platform::idempotency;
+use roster_platform::saga_retry::CLIENT_RETENTION;
 use tokio::sync::watch;
 
-pub const IDEMPOTENCY_RETENTION_MS: i64 = 7 * 24 * 3_600_000;
+pub const IDEMPOTENCY_RETENTION_MS: i64 = CLIENT_RETENTION.as_millis() as i64;
 pub const SENT_EMAIL_RETENTION_MS: i64 = 30 * 24 * 3_600_000;
 pub const FINISHED_OPERATION_RETENTION_MS: i64 = 30 * 24 * 3_600_000;
 const EVERY: Duration = Duration::from_secs(600);
@@ -24,20 +26,13 @@ pub struct Pruned {
 
 /// One pass. Safe on several replicas at once: each delete is idempotent.
 pub async fn prune(db: &Database, now_ms: i64) -> Result<Pruned, sqlx::Error> {
-    let keys = sqlx::query("DELETE FROM idempotency_keys WHERE created_at_ms < $1")
-        .bind(now_ms - IDEMPOTENCY_RETENTION_MS)
-        .execute(db.pool())
-        .await?;
+    let keys = idempotency::prune(db, now_ms - IDEMPOTENCY_RETENTION_MS).await?;
     let emails = sqlx::query("DELETE FROM outbox WHERE sent_at_ms IS NOT NULL AND sent_at_ms < $1")
         .bind(now_ms - SENT_EMAIL_RETENTION_MS)
         .execute(db.pool())
         .await?;
     let operations = roster_workflow::prune_finished(db, now_ms - FINISHED_OPERATION_RETENTION_MS).await?;
-    Ok(Pruned {
-        idempotency_keys: keys.rows_affected(),
-        sent_emails: emails.rows_affected(),
-        finished_operations: operations,
-    })
+    Ok(Pruned { idempotency_keys: keys, sent_emails: emails.rows_affected(), finished_operations: operations })
 }
 
 /// Prunes every ten minutes until `stop` turns true.

@@ -12,6 +12,7 @@ use roster_platform::auth::{Signer, Verifier};
 use roster_platform::clock::SharedClock;
 use roster_platform::config::LimitArgs;
 use roster_platform::db::{Backend, Database, redact};
+use roster_platform::saga_retry::SagaRetryArgs;
 use roster_platform::server::{ServeError, ServiceSet, serve};
 use roster_proto::identity::v1::account_service_server::AccountServiceServer;
 use roster_proto::identity::v1::directory_service_server::DirectoryServiceServer;
@@ -59,11 +60,8 @@ pub struct PeerArgs {
 /// The saga worker's settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkflowArgs {
-    /// How long a worker's claim on a saga lasts without progress; another replica takes over
-    /// after it. Must outlast one step (licensing calls time out after 10 s).
-    #[arg(long = "workflow-lease-ms", env = "ROSTER_WORKFLOW_LEASE_MS", default_value_t = 30_000,
-          value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
-    pub lease_ms: u64,
+    #[command(flatten)]
+    pub retry: SagaRetryArgs,
     /// Sagas one replica drives at once.
     #[arg(long = "workflow-concurrency", env = "ROSTER_WORKFLOW_CONCURRENCY", default_value_t = 8,
           value_parser = clap::value_parser!(u64).range(1..=256))]
@@ -80,7 +78,7 @@ impl WorkflowArgs {
     pub fn engine_config(&self, database_url: &str) -> EngineConfig {
         let mut config =
             EngineConfig::new(format!("identity-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
-        config.lease = Duration::from_millis(self.lease_ms);
+        config.retry = self.retry.retry();
         config.concurrency = usize::try_from(self.concurrency).unwrap_or(8);
         config.poll_interval = Duration::from_millis(self.poll_ms);
         config.listen_url =

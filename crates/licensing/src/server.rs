@@ -1,5 +1,6 @@
 //! Building and running the licensing server. Start-up order: bind, connect, migrate, health
-//! SERVING, serve; shutdown in reverse (health NOT_SERVING, drain, close the database).
+//! SERVING, serve; shutdown in reverse (health NOT_SERVING, drain, stop housekeeping, close
+//! the database).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,6 +11,7 @@ use roster_platform::auth::{Signer, Verifier};
 use roster_platform::clock::SharedClock;
 use roster_platform::config::LimitArgs;
 use roster_platform::db::{Database, redact};
+use roster_platform::saga_retry::{SagaRetry, SagaRetryArgs};
 use roster_platform::server::{ServeError, ServiceSet, serve};
 use roster_proto::licensing::v1::billing_service_server::BillingServiceServer;
 use roster_proto::licensing::v1::content_service_server::ContentServiceServer;
@@ -41,6 +43,10 @@ pub struct LicensingArgs {
     #[arg(long = "directory-cache-ms", env = "ROSTER_DIRECTORY_CACHE_MS", default_value_t = 2_000,
           value_parser = clap::value_parser!(u64).range(0..=5_000))]
     pub directory_cache_ms: u64,
+    /// Identity's saga retry settings: licensing keeps request ids for as long as identity may
+    /// re-send one.
+    #[command(flatten)]
+    pub saga_retry: SagaRetryArgs,
 }
 
 /// Everything needed to start licensing, already validated.
@@ -55,6 +61,8 @@ pub struct Settings {
     pub signer: Arc<Signer>,
     pub directory_cache: Duration,
     pub clock: SharedClock,
+    /// How long identity retries saga steps, which bounds how long request ids are kept.
+    pub saga_retry: SagaRetry,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +126,12 @@ impl Server {
             routes,
         };
         tracing::info!(addr = %self_addr(&listener, settings.listen), identity = %settings.identity_url, "licensing serving");
+        let (stop_housekeeping, stopped) = tokio::sync::watch::channel(false);
+        let housekeeping =
+            tokio::spawn(crate::housekeeping::run(db.clone(), settings.clock.clone(), settings.saga_retry, stopped));
         let served = serve(listener, services, settings.verifier.clone(), &settings.limits, shutdown).await;
+        let _ = stop_housekeeping.send(true);
+        let _ = housekeeping.await;
         db.close().await;
         tracing::info!("licensing stopped");
         served

@@ -13,11 +13,11 @@ use serde_json::Value;
 use tokio::sync::{Notify, Semaphore, broadcast, watch};
 use tracing::{debug, info, warn};
 
-use crate::backoff::Backoff;
 use crate::metrics::{Event, Metrics, MetricsSnapshot};
 use crate::model::{Direction, Failure, Instance, ListFilter, NewWorkflow, State};
 use crate::step::{Outcome, StepCtx, StepError, Workflow};
-use crate::store::{self, Advance, Start};
+use crate::store::{self, Advance, Fenced, Start};
+use roster_platform::saga_retry::SagaRetry;
 
 /// Test hooks for injecting failures at a step. Production passes none.
 pub trait Faults: Send + Sync {
@@ -32,14 +32,14 @@ pub trait Faults: Send + Sync {
 pub struct EngineConfig {
     /// Names this worker in leases; unique per process.
     pub worker_id: String,
-    /// How long a claim lasts without progress. Every recorded step renews it, so it only
-    /// needs to outlast one step (remote calls time out well within it).
-    pub lease: Duration,
+    /// The lease (how long a claim lasts without progress; every recorded step renews it, so
+    /// it only needs to outlast one step), the backoff between attempts, and how long a step
+    /// is retried before the workflow fails for an operator to look at.
+    pub retry: SagaRetry,
     /// The fallback wake-up when no notification arrives.
     pub poll_interval: Duration,
     /// Workflows driven at once by this worker.
     pub concurrency: usize,
-    pub backoff: Backoff,
     /// A PostgreSQL URL to `LISTEN` on, so a workflow started on another replica is picked
     /// up at once rather than at the next poll.
     pub listen_url: Option<String>,
@@ -50,7 +50,7 @@ impl std::fmt::Debug for EngineConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineConfig")
             .field("worker_id", &self.worker_id)
-            .field("lease", &self.lease)
+            .field("retry", &self.retry)
             .field("poll_interval", &self.poll_interval)
             .field("concurrency", &self.concurrency)
             .field("listen", &self.listen_url.is_some())
@@ -63,10 +63,9 @@ impl EngineConfig {
     pub fn new(worker_id: impl Into<String>) -> Self {
         Self {
             worker_id: worker_id.into(),
-            lease: Duration::from_secs(30),
+            retry: SagaRetry::default(),
             poll_interval: Duration::from_secs(1),
             concurrency: 8,
-            backoff: Backoff::default(),
             listen_url: None,
             faults: None,
         }
@@ -129,12 +128,24 @@ impl Engine {
         }
     }
 
-    fn now(&self) -> i64 {
+    pub(crate) fn now(&self) -> i64 {
         self.inner.clock.now_ms()
     }
 
+    pub(crate) fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn workflow(&self, kind: &str) -> Option<&Arc<dyn Workflow>> {
+        self.inner.workflows.get(kind)
+    }
+
+    pub(crate) fn backend_is_postgres(&self) -> bool {
+        self.inner.db.backend() == Backend::Postgres
+    }
+
     fn lease_until(&self) -> i64 {
-        self.now() + i64::try_from(self.inner.config.lease.as_millis()).unwrap_or(i64::MAX / 2)
+        self.now() + i64::try_from(self.inner.config.retry.lease.as_millis()).unwrap_or(i64::MAX / 2)
     }
 
     fn pool(&self) -> &sqlx::AnyPool {
@@ -190,6 +201,11 @@ impl Engine {
             lease_token: 0,
             result: None,
             failure: None,
+            step_started_at_ms: now,
+            retried_at_ms: None,
+            failed_from: None,
+            cancel_requested_by: None,
+            resolution: None,
             created_at_ms: now,
             updated_at_ms: now,
             finished_at_ms: None,
@@ -199,6 +215,12 @@ impl Engine {
     /// Wakes this replica's worker: something became due.
     pub fn wake(&self) {
         self.inner.wake.notify_one();
+    }
+
+    /// Tells this replica's watchers that `id` changed outside the worker (an operator's
+    /// retry, resolve or cancel, once committed).
+    pub fn announce(&self, id: &str) {
+        let _ = self.inner.changes.send(id.to_owned());
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Instance>, sqlx::Error> {
@@ -284,7 +306,7 @@ impl Engine {
         }
         self.inner.stopping.store(true, Ordering::SeqCst);
         let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
-        let _ = tokio::time::timeout(self.inner.config.lease, permits.acquire_many(all)).await;
+        let _ = tokio::time::timeout(self.inner.config.retry.lease, permits.acquire_many(all)).await;
         match store::release_leases(self.pool(), &self.inner.config.worker_id).await {
             Ok(released) => info!(released, metrics = ?self.metrics(), "workflow worker stopped"),
             Err(error) => warn!(%error, "workflow worker stopped without releasing its leases; they will expire"),
@@ -423,8 +445,8 @@ impl Engine {
     async fn step(&self, workflow: &dyn Workflow, instance: &mut Instance) -> Result<Next, sqlx::Error> {
         let steps = workflow.steps();
         let cursor = usize::try_from(instance.cursor).unwrap_or(0);
+        let pivot = workflow.pivot();
         let (step, direction) = match instance.state {
-            State::Completed | State::Compensated | State::Failed => return Ok(Next::Stop),
             State::Running if cursor >= steps.len() => {
                 let ctx = self.context(instance, cursor, Direction::Forward).await?;
                 let result = workflow.result(&ctx);
@@ -434,8 +456,20 @@ impl Engine {
                 let failure = instance.failure.clone();
                 return self.finish(instance, State::Compensated, None, failure).await;
             }
+            // A cancel is honoured at a step boundary: a step already sent (attempt > 0) may
+            // have taken effect, so it is seen through first.
+            State::Running if instance.cancel_requested_by.is_some() && instance.attempt == 0 && cursor < pivot => {
+                let by = instance.cancel_requested_by.clone().unwrap_or_default();
+                let failure = Failure {
+                    reason: "OPERATION_CANCELLED".to_owned(),
+                    code: None,
+                    message: format!("cancelled by {by}; the steps done so far were undone"),
+                };
+                return self.compensate_from(instance, failure).await;
+            }
             State::Running => (cursor, Direction::Forward),
             State::Compensating => (cursor - 1, Direction::Compensate),
+            State::Completed | State::Compensated | State::Failed | State::Resolved => return Ok(Next::Stop),
         };
         let mut ctx = self.context(instance, step, direction).await?;
         let answer = self.answer(workflow, &mut ctx, step, direction).await;
@@ -455,7 +489,7 @@ impl Engine {
                     Some(tx) => tx,
                     None => self.inner.db.begin().await?,
                 };
-                let advanced = store::advance(
+                let cancel_requested_by = match store::advance(
                     &mut tx,
                     Advance {
                         id: &instance.id,
@@ -471,12 +505,17 @@ impl Engine {
                         lease_until_ms: self.lease_until(),
                     },
                 )
-                .await?;
-                if !advanced {
-                    tx.rollback().await?;
-                    return Ok(self.fenced(instance));
-                }
+                .await?
+                {
+                    Fenced::Written(cancel_requested_by) => cancel_requested_by,
+                    Fenced::Lost => {
+                        tx.rollback().await?;
+                        return Ok(self.fenced(instance));
+                    }
+                };
                 tx.commit().await?;
+                instance.cancel_requested_by = cancel_requested_by;
+                instance.step_started_at_ms = self.now();
                 self.inner.metrics.record(Event::StepCompleted);
                 instance.state = next_state;
                 instance.cursor = next_cursor as i64;
@@ -494,10 +533,26 @@ impl Engine {
             }
             Err(StepError::Transient(message)) => {
                 drop(ctx);
+                let window_start = instance.step_started_at_ms.max(instance.retried_at_ms.unwrap_or(0));
+                if self.inner.config.retry.window_closed(window_start, self.now()) {
+                    // Whether the step took effect is unknown, so neither undoing the steps
+                    // before it nor going on is safe: an operator decides.
+                    let failure = Failure {
+                        reason: "STEP_RETRIES_EXHAUSTED".to_owned(),
+                        code: None,
+                        message: format!(
+                            "step {} kept failing for {} s: {message}",
+                            steps[step],
+                            self.inner.config.retry.window.as_secs()
+                        ),
+                    };
+                    return self.finish(instance, State::Failed, None, Some(failure)).await;
+                }
                 let attempt = instance.attempt + 1;
                 let delay = self
                     .inner
                     .config
+                    .retry
                     .backoff
                     .delay(u32::try_from(attempt - 1).unwrap_or(u32::MAX), &mut rand::thread_rng());
                 let due = self.now() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
@@ -521,23 +576,7 @@ impl Engine {
             Err(StepError::Refused(failure)) => {
                 drop(ctx);
                 match direction {
-                    Direction::Forward if step < workflow.pivot() => {
-                        let turned = store::begin_compensation(
-                            self.pool(),
-                            &instance.id,
-                            instance.lease_token,
-                            &failure,
-                            self.now(),
-                        )
-                        .await?;
-                        if !turned {
-                            return Ok(self.fenced(instance));
-                        }
-                        self.inner.metrics.record(Event::Compensation);
-                        instance.state = State::Compensating;
-                        instance.failure = Some(failure);
-                        Ok(Next::Continue)
-                    }
+                    Direction::Forward if step < pivot => self.compensate_from(instance, failure).await,
                     Direction::Forward => self.finish(instance, State::Failed, None, Some(failure)).await,
                     Direction::Compensate => {
                         let failure = Failure {
@@ -549,6 +588,21 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Turns to undoing the completed steps, in reverse order.
+    async fn compensate_from(&self, instance: &mut Instance, failure: Failure) -> Result<Next, sqlx::Error> {
+        let turned =
+            store::begin_compensation(self.pool(), &instance.id, instance.lease_token, &failure, self.now()).await?;
+        if !turned {
+            return Ok(self.fenced(instance));
+        }
+        self.inner.metrics.record(Event::Compensation);
+        instance.state = State::Compensating;
+        instance.failure = Some(failure);
+        instance.attempt = 0;
+        instance.step_started_at_ms = self.now();
+        Ok(Next::Continue)
     }
 
     async fn finish(
@@ -578,6 +632,7 @@ impl Engine {
             _ => Event::Failed,
         });
         info!(id = %instance.id, kind = %instance.kind, state = state.as_str(), "workflow finished");
+        instance.failed_from = (state == State::Failed).then_some(instance.state);
         instance.state = state;
         instance.result = result;
         instance.failure = failure;

@@ -13,7 +13,11 @@
 //!   ([`StepError::Refused`]) before [`Workflow::pivot`] undoes the completed steps in reverse
 //!   order and ends `compensated`; from the pivot on the workflow only moves forward.
 //! - **Transient errors retry** with exponential backoff and equal jitter ([`backoff`]),
-//!   before and after the pivot, until the other side answers.
+//!   before and after the pivot, for the retry window; then the workflow fails, since the
+//!   step's effect is unknown ([`roster_platform::saga_retry`] bounds how long one request id
+//!   is sent).
+//! - **Operators repair** ([`ControlError`]): retry a failed workflow from its failed step,
+//!   resolve it with a note, or cancel one before its point of no return.
 //! - **Durable timers**: a step returns [`Outcome::WaitUntil`] and runs again at that instant.
 //! - **Leases with fencing.** Workers claim due workflows by setting a lease and bumping
 //!   `lease_token` (PostgreSQL `FOR UPDATE SKIP LOCKED`; SQLite's single writer). Every later
@@ -33,14 +37,16 @@
 
 /// Retry delays, shared with the rest of Roster.
 pub use roster_platform::backoff;
+mod control;
 mod engine;
 mod metrics;
 mod model;
 mod step;
 mod store;
 
+pub use control::ControlError;
 pub use engine::{Engine, EngineConfig, Faults, StartError};
 pub use metrics::{Metrics, MetricsSnapshot};
-pub use model::{Direction, Failure, Instance, ListFilter, NewWorkflow, State};
+pub use model::{Direction, Failure, Instance, ListFilter, NewWorkflow, Resolution, State};
 pub use step::{Outcome, StepCtx, StepError, StepFuture, Workflow};
-pub use store::{MIGRATION, prune_finished};
+pub use store::{MIGRATIONS, prune_finished};

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use strum::{EnumString, IntoStaticStr, VariantArray};
 
-/// Where an instance is in its life. The last three are final.
+/// Where an instance is in its life. All but the first two are final; an operator can take a
+/// failed one back to running ([`crate::Engine::retry`]) or close it as resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, IntoStaticStr, EnumString, VariantArray)]
 #[strum(serialize_all = "snake_case")]
 pub enum State {
@@ -13,11 +14,13 @@ pub enum State {
     Completed,
     Compensated,
     Failed,
+    /// Failed, then closed by an operator who set things right by hand.
+    Resolved,
 }
 
 impl State {
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Completed | Self::Compensated | Self::Failed)
+        !matches!(self, Self::Running | Self::Compensating)
     }
 }
 
@@ -37,6 +40,14 @@ pub struct Failure {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     pub message: String,
+}
+
+/// How an operator closed a failed instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    pub note: String,
+    pub by: String,
+    pub at_ms: i64,
 }
 
 /// What [`crate::Engine::start`] inserts.
@@ -75,6 +86,16 @@ pub struct Instance {
     pub lease_token: i64,
     pub result: Option<Value>,
     pub failure: Option<Failure>,
+    /// When the current step first ran; an operator's retry must come while the other
+    /// service still remembers its request id ([`roster_platform::saga_retry`]).
+    pub step_started_at_ms: i64,
+    /// When an operator last retried it; automatic retries get a fresh window from then.
+    pub retried_at_ms: Option<i64>,
+    /// Failed: the state it failed in, which a retry returns it to.
+    pub failed_from: Option<State>,
+    /// Who asked to cancel it; honoured before the next step starts.
+    pub cancel_requested_by: Option<String>,
+    pub resolution: Option<Resolution>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub finished_at_ms: Option<i64>,

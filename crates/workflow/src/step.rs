@@ -21,7 +21,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StepError {
     /// The other side did not answer (unavailable, deadline, a lost connection) or the
-    /// database hiccupped: retried with backoff, forever.
+    /// database hiccupped: retried with backoff for the retry window, then the workflow fails.
     #[error("transient: {0}")]
     Transient(String),
     /// A business refusal: before the pivot the workflow compensates; after it, it fails.

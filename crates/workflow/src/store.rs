@@ -13,8 +13,10 @@ use sqlx::any::AnyRow;
 
 use crate::model::{Direction, Failure, Instance, ListFilter, NewWorkflow, State};
 
-/// The engine's tables, applied by the service that embeds the engine.
-pub const MIGRATION: MigrationSql = MigrationSql {
+/// The engine's tables, applied in order by the service that embeds the engine.
+pub const MIGRATIONS: [MigrationSql; 2] = [TABLES, OPERATOR_CONTROL];
+
+const TABLES: MigrationSql = MigrationSql {
     version: 100,
     description: "workflows",
     sql: r"
@@ -59,11 +61,28 @@ CREATE TABLE workflow_steps (
 ",
 };
 
+/// What operators' retry, resolve and cancel need (see `crate::control`).
+const OPERATOR_CONTROL: MigrationSql = MigrationSql {
+    version: 101,
+    description: "workflow operator control",
+    sql: r#"
+ALTER TABLE workflows ADD COLUMN step_started_at_ms BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE workflows ADD COLUMN retried_at_ms BIGINT;
+ALTER TABLE workflows ADD COLUMN failed_from TEXT;
+ALTER TABLE workflows ADD COLUMN cancel_requested_by TEXT;
+ALTER TABLE workflows ADD COLUMN resolution TEXT;
+UPDATE workflows SET step_started_at_ms = updated_at_ms;
+UPDATE workflows SET failed_from = CASE WHEN failure LIKE '%"message":"undoing step%' THEN 'compensating'
+    ELSE 'running' END WHERE state = 'failed';
+"#,
+};
+
 /// The PostgreSQL channel that wakes other replicas' workers.
 pub(crate) const CHANNEL: &str = "roster_workflows";
 
-const COLUMNS: &str = "id, kind, account_id, subject, started_by, state, input, step_cursor, steps_total, current_step, \
-    attempt, last_error, due_at_ms, lease_token, result, failure, created_at_ms, updated_at_ms, finished_at_ms";
+pub(crate) const COLUMNS: &str = "id, kind, account_id, subject, started_by, state, input, step_cursor, steps_total, \
+    current_step, attempt, last_error, due_at_ms, lease_token, result, failure, step_started_at_ms, retried_at_ms, \
+    failed_from, cancel_requested_by, resolution, created_at_ms, updated_at_ms, finished_at_ms";
 
 const RUNNABLE: &str = "state IN ('running', 'compensating') AND due_at_ms <= $3 \
     AND (lease_until_ms IS NULL OR lease_until_ms <= $3)";
@@ -79,8 +98,8 @@ pub(crate) struct Start<'a> {
 pub(crate) async fn insert(tx: &mut Tx, backend: Backend, start: Start<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO workflows (id, kind, account_id, subject, started_by, state, input, step_cursor, steps_total, \
-         current_step, attempt, due_at_ms, lease_token, created_at_ms, updated_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, 'running', $6, 0, $7, $8, 0, $9, 0, $9, $9)",
+         current_step, attempt, due_at_ms, lease_token, step_started_at_ms, created_at_ms, updated_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, 'running', $6, 0, $7, $8, 0, $9, 0, $9, $9, $9)",
     )
     .bind(start.id)
     .bind(start.new.kind)
@@ -192,11 +211,20 @@ pub(crate) struct Advance<'a> {
     pub lease_until_ms: i64,
 }
 
-/// Records a completed step and moves the cursor, renewing the lease. False when fenced out.
-pub(crate) async fn advance(tx: &mut Tx, a: Advance<'_>) -> Result<bool, sqlx::Error> {
-    let updated = sqlx::query(
+/// What a fenced write found.
+pub(crate) enum Fenced<T> {
+    Written(T),
+    /// Another worker claimed the instance since: nothing was written.
+    Lost,
+}
+
+/// Records a completed step and moves the cursor, renewing the lease. Returns who asked to
+/// cancel meanwhile, if anyone did.
+pub(crate) async fn advance(tx: &mut Tx, a: Advance<'_>) -> Result<Fenced<Option<String>>, sqlx::Error> {
+    let row = sqlx::query(
         "UPDATE workflows SET state = $1, step_cursor = $2, current_step = $3, attempt = 0, last_error = NULL, \
-         lease_until_ms = $4, updated_at_ms = $5 WHERE id = $6 AND lease_token = $7",
+         lease_until_ms = $4, updated_at_ms = $5, step_started_at_ms = $5 WHERE id = $6 AND lease_token = $7 \
+         RETURNING cancel_requested_by",
     )
     .bind(a.next_state.as_str())
     .bind(a.next_cursor)
@@ -205,12 +233,10 @@ pub(crate) async fn advance(tx: &mut Tx, a: Advance<'_>) -> Result<bool, sqlx::E
     .bind(a.now_ms)
     .bind(a.id)
     .bind(a.token)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if updated != 1 {
-        return Ok(false);
-    }
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(Fenced::Lost) };
+    let cancel_requested_by: Option<String> = row.try_get("cancel_requested_by")?;
     sqlx::query(
         "INSERT INTO workflow_steps (workflow_id, step, direction, name, output, recorded_at_ms, lease_token) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -224,7 +250,7 @@ pub(crate) async fn advance(tx: &mut Tx, a: Advance<'_>) -> Result<bool, sqlx::E
     .bind(a.token)
     .execute(&mut **tx)
     .await?;
-    Ok(true)
+    Ok(Fenced::Written(cancel_requested_by))
 }
 
 /// Turns to compensation after a refusal. False when fenced out.
@@ -237,7 +263,7 @@ pub(crate) async fn begin_compensation(
 ) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query(
         "UPDATE workflows SET state = 'compensating', failure = $1, attempt = 0, last_error = NULL, \
-         updated_at_ms = $2 WHERE id = $3 AND lease_token = $4",
+         updated_at_ms = $2, step_started_at_ms = $2 WHERE id = $3 AND lease_token = $4",
     )
     .bind(failure_text(failure))
     .bind(now_ms)
@@ -275,7 +301,7 @@ pub(crate) async fn park(
     Ok(updated == 1)
 }
 
-/// Ends the instance. False when fenced out.
+/// Ends the instance; a failed one remembers the state it failed in. False when fenced out.
 pub(crate) async fn finish(
     pool: &sqlx::AnyPool,
     id: &str,
@@ -286,8 +312,9 @@ pub(crate) async fn finish(
     now_ms: i64,
 ) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query(
-        "UPDATE workflows SET state = $1, result = $2, failure = $3, lease_owner = NULL, lease_until_ms = NULL, \
-         last_error = NULL, updated_at_ms = $4, finished_at_ms = $4 WHERE id = $5 AND lease_token = $6",
+        "UPDATE workflows SET failed_from = CASE WHEN $1 = 'failed' THEN state END, state = $1, result = $2, \
+         failure = $3, lease_owner = NULL, lease_until_ms = NULL, last_error = NULL, updated_at_ms = $4, \
+         finished_at_ms = $4 WHERE id = $5 AND lease_token = $6",
     )
     .bind(state.as_str())
     .bind(result.map(Value::to_string))
@@ -331,16 +358,18 @@ pub async fn prune_finished(db: &roster_platform::db::Database, before_ms: i64) 
     Ok(gone)
 }
 
-fn failure_text(failure: &Failure) -> String {
+pub(crate) fn failure_text(failure: &Failure) -> String {
     serde_json::to_string(failure).unwrap_or_default()
 }
 
-fn corrupt(what: &str, detail: &str) -> sqlx::Error {
+pub(crate) fn corrupt(what: &str, detail: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("corrupt workflow {what}: {detail}").into())
 }
 
-fn instance(row: &AnyRow) -> Result<Instance, sqlx::Error> {
+pub(crate) fn instance(row: &AnyRow) -> Result<Instance, sqlx::Error> {
     let state: String = row.try_get("state")?;
+    let failed_from: Option<String> = row.try_get("failed_from")?;
+    let resolution: Option<String> = row.try_get("resolution")?;
     let input: String = row.try_get("input")?;
     let result: Option<String> = row.try_get("result")?;
     let failure: Option<String> = row.try_get("failure")?;
@@ -364,6 +393,16 @@ fn instance(row: &AnyRow) -> Result<Instance, sqlx::Error> {
             .map(|f| serde_json::from_str(&f))
             .transpose()
             .map_err(|e| corrupt("failure", &e.to_string()))?,
+        step_started_at_ms: row.try_get("step_started_at_ms")?,
+        retried_at_ms: row.try_get("retried_at_ms")?,
+        failed_from: failed_from
+            .map(|f| State::from_str_opt(&f).ok_or_else(|| corrupt("failed_from", &f)))
+            .transpose()?,
+        cancel_requested_by: row.try_get("cancel_requested_by")?,
+        resolution: resolution
+            .map(|r| serde_json::from_str(&r))
+            .transpose()
+            .map_err(|e| corrupt("resolution", &e.to_string()))?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
         finished_at_ms: row.try_get("finished_at_ms")?,

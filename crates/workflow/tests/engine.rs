@@ -11,8 +11,8 @@ use roster_platform::db::{Database, MigrationSql};
 use roster_testkit::FreshDatabase;
 use roster_workflow::backoff::Backoff;
 use roster_workflow::{
-    Direction, Engine, EngineConfig, Failure, Faults, Instance, ListFilter, MIGRATION, NewWorkflow, Outcome,
-    StartError, State, StepCtx, StepError, StepFuture, Workflow, prune_finished,
+    ControlError, Direction, Engine, EngineConfig, Failure, Faults, Instance, ListFilter, MIGRATIONS, NewWorkflow,
+    Outcome, StartError, State, StepCtx, StepError, StepFuture, Workflow, prune_finished,
 };
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -26,6 +26,7 @@ const EFFECTS: MigrationSql = MigrationSql {
 
 const START_MS: i64 = 1_800_000_000_000;
 const LEASE: Duration = Duration::from_secs(30);
+const WINDOW: Duration = Duration::from_secs(600);
 
 /// reserve (remote, undone by release) -> charge (local, undone by a local refund) ->
 /// ship (the pivot, remote) -> notify (remote). The input can make a step refuse, fail
@@ -156,6 +157,13 @@ async fn ctx_db(_ctx: &StepCtx) -> Result<Database, StepError> {
     Ok(DB.lock().expect("db").clone().expect("set by the test"))
 }
 
+/// An operator's action on one workflow.
+enum Act<'a> {
+    Retry,
+    Resolve(&'a str),
+    Cancel(&'a str),
+}
+
 struct Harness {
     db: Database,
     clock: Arc<ManualClock>,
@@ -164,11 +172,28 @@ struct Harness {
 impl Harness {
     fn engine(&self, worker: &str, shop: Arc<Shop>, faults: Option<Arc<dyn Faults>>) -> Engine {
         let mut config = EngineConfig::new(worker);
-        config.lease = LEASE;
-        config.backoff = Backoff { base: Duration::from_millis(100), max: Duration::from_secs(5) };
+        config.retry.lease = LEASE;
+        config.retry.backoff = Backoff { base: Duration::from_millis(100), max: Duration::from_secs(5) };
+        config.retry.window = WINDOW;
         config.faults = faults;
         let clock: SharedClock = self.clock.clone();
         Engine::new(self.db.clone(), clock, config, vec![shop])
+    }
+
+    /// Runs one operator action in a transaction of its own, committing what it did.
+    async fn control(&self, engine: &Engine, id: &str, act: Act<'_>) -> Result<Instance, ControlError> {
+        let mut tx = self.db.begin().await.expect("begin");
+        let done = match act {
+            Act::Retry => engine.retry(&mut tx, id).await,
+            Act::Resolve(note) => engine.resolve(&mut tx, id, note, "operator:sam").await,
+            Act::Cancel(by) => engine.cancel(&mut tx, id, by).await,
+        };
+        if done.is_ok() {
+            tx.commit().await.expect("commit");
+        } else {
+            tx.rollback().await.expect("rollback");
+        }
+        done
     }
 
     async fn start(&self, engine: &Engine, input: Value) -> Instance {
@@ -220,7 +245,7 @@ impl Harness {
 }
 
 async fn prepare(db: Database) -> Harness {
-    db.migrate(&[EFFECTS, MIGRATION]).await.expect("migrate");
+    db.migrate(&[EFFECTS, MIGRATIONS[0], MIGRATIONS[1]]).await.expect("migrate");
     *DB.lock().expect("db") = Some(db.clone());
     Harness { db, clock: Arc::new(ManualClock::starting_at(START_MS)) }
 }
@@ -261,6 +286,11 @@ on_both_backends!(
     a_paused_worker_whose_lease_expired_cannot_write,
     concurrent_workers_never_run_a_step_twice,
     finished_workflows_are_pruned_after_retention_and_unfinished_ones_never,
+    a_step_failing_past_its_retry_window_fails_and_an_operator_retry_finishes_it_once,
+    a_retry_is_refused_once_the_request_ids_may_be_forgotten_and_for_anything_not_failed,
+    a_failed_workflow_resolved_by_an_operator_stays_closed,
+    a_cancel_undoes_the_steps_done_at_the_next_step_boundary,
+    a_cancel_is_refused_past_the_point_of_no_return,
 );
 
 mod scenarios {
@@ -510,6 +540,158 @@ mod scenarios {
         assert!(engine.get(&done.id).await.expect("get").is_none());
         assert!(h.recorded(&done.id).await.is_empty(), "its step records went with it");
         assert!(engine.get(&waiting.id).await.expect("get").is_some(), "an unfinished one stays");
+    }
+
+    /// Drains and moves the clock to each retry until the instance is final.
+    async fn retry_until_final(h: &Harness, engine: &Engine, id: &str) -> Vec<i64> {
+        let mut attempts_at = Vec::new();
+        loop {
+            attempts_at.push(h.clock.now_ms());
+            engine.drain().await.expect("drain");
+            let now = h.get(engine, id).await;
+            if now.state.is_final() {
+                return attempts_at;
+            }
+            h.clock.advance_ms((now.due_at_ms - h.clock.now_ms()).max(1));
+        }
+    }
+
+    pub async fn a_step_failing_past_its_retry_window_fails_and_an_operator_retry_finishes_it_once(h: Harness) {
+        let shop = Shop::plain();
+        let engine = h.engine("w1", shop.clone(), None);
+        let started = h.start(&engine, json!({})).await;
+        shop.outage.store(usize::MAX, Ordering::SeqCst);
+        let attempts_at = retry_until_final(&h, &engine, &started.id).await;
+        let failed = h.get(&engine, &started.id).await;
+        assert_eq!((failed.state, failed.failed_from), (State::Failed, Some(State::Running)));
+        let failure = failed.failure.expect("failure");
+        assert_eq!(failure.reason, "STEP_RETRIES_EXHAUSTED");
+        assert!(failure.message.contains("reserve"), "{}", failure.message);
+        assert!(h.remote_labels(&started.id).await.is_empty(), "nothing was undone or done");
+        // Automatic attempts stayed within the horizon licensing's retention is derived from.
+        let retry = roster_platform::saga_retry::SagaRetry { window: WINDOW, ..engine_retry() };
+        let last = *attempts_at.last().expect("attempts");
+        assert!(last - START_MS >= WINDOW.as_millis() as i64, "it retried for the whole window");
+        assert!(last - START_MS <= retry.horizon().as_millis() as i64, "and not past the horizon");
+
+        shop.outage.store(0, Ordering::SeqCst);
+        let id = started.id.clone();
+        let resumed = h.control(&engine, &id, Act::Retry).await.expect("retry");
+        assert_eq!((resumed.state, resumed.cursor, resumed.attempt), (State::Running, 0, 0));
+        assert!(resumed.failure.is_none() && resumed.finished_at_ms.is_none());
+        engine.drain().await.expect("drain");
+        assert_eq!(h.get(&engine, &started.id).await.state, State::Completed);
+        assert_eq!(h.remote_labels(&started.id).await, ["notify", "reserve", "ship"], "each step once");
+    }
+
+    fn engine_retry() -> roster_platform::saga_retry::SagaRetry {
+        roster_platform::saga_retry::SagaRetry {
+            lease: LEASE,
+            window: WINDOW,
+            backoff: Backoff { base: Duration::from_millis(100), max: Duration::from_secs(5) },
+        }
+    }
+
+    pub async fn a_retry_is_refused_once_the_request_ids_may_be_forgotten_and_for_anything_not_failed(h: Harness) {
+        let shop = Shop::plain();
+        let engine = h.engine("w1", shop.clone(), None);
+        let done = h.start(&engine, json!({})).await;
+        engine.drain().await.expect("drain");
+        let id = done.id.clone();
+        match h.control(&engine, &id, Act::Retry).await {
+            Err(ControlError::NotFailed(State::Completed)) => {}
+            other => panic!("a completed workflow is not retried: {other:?}"),
+        }
+        let missing = uuid::Uuid::now_v7().to_string();
+        assert!(matches!(h.control(&engine, &missing, Act::Retry).await, Err(ControlError::NotFound)));
+
+        let stuck = h.start(&engine, json!({ "refuse_at": 3 })).await;
+        engine.drain().await.expect("drain");
+        let retention = engine_retry().idempotency_retention().as_millis() as i64;
+        let step_started = h.get(&engine, &stuck.id).await.step_started_at_ms;
+        h.clock
+            .advance_ms(step_started + retention - engine_retry().horizon().as_millis() as i64 + 1 - h.clock.now_ms());
+        let id = stuck.id.clone();
+        match h.control(&engine, &id, Act::Retry).await {
+            Err(ControlError::RetryTooLate { step, .. }) => assert_eq!(step, "notify"),
+            other => panic!("too late to retry safely: {other:?}"),
+        }
+        assert_eq!(h.get(&engine, &stuck.id).await.state, State::Failed, "a refused retry changes nothing");
+    }
+
+    pub async fn a_failed_workflow_resolved_by_an_operator_stays_closed(h: Harness) {
+        let engine = h.engine("w1", Shop::plain(), None);
+        let running = h.start(&engine, json!({ "notify_at": START_MS + 60_000 })).await;
+        engine.drain().await.expect("drain");
+        let id = running.id.clone();
+        match h.control(&engine, &id, Act::Resolve("note")).await {
+            Err(ControlError::NotFailed(State::Running)) => {}
+            other => panic!("only a failed workflow is resolved: {other:?}"),
+        }
+        let failed = h.start(&engine, json!({ "refuse_at": 3 })).await;
+        engine.drain().await.expect("drain");
+        let id = failed.id.clone();
+        let resolved = h.control(&engine, &id, Act::Resolve("shipped by hand, ticket 7")).await.expect("resolve");
+        assert_eq!(resolved.state, State::Resolved);
+        let resolution = resolved.resolution.expect("resolution");
+        assert_eq!((resolution.note.as_str(), resolution.by.as_str()), ("shipped by hand, ticket 7", "operator:sam"));
+        assert_eq!(resolved.failure.expect("the failure stays on record").reason, "OUT_OF_STOCK");
+        assert!(resolved.state.is_final());
+        match h.control(&engine, &id, Act::Retry).await {
+            Err(ControlError::NotFailed(State::Resolved)) => {}
+            other => panic!("a resolved workflow is closed: {other:?}"),
+        }
+        assert_eq!(engine.drain().await.expect("drain"), 0, "nothing runs it again");
+    }
+
+    pub async fn a_cancel_undoes_the_steps_done_at_the_next_step_boundary(h: Harness) {
+        let shop = Shop::plain();
+        let engine = h.engine("w1", shop.clone(), None);
+        // Before anything ran: nothing to undo.
+        let fresh = h.start(&engine, json!({})).await;
+        let id = fresh.id.clone();
+        let asked = h.control(&engine, &id, Act::Cancel("operator:sam")).await.expect("cancel");
+        assert_eq!(asked.cancel_requested_by.as_deref(), Some("operator:sam"));
+        engine.drain().await.expect("drain");
+        let cancelled = h.get(&engine, &fresh.id).await;
+        assert_eq!(cancelled.state, State::Compensated);
+        assert_eq!(cancelled.failure.expect("failure").reason, "OPERATION_CANCELLED");
+        assert!(h.remote_labels(&fresh.id).await.is_empty());
+
+        // While its first step is being retried: that step is seen through (it may already
+        // have taken effect), then undone.
+        let retrying = h.start(&engine, json!({})).await;
+        shop.outage.store(1, Ordering::SeqCst);
+        engine.drain().await.expect("drain");
+        assert_eq!(h.get(&engine, &retrying.id).await.attempt, 1);
+        let id = retrying.id.clone();
+        h.control(&engine, &id, Act::Cancel("user:u1")).await.expect("cancel");
+        let again = h.control(&engine, &id, Act::Cancel("operator:sam")).await.expect("again");
+        assert_eq!(again.cancel_requested_by.as_deref(), Some("user:u1"), "the first asker is kept");
+        assert!(again.due_at_ms <= h.clock.now_ms(), "the retry is brought forward");
+        engine.drain().await.expect("drain");
+        let undone = h.get(&engine, &retrying.id).await;
+        assert_eq!(undone.state, State::Compensated);
+        assert_eq!(h.remote_labels(&retrying.id).await, ["release", "reserve"]);
+        assert!(h.local_labels(&retrying.id).await.is_empty(), "charge never ran");
+    }
+
+    pub async fn a_cancel_is_refused_past_the_point_of_no_return(h: Harness) {
+        let engine = h.engine("w1", Shop::plain(), None);
+        let waiting = h.start(&engine, json!({ "notify_at": START_MS + 60_000 })).await;
+        engine.drain().await.expect("drain");
+        let id = waiting.id.clone();
+        match h.control(&engine, &id, Act::Cancel("operator:sam")).await {
+            Err(ControlError::NotCancellable(why)) => assert!(why.contains("point of no return"), "{why}"),
+            other => panic!("past the pivot: {other:?}"),
+        }
+        h.clock.advance_ms(60_000);
+        engine.drain().await.expect("drain");
+        assert_eq!(h.get(&engine, &waiting.id).await.state, State::Completed, "it went on untouched");
+        match h.control(&engine, &id, Act::Cancel("operator:sam")).await {
+            Err(ControlError::NotCancellable(why)) => assert!(why.contains("completed"), "{why}"),
+            other => panic!("a finished workflow: {other:?}"),
+        }
     }
 }
 

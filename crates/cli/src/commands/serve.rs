@@ -95,6 +95,7 @@ pub fn licensing_settings(
         signer,
         directory_cache: Duration::from_millis(licensing.directory_cache_ms),
         clock: Arc::new(SystemClock),
+        saga_retry: licensing.saga_retry.retry(),
     })
 }
 

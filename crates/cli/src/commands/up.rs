@@ -76,6 +76,7 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
         identity_url: format!("http://{identity_addr}"),
         service_signing_key: None,
         directory_cache_ms: 2_000,
+        saga_retry: args.identity.workflow.retry.clone(),
     };
     let settings = licensing_settings(data_dir, &licensing_args, verifier, licensing_signer, args.limits, &args.pool)?;
     let licensing_db = roster_platform::db::redact(&settings.database_url);

@@ -27,7 +27,8 @@ pub const MIGRATIONS: &[MigrationSql] = &[
         description: "reclaimed licenses",
         sql: include_str!("../../migrations/0002_reclaimed_licenses.sql"),
     },
-    roster_workflow::MIGRATION,
+    roster_workflow::MIGRATIONS[0],
+    roster_workflow::MIGRATIONS[1],
 ];
 
 /// A stored value that no longer parses: the database was changed outside this service.

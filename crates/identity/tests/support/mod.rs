@@ -169,6 +169,7 @@ impl TestApp {
             signer: signers.signer(&KeyScope::Service(LICENSING_SERVICE.into())),
             directory_cache: Duration::from_millis(2_000),
             clock: shared,
+            saga_retry: roster_platform::saga_retry::SagaRetry::default(),
         })
         .await
         .expect("licensing starts");

@@ -148,6 +148,7 @@ impl TestApp {
             identity_url: format!("http://{identity_addr}"),
             signer: signers.signer(&KeyScope::Service(LICENSING_SERVICE.into())),
             directory_cache: Duration::from_millis(2_000),
+            saga_retry: roster_platform::saga_retry::SagaRetry::default(),
             clock: shared,
         };
         let licensing = roster_licensing::Server::build(licensing_settings.clone()).await.expect("licensing starts");
