@@ -5,6 +5,7 @@
 mod support;
 
 use prost::Message;
+use roster_platform::clock::Clock;
 use roster_proto::identity::v1 as pb;
 use roster_proto::operations::v1 as ops;
 use roster_testkit::tokens::{Forgery, forged};
@@ -33,7 +34,7 @@ fn callers() -> impl Iterator<Item = Caller> {
     CALLERS.into_iter().chain(Forgery::ALL.map(Caller::Forged))
 }
 
-const RPCS: [&str; 30] = [
+const RPCS: [&str; 33] = [
     "AccountService/CreateAccount",
     "AccountService/GetAccount",
     "AccountService/UpdateAccount",
@@ -64,6 +65,9 @@ const RPCS: [&str; 30] = [
     "Operations/GetOperation",
     "Operations/ListOperations",
     "Operations/WatchOperation",
+    "Operations/RetryOperation",
+    "Operations/ResolveOperation",
+    "Operations/CancelOperation",
 ];
 
 /// The expected status of `rpc` for `caller`.
@@ -81,6 +85,10 @@ fn expected(rpc: &str, caller: Caller) -> Code {
         // The auth front end (a service) or operators only.
         ("CheckSignIn", Operator) => Ok,
         ("CheckSignIn", _) => Denied,
+        // Repairing a failed operation is for operators alone; to others it is not a question
+        // of which account.
+        ("RetryOperation" | "ResolveOperation", Operator) => Ok,
+        ("RetryOperation" | "ResolveOperation", _) => Denied,
         // Other Roster services only (licensing); `flow` checks a service gets an answer.
         ("GetMember" | "LookupAccount", _) => Denied,
         // Only the invitee can accept; to anyone else the invitation does not exist.
@@ -98,8 +106,8 @@ fn expected(rpc: &str, caller: Caller) -> Code {
         ("ListAuditEvents" | "ListInvitations", _) => Denied,
         // Operations: their account's user managers and operators; to anyone else an
         // operation does not exist, and listing needs the manage-users privilege.
-        ("GetOperation" | "WatchOperation", Owner | Admin | Operator) => Ok,
-        ("GetOperation" | "WatchOperation", _) => NotFound,
+        ("GetOperation" | "WatchOperation" | "CancelOperation", Owner | Admin | Operator) => Ok,
+        ("GetOperation" | "WatchOperation" | "CancelOperation", _) => NotFound,
         ("ListOperations", Operator) => Ok,
         // SPEC R1: the owner alone.
         ("TransferOwnership", Owner) => Ok,
@@ -139,6 +147,42 @@ async fn some_operation(app: &TestApp, w: &World) -> String {
         .await
         .expect("operations")
         .expect("seeding the world ran sagas")
+}
+
+/// An operation of the world's account marked FAILED, as a refusal past the point of no
+/// return would leave it.
+async fn failed_operation(app: &TestApp, w: &World) -> String {
+    let id = some_operation(app, w).await;
+    sqlx::query(
+        "UPDATE workflows SET state = 'failed', failed_from = 'running', \
+         failure = '{\"reason\":\"TEST\",\"message\":\"failed for the matrix\"}' WHERE id = $1",
+    )
+    .bind(&id)
+    .execute(app.db.pool())
+    .await
+    .expect("fail it");
+    id
+}
+
+/// An unlink of the world's member that has not run its first step yet (due in a day), so
+/// it can still be cancelled.
+async fn cancellable_operation(app: &TestApp, w: &World) -> String {
+    let id = uuid::Uuid::now_v7().to_string();
+    sqlx::query(
+        "INSERT INTO workflows (id, kind, account_id, subject, started_by, state, input, step_cursor, steps_total, \
+         current_step, attempt, due_at_ms, lease_token, step_started_at_ms, created_at_ms, updated_at_ms) \
+         VALUES ($1, 'user.unlink', $2, $3, $4, 'running', '{}', 0, 5, 'first', 0, $5, 0, $6, $6, $6)",
+    )
+    .bind(&id)
+    .bind(&w.account)
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(format!("user:{}", w.owner))
+    .bind(app.clock.now_ms() + 86_400_000)
+    .bind(app.clock.now_ms())
+    .execute(app.db.pool())
+    .await
+    .expect("insert");
+    id
 }
 
 async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Result<(), Status> {
@@ -330,6 +374,22 @@ async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Re
                     .await
                     .map(drop)
             }
+        }
+        "RetryOperation" => {
+            let operation_id = failed_operation(app, w).await;
+            let message = ops::RetryOperationRequest { operation_id, request_id: rid() };
+            app.operations().retry_operation(request(message, t)).await.map(drop)
+        }
+        "ResolveOperation" => {
+            let operation_id = failed_operation(app, w).await;
+            let message =
+                ops::ResolveOperationRequest { operation_id, request_id: rid(), note: "fixed by hand".into() };
+            app.operations().resolve_operation(request(message, t)).await.map(drop)
+        }
+        "CancelOperation" => {
+            let operation_id = cancellable_operation(app, w).await;
+            let message = ops::CancelOperationRequest { operation_id, request_id: rid() };
+            app.operations().cancel_operation(request(message, t)).await.map(drop)
         }
         "ListOperations" => app
             .operations()

@@ -522,6 +522,38 @@ async fn every_other_rpc_names_its_malformed_field(app: &TestApp) {
     ] {
         expect_field(operations.list_operations(authed(request, &t())).await, field, "ListOperations");
     }
+    let operator = app.operator_token();
+    let existing: String = sqlx::query_scalar("SELECT MIN(id) FROM workflows WHERE account_id = $1")
+        .bind(&w.account)
+        .fetch_one(app.db.pool())
+        .await
+        .expect("seeding ran sagas");
+    let retry = |operation_id: &str, request_id: &str| ops::RetryOperationRequest {
+        operation_id: operation_id.into(),
+        request_id: request_id.into(),
+    };
+    for (request, field) in [(retry(&bad, &rid()), "operation_id"), (retry(&existing, ""), "request_id")] {
+        expect_field(operations.retry_operation(authed(request, &operator)).await, field, "RetryOperation");
+    }
+    let resolve = |operation_id: &str, note: &str| ops::ResolveOperationRequest {
+        operation_id: operation_id.into(),
+        request_id: rid(),
+        note: note.into(),
+    };
+    for (request, field) in [
+        (resolve(&bad, "fixed"), "operation_id"),
+        (resolve(&existing, ""), "note"),
+        (resolve(&existing, "   "), "note"),
+        (resolve(&existing, &"n".repeat(1_001)), "note"),
+    ] {
+        expect_field(operations.resolve_operation(authed(request, &operator)).await, field, "ResolveOperation");
+    }
+    for (request, field) in [
+        (ops::CancelOperationRequest { operation_id: bad.clone(), request_id: rid() }, "operation_id"),
+        (ops::CancelOperationRequest { operation_id: existing.clone(), request_id: String::new() }, "request_id"),
+    ] {
+        expect_field(operations.cancel_operation(authed(request, &t())).await, field, "CancelOperation");
+    }
 
     assert_eq!(snapshot(app).await, before, "refused requests changed nothing");
 }

@@ -924,6 +924,181 @@ async fn a_licensing_outage_is_waited_out(app: &mut TestApp) {
     assert_ne!(account_of(app, &user).await.as_deref(), Some(w.account.as_str()));
 }
 
+async fn operation_audit(app: &TestApp, operation: &str) -> Vec<(String, String, String)> {
+    sqlx::query_as("SELECT action, principal, details FROM audit_events WHERE target = $1 ORDER BY id")
+        .bind(format!("operation:{operation}"))
+        .fetch_all(app.identity_db.pool())
+        .await
+        .expect("audit")
+}
+
+fn refusal_reason(status: &tonic::Status) -> (tonic::Code, String) {
+    (status.code(), reason(status))
+}
+
+/// An unlink refused after its point of no return waits for an operator: retried from the
+/// failed step it finishes with every step done once; resolved it stays closed, with the note
+/// in the audit trail.
+async fn operators_retry_and_resolve_failed_operations(app: &TestApp, inject: &Inject) {
+    let operator = app.operator_token();
+    let w = app.seed_world().await;
+    let user = freelancer(app, &w).await;
+    inject.arm("user.unlink", 3, Fault::Refuse);
+    let started = unlink(app, &w, &user, Some(recordings_to(&w.admin))).await.expect("started");
+    let failed = settle(app, started, &operator).await;
+    assert_eq!(state(&failed), ops::OperationState::Failed, "{failed:?}");
+    assert_eq!(failed.progress.as_ref().map(|p| p.current_step.as_str()), Some("rehome_content"));
+
+    let retried = app
+        .operations()
+        .retry_operation(authed(
+            ops::RetryOperationRequest { operation_id: failed.id.clone(), request_id: rid() },
+            &operator,
+        ))
+        .await
+        .expect("retry")
+        .into_inner();
+    let done = settle(app, retried, &operator).await;
+    assert_eq!(state(&done), ops::OperationState::Succeeded, "{done:?}");
+    assert_eq!(content_of(app, &w.account, &w.admin).await.iter().filter(|t| *t == "Design review").count(), 1);
+    assert_ne!(account_of(app, &user).await.as_deref(), Some(w.account.as_str()));
+    let trail = operation_audit(app, &failed.id).await;
+    assert_eq!(trail.len(), 1, "{trail:?}");
+    assert_eq!((trail[0].0.as_str(), trail[0].1.as_str()), ("operation.retried", "operator:support"));
+    let again = app
+        .operations()
+        .retry_operation(authed(
+            ops::RetryOperationRequest { operation_id: failed.id.clone(), request_id: rid() },
+            &operator,
+        ))
+        .await
+        .expect_err("a succeeded operation is not retried");
+    assert_eq!(refusal_reason(&again), (tonic::Code::FailedPrecondition, "OPERATION_NOT_FAILED".into()));
+
+    let w = app.seed_world().await;
+    let user = freelancer(app, &w).await;
+    inject.arm("user.unlink", 3, Fault::Refuse);
+    let started = unlink(app, &w, &user, Some(recordings_to(&w.admin))).await.expect("started");
+    let failed = settle(app, started, &operator).await;
+    let resolve = |note: &str| ops::ResolveOperationRequest {
+        operation_id: failed.id.clone(),
+        request_id: rid(),
+        note: note.into(),
+    };
+    let resolved = app
+        .operations()
+        .resolve_operation(authed(resolve("rehomed the recordings by hand, ticket 4711"), &operator))
+        .await
+        .expect("resolve")
+        .into_inner();
+    assert_eq!(state(&resolved), ops::OperationState::Resolved);
+    assert!(resolved.done);
+    let resolution = resolved.resolution.clone().expect("resolution");
+    assert_eq!(resolution.note, "rehomed the recordings by hand, ticket 4711");
+    assert_eq!(resolution.resolved_by, "operator:support");
+    assert_eq!(resolved.error.as_ref().map(|e| e.reason.as_str()), Some("INJECTED"), "the failure stays on record");
+    let trail = operation_audit(app, &failed.id).await;
+    assert_eq!(trail.len(), 1, "{trail:?}");
+    assert_eq!(trail[0].0, "operation.resolved");
+    assert!(trail[0].2.contains("ticket 4711"), "the note is in the audit trail: {}", trail[0].2);
+    let listed = app
+        .operations()
+        .list_operations(authed(
+            ops::ListOperationsRequest {
+                account_id: w.account.clone(),
+                state: ops::OperationState::Resolved as i32,
+                ..Default::default()
+            },
+            &operator,
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.operations.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), [failed.id.as_str()]);
+    for refused in [
+        app.operations().resolve_operation(authed(resolve("again"), &operator)).await.map(drop),
+        app.operations()
+            .retry_operation(authed(
+                ops::RetryOperationRequest { operation_id: failed.id.clone(), request_id: rid() },
+                &operator,
+            ))
+            .await
+            .map(drop),
+    ] {
+        let status = refused.expect_err("resolved is closed");
+        assert_eq!(refusal_reason(&status), (tonic::Code::FailedPrecondition, "OPERATION_NOT_FAILED".into()));
+    }
+}
+
+/// While licensing is away, an unlink waits at its first step; the owner cancels it. Once
+/// licensing answers, that step is seen through and undone, and the user is as before. An
+/// operation past its point of no return, or one that only moves forward, cannot be cancelled.
+async fn an_operation_cancelled_before_its_point_of_no_return_is_undone(app: &mut TestApp) {
+    let w = app.seed_world().await;
+    let user = freelancer(app, &w).await;
+    let owner = app.user_token(&w.owner);
+    app.stop_licensing().await;
+    let started = unlink(app, &w, &user, Some(recordings_to(&w.admin))).await.expect("started");
+    assert_eq!(state(&started), ops::OperationState::Running, "{started:?}");
+    let cancel = |id: &str| ops::CancelOperationRequest { operation_id: id.into(), request_id: rid() };
+    let asked =
+        app.operations().cancel_operation(authed(cancel(&started.id), &owner)).await.expect("cancel").into_inner();
+    assert_eq!(asked.cancel_requested_by, format!("user:{}", w.owner), "{asked:?}");
+    let member = app.user_token(&w.member);
+    let status = app.operations().cancel_operation(authed(cancel(&started.id), &member)).await.expect_err("member");
+    assert_eq!(status.code(), tonic::Code::NotFound, "a member may not see it: {status:?}");
+
+    let deactivation = lifecycle(app, &w, &w.member, Lifecycle::Deactivate).await;
+    let status =
+        app.operations().cancel_operation(authed(cancel(&deactivation.id), &owner)).await.expect_err("forward only");
+    assert_eq!(refusal_reason(&status), (tonic::Code::FailedPrecondition, "OPERATION_NOT_CANCELLABLE".into()));
+
+    app.start_licensing().await;
+    let cancelled = settle(app, asked, &owner).await;
+    assert_eq!(state(&cancelled), ops::OperationState::Compensated, "{cancelled:?}");
+    assert_eq!(cancelled.error.as_ref().map(|e| e.reason.as_str()), Some("OPERATION_CANCELLED"));
+    assert!(cancelled.cancel_requested_by.is_empty(), "shown only while it waits");
+    assert_untouched(app, &w, &user).await;
+    assert_eq!(
+        operation_audit(app, &started.id).await.iter().map(|a| a.0.as_str()).collect::<Vec<_>>(),
+        ["operation.cancelled"]
+    );
+    settle(app, deactivation, &owner).await;
+
+    // Past the point of no return: the unlink waits at its last step.
+    let w = app.seed_world().await;
+    let user = freelancer(app, &w).await;
+    let owner = app.user_token(&w.owner);
+    let started = unlink(app, &w, &user, Some(recordings_to(&w.admin))).await.expect("started");
+    let done = settle(app, started, &owner).await;
+    let status =
+        app.operations().cancel_operation(authed(cancel(&done.id), &owner)).await.expect_err("already finished");
+    assert_eq!(refusal_reason(&status), (tonic::Code::FailedPrecondition, "OPERATION_NOT_CANCELLABLE".into()));
+    assert!(status.message().contains("succeeded") || status.message().contains("completed"), "{status:?}");
+}
+
+mod operator_repairs {
+    use super::*;
+
+    async fn run(backend: Backend) {
+        let inject = Arc::new(Inject::default());
+        let Some(mut app) = TestApp::spawn_with(backend, Some(inject.clone())).await else { return };
+        operators_retry_and_resolve_failed_operations(&app, &inject).await;
+        an_operation_cancelled_before_its_point_of_no_return_is_undone(&mut app).await;
+        app.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite() {
+        run(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        run(Backend::Postgres).await;
+    }
+}
+
 mod licensing_outage {
     use super::*;
 

@@ -249,4 +249,3 @@ mod tests {
         String::from("payload")
     }
 }
-

@@ -376,7 +376,24 @@ pub fn operation(instance: &Instance) -> ops::Operation {
         created_at_ms: instance.created_at_ms,
         updated_at_ms: instance.updated_at_ms,
         finished_at_ms: instance.finished_at_ms.unwrap_or_default(),
+        resolution: instance.resolution.as_ref().map(|r| ops::Resolution {
+            note: r.note.clone(),
+            resolved_by: r.by.clone(),
+            resolved_at_ms: r.at_ms,
+        }),
+        cancel_requested_by: if done {
+            String::new()
+        } else {
+            instance.cancel_requested_by.clone().unwrap_or_default()
+        },
     }
+}
+
+/// An operation id: a UUID, in its canonical form.
+pub fn operation_id(value: &str) -> Result<String, Status> {
+    uuid::Uuid::parse_str(value)
+        .map(|id| id.to_string())
+        .map_err(|_| status::invalid_argument("operation_id", "must be an operation id (a UUID)"))
 }
 
 /// A JSON object as a `google.protobuf.Struct` (anything else is wrapped as `{"value": ...}`).
@@ -405,11 +422,12 @@ fn json_value(value: &serde_json::Value) -> prost_types::Value {
 }
 
 /// Workflow states as the API names them (the engine's `completed` is `SUCCEEDED`).
-const OPERATION_STATES: [(State, ops::OperationState); 5] = [
+const OPERATION_STATES: [(State, ops::OperationState); 6] = [
     (State::Running, ops::OperationState::Running),
     (State::Compensating, ops::OperationState::Compensating),
     (State::Completed, ops::OperationState::Succeeded),
     (State::Compensated, ops::OperationState::Compensated),
+    (State::Resolved, ops::OperationState::Resolved),
     (State::Failed, ops::OperationState::Failed),
 ];
 

@@ -39,6 +39,9 @@ pub fn reason(error: &DomainError) -> Reason {
         DomainError::TargetNotActive => Reason::new("TARGET_NOT_ACTIVE", None),
         DomainError::PhoneTransferUnconfirmed { .. } => Reason::new("PHONE_TRANSFER_UNCONFIRMED", None),
         DomainError::OperationInProgress { .. } => Reason::new("OPERATION_IN_PROGRESS", None),
+        DomainError::OperationNotFailed { .. } => Reason::new("OPERATION_NOT_FAILED", None),
+        DomainError::OperationNotCancellable { .. } => Reason::new("OPERATION_NOT_CANCELLABLE", None),
+        DomainError::OperationRetryTooLate { .. } => Reason::new("OPERATION_RETRY_TOO_LATE", None),
     }
 }
 
@@ -92,6 +95,11 @@ pub fn message(error: &DomainError) -> String {
         DomainError::OperationInProgress { operation_id } => {
             format!("Operation {operation_id} is still working on this; watch it and try again when it is done.")
         }
+        DomainError::OperationNotFailed { state } => {
+            format!("Only a failed operation can be retried or resolved; this one is {state}.")
+        }
+        DomainError::OperationNotCancellable { why } => format!("The operation cannot be cancelled: {why}."),
+        DomainError::OperationRetryTooLate { message } => format!("{message}."),
     }
 }
 
@@ -123,7 +131,10 @@ fn code(error: &DomainError) -> Code {
         | DomainError::TargetNotInAccount
         | DomainError::TargetNotActive
         | DomainError::PhoneTransferUnconfirmed { .. }
-        | DomainError::OperationInProgress { .. } => Code::FailedPrecondition,
+        | DomainError::OperationInProgress { .. }
+        | DomainError::OperationNotFailed { .. }
+        | DomainError::OperationNotCancellable { .. }
+        | DomainError::OperationRetryTooLate { .. } => Code::FailedPrecondition,
     }
 }
 
@@ -134,7 +145,10 @@ fn subject(error: &DomainError) -> &'static str {
         DomainError::AccountHasOtherUsers { .. }
         | DomainError::AccountHasRooms { .. }
         | DomainError::PhoneTransferUnconfirmed { .. } => "account",
-        DomainError::OperationInProgress { .. } => "operation",
+        DomainError::OperationInProgress { .. }
+        | DomainError::OperationNotFailed { .. }
+        | DomainError::OperationNotCancellable { .. }
+        | DomainError::OperationRetryTooLate { .. } => "operation",
         _ => "user",
     }
 }

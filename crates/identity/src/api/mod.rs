@@ -63,10 +63,10 @@ impl Api {
         Self { db, clock, engine, licensing }
     }
 
-    /// Runs a use case that starts a saga, once per request id like any change, then lets
-    /// this replica's worker start on it and waits briefly: a short operation comes back
-    /// done, a long one (or one waiting out an outage) running. A retried request gets the
-    /// operation as it stands now.
+    /// Runs a use case that starts a saga or repairs one (retry, resolve, cancel), once per
+    /// request id like any change, then lets this replica's worker and watchers know and waits
+    /// briefly: a short operation comes back done, a long one (or one waiting out an outage)
+    /// running. A retried request gets the operation as it stands now.
     async fn start_saga<Req, F>(
         &self,
         principal: Principal,
@@ -87,6 +87,7 @@ impl Api {
             .await?
             .into_inner();
         self.engine.wake();
+        self.engine.announce(&started.id);
         let now = self.engine.wait_final(&started.id, SAGA_ANSWER_WAIT).await.map_err(|e| status::from_db(&e))?;
         Ok(Response::new(now.map_or(started, |instance| convert::operation(&instance))))
     }

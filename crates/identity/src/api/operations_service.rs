@@ -1,4 +1,5 @@
-//! `roster.operations.v1.Operations`: the sagas' progress, read from the workflow tables.
+//! `roster.operations.v1.Operations`: the sagas' progress, read from the workflow tables, and
+//! the operators' repairs (retry, resolve, cancel).
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -14,6 +15,8 @@ use tonic::{Request, Response, Status};
 use super::{Api, convert, error};
 use crate::app::operations;
 use crate::domain::DomainError;
+use crate::domain::model::Privilege;
+use crate::domain::privileges::Need;
 
 /// How often a watcher re-reads an operation that another replica may be driving (changes
 /// made on this replica wake it at once).
@@ -25,9 +28,8 @@ impl Api {
     /// The operation, if the caller may see it; otherwise NOT_FOUND, as for a missing one.
     async fn visible_operation(&self, caller: Principal, id: &str) -> Result<Instance, Status> {
         let not_found = || error::domain_status(&DomainError::OperationNotFound);
-        if uuid::Uuid::parse_str(id).is_err() {
-            return Err(status::invalid_argument("operation_id", "must be an operation id (a UUID)"));
-        }
+        let id = convert::operation_id(id)?;
+        let id = id.as_str();
         let instance = self.engine.get(id).await.map_err(|e| status::from_db(&e))?.ok_or_else(not_found)?;
         let seen = instance.clone();
         self.read(caller, move |tx, ctx| Box::pin(async move { operations::may_see(tx, ctx, &seen).await })).await?;
@@ -114,5 +116,65 @@ impl ops::operations_server::Operations for Api {
             },
         );
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn retry_operation(
+        &self,
+        request: Request<ops::RetryOperationRequest>,
+    ) -> Result<Response<ops::Operation>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let id = convert::operation_id(&req.operation_id)?;
+        let engine = self.engine.clone();
+        self.start_saga(
+            caller,
+            method!("Operations", "RetryOperation", OPERATION_RETRIED),
+            &req.request_id,
+            &req,
+            None,
+            move |tx, ctx| Box::pin(async move { operations::retry(tx, ctx, &engine, &id).await }),
+        )
+        .await
+    }
+
+    async fn resolve_operation(
+        &self,
+        request: Request<ops::ResolveOperationRequest>,
+    ) -> Result<Response<ops::Operation>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let id = convert::operation_id(&req.operation_id)?;
+        let note = req.note.clone();
+        let engine = self.engine.clone();
+        self.start_saga(
+            caller,
+            method!("Operations", "ResolveOperation", OPERATION_RESOLVED),
+            &req.request_id,
+            &req,
+            None,
+            move |tx, ctx| Box::pin(async move { operations::resolve(tx, ctx, &engine, &id, &note).await }),
+        )
+        .await
+    }
+
+    async fn cancel_operation(
+        &self,
+        request: Request<ops::CancelOperationRequest>,
+    ) -> Result<Response<ops::Operation>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        // Whoever may not see it is told it does not exist, as for a read.
+        let instance = self.visible_operation(caller.clone(), &req.operation_id).await?;
+        let account = convert::account_id(&instance.account_id)?;
+        let engine = self.engine.clone();
+        self.start_saga(
+            caller,
+            method!("Operations", "CancelOperation", OPERATION_CANCELLED),
+            &req.request_id,
+            &req,
+            Some((account, Need::Reader(Privilege::ManageUsers))),
+            move |tx, ctx| Box::pin(async move { operations::cancel(tx, ctx, &engine, &instance.id).await }),
+        )
+        .await
     }
 }

@@ -19,3 +19,6 @@ pub const ROLE_UPDATED: &str = "role.updated";
 pub const ROLE_DELETED: &str = "role.deleted";
 pub const USER_ROLE_CHANGED: &str = "user.role_changed";
 pub const USER_LICENSES_RECLAIMED: &str = "user.licenses_reclaimed";
+pub const OPERATION_RETRIED: &str = "operation.retried";
+pub const OPERATION_RESOLVED: &str = "operation.resolved";
+pub const OPERATION_CANCELLED: &str = "operation.cancelled";

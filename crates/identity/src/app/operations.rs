@@ -1,12 +1,17 @@
-//! Who may see an operation (SPEC R34), decided from current data on every read: operators;
+//! Operations: who may see one (SPEC R34), decided from current data on every read (operators;
 //! whoever started it, unless they have since been deactivated or removed; and members of its
-//! account who manage users (the owner and admins, or a custom role with that privilege).
-//! Everyone else is told it does not exist.
+//! account who manage users: the owner and admins, or a custom role with that privilege;
+//! everyone else is told it does not exist), and the repairs: operators retry or resolve a
+//! failed one, and operators or user managers cancel one before its point of no return.
+//! Each repair is audited in the operation's account, in its transaction.
 
 use roster_platform::auth::Principal;
-use roster_workflow::Instance;
+use roster_platform::stored_text::StoredText;
+use roster_workflow::{ControlError, Engine, Instance};
+use serde_json::json;
 
-use super::{Ctx, Result, load_caller};
+use super::actions::{OPERATION_CANCELLED, OPERATION_RESOLVED, OPERATION_RETRIED};
+use super::{Ctx, Result, audit, load_caller};
 use crate::domain::DomainError;
 use crate::domain::model::{Privilege, UserStatus};
 use crate::domain::values::AccountId;
@@ -41,4 +46,66 @@ async fn starter_still_here(tx: &mut Tx, principal: &Principal) -> Result<bool> 
 pub async fn may_list(tx: &mut Tx, ctx: &Ctx, account: &AccountId) -> Result<()> {
     load_caller(tx, ctx, account).await?.may_read(Some(Privilege::ManageUsers))?;
     Ok(())
+}
+
+/// Longest note an operator may leave when resolving.
+pub const MAX_NOTE_CHARS: usize = 1_000;
+
+fn operator_only(ctx: &Ctx) -> Result<()> {
+    match ctx.principal {
+        Principal::Operator { .. } => Ok(()),
+        _ => Err(DomainError::OperatorOnly.into()),
+    }
+}
+
+fn refusal(error: ControlError) -> super::Error {
+    match error {
+        ControlError::NotFound => DomainError::OperationNotFound.into(),
+        ControlError::NotFailed(state) => DomainError::OperationNotFailed { state: state.as_str().to_owned() }.into(),
+        ControlError::NotCancellable(why) => DomainError::OperationNotCancellable { why }.into(),
+        too_late @ ControlError::RetryTooLate { .. } => {
+            DomainError::OperationRetryTooLate { message: too_late.to_string() }.into()
+        }
+        ControlError::Busy { operation_id } => DomainError::OperationInProgress { operation_id }.into(),
+        ControlError::Db(error) => error.into(),
+    }
+}
+
+async fn audited(tx: &mut Tx, ctx: &Ctx, action: &str, instance: &Instance, details: serde_json::Value) -> Result<()> {
+    let account = AccountId::parse(&instance.account_id).ok();
+    audit(tx, ctx, account.as_ref(), action, format!("operation:{}", instance.id), details).await
+}
+
+/// Operators: runs a failed operation again from the step that failed.
+pub async fn retry(tx: &mut Tx, ctx: &Ctx, engine: &Engine, id: &str) -> Result<Instance> {
+    operator_only(ctx)?;
+    let instance = engine.retry(tx, id).await.map_err(refusal)?;
+    let details = json!({"kind": instance.kind, "step": instance.current_step});
+    audited(tx, ctx, OPERATION_RETRIED, &instance, details).await?;
+    Ok(instance)
+}
+
+/// Operators: closes a failed operation, with a note saying what was set right by hand.
+pub async fn resolve(tx: &mut Tx, ctx: &Ctx, engine: &Engine, id: &str, note: &str) -> Result<Instance> {
+    operator_only(ctx)?;
+    let note = note.trim();
+    if note.is_empty() {
+        return Err(DomainError::invalid("note", "is required: say what was done by hand").into());
+    }
+    if note.chars().count() > MAX_NOTE_CHARS {
+        return Err(DomainError::invalid("note", format!("is longer than {MAX_NOTE_CHARS} characters")).into());
+    }
+    let instance = engine.resolve(tx, id, note, &ctx.principal.audit_name()).await.map_err(refusal)?;
+    let details = json!({"kind": instance.kind, "step": instance.current_step, "note": note});
+    audited(tx, ctx, OPERATION_RESOLVED, &instance, details).await?;
+    Ok(instance)
+}
+
+/// Operators and the account's user managers (checked by the caller against current data):
+/// asks a running operation to stop before its point of no return.
+pub async fn cancel(tx: &mut Tx, ctx: &Ctx, engine: &Engine, id: &str) -> Result<Instance> {
+    let instance = engine.cancel(tx, id, &ctx.principal.audit_name()).await.map_err(refusal)?;
+    let details = json!({"kind": instance.kind, "step": instance.current_step});
+    audited(tx, ctx, OPERATION_CANCELLED, &instance, details).await?;
+    Ok(instance)
 }

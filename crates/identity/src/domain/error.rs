@@ -65,6 +65,14 @@ pub enum DomainError {
     PhoneTransferUnconfirmed { would_move: Vec<String> },
     #[error("operation {operation_id} is still working on this")]
     OperationInProgress { operation_id: String },
+    /// Retry and resolve are for failed operations only.
+    #[error("the operation is {state}, not failed")]
+    OperationNotFailed { state: String },
+    #[error("the operation cannot be cancelled: {why}")]
+    OperationNotCancellable { why: String },
+    /// Re-running the failed step could apply it twice (see `roster_platform::saga_retry`).
+    #[error("{message}")]
+    OperationRetryTooLate { message: String },
 }
 
 impl DomainError {

@@ -67,6 +67,8 @@ pub enum Need {
     Privilege(Privilege),
     /// The account's owner.
     Owner,
+    /// An operator, or an active user holding the privilege: who may read what it guards.
+    Reader(Privilege),
 }
 
 /// The caller of an operation on one account.
@@ -105,6 +107,7 @@ impl Caller {
                 Self::Member(actor) if actor.is_owner() => Ok(()),
                 _ => Err(DomainError::NotAccountOwner),
             },
+            Need::Reader(privilege) => self.may_read(Some(privilege)),
         }
     }
 

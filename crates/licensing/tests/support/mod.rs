@@ -328,6 +328,8 @@ impl TestApp {
     pub async fn start_licensing(&mut self) {
         let server =
             roster_licensing::Server::build(self.licensing_settings.clone()).await.expect("licensing restarts");
+        // The stopped server closed its pool; the test reads through the new one.
+        self.db = server.database().clone();
         self.servers.insert(1, serve_licensing(server));
     }
 
