@@ -1074,7 +1074,7 @@ async fn an_operation_cancelled_before_its_point_of_no_return_is_undone(app: &mu
     let status =
         app.operations().cancel_operation(authed(cancel(&done.id), &owner)).await.expect_err("already finished");
     assert_eq!(refusal_reason(&status), (tonic::Code::FailedPrecondition, "OPERATION_NOT_CANCELLABLE".into()));
-    assert!(status.message().contains("succeeded") || status.message().contains("completed"), "{status:?}");
+    assert!(status.message().contains("finished (succeeded)"), "{status:?}");
 }
 
 mod operator_repairs {

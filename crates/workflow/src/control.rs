@@ -16,6 +16,19 @@ use crate::engine::Engine;
 use crate::model::{Instance, Resolution, State};
 use crate::store::{self, COLUMNS};
 
+/// Why an instance cannot be cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotCancellable {
+    #[error("this kind of operation only moves forward")]
+    ForwardOnly,
+    #[error("it has passed its point of no return (step {step})")]
+    PastPointOfNoReturn { step: String },
+    #[error("it is already undoing its steps")]
+    Compensating,
+    #[error("it has already finished ({})", .0.as_str())]
+    Finished(State),
+}
+
 /// Why an operator's request was not carried out.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -24,7 +37,7 @@ pub enum ControlError {
     #[error("only a failed operation can be retried or resolved; this one is {}", .0.as_str())]
     NotFailed(State),
     #[error("the operation cannot be cancelled: {0}")]
-    NotCancellable(String),
+    NotCancellable(NotCancellable),
     /// Re-running the step now could outlast the other service's memory of its request id,
     /// so it might be applied twice.
     #[error(
@@ -128,13 +141,13 @@ impl Engine {
         // checks for a cancel when it records a step, in the same row update.
         let last_cancellable = i64::try_from(pivot).unwrap_or(0) - 2;
         let why = match instance.state {
-            State::Running if pivot == 0 => Some("this kind of operation only moves forward".to_owned()),
+            State::Running if pivot == 0 => Some(NotCancellable::ForwardOnly),
             State::Running if instance.cursor > last_cancellable => {
-                Some(format!("it has passed its point of no return (step {})", instance.current_step))
+                Some(NotCancellable::PastPointOfNoReturn { step: instance.current_step.clone() })
             }
             State::Running => None,
-            State::Compensating => Some("it is already undoing its steps".to_owned()),
-            done => Some(format!("it is already {}", done.as_str())),
+            State::Compensating => Some(NotCancellable::Compensating),
+            done => Some(NotCancellable::Finished(done)),
         };
         if let Some(why) = why {
             return Err(ControlError::NotCancellable(why));

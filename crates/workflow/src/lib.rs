@@ -44,7 +44,7 @@ mod model;
 mod step;
 mod store;
 
-pub use control::ControlError;
+pub use control::{ControlError, NotCancellable};
 pub use engine::{Engine, EngineConfig, Faults, StartError};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use model::{Direction, Failure, Instance, ListFilter, NewWorkflow, Resolution, State};

@@ -2,6 +2,7 @@
 
 mod keys;
 mod migrate;
+mod ops;
 mod serve;
 mod token;
 mod up;
@@ -36,6 +37,8 @@ enum Command {
     Token(token::TokenArgs),
     /// Generate signing keys, one per kind of principal, and the JWKS file the services trust.
     Keys(keys::KeysArgs),
+    /// List, follow and repair long-running operations: list, get, watch, retry, resolve, cancel.
+    Ops(ops::OpsArgs),
 }
 
 /// Runs the command; returns the process exit status.
@@ -43,18 +46,23 @@ pub async fn run(cli: Cli) -> i32 {
     if let Err(error) = roster_platform::telemetry::init(&cli.telemetry) {
         crate::settings::exit_config(&Cli::command(), &error);
     }
+    // Servers log a failure to stop; the short commands just say it.
+    let logged = matches!(cli.command, Command::Up(_) | Command::Serve(_) | Command::Migrate(_));
     let result = match cli.command {
         Command::Up(args) => up::run(&cli.data_dir, args).await,
         Command::Serve(args) => serve::run(&cli.data_dir, args).await,
         Command::Migrate(args) => migrate::run(&cli.data_dir, args).await,
         Command::Token(args) => token::run(&cli.data_dir, args),
         Command::Keys(args) => keys::run(&cli.data_dir, args),
+        Command::Ops(args) => ops::run(args).await,
     };
     match result {
         Ok(()) => 0,
         Err(Failure::Config(error)) => crate::settings::exit_config(&Cli::command(), &error),
         Err(Failure::Runtime(message)) => {
-            tracing::error!("{message}");
+            if logged {
+                tracing::error!("{message}");
+            }
             eprintln!("roster: {message}");
             1
         }

@@ -7,7 +7,7 @@
 
 use roster_platform::auth::Principal;
 use roster_platform::stored_text::StoredText;
-use roster_workflow::{ControlError, Engine, Instance};
+use roster_workflow::{ControlError, Engine, Instance, NotCancellable, State};
 use serde_json::json;
 
 use super::actions::{OPERATION_CANCELLED, OPERATION_RESOLVED, OPERATION_RETRIED};
@@ -58,11 +58,23 @@ fn operator_only(ctx: &Ctx) -> Result<()> {
     }
 }
 
+/// A state as the Operations API names it (the engine's `completed` is SUCCEEDED).
+fn api_state(state: State) -> String {
+    match state {
+        State::Completed => "succeeded".to_owned(),
+        other => other.as_str().to_owned(),
+    }
+}
+
 fn refusal(error: ControlError) -> super::Error {
     match error {
         ControlError::NotFound => DomainError::OperationNotFound.into(),
-        ControlError::NotFailed(state) => DomainError::OperationNotFailed { state: state.as_str().to_owned() }.into(),
-        ControlError::NotCancellable(why) => DomainError::OperationNotCancellable { why }.into(),
+        ControlError::NotFailed(state) => DomainError::OperationNotFailed { state: api_state(state) }.into(),
+        ControlError::NotCancellable(NotCancellable::Finished(state)) => {
+            DomainError::OperationNotCancellable { why: format!("it has already finished ({})", api_state(state)) }
+                .into()
+        }
+        ControlError::NotCancellable(why) => DomainError::OperationNotCancellable { why: why.to_string() }.into(),
         too_late @ ControlError::RetryTooLate { .. } => {
             DomainError::OperationRetryTooLate { message: too_late.to_string() }.into()
         }

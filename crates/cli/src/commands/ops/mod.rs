@@ -1,0 +1,252 @@
+//! `roster ops`: operators list, follow and repair long-running operations (sagas) over
+//! identity's `Operations` API, with tables for people and `--json` (proto3 JSON, as grpcurl
+//! prints it) for scripts. `watch`, and `retry`/`cancel` with `--watch`, show a running
+//! operation's progress live until it is done.
+
+mod render;
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use roster_proto::operations::v1 as ops;
+use roster_proto::operations::v1::operations_client::OperationsClient;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+use super::{Failure, runtime};
+use roster_platform::config::ConfigError;
+
+#[derive(Debug, clap::Args)]
+pub struct OpsArgs {
+    /// Where identity's gRPC API is.
+    #[arg(long = "identity-url", env = "ROSTER_IDENTITY_URL", default_value = "http://127.0.0.1:50051", global = true)]
+    identity_url: String,
+    /// Bearer token to call with: an operator's for retry and resolve (`roster token --operator
+    /// NAME` mints one from the development keys).
+    #[arg(long = "token", env = "ROSTER_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// Print proto3 JSON instead of tables (one object per line while watching).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: OpsCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum OpsCommand {
+    /// An account's operations, newest first.
+    List {
+        #[arg(long)]
+        account: String,
+        /// Only this kind, e.g. `user.unlink`.
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, value_enum)]
+        state: Option<StateArg>,
+        /// How many to show at most.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+    },
+    /// One operation in full.
+    Get { operation_id: String },
+    /// Follows an operation until it is done; exits 1 unless it ends SUCCEEDED or RESOLVED.
+    Watch { operation_id: String },
+    /// Runs a FAILED operation again from the step that failed (operators).
+    Retry {
+        operation_id: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Closes a FAILED operation as RESOLVED, saying what was set right by hand (operators).
+    Resolve {
+        operation_id: String,
+        /// What was done by hand; kept in the audit trail.
+        #[arg(long)]
+        note: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Stops a RUNNING operation before its point of no return; its steps are undone.
+    Cancel {
+        operation_id: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ChangeArgs {
+    /// Makes the change once however often the command is repeated; a fresh one by default.
+    #[arg(long = "request-id")]
+    request_id: Option<String>,
+    /// Then follow the operation until it is done, as `watch` does.
+    #[arg(long)]
+    watch: bool,
+}
+
+impl ChangeArgs {
+    fn request_id(&self) -> String {
+        self.request_id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+    }
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StateArg {
+    Running,
+    Compensating,
+    Succeeded,
+    Compensated,
+    Failed,
+    Resolved,
+}
+
+impl From<StateArg> for ops::OperationState {
+    fn from(state: StateArg) -> Self {
+        match state {
+            StateArg::Running => Self::Running,
+            StateArg::Compensating => Self::Compensating,
+            StateArg::Succeeded => Self::Succeeded,
+            StateArg::Compensated => Self::Compensated,
+            StateArg::Failed => Self::Failed,
+            StateArg::Resolved => Self::Resolved,
+        }
+    }
+}
+
+/// A connected client that sends the token with every call.
+struct Client {
+    inner: OperationsClient<Channel>,
+    authorization: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    json: bool,
+}
+
+impl Client {
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert("authorization", self.authorization.clone());
+        request
+    }
+}
+
+pub async fn run(args: OpsArgs) -> Result<(), Failure> {
+    let token = args.token.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+        ConfigError::new("ROSTER_TOKEN", "a bearer token is required (`roster token --operator NAME` mints one)")
+    })?;
+    let authorization = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| ConfigError::new("ROSTER_TOKEN", "is not a token (it has characters a header cannot carry)"))?;
+    let endpoint = Channel::from_shared(args.identity_url.clone())
+        .map_err(|e| ConfigError::new("ROSTER_IDENTITY_URL", e.to_string()))?
+        .connect_timeout(Duration::from_secs(5));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| runtime(format!("cannot reach identity at {}: {e}", args.identity_url)))?;
+    let mut client = Client { inner: OperationsClient::new(channel), authorization, json: args.json };
+    match args.command {
+        OpsCommand::List { account, kind, state, limit } => list(&mut client, account, kind, state, limit).await,
+        OpsCommand::Get { operation_id } => {
+            let request = client.request(ops::GetOperationRequest { operation_id });
+            let operation = client.inner.get_operation(request).await.map_err(refused)?.into_inner();
+            render::show(&operation, client.json)
+        }
+        OpsCommand::Watch { operation_id } => watch(&mut client, operation_id).await,
+        OpsCommand::Retry { operation_id, change } => {
+            let request = client.request(ops::RetryOperationRequest { operation_id, request_id: change.request_id() });
+            let operation = client.inner.retry_operation(request).await.map_err(refused)?.into_inner();
+            changed(&mut client, operation, change.watch).await
+        }
+        OpsCommand::Resolve { operation_id, note, change } => {
+            let request =
+                client.request(ops::ResolveOperationRequest { operation_id, request_id: change.request_id(), note });
+            let operation = client.inner.resolve_operation(request).await.map_err(refused)?.into_inner();
+            changed(&mut client, operation, change.watch).await
+        }
+        OpsCommand::Cancel { operation_id, change } => {
+            let request = client.request(ops::CancelOperationRequest { operation_id, request_id: change.request_id() });
+            let operation = client.inner.cancel_operation(request).await.map_err(refused)?.into_inner();
+            changed(&mut client, operation, change.watch).await
+        }
+    }
+}
+
+/// A refusal as the operator needs it: the reason (or the gRPC code when there is none), the
+/// product code and the field where they apply, and the message.
+fn refused(status: tonic::Status) -> Failure {
+    let info = status.get_details_error_info();
+    let reason = match &info {
+        Some(info) if !info.reason.is_empty() => info.reason.clone(),
+        _ => format!("{:?}", status.code()),
+    };
+    let code = info.and_then(|i| i.metadata.get("code").cloned()).map(|c| format!(" (code {c})")).unwrap_or_default();
+    let field = status
+        .get_details_bad_request()
+        .and_then(|bad| bad.field_violations.first().map(|v| format!(" [{}]", v.field)))
+        .unwrap_or_default();
+    runtime(format!("{reason}{code}{field}: {}", status.message()))
+}
+
+async fn list(
+    client: &mut Client,
+    account: String,
+    kind: Option<String>,
+    state: Option<StateArg>,
+    limit: u32,
+) -> Result<(), Failure> {
+    let mut operations = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let remaining = limit - u32::try_from(operations.len()).unwrap_or(limit);
+        let request = client.request(ops::ListOperationsRequest {
+            account_id: account.clone(),
+            kind: kind.clone().unwrap_or_default(),
+            state: state.map_or(ops::OperationState::Unspecified, Into::into) as i32,
+            page_size: remaining.min(500),
+            page_token,
+        });
+        let page = client.inner.list_operations(request).await.map_err(refused)?.into_inner();
+        operations.extend(page.operations);
+        page_token = page.next_page_token;
+        if page_token.is_empty() || operations.len() >= limit as usize {
+            break;
+        }
+    }
+    render::list(&operations, client.json)
+}
+
+/// After a change: the operation as it now stands, or followed to its end.
+async fn changed(client: &mut Client, operation: ops::Operation, follow: bool) -> Result<(), Failure> {
+    if follow && !operation.done {
+        return watch(client, operation.id).await;
+    }
+    render::show(&operation, client.json)?;
+    outcome(&operation, follow)
+}
+
+async fn watch(client: &mut Client, operation_id: String) -> Result<(), Failure> {
+    let request = client.request(ops::WatchOperationRequest { operation_id });
+    let mut stream = client.inner.watch_operation(request).await.map_err(refused)?.into_inner();
+    let mut live = render::Live::new(client.json, std::io::stderr().is_terminal());
+    let mut last = None;
+    while let Some(operation) = stream.message().await.map_err(refused)? {
+        live.update(&operation)?;
+        last = Some(operation);
+    }
+    live.finish();
+    let last = last.ok_or_else(|| runtime("the watch ended before the operation was sent"))?;
+    if !client.json {
+        render::show(&last, false)?;
+    }
+    outcome(&last, true)
+}
+
+/// Whether a followed operation ended well; watching one that did not is a failure (exit 1).
+fn outcome(operation: &ops::Operation, followed: bool) -> Result<(), Failure> {
+    let state = ops::OperationState::try_from(operation.state).unwrap_or(ops::OperationState::Unspecified);
+    match state {
+        ops::OperationState::Compensated | ops::OperationState::Failed if followed => {
+            Err(runtime(format!("operation {} ended {}", operation.id, render::state_name(operation.state))))
+        }
+        _ => Ok(()),
+    }
+}
