@@ -1,5 +1,6 @@
 //! The README's walkthrough, run as printed: every `sh` block between "A walkthrough with
-//! grpcurl" and "The API" runs in one bash session against `roster up --demo`, with grpcurl,
+//! grpcurl" and "The API", then those of "Repairing operations" (`roster ops`), runs in one
+//! bash session against `roster up --demo`, with grpcurl,
 //! and each command's output must keep the README's promises: the comment lines under a
 //! command name the outcome (`# ERROR: Code: PermissionDenied ... "reason":"NOT_ACCOUNT_OWNER"`),
 //! and every status code, upper-case reason or state and `"key": number` pair named there must
@@ -25,10 +26,17 @@ struct Step {
     expects_error: bool,
 }
 
-/// The `sh` blocks of the walkthrough sections.
+/// The `sh` blocks of the walkthrough sections, then those of "Repairing operations" (which
+/// go on from where the walkthrough ends).
 fn walkthrough_blocks(readme: &str) -> Vec<String> {
-    let start = readme.find("## A walkthrough with grpcurl").expect("walkthrough section");
-    let end = readme[start..].find("\n## The API").map_or(readme.len(), |i| start + i);
+    let mut blocks = section_blocks(readme, "## A walkthrough with grpcurl", "\n## The API");
+    blocks.extend(section_blocks(readme, "### Repairing operations", "\n## "));
+    blocks
+}
+
+fn section_blocks(readme: &str, heading: &str, next: &str) -> Vec<String> {
+    let start = readme.find(heading).unwrap_or_else(|| panic!("README section {heading}"));
+    let end = readme[start..].find(next).map_or(readme.len(), |i| start + i);
     let mut blocks = Vec::new();
     let mut current: Option<String> = None;
     for line in readme[start..end].lines() {
