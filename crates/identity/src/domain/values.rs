@@ -17,12 +17,16 @@ fn invalid(message: impl Into<String>) -> Invalid {
     Invalid(message.into())
 }
 
-/// A lower-cased e-mail address (RFC 5321 lengths; a pragmatic subset of its syntax).
+/// A lower-cased e-mail address. Its syntax (RFC 5322's addr-spec, RFC 5321's part lengths)
+/// is checked by the `email_address` crate; Roster then keeps to what every mail system
+/// delivers and every person can type: an ASCII dot-atom before the @ (no quoted strings,
+/// comments or non-ASCII letters), a host name after it ([`Domain`]), 254 characters in all.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Email(String);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        use email_address::{EmailAddress, Error, Options};
         let text = raw.trim().to_ascii_lowercase();
         if text.is_empty() {
             return Err(invalid("is required"));
@@ -30,18 +34,20 @@ impl Email {
         if text.len() > 254 {
             return Err(invalid("is longer than 254 characters"));
         }
-        let (local, domain) = text.split_once('@').ok_or_else(|| invalid("is not an e-mail address (no @)"))?;
-        if local.is_empty() || local.len() > 64 {
-            return Err(invalid("has an empty or over-long part before the @"));
-        }
-        let local_ok = local.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c))
-            && !local.starts_with('.')
-            && !local.ends_with('.')
-            && !local.contains("..");
-        if !local_ok {
+        let options = Options::default().without_display_text().without_domain_literal().with_required_tld();
+        let parsed = EmailAddress::parse_with_options(&text, options).map_err(|error| match error {
+            Error::MissingSeparator => invalid("is not an e-mail address (no @)"),
+            Error::LocalPartEmpty | Error::LocalPartTooLong => {
+                invalid("has an empty or over-long part before the @ (at most 64 characters)")
+            }
+            other => invalid(format!("is not an e-mail address: {}", other.to_string().trim_end_matches('.'))),
+        })?;
+        let local = parsed.local_part();
+        let dot_atom = local.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+        if !dot_atom {
             return Err(invalid("has characters that are not allowed before the @"));
         }
-        Domain::parse(domain).map_err(|Invalid(why)| invalid(format!("domain {why}")))?;
+        Domain::parse(parsed.domain()).map_err(|Invalid(why)| invalid(format!("domain {why}")))?;
         Ok(Self(text))
     }
 
@@ -191,6 +197,12 @@ mod tests {
             "a@-x.com",
             "a@x..com",
             "é@example.com",
+            "\"quoted\"@example.com",
+            "a(comment)@example.com",
+            "a@[127.0.0.1]",
+            "Alice <a@example.com>",
+            ".a@example.com",
+            "a.@example.com",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }
