@@ -42,10 +42,11 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-/// The trusted JWKS and `service`'s own private key in `keys`, as paths for the environment.
-fn service_keys(keys: &KeyDir, service: &str) -> (String, String) {
+/// The trusted JWKS, `service`'s own private key and the page-token keys in `keys`, as paths
+/// for the environment.
+fn service_keys(keys: &KeyDir, service: &str) -> (String, String, String) {
     let path = |p: PathBuf| p.to_str().expect("utf-8 path").to_owned();
-    (path(keys.jwks()), path(keys.private_key(&KeyScope::Service(service.to_owned()))))
+    (path(keys.jwks()), path(keys.private_key(&KeyScope::Service(service.to_owned()))), path(keys.page_token_keys()))
 }
 
 /// A running `roster` process; killed when dropped unless it already exited.
@@ -76,10 +77,11 @@ impl Process {
         extra: &[(&str, &str)],
     ) -> Self {
         let licensing_url = format!("http://{licensing}");
-        let (jwks, signing_key) = service_keys(keys, IDENTITY_SERVICE);
+        let (jwks, signing_key, page_keys) = service_keys(keys, IDENTITY_SERVICE);
         let mut env = vec![
             ("ROSTER_IDENTITY_DATABASE_URL", database_url),
             ("ROSTER_JWKS", jwks.as_str()),
+            ("ROSTER_PAGE_TOKEN_KEYS", page_keys.as_str()),
             ("ROSTER_SERVICE_SIGNING_KEY", signing_key.as_str()),
             ("ROSTER_LICENSING_URL", licensing_url.as_str()),
         ];
@@ -97,9 +99,10 @@ impl Process {
         identity: SocketAddr,
     ) -> Self {
         let identity_url = format!("http://{identity}");
-        let (jwks, signing_key) = service_keys(keys, LICENSING_SERVICE);
+        let (jwks, signing_key, page_keys) = service_keys(keys, LICENSING_SERVICE);
         let mut env = vec![
             ("ROSTER_JWKS", jwks.as_str()),
+            ("ROSTER_PAGE_TOKEN_KEYS", page_keys.as_str()),
             ("ROSTER_SERVICE_SIGNING_KEY", signing_key.as_str()),
             ("ROSTER_IDENTITY_URL", identity_url.as_str()),
         ];

@@ -12,6 +12,7 @@ use roster_platform::auth::{Signer, Verifier};
 use roster_platform::clock::SharedClock;
 use roster_platform::config::LimitArgs;
 use roster_platform::db::{Backend, Database, redact};
+use roster_platform::pagination::PageTokens;
 use roster_platform::saga_retry::SagaRetryArgs;
 use roster_platform::server::{ServeError, ServiceSet, serve};
 use roster_proto::identity::v1::account_service_server::AccountServiceServer;
@@ -101,6 +102,8 @@ pub struct Settings {
     pub licensing_url: String,
     /// Mints identity's service token for licensing.
     pub signer: Arc<Signer>,
+    /// Seals and opens list page tokens.
+    pub pages: PageTokens,
     pub workflow: EngineConfig,
 }
 
@@ -165,7 +168,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
         let Self { listener, db, settings, licensing } = self;
         let engine = Engine::new(db.clone(), settings.clock.clone(), settings.workflow.clone(), sagas::all(&licensing));
-        let api = Api::new(db.clone(), settings.clock.clone(), engine.clone(), licensing);
+        let api = Api::new(db.clone(), settings.clock.clone(), engine.clone(), licensing, settings.pages.clone());
         let max = settings.limits.max_message_bytes();
         let routes = Routes::new(AccountServiceServer::new(api.clone()).max_decoding_message_size(max))
             .add_service(UserServiceServer::new(api.clone()).max_decoding_message_size(max))

@@ -169,6 +169,18 @@ async fn malformed_fields_are_refused_by_name_and_change_nothing(app: &TestApp) 
     expect_field(list(501, "", 0).await, "page_size", "page size over the cap");
     expect_field(list(i32::MAX, "", 0).await, "page_size", "huge page size");
     expect_field(list(10, "forged-token", 0).await, "page_token", "forged token");
+    // A genuine token works; the same token with one character changed, or the old readable
+    // form naming a user id, does not.
+    let first = list(1, "", 0).await.expect("first page").into_inner();
+    assert!(!first.next_page_token.is_empty(), "the world has more than one user");
+    let second = list(1, &first.next_page_token, 0).await.expect("a genuine token opens").into_inner();
+    assert_ne!(first.users[0].id, second.users[0].id);
+    let mut tampered = first.next_page_token.clone().into_bytes();
+    let last = tampered.len() - 3;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    expect_field(list(1, &String::from_utf8(tampered).expect("ascii"), 0).await, "page_token", "tampered token");
+    let readable = format!("p1.{}", hex::encode(&first.users[0].id));
+    expect_field(list(1, &readable, 0).await, "page_token", "a hand-made token");
     expect_field(list(10, "", 42).await, "status", "unknown status");
 
     let role = |name: &str, privileges: Vec<i32>| {

@@ -11,6 +11,7 @@ use roster_platform::auth::{Signer, Verifier};
 use roster_platform::clock::SharedClock;
 use roster_platform::config::LimitArgs;
 use roster_platform::db::{Database, redact};
+use roster_platform::pagination::PageTokens;
 use roster_platform::saga_retry::{SagaRetry, SagaRetryArgs};
 use roster_platform::server::{ServeError, ServiceSet, serve};
 use roster_proto::licensing::v1::billing_service_server::BillingServiceServer;
@@ -63,6 +64,8 @@ pub struct Settings {
     pub clock: SharedClock,
     /// How long identity retries saga steps, which bounds how long request ids are kept.
     pub saga_retry: SagaRetry,
+    /// Seals and opens list page tokens.
+    pub pages: PageTokens,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +115,7 @@ impl Server {
     /// Serves until `shutdown` resolves, then drains.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
         let Self { listener, db, directory, settings } = self;
-        let api = Api::new(db.clone(), directory, settings.clock.clone());
+        let api = Api::new(db.clone(), directory, settings.clock.clone(), settings.pages.clone());
         let max = settings.limits.max_message_bytes();
         let routes = Routes::new(LicenseServiceServer::new(api.clone()).max_decoding_message_size(max))
             .add_service(ContentServiceServer::new(api.clone()).max_decoding_message_size(max))

@@ -28,6 +28,11 @@ pub struct AuthArgs {
     /// (`users`, `operators`, `service:<name>`); `roster keys generate` writes one.
     #[arg(long = "jwks", env = "ROSTER_JWKS")]
     pub jwks: Option<PathBuf>,
+    /// File of the HMAC keys page tokens are sealed with, one base64 key per line: the first
+    /// signs, all verify. Every replica of a service needs the same file (`roster keys
+    /// generate` writes `page-token.keys`).
+    #[arg(long = "page-token-keys", env = "ROSTER_PAGE_TOKEN_KEYS")]
+    pub page_token_keys: Option<PathBuf>,
     #[command(flatten)]
     pub claims: ClaimArgs,
 }

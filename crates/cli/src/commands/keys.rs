@@ -39,5 +39,6 @@ pub fn run(data_dir: &Path, args: KeysArgs) -> Result<(), Failure> {
         println!("{:<20} {}", scope.as_text(), keys.private_key(&scope).display());
     }
     println!("{:<20} {}", "trusted (ROSTER_JWKS)", keys.jwks().display());
+    println!("{:<20} {}", "page tokens (ROSTER_PAGE_TOKEN_KEYS)", keys.page_token_keys().display());
     Ok(())
 }

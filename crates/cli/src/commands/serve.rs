@@ -10,6 +10,7 @@ use roster_licensing::LicensingArgs;
 use roster_platform::auth::{Signer, Verifier};
 use roster_platform::clock::SystemClock;
 use roster_platform::config::{AuthArgs, ConfigError, LimitArgs, PoolArgs};
+use roster_platform::pagination::PageTokens;
 use roster_platform::server::shutdown_signal;
 
 use super::{Failure, ServiceDb, database_url, runtime};
@@ -48,17 +49,25 @@ enum Service {
     },
 }
 
-/// Identity's settings from parsed arguments; `verifier` is already loaded and `signer` mints
-/// identity's service token for licensing at `licensing_url`.
+/// The keys a service works with, loaded: the tokens it trusts, the one it signs its own
+/// service token with, and the page-token keys.
+pub struct Trust {
+    pub verifier: Arc<Verifier>,
+    pub signer: Arc<Signer>,
+    pub pages: PageTokens,
+}
+
+/// Identity's settings from parsed arguments; `trust.signer` mints identity's service token
+/// for licensing at `licensing_url`.
 pub fn identity_settings(
     data_dir: &Path,
     identity: &IdentityArgs,
     licensing_url: String,
-    verifier: Arc<Verifier>,
-    signer: Arc<Signer>,
+    trust: Trust,
     limits: LimitArgs,
     pool: &PoolArgs,
 ) -> Result<roster_identity::Settings, ConfigError> {
+    let Trust { verifier, signer, pages } = trust;
     let database_url = database_url(data_dir, ServiceDb::Identity, identity.database_url.as_deref())?;
     Ok(roster_identity::Settings {
         listen: identity.listen,
@@ -72,6 +81,7 @@ pub fn identity_settings(
         clock: Arc::new(SystemClock),
         licensing_url,
         signer,
+        pages,
     })
 }
 
@@ -80,11 +90,11 @@ pub fn identity_settings(
 pub fn licensing_settings(
     data_dir: &Path,
     licensing: &LicensingArgs,
-    verifier: Arc<Verifier>,
-    signer: Arc<Signer>,
+    trust: Trust,
     limits: LimitArgs,
     pool: &PoolArgs,
 ) -> Result<roster_licensing::Settings, ConfigError> {
+    let Trust { verifier, signer, pages } = trust;
     Ok(roster_licensing::Settings {
         listen: licensing.listen,
         database_url: database_url(data_dir, ServiceDb::Licensing, licensing.database_url.as_deref())?,
@@ -96,6 +106,7 @@ pub fn licensing_settings(
         directory_cache: Duration::from_millis(licensing.directory_cache_ms),
         clock: Arc::new(SystemClock),
         saga_retry: licensing.saga_retry.retry(),
+        pages,
     })
 }
 
@@ -107,6 +118,14 @@ pub fn load_verifier(auth: &AuthArgs) -> Result<Arc<Verifier>, ConfigError> {
     Verifier::from_jwks_file(path, &auth.claims.jwt_audience, &auth.claims.jwt_issuer)
         .map(Arc::new)
         .map_err(|e| ConfigError::new(KEY, e.to_string()))
+}
+
+fn load_page_tokens(auth: &AuthArgs) -> Result<PageTokens, ConfigError> {
+    const KEY: &str = "ROSTER_PAGE_TOKEN_KEYS";
+    let path = auth.page_token_keys.as_deref().ok_or_else(|| {
+        ConfigError::new(KEY, "a page-token key file is required (`roster keys generate` writes page-token.keys)")
+    })?;
+    PageTokens::from_file(path).map_err(|e| ConfigError::new(KEY, e))
 }
 
 /// The key a service signs its own service tokens with; `calls` names the other service. The
@@ -124,16 +143,22 @@ fn load_signer(key: Option<&Path>, auth: &AuthArgs, calls: &str) -> Result<Arc<S
 pub async fn run(data_dir: &Path, args: ServeArgs) -> Result<(), Failure> {
     match args.service {
         Service::Identity { identity, peer, auth, limits, pool } => {
-            let verifier = load_verifier(&auth)?;
-            let signer = load_signer(peer.service_signing_key.as_deref(), &auth, "licensing")?;
-            let settings = identity_settings(data_dir, &identity, peer.licensing_url, verifier, signer, limits, &pool)?;
+            let trust = Trust {
+                verifier: load_verifier(&auth)?,
+                signer: load_signer(peer.service_signing_key.as_deref(), &auth, "licensing")?,
+                pages: load_page_tokens(&auth)?,
+            };
+            let settings = identity_settings(data_dir, &identity, peer.licensing_url, trust, limits, &pool)?;
             let server = roster_identity::Server::build(settings).await.map_err(runtime)?;
             server.run(shutdown_signal()).await.map_err(runtime)
         }
         Service::Licensing { licensing, auth, limits, pool } => {
-            let verifier = load_verifier(&auth)?;
-            let signer = load_signer(licensing.service_signing_key.as_deref(), &auth, "identity")?;
-            let settings = licensing_settings(data_dir, &licensing, verifier, signer, limits, &pool)?;
+            let trust = Trust {
+                verifier: load_verifier(&auth)?,
+                signer: load_signer(licensing.service_signing_key.as_deref(), &auth, "identity")?,
+                pages: load_page_tokens(&auth)?,
+            };
+            let settings = licensing_settings(data_dir, &licensing, trust, limits, &pool)?;
             let server = roster_licensing::Server::build(settings).await.map_err(runtime)?;
             server.run(shutdown_signal()).await.map_err(runtime)
         }

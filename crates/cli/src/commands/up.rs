@@ -15,9 +15,10 @@ use roster_platform::auth::{
     IDENTITY_SERVICE, KeyScope, LICENSING_SERVICE, Principal, SignerSet, Verifier, generate_keys,
 };
 use roster_platform::config::{ClaimArgs, ConfigError, LimitArgs, PoolArgs};
+use roster_platform::pagination::PageTokens;
 use roster_platform::server::shutdown_signal;
 
-use super::serve::{identity_settings, licensing_settings};
+use super::serve::{Trust, identity_settings, licensing_settings};
 use super::token::now_seconds;
 use super::{Failure, runtime};
 
@@ -55,13 +56,13 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
         SignerSet::load(&keys, &KeyScope::all(), &claims.jwt_audience, &claims.jwt_issuer).map_err(runtime)?;
     let identity_signer = signers.signer(&KeyScope::Service(IDENTITY_SERVICE.to_owned()));
     let licensing_signer = signers.signer(&KeyScope::Service(LICENSING_SERVICE.to_owned()));
+    let pages = PageTokens::from_file(&keys.page_token_keys()).map_err(|e| ConfigError::new("ROSTER_DATA_DIR", e))?;
     // Licensing's address is known once it is bound; identity learns it below.
     let settings = identity_settings(
         data_dir,
         &args.identity,
         format!("http://{}", args.licensing_listen),
-        verifier.clone(),
-        identity_signer,
+        Trust { verifier: verifier.clone(), signer: identity_signer, pages: pages.clone() },
         args.limits.clone(),
         &args.pool,
     )?;
@@ -78,7 +79,13 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
         directory_cache_ms: 2_000,
         saga_retry: args.identity.workflow.retry.clone(),
     };
-    let settings = licensing_settings(data_dir, &licensing_args, verifier, licensing_signer, args.limits, &args.pool)?;
+    let settings = licensing_settings(
+        data_dir,
+        &licensing_args,
+        Trust { verifier, signer: licensing_signer, pages },
+        args.limits,
+        &args.pool,
+    )?;
     let licensing_db = roster_platform::db::redact(&settings.database_url);
     let licensing = roster_licensing::Server::build(settings).await.map_err(runtime)?;
     let licensing_addr = licensing.local_addr();

@@ -1,7 +1,6 @@
 //! `roster.identity.v1.AccountService`.
 
 use roster_platform::auth::principal;
-use roster_platform::pagination::PageRequest;
 use roster_proto::identity::v1 as pb;
 use roster_proto::operations::v1 as ops;
 use tonic::{Request, Response, Status};
@@ -162,7 +161,7 @@ impl pb::account_service_server::AccountService for Api {
         let caller = principal(&request)?;
         let req = request.get_ref();
         let id = convert::account_id(&req.account_id)?;
-        let page = PageRequest::parse(req.page_size, &req.page_token)?;
+        let page = self.pages.request(req.page_size, &req.page_token)?;
         let (after, limit) = (page.after.clone(), page.fetch_limit());
         let events = self
             .read(caller, move |tx, ctx| {

@@ -29,6 +29,7 @@ use roster_platform::auth::Principal;
 use roster_platform::clock::SharedClock;
 use roster_platform::db::{Database, Tx};
 use roster_platform::idempotency::{self, Key};
+use roster_platform::pagination::PageTokens;
 use roster_platform::status;
 use roster_proto::operations::v1 as ops;
 use roster_workflow::{Engine, Instance};
@@ -56,11 +57,12 @@ pub struct Api {
     clock: SharedClock,
     engine: Engine,
     licensing: Licensing,
+    pages: PageTokens,
 }
 
 impl Api {
-    pub fn new(db: Database, clock: SharedClock, engine: Engine, licensing: Licensing) -> Self {
-        Self { db, clock, engine, licensing }
+    pub fn new(db: Database, clock: SharedClock, engine: Engine, licensing: Licensing, pages: PageTokens) -> Self {
+        Self { db, clock, engine, licensing, pages }
     }
 
     /// Runs a use case that starts a saga or repairs one (retry, resolve, cancel), once per

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use futures_util::Stream;
 use roster_platform::auth::{Principal, principal};
-use roster_platform::pagination::PageRequest;
 use roster_platform::status;
 use roster_proto::operations::v1 as ops;
 use roster_workflow::{Instance, ListFilter};
@@ -58,7 +57,7 @@ impl ops::operations_server::Operations for Api {
         let req = request.into_inner();
         let account = convert::account_id(&req.account_id)?;
         let state = convert::operation_state(req.state)?;
-        let page = PageRequest::parse(i32::try_from(req.page_size).unwrap_or(i32::MAX), &req.page_token)?;
+        let page = self.pages.request(i32::try_from(req.page_size).unwrap_or(i32::MAX), &req.page_token)?;
         let allowed = account.clone();
         self.read(caller, move |tx, ctx| Box::pin(async move { operations::may_list(tx, ctx, &allowed).await }))
             .await?;

@@ -1,7 +1,6 @@
 //! `roster.identity.v1.UserService`.
 
 use roster_platform::auth::principal;
-use roster_platform::pagination::PageRequest;
 use roster_proto::identity::v1 as pb;
 use roster_proto::operations::v1 as ops;
 use tonic::{Request, Response, Status};
@@ -33,7 +32,7 @@ impl pb::user_service_server::UserService for Api {
         let caller = principal(&request)?;
         let req = request.get_ref();
         let account = convert::account_id(&req.account_id)?;
-        let page = PageRequest::parse(req.page_size, &req.page_token)?;
+        let page = self.pages.request(req.page_size, &req.page_token)?;
         let filter =
             ListFilter { status: convert::status_filter(req.status)?, role_kind: convert::role_filter(req.role)? };
         let (after, limit) = (page.after.clone(), page.fetch_limit());
@@ -79,7 +78,7 @@ impl pb::user_service_server::UserService for Api {
         let caller = principal(&request)?;
         let req = request.get_ref();
         let account = convert::account_id(&req.account_id)?;
-        let page = PageRequest::parse(req.page_size, &req.page_token)?;
+        let page = self.pages.request(req.page_size, &req.page_token)?;
         let (after, limit) = (page.after.clone(), page.fetch_limit());
         let found = self
             .read(caller, move |tx, ctx| {

@@ -156,6 +156,7 @@ impl TestApp {
             licensing_url: "http://127.0.0.1:9".into(),
             signer: signers.signer(&KeyScope::Service(IDENTITY_SERVICE.into())),
             workflow,
+            pages: roster_platform::pagination::PageTokens::random(),
         };
         let mut server = Server::build(settings).await.expect("identity starts");
         let addr = server.local_addr();
@@ -170,6 +171,7 @@ impl TestApp {
             directory_cache: Duration::from_millis(2_000),
             clock: shared,
             saga_retry: roster_platform::saga_retry::SagaRetry::default(),
+            pages: roster_platform::pagination::PageTokens::random(),
         })
         .await
         .expect("licensing starts");

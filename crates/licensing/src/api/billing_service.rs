@@ -2,7 +2,6 @@
 //! they follow an ownership transfer at once (SPEC R5).
 
 use roster_platform::auth::principal;
-use roster_platform::pagination::PageRequest;
 use roster_proto::licensing::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -72,7 +71,7 @@ impl pb::billing_service_server::BillingService for Api {
         let who = principal(&request)?;
         let req = request.into_inner();
         let account = convert::id("account_id", &req.account_id)?;
-        let page = PageRequest::parse(req.page_size, &req.page_token)?;
+        let page = self.pages.request(req.page_size, &req.page_token)?;
         let (after, limit, id) = (page.after.clone(), page.fetch_limit(), account.clone());
         let rows = self
             .read(&who, &account, Freshness::Fresh, move |tx, _, caller| {
@@ -93,7 +92,7 @@ impl pb::billing_service_server::BillingService for Api {
         let who = principal(&request)?;
         let req = request.into_inner();
         let account = convert::id("account_id", &req.account_id)?;
-        let page = PageRequest::parse(req.page_size, &req.page_token)?;
+        let page = self.pages.request(req.page_size, &req.page_token)?;
         let (after, limit, id) = (page.after.clone(), page.fetch_limit(), account.clone());
         let rows = self
             .read(&who, &account, Freshness::Fresh, move |tx, _, caller| {

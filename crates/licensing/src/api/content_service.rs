@@ -1,7 +1,6 @@
 //! `roster.licensing.v1.ContentService`.
 
 use roster_platform::auth::principal;
-use roster_platform::pagination::PageRequest;
 use roster_proto::licensing::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -66,7 +65,7 @@ impl pb::content_service_server::ContentService for Api {
         let account = convert::id("account_id", &req.account_id)?;
         let owner = convert::id("owner_user_id", &req.owner_user_id)?;
         let kind = convert::optional_content_kind("kind", req.kind)?;
-        let page = PageRequest::parse(req.page_size, &req.page_token)?;
+        let page = self.pages.request(req.page_size, &req.page_token)?;
         let (after, limit, id) = (page.after.clone(), page.fetch_limit(), account.clone());
         let items = self
             .read(&who, &account, Freshness::Cached, move |tx, _, caller| {

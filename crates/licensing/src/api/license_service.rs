@@ -1,7 +1,6 @@
 //! `roster.licensing.v1.LicenseService`.
 
 use roster_platform::auth::principal;
-use roster_platform::pagination::PageRequest;
 use roster_proto::licensing::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -126,7 +125,7 @@ impl pb::license_service_server::LicenseService for Api {
         let account = convert::id("account_id", &req.account_id)?;
         let user = convert::optional_id("user_id", &req.user_id)?;
         let license_type: Option<LicenseType> = convert::optional_license_type("license_type", req.license_type)?;
-        let page = PageRequest::parse(req.page_size, &req.page_token)?;
+        let page = self.pages.request(req.page_size, &req.page_token)?;
         let (after, limit, id) = (page.after.clone(), page.fetch_limit(), account.clone());
         let rows = self
             .read(&who, &account, Freshness::Cached, move |tx, _, caller| {

@@ -27,6 +27,7 @@ use roster_platform::auth::Principal;
 use roster_platform::clock::SharedClock;
 use roster_platform::db::{Database, Tx};
 use roster_platform::idempotency::{self, Key};
+use roster_platform::pagination::PageTokens;
 use roster_platform::status;
 use tonic::{Response, Status};
 
@@ -49,6 +50,7 @@ pub struct Api {
     db: Database,
     directory: Directory,
     clock: SharedClock,
+    pages: PageTokens,
 }
 
 /// For handlers whose use case needs nothing more from identity than the caller.
@@ -57,8 +59,8 @@ fn no_lookups() -> std::future::Ready<Result<(), Status>> {
 }
 
 impl Api {
-    pub fn new(db: Database, directory: Directory, clock: SharedClock) -> Self {
-        Self { db, directory, clock }
+    pub fn new(db: Database, directory: Directory, clock: SharedClock, pages: PageTokens) -> Self {
+        Self { db, directory, clock, pages }
     }
 
     fn ctx(&self, principal: &Principal, request_id: &str) -> Ctx {

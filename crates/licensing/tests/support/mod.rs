@@ -133,6 +133,7 @@ impl TestApp {
             licensing_url: "http://127.0.0.1:9".into(),
             signer: signers.signer(&KeyScope::Service(IDENTITY_SERVICE.into())),
             workflow,
+            pages: roster_platform::pagination::PageTokens::random(),
         })
         .await
         .expect("identity starts");
@@ -149,6 +150,7 @@ impl TestApp {
             signer: signers.signer(&KeyScope::Service(LICENSING_SERVICE.into())),
             directory_cache: Duration::from_millis(2_000),
             saga_retry: roster_platform::saga_retry::SagaRetry::default(),
+            pages: roster_platform::pagination::PageTokens::random(),
             clock: shared,
         };
         let licensing = roster_licensing::Server::build(licensing_settings.clone()).await.expect("licensing starts");

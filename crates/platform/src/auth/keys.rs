@@ -218,11 +218,16 @@ impl KeyDir {
     pub fn jwks(&self) -> PathBuf {
         self.dir.join("jwks.json")
     }
+
+    /// The HMAC keys page tokens are sealed with ([`crate::pagination`]).
+    pub fn page_token_keys(&self) -> PathBuf {
+        self.dir.join("page-token.keys")
+    }
 }
 
 /// Creates a private key for each of `scopes` that `dir` lacks (existing keys are kept), then
-/// writes `jwks.json` trusting exactly the keys in `dir` for those scopes. Private keys are
-/// written owner-readable only.
+/// writes `jwks.json` trusting exactly the keys in `dir` for those scopes, and a page-token
+/// key file if there is none. Private keys are written owner-readable only.
 pub fn generate_keys(dir: &Path, scopes: &[KeyScope]) -> Result<KeyDir, KeyError> {
     std::fs::create_dir_all(dir).map_err(|source| KeyError::Write { path: dir.to_owned(), source })?;
     let keys = KeyDir { dir: dir.to_owned() };
@@ -241,6 +246,9 @@ pub fn generate_keys(dir: &Path, scopes: &[KeyScope]) -> Result<KeyDir, KeyError
     }
     let text = serde_json::to_string_pretty(&set).map_err(|e| KeyError::Encode(e.to_string()))?;
     std::fs::write(keys.jwks(), text + "\n").map_err(|source| KeyError::Write { path: keys.jwks(), source })?;
+    if !keys.page_token_keys().exists() {
+        write_private(&keys.page_token_keys(), crate::pagination::new_key_file().as_bytes())?;
+    }
     Ok(keys)
 }
 
