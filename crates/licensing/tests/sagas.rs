@@ -1077,68 +1077,52 @@ async fn an_operation_cancelled_before_its_point_of_no_return_is_undone(app: &mu
     assert!(status.message().contains("finished (succeeded)"), "{status:?}");
 }
 
-mod operator_repairs {
-    use super::*;
+/// A scenario that needs an app of its own (faults injected, licensing stopped and started),
+/// as a module with one test per backend.
+macro_rules! own_app_on_both_backends {
+    ($($module:ident => $run:ident),+ $(,)?) => {
+        $(
+            mod $module {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    super::$run(super::Backend::Sqlite).await;
+                }
 
-    async fn run(backend: Backend) {
-        let inject = Arc::new(Inject::default());
-        let Some(mut app) = TestApp::spawn_with(backend, Some(inject.clone())).await else { return };
-        operators_retry_and_resolve_failed_operations(&app, &inject).await;
-        an_operation_cancelled_before_its_point_of_no_return_is_undone(&mut app).await;
-        app.stop().await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn sqlite() {
-        run(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn postgres() {
-        run(Backend::Postgres).await;
-    }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() {
+                    super::$run(super::Backend::Postgres).await;
+                }
+            }
+        )+
+    };
 }
 
-mod licensing_outage {
-    use super::*;
-
-    async fn run(backend: Backend) {
-        let Some(mut app) = TestApp::spawn(backend).await else { return };
-        a_licensing_outage_is_waited_out(&mut app).await;
-        app.stop().await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn sqlite() {
-        run(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn postgres() {
-        run(Backend::Postgres).await;
-    }
+async fn operator_repairs(backend: Backend) {
+    let inject = Arc::new(Inject::default());
+    let Some(mut app) = TestApp::spawn_with(backend, Some(inject.clone())).await else { return };
+    operators_retry_and_resolve_failed_operations(&app, &inject).await;
+    an_operation_cancelled_before_its_point_of_no_return_is_undone(&mut app).await;
+    app.stop().await;
 }
 
-mod failure_at_every_step {
-    use super::*;
-
-    async fn run(backend: Backend) {
-        let inject = Arc::new(Inject::default());
-        let Some(app) = TestApp::spawn_with(backend, Some(inject.clone())).await else { return };
-        a_failure_at_any_step_ends_fully_done_or_fully_undone(&app, &inject).await;
-        app.stop().await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn sqlite() {
-        run(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn postgres() {
-        run(Backend::Postgres).await;
-    }
+async fn licensing_outage(backend: Backend) {
+    let Some(mut app) = TestApp::spawn(backend).await else { return };
+    a_licensing_outage_is_waited_out(&mut app).await;
+    app.stop().await;
 }
+
+async fn failure_at_every_step(backend: Backend) {
+    let inject = Arc::new(Inject::default());
+    let Some(app) = TestApp::spawn_with(backend, Some(inject.clone())).await else { return };
+    a_failure_at_any_step_ends_fully_done_or_fully_undone(&app, &inject).await;
+    app.stop().await;
+}
+
+own_app_on_both_backends!(
+    operator_repairs => operator_repairs,
+    licensing_outage => licensing_outage,
+    failure_at_every_step => failure_at_every_step,
+);
 
 on_both_backends!(
     r21_r24_unlink_refusals_change_nothing,

@@ -79,13 +79,7 @@ impl Engine {
                 retention: retry.idempotency_retention(),
             });
         }
-        let busy: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM workflows WHERE subject = $1 AND state IN ('running', 'compensating') LIMIT 1",
-        )
-        .bind(&instance.subject)
-        .fetch_optional(&mut **tx)
-        .await?;
-        if let Some(operation_id) = busy {
+        if let Some(operation_id) = store::unfinished_on(tx, &instance.subject).await? {
             return Err(ControlError::Busy { operation_id });
         }
         let row = sqlx::query(&format!(

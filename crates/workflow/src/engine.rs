@@ -162,13 +162,7 @@ impl Engine {
         let workflow = self.inner.workflows.get(new.kind).ok_or_else(|| StartError::UnknownKind(new.kind.into()))?;
         // Checked first so the usual refusal leaves the caller's transaction usable; the
         // unique index settles a race between two starts.
-        let busy: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM workflows WHERE subject = $1 AND state IN ('running', 'compensating') LIMIT 1",
-        )
-        .bind(&new.subject)
-        .fetch_optional(&mut **tx)
-        .await?;
-        if let Some(operation_id) = busy {
+        if let Some(operation_id) = store::unfinished_on(tx, &new.subject).await? {
             return Err(StartError::Busy { subject: new.subject, operation_id });
         }
         let id = uuid::Uuid::now_v7().to_string();

@@ -119,6 +119,14 @@ pub(crate) async fn insert(tx: &mut Tx, backend: Backend, start: Start<'_>) -> R
     Ok(())
 }
 
+/// The unfinished workflow working on `subject`, if there is one.
+pub(crate) async fn unfinished_on(tx: &mut Tx, subject: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM workflows WHERE subject = $1 AND state IN ('running', 'compensating') LIMIT 1")
+        .bind(subject)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
 /// Claims one runnable instance: due, unfinished, and not leased (or its lease expired).
 pub(crate) async fn claim(
     pool: &sqlx::AnyPool,

@@ -36,9 +36,9 @@ pub fn run(data_dir: &Path, args: KeysArgs) -> Result<(), Failure> {
     let dir = out.unwrap_or_else(|| default_dir(data_dir));
     let keys = generate_keys(&dir, &KeyScope::all()).map_err(|e| ConfigError::new("--out", e.to_string()))?;
     for scope in KeyScope::all() {
-        println!("{:<20} {}", scope.as_text(), keys.private_key(&scope).display());
+        println!("{:<38} {}", scope.as_text(), keys.private_key(&scope).display());
     }
-    println!("{:<20} {}", "trusted (ROSTER_JWKS)", keys.jwks().display());
-    println!("{:<20} {}", "page tokens (ROSTER_PAGE_TOKEN_KEYS)", keys.page_token_keys().display());
+    println!("{:<38} {}", "trusted (ROSTER_JWKS)", keys.jwks().display());
+    println!("{:<38} {}", "page tokens (ROSTER_PAGE_TOKEN_KEYS)", keys.page_token_keys().display());
     Ok(())
 }
