@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 
 use super::keys::{self, KeyDir, KeyError, KeyScope, TrustedKey};
 use super::{AuthError, MAX_TOKEN_BYTES, Principal, PrincipalKind};
@@ -124,7 +125,18 @@ impl SignerSet {
 pub struct Verifier {
     keys: HashMap<String, TrustedKey>,
     validation: Validation,
+    /// Tokens verified before, by SHA-256 of the token, with the principal and `exp`. A client
+    /// sends the same token on every call until it expires, and checking an Ed25519 signature
+    /// costs more than the rest of a cheap call. Only tokens that passed every check (the key's
+    /// binding to the principal included) are kept, each until its own `exp` at the latest; the
+    /// trusted keys never change while the process runs, so a kept answer stays true.
+    verified: moka::sync::Cache<[u8; 32], (Principal, u64)>,
 }
+
+/// Distinct verified tokens kept; a caller with more than this re-verifies some.
+const VERIFIED_TOKENS_KEPT: u64 = 50_000;
+/// The longest a verified token is kept, however far off its `exp`.
+const VERIFIED_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -142,17 +154,35 @@ impl Verifier {
         validation.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_S;
-        Ok(Self { keys, validation })
+        let verified =
+            moka::sync::Cache::builder().max_capacity(VERIFIED_TOKENS_KEPT).time_to_live(VERIFIED_TOKEN_TTL).build();
+        Ok(Self { keys, validation, verified })
     }
 
     /// Checks the key (`kid`), signature, issuer, audience and validity window, that the key
     /// may sign the principal named, and returns that principal.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        use jsonwebtoken::errors::ErrorKind;
-
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::TooLarge);
         }
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Some((principal, exp)) = self.verified.get(&digest) {
+            // Strictly before `exp`, without the leeway a fresh check allows: a kept answer
+            // never outlives the token.
+            if now_s() < exp {
+                return Ok(principal);
+            }
+            self.verified.invalidate(&digest);
+        }
+        let (principal, exp) = self.verify_signed(token)?;
+        self.verified.insert(digest, (principal.clone(), exp));
+        Ok(principal)
+    }
+
+    /// The full check, returning the principal and the token's `exp`.
+    fn verify_signed(&self, token: &str) -> Result<(Principal, u64), AuthError> {
+        use jsonwebtoken::errors::ErrorKind;
+
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
         let trusted = header.kid.as_deref().and_then(|kid| self.keys.get(kid)).ok_or(AuthError::UnknownKey)?;
         let data =
@@ -168,11 +198,12 @@ impl Verifier {
         if data.claims.iat > now_s().saturating_add(LEEWAY_S) {
             return Err(AuthError::NotYetValid);
         }
+        let exp = data.claims.exp;
         let principal = Principal::from_claims(data.claims)?;
         if !trusted.scope.permits(&principal) {
             return Err(AuthError::KeyNotForPrincipal);
         }
-        Ok(principal)
+        Ok((principal, exp))
     }
 
     /// Reads `authorization: Bearer <token>` and verifies it.
@@ -293,6 +324,32 @@ mod tests {
         let other =
             k.signers.signer(&KeyScope::Service(LICENSING_SERVICE.into())).mint(&service("billing"), now_s(), 60);
         assert_eq!(k.verifier.verify(&other), Err(AuthError::KeyNotForPrincipal));
+    }
+
+    #[test]
+    fn verified_tokens_are_kept_refusals_are_not_and_nothing_is_kept_past_its_exp() {
+        let k = keys();
+        let token = k.signers.mint(&user(), now_s(), 60);
+        assert_eq!(k.verifier.verify(&token), Ok(user()));
+        assert_eq!(k.verifier.verify(&token), Ok(user()), "answered again from the cache");
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        assert!(k.verifier.verified.get(&digest).is_some_and(|(_, exp)| exp > now_s()));
+
+        // A refusal is never kept: it is decided afresh each time.
+        let wrong_key = k.signers.signer(&KeyScope::Operators).mint(&user(), now_s(), 60);
+        for _ in 0..2 {
+            assert_eq!(k.verifier.verify(&wrong_key), Err(AuthError::KeyNotForPrincipal));
+        }
+        let wrong_digest: [u8; 32] = sha2::Sha256::digest(wrong_key.as_bytes()).into();
+        assert!(k.verifier.verified.get(&wrong_digest).is_none());
+
+        // An entry whose `exp` has passed is not served: the token is checked again, and this
+        // one (its signature broken) is refused.
+        let broken = format!("{}x", &token[..token.len() - 1]);
+        let broken_digest: [u8; 32] = sha2::Sha256::digest(broken.as_bytes()).into();
+        k.verifier.verified.insert(broken_digest, (user(), now_s()));
+        assert_eq!(k.verifier.verify(&broken), Err(AuthError::Invalid));
+        assert!(k.verifier.verified.get(&broken_digest).is_none(), "the stale entry went");
     }
 
     #[test]

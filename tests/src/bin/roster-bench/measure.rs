@@ -1,0 +1,93 @@
+//! Running one workload: N callers for a fixed time, latencies kept per call, and the server
+//! process's CPU time read from `/proc` before and after.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// The process that serves the calls, whose CPU time is counted.
+pub struct Server {
+    pub pid: u32,
+}
+
+/// Clock ticks per second in `/proc/<pid>/stat` (USER_HZ, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+impl Server {
+    /// User plus system CPU seconds the process has used so far.
+    fn cpu_seconds(&self) -> f64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else { return 0.0 };
+        // The command name (field 2) may hold spaces; count fields after its closing parenthesis.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+        (ticks(11) + ticks(12)) / TICKS_PER_SECOND
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    pub rps: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub cpu_us_per_call: f64,
+    pub errors: usize,
+    pub first_error: String,
+}
+
+/// Runs `call` from `callers` concurrent tasks for `seconds`; `call` gets a number unique
+/// within the run (for request ids and e-mail addresses).
+pub async fn run<F, Fut>(server: &Server, seconds: u64, callers: usize, call: F) -> Figures
+where
+    F: Fn(u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send,
+{
+    let cpu_before = server.cpu_seconds();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..callers as u64)
+        .map(|caller| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let (mut latencies, mut errors, mut first_error) = (Vec::new(), 0usize, String::new());
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let began = Instant::now();
+                    match call(caller * 1_000_000_000 + n).await {
+                        Ok(()) => latencies.push(began.elapsed()),
+                        Err(error) => {
+                            errors += 1;
+                            if first_error.is_empty() {
+                                first_error = error;
+                            }
+                        }
+                    }
+                    n += 1;
+                }
+                (latencies, errors, first_error)
+            })
+        })
+        .collect();
+    let mut figures = Figures::default();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        let Ok((mut some, errors, first_error)) = task.await else { continue };
+        latencies.append(&mut some);
+        figures.errors += errors;
+        if figures.first_error.is_empty() {
+            figures.first_error = first_error;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = server.cpu_seconds() - cpu_before;
+    latencies.sort();
+    let at = |q: f64| {
+        latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied()
+    };
+    let calls = latencies.len() + figures.errors;
+    figures.rps = latencies.len() as f64 / elapsed;
+    figures.p50 = at(0.50).unwrap_or_default();
+    figures.p99 = at(0.99).unwrap_or_default();
+    figures.cpu_us_per_call = if calls > 0 { cpu * 1e6 / calls as f64 } else { 0.0 };
+    figures
+}
