@@ -77,8 +77,15 @@ async fn probe(url: &str) -> Result<(), sqlx::Error> {
 #[derive(Debug, Clone)]
 pub struct Database {
     pool: AnyPool,
+    /// Read-only transactions. On SQLite a pool of its own beside the single writer, so reads
+    /// run side by side (WAL gives each a snapshot) instead of queueing behind one another and
+    /// behind writes; on PostgreSQL the same pool.
+    readers: AnyPool,
     backend: Backend,
 }
+
+/// Read connections to an embedded database.
+const SQLITE_READERS: u32 = 4;
 
 impl Database {
     /// The SQLite URL of a service's embedded database inside `data_dir`.
@@ -86,7 +93,8 @@ impl Database {
         format!("sqlite://{}?mode=rwc", data_dir.join(format!("{service}.db")).display())
     }
 
-    /// Connects; `max_connections` applies to PostgreSQL (SQLite always uses one).
+    /// Connects; `max_connections` applies to PostgreSQL (SQLite always has one writer, and
+    /// [`SQLITE_READERS`] readers).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
         install_default_drivers();
         let backend = Backend::from_url(url).ok_or_else(|| {
@@ -97,13 +105,15 @@ impl Database {
         // statement instead, the call answers UNAVAILABLE, and the client retries it with the
         // same request id; sqlx then drops the connection.
         let options = AnyPoolOptions::new().acquire_timeout(CONNECT_TIMEOUT).test_before_acquire(false);
-        let pool = match backend {
+        let (pool, readers) = match backend {
             Backend::Postgres => {
                 probe(url).await?;
-                options.max_connections(max_connections).connect(url).await?
+                let pool = options.max_connections(max_connections).connect(url).await?;
+                (pool.clone(), pool)
             }
             Backend::Sqlite => {
-                options
+                let writer = options
+                    .clone()
                     .max_connections(1)
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
@@ -115,10 +125,22 @@ impl Database {
                         })
                     })
                     .connect(url)
-                    .await?
+                    .await?;
+                // Opened after the writer, which created the file and switched it to WAL.
+                let readers = options
+                    .max_connections(SQLITE_READERS)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?;
+                (writer, readers)
             }
         };
-        Ok(Self { pool, backend })
+        Ok(Self { pool, readers, backend })
     }
 
     /// Which backend this is, for the few statements that must differ (row-lock hints).
@@ -132,6 +154,12 @@ impl Database {
 
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         self.pool.begin().await
+    }
+
+    /// A transaction for reads only (writes in it fail on SQLite): a consistent view that does
+    /// not wait for the writer.
+    pub async fn begin_read(&self) -> Result<Tx, sqlx::Error> {
+        self.readers.begin().await
     }
 
     /// Applies the service's migrations in order. On PostgreSQL sqlx holds an advisory lock, so
@@ -154,6 +182,7 @@ impl Database {
     }
 
     pub async fn close(&self) {
+        self.readers.close().await;
         self.pool.close().await;
     }
 }
@@ -180,6 +209,33 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With one SQLite connection for everything, these reads would wait for the open write
+    /// (the pool has nothing to hand out): the two-second bound only catches that wait.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_reads_see_committed_data_while_a_write_is_open_and_cannot_write() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = Database::connect(&Database::sqlite_url(dir.path(), "t"), 1).await.expect("sqlite");
+        sqlx::query("CREATE TABLE t (v BIGINT)").execute(db.pool()).await.expect("create");
+        sqlx::query("INSERT INTO t (v) VALUES (1)").execute(db.pool()).await.expect("insert");
+        let mut writing = db.begin().await.expect("writer");
+        sqlx::query("INSERT INTO t (v) VALUES (2)").execute(&mut *writing).await.expect("uncommitted insert");
+        let reads = (0..SQLITE_READERS).map(|_| async {
+            let mut tx = db.begin_read().await.expect("reader");
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&mut *tx).await.expect("count");
+            tx.rollback().await.expect("rollback");
+            n
+        });
+        let counts = tokio::time::timeout(Duration::from_secs(2), futures_util::future::join_all(reads))
+            .await
+            .expect("reads do not wait for the writer");
+        assert!(counts.iter().all(|n| *n == 1), "each read sees the committed row only: {counts:?}");
+        writing.commit().await.expect("commit");
+        let mut tx = db.begin_read().await.expect("reader");
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&mut *tx).await.expect("count");
+        assert_eq!(n, 2, "a read after the commit sees it");
+        assert!(sqlx::query("INSERT INTO t (v) VALUES (3)").execute(&mut *tx).await.is_err(), "readers are read-only");
+    }
 
     #[test]
     fn backend_follows_the_url_scheme() {

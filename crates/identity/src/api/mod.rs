@@ -155,7 +155,7 @@ impl Api {
         F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<T>>,
     {
         let ctx = self.ctx(principal, "");
-        let mut tx = self.db.begin().await.map_err(|e| status::from_db(&e))?;
+        let mut tx = self.db.begin_read().await.map_err(|e| status::from_db(&e))?;
         let result = op(&mut tx, &ctx).await;
         tx.rollback().await.map_err(|e| status::from_db(&e))?;
         result.map_err(error::to_status)

@@ -146,7 +146,7 @@ impl Api {
     {
         let caller = self.caller(principal, account, freshness).await?;
         let ctx = self.ctx(principal, "");
-        let mut tx = self.db.begin().await.map_err(|e| status::from_db(&e))?;
+        let mut tx = self.db.begin_read().await.map_err(|e| status::from_db(&e))?;
         let result = op(&mut tx, &ctx, &caller).await;
         tx.rollback().await.map_err(|e| status::from_db(&e))?;
         result.map_err(error::to_status)

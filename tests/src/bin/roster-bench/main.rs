@@ -42,10 +42,7 @@ struct Options {
 }
 
 fn options(args: &[String]) -> Result<Options, Error> {
-    let mut options = Options {
-        postgres: None,
-        seconds: 5,
-    };
+    let mut options = Options { postgres: None, seconds: 5 };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = || args.next().cloned().ok_or_else(|| format!("{arg} needs a value"));
@@ -74,7 +71,8 @@ async fn bench(args: &[String]) -> Result<(), Error> {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut env: Vec<(String, String)> = Vec::new();
     if let Some(url) = &options.postgres {
-        for (key, db) in [("ROSTER_IDENTITY_DATABASE_URL", "identity"), ("ROSTER_LICENSING_DATABASE_URL", "licensing")] {
+        for (key, db) in [("ROSTER_IDENTITY_DATABASE_URL", "identity"), ("ROSTER_LICENSING_DATABASE_URL", "licensing")]
+        {
             env.push((key.to_owned(), baseline::fresh_database(url, &format!("roster_bench_{db}")).await?));
         }
     }
@@ -99,13 +97,15 @@ async fn bench(args: &[String]) -> Result<(), Error> {
     );
     let mut rows = Vec::new();
     let echo_call = move |_| baseline::echo_call(echo_channel.clone());
-    let echo_figures = measure::run(&echo_server, seconds, 10, echo_call).await;
-    for (name, workload, callers, goal) in [
-        ("Health/Check, no auth", Workload::Health, 10, None),
-        ("authenticated, refused before the DB", Workload::AuthRefused, 10, Some(0.70)),
+    for (name, workload, goal) in [
+        ("Health/Check, no auth", Workload::Health, None),
+        ("authenticated, refused before the DB", Workload::AuthRefused, Some(0.70)),
     ] {
-        let figures = measure::run(&roster_server, seconds, callers, setup.caller(workload)).await;
-        rows.push(Row { name, roster: figures, baseline: Some(("tonic echo".into(), echo_figures.rps)), goal });
+        // The baseline right before each run, so both see the machine in the same state.
+        let echo_figures = measure::run(&echo_server, seconds, 10, echo_call.clone()).await;
+        let figures = measure::run(&roster_server, seconds, 10, setup.caller(workload)).await;
+        let baseline = Some(("tonic echo, 10 streams".into(), echo_figures.rps));
+        rows.push(Row { name, roster: figures, baseline, goal });
     }
     let pg = match &options.postgres {
         Some(url) => Some(baseline::Pgbench::prepare(url, seconds).await?),
@@ -115,7 +115,8 @@ async fn bench(args: &[String]) -> Result<(), Error> {
         Some(pg) => Some(("pgbench -S, 8 clients".to_owned(), pg.select_only()?)),
         None => None,
     };
-    for (name, workload) in [("GetAccount, 8 callers", Workload::GetAccount), ("GetUser, 8 callers", Workload::GetUser)] {
+    for (name, workload) in [("GetAccount, 8 callers", Workload::GetAccount), ("GetUser, 8 callers", Workload::GetUser)]
+    {
         let figures = measure::run(&roster_server, seconds, 8, setup.caller(workload)).await;
         rows.push(Row { name, roster: figures, baseline: select.clone(), goal: pg.as_ref().map(|_| 0.60) });
     }

@@ -81,9 +81,8 @@ where
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = server.cpu_seconds() - cpu_before;
     latencies.sort();
-    let at = |q: f64| {
-        latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied()
-    };
+    let at =
+        |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied();
     let calls = latencies.len() + figures.errors;
     figures.rps = latencies.len() as f64 / elapsed;
     figures.p50 = at(0.50).unwrap_or_default();

@@ -99,7 +99,8 @@ impl Inner {
                 accounts().get_account(authed(request, &demo["MEMBER_TOKEN"])).await.map(drop)
             }
             Workload::GetUser => {
-                let request = pb::GetUserRequest { account_id: demo["ACCOUNT"].clone(), user_id: demo["ADMIN_ID"].clone() };
+                let request =
+                    pb::GetUserRequest { account_id: demo["ACCOUNT"].clone(), user_id: demo["ADMIN_ID"].clone() };
                 users().get_user(authed(request, &demo["MEMBER_TOKEN"])).await.map(drop)
             }
             Workload::InviteAcrossAccounts | Workload::InviteOneAccount => {
