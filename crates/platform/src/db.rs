@@ -19,6 +19,11 @@ use sqlx::{AnyPool, Executor};
 /// A transaction on whichever backend is configured.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
+/// What queries run on: a transaction for changes (a `&mut Tx` coerces to it) or, for reads
+/// that need no transaction, a plain pooled connection, which saves the BEGIN and ROLLBACK
+/// round trips.
+pub type Conn = sqlx::AnyConnection;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Postgres,
@@ -156,10 +161,11 @@ impl Database {
         self.pool.begin().await
     }
 
-    /// A transaction for reads only (writes in it fail on SQLite): a consistent view that does
-    /// not wait for the writer.
-    pub async fn begin_read(&self) -> Result<Tx, sqlx::Error> {
-        self.readers.begin().await
+    /// A connection for reads only (writes on it fail on SQLite) that does not wait for the
+    /// writer. No transaction: each statement sees what was committed when it ran, as inside
+    /// a PostgreSQL READ COMMITTED transaction, without the BEGIN and ROLLBACK round trips.
+    pub async fn reader(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
+        self.readers.acquire().await
     }
 
     /// Applies the service's migrations in order. On PostgreSQL sqlx holds an advisory lock, so
@@ -221,20 +227,21 @@ mod tests {
         let mut writing = db.begin().await.expect("writer");
         sqlx::query("INSERT INTO t (v) VALUES (2)").execute(&mut *writing).await.expect("uncommitted insert");
         let reads = (0..SQLITE_READERS).map(|_| async {
-            let mut tx = db.begin_read().await.expect("reader");
-            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&mut *tx).await.expect("count");
-            tx.rollback().await.expect("rollback");
-            n
+            let mut conn = db.reader().await.expect("reader");
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM t").fetch_one(&mut *conn).await.expect("count")
         });
         let counts = tokio::time::timeout(Duration::from_secs(2), futures_util::future::join_all(reads))
             .await
             .expect("reads do not wait for the writer");
         assert!(counts.iter().all(|n| *n == 1), "each read sees the committed row only: {counts:?}");
         writing.commit().await.expect("commit");
-        let mut tx = db.begin_read().await.expect("reader");
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&mut *tx).await.expect("count");
+        let mut conn = db.reader().await.expect("reader");
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&mut *conn).await.expect("count");
         assert_eq!(n, 2, "a read after the commit sees it");
-        assert!(sqlx::query("INSERT INTO t (v) VALUES (3)").execute(&mut *tx).await.is_err(), "readers are read-only");
+        assert!(
+            sqlx::query("INSERT INTO t (v) VALUES (3)").execute(&mut *conn).await.is_err(),
+            "readers are read-only"
+        );
     }
 
     #[test]

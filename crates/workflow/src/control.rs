@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use roster_platform::db::{Tx, is_unique_violation};
+use roster_platform::db::{Conn, is_unique_violation};
 use roster_platform::stored_text::StoredText;
 
 use crate::engine::Engine;
@@ -53,11 +53,11 @@ pub enum ControlError {
 }
 
 impl Engine {
-    async fn locked(&self, tx: &mut Tx, id: &str) -> Result<Instance, ControlError> {
+    async fn locked(&self, tx: &mut Conn, id: &str) -> Result<Instance, ControlError> {
         let lock = if self.backend_is_postgres() { " FOR UPDATE" } else { "" };
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM workflows WHERE id = $1{lock}"))
             .bind(id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?;
         row.as_ref().map(store::instance).transpose()?.ok_or(ControlError::NotFound)
     }
@@ -65,7 +65,7 @@ impl Engine {
     /// Takes a failed instance back to where it failed (doing or undoing steps), at the step
     /// that failed, with a fresh window of automatic retries. The step sends the request id
     /// it sent before, so it takes effect at most once.
-    pub async fn retry(&self, tx: &mut Tx, id: &str) -> Result<Instance, ControlError> {
+    pub async fn retry(&self, tx: &mut Conn, id: &str) -> Result<Instance, ControlError> {
         let instance = self.locked(tx, id).await?;
         let resume = match (instance.state, instance.failed_from) {
             (State::Failed, Some(from)) => from,
@@ -90,7 +90,7 @@ impl Engine {
         .bind(id)
         .bind(resume.as_str())
         .bind(now)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(|error| {
             if is_unique_violation(&error) {
@@ -104,7 +104,7 @@ impl Engine {
 
     /// Closes a failed instance as resolved: someone set things right by hand, and `note`
     /// says what they did.
-    pub async fn resolve(&self, tx: &mut Tx, id: &str, note: &str, by: &str) -> Result<Instance, ControlError> {
+    pub async fn resolve(&self, tx: &mut Conn, id: &str, note: &str, by: &str) -> Result<Instance, ControlError> {
         let instance = self.locked(tx, id).await?;
         if instance.state != State::Failed {
             return Err(ControlError::NotFailed(instance.state));
@@ -118,7 +118,7 @@ impl Engine {
         .bind(id)
         .bind(text)
         .bind(resolution.at_ms)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
         self.changed(row.as_ref(), instance.state)
     }
@@ -127,7 +127,7 @@ impl Engine {
     /// the steps done so far and the instance ends compensated (`OPERATION_CANCELLED`).
     /// Refused once the step that is the point of no return may have started. Asking again is
     /// harmless; the first asker is kept.
-    pub async fn cancel(&self, tx: &mut Tx, id: &str, by: &str) -> Result<Instance, ControlError> {
+    pub async fn cancel(&self, tx: &mut Conn, id: &str, by: &str) -> Result<Instance, ControlError> {
         let instance = self.locked(tx, id).await?;
         let pivot = self.workflow(&instance.kind).map_or(0, |w| w.pivot());
         // Steps below `pivot - 1` can be undone; the one at `pivot - 1` is the point of no
@@ -156,7 +156,7 @@ impl Engine {
         .bind(by)
         .bind(now)
         .bind(last_cancellable)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
         self.changed(row.as_ref(), instance.state)
     }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use roster_platform::clock::SharedClock;
-use roster_platform::db::{Backend, Database, Tx, is_unique_violation};
+use roster_platform::db::{Backend, Conn, Database, is_unique_violation};
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore, broadcast, watch};
 use tracing::{debug, info, warn};
@@ -158,7 +158,7 @@ impl Engine {
 
     /// Inserts a workflow in the caller's transaction; it runs once that commits. Call
     /// [`Engine::wake`] after the commit for it to start at once on this replica.
-    pub async fn start(&self, tx: &mut Tx, new: NewWorkflow) -> Result<Instance, StartError> {
+    pub async fn start(&self, tx: &mut Conn, new: NewWorkflow) -> Result<Instance, StartError> {
         let workflow = self.inner.workflows.get(new.kind).ok_or_else(|| StartError::UnknownKind(new.kind.into()))?;
         // Checked first so the usual refusal leaves the caller's transaction usable; the
         // unique index settles a race between two starts.

@@ -2,7 +2,8 @@
 //!
 //! A workflow is a named list of steps run in order by whichever worker holds its lease:
 //!
-//! - **Started in the caller's transaction** ([`Engine::start`] takes `&mut Tx`), so a domain
+//! - **Started in the caller's transaction** ([`Engine::start`] runs on the caller's
+//!   `&mut Conn`, a transaction), so a domain
 //!   change and the workflow that finishes it commit together or not at all.
 //! - **Each step's result is persisted** (table `workflow_steps`) before the next step runs.
 //!   A step that calls another service sends [`StepCtx::request_id`], derived from (workflow,

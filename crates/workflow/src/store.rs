@@ -5,7 +5,7 @@
 //! committed before it (the token moved: no row matches) or waits for it (and then sees a
 //! renewed lease: nothing to claim). SQLite's single writer gives the same order.
 
-use roster_platform::db::{Backend, MigrationSql, Tx};
+use roster_platform::db::{Backend, Conn, MigrationSql};
 use roster_platform::stored_text::StoredText;
 use serde_json::Value;
 use sqlx::Row;
@@ -95,7 +95,7 @@ pub(crate) struct Start<'a> {
     pub now_ms: i64,
 }
 
-pub(crate) async fn insert(tx: &mut Tx, backend: Backend, start: Start<'_>) -> Result<(), sqlx::Error> {
+pub(crate) async fn insert(tx: &mut Conn, backend: Backend, start: Start<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO workflows (id, kind, account_id, subject, started_by, state, input, step_cursor, steps_total, \
          current_step, attempt, due_at_ms, lease_token, step_started_at_ms, created_at_ms, updated_at_ms) \
@@ -110,20 +110,20 @@ pub(crate) async fn insert(tx: &mut Tx, backend: Backend, start: Start<'_>) -> R
     .bind(start.steps_total)
     .bind(start.first_step)
     .bind(start.now_ms)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     if backend == Backend::Postgres {
         // Delivered at commit, so other replicas never wake for a rolled-back start.
-        sqlx::query(&format!("NOTIFY {CHANNEL}")).execute(&mut **tx).await?;
+        sqlx::query(&format!("NOTIFY {CHANNEL}")).execute(&mut *tx).await?;
     }
     Ok(())
 }
 
 /// The unfinished workflow working on `subject`, if there is one.
-pub(crate) async fn unfinished_on(tx: &mut Tx, subject: &str) -> Result<Option<String>, sqlx::Error> {
+pub(crate) async fn unfinished_on(tx: &mut Conn, subject: &str) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT id FROM workflows WHERE subject = $1 AND state IN ('running', 'compensating') LIMIT 1")
         .bind(subject)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await
 }
 
@@ -228,7 +228,7 @@ pub(crate) enum Fenced<T> {
 
 /// Records a completed step and moves the cursor, renewing the lease. Returns who asked to
 /// cancel meanwhile, if anyone did.
-pub(crate) async fn advance(tx: &mut Tx, a: Advance<'_>) -> Result<Fenced<Option<String>>, sqlx::Error> {
+pub(crate) async fn advance(tx: &mut Conn, a: Advance<'_>) -> Result<Fenced<Option<String>>, sqlx::Error> {
     let row = sqlx::query(
         "UPDATE workflows SET state = $1, step_cursor = $2, current_step = $3, attempt = 0, last_error = NULL, \
          lease_until_ms = $4, updated_at_ms = $5, step_started_at_ms = $5 WHERE id = $6 AND lease_token = $7 \
@@ -241,7 +241,7 @@ pub(crate) async fn advance(tx: &mut Tx, a: Advance<'_>) -> Result<Fenced<Option
     .bind(a.now_ms)
     .bind(a.id)
     .bind(a.token)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else { return Ok(Fenced::Lost) };
     let cancel_requested_by: Option<String> = row.try_get("cancel_requested_by")?;
@@ -256,7 +256,7 @@ pub(crate) async fn advance(tx: &mut Tx, a: Advance<'_>) -> Result<Fenced<Option
     .bind(a.output.to_string())
     .bind(a.now_ms)
     .bind(a.token)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(Fenced::Written(cancel_requested_by))
 }

@@ -16,7 +16,7 @@ use crate::domain::rules;
 use crate::domain::rules::PhoneHoldings;
 use crate::domain::values::{AccountId, Domain, Email, IntegrationId, UserId};
 use crate::sagas::{Origin, ownership};
-use crate::store::{self, Tx, outbox};
+use crate::store::{self, Conn, outbox};
 
 #[derive(Debug, Clone)]
 pub struct NewAccount {
@@ -29,7 +29,7 @@ pub struct NewAccount {
 }
 
 /// Creates an account with its owner, active. Operators only.
-pub async fn create(tx: &mut Tx, ctx: &Ctx, new: NewAccount) -> Result<AccountView> {
+pub async fn create(tx: &mut Conn, ctx: &Ctx, new: NewAccount) -> Result<AccountView> {
     if !matches!(ctx.principal, roster_platform::auth::Principal::Operator { .. }) {
         return Err(DomainError::OperatorOnly.into());
     }
@@ -77,14 +77,14 @@ pub async fn create(tx: &mut Tx, ctx: &Ctx, new: NewAccount) -> Result<AccountVi
     Ok(AccountView { account, owner: Some(owner) })
 }
 
-async fn view(tx: &mut Tx, id: &AccountId) -> Result<AccountView> {
+async fn view(tx: &mut Conn, id: &AccountId) -> Result<AccountView> {
     let account = store::accounts::get(tx, id).await?.ok_or(DomainError::AccountNotFound)?;
     let owner = store::users::owner_of(tx, id).await?;
     Ok(AccountView { account, owner })
 }
 
 /// Any member sees the account and its owner (SPEC R7); operators too.
-pub async fn get(tx: &mut Tx, ctx: &Ctx, id: &AccountId) -> Result<AccountView> {
+pub async fn get(tx: &mut Conn, ctx: &Ctx, id: &AccountId) -> Result<AccountView> {
     load_caller(tx, ctx, id).await?.may_read(None)?;
     view(tx, id).await
 }
@@ -95,7 +95,7 @@ pub struct AccountChanges {
     pub settings: Option<AccountSettings>,
 }
 
-pub async fn update(tx: &mut Tx, ctx: &Ctx, id: &AccountId, changes: AccountChanges) -> Result<AccountView> {
+pub async fn update(tx: &mut Conn, ctx: &Ctx, id: &AccountId, changes: AccountChanges) -> Result<AccountView> {
     lock_and_load_caller(tx, ctx, id).await?.member_with(Privilege::ManageUsers)?;
     let mut current = view(tx, id).await?;
     if let Some(domains) = changes.managed_domains {
@@ -115,7 +115,7 @@ pub async fn update(tx: &mut Tx, ctx: &Ctx, id: &AccountId, changes: AccountChan
 
 /// The checks of SPEC R1-R2 alone, for the API to know whose phone holdings to ask licensing
 /// about before it opens the request's transaction. Returns the current owner.
-pub async fn ownership_precheck(tx: &mut Tx, ctx: &Ctx, id: &AccountId, new_owner: &UserId) -> Result<UserId> {
+pub async fn ownership_precheck(tx: &mut Conn, ctx: &Ctx, id: &AccountId, new_owner: &UserId) -> Result<UserId> {
     let caller = load_caller(tx, ctx, id).await?;
     let actor = owner(&caller)?;
     let target = store::users::get_in_account(tx, id, new_owner).await?.ok_or(DomainError::UserNotFound)?;
@@ -128,7 +128,7 @@ pub async fn ownership_precheck(tx: &mut Tx, ctx: &Ctx, id: &AccountId, new_owne
 /// confirmed it; they then move in the same saga, before ownership, and move back if the
 /// transfer is refused at its last check.
 pub async fn transfer_ownership(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     engine: &Engine,
     id: &AccountId,
@@ -160,7 +160,7 @@ pub async fn transfer_ownership(
 /// Billing access is derived from the owner role, so it moves with this commit. Returns the
 /// integrations that now need the new owner's re-authorisation (R6).
 pub async fn apply_ownership_transfer(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     id: &AccountId,
     previous_owner: &UserId,
@@ -210,7 +210,7 @@ pub async fn apply_ownership_transfer(
 }
 
 /// The caller's own role and privileges, from current data.
-pub async fn my_access(tx: &mut Tx, ctx: &Ctx, id: &AccountId) -> Result<Actor> {
+pub async fn my_access(tx: &mut Conn, ctx: &Ctx, id: &AccountId) -> Result<Actor> {
     match load_caller(tx, ctx, id).await? {
         Caller::Member(actor) => Ok(actor),
         Caller::Operator(_) | Caller::Service(_) => Err(DomainError::OperatorOnly.into()),
@@ -218,7 +218,7 @@ pub async fn my_access(tx: &mut Tx, ctx: &Ctx, id: &AccountId) -> Result<Actor> 
 }
 
 /// Any active member may authorise an integration for themselves.
-pub async fn authorize_integration(tx: &mut Tx, ctx: &Ctx, id: &AccountId, name: String) -> Result<Integration> {
+pub async fn authorize_integration(tx: &mut Conn, ctx: &Ctx, id: &AccountId, name: String) -> Result<Integration> {
     let caller = lock_and_load_caller(tx, ctx, id).await?;
     let actor = caller.member()?;
     let integration = Integration {
@@ -242,14 +242,14 @@ pub async fn authorize_integration(tx: &mut Tx, ctx: &Ctx, id: &AccountId, name:
     Ok(integration)
 }
 
-pub async fn list_integrations(tx: &mut Tx, ctx: &Ctx, id: &AccountId) -> Result<Vec<Integration>> {
+pub async fn list_integrations(tx: &mut Conn, ctx: &Ctx, id: &AccountId) -> Result<Vec<Integration>> {
     load_caller(tx, ctx, id).await?.may_read(None)?;
     Ok(store::integrations::list(tx, id).await?)
 }
 
 /// Newest first; the owner, holders of the view-audit privilege, and operators (SPEC R33).
 pub async fn list_audit(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     id: &AccountId,
     before: Option<&str>,

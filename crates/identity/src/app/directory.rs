@@ -6,12 +6,12 @@ use crate::domain::DomainError;
 use crate::domain::model::Role;
 use crate::domain::privileges::Actor;
 use crate::domain::values::{AccountId, UserId};
-use crate::store::{self, Tx};
+use crate::store::{self, Conn};
 use roster_platform::auth::Principal;
 
 /// A user of `account` in any status, with their current privileges. Only services may ask:
 /// the answer reveals other users' roles. A user of another account reads as not found.
-pub async fn get_member(tx: &mut Tx, ctx: &Ctx, account: &AccountId, user: &UserId) -> Result<Actor> {
+pub async fn get_member(tx: &mut Conn, ctx: &Ctx, account: &AccountId, user: &UserId) -> Result<Actor> {
     lookup_account(tx, ctx, account).await?;
     let user =
         store::users::get(tx, user).await?.filter(|u| u.account_id == *account).ok_or(DomainError::UserNotFound)?;
@@ -23,7 +23,7 @@ pub async fn get_member(tx: &mut Tx, ctx: &Ctx, account: &AccountId, user: &User
 }
 
 /// The owner of an existing account; services only.
-pub async fn lookup_account(tx: &mut Tx, ctx: &Ctx, account: &AccountId) -> Result<UserId> {
+pub async fn lookup_account(tx: &mut Conn, ctx: &Ctx, account: &AccountId) -> Result<UserId> {
     if !matches!(ctx.principal, Principal::Service { .. }) {
         return Err(DomainError::OperatorOnly.into());
     }

@@ -16,7 +16,7 @@ use crate::domain::model::{Invitation, InvitationStatus, Privilege, Role, User, 
 use crate::domain::rules::{self, INVITATION_TTL_MS};
 use crate::domain::values::{AccountId, Email, InvitationId, UserId};
 use crate::sagas::{Origin, accept};
-use crate::store::{self, Tx, outbox};
+use crate::store::{self, Conn, outbox};
 
 #[derive(Debug, Clone)]
 pub struct NewInvitation {
@@ -45,7 +45,7 @@ fn code_hash(code: &str) -> String {
     hex::encode(Sha256::digest(code.trim().as_bytes()))
 }
 
-async fn queue_invitation_email(tx: &mut Tx, ctx: &Ctx, invitation: &Invitation, code: &str) -> Result<()> {
+async fn queue_invitation_email(tx: &mut Conn, ctx: &Ctx, invitation: &Invitation, code: &str) -> Result<()> {
     let account = store::accounts::get(tx, &invitation.account_id).await?.ok_or(DomainError::AccountNotFound)?;
     let email = outbox::Email {
         account_id: Some(invitation.account_id.clone()),
@@ -62,7 +62,7 @@ async fn queue_invitation_email(tx: &mut Tx, ctx: &Ctx, invitation: &Invitation,
     Ok(())
 }
 
-pub async fn invite(tx: &mut Tx, ctx: &Ctx, account: &AccountId, new: NewInvitation) -> Result<Sent> {
+pub async fn invite(tx: &mut Conn, ctx: &Ctx, account: &AccountId, new: NewInvitation) -> Result<Sent> {
     let caller = lock_and_load_caller(tx, ctx, account).await?;
     let actor = caller.member()?;
     rules::check_invitation(actor, &new.role)?;
@@ -115,7 +115,7 @@ pub async fn invite(tx: &mut Tx, ctx: &Ctx, account: &AccountId, new: NewInvitat
 }
 
 pub async fn list_pending(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     account: &AccountId,
     after: Option<&str>,
@@ -125,7 +125,7 @@ pub async fn list_pending(
     Ok(store::invitations::list_pending(tx, account, after, limit).await?)
 }
 
-async fn pending_invitation(tx: &mut Tx, account: &AccountId, id: &InvitationId) -> Result<Invitation> {
+async fn pending_invitation(tx: &mut Conn, account: &AccountId, id: &InvitationId) -> Result<Invitation> {
     store::invitations::get(tx, account, id)
         .await?
         .filter(|i| i.status == InvitationStatus::Pending)
@@ -133,7 +133,7 @@ async fn pending_invitation(tx: &mut Tx, account: &AccountId, id: &InvitationId)
 }
 
 /// A fresh code and expiry; the previous link stops working.
-pub async fn resend(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &InvitationId) -> Result<Sent> {
+pub async fn resend(tx: &mut Conn, ctx: &Ctx, account: &AccountId, id: &InvitationId) -> Result<Sent> {
     lock_and_load_caller(tx, ctx, account).await?.member_with(Privilege::ManageUsers)?;
     let mut invitation = pending_invitation(tx, account, id).await?;
     let (code, hash) = new_code();
@@ -154,7 +154,7 @@ pub async fn resend(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &Invitation
 }
 
 /// Revokes the invitation and removes the pending user that stood for the invitee.
-pub async fn revoke(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &InvitationId) -> Result<Invitation> {
+pub async fn revoke(tx: &mut Conn, ctx: &Ctx, account: &AccountId, id: &InvitationId) -> Result<Invitation> {
     lock_and_load_caller(tx, ctx, account).await?.member_with(Privilege::ManageUsers)?;
     let mut invitation = pending_invitation(tx, account, id).await?;
     invitation.status = InvitationStatus::Revoked;
@@ -179,7 +179,7 @@ pub async fn revoke(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &Invitation
 /// SPEC R27-R29: checks the code, the invitee and (for an invitee who owns an account of
 /// their own) that nobody else is in that account (1009), then starts the accept saga, which
 /// checks rooms, moves the invitee over and refunds their individual subscription.
-pub async fn accept(tx: &mut Tx, ctx: &Ctx, engine: &Engine, code: &str) -> Result<Instance> {
+pub async fn accept(tx: &mut Conn, ctx: &Ctx, engine: &Engine, code: &str) -> Result<Instance> {
     let roster_platform::auth::Principal::User { user_id } = &ctx.principal else {
         return Err(DomainError::InvitationNotFound.into());
     };
@@ -203,7 +203,7 @@ pub async fn accept(tx: &mut Tx, ctx: &Ctx, engine: &Engine, code: &str) -> Resu
 /// under the locks what may have changed: the invitation, the invitee, and who else is in
 /// the invitee's current account.
 async fn lock_and_check(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     account: &AccountId,
     invitation: &InvitationId,
@@ -235,7 +235,13 @@ async fn lock_and_check(
 /// The accept saga's point of no return. A new person's pending user becomes active; an
 /// invitee from another account moves over keeping their user id, and their old, now empty
 /// account closes. Everything is checked again under the locks.
-pub async fn join(tx: &mut Tx, ctx: &Ctx, account: &AccountId, invitation: &InvitationId, user: &UserId) -> Result<()> {
+pub async fn join(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    account: &AccountId,
+    invitation: &InvitationId,
+    user: &UserId,
+) -> Result<()> {
     let caller = store::users::get(tx, user).await?.ok_or(DomainError::InvitationNotFound)?;
     let invitation = lock_and_check(tx, ctx, account, invitation, &caller).await?;
     if caller.id == invitation.user_id {

@@ -17,7 +17,7 @@ use crate::domain::DomainError;
 use crate::domain::model::{AuditEvent, Role};
 use crate::domain::privileges::{Actor, Caller, Need};
 use crate::domain::values::{AccountId, UserId};
-use crate::store::{self, Tx};
+use crate::store::{self, Conn};
 
 /// Who is calling, for which request, at what time.
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ pub enum Error {
 /// Starts a saga in the caller's transaction. One unfinished saga per subject: a second is
 /// refused with `OPERATION_IN_PROGRESS` naming the first.
 pub async fn start_operation(
-    tx: &mut Tx,
+    tx: &mut Conn,
     engine: &Engine,
     ctx: &Ctx,
     kind: &'static str,
@@ -68,7 +68,7 @@ pub async fn start_operation(
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Takes the account's write lock, then loads the caller under it.
-pub async fn lock_and_load_caller(tx: &mut Tx, ctx: &Ctx, account: &AccountId) -> Result<Caller> {
+pub async fn lock_and_load_caller(tx: &mut Conn, ctx: &Ctx, account: &AccountId) -> Result<Caller> {
     if !store::accounts::lock(tx, account).await? {
         return Err(DomainError::AccountNotFound.into());
     }
@@ -77,7 +77,7 @@ pub async fn lock_and_load_caller(tx: &mut Tx, ctx: &Ctx, account: &AccountId) -
 
 /// The caller as current data describes them. Users of other accounts, users that no longer
 /// exist and unknown accounts all read as "account not found", so nothing leaks.
-pub async fn load_caller(tx: &mut Tx, ctx: &Ctx, account: &AccountId) -> Result<Caller> {
+pub async fn load_caller(tx: &mut Conn, ctx: &Ctx, account: &AccountId) -> Result<Caller> {
     match &ctx.principal {
         Principal::User { .. } => {
             let user = calling_user(tx, &ctx.principal).await?;
@@ -110,7 +110,7 @@ pub async fn load_caller(tx: &mut Tx, ctx: &Ctx, account: &AccountId) -> Result<
 /// who is active and at least what `need` asks (the use case then applies its full rules).
 /// Without one (accepting an invitation, creating an account): any principal but a
 /// deactivated user.
-pub async fn may_request(tx: &mut Tx, ctx: &Ctx, scope: Option<&(AccountId, Need)>) -> Result<()> {
+pub async fn may_request(tx: &mut Conn, ctx: &Ctx, scope: Option<&(AccountId, Need)>) -> Result<()> {
     if let Some((account, need)) = scope {
         return Ok(load_caller(tx, ctx, account).await?.satisfies(*need)?);
     }
@@ -124,7 +124,7 @@ pub async fn may_request(tx: &mut Tx, ctx: &Ctx, scope: Option<&(AccountId, Need
 
 /// The user a principal names, as current data has them; `None` for operators, services and
 /// users that do not exist.
-pub async fn calling_user(tx: &mut Tx, principal: &Principal) -> Result<Option<crate::domain::model::User>> {
+pub async fn calling_user(tx: &mut Conn, principal: &Principal) -> Result<Option<crate::domain::model::User>> {
     let Principal::User { user_id } = principal else { return Ok(None) };
     match UserId::parse(user_id) {
         Ok(id) => Ok(store::users::get(tx, &id).await?),
@@ -142,7 +142,7 @@ pub fn owner(caller: &Caller) -> Result<&Actor> {
 
 /// Appends a successful change to the audit trail, in the change's transaction.
 pub async fn audit(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     account: Option<&AccountId>,
     action: &str,
@@ -155,7 +155,7 @@ pub async fn audit(
 /// Records a refused change (outcome `refused:<REASON>`), in its own transaction since the
 /// change itself rolled back. Refusals are audited so abuse is visible.
 pub async fn audit_refusal(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     account: Option<&AccountId>,
     action: &str,
@@ -165,7 +165,7 @@ pub async fn audit_refusal(
 }
 
 async fn record(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     account: Option<&AccountId>,
     action: &str,

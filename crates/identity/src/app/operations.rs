@@ -15,9 +15,9 @@ use super::{Ctx, Result, audit, load_caller};
 use crate::domain::DomainError;
 use crate::domain::model::{Privilege, UserStatus};
 use crate::domain::values::AccountId;
-use crate::store::Tx;
+use crate::store::Conn;
 
-pub async fn may_see(tx: &mut Tx, ctx: &Ctx, operation: &Instance) -> Result<()> {
+pub async fn may_see(tx: &mut Conn, ctx: &Ctx, operation: &Instance) -> Result<()> {
     if matches!(ctx.principal, Principal::Operator { .. }) {
         return Ok(());
     }
@@ -34,7 +34,7 @@ pub async fn may_see(tx: &mut Tx, ctx: &Ctx, operation: &Instance) -> Result<()>
 
 /// A user who started an operation keeps seeing it while they exist and are not deactivated
 /// (an invitee who is still pending may follow their acceptance); services keep seeing theirs.
-async fn starter_still_here(tx: &mut Tx, principal: &Principal) -> Result<bool> {
+async fn starter_still_here(tx: &mut Conn, principal: &Principal) -> Result<bool> {
     if !matches!(principal, Principal::User { .. }) {
         return Ok(true);
     }
@@ -43,7 +43,7 @@ async fn starter_still_here(tx: &mut Tx, principal: &Principal) -> Result<bool> 
 }
 
 /// Listing an account's operations: its user managers, or operators.
-pub async fn may_list(tx: &mut Tx, ctx: &Ctx, account: &AccountId) -> Result<()> {
+pub async fn may_list(tx: &mut Conn, ctx: &Ctx, account: &AccountId) -> Result<()> {
     load_caller(tx, ctx, account).await?.may_read(Some(Privilege::ManageUsers))?;
     Ok(())
 }
@@ -83,13 +83,19 @@ fn refusal(error: ControlError) -> super::Error {
     }
 }
 
-async fn audited(tx: &mut Tx, ctx: &Ctx, action: &str, instance: &Instance, details: serde_json::Value) -> Result<()> {
+async fn audited(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    action: &str,
+    instance: &Instance,
+    details: serde_json::Value,
+) -> Result<()> {
     let account = AccountId::parse(&instance.account_id).ok();
     audit(tx, ctx, account.as_ref(), action, format!("operation:{}", instance.id), details).await
 }
 
 /// Operators: runs a failed operation again from the step that failed.
-pub async fn retry(tx: &mut Tx, ctx: &Ctx, engine: &Engine, id: &str) -> Result<Instance> {
+pub async fn retry(tx: &mut Conn, ctx: &Ctx, engine: &Engine, id: &str) -> Result<Instance> {
     operator_only(ctx)?;
     let instance = engine.retry(tx, id).await.map_err(refusal)?;
     let details = json!({"kind": instance.kind, "step": instance.current_step});
@@ -98,7 +104,7 @@ pub async fn retry(tx: &mut Tx, ctx: &Ctx, engine: &Engine, id: &str) -> Result<
 }
 
 /// Operators: closes a failed operation, with a note saying what was set right by hand.
-pub async fn resolve(tx: &mut Tx, ctx: &Ctx, engine: &Engine, id: &str, note: &str) -> Result<Instance> {
+pub async fn resolve(tx: &mut Conn, ctx: &Ctx, engine: &Engine, id: &str, note: &str) -> Result<Instance> {
     operator_only(ctx)?;
     let note = note.trim();
     if note.is_empty() {
@@ -115,7 +121,7 @@ pub async fn resolve(tx: &mut Tx, ctx: &Ctx, engine: &Engine, id: &str, note: &s
 
 /// Operators and the account's user managers (checked by the caller against current data):
 /// asks a running operation to stop before its point of no return.
-pub async fn cancel(tx: &mut Tx, ctx: &Ctx, engine: &Engine, id: &str) -> Result<Instance> {
+pub async fn cancel(tx: &mut Conn, ctx: &Ctx, engine: &Engine, id: &str) -> Result<Instance> {
     let instance = engine.cancel(tx, id, &ctx.principal.audit_name()).await.map_err(refusal)?;
     let details = json!({"kind": instance.kind, "step": instance.current_step});
     audited(tx, ctx, OPERATION_CANCELLED, &instance, details).await?;

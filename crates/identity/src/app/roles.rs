@@ -11,11 +11,11 @@ use crate::domain::model::{CustomRole, Privilege, Role, RoleView, User};
 use crate::domain::privileges::built_in;
 use crate::domain::rules;
 use crate::domain::values::{AccountId, RoleId, UserId};
-use crate::store::{self, Tx};
+use crate::store::{self, Conn};
 
 const BUILT_IN_NAMES: [&str; 3] = ["owner", "admin", "member"];
 
-pub async fn list(tx: &mut Tx, ctx: &Ctx, account: &AccountId) -> Result<Vec<RoleView>> {
+pub async fn list(tx: &mut Conn, ctx: &Ctx, account: &AccountId) -> Result<Vec<RoleView>> {
     load_caller(tx, ctx, account).await?.may_read(None)?;
     let counts: HashMap<String, u32> = store::roles::holder_counts(tx, account).await?.into_iter().collect();
     let count = |key: &str| counts.get(key).copied().unwrap_or(0);
@@ -45,7 +45,7 @@ fn custom_view(role: &CustomRole, user_count: u32) -> RoleView {
     }
 }
 
-async fn check_name_free(tx: &mut Tx, account: &AccountId, name: &str, except: Option<&RoleId>) -> Result<()> {
+async fn check_name_free(tx: &mut Conn, account: &AccountId, name: &str, except: Option<&RoleId>) -> Result<()> {
     if BUILT_IN_NAMES.contains(&name.to_ascii_lowercase().as_str()) {
         return Err(DomainError::RoleNameTaken.into());
     }
@@ -57,7 +57,7 @@ async fn check_name_free(tx: &mut Tx, account: &AccountId, name: &str, except: O
 }
 
 pub async fn create(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     account: &AccountId,
     name: String,
@@ -81,7 +81,7 @@ pub async fn create(
 }
 
 pub async fn update(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     account: &AccountId,
     id: &RoleId,
@@ -102,7 +102,7 @@ pub async fn update(
     Ok(custom_view(&role, count))
 }
 
-pub async fn delete(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &RoleId) -> Result<RoleView> {
+pub async fn delete(tx: &mut Conn, ctx: &Ctx, account: &AccountId, id: &RoleId) -> Result<RoleView> {
     lock_and_load_caller(tx, ctx, account).await?.member_with(Privilege::ManageRoles)?;
     let role = store::roles::get(tx, account, id).await?.ok_or(DomainError::RoleNotFound)?;
     let holders = store::roles::holder_counts(tx, account).await?;
@@ -116,7 +116,7 @@ pub async fn delete(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &RoleId) ->
 }
 
 /// SPEC R2, R16, R17: changes a user's role. Ownership never moves here.
-pub async fn assign(tx: &mut Tx, ctx: &Ctx, account: &AccountId, user: &UserId, role: Role) -> Result<User> {
+pub async fn assign(tx: &mut Conn, ctx: &Ctx, account: &AccountId, user: &UserId, role: Role) -> Result<User> {
     let caller = lock_and_load_caller(tx, ctx, account).await?;
     let actor = caller.member()?;
     let mut target = store::users::get_in_account(tx, account, user).await?.ok_or(DomainError::UserNotFound)?;

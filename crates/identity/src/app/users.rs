@@ -12,16 +12,16 @@ use crate::domain::model::{Account, AccountSettings, Plan, Role, SignIn, User, U
 use crate::domain::rules;
 use crate::domain::values::{AccountId, Email, UserId};
 use crate::sagas::{Origin, lifecycle, removal};
-use crate::store::{self, Tx, users::ListFilter};
+use crate::store::{self, Conn, users::ListFilter};
 
 /// Any member of the account, or an operator, may read its users.
-pub async fn get(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &UserId) -> Result<User> {
+pub async fn get(tx: &mut Conn, ctx: &Ctx, account: &AccountId, id: &UserId) -> Result<User> {
     load_caller(tx, ctx, account).await?.may_read(None)?;
     Ok(store::users::get_in_account(tx, account, id).await?.ok_or(DomainError::UserNotFound)?)
 }
 
 pub async fn list(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     account: &AccountId,
     filter: &ListFilter,
@@ -34,7 +34,13 @@ pub async fn list(
 
 /// SPEC R18: the user can no longer sign in from this commit on; settings stay. The saga
 /// started in the same transaction reclaims every license and number and remembers them.
-pub async fn deactivate(tx: &mut Tx, ctx: &Ctx, engine: &Engine, account: &AccountId, id: &UserId) -> Result<Instance> {
+pub async fn deactivate(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    engine: &Engine,
+    account: &AccountId,
+    id: &UserId,
+) -> Result<Instance> {
     let caller = lock_and_load_caller(tx, ctx, account).await?;
     let actor = caller.member()?;
     let target = store::users::get_in_account(tx, account, id).await?.ok_or(DomainError::UserNotFound)?;
@@ -56,7 +62,7 @@ pub async fn deactivate(tx: &mut Tx, ctx: &Ctx, engine: &Engine, account: &Accou
 /// SPEC R19: active again from this commit on. The saga lifts licensing's hold and, when
 /// asked, gives back exactly the remembered set as far as seats allow.
 pub async fn reactivate(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     engine: &Engine,
     account: &AccountId,
@@ -84,7 +90,7 @@ pub async fn reactivate(
 }
 
 async fn start_lifecycle(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     engine: &Engine,
     kind: &'static str,
@@ -113,7 +119,7 @@ pub struct TransferRequest {
 /// unlink saga. Licensing's refusals (a target without the needed license, 300) come back
 /// through the operation, with nothing changed.
 pub async fn unlink(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     engine: &Engine,
     account: &AccountId,
@@ -125,7 +131,7 @@ pub async fn unlink(
 
 /// SPEC R14, R15, R17, R22, R23: as [`unlink`], for deletion.
 pub async fn delete(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     engine: &Engine,
     account: &AccountId,
@@ -136,7 +142,7 @@ pub async fn delete(
 }
 
 async fn start_removal(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     engine: &Engine,
     mode: removal::Mode,
@@ -185,7 +191,7 @@ async fn start_removal(
 /// The unlink saga's point of no return (SPEC R21): with the rules checked again under the
 /// account lock, the user leaves for a new account of their own, as its owner, keeping their
 /// id, e-mail and settings. Returns the new account.
-pub async fn leave_account(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &UserId) -> Result<AccountId> {
+pub async fn leave_account(tx: &mut Conn, ctx: &Ctx, account: &AccountId, id: &UserId) -> Result<AccountId> {
     let old = store::accounts::get(tx, account).await?.ok_or(DomainError::AccountNotFound)?;
     if !store::accounts::lock(tx, account).await? {
         return Err(DomainError::AccountNotFound.into());
@@ -228,7 +234,7 @@ pub async fn leave_account(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &Use
 
 /// The delete saga's point of no return (SPEC R22): the user row goes, so the e-mail may sign
 /// up again; the audit record keeps who they were (the tombstone).
-pub async fn remove(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &UserId) -> Result<()> {
+pub async fn remove(tx: &mut Conn, ctx: &Ctx, account: &AccountId, id: &UserId) -> Result<()> {
     if !store::accounts::lock(tx, account).await? {
         return Err(DomainError::AccountNotFound.into());
     }
@@ -249,7 +255,7 @@ pub async fn remove(tx: &mut Tx, ctx: &Ctx, account: &AccountId, id: &UserId) ->
 
 /// SPEC R18: whether `email` may sign in. Only services (the sign-in front end) and operators
 /// ask. An active user anywhere wins over a deactivated one, which wins over a pending invite.
-pub async fn check_sign_in(tx: &mut Tx, ctx: &Ctx, email: &Email) -> Result<SignIn> {
+pub async fn check_sign_in(tx: &mut Conn, ctx: &Ctx, email: &Email) -> Result<SignIn> {
     if matches!(ctx.principal, roster_platform::auth::Principal::User { .. }) {
         return Err(DomainError::OperatorOnly.into());
     }

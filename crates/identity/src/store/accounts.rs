@@ -4,7 +4,7 @@ use roster_platform::stored_text::StoredText;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Tx, corrupt, flag, stored_flag};
+use super::{Conn, corrupt, flag, stored_flag};
 use crate::domain::model::{Account, AccountSettings, Plan};
 use crate::domain::values::{AccountId, Domain};
 
@@ -37,7 +37,7 @@ fn domains_text(domains: &[Domain]) -> String {
     domains.iter().map(Domain::as_str).collect::<Vec<_>>().join(" ")
 }
 
-pub async fn insert(tx: &mut Tx, account: &Account) -> Result<(), sqlx::Error> {
+pub async fn insert(tx: &mut Conn, account: &Account) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO accounts (id, name, plan, csm_eligible, managed_domains, auto_delete_days, notify_before_auto_delete, created_at_ms) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -50,32 +50,32 @@ pub async fn insert(tx: &mut Tx, account: &Account) -> Result<(), sqlx::Error> {
     .bind(i64::from(account.settings.auto_delete_deactivated_after_days))
     .bind(stored_flag(account.settings.notify_admins_before_auto_delete))
     .bind(account.created_at_ms)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
 /// Takes the account's write lock for the rest of the transaction; false if there is no such
 /// open account. Every write transaction on an account starts here (see the module docs).
-pub async fn lock(tx: &mut Tx, id: &AccountId) -> Result<bool, sqlx::Error> {
+pub async fn lock(tx: &mut Conn, id: &AccountId) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("UPDATE accounts SET version = version + 1 WHERE id = $1 AND closed_at_ms IS NULL")
         .bind(id.as_str())
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// An open account.
-pub async fn get(tx: &mut Tx, id: &AccountId) -> Result<Option<Account>, sqlx::Error> {
+pub async fn get(tx: &mut Conn, id: &AccountId) -> Result<Option<Account>, sqlx::Error> {
     sqlx::query(&format!("SELECT {COLUMNS} FROM accounts WHERE id = $1 AND closed_at_ms IS NULL"))
         .bind(id.as_str())
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?
         .map(|row| decode(&row))
         .transpose()
 }
 
-pub async fn update_profile(tx: &mut Tx, account: &Account) -> Result<(), sqlx::Error> {
+pub async fn update_profile(tx: &mut Conn, account: &Account) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE accounts SET managed_domains = $2, auto_delete_days = $3, notify_before_auto_delete = $4 WHERE id = $1",
     )
@@ -83,17 +83,17 @@ pub async fn update_profile(tx: &mut Tx, account: &Account) -> Result<(), sqlx::
     .bind(domains_text(&account.managed_domains))
     .bind(i64::from(account.settings.auto_delete_deactivated_after_days))
     .bind(stored_flag(account.settings.notify_admins_before_auto_delete))
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
 /// Closes an account that its last user left (SPEC R27: an invitee joins another account).
-pub async fn close(tx: &mut Tx, id: &AccountId, now_ms: i64) -> Result<(), sqlx::Error> {
+pub async fn close(tx: &mut Conn, id: &AccountId, now_ms: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE accounts SET closed_at_ms = $2 WHERE id = $1")
         .bind(id.as_str())
         .bind(now_ms)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::Tx;
+use super::Conn;
 use crate::domain::model::AuditEvent;
 use crate::domain::values::AccountId;
 
@@ -23,7 +23,7 @@ fn decode(row: &AnyRow) -> Result<AuditEvent, sqlx::Error> {
     })
 }
 
-pub async fn insert(tx: &mut Tx, event: &AuditEvent) -> Result<(), sqlx::Error> {
+pub async fn insert(tx: &mut Conn, event: &AuditEvent) -> Result<(), sqlx::Error> {
     sqlx::query(&format!("INSERT INTO audit_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
         .bind(&event.id)
         .bind(event.account_id.as_ref().map(|a| a.as_str().to_owned()))
@@ -34,14 +34,14 @@ pub async fn insert(tx: &mut Tx, event: &AuditEvent) -> Result<(), sqlx::Error> 
         .bind(&event.request_id)
         .bind(&event.details_json)
         .bind(event.at_ms)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
 
 /// Newest first; `before` is the id of the last event of the previous page.
 pub async fn list(
-    tx: &mut Tx,
+    tx: &mut Conn,
     account: &AccountId,
     before: Option<&str>,
     limit: i64,
@@ -53,7 +53,7 @@ pub async fn list(
     .bind(account.as_str())
     .bind(before.unwrap_or("~"))
     .bind(limit)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?
     .iter()
     .map(decode)

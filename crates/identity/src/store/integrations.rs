@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Tx, flag, stored_flag};
+use super::{Conn, flag, stored_flag};
 use crate::domain::model::Integration;
 use crate::domain::values::{AccountId, IntegrationId, UserId};
 
@@ -20,7 +20,7 @@ fn decode(row: &AnyRow) -> Result<Integration, sqlx::Error> {
     })
 }
 
-pub async fn insert(tx: &mut Tx, integration: &Integration) -> Result<(), sqlx::Error> {
+pub async fn insert(tx: &mut Conn, integration: &Integration) -> Result<(), sqlx::Error> {
     sqlx::query(&format!("INSERT INTO integrations ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"))
         .bind(integration.id.as_str())
         .bind(integration.account_id.as_str())
@@ -28,15 +28,15 @@ pub async fn insert(tx: &mut Tx, integration: &Integration) -> Result<(), sqlx::
         .bind(integration.authorized_by.as_str())
         .bind(stored_flag(integration.needs_reauthorization))
         .bind(integration.created_at_ms)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
 
-pub async fn list(tx: &mut Tx, account: &AccountId) -> Result<Vec<Integration>, sqlx::Error> {
+pub async fn list(tx: &mut Conn, account: &AccountId) -> Result<Vec<Integration>, sqlx::Error> {
     sqlx::query(&format!("SELECT {COLUMNS} FROM integrations WHERE account_id = $1 ORDER BY id"))
         .bind(account.as_str())
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(decode)
@@ -45,7 +45,7 @@ pub async fn list(tx: &mut Tx, account: &AccountId) -> Result<Vec<Integration>, 
 
 /// Flags every integration `user` authorised in `account` and returns them.
 pub async fn flag_for_reauthorization(
-    tx: &mut Tx,
+    tx: &mut Conn,
     account: &AccountId,
     user: &UserId,
 ) -> Result<Vec<Integration>, sqlx::Error> {
@@ -54,7 +54,7 @@ pub async fn flag_for_reauthorization(
     ))
     .bind(account.as_str())
     .bind(user.as_str())
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?
     .iter()
     .map(decode)

@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::users::decode_role;
-use super::{Tx, corrupt};
+use super::{Conn, corrupt};
 use crate::domain::model::{Invitation, InvitationStatus};
 use crate::domain::values::{AccountId, Email, InvitationId, UserId};
 
@@ -30,7 +30,7 @@ fn decode(row: &AnyRow) -> Result<Invitation, sqlx::Error> {
     })
 }
 
-pub async fn insert(tx: &mut Tx, invitation: &Invitation, code_hash: &str) -> Result<(), sqlx::Error> {
+pub async fn insert(tx: &mut Conn, invitation: &Invitation, code_hash: &str) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
         "INSERT INTO invitations ({COLUMNS}, code_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     ))
@@ -46,25 +46,25 @@ pub async fn insert(tx: &mut Tx, invitation: &Invitation, code_hash: &str) -> Re
     .bind(invitation.created_at_ms)
     .bind(invitation.expires_at_ms)
     .bind(code_hash)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
-pub async fn get(tx: &mut Tx, account: &AccountId, id: &InvitationId) -> Result<Option<Invitation>, sqlx::Error> {
+pub async fn get(tx: &mut Conn, account: &AccountId, id: &InvitationId) -> Result<Option<Invitation>, sqlx::Error> {
     sqlx::query(&format!("SELECT {COLUMNS} FROM invitations WHERE account_id = $1 AND id = $2"))
         .bind(account.as_str())
         .bind(id.as_str())
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?
         .map(|row| decode(&row))
         .transpose()
 }
 
-pub async fn find_by_code_hash(tx: &mut Tx, code_hash: &str) -> Result<Option<Invitation>, sqlx::Error> {
+pub async fn find_by_code_hash(tx: &mut Conn, code_hash: &str) -> Result<Option<Invitation>, sqlx::Error> {
     sqlx::query(&format!("SELECT {COLUMNS} FROM invitations WHERE code_hash = $1"))
         .bind(code_hash)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?
         .map(|row| decode(&row))
         .transpose()
@@ -72,7 +72,7 @@ pub async fn find_by_code_hash(tx: &mut Tx, code_hash: &str) -> Result<Option<In
 
 /// The account's invitations that are still pending, oldest first.
 pub async fn list_pending(
-    tx: &mut Tx,
+    tx: &mut Conn,
     account: &AccountId,
     after: Option<&str>,
     limit: i64,
@@ -83,29 +83,29 @@ pub async fn list_pending(
     .bind(account.as_str())
     .bind(after.unwrap_or(""))
     .bind(limit)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?
     .iter()
     .map(decode)
     .collect()
 }
 
-pub async fn set_status(tx: &mut Tx, id: &InvitationId, status: InvitationStatus) -> Result<(), sqlx::Error> {
+pub async fn set_status(tx: &mut Conn, id: &InvitationId, status: InvitationStatus) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE invitations SET status = $2 WHERE id = $1")
         .bind(id.as_str())
         .bind(status.as_str())
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
 
 /// A resend: a new code (the old link stops working), a fresh expiry, one more send.
-pub async fn renew(tx: &mut Tx, id: &InvitationId, code_hash: &str, expires_at_ms: i64) -> Result<(), sqlx::Error> {
+pub async fn renew(tx: &mut Conn, id: &InvitationId, code_hash: &str, expires_at_ms: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE invitations SET code_hash = $2, expires_at_ms = $3, send_count = send_count + 1 WHERE id = $1")
         .bind(id.as_str())
         .bind(code_hash)
         .bind(expires_at_ms)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! Identity persistence: sqlx queries that take `&mut Tx`, so a change, its audit record, its
-//! outbox e-mails and its idempotency record commit together. Queries return domain types.
+//! Identity persistence: sqlx queries that take `&mut Conn`. Changes pass their transaction,
+//! so a change, its audit record, its outbox e-mails and its idempotency record commit
+//! together; reads pass a pooled connection and need no BEGIN or ROLLBACK. Queries return domain types.
 //!
 //! Isolation: every write transaction first takes its account's lock
 //! ([`accounts::lock`]), a row update that serialises writers of one account on PostgreSQL
@@ -17,7 +18,7 @@ pub mod users;
 
 use roster_platform::db::MigrationSql;
 
-pub use roster_platform::db::Tx;
+pub use roster_platform::db::{Conn, Tx};
 
 /// Embedded migrations, applied in order at start-up; the workflow engine's tables included.
 pub const MIGRATIONS: &[MigrationSql] = &[

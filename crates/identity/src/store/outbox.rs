@@ -7,7 +7,7 @@
 
 use sqlx::Row;
 
-use super::Tx;
+use super::Conn;
 use crate::domain::values::AccountId;
 
 /// An e-mail to queue.
@@ -32,7 +32,7 @@ pub struct Claimed {
     pub attempts: i64,
 }
 
-pub async fn enqueue(tx: &mut Tx, email: &Email, now_ms: i64) -> Result<String, sqlx::Error> {
+pub async fn enqueue(tx: &mut Conn, email: &Email, now_ms: i64) -> Result<String, sqlx::Error> {
     let id = uuid::Uuid::now_v7().to_string();
     sqlx::query(
         "INSERT INTO outbox (id, account_id, kind, recipient, subject, body, next_attempt_at_ms, created_at_ms) \
@@ -45,7 +45,7 @@ pub async fn enqueue(tx: &mut Tx, email: &Email, now_ms: i64) -> Result<String, 
     .bind(&email.subject)
     .bind(&email.body)
     .bind(now_ms)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(id)
 }

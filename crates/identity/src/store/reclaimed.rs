@@ -3,11 +3,11 @@
 
 use serde_json::Value;
 
-use super::{Tx, corrupt};
+use super::{Conn, corrupt};
 use crate::domain::values::{AccountId, UserId};
 
 pub async fn remember(
-    tx: &mut Tx,
+    tx: &mut Conn,
     user: &UserId,
     account: &AccountId,
     licenses: &Value,
@@ -21,23 +21,23 @@ pub async fn remember(
     .bind(account.as_str())
     .bind(licenses.to_string())
     .bind(now_ms)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
 /// The remembered set of a user of `account`, if any.
-pub async fn get(tx: &mut Tx, user: &UserId, account: &AccountId) -> Result<Option<Value>, sqlx::Error> {
+pub async fn get(tx: &mut Conn, user: &UserId, account: &AccountId) -> Result<Option<Value>, sqlx::Error> {
     let text: Option<String> =
         sqlx::query_scalar("SELECT licenses FROM reclaimed_licenses WHERE user_id = $1 AND account_id = $2")
             .bind(user.as_str())
             .bind(account.as_str())
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?;
     text.map(|t| serde_json::from_str(&t).map_err(|_| corrupt("reclaimed licenses", &t))).transpose()
 }
 
-pub async fn forget(tx: &mut Tx, user: &UserId) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM reclaimed_licenses WHERE user_id = $1").bind(user.as_str()).execute(&mut **tx).await?;
+pub async fn forget(tx: &mut Conn, user: &UserId) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM reclaimed_licenses WHERE user_id = $1").bind(user.as_str()).execute(&mut *tx).await?;
     Ok(())
 }

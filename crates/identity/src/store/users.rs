@@ -4,7 +4,7 @@ use roster_platform::stored_text::StoredText;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Tx, corrupt, flag, stored_flag};
+use super::{Conn, corrupt, flag, stored_flag};
 use crate::domain::model::{Role, User, UserStatus};
 use crate::domain::values::{AccountId, Email, RoleId, UserId};
 
@@ -44,7 +44,7 @@ fn decode(row: &AnyRow) -> Result<User, sqlx::Error> {
     })
 }
 
-pub async fn insert(tx: &mut Tx, user: &User) -> Result<(), sqlx::Error> {
+pub async fn insert(tx: &mut Conn, user: &User) -> Result<(), sqlx::Error> {
     sqlx::query(&format!("INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
         .bind(user.id.as_str())
         .bind(user.account_id.as_str())
@@ -56,54 +56,54 @@ pub async fn insert(tx: &mut Tx, user: &User) -> Result<(), sqlx::Error> {
         .bind(stored_flag(user.external))
         .bind(user.created_at_ms)
         .bind(user.deactivated_at_ms)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
 
-pub async fn get(tx: &mut Tx, id: &UserId) -> Result<Option<User>, sqlx::Error> {
+pub async fn get(tx: &mut Conn, id: &UserId) -> Result<Option<User>, sqlx::Error> {
     sqlx::query(&format!("{SELECT} WHERE u.id = $1"))
         .bind(id.as_str())
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?
         .map(|row| decode(&row))
         .transpose()
 }
 
 /// A user only if it belongs to `account` (SPEC R34: other accounts' users do not exist here).
-pub async fn get_in_account(tx: &mut Tx, account: &AccountId, id: &UserId) -> Result<Option<User>, sqlx::Error> {
+pub async fn get_in_account(tx: &mut Conn, account: &AccountId, id: &UserId) -> Result<Option<User>, sqlx::Error> {
     Ok(get(tx, id).await?.filter(|user| user.account_id == *account))
 }
 
 pub async fn find_by_email_in_account(
-    tx: &mut Tx,
+    tx: &mut Conn,
     account: &AccountId,
     email: &Email,
 ) -> Result<Option<User>, sqlx::Error> {
     sqlx::query(&format!("{SELECT} WHERE u.account_id = $1 AND u.email = $2"))
         .bind(account.as_str())
         .bind(email.as_str())
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?
         .map(|row| decode(&row))
         .transpose()
 }
 
 /// Every user with this e-mail, in any account, oldest first.
-pub async fn find_by_email(tx: &mut Tx, email: &Email) -> Result<Vec<User>, sqlx::Error> {
+pub async fn find_by_email(tx: &mut Conn, email: &Email) -> Result<Vec<User>, sqlx::Error> {
     sqlx::query(&format!("{SELECT} WHERE u.email = $1 ORDER BY u.id"))
         .bind(email.as_str())
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(decode)
         .collect()
 }
 
-pub async fn owner_of(tx: &mut Tx, account: &AccountId) -> Result<Option<User>, sqlx::Error> {
+pub async fn owner_of(tx: &mut Conn, account: &AccountId) -> Result<Option<User>, sqlx::Error> {
     sqlx::query(&format!("{SELECT} WHERE u.account_id = $1 AND u.role = 'owner'"))
         .bind(account.as_str())
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?
         .map(|row| decode(&row))
         .transpose()
@@ -117,7 +117,7 @@ pub struct ListFilter {
 }
 
 pub async fn list(
-    tx: &mut Tx,
+    tx: &mut Conn,
     account: &AccountId,
     filter: &ListFilter,
     after: Option<&str>,
@@ -136,23 +136,23 @@ pub async fn list(
         .bind(filter.role_kind.unwrap_or(""))
         .bind(filter.status.map(UserStatus::as_str).unwrap_or(""))
         .bind(limit)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?;
     rows.iter().map(decode).collect()
 }
 
-pub async fn set_role(tx: &mut Tx, id: &UserId, role: &Role) -> Result<(), sqlx::Error> {
+pub async fn set_role(tx: &mut Conn, id: &UserId, role: &Role) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET role = $2, custom_role_id = $3 WHERE id = $1")
         .bind(id.as_str())
         .bind(role.kind_str())
         .bind(role.custom_id().map(|r| r.as_str().to_owned()))
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
 
 pub async fn set_status(
-    tx: &mut Tx,
+    tx: &mut Conn,
     id: &UserId,
     status: UserStatus,
     deactivated_at_ms: Option<i64>,
@@ -161,34 +161,34 @@ pub async fn set_status(
         .bind(id.as_str())
         .bind(status.as_str())
         .bind(deactivated_at_ms)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
 
 /// Moves a user into another account with a new role, active (SPEC R29).
-pub async fn move_to_account(tx: &mut Tx, id: &UserId, account: &AccountId, role: &Role) -> Result<(), sqlx::Error> {
+pub async fn move_to_account(tx: &mut Conn, id: &UserId, account: &AccountId, role: &Role) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET account_id = $2, role = $3, custom_role_id = $4, status = 'active', deactivated_at_ms = NULL WHERE id = $1")
         .bind(id.as_str())
         .bind(account.as_str())
         .bind(role.kind_str())
         .bind(role.custom_id().map(|r| r.as_str().to_owned()))
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
 
-pub async fn delete(tx: &mut Tx, id: &UserId) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM users WHERE id = $1").bind(id.as_str()).execute(&mut **tx).await?;
+pub async fn delete(tx: &mut Conn, id: &UserId) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM users WHERE id = $1").bind(id.as_str()).execute(&mut *tx).await?;
     Ok(())
 }
 
 /// Users of the account other than `except` (any status).
-pub async fn count_others(tx: &mut Tx, account: &AccountId, except: &UserId) -> Result<u64, sqlx::Error> {
+pub async fn count_others(tx: &mut Conn, account: &AccountId, except: &UserId) -> Result<u64, sqlx::Error> {
     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE account_id = $1 AND id <> $2")
         .bind(account.as_str())
         .bind(except.as_str())
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *tx)
         .await?;
     Ok(u64::try_from(count).unwrap_or(0))
 }

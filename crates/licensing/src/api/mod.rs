@@ -25,7 +25,7 @@ use futures_util::future::BoxFuture;
 use prost::Message;
 use roster_platform::auth::Principal;
 use roster_platform::clock::SharedClock;
-use roster_platform::db::{Database, Tx};
+use roster_platform::db::{Conn, Database, Tx};
 use roster_platform::idempotency::{self, Key};
 use roster_platform::pagination::PageTokens;
 use roster_platform::status;
@@ -139,16 +139,16 @@ impl Api {
         }
     }
 
-    /// Runs a read-only use case for the caller in `account`, in one consistent view.
+    /// Runs a read-only use case for the caller in `account` on a reader connection, without a
+    /// transaction: each read sees what is committed as it runs (as in a READ COMMITTED
+    /// transaction), and the BEGIN and ROLLBACK round trips are saved.
     async fn read<T, F>(&self, principal: &Principal, account: &Id, freshness: Freshness, op: F) -> Result<T, Status>
     where
-        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx, &'t Caller) -> BoxFuture<'t, app::Result<T>>,
+        F: for<'t> FnOnce(&'t mut Conn, &'t Ctx, &'t Caller) -> BoxFuture<'t, app::Result<T>>,
     {
         let caller = self.caller(principal, account, freshness).await?;
         let ctx = self.ctx(principal, "");
-        let mut tx = self.db.begin_read().await.map_err(|e| status::from_db(&e))?;
-        let result = op(&mut tx, &ctx, &caller).await;
-        tx.rollback().await.map_err(|e| status::from_db(&e))?;
-        result.map_err(error::to_status)
+        let mut conn = self.db.reader().await.map_err(|e| status::from_db(&e))?;
+        op(&mut conn, &ctx, &caller).await.map_err(error::to_status)
     }
 }

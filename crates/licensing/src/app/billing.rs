@@ -8,7 +8,7 @@ use crate::domain::DomainError;
 use crate::domain::access::Caller;
 use crate::domain::model::{Currency, Id, Invoice, PaymentMethod, Refund, Subscription, SubscriptionStatus};
 use crate::domain::proration::{self, Proration};
-use crate::store::{self, Tx, lock_account};
+use crate::store::{self, Conn, lock_account};
 
 #[derive(Debug, Clone)]
 pub struct NewSubscription {
@@ -21,7 +21,7 @@ pub struct NewSubscription {
 
 /// Starts a subscription and invoices its first period.
 pub async fn create_subscription(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     caller: &Caller,
     account: &Id,
@@ -64,7 +64,7 @@ pub async fn create_subscription(
 }
 
 pub async fn overview(
-    tx: &mut Tx,
+    tx: &mut Conn,
     caller: &Caller,
     account: &Id,
 ) -> Result<(Vec<Subscription>, Option<PaymentMethod>)> {
@@ -73,7 +73,7 @@ pub async fn overview(
 }
 
 pub async fn invoices(
-    tx: &mut Tx,
+    tx: &mut Conn,
     caller: &Caller,
     account: &Id,
     after: Option<&str>,
@@ -84,7 +84,7 @@ pub async fn invoices(
 }
 
 pub async fn refunds(
-    tx: &mut Tx,
+    tx: &mut Conn,
     caller: &Caller,
     account: &Id,
     after: Option<&str>,
@@ -96,7 +96,7 @@ pub async fn refunds(
 
 /// What a refund would pay now: the owner asks, or identity before it refunds.
 pub async fn quote(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     caller: &Caller,
     account: &Id,
@@ -115,7 +115,7 @@ pub async fn quote(
     Ok((subscription, proration))
 }
 
-async fn active_subscription(tx: &mut Tx, account: &Id, id: &Id) -> Result<Subscription> {
+async fn active_subscription(tx: &mut Conn, account: &Id, id: &Id) -> Result<Subscription> {
     let subscription =
         store::billing::subscription_of(tx, account, id).await?.ok_or(DomainError::SubscriptionNotFound)?;
     if subscription.status == SubscriptionStatus::Ended {
@@ -126,7 +126,7 @@ async fn active_subscription(tx: &mut Tx, account: &Id, id: &Id) -> Result<Subsc
 }
 
 /// Saga step (SPEC R28): refunds the unused remainder once and ends the subscription.
-pub async fn refund(tx: &mut Tx, ctx: &Ctx, caller: &Caller, account: &Id, subscription: &Id) -> Result<Refund> {
+pub async fn refund(tx: &mut Conn, ctx: &Ctx, caller: &Caller, account: &Id, subscription: &Id) -> Result<Refund> {
     caller.identity()?;
     lock_account(tx, account).await?;
     let subscription = active_subscription(tx, account, subscription).await?;

@@ -11,7 +11,7 @@ use crate::domain::DomainError;
 use crate::domain::access::{Caller, Member, Privilege};
 use crate::domain::model::{ContentCounts, ContentItem, ContentKind, Id};
 use crate::domain::transfer;
-use crate::store::{self, Tx, lock_account};
+use crate::store::{self, Conn, lock_account};
 
 /// What a new item is.
 #[derive(Debug, Clone)]
@@ -23,7 +23,13 @@ pub struct NewContent {
 
 /// Registers an item for `owner`: the caller themselves, or anyone active when the caller
 /// manages users.
-pub async fn register(tx: &mut Tx, ctx: &Ctx, caller: &Caller, owner: &Member, new: NewContent) -> Result<ContentItem> {
+pub async fn register(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    caller: &Caller,
+    owner: &Member,
+    new: NewContent,
+) -> Result<ContentItem> {
     let acting = caller.active_member()?;
     if acting.user_id != owner.user_id {
         caller.member_with(Privilege::ManageUsers)?;
@@ -58,7 +64,7 @@ pub async fn register(tx: &mut Tx, ctx: &Ctx, caller: &Caller, owner: &Member, n
 }
 
 pub async fn list(
-    tx: &mut Tx,
+    tx: &mut Conn,
     caller: &Caller,
     account: &Id,
     owner: &Id,
@@ -81,7 +87,7 @@ pub struct Transferred {
 /// Saga step (SPEC R23): moves the chosen kinds from `from` to `target`, all or nothing.
 /// `target` is `None` when identity does not know them in this account.
 pub async fn transfer(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     caller: &Caller,
     account: &Id,
@@ -122,7 +128,7 @@ pub async fn transfer(
 /// Compensation of [`transfer`]: items the target still owns go back to their previous owner.
 /// Undoing twice returns nothing the second time.
 pub async fn undo_transfer(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     caller: &Caller,
     account: &Id,
@@ -157,7 +163,7 @@ pub async fn undo_transfer(
 /// identity, so they are not looked up there: the hold their removal's reclaim left in this
 /// account is licensing's own proof that they belonged to it (R34).
 pub async fn delete_user_content(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     caller: &Caller,
     account: &Id,
@@ -187,7 +193,7 @@ pub async fn delete_user_content(
 
 /// Content leaves an account with its user only after the removal saga reclaimed that user's
 /// licenses here; anyone else (a user of another account) reads as missing.
-async fn ensure_being_removed(tx: &mut Tx, account: &Id, user: &Id) -> Result<()> {
+async fn ensure_being_removed(tx: &mut Conn, account: &Id, user: &Id) -> Result<()> {
     if store::seats::is_held(tx, account, user).await? { Ok(()) } else { Err(DomainError::UserNotFound.into()) }
 }
 
@@ -204,7 +210,7 @@ fn counts_json(counts: &ContentCounts) -> serde_json::Value {
 /// they now own (the handler checked with identity that they are in it), and the hold their
 /// reclaim left in the old account is lifted.
 pub async fn rehome_user_content(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     caller: &Caller,
     account: &Id,

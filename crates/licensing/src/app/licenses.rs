@@ -9,10 +9,10 @@ use crate::domain::DomainError;
 use crate::domain::access::{Caller, Member, Privilege};
 use crate::domain::model::{Assignment, Id, LicenseSet, LicenseType, PhoneLine, PhoneNumber, SeatPool};
 use crate::domain::seats;
-use crate::store::{self, Tx, lock_account};
+use crate::store::{self, Conn, lock_account};
 
 pub async fn set_seats(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     caller: &Caller,
     account: &Id,
@@ -36,7 +36,7 @@ pub async fn set_seats(
     Ok(SeatPool { capacity, ..pool })
 }
 
-pub async fn list_seats(tx: &mut Tx, caller: &Caller, account: &Id) -> Result<Vec<SeatPool>> {
+pub async fn list_seats(tx: &mut Conn, caller: &Caller, account: &Id) -> Result<Vec<SeatPool>> {
     caller.any_reader()?;
     Ok(store::seats::pools(tx, account).await?)
 }
@@ -44,7 +44,7 @@ pub async fn list_seats(tx: &mut Tx, caller: &Caller, account: &Id) -> Result<Ve
 /// Gives `assignee` a seat: they must be active (R31) and not under a reclaim hold, and a
 /// purchased seat must be free (R30); the account lock makes the count exact.
 pub async fn assign(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     caller: &Caller,
     assignee: &Member,
@@ -67,7 +67,7 @@ pub async fn assign(
     Ok(assignment)
 }
 
-async fn ensure_may_hold(tx: &mut Tx, member: &Member) -> Result<()> {
+async fn ensure_may_hold(tx: &mut Conn, member: &Member) -> Result<()> {
     if !member.is_active() || store::seats::is_held(tx, &member.account_id, &member.user_id).await? {
         return Err(DomainError::UserNotActive.into());
     }
@@ -75,7 +75,7 @@ async fn ensure_may_hold(tx: &mut Tx, member: &Member) -> Result<()> {
 }
 
 /// Takes a free seat for the user, under the account lock.
-async fn give(tx: &mut Tx, ctx: &Ctx, account: &Id, user: &Id, license_type: LicenseType) -> Result<Assignment> {
+async fn give(tx: &mut Conn, ctx: &Ctx, account: &Id, user: &Id, license_type: LicenseType) -> Result<Assignment> {
     let pool = store::seats::pool(tx, account, license_type).await?;
     let assignment =
         Assignment { account_id: account.clone(), user_id: user.clone(), license_type, assigned_at_ms: ctx.now_ms };
@@ -89,7 +89,7 @@ async fn give(tx: &mut Tx, ctx: &Ctx, account: &Id, user: &Id, license_type: Lic
 
 /// Takes a seat back; a phone license takes its numbers with it (they stay in the pool).
 pub async fn unassign(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     caller: &Caller,
     account: &Id,
@@ -112,7 +112,7 @@ pub async fn unassign(
     Ok((assignment, detached))
 }
 
-async fn detach_all(tx: &mut Tx, account: &Id, user: &Id) -> Result<Vec<PhoneNumber>> {
+async fn detach_all(tx: &mut Conn, account: &Id, user: &Id) -> Result<Vec<PhoneNumber>> {
     let numbers = store::phones::of_user(tx, account, user).await?;
     for number in &numbers {
         store::phones::set_user(tx, account, number, None).await?;
@@ -122,7 +122,7 @@ async fn detach_all(tx: &mut Tx, account: &Id, user: &Id) -> Result<Vec<PhoneNum
 
 /// Assignments, optionally of one user or type. Listing someone else's needs manage-licenses.
 pub async fn list_assignments(
-    tx: &mut Tx,
+    tx: &mut Conn,
     caller: &Caller,
     account: &Id,
     user: Option<&Id>,
@@ -138,7 +138,7 @@ pub async fn list_assignments(
 }
 
 pub async fn add_phone_number(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     caller: &Caller,
     account: &Id,
@@ -156,7 +156,7 @@ pub async fn add_phone_number(
 
 /// Attaches a pool number to a user holding a phone license (SPEC R31).
 pub async fn attach_phone_number(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     caller: &Caller,
     holder: &Member,
@@ -188,7 +188,7 @@ pub async fn attach_phone_number(
 }
 
 pub async fn detach_phone_number(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     caller: &Caller,
     account: &Id,
@@ -210,14 +210,14 @@ pub async fn detach_phone_number(
     Ok(PhoneLine { user_id: None, ..line })
 }
 
-pub async fn list_phone_numbers(tx: &mut Tx, caller: &Caller, account: &Id) -> Result<Vec<PhoneLine>> {
+pub async fn list_phone_numbers(tx: &mut Conn, caller: &Caller, account: &Id) -> Result<Vec<PhoneLine>> {
     caller.reader_with(Privilege::ManageLicenses)?;
     Ok(store::phones::list(tx, account).await?)
 }
 
 /// Saga step (SPEC R18, R21): takes every license and number from the user, holds them
 /// against new assignments, and returns exactly what was taken.
-pub async fn reclaim(tx: &mut Tx, ctx: &Ctx, caller: &Caller, account: &Id, user: &Id) -> Result<LicenseSet> {
+pub async fn reclaim(tx: &mut Conn, ctx: &Ctx, caller: &Caller, account: &Id, user: &Id) -> Result<LicenseSet> {
     caller.identity()?;
     lock_account(tx, account).await?;
     let held = store::seats::of_user(tx, account, user).await?;
@@ -234,7 +234,7 @@ pub async fn reclaim(tx: &mut Tx, ctx: &Ctx, caller: &Caller, account: &Id, user
 /// Saga step (SPEC R19, compensation of a reclaim): lifts the hold and gives back as much of
 /// `set` as seats and numbers allow. Returns (restored, not restored).
 pub async fn restore(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     caller: &Caller,
     account: &Id,
@@ -280,7 +280,7 @@ pub async fn restore(
 
 /// Saga step (SPEC R4): the phone license and numbers of `from` go to `to`, an active member
 /// not under a hold. The seat moves with them, so capacity is unaffected.
-pub async fn move_phone(tx: &mut Tx, ctx: &Ctx, caller: &Caller, from: &Id, to: &Member) -> Result<LicenseSet> {
+pub async fn move_phone(tx: &mut Conn, ctx: &Ctx, caller: &Caller, from: &Id, to: &Member) -> Result<LicenseSet> {
     caller.identity()?;
     let account = &to.account_id;
     if *from == to.user_id {

@@ -16,7 +16,7 @@ use crate::directory::{Directory, Freshness, LookupError};
 use crate::domain::DomainError;
 use crate::domain::access::{Caller, IDENTITY_SERVICE, Member};
 use crate::domain::model::Id;
-use crate::store::{self, Tx};
+use crate::store::{self, Conn};
 
 /// Who is calling, for which request, at what time.
 #[derive(Debug, Clone)]
@@ -85,7 +85,7 @@ pub async fn subject(directory: &Directory, account: &Id, user: &Id) -> Result<M
 
 /// Appends a successful change to the audit trail, in the change's transaction.
 pub async fn audit(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     account: &Id,
     action: &str,
@@ -96,12 +96,12 @@ pub async fn audit(
 }
 
 /// Records a refused change in a transaction of its own (the change itself rolled back).
-pub async fn audit_refusal(tx: &mut Tx, ctx: &Ctx, account: &Id, action: &str, reason: &str) -> Result<()> {
+pub async fn audit_refusal(tx: &mut Conn, ctx: &Ctx, account: &Id, action: &str, reason: &str) -> Result<()> {
     record(tx, ctx, account, action, "", &format!("refused:{reason}"), "{}").await
 }
 
 async fn record(
-    tx: &mut Tx,
+    tx: &mut Conn,
     ctx: &Ctx,
     account: &Id,
     action: &str,

@@ -1,6 +1,6 @@
 //! The `audit_events` table (SPEC R33): append-only.
 
-use super::Tx;
+use super::Conn;
 
 /// One audit record; `outcome` is `ok` or `refused:<REASON>`.
 #[derive(Debug, Clone)]
@@ -15,7 +15,7 @@ pub struct AuditEvent<'a> {
     pub at_ms: i64,
 }
 
-pub async fn insert(tx: &mut Tx, event: &AuditEvent<'_>) -> Result<(), sqlx::Error> {
+pub async fn insert(tx: &mut Conn, event: &AuditEvent<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO audit_events (id, account_id, principal, action, target, outcome, request_id, details, at_ms) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -29,7 +29,7 @@ pub async fn insert(tx: &mut Tx, event: &AuditEvent<'_>) -> Result<(), sqlx::Err
     .bind(event.request_id)
     .bind(event.details_json)
     .bind(event.at_ms)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

@@ -4,7 +4,7 @@ use roster_platform::stored_text::StoredText;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Tx, count, parse};
+use super::{Conn, count, parse};
 use crate::domain::model::{Currency, Id, Invoice, PaymentMethod, Refund, Subscription, SubscriptionStatus};
 
 const SUBSCRIPTION_COLUMNS: &str =
@@ -25,7 +25,7 @@ fn subscription(row: &AnyRow) -> Result<Subscription, sqlx::Error> {
     })
 }
 
-pub async fn insert_subscription(tx: &mut Tx, sub: &Subscription, now_ms: i64) -> Result<(), sqlx::Error> {
+pub async fn insert_subscription(tx: &mut Conn, sub: &Subscription, now_ms: i64) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
         "INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
     ))
@@ -39,43 +39,43 @@ pub async fn insert_subscription(tx: &mut Tx, sub: &Subscription, now_ms: i64) -
     .bind(sub.status.as_str())
     .bind(sub.ended_at_ms)
     .bind(now_ms)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
 /// A subscription of this account (others' read as missing).
-pub async fn subscription_of(tx: &mut Tx, account: &Id, id: &Id) -> Result<Option<Subscription>, sqlx::Error> {
+pub async fn subscription_of(tx: &mut Conn, account: &Id, id: &Id) -> Result<Option<Subscription>, sqlx::Error> {
     sqlx::query(&format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE account_id = $1 AND id = $2"))
         .bind(account.as_str())
         .bind(id.as_str())
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?
         .map(|row| subscription(&row))
         .transpose()
 }
 
-pub async fn subscriptions(tx: &mut Tx, account: &Id) -> Result<Vec<Subscription>, sqlx::Error> {
+pub async fn subscriptions(tx: &mut Conn, account: &Id) -> Result<Vec<Subscription>, sqlx::Error> {
     sqlx::query(&format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE account_id = $1 ORDER BY id"))
         .bind(account.as_str())
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(subscription)
         .collect()
 }
 
-pub async fn end_subscription(tx: &mut Tx, id: &Id, now_ms: i64) -> Result<(), sqlx::Error> {
+pub async fn end_subscription(tx: &mut Conn, id: &Id, now_ms: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE subscriptions SET status = $2, ended_at_ms = $3 WHERE id = $1")
         .bind(id.as_str())
         .bind(SubscriptionStatus::Ended.as_str())
         .bind(now_ms)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
 
-pub async fn insert_invoice(tx: &mut Tx, invoice: &Invoice) -> Result<(), sqlx::Error> {
+pub async fn insert_invoice(tx: &mut Conn, invoice: &Invoice) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO invoices (id, account_id, subscription_id, amount_minor, currency, issued_at_ms) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -86,12 +86,17 @@ pub async fn insert_invoice(tx: &mut Tx, invoice: &Invoice) -> Result<(), sqlx::
     .bind(invoice.amount_minor)
     .bind(invoice.currency.as_str())
     .bind(invoice.issued_at_ms)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
-pub async fn invoices(tx: &mut Tx, account: &Id, after: Option<&str>, limit: i64) -> Result<Vec<Invoice>, sqlx::Error> {
+pub async fn invoices(
+    tx: &mut Conn,
+    account: &Id,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Invoice>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT id, account_id, subscription_id, amount_minor, currency, issued_at_ms FROM invoices \
          WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3",
@@ -99,7 +104,7 @@ pub async fn invoices(tx: &mut Tx, account: &Id, after: Option<&str>, limit: i64
     .bind(account.as_str())
     .bind(after.unwrap_or(""))
     .bind(limit)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     rows.iter()
         .map(|row| {
@@ -133,7 +138,7 @@ fn refund(row: &AnyRow) -> Result<Refund, sqlx::Error> {
 
 /// Records a refund; false if the subscription was refunded before (the unique index decides,
 /// so two racing refunds cannot both land).
-pub async fn insert_refund(tx: &mut Tx, refund: &Refund) -> Result<bool, sqlx::Error> {
+pub async fn insert_refund(tx: &mut Conn, refund: &Refund) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(&format!(
         "INSERT INTO refunds ({REFUND_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (subscription_id) DO NOTHING"
@@ -146,35 +151,35 @@ pub async fn insert_refund(tx: &mut Tx, refund: &Refund) -> Result<bool, sqlx::E
     .bind(refund.unused_seconds)
     .bind(refund.period_seconds)
     .bind(refund.refunded_at_ms)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn is_refunded(tx: &mut Tx, subscription: &Id) -> Result<bool, sqlx::Error> {
+pub async fn is_refunded(tx: &mut Conn, subscription: &Id) -> Result<bool, sqlx::Error> {
     let found: Option<String> = sqlx::query_scalar("SELECT id FROM refunds WHERE subscription_id = $1")
         .bind(subscription.as_str())
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
     Ok(found.is_some())
 }
 
-pub async fn refunds(tx: &mut Tx, account: &Id, after: Option<&str>, limit: i64) -> Result<Vec<Refund>, sqlx::Error> {
+pub async fn refunds(tx: &mut Conn, account: &Id, after: Option<&str>, limit: i64) -> Result<Vec<Refund>, sqlx::Error> {
     sqlx::query(&format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3"))
         .bind(account.as_str())
         .bind(after.unwrap_or(""))
         .bind(limit)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(refund)
         .collect()
 }
 
-pub async fn payment_method(tx: &mut Tx, account: &Id) -> Result<Option<PaymentMethod>, sqlx::Error> {
+pub async fn payment_method(tx: &mut Conn, account: &Id) -> Result<Option<PaymentMethod>, sqlx::Error> {
     let row = sqlx::query("SELECT brand, last4, expiry_month, expiry_year FROM payment_methods WHERE account_id = $1")
         .bind(account.as_str())
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
     row.map(|row| {
         Ok(PaymentMethod {
@@ -188,7 +193,7 @@ pub async fn payment_method(tx: &mut Tx, account: &Id) -> Result<Option<PaymentM
 }
 
 /// Records the card summary a payment provider reported (only brand, last digits, expiry).
-pub async fn set_payment_method(tx: &mut Tx, account: &Id, method: &PaymentMethod) -> Result<(), sqlx::Error> {
+pub async fn set_payment_method(tx: &mut Conn, account: &Id, method: &PaymentMethod) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO payment_methods (account_id, brand, last4, expiry_month, expiry_year) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (account_id) DO UPDATE SET brand = $2, last4 = $3, expiry_month = $4, expiry_year = $5",
@@ -198,7 +203,7 @@ pub async fn set_payment_method(tx: &mut Tx, account: &Id, method: &PaymentMetho
     .bind(&method.last4)
     .bind(i64::from(method.expiry_month))
     .bind(i64::from(method.expiry_year))
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

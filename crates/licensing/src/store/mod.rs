@@ -1,5 +1,6 @@
-//! Licensing persistence: sqlx queries that take `&mut Tx`, so a change, its audit record and
-//! its idempotency record commit together. Queries return domain types.
+//! Licensing persistence: sqlx queries that take `&mut Conn`. Changes pass their transaction,
+//! so a change, its audit record and its idempotency record commit together; reads pass a
+//! pooled connection and need no BEGIN or ROLLBACK. Queries return domain types.
 //!
 //! Isolation: every write transaction first takes its account's lock ([`lock_account`]), an
 //! upsert that serialises writers of one account on PostgreSQL (row lock, held to commit) and
@@ -14,7 +15,7 @@ pub mod seats;
 
 use roster_platform::db::MigrationSql;
 
-pub use roster_platform::db::Tx;
+pub use roster_platform::db::{Conn, Tx};
 
 use crate::domain::model::Id;
 
@@ -23,13 +24,13 @@ pub const MIGRATIONS: &[MigrationSql] =
     &[MigrationSql { version: 1, description: "licensing", sql: include_str!("../../migrations/0001_licensing.sql") }];
 
 /// Takes the account's write lock for the rest of the transaction.
-pub async fn lock_account(tx: &mut Tx, account: &Id) -> Result<(), sqlx::Error> {
+pub async fn lock_account(tx: &mut Conn, account: &Id) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO license_accounts (account_id, version) VALUES ($1, 1) \
          ON CONFLICT (account_id) DO UPDATE SET version = license_accounts.version + 1",
     )
     .bind(account.as_str())
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

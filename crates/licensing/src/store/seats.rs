@@ -5,11 +5,11 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use strum::VariantArray;
 
-use super::{Tx, count, parse};
+use super::{Conn, count, parse};
 use crate::domain::model::{Assignment, Id, LicenseType, SeatPool};
 
 /// Every license type with its capacity (0 when none were bought) and assigned count.
-pub async fn pools(tx: &mut Tx, account: &Id) -> Result<Vec<SeatPool>, sqlx::Error> {
+pub async fn pools(tx: &mut Conn, account: &Id) -> Result<Vec<SeatPool>, sqlx::Error> {
     let mut pools = Vec::with_capacity(LicenseType::VARIANTS.len());
     for license_type in LicenseType::VARIANTS {
         pools.push(pool(tx, account, *license_type).await?);
@@ -17,24 +17,24 @@ pub async fn pools(tx: &mut Tx, account: &Id) -> Result<Vec<SeatPool>, sqlx::Err
     Ok(pools)
 }
 
-pub async fn pool(tx: &mut Tx, account: &Id, license_type: LicenseType) -> Result<SeatPool, sqlx::Error> {
+pub async fn pool(tx: &mut Conn, account: &Id, license_type: LicenseType) -> Result<SeatPool, sqlx::Error> {
     let capacity: Option<i64> =
         sqlx::query_scalar("SELECT capacity FROM seat_pools WHERE account_id = $1 AND license_type = $2")
             .bind(account.as_str())
             .bind(license_type.as_str())
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?;
     let assigned: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM assignments WHERE account_id = $1 AND license_type = $2")
             .bind(account.as_str())
             .bind(license_type.as_str())
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *tx)
             .await?;
     Ok(SeatPool { license_type, capacity: count(capacity.unwrap_or(0)), assigned: count(assigned) })
 }
 
 pub async fn set_capacity(
-    tx: &mut Tx,
+    tx: &mut Conn,
     account: &Id,
     license_type: LicenseType,
     capacity: u32,
@@ -48,7 +48,7 @@ pub async fn set_capacity(
     .bind(license_type.as_str())
     .bind(i64::from(capacity))
     .bind(now_ms)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -66,7 +66,7 @@ fn decode(row: &AnyRow) -> Result<Assignment, sqlx::Error> {
 }
 
 /// Inserts an assignment; false when the user already holds that license.
-pub async fn assign(tx: &mut Tx, assignment: &Assignment) -> Result<bool, sqlx::Error> {
+pub async fn assign(tx: &mut Conn, assignment: &Assignment) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(&format!(
         "INSERT INTO assignments ({COLUMNS}) VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, user_id, license_type) DO NOTHING"
     ))
@@ -74,14 +74,14 @@ pub async fn assign(tx: &mut Tx, assignment: &Assignment) -> Result<bool, sqlx::
     .bind(assignment.user_id.as_str())
     .bind(assignment.license_type.as_str())
     .bind(assignment.assigned_at_ms)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Removes an assignment and returns it, if it existed.
 pub async fn unassign(
-    tx: &mut Tx,
+    tx: &mut Conn,
     account: &Id,
     user: &Id,
     license_type: LicenseType,
@@ -92,20 +92,20 @@ pub async fn unassign(
     .bind(account.as_str())
     .bind(user.as_str())
     .bind(license_type.as_str())
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?
     .map(|row| decode(&row))
     .transpose()
 }
 
 /// One user's licenses, by type.
-pub async fn of_user(tx: &mut Tx, account: &Id, user: &Id) -> Result<Vec<Assignment>, sqlx::Error> {
+pub async fn of_user(tx: &mut Conn, account: &Id, user: &Id) -> Result<Vec<Assignment>, sqlx::Error> {
     sqlx::query(&format!(
         "SELECT {COLUMNS} FROM assignments WHERE account_id = $1 AND user_id = $2 ORDER BY license_type"
     ))
     .bind(account.as_str())
     .bind(user.as_str())
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?
     .iter()
     .map(decode)
@@ -114,7 +114,7 @@ pub async fn of_user(tx: &mut Tx, account: &Id, user: &Id) -> Result<Vec<Assignm
 
 /// Assignments in (license type, user) order, after the page cursor `after`.
 pub async fn list(
-    tx: &mut Tx,
+    tx: &mut Conn,
     account: &Id,
     user: Option<&Id>,
     license_type: Option<LicenseType>,
@@ -132,7 +132,7 @@ pub async fn list(
     .bind(license_type.map_or("", LicenseType::as_str))
     .bind(after.unwrap_or(""))
     .bind(limit)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?
     .iter()
     .map(decode)
@@ -145,7 +145,7 @@ pub fn cursor(assignment: &Assignment) -> String {
 }
 
 /// Blocks assignments to a user whose licenses a saga reclaimed.
-pub async fn hold(tx: &mut Tx, account: &Id, user: &Id, now_ms: i64) -> Result<(), sqlx::Error> {
+pub async fn hold(tx: &mut Conn, account: &Id, user: &Id, now_ms: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO license_holds (account_id, user_id, since_ms) VALUES ($1, $2, $3) \
          ON CONFLICT (account_id, user_id) DO NOTHING",
@@ -153,26 +153,26 @@ pub async fn hold(tx: &mut Tx, account: &Id, user: &Id, now_ms: i64) -> Result<(
     .bind(account.as_str())
     .bind(user.as_str())
     .bind(now_ms)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
-pub async fn release_hold(tx: &mut Tx, account: &Id, user: &Id) -> Result<(), sqlx::Error> {
+pub async fn release_hold(tx: &mut Conn, account: &Id, user: &Id) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM license_holds WHERE account_id = $1 AND user_id = $2")
         .bind(account.as_str())
         .bind(user.as_str())
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
 
-pub async fn is_held(tx: &mut Tx, account: &Id, user: &Id) -> Result<bool, sqlx::Error> {
+pub async fn is_held(tx: &mut Conn, account: &Id, user: &Id) -> Result<bool, sqlx::Error> {
     let held: Option<i64> =
         sqlx::query_scalar("SELECT since_ms FROM license_holds WHERE account_id = $1 AND user_id = $2")
             .bind(account.as_str())
             .bind(user.as_str())
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?;
     Ok(held.is_some())
 }
