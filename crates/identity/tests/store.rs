@@ -20,6 +20,7 @@ on_both_databases!(
     r3_the_database_refuses_a_second_owner,
     emails_are_unique_within_an_account,
     idempotency_records_replay_and_refuse_reuse,
+    r34_the_gate_decides_replays_and_fresh_requests_rely_on_the_change,
     r35_outbox_claims_are_exclusive_and_leases_expire,
     r35_failed_sends_are_retried_never_lost,
     r33_audit_reads_newest_first_per_account,
@@ -95,6 +96,33 @@ async fn idempotency_records_replay_and_refuse_reuse(db: &TestDb) {
     // Another principal may use the same request id.
     let other_caller = Key::new("user:u2", "/m", "r-1", &String::from("input")).expect("key");
     assert!(matches!(idempotency::begin::<String>(&db.db, other_caller).await.expect("begin"), Idempotent::Fresh(_)));
+}
+
+/// The gate runs only before handing back an earlier answer; a fresh request goes straight to
+/// the change, whose own rules include the gate's.
+async fn r34_the_gate_decides_replays_and_fresh_requests_rely_on_the_change(db: &TestDb) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let gate_runs = AtomicUsize::new(0);
+    let call = |allowed: bool| {
+        let key = Key::new("user:u1", "/gated", "r-1", &String::from("input")).expect("key");
+        let gate_runs = &gate_runs;
+        idempotency::gated_once::<String, &'static str, (), _, _>(
+            &db.db,
+            key,
+            START_MS,
+            &(),
+            move |_, _| {
+                gate_runs.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async move { if allowed { Ok(()) } else { Err("no longer allowed") } })
+            },
+            |_, _| Box::pin(async { Ok(String::from("made")) }),
+        )
+    };
+    assert_eq!(call(false).await.expect("first"), Ok(String::from("made")), "a fresh request is the change's to judge");
+    assert_eq!(gate_runs.load(Ordering::SeqCst), 0);
+    assert_eq!(call(true).await.expect("replay"), Ok(String::from("made")));
+    assert_eq!(call(false).await.expect("replay refused"), Err("no longer allowed"), "no replay past the gate");
+    assert_eq!(gate_runs.load(Ordering::SeqCst), 2);
 }
 
 async fn enqueue(db: &TestDb, count: usize) {

@@ -183,9 +183,10 @@ where
     gated_once(db, key, now_ms, ctx, |_, _| Box::pin(async { Ok(()) }), op).await
 }
 
-/// [`once`], with `gate` deciding first, in the same transaction and from current data,
-/// whether the caller may make this request at all: a caller who may not gets the refusal,
-/// never an earlier response replayed (SPEC R34).
+/// [`once`], with `gate` deciding, in the same transaction and from current data, whether
+/// the caller may make this request at all before an earlier response is handed back: a caller
+/// who may not gets the refusal, never the replay (SPEC R34). A fresh request skips the gate,
+/// since `op` applies the full rules, which include it: that saves a query on every change.
 pub async fn gated_once<R, E, C, G, F>(
     db: &Database,
     key: Key,
@@ -201,18 +202,27 @@ where
     F: for<'t> FnOnce(&'t mut Tx, &'t C) -> BoxFuture<'t, Result<R, E>>,
 {
     let mut tx = db.begin().await.map_err(|e| status::from_db(&e))?;
-    if let Err(refusal) = gate(&mut tx, ctx).await {
-        tx.rollback().await.map_err(|e| status::from_db(&e))?;
-        return Ok(Err(refusal));
-    }
     if let Some(earlier) = lookup(&mut tx, &key).await? {
+        let allowed = gate(&mut tx, ctx).await;
         tx.rollback().await.map_err(|e| status::from_db(&e))?;
-        return Ok(Ok(earlier));
+        return Ok(allowed.map(|()| earlier));
     }
     let mut fresh = Fresh { tx, key, db: db.clone() };
     match op(&mut fresh.tx, ctx).await {
+        // `op` passed the full rules, so handing back a twin's response that won the race to
+        // commit (inside `finish`) needs no gate.
         Ok(response) => Ok(Ok(fresh.finish(response, now_ms).await?)),
-        Err(refusal) => Ok(fresh.abandon::<R>().await?.ok_or(refusal)),
+        Err(refusal) => match fresh.abandon::<R>().await? {
+            // The refusal was this call seeing its twin's effect; the twin's answer is a
+            // replay, so the gate decides.
+            Some(twin) => {
+                let mut tx = db.begin().await.map_err(|e| status::from_db(&e))?;
+                let allowed = gate(&mut tx, ctx).await;
+                tx.rollback().await.map_err(|e| status::from_db(&e))?;
+                Ok(allowed.map(|()| twin))
+            }
+            None => Ok(Err(refusal)),
+        },
     }
 }
 
