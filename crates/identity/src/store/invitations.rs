@@ -12,14 +12,13 @@ use crate::domain::values::{AccountId, Email, InvitationId, UserId};
 const COLUMNS: &str = "id, account_id, email, user_id, status, invited_by, role, custom_role_id, send_count, created_at_ms, expires_at_ms";
 
 fn decode(row: &AnyRow) -> Result<Invitation, sqlx::Error> {
-    let email: String = row.try_get("email")?;
     let status: String = row.try_get("status")?;
     let role: String = row.try_get("role")?;
     let send_count: i64 = row.try_get("send_count")?;
     Ok(Invitation {
         id: InvitationId::from_stored(row.try_get("id")?),
         account_id: AccountId::from_stored(row.try_get("account_id")?),
-        email: Email::parse(&email).map_err(|_| corrupt("email", &email))?,
+        email: Email::from_stored(row.try_get("email")?),
         user_id: UserId::from_stored(row.try_get("user_id")?),
         status: InvitationStatus::from_str_opt(&status).ok_or_else(|| corrupt("invitation status", &status))?,
         invited_by: UserId::from_stored(row.try_get("invited_by")?),

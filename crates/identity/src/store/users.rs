@@ -27,13 +27,12 @@ pub(super) fn decode_role(kind: &str, custom_role_id: Option<String>) -> Result<
 }
 
 fn decode(row: &AnyRow) -> Result<User, sqlx::Error> {
-    let email: String = row.try_get("email")?;
     let status: String = row.try_get("status")?;
     let role: String = row.try_get("role")?;
     Ok(User {
         id: UserId::from_stored(row.try_get("id")?),
         account_id: AccountId::from_stored(row.try_get("account_id")?),
-        email: Email::parse(&email).map_err(|_| corrupt("email", &email))?,
+        email: Email::from_stored(row.try_get("email")?),
         display_name: row.try_get("display_name")?,
         status: UserStatus::from_str_opt(&status).ok_or_else(|| corrupt("status", &status))?,
         role: decode_role(&role, row.try_get("custom_role_id")?)?,
