@@ -13,7 +13,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::db::{Database, Tx, is_unique_violation};
+use crate::db::{Conn, Database, Tx, is_unique_violation};
 use crate::status;
 
 /// Longest accepted request id.
@@ -77,14 +77,14 @@ fn reused() -> tonic::Status {
     )
 }
 
-async fn lookup<R: Message + Default>(tx: &mut Tx, key: &Key) -> Result<Option<R>, tonic::Status> {
+async fn lookup<R: Message + Default>(tx: &mut Conn, key: &Key) -> Result<Option<R>, tonic::Status> {
     let row = sqlx::query(
         "SELECT request_hash, response FROM idempotency_keys WHERE principal = $1 AND method = $2 AND request_id = $3",
     )
     .bind(&key.principal)
     .bind(key.method)
     .bind(&key.request_id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await
     .map_err(|e| status::from_db(&e))?;
     let Some(row) = row else { return Ok(None) };
@@ -158,10 +158,8 @@ impl Fresh {
 /// transaction: handlers that must ask another service before changing anything check this
 /// first, so a retry gets its first answer even if that service's answer has changed since.
 pub async fn replayed<R: Message + Default>(db: &Database, key: &Key) -> Result<Option<R>, tonic::Status> {
-    let mut tx = db.begin().await.map_err(|e| status::from_db(&e))?;
-    let earlier = lookup(&mut tx, key).await;
-    tx.rollback().await.map_err(|e| status::from_db(&e))?;
-    earlier
+    let mut conn = db.reader().await.map_err(|e| status::from_db(&e))?;
+    lookup(&mut conn, key).await
 }
 
 /// Runs `op` exactly once per key: a replay returns the stored response without running it;

@@ -78,8 +78,7 @@ pub async fn create(tx: &mut Conn, ctx: &Ctx, new: NewAccount) -> Result<Account
 }
 
 async fn view(tx: &mut Conn, id: &AccountId) -> Result<AccountView> {
-    let account = store::accounts::get(tx, id).await?.ok_or(DomainError::AccountNotFound)?;
-    let owner = store::users::owner_of(tx, id).await?;
+    let (account, owner) = store::accounts::with_owner(tx, id).await?.ok_or(DomainError::AccountNotFound)?;
     Ok(AccountView { account, owner })
 }
 

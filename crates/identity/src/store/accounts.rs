@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Conn, corrupt, flag, stored_flag};
-use crate::domain::model::{Account, AccountSettings, Plan};
+use crate::domain::model::{Account, AccountSettings, Plan, User};
 use crate::domain::values::{AccountId, Domain};
 
 const COLUMNS: &str =
@@ -73,6 +73,27 @@ pub async fn get(tx: &mut Conn, id: &AccountId) -> Result<Option<Account>, sqlx:
         .await?
         .map(|row| decode(&row))
         .transpose()
+}
+
+/// An open account and its owner, in one query (one round trip where two were).
+pub async fn with_owner(tx: &mut Conn, id: &AccountId) -> Result<Option<(Account, Option<User>)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT a.id, a.name, a.plan, a.csm_eligible, a.managed_domains, a.auto_delete_days, \
+         a.notify_before_auto_delete, a.created_at_ms, o.id AS owner_id, o.account_id AS owner_account_id, \
+         o.email AS owner_email, o.display_name AS owner_display_name, o.status AS owner_status, \
+         o.role AS owner_role, o.custom_role_id AS owner_custom_role_id, o.external AS owner_external, \
+         o.created_at_ms AS owner_created_at_ms, o.deactivated_at_ms AS owner_deactivated_at_ms, \
+         NULL AS owner_custom_role_name \
+         FROM accounts a LEFT JOIN users o ON o.account_id = a.id AND o.role = 'owner' \
+         WHERE a.id = $1 AND a.closed_at_ms IS NULL",
+    )
+    .bind(id.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let owner_id: Option<String> = row.try_get("owner_id")?;
+    let owner = owner_id.map(|_| super::users::decode_columns(&row, "owner_")).transpose()?;
+    Ok(Some((decode(&row)?, owner)))
 }
 
 pub async fn update_profile(tx: &mut Conn, account: &Account) -> Result<(), sqlx::Error> {

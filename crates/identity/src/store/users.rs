@@ -27,19 +27,25 @@ pub(super) fn decode_role(kind: &str, custom_role_id: Option<String>) -> Result<
 }
 
 fn decode(row: &AnyRow) -> Result<User, sqlx::Error> {
-    let status: String = row.try_get("status")?;
-    let role: String = row.try_get("role")?;
+    decode_columns(row, "")
+}
+
+/// A user from columns named with `prefix` (a query that reads a user beside other rows).
+pub(super) fn decode_columns(row: &AnyRow, prefix: &str) -> Result<User, sqlx::Error> {
+    let column = |name: &str| format!("{prefix}{name}");
+    let status: String = row.try_get(column("status").as_str())?;
+    let role: String = row.try_get(column("role").as_str())?;
     Ok(User {
-        id: UserId::from_stored(row.try_get("id")?),
-        account_id: AccountId::from_stored(row.try_get("account_id")?),
-        email: Email::from_stored(row.try_get("email")?),
-        display_name: row.try_get("display_name")?,
+        id: UserId::from_stored(row.try_get(column("id").as_str())?),
+        account_id: AccountId::from_stored(row.try_get(column("account_id").as_str())?),
+        email: Email::from_stored(row.try_get(column("email").as_str())?),
+        display_name: row.try_get(column("display_name").as_str())?,
         status: UserStatus::from_str_opt(&status).ok_or_else(|| corrupt("status", &status))?,
-        role: decode_role(&role, row.try_get("custom_role_id")?)?,
-        external: flag(row.try_get("external")?),
-        created_at_ms: row.try_get("created_at_ms")?,
-        deactivated_at_ms: row.try_get("deactivated_at_ms")?,
-        custom_role_name: row.try_get("custom_role_name")?,
+        role: decode_role(&role, row.try_get(column("custom_role_id").as_str())?)?,
+        external: flag(row.try_get(column("external").as_str())?),
+        created_at_ms: row.try_get(column("created_at_ms").as_str())?,
+        deactivated_at_ms: row.try_get(column("deactivated_at_ms").as_str())?,
+        custom_role_name: row.try_get(column("custom_role_name").as_str())?,
     })
 }
 
