@@ -14,7 +14,7 @@ use roster_platform::auth::Principal;
 use roster_workflow::{Engine, Instance, NewWorkflow, StartError};
 
 use crate::domain::DomainError;
-use crate::domain::model::{AuditEvent, Role};
+use crate::domain::model::{AuditEvent, Role, User};
 use crate::domain::privileges::{Actor, Caller, Need};
 use crate::domain::values::{AccountId, UserId};
 use crate::store::{self, Conn};
@@ -78,9 +78,15 @@ pub async fn lock_and_load_caller(tx: &mut Conn, ctx: &Ctx, account: &AccountId)
 /// The caller as current data describes them. Users of other accounts, users that no longer
 /// exist and unknown accounts all read as "account not found", so nothing leaks.
 pub async fn load_caller(tx: &mut Conn, ctx: &Ctx, account: &AccountId) -> Result<Caller> {
+    let user = calling_user(tx, &ctx.principal).await?;
+    caller_from(tx, ctx, account, user).await
+}
+
+/// [`load_caller`] for a caller whose user row (`None` for operators and services) was read
+/// together with something else, to save a round trip.
+pub async fn caller_from(tx: &mut Conn, ctx: &Ctx, account: &AccountId, user: Option<User>) -> Result<Caller> {
     match &ctx.principal {
         Principal::User { .. } => {
-            let user = calling_user(tx, &ctx.principal).await?;
             let user = user.filter(|u| u.account_id == *account).ok_or(DomainError::AccountNotFound)?;
             match user.status {
                 crate::domain::model::UserStatus::Pending => return Err(DomainError::CallerNotActive.into()),

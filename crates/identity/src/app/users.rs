@@ -2,11 +2,12 @@
 //! (SPEC R14-R19, R21-R24) and their local points of no return; and the sign-in check an
 //! authentication front end asks (R18).
 
+use roster_platform::auth::Principal;
 use serde_json::json;
 
 use roster_workflow::{Engine, Instance};
 
-use super::{Ctx, Result, audit, load_caller, lock_and_load_caller, start_operation, user_target};
+use super::{Ctx, Result, audit, caller_from, load_caller, lock_and_load_caller, start_operation, user_target};
 use crate::domain::DomainError;
 use crate::domain::model::{Account, AccountSettings, Plan, Role, SignIn, User, UserStatus};
 use crate::domain::rules;
@@ -15,9 +16,19 @@ use crate::sagas::{Origin, lifecycle, removal};
 use crate::store::{self, Conn, users::ListFilter};
 
 /// Any member of the account, or an operator, may read its users.
+/// Any member reads any user of the account. A user caller and the target are read in one
+/// query.
 pub async fn get(tx: &mut Conn, ctx: &Ctx, account: &AccountId, id: &UserId) -> Result<User> {
-    load_caller(tx, ctx, account).await?.may_read(None)?;
-    Ok(store::users::get_in_account(tx, account, id).await?.ok_or(DomainError::UserNotFound)?)
+    let me = match &ctx.principal {
+        Principal::User { user_id } => UserId::parse(user_id).ok(),
+        _ => None,
+    };
+    let (caller, target) = match &me {
+        Some(me) => store::users::get_two(tx, me, id).await?,
+        None => (None, store::users::get(tx, id).await?),
+    };
+    caller_from(tx, ctx, account, caller).await?.may_read(None)?;
+    Ok(target.filter(|user| user.account_id == *account).ok_or(DomainError::UserNotFound)?)
 }
 
 pub async fn list(

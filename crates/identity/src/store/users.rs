@@ -76,6 +76,22 @@ pub async fn get(tx: &mut Conn, id: &UserId) -> Result<Option<User>, sqlx::Error
 }
 
 /// A user only if it belongs to `account` (SPEC R34: other accounts' users do not exist here).
+/// Two users by id, in one query: (`first`, `second`); the same user twice is both.
+pub async fn get_two(
+    tx: &mut Conn,
+    first: &UserId,
+    second: &UserId,
+) -> Result<(Option<User>, Option<User>), sqlx::Error> {
+    let rows = sqlx::query(&format!("{SELECT} WHERE u.id IN ($1, $2)"))
+        .bind(first.as_str())
+        .bind(second.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+    let users = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+    let find = |id: &UserId| users.iter().find(|user| user.id == *id).cloned();
+    Ok((find(first), find(second)))
+}
+
 pub async fn get_in_account(tx: &mut Conn, account: &AccountId, id: &UserId) -> Result<Option<User>, sqlx::Error> {
     Ok(get(tx, id).await?.filter(|user| user.account_id == *account))
 }
