@@ -23,6 +23,7 @@ on_both_databases!(
     r34_the_gate_decides_replays_and_fresh_requests_rely_on_the_change,
     r35_outbox_claims_are_exclusive_and_leases_expire,
     r35_failed_sends_are_retried_never_lost,
+    r35_a_burst_drains_batch_after_batch_without_waiting_for_the_poll,
     r33_audit_reads_newest_first_per_account,
 );
 
@@ -138,6 +139,36 @@ async fn enqueue(db: &TestDb, count: usize) {
         outbox::enqueue(&mut tx, &email, START_MS).await.expect("enqueue");
     }
     tx.commit().await.expect("commit");
+}
+
+/// Three batches' worth of e-mails, an hour between polls: all go out in the first pass of
+/// the loop, since a full batch is followed by the next at once.
+async fn r35_a_burst_drains_batch_after_batch_without_waiting_for_the_poll(db: &TestDb) {
+    enqueue(db, 120).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dispatcher = Dispatcher {
+        db: db.db.clone(),
+        mailer: Mailer::Files(dir.path().to_owned()),
+        clock: Arc::new(ManualClock::starting_at(START_MS)),
+        poll_interval: Duration::from_secs(3_600),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(dispatcher.run(stopped));
+    let unsent = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM outbox WHERE sent_at_ms IS NULL")
+            .fetch_one(db.db.pool())
+            .await
+            .expect("count")
+    };
+    // Bounded only so that a dispatcher stuck in its hour-long sleep fails the test.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while unsent().await > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(unsent().await, 0, "every e-mail of the burst went out before the next poll");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("inbox").count(), 120);
+    stop.send(true).expect("stop");
+    running.await.expect("the dispatcher stops");
 }
 
 async fn r35_outbox_claims_are_exclusive_and_leases_expire(db: &TestDb) {

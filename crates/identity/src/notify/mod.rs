@@ -48,6 +48,13 @@ pub fn backoff_ms(attempts: i64) -> i64 {
     i64::try_from(RETRY.delay(attempt, &mut rand::thread_rng()).as_millis()).unwrap_or(i64::MAX)
 }
 
+/// What one pass over the outbox did.
+struct Batch {
+    sent: usize,
+    /// As many were due as one pass takes: more may be waiting.
+    full: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
     pub db: Database,
@@ -57,10 +64,15 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Delivers everything due now; returns how many e-mails were sent.
+    /// Delivers one batch of what is due now; returns how many e-mails were sent.
     pub async fn deliver_due(&self) -> Result<usize, sqlx::Error> {
+        Ok(self.deliver_batch().await?.sent)
+    }
+
+    async fn deliver_batch(&self) -> Result<Batch, sqlx::Error> {
         let now = self.clock.now_ms();
         let claimed = outbox::claim_due(self.db.pool(), now, LEASE_MS, BATCH).await?;
+        let full = claimed.len() as i64 == BATCH;
         let mut sent = 0;
         for email in claimed {
             match self.mailer.send(&email).await {
@@ -75,14 +87,17 @@ impl Dispatcher {
                 }
             }
         }
-        Ok(sent)
+        Ok(Batch { sent, full })
     }
 
-    /// Polls until `stop` turns true.
+    /// Polls until `stop` turns true. A full batch is followed by the next one at once, so a
+    /// burst (ten thousand invitations) drains at the sending rate, not one batch per poll.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         loop {
-            if let Err(error) = self.deliver_due().await {
-                tracing::warn!(%error, "outbox delivery failed; retrying");
+            match self.deliver_batch().await {
+                Ok(Batch { full: true, .. }) if !*stop.borrow() => continue,
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "outbox delivery failed; retrying"),
             }
             tokio::select! {
                 _ = stop.changed() => return,
