@@ -36,16 +36,6 @@ pub async fn prune(db: &Database, now_ms: i64) -> Result<Pruned, sqlx::Error> {
 }
 
 /// Prunes every ten minutes until `stop` turns true.
-pub async fn run(db: Database, clock: SharedClock, mut stop: watch::Receiver<bool>) {
-    loop {
-        match prune(&db, clock.now_ms()).await {
-            Ok(pruned) if pruned != Pruned::default() => tracing::info!(?pruned, "housekeeping pruned old rows"),
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "housekeeping failed; will retry"),
-        }
-        tokio::select! {
-            _ = stop.changed() => return,
-            () = tokio::time::sleep(EVERY) => {}
-        }
-    }
+pub async fn run(db: Database, clock: SharedClock, stop: watch::Receiver<bool>) {
+    roster_platform::periodic::every(EVERY, stop, || prune(&db, clock.now_ms())).await;
 }

@@ -20,16 +20,6 @@ pub async fn prune(db: &Database, retry: &SagaRetry, now_ms: i64) -> Result<u64,
 }
 
 /// Prunes every ten minutes until `stop` turns true.
-pub async fn run(db: Database, clock: SharedClock, retry: SagaRetry, mut stop: watch::Receiver<bool>) {
-    loop {
-        match prune(&db, &retry, clock.now_ms()).await {
-            Ok(0) => {}
-            Ok(idempotency_keys) => tracing::info!(idempotency_keys, "housekeeping pruned old rows"),
-            Err(error) => tracing::warn!(%error, "housekeeping failed; will retry"),
-        }
-        tokio::select! {
-            _ = stop.changed() => return,
-            () = tokio::time::sleep(EVERY) => {}
-        }
-    }
+pub async fn run(db: Database, clock: SharedClock, retry: SagaRetry, stop: watch::Receiver<bool>) {
+    roster_platform::periodic::every(EVERY, stop, || prune(&db, &retry, clock.now_ms())).await;
 }

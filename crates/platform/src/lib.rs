@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod idempotency;
 pub mod pagination;
+pub mod periodic;
 pub mod saga_retry;
 pub mod server;
 pub mod status;
