@@ -32,14 +32,7 @@ fn text(bytes: &[u8]) -> String {
 async fn fail(data_dir: &Path, id: &str) {
     let url = format!("sqlite://{}?mode=rw", data_dir.join("identity.db").display());
     let mut db = sqlx::SqliteConnection::connect(&url).await.expect("identity.db");
-    sqlx::query(
-        "UPDATE workflows SET state = 'failed', failed_from = 'running', \
-         failure = '{\"reason\":\"INJECTED\",\"message\":\"refused past the point of no return\"}' WHERE id = $1",
-    )
-    .bind(id)
-    .execute(&mut db)
-    .await
-    .expect("fail it");
+    sqlx::query(roster_testkit::MARK_OPERATION_FAILED).bind(id).execute(&mut db).await.expect("fail it");
 }
 
 #[tokio::test]

@@ -153,14 +153,7 @@ async fn some_operation(app: &TestApp, w: &World) -> String {
 /// return would leave it.
 async fn failed_operation(app: &TestApp, w: &World) -> String {
     let id = some_operation(app, w).await;
-    sqlx::query(
-        "UPDATE workflows SET state = 'failed', failed_from = 'running', \
-         failure = '{\"reason\":\"TEST\",\"message\":\"failed for the matrix\"}' WHERE id = $1",
-    )
-    .bind(&id)
-    .execute(app.db.pool())
-    .await
-    .expect("fail it");
+    sqlx::query(roster_testkit::MARK_OPERATION_FAILED).bind(&id).execute(app.db.pool()).await.expect("fail it");
     id
 }
 

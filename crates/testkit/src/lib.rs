@@ -72,3 +72,8 @@ fn unique_name() -> String {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
     format!("roster_test_{}_{}_{}", std::process::id(), nanos, NEXT.fetch_add(1, Ordering::Relaxed))
 }
+
+/// Marks the workflow `$1` FAILED (failed while running, reason `INJECTED`), as a refusal past
+/// its point of no return leaves it, for tests of what operators do with failed operations.
+pub const MARK_OPERATION_FAILED: &str = "UPDATE workflows SET state = 'failed', failed_from = 'running', \
+     failure = '{\"reason\":\"INJECTED\",\"message\":\"refused past the point of no return\"}' WHERE id = $1";
