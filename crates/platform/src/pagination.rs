@@ -26,7 +26,7 @@ const PREFIX: &str = "p2.";
 /// Bytes of the HMAC kept in a token: 128 bits, beyond guessing.
 const TAG_BYTES: usize = 16;
 /// Shortest accepted key.
-pub const MIN_KEY_BYTES: usize = 32;
+const MIN_KEY_BYTES: usize = 32;
 /// Longest sort key a token carries (ids are 36).
 const MAX_SORT_KEY_BYTES: usize = 256;
 
