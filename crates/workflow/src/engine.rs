@@ -82,6 +82,19 @@ pub enum StartError {
     Db(#[from] sqlx::Error),
 }
 
+/// A workflow inserted already leased to this worker (see [`Engine::start_leased`]). It is
+/// not `Clone`: one driver per lease.
+#[derive(Debug)]
+pub struct Started {
+    instance: Instance,
+}
+
+impl Started {
+    pub fn instance(&self) -> &Instance {
+        &self.instance
+    }
+}
+
 /// What the driver does after one step.
 enum Next {
     Continue,
@@ -108,6 +121,9 @@ struct Inner {
     changes: broadcast::Sender<String>,
     metrics: Metrics,
     stopping: AtomicBool,
+    /// One per workflow driven at once on this replica, by the worker loop or
+    /// [`Engine::drive_started`].
+    permits: Arc<Semaphore>,
 }
 
 impl Engine {
@@ -118,12 +134,13 @@ impl Engine {
             inner: Arc::new(Inner {
                 db,
                 clock,
-                config,
                 workflows,
                 wake: Notify::new(),
                 changes,
                 metrics: Metrics::default(),
                 stopping: AtomicBool::new(false),
+                permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
+                config,
             }),
         }
     }
@@ -156,9 +173,28 @@ impl Engine {
         self.inner.metrics.snapshot()
     }
 
-    /// Inserts a workflow in the caller's transaction; it runs once that commits. Call
-    /// [`Engine::wake`] after the commit for it to start at once on this replica.
+    /// Inserts a workflow in the caller's transaction; it runs once that commits, on whichever
+    /// worker claims it first. Call [`Engine::wake`] after the commit for it to start at once
+    /// on this replica.
     pub async fn start(&self, tx: &mut Conn, new: NewWorkflow) -> Result<Instance, StartError> {
+        self.insert(tx, new, None).await
+    }
+
+    /// [`Engine::start`], with the workflow already leased to this worker in the same insert:
+    /// the claim costs no commit of its own. Hand the answer to [`Engine::drive_started`] once
+    /// the transaction has committed. If it is dropped instead (the transaction rolled back,
+    /// or this process stopped), the lease simply expires and any worker claims it.
+    pub async fn start_leased(&self, tx: &mut Conn, new: NewWorkflow) -> Result<Started, StartError> {
+        let lease_until_ms = self.lease_until();
+        self.insert(tx, new, Some(lease_until_ms)).await.map(|instance| Started { instance })
+    }
+
+    async fn insert(
+        &self,
+        tx: &mut Conn,
+        new: NewWorkflow,
+        lease_until_ms: Option<i64>,
+    ) -> Result<Instance, StartError> {
         let workflow = self.inner.workflows.get(new.kind).ok_or_else(|| StartError::UnknownKind(new.kind.into()))?;
         // Checked first so the usual refusal leaves the caller's transaction usable; the
         // unique index settles a race between two starts.
@@ -169,7 +205,8 @@ impl Engine {
         let now = self.now();
         let steps = workflow.steps();
         let first_step = steps.first().copied().unwrap_or("done");
-        let start = Start { id: &id, new: &new, steps_total: steps.len() as i64, first_step, now_ms: now };
+        let lease = lease_until_ms.map(|until_ms| store::Lease { owner: &self.inner.config.worker_id, until_ms });
+        let start = Start { id: &id, new: &new, steps_total: steps.len() as i64, first_step, now_ms: now, lease };
         store::insert(tx, self.inner.db.backend(), start).await.map_err(|error| {
             if is_unique_violation(&error) {
                 StartError::Busy { subject: new.subject.clone(), operation_id: String::new() }
@@ -192,7 +229,7 @@ impl Engine {
             attempt: 0,
             last_error: None,
             due_at_ms: now,
-            lease_token: 0,
+            lease_token: if lease.is_some() { store::FIRST_LEASE_TOKEN } else { 0 },
             result: None,
             failure: None,
             step_started_at_ms: now,
@@ -204,6 +241,17 @@ impl Engine {
             updated_at_ms: now,
             finished_at_ms: None,
         })
+    }
+
+    /// Drives a workflow [`Engine::start_leased`] started, now that its transaction has
+    /// committed, on a task of its own as soon as this replica has room for it.
+    pub fn drive_started(&self, started: Started) {
+        self.inner.metrics.record(Event::Claimed);
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = engine.inner.permits.clone().acquire_owned().await else { return };
+            engine.drive(started.instance).await;
+        });
     }
 
     /// Wakes this replica's worker: something became due.
@@ -246,8 +294,23 @@ impl Engine {
                 return Ok(current);
             }
             let poll = deadline.min(tokio::time::Instant::now() + Duration::from_millis(200));
-            let _ = tokio::time::timeout_at(poll, changes.recv()).await;
+            Self::change_of(&mut changes, id, poll).await;
         }
+    }
+
+    /// Returns when `id` is announced on `changes` (from [`Engine::subscribe`]), when
+    /// announcements were missed, or at `until`, whichever is first. Other instances' changes
+    /// are passed over, so a waiter re-reads only when its own instance may have moved.
+    pub async fn change_of(changes: &mut broadcast::Receiver<String>, id: &str, until: tokio::time::Instant) {
+        let own = async {
+            loop {
+                match changes.recv().await {
+                    Ok(changed) if changed != id => {}
+                    _ => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout_at(until, own).await;
     }
 
     /// Claims and drives due workflows on the calling task until none is due. Returns the
@@ -266,7 +329,7 @@ impl Engine {
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let listener = self.inner.config.listen_url.clone().map(|url| tokio::spawn(self.clone().listen(url)));
         let concurrency = self.inner.config.concurrency.max(1);
-        let permits = Arc::new(Semaphore::new(concurrency));
+        let permits = self.inner.permits.clone();
         info!(worker = %self.inner.config.worker_id, concurrency, "workflow worker started");
         loop {
             if *shutdown.borrow() {
@@ -479,6 +542,18 @@ impl Engine {
                         (State::Compensating, step, steps.get(step.wrapping_sub(1)).copied().unwrap_or("compensated"))
                     }
                 };
+                // The last step (forward, or the last undo) ends the workflow in the same
+                // commit that records it.
+                let ending = match direction {
+                    Direction::Forward if step + 1 == steps.len() => {
+                        if let Some(slot) = ctx.outputs.get_mut(step) {
+                            *slot = Some(output.clone());
+                        }
+                        Some((State::Completed, Some(workflow.result(&ctx)), None))
+                    }
+                    Direction::Compensate if step == 0 => Some((State::Compensated, None, instance.failure.clone())),
+                    _ => None,
+                };
                 let mut tx = match ctx.take_tx() {
                     Some(tx) => tx,
                     None => self.inner.db.begin().await?,
@@ -507,10 +582,30 @@ impl Engine {
                         return Ok(self.fenced(instance));
                     }
                 };
+                let now = self.now();
+                if let Some((state, result, failure)) = &ending {
+                    let ended = store::finish(
+                        &mut *tx,
+                        &instance.id,
+                        instance.lease_token,
+                        *state,
+                        result.as_ref(),
+                        failure.as_ref(),
+                        now,
+                    )
+                    .await?;
+                    if !ended {
+                        tx.rollback().await?;
+                        return Ok(self.fenced(instance));
+                    }
+                }
                 tx.commit().await?;
-                instance.cancel_requested_by = cancel_requested_by;
-                instance.step_started_at_ms = self.now();
                 self.inner.metrics.record(Event::StepCompleted);
+                if let Some((state, result, failure)) = ending {
+                    return Ok(self.ended(instance, state, result, failure, now));
+                }
+                instance.cancel_requested_by = cancel_requested_by;
+                instance.step_started_at_ms = now;
                 instance.state = next_state;
                 instance.cursor = next_cursor as i64;
                 instance.current_step = next_name.to_owned();
@@ -620,6 +715,18 @@ impl Engine {
         if !done {
             return Ok(self.fenced(instance));
         }
+        Ok(self.ended(instance, state, result, failure, now))
+    }
+
+    /// Brings the in-memory instance up to the final state just committed.
+    fn ended(
+        &self,
+        instance: &mut Instance,
+        state: State,
+        result: Option<Value>,
+        failure: Option<Failure>,
+        now: i64,
+    ) -> Next {
         self.inner.metrics.record(match state {
             State::Completed => Event::Completed,
             State::Compensated => Event::Compensated,
@@ -631,7 +738,7 @@ impl Engine {
         instance.result = result;
         instance.failure = failure;
         instance.finished_at_ms = Some(now);
-        Ok(Next::Stop)
+        Next::Stop
     }
 
     fn fenced(&self, instance: &Instance) -> Next {

@@ -20,6 +20,10 @@
 //! - **Operators repair** ([`ControlError`]): retry a failed workflow from its failed step,
 //!   resolve it with a note, or cancel one before its point of no return.
 //! - **Durable timers**: a step returns [`Outcome::WaitUntil`] and runs again at that instant.
+//! - **Few commits.** A workflow started with [`Engine::start_leased`] is leased to the
+//!   starting worker in the caller's own transaction, so its claim costs no commit; each step
+//!   is one commit, and the last one also ends the workflow. A saga of N steps commits N
+//!   times after the transaction that started it.
 //! - **Leases with fencing.** Workers claim due workflows by setting a lease and bumping
 //!   `lease_token` (PostgreSQL `FOR UPDATE SKIP LOCKED`; SQLite's single writer). Every later
 //!   write names the token it claimed with, so a worker that was paused past its lease, and
@@ -46,7 +50,7 @@ mod step;
 mod store;
 
 pub use control::{ControlError, NotCancellable};
-pub use engine::{Engine, EngineConfig, Faults, StartError};
+pub use engine::{Engine, EngineConfig, Faults, StartError, Started};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use model::{Direction, Failure, Instance, ListFilter, NewWorkflow, Resolution, State};
 pub use step::{Outcome, StepCtx, StepError, StepFuture, Workflow};

@@ -93,13 +93,25 @@ pub(crate) struct Start<'a> {
     pub steps_total: i64,
     pub first_step: &'a str,
     pub now_ms: i64,
+    /// Set when the starting worker drives the workflow itself (no claim needed).
+    pub lease: Option<Lease<'a>>,
 }
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lease<'a> {
+    pub owner: &'a str,
+    pub until_ms: i64,
+}
+
+/// The token of a workflow leased as it starts: what the first claim would have set.
+pub(crate) const FIRST_LEASE_TOKEN: i64 = 1;
 
 pub(crate) async fn insert(tx: &mut Conn, backend: Backend, start: Start<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO workflows (id, kind, account_id, subject, started_by, state, input, step_cursor, steps_total, \
-         current_step, attempt, due_at_ms, lease_token, step_started_at_ms, created_at_ms, updated_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, 'running', $6, 0, $7, $8, 0, $9, 0, $9, $9, $9)",
+         current_step, attempt, due_at_ms, lease_owner, lease_until_ms, lease_token, step_started_at_ms, \
+         created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, 'running', $6, 0, $7, $8, 0, $9, $10, $11, $12, \
+         $9, $9, $9)",
     )
     .bind(start.id)
     .bind(start.new.kind)
@@ -110,9 +122,13 @@ pub(crate) async fn insert(tx: &mut Conn, backend: Backend, start: Start<'_>) ->
     .bind(start.steps_total)
     .bind(start.first_step)
     .bind(start.now_ms)
+    .bind(start.lease.map(|lease| lease.owner))
+    .bind(start.lease.map(|lease| lease.until_ms))
+    .bind(if start.lease.is_some() { FIRST_LEASE_TOKEN } else { 0 })
     .execute(&mut *tx)
     .await?;
-    if backend == Backend::Postgres {
+    // A leased start is this worker's to drive: no other replica needs waking.
+    if backend == Backend::Postgres && start.lease.is_none() {
         // Delivered at commit, so other replicas never wake for a rolled-back start.
         sqlx::query(&format!("NOTIFY {CHANNEL}")).execute(&mut *tx).await?;
     }
@@ -310,8 +326,9 @@ pub(crate) async fn park(
 }
 
 /// Ends the instance; a failed one remembers the state it failed in. False when fenced out.
-pub(crate) async fn finish(
-    pool: &sqlx::AnyPool,
+/// On the pool, or inside the transaction that records the last step.
+pub(crate) async fn finish<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
     id: &str,
     token: i64,
     state: State,
@@ -330,7 +347,7 @@ pub(crate) async fn finish(
     .bind(now_ms)
     .bind(id)
     .bind(token)
-    .execute(pool)
+    .execute(executor)
     .await?
     .rows_affected();
     Ok(updated == 1)

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use roster_platform::clock::{Clock, ManualClock, SharedClock};
-use roster_platform::db::{Database, MigrationSql};
+use roster_platform::db::{Backend, Database, MigrationSql};
 use roster_testkit::FreshDatabase;
 use roster_workflow::backoff::Backoff;
 use roster_workflow::{
@@ -235,6 +235,30 @@ impl Harness {
             .expect("local effects")
     }
 
+    /// On PostgreSQL, whether the workflow's final row version was written by the same
+    /// transaction as its record of `step` in `direction` (both rows carry the writer's xid).
+    /// SQLite has no such witness: `None`.
+    async fn ended_with_step(&self, id: &str, step: i64, direction: &str) -> Option<bool> {
+        if self.db.backend() != Backend::Postgres {
+            return None;
+        }
+        let ended: String = sqlx::query_scalar("SELECT xmin::text FROM workflows WHERE id = $1")
+            .bind(id)
+            .fetch_one(self.db.pool())
+            .await
+            .expect("workflow xmin");
+        let recorded: String = sqlx::query_scalar(
+            "SELECT xmin::text FROM workflow_steps WHERE workflow_id = $1 AND step = $2 AND direction = $3",
+        )
+        .bind(id)
+        .bind(step)
+        .bind(direction)
+        .fetch_one(self.db.pool())
+        .await
+        .expect("step xmin");
+        Some(ended == recorded)
+    }
+
     async fn recorded(&self, id: &str) -> Vec<(i64, String)> {
         sqlx::query_as("SELECT step, direction FROM workflow_steps WHERE workflow_id = $1 ORDER BY recorded_at_ms, direction DESC, step")
             .bind(id)
@@ -291,10 +315,61 @@ on_both_backends!(
     a_failed_workflow_resolved_by_an_operator_stays_closed,
     a_cancel_undoes_the_steps_done_at_the_next_step_boundary,
     a_cancel_is_refused_past_the_point_of_no_return,
+    a_leased_start_is_driven_by_its_starter_without_a_claim,
+    a_leased_start_whose_starter_never_drove_it_is_claimed_after_the_lease,
 );
 
 mod scenarios {
     use super::*;
+
+    fn shop_order(subject: &str) -> NewWorkflow {
+        NewWorkflow {
+            kind: "test.shop",
+            account_id: "acct".into(),
+            subject: subject.into(),
+            started_by: "test".into(),
+            input: json!({}),
+        }
+    }
+
+    pub async fn a_leased_start_is_driven_by_its_starter_without_a_claim(h: Harness) {
+        let (engine, other) = (h.engine("w1", Shop::plain(), None), h.engine("w2", Shop::plain(), None));
+        let mut tx = h.db.begin().await.expect("begin");
+        let rolled_back = engine.start_leased(&mut tx, shop_order("order-1")).await.expect("start");
+        tx.rollback().await.expect("rollback");
+        assert!(engine.get(&rolled_back.instance().id).await.expect("get").is_none());
+        drop(rolled_back);
+
+        let mut tx = h.db.begin().await.expect("begin");
+        let started = engine.start_leased(&mut tx, shop_order("order-1")).await.expect("start");
+        tx.commit().await.expect("commit");
+        let id = started.instance().id.clone();
+        assert_eq!(other.drain().await.expect("drain"), 0, "leased to its starter from the first commit");
+        engine.drive_started(started);
+        let done = engine.wait_final(&id, Duration::from_secs(20)).await.expect("wait").expect("exists");
+        assert_eq!(done.state, State::Completed);
+        assert_eq!(done.lease_token, 1, "no claim was made: the start's lease drove it");
+        assert_eq!(h.remote_labels(&id).await, ["notify", "reserve", "ship"]);
+        assert_eq!(h.local_labels(&id).await, ["charge"]);
+        assert_eq!(h.recorded(&id).await.len(), 4);
+        assert_ne!(h.ended_with_step(&id, 3, "forward").await, Some(false));
+    }
+
+    pub async fn a_leased_start_whose_starter_never_drove_it_is_claimed_after_the_lease(h: Harness) {
+        let (engine, other) = (h.engine("w1", Shop::plain(), None), h.engine("w2", Shop::plain(), None));
+        let mut tx = h.db.begin().await.expect("begin");
+        let started = engine.start_leased(&mut tx, shop_order("order-2")).await.expect("start");
+        tx.commit().await.expect("commit");
+        let id = started.instance().id.clone();
+        // The starter stops between its commit and driving the workflow.
+        drop(started);
+        assert_eq!(other.drain().await.expect("drain"), 0);
+        h.clock.advance_ms(LEASE.as_millis() as i64);
+        assert_eq!(other.drain().await.expect("drain"), 1, "the lease ran out, so another worker claims it");
+        let done = h.get(&other, &id).await;
+        assert_eq!(done.state, State::Completed);
+        assert_eq!(h.remote_labels(&id).await, ["notify", "reserve", "ship"]);
+    }
 
     pub async fn steps_run_in_order_once_and_the_result_is_kept(h: Harness) {
         let engine = h.engine("w1", Shop::plain(), None);
@@ -316,6 +391,7 @@ mod scenarios {
         assert!(listed.expect("list").iter().any(|i| i.id == started.id));
         let metrics = engine.metrics();
         assert_eq!((metrics.started, metrics.completed, metrics.steps_completed), (1, 1, 4));
+        assert_ne!(h.ended_with_step(&started.id, 3, "forward").await, Some(false), "the last step ends it");
     }
 
     pub async fn a_rolled_back_start_leaves_nothing_and_one_subject_runs_one_workflow(h: Harness) {
@@ -361,6 +437,7 @@ mod scenarios {
         assert_eq!(h.remote_labels(&at_charge.id).await, ["release", "reserve"]);
         assert!(h.local_labels(&at_charge.id).await.is_empty(), "the refused local step left nothing");
         assert_eq!(h.recorded(&at_charge.id).await, [(0, "forward".to_owned()), (0, "compensate".to_owned())]);
+        assert_ne!(h.ended_with_step(&at_charge.id, 0, "compensate").await, Some(false), "the last undo ends it");
 
         let nothing = h.get(&engine, &at_reserve.id).await;
         assert_eq!(nothing.state, State::Compensated);

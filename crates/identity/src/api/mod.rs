@@ -21,6 +21,7 @@ pub mod operations_service;
 pub mod role_service;
 pub mod user_service;
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -32,7 +33,7 @@ use roster_platform::idempotency::{self, Key};
 use roster_platform::pagination::PageTokens;
 use roster_platform::status;
 use roster_proto::operations::v1 as ops;
-use roster_workflow::{Engine, Instance};
+use roster_workflow::{Engine, Instance, Started};
 use tonic::{Response, Status};
 
 use crate::app::{self, Ctx};
@@ -42,6 +43,34 @@ use crate::sagas::Licensing;
 
 /// How long a saga RPC waits for its operation before answering with it still running.
 const SAGA_ANSWER_WAIT: Duration = Duration::from_secs(2);
+
+/// What a saga use case hands back: a saga it started (this replica drives it), or an
+/// existing operation it repaired (whichever worker is free picks it up).
+trait Launch: Send + 'static {
+    fn instance(&self) -> &Instance;
+    /// Called once the use case's transaction has committed.
+    fn launch(self, engine: &Engine);
+}
+
+impl Launch for Started {
+    fn instance(&self) -> &Instance {
+        Started::instance(self)
+    }
+
+    fn launch(self, engine: &Engine) {
+        engine.drive_started(self);
+    }
+}
+
+impl Launch for Instance {
+    fn instance(&self) -> &Instance {
+        self
+    }
+
+    fn launch(self, engine: &Engine) {
+        engine.wake();
+    }
+}
 
 /// A change RPC's gRPC path and audit action (see `method!`).
 #[derive(Debug, Clone, Copy)]
@@ -69,7 +98,7 @@ impl Api {
     /// request id like any change, then lets this replica's worker and watchers know and waits
     /// briefly: a short operation comes back done, a long one (or one waiting out an outage)
     /// running. A retried request gets the operation as it stands now.
-    async fn start_saga<Req, F>(
+    async fn start_saga<Req, L, F>(
         &self,
         principal: Principal,
         method: Method,
@@ -80,15 +109,30 @@ impl Api {
     ) -> Result<Response<ops::Operation>, Status>
     where
         Req: Message,
-        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<Instance>> + Send + 'static,
+        L: Launch,
+        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<L>> + Send + 'static,
     {
+        let answer = Arc::new(Mutex::new(None::<L>));
+        let slot = answer.clone();
         let started = self
             .mutate(principal, method, request_id, request, scope, move |tx, ctx| {
-                Box::pin(async move { op(tx, ctx).await.map(|instance| convert::operation(&instance)) })
+                Box::pin(async move {
+                    op(tx, ctx).await.map(|answer| {
+                        let operation = convert::operation(answer.instance());
+                        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(answer);
+                        operation
+                    })
+                })
             })
             .await?
             .into_inner();
-        self.engine.wake();
+        // The use case's own transaction committed only if the response names its operation:
+        // a replay, or a twin request that committed first, answers with the twin's.
+        let answer = answer.lock().unwrap_or_else(PoisonError::into_inner).take();
+        match answer {
+            Some(answer) if answer.instance().id == started.id => answer.launch(&self.engine),
+            _ => self.engine.wake(),
+        }
         self.engine.announce(&started.id);
         let now = self.engine.wait_final(&started.id, SAGA_ANSWER_WAIT).await.map_err(|e| status::from_db(&e))?;
         Ok(Response::new(now.map_or(started, |instance| convert::operation(&instance))))

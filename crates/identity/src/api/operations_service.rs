@@ -8,7 +8,7 @@ use futures_util::Stream;
 use roster_platform::auth::{Principal, principal};
 use roster_platform::status;
 use roster_proto::operations::v1 as ops;
-use roster_workflow::{Instance, ListFilter};
+use roster_workflow::{Engine, Instance, ListFilter};
 use tonic::{Request, Response, Status};
 
 use super::{Api, convert, error};
@@ -95,7 +95,7 @@ impl ops::operations_server::Operations for Api {
                             Some(instance) => instance,
                             None => {
                                 let id = last.as_ref()?.id.clone();
-                                let _ = tokio::time::timeout(WATCH_POLL, changes.recv()).await;
+                                Engine::change_of(&mut changes, &id, tokio::time::Instant::now() + WATCH_POLL).await;
                                 // Visibility is decided again for every update (R34): a watcher
                                 // deactivated meanwhile gets NOT_FOUND and the stream ends.
                                 match api.visible_operation(caller.clone(), &id).await {

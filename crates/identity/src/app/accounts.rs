@@ -4,7 +4,7 @@
 use roster_platform::stored_text::StoredText;
 use serde_json::json;
 
-use roster_workflow::{Engine, Instance};
+use roster_workflow::{Engine, Started};
 
 use super::{Ctx, Result, audit, load_caller, lock_and_load_caller, owner, start_operation, user_target};
 use crate::domain::DomainError;
@@ -134,7 +134,7 @@ pub async fn transfer_ownership(
     new_owner: &UserId,
     phone: &PhoneHoldings,
     confirmed: bool,
-) -> Result<Instance> {
+) -> Result<Started> {
     let caller = lock_and_load_caller(tx, ctx, id).await?;
     let actor = owner(&caller)?;
     let target = store::users::get_in_account(tx, id, new_owner).await?.ok_or(DomainError::UserNotFound)?;

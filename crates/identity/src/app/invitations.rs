@@ -8,7 +8,7 @@ use rand::RngCore;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use roster_workflow::{Engine, Instance};
+use roster_workflow::{Engine, Started};
 
 use super::{Ctx, Result, audit, load_caller, lock_and_load_caller, start_operation, user_target};
 use crate::domain::DomainError;
@@ -179,7 +179,7 @@ pub async fn revoke(tx: &mut Conn, ctx: &Ctx, account: &AccountId, id: &Invitati
 /// SPEC R27-R29: checks the code, the invitee and (for an invitee who owns an account of
 /// their own) that nobody else is in that account (1009), then starts the accept saga, which
 /// checks rooms, moves the invitee over and refunds their individual subscription.
-pub async fn accept(tx: &mut Conn, ctx: &Ctx, engine: &Engine, code: &str) -> Result<Instance> {
+pub async fn accept(tx: &mut Conn, ctx: &Ctx, engine: &Engine, code: &str) -> Result<Started> {
     let roster_platform::auth::Principal::User { user_id } = &ctx.principal else {
         return Err(DomainError::InvitationNotFound.into());
     };

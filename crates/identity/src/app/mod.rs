@@ -11,7 +11,7 @@ pub mod roles;
 pub mod users;
 
 use roster_platform::auth::Principal;
-use roster_workflow::{Engine, Instance, NewWorkflow, StartError};
+use roster_workflow::{Engine, NewWorkflow, StartError, Started};
 
 use crate::domain::DomainError;
 use crate::domain::model::{AuditEvent, Role, User};
@@ -39,8 +39,9 @@ pub enum Error {
     Internal(String),
 }
 
-/// Starts a saga in the caller's transaction. One unfinished saga per subject: a second is
-/// refused with `OPERATION_IN_PROGRESS` naming the first.
+/// Starts a saga in the caller's transaction, leased to this replica's worker, which drives
+/// it once the transaction commits. One unfinished saga per subject: a second is refused with
+/// `OPERATION_IN_PROGRESS` naming the first.
 pub async fn start_operation(
     tx: &mut Conn,
     engine: &Engine,
@@ -49,7 +50,7 @@ pub async fn start_operation(
     account: &AccountId,
     subject: &str,
     input: impl serde::Serialize,
-) -> Result<Instance> {
+) -> Result<Started> {
     let input = serde_json::to_value(input).map_err(|e| Error::Internal(e.to_string()))?;
     let new = NewWorkflow {
         kind,
@@ -58,7 +59,7 @@ pub async fn start_operation(
         started_by: ctx.principal.audit_name(),
         input,
     };
-    engine.start(tx, new).await.map_err(|error| match error {
+    engine.start_leased(tx, new).await.map_err(|error| match error {
         StartError::Busy { operation_id, .. } => DomainError::OperationInProgress { operation_id }.into(),
         StartError::Db(error) => Error::Db(error),
         StartError::UnknownKind(kind) => Error::Internal(format!("saga {kind} is not registered")),

@@ -5,7 +5,7 @@
 use roster_platform::auth::Principal;
 use serde_json::json;
 
-use roster_workflow::{Engine, Instance};
+use roster_workflow::{Engine, Started};
 
 use super::{Ctx, Result, audit, caller_from, load_caller, lock_and_load_caller, start_operation, user_target};
 use crate::domain::DomainError;
@@ -51,7 +51,7 @@ pub async fn deactivate(
     engine: &Engine,
     account: &AccountId,
     id: &UserId,
-) -> Result<Instance> {
+) -> Result<Started> {
     let caller = lock_and_load_caller(tx, ctx, account).await?;
     let actor = caller.member()?;
     let target = store::users::get_in_account(tx, account, id).await?.ok_or(DomainError::UserNotFound)?;
@@ -64,7 +64,7 @@ pub async fn deactivate(
         Some(account),
         crate::app::actions::USER_DEACTIVATED,
         user_target(&target.id),
-        json!({"operation": operation.id}),
+        json!({"operation": operation.instance().id}),
     )
     .await?;
     Ok(operation)
@@ -79,7 +79,7 @@ pub async fn reactivate(
     account: &AccountId,
     id: &UserId,
     restore_licenses: bool,
-) -> Result<Instance> {
+) -> Result<Started> {
     let caller = lock_and_load_caller(tx, ctx, account).await?;
     let actor = caller.member()?;
     let target = store::users::get_in_account(tx, account, id).await?.ok_or(DomainError::UserNotFound)?;
@@ -94,7 +94,7 @@ pub async fn reactivate(
         Some(account),
         crate::app::actions::USER_REACTIVATED,
         user_target(&target.id),
-        json!({"operation": operation.id, "restore_licenses": restore_licenses}),
+        json!({"operation": operation.instance().id, "restore_licenses": restore_licenses}),
     )
     .await?;
     Ok(operation)
@@ -108,7 +108,7 @@ async fn start_lifecycle(
     account: &AccountId,
     id: &UserId,
     restore: Option<serde_json::Value>,
-) -> Result<Instance> {
+) -> Result<Started> {
     let input = lifecycle::LifecycleInput {
         account_id: account.to_string(),
         user_id: id.to_string(),
@@ -136,7 +136,7 @@ pub async fn unlink(
     account: &AccountId,
     id: &UserId,
     transfer: Option<TransferRequest>,
-) -> Result<Instance> {
+) -> Result<Started> {
     start_removal(tx, ctx, engine, removal::Mode::Unlink, account, id, transfer).await
 }
 
@@ -148,7 +148,7 @@ pub async fn delete(
     account: &AccountId,
     id: &UserId,
     transfer: Option<TransferRequest>,
-) -> Result<Instance> {
+) -> Result<Started> {
     start_removal(tx, ctx, engine, removal::Mode::Delete, account, id, transfer).await
 }
 
@@ -160,7 +160,7 @@ async fn start_removal(
     account: &AccountId,
     id: &UserId,
     transfer: Option<TransferRequest>,
-) -> Result<Instance> {
+) -> Result<Started> {
     let caller = lock_and_load_caller(tx, ctx, account).await?;
     let actor = caller.member()?;
     let target = store::users::get_in_account(tx, account, id).await?.ok_or(DomainError::UserNotFound)?;
@@ -194,8 +194,15 @@ async fn start_removal(
         origin: Origin::of(ctx),
     };
     let operation = start_operation(tx, engine, ctx, kind, account, id.as_str(), input).await?;
-    audit(tx, ctx, Some(account), action, user_target(id), json!({"operation": operation.id, "details": details}))
-        .await?;
+    audit(
+        tx,
+        ctx,
+        Some(account),
+        action,
+        user_target(id),
+        json!({"operation": operation.instance().id, "details": details}),
+    )
+    .await?;
     Ok(operation)
 }
 
