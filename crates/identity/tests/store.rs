@@ -173,23 +173,27 @@ async fn r35_a_burst_drains_batch_after_batch_without_waiting_for_the_poll(db: &
 
 async fn r35_outbox_claims_are_exclusive_and_leases_expire(db: &TestDb) {
     enqueue(db, 30).await;
-    let pool = db.db.pool();
-    let (a, b) =
-        tokio::join!(outbox::claim_due(pool, START_MS, 60_000, 20), outbox::claim_due(pool, START_MS, 60_000, 20));
+    let (pool, backend) = (db.db.pool(), db.db.backend());
+    let (a, b) = tokio::join!(
+        outbox::claim_due(pool, backend, START_MS, 60_000, 20),
+        outbox::claim_due(pool, backend, START_MS, 60_000, 20)
+    );
     let (a, b) = (a.expect("claim a"), b.expect("claim b"));
     let mut ids: Vec<_> = a.iter().chain(&b).map(|c| c.id.clone()).collect();
     let claimed = ids.len();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), claimed, "no e-mail claimed twice");
-    let rest = outbox::claim_due(pool, START_MS, 60_000, 100).await.expect("claim rest");
+    let rest = outbox::claim_due(pool, backend, START_MS, 60_000, 100).await.expect("claim rest");
     assert_eq!(claimed + rest.len(), 30, "every e-mail claimed once");
-    assert!(outbox::claim_due(pool, START_MS + 1, 60_000, 100).await.expect("claim").is_empty(), "leases hold");
-    for sent in &a {
-        outbox::mark_sent(pool, &sent.id, START_MS).await.expect("sent");
-    }
+    assert!(
+        outbox::claim_due(pool, backend, START_MS + 1, 60_000, 100).await.expect("claim").is_empty(),
+        "leases hold"
+    );
+    let sent: Vec<&str> = a.iter().map(|c| c.id.as_str()).collect();
+    outbox::mark_sent(pool, &sent, START_MS).await.expect("sent");
     // A crashed sender's lease expires and another sender takes the unsent e-mails over.
-    let taken_over = outbox::claim_due(pool, START_MS + 60_001, 60_000, 100).await.expect("take over");
+    let taken_over = outbox::claim_due(pool, backend, START_MS + 60_001, 60_000, 100).await.expect("take over");
     assert_eq!(taken_over.len(), 30 - a.len());
     assert!(taken_over.iter().all(|c| c.attempts == 2), "a take-over counts as another attempt");
 }
@@ -277,8 +281,8 @@ async fn housekeeping_prunes_only_what_is_past_retention(db: &TestDb) {
         fresh.finish(String::from("done"), at).await.expect("finish");
     }
     enqueue(db, 3).await;
-    let claimed = outbox::claim_due(db.db.pool(), START_MS, 60_000, 10).await.expect("claim");
-    outbox::mark_sent(db.db.pool(), &claimed[0].id, START_MS).await.expect("sent");
+    let claimed = outbox::claim_due(db.db.pool(), db.db.backend(), START_MS, 60_000, 10).await.expect("claim");
+    outbox::mark_sent(db.db.pool(), &[claimed[0].id.as_str()], START_MS).await.expect("sent");
 
     let now = START_MS + IDEMPOTENCY_RETENTION_MS + 1;
     assert_eq!(

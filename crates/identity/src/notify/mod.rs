@@ -4,8 +4,10 @@
 //! another [`Mailer`] variant.
 
 use std::path::PathBuf;
+
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use roster_platform::backoff::Backoff;
 use roster_platform::clock::SharedClock;
 use roster_platform::db::Database;
@@ -39,6 +41,8 @@ impl Mailer {
 /// How long a claimed e-mail is held before another sender may take it over.
 const LEASE_MS: i64 = 60_000;
 const BATCH: i64 = 50;
+/// E-mails of a batch in flight at once.
+const SENDS_AT_ONCE: usize = 8;
 /// Retry delays after failed sends: 5 s doubling, at most an hour, with the sagas' jitter.
 const RETRY: Backoff = Backoff { base: Duration::from_secs(5), max: Duration::from_secs(3_600) };
 
@@ -71,23 +75,34 @@ impl Dispatcher {
 
     async fn deliver_batch(&self) -> Result<Batch, sqlx::Error> {
         let now = self.clock.now_ms();
-        let claimed = outbox::claim_due(self.db.pool(), now, LEASE_MS, BATCH).await?;
+        let claimed = outbox::claim_due(self.db.pool(), self.db.backend(), now, LEASE_MS, BATCH).await?;
         let full = claimed.len() as i64 == BATCH;
-        let mut sent = 0;
-        for email in claimed {
-            match self.mailer.send(&email).await {
-                Ok(()) => {
-                    outbox::mark_sent(self.db.pool(), &email.id, self.clock.now_ms()).await?;
-                    sent += 1;
+        // Sent side by side: a mail server's round trip, not one send after another, sets the
+        // pace. A crash before the batch is marked sends its e-mails again (at least once).
+        let sends = futures_util::stream::iter(claimed)
+            .map(|email| {
+                let mailer = self.mailer.clone();
+                async move {
+                    let outcome = mailer.send(&email).await;
+                    (email, outcome)
                 }
+            })
+            .buffer_unordered(SENDS_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await;
+        let mut sent = Vec::with_capacity(sends.len());
+        for (email, outcome) in &sends {
+            match outcome {
+                Ok(()) => sent.push(email.id.as_str()),
                 Err(error) => {
                     let retry_at = self.clock.now_ms() + backoff_ms(email.attempts);
                     tracing::warn!(id = %email.id, attempts = email.attempts, %error, "e-mail not sent; will retry");
-                    outbox::mark_failed(self.db.pool(), &email.id, &error, retry_at).await?;
+                    outbox::mark_failed(self.db.pool(), &email.id, error, retry_at).await?;
                 }
             }
         }
-        Ok(Batch { sent, full })
+        outbox::mark_sent(self.db.pool(), &sent, self.clock.now_ms()).await?;
+        Ok(Batch { sent: sent.len(), full })
     }
 
     /// Polls until `stop` turns true. A full batch is followed by the next one at once, so a

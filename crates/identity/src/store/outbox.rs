@@ -7,6 +7,8 @@
 
 use sqlx::Row;
 
+use roster_platform::db::Backend;
+
 use super::Conn;
 use crate::domain::values::AccountId;
 
@@ -50,53 +52,58 @@ pub async fn enqueue(tx: &mut Conn, email: &Email, now_ms: i64) -> Result<String
     Ok(id)
 }
 
-/// Claims up to `limit` due e-mails for `lease_ms`. Each claim is its own conditional update,
-/// so two replicas claiming at once never both get a row.
+/// Claims up to `limit` due e-mails for `lease_ms`, in one statement (one commit). A row's
+/// lease is re-checked as it is updated, so two replicas claiming at once never both get it;
+/// on PostgreSQL they skip each other's rows instead of waiting.
 pub async fn claim_due(
     pool: &sqlx::AnyPool,
+    backend: Backend,
     now_ms: i64,
     lease_ms: i64,
     limit: i64,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    let candidates: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM outbox WHERE sent_at_ms IS NULL AND next_attempt_at_ms <= $1 AND leased_until_ms <= $1 ORDER BY id LIMIT $2",
-    )
-    .bind(now_ms)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    let mut claimed = Vec::with_capacity(candidates.len());
-    for id in candidates {
-        let row = sqlx::query(
-            "UPDATE outbox SET leased_until_ms = $2, attempts = attempts + 1 \
-             WHERE id = $1 AND sent_at_ms IS NULL AND leased_until_ms <= $3 \
-             RETURNING id, kind, recipient, subject, body, attempts",
-        )
-        .bind(&id)
-        .bind(now_ms + lease_ms)
-        .bind(now_ms)
-        .fetch_optional(pool)
-        .await?;
-        if let Some(row) = row {
-            claimed.push(Claimed {
+    let skip_locked = match backend {
+        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE outbox SET leased_until_ms = $2, attempts = attempts + 1 \
+         WHERE id IN (SELECT id FROM outbox WHERE sent_at_ms IS NULL AND next_attempt_at_ms <= $1 \
+         AND leased_until_ms <= $1 ORDER BY id LIMIT $3 {skip_locked}) \
+         AND sent_at_ms IS NULL AND leased_until_ms <= $1 \
+         RETURNING id, kind, recipient, subject, body, attempts"
+    );
+    let rows = sqlx::query(&sql).bind(now_ms).bind(now_ms + lease_ms).bind(limit).fetch_all(pool).await?;
+    let mut claimed = rows
+        .iter()
+        .map(|row| {
+            Ok(Claimed {
                 id: row.try_get("id")?,
                 kind: row.try_get("kind")?,
                 recipient: row.try_get("recipient")?,
                 subject: row.try_get("subject")?,
                 body: row.try_get("body")?,
                 attempts: row.try_get("attempts")?,
-            });
-        }
-    }
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    // RETURNING follows no order; the oldest goes first.
+    claimed.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(claimed)
 }
 
-pub async fn mark_sent(pool: &sqlx::AnyPool, id: &str, now_ms: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE outbox SET sent_at_ms = $2, last_error = NULL WHERE id = $1")
-        .bind(id)
-        .bind(now_ms)
-        .execute(pool)
-        .await?;
+/// Marks these e-mails sent, in one statement (one commit for a whole batch).
+pub async fn mark_sent(pool: &sqlx::AnyPool, ids: &[&str], now_ms: i64) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let placeholders: Vec<String> = (0..ids.len()).map(|n| format!("${}", n + 2)).collect();
+    let sql = format!("UPDATE outbox SET sent_at_ms = $1, last_error = NULL WHERE id IN ({})", placeholders.join(", "));
+    let mut query = sqlx::query(&sql).bind(now_ms);
+    for id in ids {
+        query = query.bind(*id);
+    }
+    query.execute(pool).await?;
     Ok(())
 }
 
