@@ -5,9 +5,11 @@
 mod support;
 
 use prost_types::value::Kind;
+use roster_identity::domain::values::AccountId;
+use roster_identity::store;
 use roster_proto::identity::v1 as pb;
 use roster_proto::operations::v1 as ops;
-use support::{TestApp, authed, invitation_code, product_code, reason, rid};
+use support::{Backend, TestApp, authed, invitation_code, product_code, reason, rid};
 use tonic::Code;
 
 on_both_backends!(
@@ -16,6 +18,7 @@ on_both_backends!(
     r27_r29_accepting_needs_an_otherwise_empty_account,
     r15_r17_r18_r19_deactivate_and_reactivate,
     r26_invitations_are_listed_resent_and_revoked,
+    r26_invitations_to_one_account_run_side_by_side_and_an_address_is_invited_once,
     r26_expired_invitations_are_not_found,
     r16_custom_roles_grant_only_what_the_granter_holds,
     r7_lists_show_the_owner_and_paginate,
@@ -356,6 +359,61 @@ async fn r26_invitations_are_listed_resent_and_revoked(app: &TestApp) {
         .await
         .expect_err("pending user removed");
     assert_eq!((reason(&refused).as_str(), product_code(&refused).as_deref()), ("USER_NOT_FOUND", Some("1010")));
+}
+
+async fn r26_invitations_to_one_account_run_side_by_side_and_an_address_is_invited_once(app: &TestApp) {
+    let w = app.seed_world("side").await;
+    // Eight invitations of one address at once, each its own request: one wins.
+    let invite = |n: usize| {
+        let mut users = app.users();
+        let request = pb::InviteUserRequest {
+            request_id: format!("same-address-{n}"),
+            account_id: w.account.clone(),
+            email: "twin@side.example".into(),
+            ..Default::default()
+        };
+        let token = app.user_token(&w.admin);
+        async move { users.invite_user(authed(request, &token)).await }
+    };
+    let results = futures_util::future::join_all((0..8).map(invite)).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    for refused in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!((reason(refused).as_str(), product_code(refused).as_deref()), ("EMAIL_IN_USE", Some("1005")));
+    }
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE account_id = $1 AND email = $2")
+        .bind(&w.account)
+        .bind("twin@side.example")
+        .fetch_one(app.db.pool())
+        .await
+        .expect("count");
+    assert_eq!(pending, 1);
+
+    // On PostgreSQL the shared lock lets invitations pass each other, but not the writers
+    // that take the account lock itself (a role change, say).
+    if app.backend != Backend::Postgres {
+        return;
+    }
+    let account = AccountId::parse(&w.account).expect("account id");
+    let mut inviting = app.db.begin().await.expect("begin");
+    assert!(store::accounts::lock_shared(&mut inviting, &account).await.expect("shared"));
+    let try_lock = |exclusive: bool| {
+        let (db, account) = (app.db.clone(), account.clone());
+        async move {
+            let mut tx = db.begin().await.expect("begin");
+            sqlx::query("SET LOCAL lock_timeout = '200ms'").execute(&mut *tx).await.expect("timeout");
+            let taken = if exclusive {
+                store::accounts::lock(&mut tx, &account).await
+            } else {
+                store::accounts::lock_shared(&mut tx, &account).await
+            };
+            tx.rollback().await.expect("rollback");
+            taken.is_ok()
+        }
+    };
+    assert!(try_lock(false).await, "a second invitation does not wait for the first");
+    assert!(!try_lock(true).await, "a role change waits for the invitation");
+    inviting.rollback().await.expect("rollback");
+    assert!(try_lock(true).await);
 }
 
 async fn r26_expired_invitations_are_not_found(app: &TestApp) {

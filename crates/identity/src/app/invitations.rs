@@ -8,9 +8,13 @@ use rand::RngCore;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use roster_platform::db::is_unique_violation;
 use roster_workflow::{Engine, Started};
 
-use super::{Ctx, Result, audit, load_caller, lock_and_load_caller, start_operation, user_target};
+use super::{
+    Ctx, Error, Result, audit, load_caller, lock_and_load_caller, share_lock_and_load_caller, start_operation,
+    user_target,
+};
 use crate::domain::DomainError;
 use crate::domain::model::{Invitation, InvitationStatus, Privilege, Role, User, UserStatus};
 use crate::domain::rules::{self, INVITATION_TTL_MS};
@@ -63,7 +67,7 @@ async fn queue_invitation_email(tx: &mut Conn, ctx: &Ctx, invitation: &Invitatio
 }
 
 pub async fn invite(tx: &mut Conn, ctx: &Ctx, account: &AccountId, new: NewInvitation) -> Result<Sent> {
-    let caller = lock_and_load_caller(tx, ctx, account).await?;
+    let caller = share_lock_and_load_caller(tx, ctx, account).await?;
     let actor = caller.member()?;
     rules::check_invitation(actor, &new.role)?;
     if let Role::Custom(role_id) = &new.role {
@@ -86,7 +90,10 @@ pub async fn invite(tx: &mut Conn, ctx: &Ctx, account: &AccountId, new: NewInvit
         deactivated_at_ms: None,
         custom_role_name: None,
     };
-    store::users::insert(tx, &pending).await?;
+    // Another invitation of this address may have committed since the check above.
+    store::users::insert(tx, &pending).await.map_err(|error| {
+        if is_unique_violation(&error) { Error::from(DomainError::EmailInUse) } else { Error::Db(error) }
+    })?;
     let (code, hash) = new_code();
     let invitation = Invitation {
         id: InvitationId::generate(),

@@ -76,6 +76,15 @@ pub async fn lock_and_load_caller(tx: &mut Conn, ctx: &Ctx, account: &AccountId)
     load_caller(tx, ctx, account).await
 }
 
+/// [`lock_and_load_caller`] with the account's lock in shared mode, for changes that other
+/// shared holders may make side by side (see `store::accounts::lock_shared`).
+pub async fn share_lock_and_load_caller(tx: &mut Conn, ctx: &Ctx, account: &AccountId) -> Result<Caller> {
+    if !store::accounts::lock_shared(tx, account).await? {
+        return Err(DomainError::AccountNotFound.into());
+    }
+    load_caller(tx, ctx, account).await
+}
+
 /// The caller as current data describes them. Users of other accounts, users that no longer
 /// exist and unknown accounts all read as "account not found", so nothing leaks.
 pub async fn load_caller(tx: &mut Conn, ctx: &Ctx, account: &AccountId) -> Result<Caller> {

@@ -55,8 +55,23 @@ pub async fn insert(tx: &mut Conn, account: &Account) -> Result<(), sqlx::Error>
     Ok(())
 }
 
+/// Takes the account's lock in shared mode for the rest of the transaction; false if there is
+/// no such open account. It waits for, and keeps out, every holder of [`lock`] (role, status,
+/// ownership, settings and membership changes), but not other shared holders: for changes that
+/// only add rows the account's unique indexes guard, such as an invitation, so a busy account
+/// takes them side by side. SQLite's single writer serialises them anyway.
+pub async fn lock_shared(tx: &mut Conn, id: &AccountId) -> Result<bool, sqlx::Error> {
+    let sql = if tx.backend_name() == "PostgreSQL" {
+        "SELECT id FROM accounts WHERE id = $1 AND closed_at_ms IS NULL FOR SHARE"
+    } else {
+        "SELECT id FROM accounts WHERE id = $1 AND closed_at_ms IS NULL"
+    };
+    Ok(sqlx::query(sql).bind(id.as_str()).fetch_optional(&mut *tx).await?.is_some())
+}
+
 /// Takes the account's write lock for the rest of the transaction; false if there is no such
-/// open account. Every write transaction on an account starts here (see the module docs).
+/// open account. Every other write transaction on an account starts here (see the module
+/// docs).
 pub async fn lock(tx: &mut Conn, id: &AccountId) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("UPDATE accounts SET version = version + 1 WHERE id = $1 AND closed_at_ms IS NULL")
         .bind(id.as_str())

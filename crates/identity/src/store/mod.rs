@@ -6,6 +6,9 @@
 //! ([`accounts::lock`]), a row update that serialises writers of one account on PostgreSQL
 //! (row lock, held to commit) and on SQLite (single connection). Checks that read current
 //! data after the lock therefore see every earlier committed write to that account.
+//! Invitations take the same lock in shared mode ([`accounts::lock_shared`]): they still wait
+//! for every other writer, but not for each other, and the unique e-mail index settles two
+//! invitations of one address.
 
 pub mod accounts;
 pub mod audit;
