@@ -96,6 +96,11 @@ impl Pgbench {
         self.tps(&["-S"])
     }
 
+    /// pgbench's own TPC-B-like transaction: three updates, a select and an insert, committed.
+    pub fn tpc_b(&self) -> Result<f64, Error> {
+        self.tps(&[])
+    }
+
     /// One single-row INSERT per transaction, committed (fsync as configured).
     pub fn one_row_insert(&self) -> Result<f64, Error> {
         let script = self.insert_script.path().to_str().ok_or("temp path is not UTF-8")?.to_owned();

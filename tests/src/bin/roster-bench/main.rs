@@ -6,6 +6,8 @@
 //! `grpc.health.v1` and nothing else), and `pgbench` on the same PostgreSQL. Roster's runs and
 //! the baselines alternate, each for the same time with the same number of callers. CPU per
 //! call is the server process's user + system time from `/proc` over the run, divided by calls.
+//! Commits per saga are the PostgreSQL transaction ids the run used (every transaction that
+//! wrote, in both services' databases, the e-mail outbox's included), divided by sagas.
 //!
 //! Usage (the `roster` binary beside this one is measured; `ROSTER_BIN` names another):
 //!   roster-bench [--postgres URL] [--seconds N]
@@ -13,15 +15,18 @@
 
 mod baseline;
 mod measure;
+mod report;
 mod workloads;
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use roster_e2e::{Error, Process, demo_env, free_port, wait_serving};
+use roster_platform::db::{Backend, Database};
 
-use measure::{Figures, Server};
-use workloads::{Setup, Workload};
+use measure::{Load, Server};
+use report::{Goal, Row};
+use workloads::{Prepare, Setup, Workload};
 
 #[tokio::main]
 async fn main() {
@@ -55,32 +60,44 @@ fn options(args: &[String]) -> Result<Options, Error> {
     Ok(options)
 }
 
-/// One comparison: Roster's figures, the baseline's, and the goal for their ratio.
-struct Row {
-    name: &'static str,
-    roster: Figures,
-    baseline: Option<(String, f64)>,
-    goal: Option<f64>,
-}
+/// Users each bench account gets for the unlink saga; a run stops early when they are used up.
+const LEAVERS_PER_ACCOUNT: usize = 40;
+const CALLERS: usize = workloads::ACCOUNTS;
 
 async fn bench(args: &[String]) -> Result<(), Error> {
     let options = options(args)?;
+    let seconds = options.seconds;
     let backend = if options.postgres.is_some() { "PostgreSQL" } else { "SQLite" };
     let dir = tempfile::tempdir()?;
     let data_dir = dir.path().join("roster");
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut env: Vec<(String, String)> = Vec::new();
+    let mut identity_url = Database::sqlite_url(&data_dir, "identity");
     if let Some(url) = &options.postgres {
         for (key, db) in [("ROSTER_IDENTITY_DATABASE_URL", "identity"), ("ROSTER_LICENSING_DATABASE_URL", "licensing")]
         {
-            env.push((key.to_owned(), baseline::fresh_database(url, &format!("roster_bench_{db}")).await?));
+            let fresh = baseline::fresh_database(url, &format!("roster_bench_{db}")).await?;
+            if db == "identity" {
+                identity_url = fresh.clone();
+            }
+            env.push((key.to_owned(), fresh));
         }
     }
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut roster = Process::start(&data_dir, addr, &["up", "--demo", "--log", "warn"], &env_refs);
     let channel = wait_serving(addr, Duration::from_secs(60)).await?;
+    let licensing_addr = roster.licensing.ok_or("roster up serves licensing")?;
+    let licensing = wait_serving(licensing_addr, Duration::from_secs(60)).await?;
     let demo = demo_env(&data_dir, Duration::from_secs(30)).await?;
-    let setup = Setup::new(channel, demo, &data_dir.join("keys")).await?;
+    let identity_db = Database::connect(&identity_url, 2).await?;
+    println!("roster-bench: {backend}, {seconds} s per run; setting up {CALLERS} accounts through the API");
+    let prepare = Prepare {
+        demo,
+        keys: &data_dir.join("keys"),
+        identity_db: &identity_db,
+        leavers_per_account: LEAVERS_PER_ACCOUNT,
+    };
+    let setup = Setup::new(channel, licensing, prepare).await?;
     let roster_server = Server { pid: roster.child.id() };
 
     let echo_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -91,78 +108,164 @@ async fn bench(args: &[String]) -> Result<(), Error> {
     let echo_channel = wait_serving(echo_addr, Duration::from_secs(30)).await?;
     let echo_server = Server { pid: echo.id() };
 
-    let seconds = options.seconds;
-    println!(
-        "roster-bench: {backend}, {seconds} s per run, Roster and baselines alternating, load generator on the same cores"
-    );
+    println!("Roster and baselines alternating, load generator on the same cores");
     let mut rows = Vec::new();
     let echo_call = move |_| baseline::echo_call(echo_channel.clone());
     for (name, workload, goal) in [
         ("Health/Check, no auth", Workload::Health, None),
-        ("authenticated, refused before the DB", Workload::AuthRefused, Some(0.70)),
+        ("authenticated, refused before the DB", Workload::AuthRefused, Some(Goal::Ratio(0.70))),
     ] {
         // The baseline right before each run, so both see the machine in the same state.
-        let echo_figures = measure::run(&echo_server, seconds, 10, echo_call.clone()).await;
-        let figures = measure::run(&roster_server, seconds, 10, setup.caller(workload)).await;
-        let baseline = Some(("tonic echo, 10 streams".into(), echo_figures.rps));
-        rows.push(Row { name, roster: figures, baseline, goal });
+        let echo_figures = measure::run(&echo_server, Load::flat_out(10, seconds), echo_call.clone()).await;
+        let figures = measure::run(&roster_server, Load::flat_out(10, seconds), setup.caller(workload)).await;
+        rows.push(Row::new(name, figures).against("tonic echo, 10 streams", echo_figures.rps, goal));
     }
     let pg = match &options.postgres {
         Some(url) => Some(baseline::Pgbench::prepare(url, seconds).await?),
         None => None,
     };
-    let select = match &pg {
-        Some(pg) => Some(("pgbench -S, 8 clients".to_owned(), pg.select_only()?)),
-        None => None,
-    };
+    let pg_goal = |goal: Goal| pg.as_ref().map(|_| goal);
+    let select = pg.as_ref().map(baseline::Pgbench::select_only).transpose()?;
     for (name, workload) in [("GetAccount, 8 callers", Workload::GetAccount), ("GetUser, 8 callers", Workload::GetUser)]
     {
-        let figures = measure::run(&roster_server, seconds, 8, setup.caller(workload)).await;
-        rows.push(Row { name, roster: figures, baseline: select.clone(), goal: pg.as_ref().map(|_| 0.60) });
+        let figures = measure::run(&roster_server, Load::flat_out(CALLERS, seconds), setup.caller(workload)).await;
+        rows.push(Row::new(name, figures).against_some("pgbench -S, 8 clients", select, pg_goal(Goal::Ratio(0.60))));
     }
-    let insert = match &pg {
-        Some(pg) => Some(("pgbench one-row INSERT, 8 clients".to_owned(), pg.one_row_insert()?)),
-        None => None,
+
+    let insert = pg.as_ref().map(baseline::Pgbench::one_row_insert).transpose()?;
+    let insert_name = "pgbench one-row INSERT, 8 clients";
+    let queued_before = outbox::queued(&identity_db).await?;
+    let invites_began = Instant::now();
+    let across =
+        measure::run(&roster_server, Load::flat_out(CALLERS, seconds), setup.caller(Workload::InviteAcrossAccounts))
+            .await;
+    let half = Load { pace: Some(across.rps / 2.0), ..Load::flat_out(CALLERS, seconds) };
+    let paced = measure::run(&roster_server, half, setup.caller(Workload::InviteAcrossAccounts)).await;
+    let one = measure::run(&roster_server, Load::flat_out(CALLERS, seconds), setup.caller(Workload::InviteOneAccount))
+        .await;
+    let outbox = outbox::Drain::measure(&identity_db, queued_before, invites_began.elapsed()).await?;
+    rows.push(Row::new("InviteUser, 8 callers on 8 accounts", across).against_some(
+        insert_name,
+        insert,
+        pg_goal(Goal::Ratio(0.50)),
+    ));
+    rows.push(Row::new("InviteUser, 8 accounts, at half that rate", paced).with_goal(Goal::P99(Duration::from_millis(5))));
+    rows.push(Row::new("InviteUser, 8 callers on 1 account", one).against_some(insert_name, insert, None));
+
+    let insert = pg.as_ref().map(baseline::Pgbench::one_row_insert).transpose()?;
+    let assign =
+        measure::run(&roster_server, Load::flat_out(CALLERS, seconds), setup.caller(Workload::AssignAcrossAccounts))
+            .await;
+    rows.push(Row::new("Assign/UnassignLicense, 8 accounts", assign).against_some(
+        insert_name,
+        insert,
+        pg_goal(Goal::Ratio(0.50)),
+    ));
+
+    let tpc_b = pg.as_ref().map(baseline::Pgbench::tpc_b).transpose()?;
+    let xids = match identity_db.backend() {
+        Backend::Postgres => Some(&identity_db),
+        Backend::Sqlite => None,
     };
-    for (name, workload, goal) in [
-        ("InviteUser, 8 callers on 8 accounts", Workload::InviteAcrossAccounts, Some(0.50)),
-        ("InviteUser, 8 callers on 1 account", Workload::InviteOneAccount, None),
+    for (name, workload, load) in [
+        ("deactivate / reactivate sagas", Workload::DeactivateReactivate, Load::flat_out(CALLERS, seconds)),
+        (
+            "unlink saga, meetings to the owner",
+            Workload::UnlinkWithTransfer,
+            Load { calls_per_caller: Some(setup.leavers_per_caller()), ..Load::flat_out(CALLERS, seconds) },
+        ),
     ] {
-        let figures = measure::run(&roster_server, seconds, 8, setup.caller(workload)).await;
-        rows.push(Row { name, roster: figures, baseline: insert.clone(), goal: goal.filter(|_| pg.is_some()) });
+        let before = commits::used(xids).await?;
+        let figures = measure::run(&roster_server, load, setup.caller(workload)).await;
+        let per_saga = commits::used(xids).await?.zip(before).map(|(after, before)| {
+            let sagas = (figures.calls - figures.errors).max(1);
+            (after - before) as f64 / sagas as f64
+        });
+        let steps = workload.saga_steps();
+        let row = Row::new(name, figures).sagas(steps, per_saga);
+        // What PostgreSQL does with this many commits per saga: TPC-B's rate divided by them.
+        let baseline = tpc_b.zip(per_saga).map(|(tps, commits)| tps / commits.max(1.0));
+        rows.push(row.against_some("pgbench TPC-B / commits per saga", baseline, pg_goal(Goal::Ratio(0.50))));
     }
-    report(&rows);
+    report::print(&rows);
+    outbox.print();
 
     let _ = echo.kill();
     let _ = echo.wait();
+    identity_db.close().await;
     roster.terminate(Duration::from_secs(20))?;
     Ok(())
 }
 
-fn report(rows: &[Row]) {
-    println!();
-    println!(
-        "{:<40} {:>9} {:>9} {:>9} {:>10}  {:<34} {:>9} {:>7} {:>6}",
-        "call", "calls/s", "p50", "p99", "CPU/call", "baseline", "base/s", "ratio", "goal"
-    );
-    for row in rows {
-        let (base_name, base_rps) = row.baseline.clone().unwrap_or_else(|| ("-".into(), 0.0));
-        let ratio = if base_rps > 0.0 { format!("{:.2}", row.roster.rps / base_rps) } else { "-".into() };
-        let goal = row.goal.map_or("-".to_owned(), |g| format!(">={g:.2}"));
-        println!(
-            "{:<40} {:>9.0} {:>9.2?} {:>9.2?} {:>8.0}us  {:<34} {:>9.0} {:>7} {:>6}",
-            row.name,
-            row.roster.rps,
-            row.roster.p50,
-            row.roster.p99,
-            row.roster.cpu_us_per_call,
-            base_name,
-            base_rps,
-            ratio,
-            goal
-        );
-        if row.roster.errors > 0 {
-            println!("    ({} calls failed: {})", row.roster.errors, row.roster.first_error);
+/// Transaction ids as a count of commits that wrote.
+mod commits {
+    use roster_platform::db::Database;
+
+    /// Transaction ids assigned so far in the whole PostgreSQL cluster (a transaction gets one
+    /// when it first writes); `None` without PostgreSQL.
+    pub async fn used(db: Option<&Database>) -> Result<Option<i64>, sqlx::Error> {
+        let Some(db) = db else { return Ok(None) };
+        let next: String = sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
+            .fetch_one(db.pool())
+            .await?;
+        Ok(next.parse().ok())
+    }
+}
+
+/// Whether the e-mail outbox keeps up with the invitations.
+mod outbox {
+    use std::time::{Duration, Instant};
+
+    use roster_platform::db::Database;
+
+    /// E-mails ever queued, and those not yet sent.
+    pub async fn queued(db: &Database) -> Result<(i64, i64), sqlx::Error> {
+        let all: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(db.pool()).await?;
+        let unsent: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE sent_at_ms IS NULL").fetch_one(db.pool()).await?;
+        Ok((all, unsent))
+    }
+
+    pub struct Drain {
+        queued: i64,
+        over: Duration,
+        left: i64,
+        drained_in: Option<Duration>,
+    }
+
+    impl Drain {
+        /// After the invitation runs: what they queued, what was still unsent when they ended,
+        /// and how long that took to go out (waiting at most a minute).
+        pub async fn measure(db: &Database, before: (i64, i64), over: Duration) -> Result<Self, sqlx::Error> {
+            let (all, left) = queued(db).await?;
+            let began = Instant::now();
+            let mut drained_in = None;
+            while began.elapsed() < Duration::from_secs(60) {
+                if queued(db).await?.1 <= before.1 {
+                    drained_in = Some(began.elapsed());
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(Self { queued: all - before.0, over, left: (left - before.1).max(0), drained_in })
+        }
+
+        pub fn print(&self) {
+            let secs = self.over.as_secs_f64();
+            println!(
+                "\noutbox: the InviteUser runs queued {} e-mails in {secs:.1} s ({:.0}/s); {} were unsent when they ended",
+                self.queued,
+                self.queued as f64 / secs,
+                self.left
+            );
+            match self.drained_in {
+                Some(took) => println!(
+                    "        and went out {:.2} s later ({:.0}/s while draining)",
+                    took.as_secs_f64(),
+                    self.left as f64 / took.as_secs_f64().max(1e-3)
+                ),
+                None => println!("        and were not all sent a minute later"),
+            }
         }
     }
 }

@@ -27,6 +27,8 @@ impl Server {
 
 #[derive(Debug, Clone, Default)]
 pub struct Figures {
+    /// Calls made, failed ones included.
+    pub calls: usize,
     pub rps: f64,
     pub p50: Duration,
     pub p99: Duration,
@@ -35,23 +37,47 @@ pub struct Figures {
     pub first_error: String,
 }
 
-/// Runs `call` from `callers` concurrent tasks for `seconds`; `call` gets a number unique
-/// within the run (for request ids and e-mail addresses).
-pub async fn run<F, Fut>(server: &Server, seconds: u64, callers: usize, call: F) -> Figures
+/// How a run is driven.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    pub callers: usize,
+    pub seconds: u64,
+    /// Calls per second in all, spread evenly over the callers; `None` for as fast as they go.
+    pub pace: Option<f64>,
+    /// Calls per caller before it stops early (work that is used up, like users to unlink).
+    pub calls_per_caller: Option<u64>,
+}
+
+impl Load {
+    pub fn flat_out(callers: usize, seconds: u64) -> Self {
+        Self { callers, seconds, pace: None, calls_per_caller: None }
+    }
+}
+
+/// Runs `call` as `load` says; `call` gets a number unique within the run (for request ids
+/// and e-mail addresses): the caller's number times 10^9 plus its count of calls so far.
+pub async fn run<F, Fut>(server: &Server, load: Load, call: F) -> Figures
 where
     F: Fn(u64) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send,
 {
     let cpu_before = server.cpu_seconds();
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(seconds);
-    let tasks: Vec<_> = (0..callers as u64)
+    let deadline = started + Duration::from_secs(load.seconds);
+    // Each paced caller starts its calls on a fixed beat (without catching up after a slow one).
+    let beat = load.pace.map(|rate| Duration::from_secs_f64(load.callers as f64 / rate.max(1e-3)));
+    let tasks: Vec<_> = (0..load.callers as u64)
         .map(|caller| {
             let call = call.clone();
             tokio::spawn(async move {
                 let (mut latencies, mut errors, mut first_error) = (Vec::new(), 0usize, String::new());
                 let mut n = 0u64;
-                while Instant::now() < deadline {
+                let mut next = Instant::now();
+                while Instant::now() < deadline && load.calls_per_caller.is_none_or(|limit| n < limit) {
+                    if let Some(beat) = beat {
+                        tokio::time::sleep_until(next.into()).await;
+                        next = Instant::now().max(next + beat);
+                    }
                     let began = Instant::now();
                     match call(caller * 1_000_000_000 + n).await {
                         Ok(()) => latencies.push(began.elapsed()),
@@ -84,6 +110,7 @@ where
     let at =
         |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied();
     let calls = latencies.len() + figures.errors;
+    figures.calls = calls;
     figures.rps = latencies.len() as f64 / elapsed;
     figures.p50 = at(0.50).unwrap_or_default();
     figures.p99 = at(0.99).unwrap_or_default();

@@ -1,5 +1,7 @@
-//! The calls measured against Roster, and what they need set up: the demo's tokens, and eight
-//! more accounts (made through the API) so that writes can spread across accounts.
+//! The calls measured against Roster, and what they need set up, all through the API: the
+//! demo's tokens, and eight more accounts (one per caller, so writes can spread across
+//! accounts), each with seats, a licensed owner, a member to license and to deactivate, and
+//! users with a meeting each to unlink.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -8,7 +10,10 @@ use std::sync::Arc;
 
 use roster_e2e::{Error, authed};
 use roster_platform::auth::{KeyDir, KeyScope, Principal, SignerSet};
+use roster_platform::db::Database;
 use roster_proto::identity::v1 as pb;
+use roster_proto::licensing::v1 as lpb;
+use roster_proto::operations::v1 as ops;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -24,43 +29,78 @@ pub enum Workload {
     GetUser,
     /// Invitations spread over eight accounts, one per caller.
     InviteAcrossAccounts,
-    /// Every invitation into the demo account: writes serialise on its row lock.
+    /// Every invitation into the demo account: they share its lock.
     InviteOneAccount,
+    /// A license given to, then taken from, each account's member (one account per caller).
+    AssignAcrossAccounts,
+    /// The deactivate saga, then the reactivate saga, on each account's member.
+    DeactivateReactivate,
+    /// The unlink saga with the user's meetings moving to the owner; each call uses up a user.
+    UnlinkWithTransfer,
+}
+
+impl Workload {
+    /// Steps in each saga the workload runs; 0 for a single-transaction call.
+    pub fn saga_steps(self) -> usize {
+        match self {
+            Self::DeactivateReactivate => 2,
+            Self::UnlinkWithTransfer => 4,
+            _ => 0,
+        }
+    }
+}
+
+/// One of the accounts the writes spread over.
+struct BenchAccount {
+    id: String,
+    owner_id: String,
+    owner_token: String,
+    member_id: String,
+    /// Users with a meeting each, unlinked one by one.
+    leavers: Vec<String>,
 }
 
 struct Inner {
-    channel: Channel,
+    identity: Channel,
+    licensing: Channel,
     demo: HashMap<String, String>,
-    /// (account id, its owner's token), one per caller of the across-accounts workload.
-    accounts: Vec<(String, String)>,
+    accounts: Vec<BenchAccount>,
     run: u128,
 }
 
 #[derive(Clone)]
 pub struct Setup(Arc<Inner>);
 
-const ACCOUNTS: usize = 8;
+pub const ACCOUNTS: usize = 8;
+
+/// What setting up needs beyond the channels.
+pub struct Prepare<'a> {
+    pub demo: HashMap<String, String>,
+    pub keys: &'a Path,
+    /// Identity's database, where the invitation codes are read from the outbox the way an
+    /// invitee reads their mailbox.
+    pub identity_db: &'a Database,
+    pub leavers_per_account: usize,
+}
 
 impl Setup {
-    pub async fn new(channel: Channel, demo: HashMap<String, String>, keys: &Path) -> Result<Self, Error> {
-        let signers = SignerSet::load(&KeyDir { dir: keys.to_owned() }, &[KeyScope::Users], "roster", "roster")?;
+    pub async fn new(identity: Channel, licensing: Channel, prepare: Prepare<'_>) -> Result<Self, Error> {
+        let signers =
+            SignerSet::load(&KeyDir { dir: prepare.keys.to_owned() }, &[KeyScope::Users], "roster", "roster")?;
         let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis();
-        let mut accounts = Vec::with_capacity(ACCOUNTS);
-        let mut client = pb::account_service_client::AccountServiceClient::new(channel.clone());
-        for n in 0..ACCOUNTS {
-            let request = pb::CreateAccountRequest {
-                request_id: format!("bench-account-{run}-{n}"),
-                name: format!("Bench {n}"),
-                plan: pb::Plan::Pro as i32,
-                owner_email: format!("owner-{run}-{n}@bench{n}.example"),
-                ..Default::default()
-            };
-            let account = client.create_account(authed(request, &demo["OPERATOR_TOKEN"])).await?.into_inner();
-            let owner = account.owner.ok_or("a new account has an owner")?.user_id;
-            let token = signers.mint(&Principal::User { user_id: owner }, now_s(), 3_600);
-            accounts.push((account.id, token));
-        }
-        Ok(Self(Arc::new(Inner { channel, demo, accounts, run })))
+        let maker = Maker {
+            identity: identity.clone(),
+            licensing: licensing.clone(),
+            operator: prepare.demo["OPERATOR_TOKEN"].clone(),
+            signers: &signers,
+            db: prepare.identity_db,
+            run,
+        };
+        let accounts = futures_util::future::try_join_all(
+            (0..ACCOUNTS).map(|n| maker.account(n, prepare.leavers_per_account)),
+        )
+        .await?;
+        Ok(Self(Arc::new(Inner { identity, licensing, demo: prepare.demo, accounts, run })))
     }
 
     /// A cloneable caller of `workload`, for [`crate::measure::run`].
@@ -72,18 +112,129 @@ impl Setup {
         let setup = self.0.clone();
         move |n| {
             let setup = setup.clone();
-            Box::pin(async move { setup.call(workload, n).await.map_err(|status| status.to_string()) })
+            Box::pin(async move { setup.call(workload, n).await })
         }
+    }
+
+    /// Users each caller of [`Workload::UnlinkWithTransfer`] can unlink.
+    pub fn leavers_per_caller(&self) -> u64 {
+        self.0.accounts.iter().map(|a| a.leavers.len() as u64).min().unwrap_or(0)
+    }
+}
+
+/// Builds the bench accounts through the API.
+struct Maker<'a> {
+    identity: Channel,
+    licensing: Channel,
+    operator: String,
+    signers: &'a SignerSet,
+    db: &'a Database,
+    run: u128,
+}
+
+impl Maker<'_> {
+    fn token(&self, user_id: &str) -> String {
+        self.signers.mint(&Principal::User { user_id: user_id.to_owned() }, now_s(), 3_600)
+    }
+
+    async fn account(&self, n: usize, leavers: usize) -> Result<BenchAccount, Error> {
+        let run = self.run;
+        let request = pb::CreateAccountRequest {
+            request_id: format!("bench-account-{run}-{n}"),
+            name: format!("Bench {n}"),
+            plan: pb::Plan::Pro as i32,
+            owner_email: format!("owner-{run}-{n}@bench{n}.example"),
+            ..Default::default()
+        };
+        let mut accounts = pb::account_service_client::AccountServiceClient::new(self.identity.clone());
+        let account = accounts.create_account(authed(request, &self.operator)).await?.into_inner();
+        let owner = account.owner.ok_or("a new account has an owner")?.user_id;
+        let owner_token = self.token(&owner);
+        let seats = lpb::SetSeatsRequest {
+            request_id: format!("bench-seats-{run}-{n}"),
+            account_id: account.id.clone(),
+            license_type: lpb::LicenseType::Licensed as i32,
+            capacity: 1_000,
+        };
+        let mut licenses = lpb::license_service_client::LicenseServiceClient::new(self.licensing.clone());
+        licenses.set_seats(authed(seats, &self.operator)).await?;
+        // The owner receives unlinked users' meetings, which needs a license.
+        self.license(&account.id, &owner, &owner_token).await?;
+        let member_id = self.join(&account.id, &owner_token, &format!("member-{run}@bench{n}.example")).await?;
+        let mut leaving = Vec::with_capacity(leavers);
+        let mut content = lpb::content_service_client::ContentServiceClient::new(self.licensing.clone());
+        for i in 0..leavers {
+            let user = self.join(&account.id, &owner_token, &format!("leaver-{run}-{i}@bench{n}.example")).await?;
+            self.license(&account.id, &user, &owner_token).await?;
+            let meeting = lpb::RegisterContentRequest {
+                request_id: format!("bench-meeting-{user}"),
+                account_id: account.id.clone(),
+                owner_user_id: user.clone(),
+                kind: lpb::ContentKind::Meeting as i32,
+                title: format!("Meeting of leaver {i}"),
+                uses_pmi: false,
+            };
+            content.register_content(authed(meeting, &owner_token)).await?;
+            leaving.push(user);
+        }
+        Ok(BenchAccount { id: account.id, owner_id: owner, owner_token, member_id, leavers: leaving })
+    }
+
+    async fn license(&self, account: &str, user: &str, token: &str) -> Result<(), Error> {
+        let request = lpb::AssignLicenseRequest {
+            request_id: format!("bench-license-{user}"),
+            account_id: account.to_owned(),
+            user_id: user.to_owned(),
+            license_type: lpb::LicenseType::Licensed as i32,
+        };
+        let mut licenses = lpb::license_service_client::LicenseServiceClient::new(self.licensing.clone());
+        licenses.assign_license(authed(request, token)).await?;
+        Ok(())
+    }
+
+    /// Invites `email` as the owner and accepts with the code from the e-mail; the new user's id.
+    async fn join(&self, account: &str, owner_token: &str, email: &str) -> Result<String, Error> {
+        let mut users = pb::user_service_client::UserServiceClient::new(self.identity.clone());
+        let invite = pb::InviteUserRequest {
+            request_id: format!("bench-invite-{email}"),
+            account_id: account.to_owned(),
+            email: email.to_owned(),
+            ..Default::default()
+        };
+        let invitation = users.invite_user(authed(invite, owner_token)).await?.into_inner();
+        let body: String =
+            sqlx::query_scalar("SELECT body FROM outbox WHERE recipient = $1 AND kind = 'invitation' LIMIT 1")
+                .bind(email)
+                .fetch_one(self.db.pool())
+                .await?;
+        let code = body.lines().find_map(|line| line.strip_prefix("Invitation code: ")).ok_or("no code")?;
+        let accept = pb::AcceptInvitationRequest { request_id: format!("bench-accept-{email}"), code: code.to_owned() };
+        let accepted = users.accept_invitation(authed(accept, &self.token(&invitation.user_id))).await?.into_inner();
+        succeeded(&accepted)?;
+        Ok(invitation.user_id)
+    }
+}
+
+/// The saga ended well within the RPC's own wait; anything else counts as a failed call.
+fn succeeded(operation: &ops::Operation) -> Result<(), String> {
+    if operation.state == ops::OperationState::Succeeded as i32 {
+        Ok(())
+    } else {
+        Err(format!("operation {} ended {:?}: {:?}", operation.kind, operation.state(), operation.error))
     }
 }
 
 impl Inner {
-    async fn call(&self, workload: Workload, n: u64) -> Result<(), tonic::Status> {
+    async fn call(&self, workload: Workload, n: u64) -> Result<(), String> {
         let demo = &self.demo;
-        let accounts = || pb::account_service_client::AccountServiceClient::new(self.channel.clone());
-        let users = || pb::user_service_client::UserServiceClient::new(self.channel.clone());
-        match workload {
-            Workload::Health => HealthClient::new(self.channel.clone())
+        let accounts = || pb::account_service_client::AccountServiceClient::new(self.identity.clone());
+        let users = || pb::user_service_client::UserServiceClient::new(self.identity.clone());
+        let licenses = || lpb::license_service_client::LicenseServiceClient::new(self.licensing.clone());
+        let (caller, count) = ((n / 1_000_000_000) as usize, (n % 1_000_000_000) as usize);
+        let mine = &self.accounts[caller % ACCOUNTS];
+        let request_id = format!("bench-{workload:?}-{}-{n}", self.run);
+        let done = match workload {
+            Workload::Health => HealthClient::new(self.identity.clone())
                 .check(HealthCheckRequest { service: String::new() })
                 .await
                 .map(drop),
@@ -105,21 +256,57 @@ impl Inner {
             }
             Workload::InviteAcrossAccounts | Workload::InviteOneAccount => {
                 let (account, token) = match workload {
-                    Workload::InviteAcrossAccounts => {
-                        let (account, token) = &self.accounts[(n / 1_000_000_000) as usize % ACCOUNTS];
-                        (account.clone(), token.as_str())
-                    }
+                    Workload::InviteAcrossAccounts => (mine.id.clone(), mine.owner_token.as_str()),
                     _ => (demo["ACCOUNT"].clone(), demo["OWNER_TOKEN"].as_str()),
                 };
                 let request = pb::InviteUserRequest {
-                    request_id: format!("bench-{workload:?}-{}-{n}", self.run),
-                    account_id: account,
                     email: format!("{workload:?}-{}-{n}@bench.example", self.run).to_ascii_lowercase(),
+                    request_id,
+                    account_id: account,
                     ..Default::default()
                 };
                 users().invite_user(authed(request, token)).await.map(drop)
             }
-        }
+            Workload::AssignAcrossAccounts => {
+                let (account_id, user_id) = (mine.id.clone(), mine.member_id.clone());
+                let license_type = lpb::LicenseType::Licensed as i32;
+                if count % 2 == 0 {
+                    let request = lpb::AssignLicenseRequest { request_id, account_id, user_id, license_type };
+                    licenses().assign_license(authed(request, &mine.owner_token)).await.map(drop)
+                } else {
+                    let request = lpb::UnassignLicenseRequest { request_id, account_id, user_id, license_type };
+                    licenses().unassign_license(authed(request, &mine.owner_token)).await.map(drop)
+                }
+            }
+            Workload::DeactivateReactivate => {
+                let (account_id, user_id) = (mine.id.clone(), mine.member_id.clone());
+                let operation = if count % 2 == 0 {
+                    let request = pb::DeactivateUserRequest { request_id, account_id, user_id };
+                    users().deactivate_user(authed(request, &mine.owner_token)).await
+                } else {
+                    let request =
+                        pb::ReactivateUserRequest { request_id, account_id, user_id, restore_licenses: false };
+                    users().reactivate_user(authed(request, &mine.owner_token)).await
+                };
+                return succeeded(&operation.map_err(|status| status.to_string())?.into_inner());
+            }
+            Workload::UnlinkWithTransfer => {
+                let user_id = mine.leavers.get(count).ok_or("no user left to unlink")?.clone();
+                let request = pb::UnlinkUserRequest {
+                    request_id,
+                    account_id: mine.id.clone(),
+                    user_id,
+                    transfer: Some(pb::ContentTransfer {
+                        target_user_id: mine.owner_id.clone(),
+                        meetings: true,
+                        ..Default::default()
+                    }),
+                };
+                let operation = users().unlink_user(authed(request, &mine.owner_token)).await.map_err(|status| status.to_string())?;
+                return succeeded(&operation.into_inner());
+            }
+        };
+        done.map_err(|status| status.to_string())
     }
 }
 
