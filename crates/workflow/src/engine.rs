@@ -95,6 +95,21 @@ impl Started {
     }
 }
 
+/// Steps a driver has done on other services whose records wait for its next write.
+struct Unrecorded {
+    records: Vec<store::Record>,
+    /// When the lease was last renewed: every write renews it.
+    lease_renewed_at_ms: i64,
+}
+
+impl Unrecorded {
+    /// The records went out with a write at `now`.
+    fn recorded(&mut self, now: i64) {
+        self.records.clear();
+        self.lease_renewed_at_ms = now;
+    }
+}
+
 /// What the driver does after one step.
 enum Next {
     Continue,
@@ -436,21 +451,14 @@ impl Engine {
             .await;
             return;
         };
+        let mut unrecorded = Unrecorded { records: Vec::new(), lease_renewed_at_ms: self.now() };
         loop {
             if self.inner.stopping.load(Ordering::SeqCst) && !instance.state.is_final() {
-                let _ = store::park(
-                    self.pool(),
-                    &instance.id,
-                    instance.lease_token,
-                    self.now(),
-                    instance.attempt,
-                    instance.last_error.as_deref(),
-                    self.now(),
-                )
-                .await;
+                let (at, attempt, error) = (self.now(), instance.attempt, instance.last_error.clone());
+                let _ = self.park(&mut instance, &mut unrecorded, at, attempt, error.as_deref()).await;
                 return;
             }
-            match self.step(workflow.as_ref(), &mut instance).await {
+            match self.step(workflow.as_ref(), &mut instance, &mut unrecorded).await {
                 Ok(Next::Continue) => {}
                 Ok(Next::Stop) => break,
                 Err(error) => {
@@ -462,8 +470,20 @@ impl Engine {
         let _ = self.inner.changes.send(instance.id.clone());
     }
 
-    async fn context(&self, instance: &Instance, step: usize, direction: Direction) -> Result<StepCtx, sqlx::Error> {
+    async fn context(
+        &self,
+        instance: &Instance,
+        unrecorded: &Unrecorded,
+        step: usize,
+        direction: Direction,
+    ) -> Result<StepCtx, sqlx::Error> {
         let total = usize::try_from(instance.steps_total).unwrap_or(0);
+        let mut outputs = store::outputs(self.pool(), &instance.id, total).await?;
+        for record in &unrecorded.records {
+            if let Some(slot) = usize::try_from(record.step).ok().and_then(|s| outputs.get_mut(s)) {
+                *slot = Some(record.output.clone());
+            }
+        }
         Ok(StepCtx {
             workflow_id: instance.id.clone(),
             account_id: instance.account_id.clone(),
@@ -471,7 +491,7 @@ impl Engine {
             step,
             direction,
             input: instance.input.clone(),
-            outputs: store::outputs(self.pool(), &instance.id, total).await?,
+            outputs,
             db: self.inner.db.clone(),
             tx: std::sync::Mutex::new(None),
         })
@@ -499,19 +519,24 @@ impl Engine {
         self.inner.config.faults.as_ref().is_some_and(|f| f.crash_after_step(workflow.kind(), step, direction))
     }
 
-    async fn step(&self, workflow: &dyn Workflow, instance: &mut Instance) -> Result<Next, sqlx::Error> {
+    async fn step(
+        &self,
+        workflow: &dyn Workflow,
+        instance: &mut Instance,
+        unrecorded: &mut Unrecorded,
+    ) -> Result<Next, sqlx::Error> {
         let steps = workflow.steps();
         let cursor = usize::try_from(instance.cursor).unwrap_or(0);
         let pivot = workflow.pivot();
         let (step, direction) = match instance.state {
             State::Running if cursor >= steps.len() => {
-                let ctx = self.context(instance, cursor, Direction::Forward).await?;
+                let ctx = self.context(instance, unrecorded, cursor, Direction::Forward).await?;
                 let result = workflow.result(&ctx);
-                return self.finish(instance, State::Completed, Some(result), None).await;
+                return self.finish(instance, unrecorded, State::Completed, Some(result), None).await;
             }
             State::Compensating if cursor == 0 => {
                 let failure = instance.failure.clone();
-                return self.finish(instance, State::Compensated, None, failure).await;
+                return self.finish(instance, unrecorded, State::Compensated, None, failure).await;
             }
             // A cancel is honoured at a step boundary: a step already sent (attempt > 0) may
             // have taken effect, so it is seen through first.
@@ -522,13 +547,13 @@ impl Engine {
                     code: None,
                     message: format!("cancelled by {by}; the steps done so far were undone"),
                 };
-                return self.compensate_from(instance, failure).await;
+                return self.compensate_from(instance, unrecorded, failure).await;
             }
             State::Running => (cursor, Direction::Forward),
             State::Compensating => (cursor - 1, Direction::Compensate),
             State::Completed | State::Compensated | State::Failed | State::Resolved => return Ok(Next::Stop),
         };
-        let mut ctx = self.context(instance, step, direction).await?;
+        let mut ctx = self.context(instance, unrecorded, step, direction).await?;
         let answer = self.answer(workflow, &mut ctx, step, direction).await;
         debug!(id = %instance.id, step = steps[step], direction = direction.as_str(), ?answer, "step answered");
         match answer {
@@ -542,47 +567,64 @@ impl Engine {
                         (State::Compensating, step, steps.get(step.wrapping_sub(1)).copied().unwrap_or("compensated"))
                     }
                 };
+                let record = store::Record { step: step as i64, direction, name: steps[step], output };
+                let local = ctx.take_tx();
+                let now = self.now();
+                // A step done on another service is recorded with the next step's commit, so
+                // a saga of remote steps commits about once per step in all. Until then a
+                // crash loses only the record: the step runs again with the same request id
+                // and the other side answers as the first time. Not right before the point
+                // of no return: the write that moves the cursor onto it is where a cancel is
+                // seen (or, once written, refused).
+                let last = direction == Direction::Forward && next_cursor == steps.len();
+                let point_of_no_return_next = next_cursor + 1 == pivot;
+                let defer = local.is_none() && direction == Direction::Forward && !last && !point_of_no_return_next;
+                if defer && self.lease_holds(unrecorded, now) {
+                    unrecorded.records.push(record);
+                    self.inner.metrics.record(Event::StepCompleted);
+                    instance.step_started_at_ms = now;
+                    instance.cursor = next_cursor as i64;
+                    instance.current_step = next_name.to_owned();
+                    instance.attempt = 0;
+                    instance.last_error = None;
+                    return Ok(Next::Continue);
+                }
                 // The last step (forward, or the last undo) ends the workflow in the same
                 // commit that records it.
                 let ending = match direction {
-                    Direction::Forward if step + 1 == steps.len() => {
+                    Direction::Forward if last => {
                         if let Some(slot) = ctx.outputs.get_mut(step) {
-                            *slot = Some(output.clone());
+                            *slot = Some(record.output.clone());
                         }
                         Some((State::Completed, Some(workflow.result(&ctx)), None))
                     }
                     Direction::Compensate if step == 0 => Some((State::Compensated, None, instance.failure.clone())),
                     _ => None,
                 };
-                let mut tx = match ctx.take_tx() {
+                let mut tx = match local {
                     Some(tx) => tx,
                     None => self.inner.db.begin().await?,
                 };
-                let cancel_requested_by = match store::advance(
+                unrecorded.records.push(record);
+                let advanced = store::advance(
                     &mut tx,
                     Advance {
                         id: &instance.id,
                         token: instance.lease_token,
-                        step: step as i64,
-                        direction,
-                        name: steps[step],
-                        output: &output,
+                        records: &unrecorded.records,
                         next_state,
                         next_cursor: next_cursor as i64,
                         next_step_name: next_name,
-                        now_ms: self.now(),
+                        step_started_at_ms: now,
+                        now_ms: now,
                         lease_until_ms: self.lease_until(),
                     },
                 )
-                .await?
-                {
-                    Fenced::Written(cancel_requested_by) => cancel_requested_by,
-                    Fenced::Lost => {
-                        tx.rollback().await?;
-                        return Ok(self.fenced(instance));
-                    }
+                .await?;
+                let Fenced::Written(cancel_requested_by) = advanced else {
+                    tx.rollback().await?;
+                    return Ok(self.fenced(instance));
                 };
-                let now = self.now();
                 if let Some((state, result, failure)) = &ending {
                     let ended = store::finish(
                         &mut *tx,
@@ -600,6 +642,7 @@ impl Engine {
                     }
                 }
                 tx.commit().await?;
+                unrecorded.recorded(now);
                 self.inner.metrics.record(Event::StepCompleted);
                 if let Some((state, result, failure)) = ending {
                     return Ok(self.ended(instance, state, result, failure, now));
@@ -616,9 +659,7 @@ impl Engine {
             }
             Ok(Outcome::WaitUntil(at)) => {
                 drop(ctx);
-                let parked =
-                    store::park(self.pool(), &instance.id, instance.lease_token, at, 0, None, self.now()).await?;
-                Ok(if parked { Next::Stop } else { self.fenced(instance) })
+                self.park(instance, unrecorded, at, 0, None).await
             }
             Err(StepError::Transient(message)) => {
                 drop(ctx);
@@ -635,7 +676,7 @@ impl Engine {
                             self.inner.config.retry.window.as_secs()
                         ),
                     };
-                    return self.finish(instance, State::Failed, None, Some(failure)).await;
+                    return self.finish(instance, unrecorded, State::Failed, None, Some(failure)).await;
                 }
                 let attempt = instance.attempt + 1;
                 let delay = self
@@ -645,76 +686,142 @@ impl Engine {
                     .backoff
                     .delay(u32::try_from(attempt - 1).unwrap_or(u32::MAX), &mut rand::thread_rng());
                 let due = self.now() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
-                let parked = store::park(
-                    self.pool(),
-                    &instance.id,
-                    instance.lease_token,
-                    due,
-                    attempt,
-                    Some(&message),
-                    self.now(),
-                )
-                .await?;
-                if !parked {
-                    return Ok(self.fenced(instance));
+                let parked = self.park(instance, unrecorded, due, attempt, Some(&message)).await?;
+                if instance.attempt == attempt {
+                    self.inner.metrics.record(Event::StepRetried);
+                    debug!(id = %instance.id, step = steps[step], attempt, ?delay, %message, "step will be retried");
                 }
-                self.inner.metrics.record(Event::StepRetried);
-                debug!(id = %instance.id, step = steps[step], attempt, ?delay, %message, "step will be retried");
-                Ok(Next::Stop)
+                Ok(parked)
             }
             Err(StepError::Refused(failure)) => {
                 drop(ctx);
                 match direction {
-                    Direction::Forward if step < pivot => self.compensate_from(instance, failure).await,
-                    Direction::Forward => self.finish(instance, State::Failed, None, Some(failure)).await,
+                    Direction::Forward if step < pivot => self.compensate_from(instance, unrecorded, failure).await,
+                    Direction::Forward => self.finish(instance, unrecorded, State::Failed, None, Some(failure)).await,
                     Direction::Compensate => {
                         let failure = Failure {
                             message: format!("undoing step {} was refused: {}", steps[step], failure.message),
                             ..failure
                         };
-                        self.finish(instance, State::Failed, None, Some(failure)).await
+                        self.finish(instance, unrecorded, State::Failed, None, Some(failure)).await
                     }
                 }
             }
         }
     }
 
-    /// Turns to undoing the completed steps, in reverse order.
-    async fn compensate_from(&self, instance: &mut Instance, failure: Failure) -> Result<Next, sqlx::Error> {
-        let turned =
-            store::begin_compensation(self.pool(), &instance.id, instance.lease_token, &failure, self.now()).await?;
-        if !turned {
+    /// Whether the lease, renewed by every write, still has half its length to run: long
+    /// enough for another step before the records must be written.
+    fn lease_holds(&self, unrecorded: &Unrecorded, now: i64) -> bool {
+        let half = i64::try_from(self.inner.config.retry.lease.as_millis() / 2).unwrap_or(i64::MAX);
+        now < unrecorded.lease_renewed_at_ms.saturating_add(half)
+    }
+
+    /// A transaction that first writes the records of steps done since the last write (if
+    /// any), with the cursor where the instance stands now; `None` if another worker has taken
+    /// the instance over.
+    async fn write_unrecorded(
+        &self,
+        instance: &mut Instance,
+        unrecorded: &Unrecorded,
+    ) -> Result<Option<roster_platform::db::Tx>, sqlx::Error> {
+        let mut tx = self.inner.db.begin().await?;
+        if unrecorded.records.is_empty() {
+            return Ok(Some(tx));
+        }
+        let advanced = store::advance(
+            &mut tx,
+            Advance {
+                id: &instance.id,
+                token: instance.lease_token,
+                records: &unrecorded.records,
+                next_state: instance.state,
+                next_cursor: instance.cursor,
+                next_step_name: &instance.current_step,
+                step_started_at_ms: instance.step_started_at_ms,
+                now_ms: self.now(),
+                lease_until_ms: self.lease_until(),
+            },
+        )
+        .await?;
+        match advanced {
+            Fenced::Written(cancel_requested_by) => {
+                instance.cancel_requested_by = cancel_requested_by;
+                Ok(Some(tx))
+            }
+            Fenced::Lost => {
+                tx.rollback().await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Gives the lease up until `due_at_ms` (a timer, a retry after backoff, or shutdown).
+    async fn park(
+        &self,
+        instance: &mut Instance,
+        unrecorded: &mut Unrecorded,
+        due_at_ms: i64,
+        attempt: i64,
+        last_error: Option<&str>,
+    ) -> Result<Next, sqlx::Error> {
+        let Some(mut tx) = self.write_unrecorded(instance, unrecorded).await? else { return Ok(self.fenced(instance)) };
+        let now = self.now();
+        let parked =
+            store::park(&mut *tx, &instance.id, instance.lease_token, due_at_ms, attempt, last_error, now).await?;
+        if !parked {
+            tx.rollback().await?;
             return Ok(self.fenced(instance));
         }
+        tx.commit().await?;
+        unrecorded.recorded(now);
+        instance.attempt = attempt;
+        instance.last_error = last_error.map(str::to_owned);
+        Ok(Next::Stop)
+    }
+
+    /// Turns to undoing the completed steps, in reverse order.
+    async fn compensate_from(
+        &self,
+        instance: &mut Instance,
+        unrecorded: &mut Unrecorded,
+        failure: Failure,
+    ) -> Result<Next, sqlx::Error> {
+        let Some(mut tx) = self.write_unrecorded(instance, unrecorded).await? else { return Ok(self.fenced(instance)) };
+        let now = self.now();
+        if !store::begin_compensation(&mut tx, &instance.id, instance.lease_token, &failure, now).await? {
+            tx.rollback().await?;
+            return Ok(self.fenced(instance));
+        }
+        tx.commit().await?;
+        unrecorded.recorded(now);
         self.inner.metrics.record(Event::Compensation);
         instance.state = State::Compensating;
         instance.failure = Some(failure);
         instance.attempt = 0;
-        instance.step_started_at_ms = self.now();
+        instance.step_started_at_ms = now;
         Ok(Next::Continue)
     }
 
     async fn finish(
         &self,
         instance: &mut Instance,
+        unrecorded: &mut Unrecorded,
         state: State,
         result: Option<Value>,
         failure: Option<Failure>,
     ) -> Result<Next, sqlx::Error> {
+        let Some(mut tx) = self.write_unrecorded(instance, unrecorded).await? else { return Ok(self.fenced(instance)) };
         let now = self.now();
-        let done = store::finish(
-            self.pool(),
-            &instance.id,
-            instance.lease_token,
-            state,
-            result.as_ref(),
-            failure.as_ref(),
-            now,
-        )
-        .await?;
+        let done =
+            store::finish(&mut *tx, &instance.id, instance.lease_token, state, result.as_ref(), failure.as_ref(), now)
+                .await?;
         if !done {
+            tx.rollback().await?;
             return Ok(self.fenced(instance));
         }
+        tx.commit().await?;
+        unrecorded.recorded(now);
         Ok(self.ended(instance, state, result, failure, now))
     }
 

@@ -5,7 +5,8 @@
 //! - **Started in the caller's transaction** ([`Engine::start`] runs on the caller's
 //!   `&mut Conn`, a transaction), so a domain
 //!   change and the workflow that finishes it commit together or not at all.
-//! - **Each step's result is persisted** (table `workflow_steps`) before the next step runs.
+//! - **Each step's result is persisted** (table `workflow_steps`), before the next step runs
+//!   or with the next step's commit (see "Few commits").
 //!   A step that calls another service sends [`StepCtx::request_id`], derived from (workflow,
 //!   step, direction), so a step replayed after a crash has one effect on the other side.
 //!   A step that writes this database does so through [`StepCtx::tx`]; the engine records the
@@ -21,9 +22,11 @@
 //!   resolve it with a note, or cancel one before its point of no return.
 //! - **Durable timers**: a step returns [`Outcome::WaitUntil`] and runs again at that instant.
 //! - **Few commits.** A workflow started with [`Engine::start_leased`] is leased to the
-//!   starting worker in the caller's own transaction, so its claim costs no commit; each step
-//!   is one commit, and the last one also ends the workflow. A saga of N steps commits N
-//!   times after the transaction that started it.
+//!   starting worker in the caller's own transaction, so its claim costs no commit. A step
+//!   that writes this database commits with its record; a step on another service has its
+//!   record written with the next write (a crash before then runs it again under the same
+//!   request id), except right before the point of no return, where a cancel must be seen;
+//!   the last step's commit also ends the workflow.
 //! - **Leases with fencing.** Workers claim due workflows by setting a lease and bumping
 //!   `lease_token` (PostgreSQL `FOR UPDATE SKIP LOCKED`; SQLite's single writer). Every later
 //!   write names the token it claimed with, so a worker that was paused past its lease, and

@@ -220,17 +220,26 @@ pub(crate) async fn outputs(pool: &sqlx::AnyPool, id: &str, steps: usize) -> Res
     Ok(outputs)
 }
 
-/// Where the instance goes after a step completes.
+/// A completed step's record.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    pub step: i64,
+    pub direction: Direction,
+    pub name: &'static str,
+    pub output: Value,
+}
+
+/// Where the instance goes after steps complete.
 pub(crate) struct Advance<'a> {
     pub id: &'a str,
     pub token: i64,
-    pub step: i64,
-    pub direction: Direction,
-    pub name: &'a str,
-    pub output: &'a Value,
+    /// The steps completed since the last write, oldest first.
+    pub records: &'a [Record],
     pub next_state: State,
     pub next_cursor: i64,
     pub next_step_name: &'a str,
+    /// When the step at the new cursor began (its retry window starts there).
+    pub step_started_at_ms: i64,
     pub now_ms: i64,
     pub lease_until_ms: i64,
 }
@@ -242,12 +251,12 @@ pub(crate) enum Fenced<T> {
     Lost,
 }
 
-/// Records a completed step and moves the cursor, renewing the lease. Returns who asked to
+/// Records completed steps and moves the cursor, renewing the lease. Returns who asked to
 /// cancel meanwhile, if anyone did.
 pub(crate) async fn advance(tx: &mut Conn, a: Advance<'_>) -> Result<Fenced<Option<String>>, sqlx::Error> {
     let row = sqlx::query(
         "UPDATE workflows SET state = $1, step_cursor = $2, current_step = $3, attempt = 0, last_error = NULL, \
-         lease_until_ms = $4, updated_at_ms = $5, step_started_at_ms = $5 WHERE id = $6 AND lease_token = $7 \
+         lease_until_ms = $4, updated_at_ms = $5, step_started_at_ms = $6 WHERE id = $7 AND lease_token = $8 \
          RETURNING cancel_requested_by",
     )
     .bind(a.next_state.as_str())
@@ -255,31 +264,34 @@ pub(crate) async fn advance(tx: &mut Conn, a: Advance<'_>) -> Result<Fenced<Opti
     .bind(a.next_step_name)
     .bind(a.lease_until_ms)
     .bind(a.now_ms)
+    .bind(a.step_started_at_ms)
     .bind(a.id)
     .bind(a.token)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else { return Ok(Fenced::Lost) };
     let cancel_requested_by: Option<String> = row.try_get("cancel_requested_by")?;
-    sqlx::query(
-        "INSERT INTO workflow_steps (workflow_id, step, direction, name, output, recorded_at_ms, lease_token) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(a.id)
-    .bind(a.step)
-    .bind(a.direction.as_str())
-    .bind(a.name)
-    .bind(a.output.to_string())
-    .bind(a.now_ms)
-    .bind(a.token)
-    .execute(&mut *tx)
-    .await?;
+    for record in a.records {
+        sqlx::query(
+            "INSERT INTO workflow_steps (workflow_id, step, direction, name, output, recorded_at_ms, lease_token) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(a.id)
+        .bind(record.step)
+        .bind(record.direction.as_str())
+        .bind(record.name)
+        .bind(record.output.to_string())
+        .bind(a.now_ms)
+        .bind(a.token)
+        .execute(&mut *tx)
+        .await?;
+    }
     Ok(Fenced::Written(cancel_requested_by))
 }
 
 /// Turns to compensation after a refusal. False when fenced out.
 pub(crate) async fn begin_compensation(
-    pool: &sqlx::AnyPool,
+    tx: &mut Conn,
     id: &str,
     token: i64,
     failure: &Failure,
@@ -293,15 +305,15 @@ pub(crate) async fn begin_compensation(
     .bind(now_ms)
     .bind(id)
     .bind(token)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     Ok(updated == 1)
 }
 
 /// Gives the lease up until `due_at_ms` (a retry after backoff, or a timer). False when fenced.
-pub(crate) async fn park(
-    pool: &sqlx::AnyPool,
+pub(crate) async fn park<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
     id: &str,
     token: i64,
     due_at_ms: i64,
@@ -319,7 +331,7 @@ pub(crate) async fn park(
     .bind(now_ms)
     .bind(id)
     .bind(token)
-    .execute(pool)
+    .execute(executor)
     .await?
     .rows_affected();
     Ok(updated == 1)

@@ -315,6 +315,7 @@ on_both_backends!(
     a_failed_workflow_resolved_by_an_operator_stays_closed,
     a_cancel_undoes_the_steps_done_at_the_next_step_boundary,
     a_cancel_is_refused_past_the_point_of_no_return,
+    a_cancel_while_the_point_of_no_return_runs_is_refused,
     a_leased_start_is_driven_by_its_starter_without_a_claim,
     a_leased_start_whose_starter_never_drove_it_is_claimed_after_the_lease,
 );
@@ -392,6 +393,11 @@ mod scenarios {
         let metrics = engine.metrics();
         assert_eq!((metrics.started, metrics.completed, metrics.steps_completed), (1, 1, 4));
         assert_ne!(h.ended_with_step(&started.id, 3, "forward").await, Some(false), "the last step ends it");
+        assert_ne!(
+            h.ended_with_step(&started.id, 2, "forward").await,
+            Some(false),
+            "the remote step before it is recorded in the same commit"
+        );
     }
 
     pub async fn a_rolled_back_start_leaves_nothing_and_one_subject_runs_one_workflow(h: Harness) {
@@ -771,6 +777,31 @@ mod scenarios {
             Err(ControlError::NotCancellable(NotCancellable::Finished(State::Completed))) => {}
             other => panic!("a finished workflow: {other:?}"),
         }
+    }
+
+    /// The remote step before the point of no return is recorded before that step starts,
+    /// so a cancel arriving while it runs is refused rather than accepted and ignored.
+    pub async fn a_cancel_while_the_point_of_no_return_runs_is_refused(h: Harness) {
+        let gate = Arc::new(Gate::default());
+        let shop = Arc::new(Shop { gate: Some(gate.clone()), outage: Arc::new(AtomicUsize::new(0)) });
+        let engine = h.engine("w1", shop, None);
+        let started = h.start(&engine, json!({})).await;
+        let run = tokio::spawn({
+            let engine = engine.clone();
+            async move { engine.drain().await }
+        });
+        // `charge`, the point of no return, is running.
+        gate.entered.notified().await;
+        match h.control(&engine, &started.id, Act::Cancel("operator:sam")).await {
+            Err(ControlError::NotCancellable(NotCancellable::PastPointOfNoReturn { step })) => {
+                assert_eq!(step, "charge")
+            }
+            other => panic!("the point of no return is running: {other:?}"),
+        }
+        gate.open.notify_one();
+        run.await.expect("join").expect("drain");
+        assert_eq!(h.get(&engine, &started.id).await.state, State::Completed);
+        assert_eq!(h.remote_labels(&started.id).await, ["notify", "reserve", "ship"]);
     }
 }
 

@@ -141,15 +141,17 @@ async fn bench(args: &[String]) -> Result<(), Error> {
             .await;
     let half = Load { pace: Some(across.rps / 2.0), ..Load::flat_out(CALLERS, seconds) };
     let paced = measure::run(&roster_server, half, setup.caller(Workload::InviteAcrossAccounts)).await;
-    let one = measure::run(&roster_server, Load::flat_out(CALLERS, seconds), setup.caller(Workload::InviteOneAccount))
-        .await;
+    let one =
+        measure::run(&roster_server, Load::flat_out(CALLERS, seconds), setup.caller(Workload::InviteOneAccount)).await;
     let outbox = outbox::Drain::measure(&identity_db, queued_before, invites_began.elapsed()).await?;
     rows.push(Row::new("InviteUser, 8 callers on 8 accounts", across).against_some(
         insert_name,
         insert,
         pg_goal(Goal::Ratio(0.50)),
     ));
-    rows.push(Row::new("InviteUser, 8 accounts, at half that rate", paced).with_goal(Goal::P99(Duration::from_millis(5))));
+    rows.push(
+        Row::new("InviteUser, 8 accounts, at half that rate", paced).with_goal(Goal::P99(Duration::from_millis(5))),
+    );
     rows.push(Row::new("InviteUser, 8 callers on 1 account", one).against_some(insert_name, insert, None));
 
     let insert = pg.as_ref().map(baseline::Pgbench::one_row_insert).transpose()?;
@@ -205,9 +207,8 @@ mod commits {
     /// when it first writes); `None` without PostgreSQL.
     pub async fn used(db: Option<&Database>) -> Result<Option<i64>, sqlx::Error> {
         let Some(db) = db else { return Ok(None) };
-        let next: String = sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
-            .fetch_one(db.pool())
-            .await?;
+        let next: String =
+            sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").fetch_one(db.pool()).await?;
         Ok(next.parse().ok())
     }
 }

@@ -74,8 +74,9 @@ pub fn print(rows: &[Row]) {
         "call", "calls/s", "p50", "p99", "CPU/call", "baseline", "base/s", "ratio", "goal", ""
     );
     for row in rows {
-        let (base_name, base_rate) =
-            row.baseline.map_or(("-".to_owned(), "-".to_owned()), |(name, rate)| (name.to_owned(), format!("{rate:.0}")));
+        let (base_name, base_rate) = row
+            .baseline
+            .map_or(("-".to_owned(), "-".to_owned()), |(name, rate)| (name.to_owned(), format!("{rate:.0}")));
         let ratio = row.ratio().map_or("-".to_owned(), |ratio| format!("{ratio:.2}"));
         let goal = match row.goal {
             Some(Goal::Ratio(goal)) => format!(">={goal:.2}"),

@@ -96,10 +96,9 @@ impl Setup {
             db: prepare.identity_db,
             run,
         };
-        let accounts = futures_util::future::try_join_all(
-            (0..ACCOUNTS).map(|n| maker.account(n, prepare.leavers_per_account)),
-        )
-        .await?;
+        let accounts =
+            futures_util::future::try_join_all((0..ACCOUNTS).map(|n| maker.account(n, prepare.leavers_per_account)))
+                .await?;
         Ok(Self(Arc::new(Inner { identity, licensing, demo: prepare.demo, accounts, run })))
     }
 
@@ -302,7 +301,10 @@ impl Inner {
                         ..Default::default()
                     }),
                 };
-                let operation = users().unlink_user(authed(request, &mine.owner_token)).await.map_err(|status| status.to_string())?;
+                let operation = users()
+                    .unlink_user(authed(request, &mine.owner_token))
+                    .await
+                    .map_err(|status| status.to_string())?;
                 return succeeded(&operation.into_inner());
             }
         };
