@@ -573,11 +573,11 @@ impl Engine {
                 // A step done on another service is recorded with the next step's commit, so
                 // a saga of remote steps commits about once per step in all. Until then a
                 // crash loses only the record: the step runs again with the same request id
-                // and the other side answers as the first time. Not right before the point
-                // of no return: the write that moves the cursor onto it is where a cancel is
-                // seen (or, once written, refused).
+                // and the other side answers as the first time. Not right before a remote
+                // point of no return: the write that moves the cursor onto it is where a
+                // cancel is seen (or, once written, refused). A local one sees it itself.
                 let last = direction == Direction::Forward && next_cursor == steps.len();
-                let point_of_no_return_next = next_cursor + 1 == pivot;
+                let point_of_no_return_next = next_cursor + 1 == pivot && !workflow.is_local(next_cursor);
                 let defer = local.is_none() && direction == Direction::Forward && !last && !point_of_no_return_next;
                 if defer && self.lease_holds(unrecorded, now) {
                     unrecorded.records.push(record);
@@ -625,6 +625,16 @@ impl Engine {
                     tx.rollback().await?;
                     return Ok(self.fenced(instance));
                 };
+                let point_of_no_return = direction == Direction::Forward && step + 1 == pivot;
+                if point_of_no_return && workflow.is_local(step) && cancel_requested_by.is_some() {
+                    // A cancel came while the steps before were unrecorded: it wins, and this
+                    // step's writes go with the rollback, so it never took effect.
+                    tx.rollback().await?;
+                    unrecorded.records.pop();
+                    instance.cancel_requested_by = cancel_requested_by;
+                    instance.attempt = 0;
+                    return Ok(Next::Continue);
+                }
                 if let Some((state, result, failure)) = &ending {
                     let ended = store::finish(
                         &mut *tx,

@@ -25,8 +25,9 @@
 //!   starting worker in the caller's own transaction, so its claim costs no commit. A step
 //!   that writes this database commits with its record; a step on another service has its
 //!   record written with the next write (a crash before then runs it again under the same
-//!   request id), except right before the point of no return, where a cancel must be seen;
-//!   the last step's commit also ends the workflow.
+//!   request id). Right before a point of no return a cancel must be seen: that step's own
+//!   transaction checks for it if the step is local ([`Workflow::is_local`]); otherwise the
+//!   records are written first. The last step's commit also ends the workflow.
 //! - **Leases with fencing.** Workers claim due workflows by setting a lease and bumping
 //!   `lease_token` (PostgreSQL `FOR UPDATE SKIP LOCKED`; SQLite's single writer). Every later
 //!   write names the token it claimed with, so a worker that was paused past its lease, and

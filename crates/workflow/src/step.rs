@@ -47,6 +47,14 @@ pub trait Workflow: Send + Sync + 'static {
     /// point of no return, so that step's own refusal (it took no effect) still compensates.
     /// 0 for a workflow that only moves forward.
     fn pivot(&self) -> usize;
+    /// True for a step that writes only this database, through [`StepCtx::tx`], and calls no
+    /// other service. When such a step is the point of no return (right before the pivot),
+    /// the engine checks for a cancel in the step's own transaction and rolls the step back
+    /// if one came, instead of a commit of its own before the step.
+    fn is_local(&self, step: usize) -> bool {
+        let _ = step;
+        false
+    }
     fn run<'a>(&'a self, step: usize, ctx: &'a mut StepCtx) -> StepFuture<'a>;
     /// Undoes a completed step before the pivot; its forward output is in `ctx.output(step)`.
     fn compensate<'a>(&'a self, step: usize, ctx: &'a mut StepCtx) -> StepFuture<'a>;

@@ -35,6 +35,8 @@ struct Shop {
     /// When set, `charge` waits here before touching the database (the "paused worker").
     gate: Option<Arc<Gate>>,
     outage: Arc<AtomicUsize>,
+    /// Whether the shop declares `charge`, its point of no return, local (it is).
+    declares_charge_local: bool,
 }
 
 #[derive(Default)]
@@ -44,8 +46,12 @@ struct Gate {
 }
 
 impl Shop {
+    fn gated(gate: Arc<Gate>, declares_charge_local: bool) -> Arc<Self> {
+        Arc::new(Self { gate: Some(gate), outage: Arc::new(AtomicUsize::new(0)), declares_charge_local })
+    }
+
     fn plain() -> Arc<Self> {
-        Arc::new(Self { gate: None, outage: Arc::new(AtomicUsize::new(0)) })
+        Arc::new(Self { gate: None, outage: Arc::new(AtomicUsize::new(0)), declares_charge_local: true })
     }
 }
 
@@ -91,6 +97,10 @@ impl Workflow for Shop {
 
     fn pivot(&self) -> usize {
         2
+    }
+
+    fn is_local(&self, step: usize) -> bool {
+        step == 1 && self.declares_charge_local
     }
 
     fn run<'a>(&'a self, step: usize, ctx: &'a mut StepCtx) -> StepFuture<'a> {
@@ -315,7 +325,8 @@ on_both_backends!(
     a_failed_workflow_resolved_by_an_operator_stays_closed,
     a_cancel_undoes_the_steps_done_at_the_next_step_boundary,
     a_cancel_is_refused_past_the_point_of_no_return,
-    a_cancel_while_the_point_of_no_return_runs_is_refused,
+    a_cancel_while_a_remote_point_of_no_return_runs_is_refused,
+    a_cancel_while_a_local_point_of_no_return_runs_wins,
     a_leased_start_is_driven_by_its_starter_without_a_claim,
     a_leased_start_whose_starter_never_drove_it_is_claimed_after_the_lease,
 );
@@ -545,7 +556,7 @@ mod scenarios {
 
     pub async fn a_paused_worker_whose_lease_expired_cannot_write(h: Harness) {
         let gate = Arc::new(Gate::default());
-        let paused_shop = Arc::new(Shop { gate: Some(gate.clone()), outage: Arc::new(AtomicUsize::new(0)) });
+        let paused_shop = Shop::gated(gate.clone(), true);
         let paused = h.engine("paused", paused_shop, None);
         let other = h.engine("other", Shop::plain(), None);
         let started = h.start(&paused, json!({})).await;
@@ -779,29 +790,52 @@ mod scenarios {
         }
     }
 
-    /// The remote step before the point of no return is recorded before that step starts,
-    /// so a cancel arriving while it runs is refused rather than accepted and ignored.
-    pub async fn a_cancel_while_the_point_of_no_return_runs_is_refused(h: Harness) {
+    /// Runs an order until `charge`, the point of no return, is under way, cancels it there,
+    /// and lets it finish. Returns the cancel's answer and the order's id.
+    async fn cancel_during_charge(
+        h: &Harness,
+        declares_charge_local: bool,
+    ) -> (Result<Instance, ControlError>, String) {
         let gate = Arc::new(Gate::default());
-        let shop = Arc::new(Shop { gate: Some(gate.clone()), outage: Arc::new(AtomicUsize::new(0)) });
-        let engine = h.engine("w1", shop, None);
+        let engine = h.engine("w1", Shop::gated(gate.clone(), declares_charge_local), None);
         let started = h.start(&engine, json!({})).await;
         let run = tokio::spawn({
             let engine = engine.clone();
             async move { engine.drain().await }
         });
-        // `charge`, the point of no return, is running.
         gate.entered.notified().await;
-        match h.control(&engine, &started.id, Act::Cancel("operator:sam")).await {
+        let cancelled = h.control(&engine, &started.id, Act::Cancel("operator:sam")).await;
+        gate.open.notify_one();
+        run.await.expect("join").expect("drain");
+        (cancelled, started.id)
+    }
+
+    /// The step before a point of no return that is not local is recorded before that step
+    /// starts, so a cancel arriving while it runs is refused.
+    pub async fn a_cancel_while_a_remote_point_of_no_return_runs_is_refused(h: Harness) {
+        let (cancelled, id) = cancel_during_charge(&h, false).await;
+        match cancelled {
             Err(ControlError::NotCancellable(NotCancellable::PastPointOfNoReturn { step })) => {
                 assert_eq!(step, "charge")
             }
             other => panic!("the point of no return is running: {other:?}"),
         }
-        gate.open.notify_one();
-        run.await.expect("join").expect("drain");
-        assert_eq!(h.get(&engine, &started.id).await.state, State::Completed);
-        assert_eq!(h.remote_labels(&started.id).await, ["notify", "reserve", "ship"]);
+        assert_eq!(h.get(&h.engine("w2", Shop::plain(), None), &id).await.state, State::Completed);
+        assert_eq!(h.remote_labels(&id).await, ["notify", "reserve", "ship"]);
+        assert_eq!(h.local_labels(&id).await, ["charge"]);
+    }
+
+    /// A local point of no return runs with the step before it unrecorded; a cancel arriving
+    /// meanwhile wins: the step's own transaction sees it and rolls back, and the steps before
+    /// it are undone.
+    pub async fn a_cancel_while_a_local_point_of_no_return_runs_wins(h: Harness) {
+        let (cancelled, id) = cancel_during_charge(&h, true).await;
+        assert!(cancelled.is_ok(), "{cancelled:?}");
+        let done = h.get(&h.engine("w2", Shop::plain(), None), &id).await;
+        assert_eq!(done.state, State::Compensated);
+        assert_eq!(done.failure.map(|f| f.reason).as_deref(), Some("OPERATION_CANCELLED"));
+        assert!(h.local_labels(&id).await.is_empty(), "the charge was rolled back");
+        assert_eq!(h.remote_labels(&id).await, ["release", "reserve"]);
     }
 }
 

@@ -66,6 +66,11 @@ impl Workflow for Accept {
         2
     }
 
+    fn is_local(&self, step: usize) -> bool {
+        // Joining the account writes only identity's database.
+        step == 1
+    }
+
     fn run<'a>(&'a self, step: usize, ctx: &'a mut StepCtx) -> StepFuture<'a> {
         Box::pin(async move {
             let input: AcceptInput = ctx.input()?;

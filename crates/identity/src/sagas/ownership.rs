@@ -48,6 +48,11 @@ impl Workflow for TransferOwnership {
         2
     }
 
+    fn is_local(&self, step: usize) -> bool {
+        // The transfer itself writes only identity's database.
+        step == 1
+    }
+
     fn run<'a>(&'a self, step: usize, ctx: &'a mut StepCtx) -> StepFuture<'a> {
         Box::pin(async move {
             let input: OwnershipInput = ctx.input()?;

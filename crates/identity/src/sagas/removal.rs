@@ -106,6 +106,11 @@ impl Workflow for Removal {
         3
     }
 
+    fn is_local(&self, step: usize) -> bool {
+        // Leaving the account (or being deleted) writes only identity's database.
+        step == 2
+    }
+
     fn run<'a>(&'a self, step: usize, ctx: &'a mut StepCtx) -> StepFuture<'a> {
         Box::pin(async move {
             let input: RemovalInput = ctx.input()?;
