@@ -606,21 +606,8 @@ impl Engine {
                     None => self.inner.db.begin().await?,
                 };
                 unrecorded.records.push(record);
-                let advanced = store::advance(
-                    &mut tx,
-                    Advance {
-                        id: &instance.id,
-                        token: instance.lease_token,
-                        records: &unrecorded.records,
-                        next_state,
-                        next_cursor: next_cursor as i64,
-                        next_step_name: next_name,
-                        step_started_at_ms: now,
-                        now_ms: now,
-                        lease_until_ms: self.lease_until(),
-                    },
-                )
-                .await?;
+                let to = (next_state, next_cursor as i64, next_name);
+                let advanced = self.record(&mut tx, instance, &unrecorded.records, to, now).await?;
                 let Fenced::Written(cancel_requested_by) = advanced else {
                     tx.rollback().await?;
                     return Ok(self.fenced(instance));
@@ -727,6 +714,31 @@ impl Engine {
         now < unrecorded.lease_renewed_at_ms.saturating_add(half)
     }
 
+    /// Writes `records` and moves the instance to `to` (state, cursor, step name), renewing
+    /// the lease; the step at the new cursor began at `step_started_at_ms`.
+    async fn record(
+        &self,
+        tx: &mut Conn,
+        instance: &Instance,
+        records: &[store::Record],
+        to: (State, i64, &str),
+        step_started_at_ms: i64,
+    ) -> Result<Fenced<Option<String>>, sqlx::Error> {
+        let (next_state, next_cursor, next_step_name) = to;
+        let advance = Advance {
+            id: &instance.id,
+            token: instance.lease_token,
+            records,
+            next_state,
+            next_cursor,
+            next_step_name,
+            step_started_at_ms,
+            now_ms: self.now(),
+            lease_until_ms: self.lease_until(),
+        };
+        store::advance(tx, advance).await
+    }
+
     /// A transaction that first writes the records of steps done since the last write (if
     /// any), with the cursor where the instance stands now; `None` if another worker has taken
     /// the instance over.
@@ -739,21 +751,8 @@ impl Engine {
         if unrecorded.records.is_empty() {
             return Ok(Some(tx));
         }
-        let advanced = store::advance(
-            &mut tx,
-            Advance {
-                id: &instance.id,
-                token: instance.lease_token,
-                records: &unrecorded.records,
-                next_state: instance.state,
-                next_cursor: instance.cursor,
-                next_step_name: &instance.current_step,
-                step_started_at_ms: instance.step_started_at_ms,
-                now_ms: self.now(),
-                lease_until_ms: self.lease_until(),
-            },
-        )
-        .await?;
+        let to = (instance.state, instance.cursor, instance.current_step.as_str());
+        let advanced = self.record(&mut tx, instance, &unrecorded.records, to, instance.step_started_at_ms).await?;
         match advanced {
             Fenced::Written(cancel_requested_by) => {
                 instance.cancel_requested_by = cancel_requested_by;

@@ -102,12 +102,14 @@ impl Setup {
         Ok(Self(Arc::new(Inner { identity, licensing, demo: prepare.demo, accounts, run })))
     }
 
-    /// A cloneable caller of `workload`, for [`crate::measure::run`].
+    /// A cloneable caller of `workload`, for [`crate::measure::run`]. Says on stderr which
+    /// workload starts, to show progress and to time a profiler (`perf record -p`) by.
     pub fn caller(
         &self,
         workload: Workload,
     ) -> impl Fn(u64) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Clone + Send + Sync + 'static
     {
+        eprintln!("roster-bench: running {workload:?}");
         let setup = self.0.clone();
         move |n| {
             let setup = setup.clone();
