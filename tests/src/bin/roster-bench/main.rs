@@ -163,6 +163,9 @@ async fn bench(args: &[String]) -> Result<(), Error> {
         insert,
         pg_goal(Goal::Ratio(0.50)),
     ));
+    let one =
+        measure::run(&roster_server, Load::flat_out(CALLERS, seconds), setup.caller(Workload::AssignOneAccount)).await;
+    rows.push(Row::new("Unassign/AssignLicense, 1 account", one).against_some(insert_name, insert, None));
 
     let tpc_b = pg.as_ref().map(baseline::Pgbench::tpc_b).transpose()?;
     let xids = match identity_db.backend() {

@@ -33,6 +33,9 @@ pub enum Workload {
     InviteOneAccount,
     /// A license given to, then taken from, each account's member (one account per caller).
     AssignAcrossAccounts,
+    /// A license taken from, then given back to, one user per caller, all in one account:
+    /// they share licensing's lock on the account's seats.
+    AssignOneAccount,
     /// The deactivate saga, then the reactivate saga, on each account's member.
     DeactivateReactivate,
     /// The unlink saga with the user's meetings moving to the owner; each call uses up a user.
@@ -268,15 +271,23 @@ impl Inner {
                 };
                 users().invite_user(authed(request, token)).await.map(drop)
             }
-            Workload::AssignAcrossAccounts => {
-                let (account_id, user_id) = (mine.id.clone(), mine.member_id.clone());
+            Workload::AssignAcrossAccounts | Workload::AssignOneAccount => {
+                let (account, user_id, first_assigns) = match workload {
+                    Workload::AssignAcrossAccounts => (mine, mine.member_id.clone(), 0),
+                    // The leavers were given a license when they were set up.
+                    _ => {
+                        let shared = &self.accounts[0];
+                        (shared, shared.leavers.get(caller).ok_or("too few users to license")?.clone(), 1)
+                    }
+                };
+                let account_id = account.id.clone();
                 let license_type = lpb::LicenseType::Licensed as i32;
-                if count % 2 == 0 {
+                if count % 2 == first_assigns {
                     let request = lpb::AssignLicenseRequest { request_id, account_id, user_id, license_type };
-                    licenses().assign_license(authed(request, &mine.owner_token)).await.map(drop)
+                    licenses().assign_license(authed(request, &account.owner_token)).await.map(drop)
                 } else {
                     let request = lpb::UnassignLicenseRequest { request_id, account_id, user_id, license_type };
-                    licenses().unassign_license(authed(request, &mine.owner_token)).await.map(drop)
+                    licenses().unassign_license(authed(request, &account.owner_token)).await.map(drop)
                 }
             }
             Workload::DeactivateReactivate => {
