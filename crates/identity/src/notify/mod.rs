@@ -4,7 +4,6 @@
 //! another [`Mailer`] variant.
 
 use std::path::PathBuf;
-
 use std::time::Duration;
 
 use futures_util::StreamExt;

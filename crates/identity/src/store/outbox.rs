@@ -5,9 +5,8 @@
 //! sent lets the lease expire and another sender sends again. Replicas never send the same row
 //! at the same time: claiming is a conditional update on the lease.
 
-use sqlx::Row;
-
 use roster_platform::db::Backend;
+use sqlx::Row;
 
 use super::Conn;
 use crate::domain::values::AccountId;
