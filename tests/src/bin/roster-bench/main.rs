@@ -10,7 +10,7 @@
 //! wrote, in both services' databases, the e-mail outbox's included), divided by sagas.
 //!
 //! Usage (the `roster` binary beside this one is measured; `ROSTER_BIN` names another):
-//!   roster-bench [--postgres URL] [--seconds N]
+//!   roster-bench [--postgres URL] [--seconds N] [--log LEVEL]   (Roster's log level; warn)
 //!   roster-bench echo-server ADDR        (the baseline server; started by the above)
 
 mod baseline;
@@ -44,16 +44,19 @@ async fn main() {
 struct Options {
     postgres: Option<String>,
     seconds: u64,
+    /// Roster's log level: at `info` every RPC opens a tracing span, which costs CPU.
+    log: String,
 }
 
 fn options(args: &[String]) -> Result<Options, Error> {
-    let mut options = Options { postgres: None, seconds: 5 };
+    let mut options = Options { postgres: None, seconds: 5, log: "warn".to_owned() };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = || args.next().cloned().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--postgres" => options.postgres = Some(value()?),
             "--seconds" => options.seconds = value()?.parse()?,
+            "--log" => options.log = value()?,
             other => return Err(format!("unknown argument {other}; see the module docs for usage").into()),
         }
     }
@@ -84,13 +87,16 @@ async fn bench(args: &[String]) -> Result<(), Error> {
         }
     }
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut roster = Process::start(&data_dir, addr, &["up", "--demo", "--log", "warn"], &env_refs);
+    let mut roster = Process::start(&data_dir, addr, &["up", "--demo", "--log", &options.log], &env_refs);
     let channel = wait_serving(addr, Duration::from_secs(60)).await?;
     let licensing_addr = roster.licensing.ok_or("roster up serves licensing")?;
     let licensing = wait_serving(licensing_addr, Duration::from_secs(60)).await?;
     let demo = demo_env(&data_dir, Duration::from_secs(30)).await?;
     let identity_db = Database::connect(&identity_url, 2).await?;
-    println!("roster-bench: {backend}, {seconds} s per run; setting up {CALLERS} accounts through the API");
+    println!(
+        "roster-bench: {backend}, {seconds} s per run, Roster logging at {}; setting up {CALLERS} accounts through the API",
+        options.log
+    );
     let prepare = Prepare {
         demo,
         keys: &data_dir.join("keys"),
