@@ -22,6 +22,45 @@ fn reason(status: &tonic::Status) -> String {
     status.get_details_error_info().map(|info| info.reason).unwrap_or_default()
 }
 
+/// What health answers on a fresh connection to `addr`; `None` when nothing accepts there.
+async fn health_on_a_new_connection(addr: SocketAddr) -> Option<i32> {
+    let channel = roster_e2e::channel(addr).await.ok()?;
+    let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+    let response = tonic_health::pb::health_client::HealthClient::new(channel).check(request).await.ok()?;
+    Some(response.into_inner().status)
+}
+
+/// With a shutdown delay, SIGTERM first turns health NOT_SERVING while the port still takes
+/// new connections and calls, so balancers can stop routing before the listener closes.
+#[tokio::test]
+async fn sigterm_reports_not_serving_through_the_delay_before_the_port_closes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut roster = Process::start(dir.path(), addr, &["up", "--demo"], &[("ROSTER_SHUTDOWN_DELAY_MS", "5000")]);
+    let channel = wait_serving(addr, START).await.expect("serving");
+    let env = demo_env(dir.path(), START).await.expect("demo.env");
+    std::process::Command::new("kill").arg("-TERM").arg(roster.child.id().to_string()).status().expect("kill");
+    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+    let mut seen = None;
+    for _ in 0..100 {
+        seen = health_on_a_new_connection(addr).await;
+        if seen == Some(not_serving) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, Some(not_serving), "a new connection is still taken and hears NOT_SERVING");
+    // Well inside the 5 s delay, and long after a drain with no delay would have ended.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(health_on_a_new_connection(addr).await, Some(not_serving), "still taking connections");
+    pb::account_service_client::AccountServiceClient::new(channel)
+        .get_account(authed(pb::GetAccountRequest { account_id: env["ACCOUNT"].clone() }, &env["MEMBER_TOKEN"]))
+        .await
+        .expect("calls are still served during the delay");
+    assert!(roster.terminate(Duration::from_secs(15)).expect("stops").success());
+    assert_eq!(health_on_a_new_connection(addr).await, None, "the port is closed once it stopped");
+}
+
 #[tokio::test]
 async fn up_demo_serves_its_walkthrough_restarts_with_its_data_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");

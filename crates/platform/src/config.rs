@@ -73,6 +73,13 @@ pub struct LimitArgs {
     /// `terminationGracePeriodSeconds` (30 s by default).
     #[arg(long = "shutdown-grace-ms", env = "ROSTER_SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
     pub shutdown_grace_ms: u64,
+    /// After SIGTERM, how long health answers NOT_SERVING while the port still takes calls,
+    /// so load balancers and readiness probes stop routing here before the listener closes.
+    /// 0 closes at once (for a developer's Ctrl-C); in Kubernetes, set it above the readiness
+    /// probe's period, and grace plus delay below `terminationGracePeriodSeconds`.
+    #[arg(long = "shutdown-delay-ms", env = "ROSTER_SHUTDOWN_DELAY_MS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=120_000))]
+    pub shutdown_delay_ms: u64,
     /// Longest wait for the next part of a request body; a client that sends headers and then
     /// stalls is answered DEADLINE_EXCEEDED after this, not after the whole RPC timeout.
     #[arg(long = "request-body-timeout-ms", env = "ROSTER_REQUEST_BODY_TIMEOUT_MS", default_value_t = 5_000,
@@ -105,6 +112,10 @@ impl LimitArgs {
         Duration::from_millis(self.shutdown_grace_ms)
     }
 
+    pub fn shutdown_delay(&self) -> Duration {
+        Duration::from_millis(self.shutdown_delay_ms)
+    }
+
     pub fn max_message_bytes(&self) -> usize {
         usize::try_from(self.max_message_bytes).unwrap_or(usize::MAX)
     }
@@ -129,6 +140,7 @@ impl Default for LimitArgs {
             concurrency_limit: 512,
             max_message_bytes: 4 * 1024 * 1024,
             shutdown_grace_ms: 20_000,
+            shutdown_delay_ms: 0,
             request_body_timeout_ms: 5_000,
             max_concurrent_streams: 100,
             max_connections: 1_024,

@@ -2,8 +2,9 @@
 //! has the limits), health (`grpc.health.v1`) and reflection (v1 and v1alpha), and graceful
 //! shutdown.
 //!
-//! Shutdown order: the signal arrives, health turns NOT_SERVING (load balancers stop routing),
-//! the listener closes and in-flight RPCs drain, bounded by the grace period; then idle client
+//! Shutdown order: the signal arrives, health turns NOT_SERVING (load balancers stop routing)
+//! and stays so for the shutdown delay while calls are still taken, then the listener closes
+//! and in-flight RPCs drain, bounded by the grace period; then idle client
 //! connections are closed (they would otherwise hold the process until the grace period ends)
 //! and the caller stops its background workers and closes the database.
 
@@ -87,10 +88,14 @@ pub async fn serve(
     let draining_signal = draining.clone();
     let names = services.names.clone();
     let health_reporter = reporter.clone();
+    let delay = limits.shutdown_delay();
     let on_shutdown = async move {
         shutdown.await;
-        tracing::info!("shutdown requested: health NOT_SERVING, draining in-flight RPCs");
+        tracing::info!(delay_ms = delay.as_millis() as u64, "shutdown requested: health NOT_SERVING");
         set_all(&health_reporter, &names, ServingStatus::NotServing).await;
+        // Calls still arrive until every balancer has seen NOT_SERVING; they are served.
+        tokio::time::sleep(delay).await;
+        tracing::info!("closing the listener and draining in-flight RPCs");
         draining_signal.notify_one();
     };
 
