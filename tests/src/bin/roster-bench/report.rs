@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use comfy_table::{CellAlignment, ContentArrangement, Table};
+
 use crate::measure::Figures;
 
 /// What a row must show.
@@ -68,37 +70,43 @@ impl Row {
 }
 
 pub fn print(rows: &[Row]) {
-    println!();
-    println!(
-        "{:<42} {:>8} {:>9} {:>9} {:>9}  {:<34} {:>8} {:>6} {:>9} {:>7}",
-        "call", "calls/s", "p50", "p99", "CPU/call", "baseline", "base/s", "ratio", "goal", ""
-    );
+    // The same table renderer as `roster ops list`, with right-aligned figures.
+    let mut table = Table::new();
+    table.load_preset(comfy_table::presets::NOTHING).set_content_arrangement(ContentArrangement::Disabled);
+    table.set_header(["call", "calls/s", "p50", "p99", "CPU/call", "baseline", "base/s", "ratio", "goal", ""]);
     for row in rows {
         let (base_name, base_rate) = row
             .baseline
             .map_or(("-".to_owned(), "-".to_owned()), |(name, rate)| (name.to_owned(), format!("{rate:.0}")));
-        let ratio = row.ratio().map_or("-".to_owned(), |ratio| format!("{ratio:.2}"));
         let goal = match row.goal {
             Some(Goal::Ratio(goal)) => format!(">={goal:.2}"),
             Some(Goal::P99(most)) => format!("p99<={}ms", most.as_millis()),
             None => "-".to_owned(),
         };
-        println!(
-            "{:<42} {:>8.0} {:>9.2?} {:>9.2?} {:>7.0}us  {:<34} {:>8} {:>6} {:>9} {:>7}",
-            row.name,
-            row.roster.rps,
-            row.roster.p50,
-            row.roster.p99,
-            row.roster.cpu_us_per_call,
+        table.add_row([
+            row.name.to_owned(),
+            format!("{:.0}", row.roster.rps),
+            format!("{:.2?}", row.roster.p50),
+            format!("{:.2?}", row.roster.p99),
+            format!("{:.0}us", row.roster.cpu_us_per_call),
             base_name,
             base_rate,
-            ratio,
+            row.ratio().map_or("-".to_owned(), |ratio| format!("{ratio:.2}")),
             goal,
-            row.verdict()
-        );
-        if row.roster.errors > 0 {
-            println!("    ({} of {} calls failed: {})", row.roster.errors, row.roster.calls, row.roster.first_error);
+            row.verdict().to_owned(),
+        ]);
+    }
+    for figure in [1, 2, 3, 4, 6, 7] {
+        if let Some(column) = table.column_mut(figure) {
+            column.set_cell_alignment(CellAlignment::Right);
         }
+    }
+    println!("\n{table}");
+    for row in rows.iter().filter(|row| row.roster.errors > 0) {
+        println!(
+            "  {}: {} of {} calls failed: {}",
+            row.name, row.roster.errors, row.roster.calls, row.roster.first_error
+        );
     }
     let sagas: Vec<&Row> = rows.iter().filter(|row| row.saga.is_some()).collect();
     if sagas.is_empty() {
