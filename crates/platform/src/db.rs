@@ -40,6 +40,11 @@ impl Backend {
             None
         }
     }
+
+    /// The backend a connection talks to, for a query that has only the connection at hand.
+    pub fn of(conn: &Conn) -> Self {
+        if conn.backend_name() == "PostgreSQL" { Self::Postgres } else { Self::Sqlite }
+    }
 }
 
 /// One embedded migration: a version, a description, and SQL both backends accept.
@@ -242,6 +247,7 @@ mod tests {
             sqlx::query("INSERT INTO t (v) VALUES (3)").execute(&mut *conn).await.is_err(),
             "readers are read-only"
         );
+        assert_eq!(Backend::of(&conn), Backend::Sqlite);
     }
 
     #[test]

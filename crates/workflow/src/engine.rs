@@ -189,7 +189,9 @@ impl Engine {
     }
 
     /// Inserts a workflow in the caller's transaction; it runs once that commits, on whichever
-    /// worker claims it first. Call [`Engine::wake`] after the commit for it to start at once
+    /// worker claims it first. For a starter that will not drive it itself (one running no
+    /// worker, or a test that drives with [`Engine::drain`]); a server's own starts use
+    /// [`Engine::start_leased`]. Call [`Engine::wake`] after the commit for it to start at once
     /// on this replica.
     pub async fn start(&self, tx: &mut Conn, new: NewWorkflow) -> Result<Instance, StartError> {
         self.insert(tx, new, None).await

@@ -15,9 +15,8 @@ use crate::domain::values::{AccountId, Email, UserId};
 use crate::sagas::{Origin, lifecycle, removal};
 use crate::store::{self, Conn, users::ListFilter};
 
-/// Any member of the account, or an operator, may read its users.
-/// Any member reads any user of the account. A user caller and the target are read in one
-/// query.
+/// Any member of the account, or an operator, may read its users. A user caller and the
+/// target are read in one query.
 pub async fn get(tx: &mut Conn, ctx: &Ctx, account: &AccountId, id: &UserId) -> Result<User> {
     let me = match &ctx.principal {
         Principal::User { user_id } => UserId::parse(user_id).ok(),

@@ -1,5 +1,6 @@
 //! The `accounts` table.
 
+use roster_platform::db::Backend;
 use roster_platform::stored_text::StoredText;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -61,10 +62,9 @@ pub async fn insert(tx: &mut Conn, account: &Account) -> Result<(), sqlx::Error>
 /// only add rows the account's unique indexes guard, such as an invitation, so a busy account
 /// takes them side by side. SQLite's single writer serialises them anyway.
 pub async fn lock_shared(tx: &mut Conn, id: &AccountId) -> Result<bool, sqlx::Error> {
-    let sql = if tx.backend_name() == "PostgreSQL" {
-        "SELECT id FROM accounts WHERE id = $1 AND closed_at_ms IS NULL FOR SHARE"
-    } else {
-        "SELECT id FROM accounts WHERE id = $1 AND closed_at_ms IS NULL"
+    let sql = match Backend::of(tx) {
+        Backend::Postgres => "SELECT id FROM accounts WHERE id = $1 AND closed_at_ms IS NULL FOR SHARE",
+        Backend::Sqlite => "SELECT id FROM accounts WHERE id = $1 AND closed_at_ms IS NULL",
     };
     Ok(sqlx::query(sql).bind(id.as_str()).fetch_optional(&mut *tx).await?.is_some())
 }
