@@ -271,6 +271,13 @@ impl Engine {
         });
     }
 
+    /// Makes a workflow waiting on a timer due now, in the caller's transaction: what its
+    /// step waits for (a decision, say) has happened. Other replicas are woken at commit;
+    /// call [`Engine::wake`] after it for this one.
+    pub async fn due_now(&self, tx: &mut Conn, id: &str) -> Result<(), sqlx::Error> {
+        store::due_now(tx, self.inner.db.backend(), id, self.now()).await
+    }
+
     /// Wakes this replica's worker: something became due.
     pub fn wake(&self) {
         self.inner.wake.notify_one();
@@ -657,8 +664,11 @@ impl Engine {
                 Ok(Next::Continue)
             }
             Ok(Outcome::WaitUntil(at)) => {
+                // What the step wrote while deciding to wait (a reminder sent, say) commits
+                // with the parking, under the lease fence: once, however often it runs.
+                let local = ctx.take_tx();
                 drop(ctx);
-                self.park(instance, unrecorded, at, 0, None).await
+                self.park_in(local, instance, unrecorded, at, 0, None).await
             }
             Err(StepError::Transient(message)) => {
                 drop(ctx);
@@ -749,7 +759,17 @@ impl Engine {
         instance: &mut Instance,
         unrecorded: &Unrecorded,
     ) -> Result<Option<roster_platform::db::Tx>, sqlx::Error> {
-        let mut tx = self.inner.db.begin().await?;
+        let tx = self.inner.db.begin().await?;
+        self.write_unrecorded_in(tx, instance, unrecorded).await
+    }
+
+    /// [`Engine::write_unrecorded`] in a transaction the caller already holds.
+    async fn write_unrecorded_in(
+        &self,
+        mut tx: roster_platform::db::Tx,
+        instance: &mut Instance,
+        unrecorded: &Unrecorded,
+    ) -> Result<Option<roster_platform::db::Tx>, sqlx::Error> {
         if unrecorded.records.is_empty() {
             return Ok(Some(tx));
         }
@@ -776,7 +796,27 @@ impl Engine {
         attempt: i64,
         last_error: Option<&str>,
     ) -> Result<Next, sqlx::Error> {
-        let Some(mut tx) = self.write_unrecorded(instance, unrecorded).await? else { return Ok(self.fenced(instance)) };
+        self.park_in(None, instance, unrecorded, due_at_ms, attempt, last_error).await
+    }
+
+    /// [`Engine::park`] in the step's own transaction when it has one, so its writes commit
+    /// with the parking.
+    async fn park_in(
+        &self,
+        local: Option<roster_platform::db::Tx>,
+        instance: &mut Instance,
+        unrecorded: &mut Unrecorded,
+        due_at_ms: i64,
+        attempt: i64,
+        last_error: Option<&str>,
+    ) -> Result<Next, sqlx::Error> {
+        let tx = match local {
+            Some(tx) => tx,
+            None => self.inner.db.begin().await?,
+        };
+        let Some(mut tx) = self.write_unrecorded_in(tx, instance, unrecorded).await? else {
+            return Ok(self.fenced(instance));
+        };
         let now = self.now();
         let parked =
             store::park(&mut *tx, &instance.id, instance.lease_token, due_at_ms, attempt, last_error, now).await?;

@@ -135,6 +135,22 @@ pub(crate) async fn insert(tx: &mut Conn, backend: Backend, start: Start<'_>) ->
     Ok(())
 }
 
+/// Brings an unfinished workflow's due time forward to `now_ms` (see `Engine::due_now`).
+pub(crate) async fn due_now(tx: &mut Conn, backend: Backend, id: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE workflows SET due_at_ms = $1 WHERE id = $2 AND state IN ('running', 'compensating') \
+         AND due_at_ms > $1",
+    )
+    .bind(now_ms)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    if backend == Backend::Postgres {
+        sqlx::query(&format!("NOTIFY {CHANNEL}")).execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
 /// The unfinished workflow working on `subject`, if there is one.
 pub(crate) async fn unfinished_on(tx: &mut Conn, subject: &str) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT id FROM workflows WHERE subject = $1 AND state IN ('running', 'compensating') LIMIT 1")

@@ -1,12 +1,15 @@
 //! `roster.identity.v1.AccountService`.
 
 use roster_platform::auth::principal;
+use roster_platform::status;
 use roster_proto::identity::v1 as pb;
 use roster_proto::operations::v1 as ops;
 use tonic::{Request, Response, Status};
 
 use super::{Api, convert};
 use crate::app::accounts::{self, AccountChanges, NewAccount};
+use crate::app::ownership_requests::{self, Answer};
+use crate::app::step_up::{self, Verification};
 use crate::domain::model::Privilege;
 use crate::domain::privileges::Need;
 use crate::domain::rules::PhoneHoldings;
@@ -174,9 +177,198 @@ impl pb::account_service_server::AccountService for Api {
             next_page_token,
         }))
     }
+
+    async fn request_ownership(
+        &self,
+        request: Request<pb::RequestOwnershipRequest>,
+    ) -> Result<Response<pb::OwnershipRequest>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let id = convert::account_id(&req.account_id)?;
+        let (account, engine) = (id.clone(), self.engine.clone());
+        let answer = self
+            .mutate(
+                caller,
+                method!("AccountService", "RequestOwnership", OWNERSHIP_REQUESTED),
+                &req.request_id,
+                &req,
+                Some((id, Need::ActiveMember)),
+                move |tx, ctx| {
+                    Box::pin(async move {
+                        ownership_requests::request(tx, ctx, &engine, &account)
+                            .await
+                            .map(|r| convert::ownership_request(&r))
+                    })
+                },
+            )
+            .await;
+        self.engine.wake();
+        answer
+    }
+
+    async fn approve_ownership_request(
+        &self,
+        request: Request<pb::AnswerOwnershipRequestRequest>,
+    ) -> Result<Response<pb::OwnershipRequest>, Status> {
+        let method = method!("AccountService", "ApproveOwnershipRequest", OWNERSHIP_REQUEST_APPROVED);
+        self.answer_ownership_request(request, method, Answer::Approve).await
+    }
+
+    async fn deny_ownership_request(
+        &self,
+        request: Request<pb::AnswerOwnershipRequestRequest>,
+    ) -> Result<Response<pb::OwnershipRequest>, Status> {
+        let method = method!("AccountService", "DenyOwnershipRequest", OWNERSHIP_REQUEST_DENIED);
+        self.answer_ownership_request(request, method, Answer::Deny).await
+    }
+
+    async fn cancel_ownership_request(
+        &self,
+        request: Request<pb::CancelOwnershipRequestRequest>,
+    ) -> Result<Response<pb::OwnershipRequest>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let id = convert::account_id(&req.account_id)?;
+        let request_id = convert::ownership_request_id(&req.ownership_request_id)?;
+        let (account, engine) = (id.clone(), self.engine.clone());
+        let answer = self
+            .mutate(
+                caller,
+                method!("AccountService", "CancelOwnershipRequest", OWNERSHIP_REQUEST_CANCELLED),
+                &req.request_id,
+                &req,
+                Some((id, Need::ActiveMember)),
+                move |tx, ctx| {
+                    Box::pin(async move {
+                        ownership_requests::cancel(tx, ctx, &engine, &account, &request_id)
+                            .await
+                            .map(|r| convert::ownership_request(&r))
+                    })
+                },
+            )
+            .await;
+        self.engine.wake();
+        answer
+    }
+
+    async fn get_ownership_request(
+        &self,
+        request: Request<pb::GetOwnershipRequestRequest>,
+    ) -> Result<Response<pb::OwnershipRequest>, Status> {
+        let caller = principal(&request)?;
+        let req = request.get_ref();
+        let id = convert::account_id(&req.account_id)?;
+        let request_id = convert::ownership_request_id(&req.ownership_request_id)?;
+        let found = self
+            .read(caller, move |tx, ctx| {
+                Box::pin(async move { ownership_requests::get(tx, ctx, &id, &request_id).await })
+            })
+            .await?;
+        Ok(Response::new(convert::ownership_request(&found)))
+    }
+
+    async fn list_ownership_requests(
+        &self,
+        request: Request<pb::ListOwnershipRequestsRequest>,
+    ) -> Result<Response<pb::ListOwnershipRequestsResponse>, Status> {
+        let caller = principal(&request)?;
+        let req = request.get_ref();
+        let id = convert::account_id(&req.account_id)?;
+        let page = self.pages.request(req.page_size, &req.page_token)?;
+        let (before, limit) = (page.after.clone(), page.fetch_limit());
+        let found = self
+            .read(caller, move |tx, ctx| {
+                Box::pin(async move { ownership_requests::list(tx, ctx, &id, before.as_deref(), limit).await })
+            })
+            .await?;
+        let (found, next_page_token) = page.finish(found, |r| r.id.to_string());
+        Ok(Response::new(pb::ListOwnershipRequestsResponse {
+            ownership_requests: found.iter().map(convert::ownership_request).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn start_step_up(
+        &self,
+        request: Request<pb::StartStepUpRequest>,
+    ) -> Result<Response<pb::StepUpChallenge>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let id = convert::account_id(&req.account_id)?;
+        let purpose = convert::step_up_purpose(req.purpose)?;
+        let account = id.clone();
+        self.mutate(
+            caller,
+            method!("AccountService", "StartStepUp", STEP_UP_STARTED),
+            &req.request_id,
+            &req,
+            Some((id, Need::ActiveMember)),
+            move |tx, ctx| {
+                Box::pin(async move {
+                    step_up::start(tx, ctx, &account, purpose).await.map(|sent| convert::step_up_challenge(&sent))
+                })
+            },
+        )
+        .await
+    }
+
+    /// Not once-per-request-id like other changes: a code is single use by itself, and a wrong
+    /// one must be counted (and committed) even though the call is refused.
+    async fn verify_step_up(
+        &self,
+        request: Request<pb::VerifyStepUpRequest>,
+    ) -> Result<Response<pb::StepUpProof>, Status> {
+        let caller = principal(&request)?;
+        let req = request.get_ref();
+        let id = convert::account_id(&req.account_id)?;
+        let challenge = convert::challenge_id(&req.challenge_id)?;
+        let code = convert::step_up_code(&req.code)?;
+        let ctx = self.ctx(caller, "");
+        let action = crate::app::actions::STEP_UP_VERIFIED;
+        let mut tx = self.db.begin().await.map_err(|e| status::from_db(&e))?;
+        let refusal = match step_up::verify(&mut tx, &ctx, &id, &challenge, &code).await {
+            Ok(verification) => {
+                tx.commit().await.map_err(|e| status::from_db(&e))?;
+                match verification {
+                    Verification::Verified(proof) => return Ok(Response::new(convert::step_up_proof_pb(&proof))),
+                    Verification::Refused(refusal) => refusal,
+                }
+            }
+            Err(crate::app::Error::Domain(refusal)) => refusal,
+            Err(other) => return Err(super::error::to_status(other)),
+        };
+        self.audit_refusal(&ctx, Some(&id), action, super::error::reason(&refusal).reason).await;
+        Err(super::error::domain_status(&refusal))
+    }
 }
 
 impl Api {
+    /// Approve and deny: the owner, with a step-up proof for that answer (R10).
+    async fn answer_ownership_request(
+        &self,
+        request: Request<pb::AnswerOwnershipRequestRequest>,
+        method: super::Method,
+        answer: Answer,
+    ) -> Result<Response<pb::OwnershipRequest>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let id = convert::account_id(&req.account_id)?;
+        let request_id = convert::ownership_request_id(&req.ownership_request_id)?;
+        let proof = convert::step_up_proof(&req.step_up_proof)?;
+        let (account, engine) = (id.clone(), self.engine.clone());
+        let answered = self
+            .mutate(caller, method, &req.request_id, &req, Some((id, Need::Owner)), move |tx, ctx| {
+                Box::pin(async move {
+                    ownership_requests::answer(tx, ctx, &engine, &account, &request_id, answer, &proof)
+                        .await
+                        .map(|r| convert::ownership_request(&r))
+                })
+            })
+            .await;
+        self.engine.wake();
+        answered
+    }
+
     /// SPEC R4 needs licensing's view of both sides before the transaction opens. Callers who
     /// may not transfer learn nothing here: the use case refuses them the same way inside the
     /// transaction (and audits it), and licensing is only asked for an allowed transfer.

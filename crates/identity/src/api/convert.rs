@@ -10,13 +10,16 @@ use roster_proto::operations::v1 as ops;
 use roster_workflow::{Instance, State};
 use tonic::Status;
 
+use crate::app::step_up::{ChallengeSent, Proof};
 use crate::app::users::TransferRequest;
 use crate::domain::model::{
-    AccountSettings, AccountView, AuditEvent, Integration, Invitation, InvitationStatus, Plan, Privilege, Role,
-    RoleView, User, UserStatus,
+    AccountSettings, AccountView, AuditEvent, Integration, Invitation, InvitationStatus, OwnershipRequest,
+    OwnershipRequestState, Plan, Privilege, Role, RoleView, StepUpPurpose, User, UserStatus,
 };
 use crate::domain::privileges::Actor;
-use crate::domain::values::{self, AccountId, Domain, Email, InvitationId, RoleId, UserId};
+use crate::domain::values::{
+    self, AccountId, ChallengeId, Domain, Email, InvitationId, OwnershipRequestId, RoleId, UserId,
+};
 
 pub const MAX_NAME_CHARS: usize = 100;
 pub const MAX_ROLE_NAME_CHARS: usize = 64;
@@ -492,5 +495,93 @@ mod tests {
         assert!(required_text("name", &"x".repeat(11), 10).is_err());
         assert_eq!(required_text("name", " Acme ", 10).expect("valid"), "Acme");
         assert!(invitation_code(&"c".repeat(200)).is_err());
+    }
+}
+
+pub fn ownership_request_id(raw: &str) -> Result<OwnershipRequestId, Status> {
+    OwnershipRequestId::parse(raw).map_err(field_error("ownership_request_id"))
+}
+
+pub fn challenge_id(raw: &str) -> Result<ChallengeId, Status> {
+    ChallengeId::parse(raw).map_err(field_error("challenge_id"))
+}
+
+/// A step-up code: the six digits e-mailed by `StartStepUp`.
+pub fn step_up_code(raw: &str) -> Result<String, Status> {
+    let code = raw.trim();
+    if code.is_empty() {
+        return Err(invalid_argument("code", "is required"));
+    }
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid_argument("code", "is the six digits from the e-mail"));
+    }
+    Ok(code.to_owned())
+}
+
+/// A step-up proof as `VerifyStepUp` hands it out (64 hex digits); empty is left to the use
+/// case, which answers `STEP_UP_REQUIRED` (R10).
+pub fn step_up_proof(raw: &str) -> Result<String, Status> {
+    if raw.len() > MAX_CODE_LEN {
+        return Err(invalid_argument("step_up_proof", "is too long to be a step-up proof"));
+    }
+    Ok(raw.trim().to_owned())
+}
+
+pub fn step_up_purpose(raw: i32) -> Result<StepUpPurpose, Status> {
+    match pb::StepUpPurpose::try_from(raw) {
+        Ok(pb::StepUpPurpose::ApproveOwnershipRequest) => Ok(StepUpPurpose::ApproveOwnershipRequest),
+        Ok(pb::StepUpPurpose::DenyOwnershipRequest) => Ok(StepUpPurpose::DenyOwnershipRequest),
+        Ok(pb::StepUpPurpose::Unspecified) => Err(invalid_argument("purpose", "is required")),
+        Err(_) => Err(invalid_argument("purpose", format!("{raw} is not a known step-up purpose"))),
+    }
+}
+
+fn step_up_purpose_to_pb(purpose: StepUpPurpose) -> pb::StepUpPurpose {
+    match purpose {
+        StepUpPurpose::ApproveOwnershipRequest => pb::StepUpPurpose::ApproveOwnershipRequest,
+        StepUpPurpose::DenyOwnershipRequest => pb::StepUpPurpose::DenyOwnershipRequest,
+    }
+}
+
+pub fn step_up_challenge(sent: &ChallengeSent) -> pb::StepUpChallenge {
+    pb::StepUpChallenge {
+        challenge_id: sent.id.to_string(),
+        purpose: step_up_purpose_to_pb(sent.purpose).into(),
+        expires_at_ms: sent.expires_at_ms,
+    }
+}
+
+pub fn step_up_proof_pb(proof: &Proof) -> pb::StepUpProof {
+    pb::StepUpProof {
+        proof: proof.proof.clone(),
+        purpose: step_up_purpose_to_pb(proof.purpose).into(),
+        expires_at_ms: proof.expires_at_ms,
+    }
+}
+
+fn ownership_request_state_to_pb(state: OwnershipRequestState) -> pb::OwnershipRequestState {
+    match state {
+        OwnershipRequestState::Open => pb::OwnershipRequestState::Open,
+        OwnershipRequestState::Approved => pb::OwnershipRequestState::Approved,
+        OwnershipRequestState::Denied => pb::OwnershipRequestState::Denied,
+        OwnershipRequestState::AutoApproved => pb::OwnershipRequestState::AutoApproved,
+        OwnershipRequestState::Cancelled => pb::OwnershipRequestState::Cancelled,
+        OwnershipRequestState::Void => pb::OwnershipRequestState::Void,
+    }
+}
+
+pub fn ownership_request(request: &OwnershipRequest) -> pb::OwnershipRequest {
+    pb::OwnershipRequest {
+        id: request.id.to_string(),
+        account_id: request.account_id.to_string(),
+        requester_user_id: request.requester_user_id.to_string(),
+        owner_user_id: request.owner_user_id.to_string(),
+        state: ownership_request_state_to_pb(request.state).into(),
+        outcome_note: request.outcome_note.clone(),
+        operation_id: request.operation_id.clone(),
+        reminders_sent: i32::try_from(request.reminders_sent).unwrap_or(i32::MAX),
+        created_at_ms: request.created_at_ms,
+        deadline_ms: request.deadline_ms,
+        decided_at_ms: request.decided_at_ms.unwrap_or(0),
     }
 }

@@ -42,6 +42,15 @@ pub fn reason(error: &DomainError) -> Reason {
         DomainError::OperationNotFailed { .. } => Reason::new("OPERATION_NOT_FAILED", None),
         DomainError::OperationNotCancellable { .. } => Reason::new("OPERATION_NOT_CANCELLABLE", None),
         DomainError::OperationRetryTooLate { .. } => Reason::new("OPERATION_RETRY_TOO_LATE", None),
+        DomainError::OwnershipRequestNotAllowed { .. } => Reason::new("OWNERSHIP_REQUEST_NOT_ALLOWED", None),
+        DomainError::OwnershipRequestOpen { .. } => Reason::new("OWNERSHIP_REQUEST_OPEN", None),
+        DomainError::OwnershipRequestNotFound => Reason::new("OWNERSHIP_REQUEST_NOT_FOUND", None),
+        DomainError::OwnershipRequestClosed { .. } => Reason::new("OWNERSHIP_REQUEST_CLOSED", None),
+        DomainError::NotRequester => Reason::new("NOT_REQUESTER", None),
+        DomainError::StepUpRequired => Reason::new("STEP_UP_REQUIRED", None),
+        DomainError::StepUpCodeWrong { .. } => Reason::new("STEP_UP_CODE_WRONG", None),
+        DomainError::StepUpLocked { .. } => Reason::new("STEP_UP_LOCKED", None),
+        DomainError::StepUpChallengeNotFound => Reason::new("STEP_UP_CHALLENGE_NOT_FOUND", None),
     }
 }
 
@@ -100,6 +109,28 @@ pub fn message(error: &DomainError) -> String {
         }
         DomainError::OperationNotCancellable { why } => format!("The operation cannot be cancelled: {why}."),
         DomainError::OperationRetryTooLate { message } => format!("{message}."),
+        DomainError::OwnershipRequestNotAllowed { why } => format!("Ownership cannot be requested: {why}."),
+        DomainError::OwnershipRequestOpen { request_id } => format!(
+            "Ownership request {request_id} is already open for this account; wait for its outcome or have its \
+             requester cancel it."
+        ),
+        DomainError::OwnershipRequestNotFound => "No such ownership request, or you may not see it.".into(),
+        DomainError::OwnershipRequestClosed { state } => {
+            format!("The ownership request is {state}; nothing more can be decided.")
+        }
+        DomainError::NotRequester => "Only the user who made the request can cancel it.".into(),
+        DomainError::StepUpRequired => "This needs a fresh verification: call StartStepUp, then VerifyStepUp with \
+             the code e-mailed to you, and pass its proof (valid 5 minutes, once) as step_up_proof."
+            .into(),
+        DomainError::StepUpCodeWrong { attempts_left } => {
+            format!("The code is wrong; {attempts_left} more wrong code(s) lock verification for 15 minutes.")
+        }
+        DomainError::StepUpLocked { until_ms } => {
+            format!("Too many wrong codes: verification is locked until {}.", crate::notify::human_time(*until_ms))
+        }
+        DomainError::StepUpChallengeNotFound => {
+            "No such verification code request: it is unknown, expired, used, or not yours. Start a new one.".into()
+        }
     }
 }
 
@@ -110,13 +141,18 @@ fn code(error: &DomainError) -> Code {
         | DomainError::UserNotFound
         | DomainError::InvitationNotFound
         | DomainError::OperationNotFound
-        | DomainError::RoleNotFound => Code::NotFound,
+        | DomainError::RoleNotFound
+        | DomainError::OwnershipRequestNotFound
+        | DomainError::StepUpChallengeNotFound => Code::NotFound,
         DomainError::EmailInUse | DomainError::RoleNameTaken => Code::AlreadyExists,
         DomainError::NotAccountOwner
         | DomainError::MissingPrivilege(_)
         | DomainError::OperatorOnly
         | DomainError::CallerDisabled
-        | DomainError::CallerNotActive => Code::PermissionDenied,
+        | DomainError::CallerNotActive
+        | DomainError::NotRequester
+        | DomainError::StepUpRequired
+        | DomainError::StepUpCodeWrong { .. } => Code::PermissionDenied,
         DomainError::UserPending
         | DomainError::UserDeactivated
         | DomainError::UserNotDeactivated
@@ -134,7 +170,11 @@ fn code(error: &DomainError) -> Code {
         | DomainError::OperationInProgress { .. }
         | DomainError::OperationNotFailed { .. }
         | DomainError::OperationNotCancellable { .. }
-        | DomainError::OperationRetryTooLate { .. } => Code::FailedPrecondition,
+        | DomainError::OperationRetryTooLate { .. }
+        | DomainError::OwnershipRequestNotAllowed { .. }
+        | DomainError::OwnershipRequestOpen { .. }
+        | DomainError::OwnershipRequestClosed { .. }
+        | DomainError::StepUpLocked { .. } => Code::FailedPrecondition,
     }
 }
 
@@ -149,6 +189,8 @@ fn subject(error: &DomainError) -> &'static str {
         | DomainError::OperationNotFailed { .. }
         | DomainError::OperationNotCancellable { .. }
         | DomainError::OperationRetryTooLate { .. } => "operation",
+        DomainError::OwnershipRequestNotAllowed { .. } => "account",
+        DomainError::OwnershipRequestOpen { .. } | DomainError::OwnershipRequestClosed { .. } => "ownership_request",
         _ => "user",
     }
 }

@@ -14,7 +14,7 @@ use crate::domain::model::{
 use crate::domain::privileges::{Actor, Caller};
 use crate::domain::rules;
 use crate::domain::rules::PhoneHoldings;
-use crate::domain::values::{AccountId, Domain, Email, IntegrationId, UserId};
+use crate::domain::values::{AccountId, Domain, Email, IntegrationId, OwnershipRequestId, UserId};
 use crate::sagas::{Origin, ownership};
 use crate::store::{self, Conn, outbox};
 
@@ -174,6 +174,21 @@ pub async fn apply_ownership_transfer(
         .ok_or(DomainError::NotAccountOwner)?;
     let target = store::users::get_in_account(tx, id, new_owner).await?.ok_or(DomainError::UserNotFound)?;
     rules::check_ownership_transfer(&Actor::new(previous.clone(), None), &target)?;
+    hand_over(tx, ctx, id, &previous, &target, None).await
+}
+
+/// Moves ownership from `previous` to `target`, the checks already made under the account
+/// lock: a direct transfer's (R1-R2) or an ownership request's (R8-R10, `request`). The
+/// previous owner becomes an admin, integrations are flagged (R6), both are e-mailed and the
+/// change is audited. Returns the integrations that now need re-authorisation.
+pub async fn hand_over(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    id: &AccountId,
+    previous: &User,
+    target: &User,
+    request: Option<&OwnershipRequestId>,
+) -> Result<Vec<Integration>> {
     // Demote first: the one-owner index is checked statement by statement.
     store::users::set_role(tx, &previous.id, &Role::Admin).await?;
     store::users::set_role(tx, &target.id, &Role::Owner).await?;
@@ -202,7 +217,7 @@ pub async fn apply_ownership_transfer(
         crate::app::actions::OWNERSHIP_TRANSFERRED,
         user_target(&target.id),
         json!({"previous_owner": previous.id.as_str(), "new_owner": target.id.as_str(),
-               "integrations_flagged": flagged.len()}),
+               "integrations_flagged": flagged.len(), "ownership_request": request.map(OwnershipRequestId::as_str)}),
     )
     .await?;
     Ok(flagged)

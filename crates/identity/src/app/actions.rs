@@ -4,6 +4,15 @@
 pub const ACCOUNT_CREATED: &str = "account.created";
 pub const ACCOUNT_UPDATED: &str = "account.updated";
 pub const OWNERSHIP_TRANSFERRED: &str = "account.ownership_transferred";
+pub const OWNERSHIP_REQUESTED: &str = "ownership_request.created";
+pub const OWNERSHIP_REQUEST_APPROVED: &str = "ownership_request.approved";
+pub const OWNERSHIP_REQUEST_DENIED: &str = "ownership_request.denied";
+pub const OWNERSHIP_REQUEST_CANCELLED: &str = "ownership_request.cancelled";
+/// The request decided itself: approved at its deadline, or void at decision time.
+pub const OWNERSHIP_REQUEST_SETTLED: &str = "ownership_request.settled";
+pub const OWNERSHIP_REQUEST_REMINDED: &str = "ownership_request.reminded";
+pub const STEP_UP_STARTED: &str = "step_up.started";
+pub const STEP_UP_VERIFIED: &str = "step_up.verified";
 pub const ACCOUNT_CLOSED: &str = "account.closed";
 pub const INTEGRATION_AUTHORIZED: &str = "integration.authorized";
 pub const USER_INVITED: &str = "user.invited";

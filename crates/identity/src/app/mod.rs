@@ -7,11 +7,13 @@ pub mod actions;
 pub mod directory;
 pub mod invitations;
 pub mod operations;
+pub mod ownership_requests;
 pub mod roles;
+pub mod step_up;
 pub mod users;
 
 use roster_platform::auth::Principal;
-use roster_workflow::{Engine, NewWorkflow, StartError, Started};
+use roster_workflow::{Engine, Instance, NewWorkflow, StartError, Started};
 
 use crate::domain::DomainError;
 use crate::domain::model::{AuditEvent, Role, User};
@@ -51,19 +53,49 @@ pub async fn start_operation(
     subject: &str,
     input: impl serde::Serialize,
 ) -> Result<Started> {
+    let new = new_workflow(ctx, kind, account, subject, input)?;
+    engine.start_leased(tx, new).await.map_err(start_refused)
+}
+
+/// [`start_operation`] for a workflow that begins by waiting (a timer, a decision), so no
+/// worker needs to take it at once: any replica's worker claims it when it is due. Call
+/// `Engine::wake` after the commit.
+pub async fn start_waiting_operation(
+    tx: &mut Conn,
+    engine: &Engine,
+    ctx: &Ctx,
+    kind: &'static str,
+    account: &AccountId,
+    subject: &str,
+    input: impl serde::Serialize,
+) -> Result<Instance> {
+    let new = new_workflow(ctx, kind, account, subject, input)?;
+    engine.start(tx, new).await.map_err(start_refused)
+}
+
+fn new_workflow(
+    ctx: &Ctx,
+    kind: &'static str,
+    account: &AccountId,
+    subject: &str,
+    input: impl serde::Serialize,
+) -> Result<NewWorkflow> {
     let input = serde_json::to_value(input).map_err(|e| Error::Internal(e.to_string()))?;
-    let new = NewWorkflow {
+    Ok(NewWorkflow {
         kind,
         account_id: account.to_string(),
         subject: subject.to_owned(),
         started_by: ctx.principal.audit_name(),
         input,
-    };
-    engine.start_leased(tx, new).await.map_err(|error| match error {
+    })
+}
+
+fn start_refused(error: StartError) -> Error {
+    match error {
         StartError::Busy { operation_id, .. } => DomainError::OperationInProgress { operation_id }.into(),
         StartError::Db(error) => Error::Db(error),
         StartError::UnknownKind(kind) => Error::Internal(format!("saga {kind} is not registered")),
-    })
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -70,6 +70,30 @@ pub enum DomainError {
     OperationNotFailed { state: String },
     #[error("the operation cannot be cancelled: {why}")]
     OperationNotCancellable { why: String },
+    /// SPEC R8: plan, CSM eligibility or the requester's role forbids the request (why).
+    #[error("ownership cannot be requested: {why}")]
+    OwnershipRequestNotAllowed { why: String },
+    /// SPEC R8: one open request per account; this one is open.
+    #[error("ownership request {request_id} is already open")]
+    OwnershipRequestOpen { request_id: String },
+    #[error("ownership request not found")]
+    OwnershipRequestNotFound,
+    /// Approved, denied, cancelled or void already: nothing more can be decided.
+    #[error("the ownership request is {state}")]
+    OwnershipRequestClosed { state: String },
+    #[error("only the requester can cancel the request")]
+    NotRequester,
+    /// SPEC R10: no fresh, unused proof for this user, account and purpose.
+    #[error("a step-up verification is required")]
+    StepUpRequired,
+    #[error("the step-up code is wrong")]
+    StepUpCodeWrong { attempts_left: u32 },
+    /// Five wrong codes in a row lock step-up until this instant.
+    #[error("step-up is locked")]
+    StepUpLocked { until_ms: i64 },
+    /// Unknown, expired, already used, or another user's challenge.
+    #[error("step-up challenge not found")]
+    StepUpChallengeNotFound,
     /// Re-running the failed step could apply it twice (see `roster_platform::saga_retry`).
     #[error("{message}")]
     OperationRetryTooLate { message: String },

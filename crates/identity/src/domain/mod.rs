@@ -1,11 +1,13 @@
 //! The identity rules as plain Rust: value types that can only hold valid data, the model,
-//! which role grants what, and the checks SPEC R1-R3, R7, R15-R19, R26-R29 impose. Nothing
+//! which role grants what, and the checks SPEC R1-R3, R7-R10, R15-R19, R26-R29 impose. Nothing
 //! here knows about gRPC or SQL; most unit tests live here, named after the rule they check.
 
 pub mod error;
 pub mod model;
+pub mod ownership_requests;
 pub mod privileges;
 pub mod rules;
+pub mod step_up;
 pub mod values;
 
 pub use error::DomainError;

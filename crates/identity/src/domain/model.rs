@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::values::{AccountId, Domain, Email, IntegrationId, InvitationId, RoleId, UserId};
+use super::values::{AccountId, Domain, Email, IntegrationId, InvitationId, OwnershipRequestId, RoleId, UserId};
 
 use strum::{EnumString, IntoStaticStr, VariantArray};
 
@@ -46,6 +46,29 @@ pub enum InvitationStatus {
     Revoked,
 }
 
+/// Where an ownership request stands (SPEC R8-R10). Every state but `Open` is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, IntoStaticStr, EnumString, VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum OwnershipRequestState {
+    Open,
+    Approved,
+    Denied,
+    /// The owner did not answer within the window; the requester became owner.
+    AutoApproved,
+    Cancelled,
+    /// At decision time the request no longer held: the requester is no longer eligible,
+    /// ownership moved another way, or the plan changed.
+    Void,
+}
+
+/// What a step-up proof may be spent on (SPEC R10); a proof for one is refused for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, IntoStaticStr, EnumString, VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum StepUpPurpose {
+    ApproveOwnershipRequest,
+    DenyOwnershipRequest,
+}
+
 /// A user's role: one of the built-ins or a custom role of the account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
@@ -82,6 +105,26 @@ impl Role {
             Self::Custom(_) => custom_name.unwrap_or("custom").to_owned(),
         }
     }
+}
+
+/// A request by an admin (or, with no admins, a member) to become the owner (SPEC R8, R9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnershipRequest {
+    pub id: OwnershipRequestId,
+    pub account_id: AccountId,
+    pub requester_user_id: UserId,
+    /// The owner when the request was made: the one e-mailed, and the one who decides.
+    pub owner_user_id: UserId,
+    pub state: OwnershipRequestState,
+    /// Why it became void, or who decided it.
+    pub outcome_note: String,
+    /// The workflow that reminds the owner and decides at the deadline.
+    pub operation_id: String,
+    pub reminders_sent: u32,
+    pub last_reminded_at_ms: Option<i64>,
+    pub created_at_ms: i64,
+    pub deadline_ms: i64,
+    pub decided_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -181,6 +181,14 @@ id_type!(
     /// An integration record.
     IntegrationId
 );
+id_type!(
+    /// An ownership request (SPEC R8).
+    OwnershipRequestId
+);
+id_type!(
+    /// A step-up challenge: one code sent by e-mail (SPEC R10).
+    ChallengeId
+);
 
 #[cfg(test)]
 mod tests {

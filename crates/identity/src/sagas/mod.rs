@@ -1,6 +1,6 @@
 //! The cross-service operations identity orchestrates as durable workflows
 //! (`roster-workflow`): deactivate, reactivate, unlink, delete, accept an invitation, and
-//! transfer ownership with phone licenses.
+//! transfer ownership with phone licenses, and the timers of an ownership request.
 //!
 //! Each saga's use case (in `app`) refuses bad requests and makes its first local change in
 //! the request's transaction, and starts the workflow in that same transaction. Steps that
@@ -12,6 +12,7 @@ pub mod accept;
 pub mod licensing;
 pub mod lifecycle;
 pub mod ownership;
+pub mod ownership_request;
 pub mod removal;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub fn all(licensing: &Licensing) -> Vec<Arc<dyn Workflow>> {
         Arc::new(removal::Removal::delete(licensing.clone())),
         Arc::new(accept::Accept { licensing: licensing.clone() }),
         Arc::new(ownership::TransferOwnership { licensing: licensing.clone() }),
+        Arc::new(ownership_request::OwnershipRequestTimers { licensing: licensing.clone() }),
     ]
 }
 

@@ -15,8 +15,10 @@ pub mod audit;
 pub mod integrations;
 pub mod invitations;
 pub mod outbox;
+pub mod ownership_requests;
 pub mod reclaimed;
 pub mod roles;
+pub mod step_up;
 pub mod users;
 
 use roster_platform::db::MigrationSql;
@@ -30,6 +32,11 @@ pub const MIGRATIONS: &[MigrationSql] = &[
         version: 2,
         description: "reclaimed licenses",
         sql: include_str!("../../migrations/0002_reclaimed_licenses.sql"),
+    },
+    MigrationSql {
+        version: 3,
+        description: "ownership requests and step-up",
+        sql: include_str!("../../migrations/0003_ownership_requests.sql"),
     },
     roster_workflow::MIGRATIONS[0],
     roster_workflow::MIGRATIONS[1],

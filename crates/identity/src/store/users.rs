@@ -213,3 +213,13 @@ pub async fn count_others(tx: &mut Conn, account: &AccountId, except: &UserId) -
         .await?;
     Ok(u64::try_from(count).unwrap_or(0))
 }
+
+/// The account's active admins (SPEC R8: members may request ownership only when it has none).
+pub async fn count_active_admins(tx: &mut Conn, account: &AccountId) -> Result<u64, sqlx::Error> {
+    let count: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE account_id = $1 AND role = 'admin' AND status = 'active'")
+            .bind(account.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
