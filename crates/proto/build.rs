@@ -23,6 +23,7 @@ const FILES: &[&str] = &[
     "roster/licensing/v1/billing_service.proto",
     "roster/operations/v1/resources.proto",
     "roster/operations/v1/operations_service.proto",
+    "roster/dev/v1/clock_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

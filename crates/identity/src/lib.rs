@@ -3,13 +3,14 @@
 //! Layers, one direction of dependency: `api` (tonic handlers: decode, call a use case,
 //! encode) -> `app` (use cases: one transaction each, authorisation from current data) ->
 //! `domain` (the SPEC rules as plain Rust) and `store` (sqlx queries returning domain types).
-//! `notify` delivers the e-mail outbox, `housekeeping` prunes old rows; `server` wires it all
-//! to a socket.
+//! `notify` delivers the e-mail outbox, `housekeeping` prunes old rows, `dev_clock` moves a
+//! development system's time; `server` wires it all to a socket.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod app;
 pub mod demo;
+pub mod dev_clock;
 pub mod domain;
 pub mod housekeeping;
 pub mod notify;

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roster_platform::auth::{Signer, Verifier};
-use roster_platform::clock::SharedClock;
+use roster_platform::clock::{ManualClock, SharedClock};
 use roster_platform::config::LimitArgs;
 use roster_platform::db::{Backend, Database, redact};
 use roster_platform::pagination::PageTokens;
 use roster_platform::saga_retry::SagaRetryArgs;
 use roster_platform::server::{ServeError, ServiceSet, serve};
+use roster_proto::dev::v1::clock_service_server::ClockServiceServer;
 use roster_proto::identity::v1::account_service_server::AccountServiceServer;
 use roster_proto::identity::v1::directory_service_server::DirectoryServiceServer;
 use roster_proto::identity::v1::role_service_server::RoleServiceServer;
@@ -25,6 +26,7 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 use crate::api::Api;
+use crate::dev_clock::DevClock;
 use crate::notify::{Dispatcher, Mailer};
 use crate::sagas::{self, Licensing};
 use crate::store::MIGRATIONS;
@@ -99,6 +101,9 @@ pub struct Settings {
     pub mailer: Mailer,
     pub outbox_poll: Duration,
     pub clock: SharedClock,
+    /// The same clock when it is a manual one (`roster up --manual-clock`): identity then
+    /// also serves `roster.dev.v1.ClockService` to move it. Never set by `roster serve`.
+    pub dev_clock: Option<Arc<ManualClock>>,
     pub licensing_url: String,
     /// Mints identity's service token for licensing.
     pub signer: Arc<Signer>,
@@ -175,16 +180,21 @@ impl Server {
             .add_service(RoleServiceServer::new(api.clone()).max_decoding_message_size(max))
             .add_service(OperationsServer::new(api.clone()).max_decoding_message_size(max))
             .add_service(DirectoryServiceServer::new(api).max_decoding_message_size(max));
-        let services = ServiceSet {
-            names: vec![
-                "roster.identity.v1.AccountService",
-                "roster.identity.v1.UserService",
-                "roster.identity.v1.RoleService",
-                "roster.identity.v1.DirectoryService",
-                "roster.operations.v1.Operations",
-            ],
-            routes,
+        let mut names = vec![
+            "roster.identity.v1.AccountService",
+            "roster.identity.v1.UserService",
+            "roster.identity.v1.RoleService",
+            "roster.identity.v1.DirectoryService",
+            "roster.operations.v1.Operations",
+        ];
+        let routes = match &settings.dev_clock {
+            Some(clock) => {
+                names.push("roster.dev.v1.ClockService");
+                routes.add_service(ClockServiceServer::new(DevClock::new(clock.clone(), engine.clone())))
+            }
+            None => routes,
         };
+        let services = ServiceSet { names, routes };
         let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
         let dispatcher = Dispatcher {
             db: db.clone(),

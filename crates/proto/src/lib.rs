@@ -24,5 +24,12 @@ pub mod operations {
     }
 }
 
+/// `roster.dev.v1`: the manual clock of a development system.
+pub mod dev {
+    pub mod v1 {
+        tonic::include_proto!("roster.dev.v1");
+    }
+}
+
 /// Encoded `FileDescriptorSet` of every Roster proto, for `tonic-reflection`.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/roster_descriptor.bin"));

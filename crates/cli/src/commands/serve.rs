@@ -79,6 +79,7 @@ pub fn identity_settings(
         mailer: Mailer::Files(roster_identity::server::dev_mail_dir(data_dir)),
         outbox_poll: Duration::from_millis(identity.outbox_poll_ms.max(10)),
         clock: Arc::new(SystemClock),
+        dev_clock: None,
         licensing_url,
         signer,
         pages,

@@ -14,6 +14,7 @@ use roster_licensing::demo::{DemoLicensing, DemoPeople};
 use roster_platform::auth::{
     IDENTITY_SERVICE, KeyScope, LICENSING_SERVICE, Principal, SignerSet, Verifier, generate_keys,
 };
+use roster_platform::clock::{Clock, ManualClock, SystemClock};
 use roster_platform::config::{ClaimArgs, ConfigError, LimitArgs, PoolArgs};
 use roster_platform::pagination::PageTokens;
 use roster_platform::server::shutdown_signal;
@@ -29,6 +30,11 @@ pub struct UpArgs {
     /// Seed a demo account and print tokens and ready-to-paste grpcurl commands.
     #[arg(long)]
     demo: bool,
+    /// Development only: time stands still (starting at the wall-clock time) until moved with
+    /// `roster.dev.v1.ClockService/AdvanceTime` on identity's port, so reminders and the
+    /// 168-hour deadline of an ownership request can be watched in seconds.
+    #[arg(long)]
+    manual_clock: bool,
     #[command(flatten)]
     identity: IdentityArgs,
     /// Address the licensing gRPC server listens on.
@@ -66,6 +72,12 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
         args.limits.clone(),
         &args.pool,
     )?;
+    let mut settings = settings;
+    if args.manual_clock {
+        let manual = Arc::new(ManualClock::starting_at(SystemClock.now_ms()));
+        settings.clock = manual.clone();
+        settings.dev_clock = Some(manual);
+    }
     let clock = settings.clock.clone();
     let identity_db = roster_platform::db::redact(&settings.database_url);
     let mut identity = roster_identity::Server::build(settings).await.map_err(runtime)?;
@@ -79,13 +91,15 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
         directory_cache_ms: 2_000,
         saga_retry: args.identity.workflow.retry.clone(),
     };
-    let settings = licensing_settings(
+    let mut settings = licensing_settings(
         data_dir,
         &licensing_args,
         Trust { verifier, signer: licensing_signer, pages },
         args.limits,
         &args.pool,
     )?;
+    // One clock for both services, so a refund's proration sees the time identity sees.
+    settings.clock = clock.clone();
     let licensing_db = roster_platform::db::redact(&settings.database_url);
     let licensing = roster_licensing::Server::build(settings).await.map_err(runtime)?;
     let licensing_addr = licensing.local_addr();
@@ -95,6 +109,12 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
         "Roster is up.\n  identity   {identity_addr}  (database: {identity_db})\n  licensing  {licensing_addr}  (database: {licensing_db})\n  e-mails    {}\n  tokens     roster token --user <id> | --operator <name>\n",
         roster_identity::server::dev_mail_dir(data_dir).display(),
     );
+    if args.manual_clock {
+        banner.push_str(&format!(
+            "  clock      manual: move it with grpcurl -plaintext -H \"authorization: Bearer $OPERATOR_TOKEN\" \
+             -d '{{\"by\":\"24h\"}}' {identity_addr} roster.dev.v1.ClockService/AdvanceTime\n"
+        ));
+    }
     if args.demo {
         let demo = load_or_seed(data_dir, identity.database(), &clock).await?;
         let people = DemoPeople {

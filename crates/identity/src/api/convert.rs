@@ -446,58 +446,6 @@ pub fn operation_state(value: i32) -> Result<Option<State>, Status> {
         .ok_or_else(|| status::invalid_argument("state", "unknown operation state"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use strum::VariantArray;
-
-    #[test]
-    fn every_workflow_state_has_one_api_state_and_filters_by_it() {
-        for state in State::VARIANTS {
-            let (_, pb) = OPERATION_STATES.iter().find(|(s, _)| s == state).expect("mapped");
-            assert_eq!(operation_state(*pb as i32).expect("known"), Some(*state));
-        }
-        assert_eq!(operation_state(0).expect("unspecified"), None);
-        assert!(operation_state(99).is_err());
-    }
-
-    #[test]
-    fn unknown_enum_values_are_refused_with_the_field() {
-        assert!(plan(99).is_err());
-        assert!(plan(0).is_err());
-        assert!(privileges(&[1, 42]).is_err());
-        assert!(privileges(&[0]).is_err());
-        assert!(status_filter(7).is_err());
-        assert!(role_filter(-1).is_err());
-        assert!(invitation_role(9, "").is_err());
-        assert_eq!(invitation_role(0, "").expect("default"), Role::Member);
-    }
-
-    #[test]
-    fn assigned_role_accepts_built_ins_and_custom_ids() {
-        assert_eq!(assigned_role("admin").expect("admin"), Role::Admin);
-        assert!(assigned_role("superuser").is_err());
-        let id = RoleId::generate();
-        assert_eq!(assigned_role(id.as_str()).expect("custom"), Role::Custom(id));
-    }
-
-    #[test]
-    fn managed_domains_are_bounded_and_deduplicated() {
-        let domains = managed_domains(&["B.example.com".into(), "b.example.com".into()]).expect("valid");
-        assert_eq!(domains.len(), 1);
-        assert!(managed_domains(&["not a domain".into()]).is_err());
-        assert!(managed_domains(&vec!["x.example.com".to_owned(); MAX_MANAGED_DOMAINS + 1]).is_err());
-    }
-
-    #[test]
-    fn text_fields_are_required_and_bounded() {
-        assert!(required_text("name", "  ", 10).is_err());
-        assert!(required_text("name", &"x".repeat(11), 10).is_err());
-        assert_eq!(required_text("name", " Acme ", 10).expect("valid"), "Acme");
-        assert!(invitation_code(&"c".repeat(200)).is_err());
-    }
-}
-
 pub fn ownership_request_id(raw: &str) -> Result<OwnershipRequestId, Status> {
     OwnershipRequestId::parse(raw).map_err(field_error("ownership_request_id"))
 }
@@ -583,5 +531,57 @@ pub fn ownership_request(request: &OwnershipRequest) -> pb::OwnershipRequest {
         created_at_ms: request.created_at_ms,
         deadline_ms: request.deadline_ms,
         decided_at_ms: request.decided_at_ms.unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strum::VariantArray;
+
+    #[test]
+    fn every_workflow_state_has_one_api_state_and_filters_by_it() {
+        for state in State::VARIANTS {
+            let (_, pb) = OPERATION_STATES.iter().find(|(s, _)| s == state).expect("mapped");
+            assert_eq!(operation_state(*pb as i32).expect("known"), Some(*state));
+        }
+        assert_eq!(operation_state(0).expect("unspecified"), None);
+        assert!(operation_state(99).is_err());
+    }
+
+    #[test]
+    fn unknown_enum_values_are_refused_with_the_field() {
+        assert!(plan(99).is_err());
+        assert!(plan(0).is_err());
+        assert!(privileges(&[1, 42]).is_err());
+        assert!(privileges(&[0]).is_err());
+        assert!(status_filter(7).is_err());
+        assert!(role_filter(-1).is_err());
+        assert!(invitation_role(9, "").is_err());
+        assert_eq!(invitation_role(0, "").expect("default"), Role::Member);
+    }
+
+    #[test]
+    fn assigned_role_accepts_built_ins_and_custom_ids() {
+        assert_eq!(assigned_role("admin").expect("admin"), Role::Admin);
+        assert!(assigned_role("superuser").is_err());
+        let id = RoleId::generate();
+        assert_eq!(assigned_role(id.as_str()).expect("custom"), Role::Custom(id));
+    }
+
+    #[test]
+    fn managed_domains_are_bounded_and_deduplicated() {
+        let domains = managed_domains(&["B.example.com".into(), "b.example.com".into()]).expect("valid");
+        assert_eq!(domains.len(), 1);
+        assert!(managed_domains(&["not a domain".into()]).is_err());
+        assert!(managed_domains(&vec!["x.example.com".to_owned(); MAX_MANAGED_DOMAINS + 1]).is_err());
+    }
+
+    #[test]
+    fn text_fields_are_required_and_bounded() {
+        assert!(required_text("name", "  ", 10).is_err());
+        assert!(required_text("name", &"x".repeat(11), 10).is_err());
+        assert_eq!(required_text("name", " Acme ", 10).expect("valid"), "Acme");
+        assert!(invitation_code(&"c".repeat(200)).is_err());
     }
 }

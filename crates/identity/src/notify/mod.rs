@@ -121,6 +121,12 @@ impl Dispatcher {
     }
 }
 
+/// An instant as e-mails show it: `Tue, 08 Dec 2026 14:00:00 GMT`, never an epoch number.
+pub fn human_time(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    httpdate::fmt_http_date(at)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,10 +141,4 @@ mod tests {
             }
         }
     }
-}
-
-/// An instant as e-mails show it: `Tue, 08 Dec 2026 14:00:00 GMT`, never an epoch number.
-pub fn human_time(ms: i64) -> String {
-    let at = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    httpdate::fmt_http_date(at)
 }

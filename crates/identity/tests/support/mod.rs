@@ -153,6 +153,7 @@ impl TestApp {
             mailer: Mailer::Files(dir.path().join("mail")),
             outbox_poll: Duration::from_millis(20),
             clock: shared.clone(),
+            dev_clock: None,
             licensing_url: "http://127.0.0.1:9".into(),
             signer: signers.signer(&KeyScope::Service(IDENTITY_SERVICE.into())),
             workflow,
