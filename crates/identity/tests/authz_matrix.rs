@@ -34,7 +34,7 @@ fn callers() -> impl Iterator<Item = Caller> {
     CALLERS.into_iter().chain(Forgery::ALL.map(Caller::Forged))
 }
 
-const RPCS: [&str; 33] = [
+const RPCS: [&str; 41] = [
     "AccountService/CreateAccount",
     "AccountService/GetAccount",
     "AccountService/UpdateAccount",
@@ -43,6 +43,14 @@ const RPCS: [&str; 33] = [
     "AccountService/AuthorizeIntegration",
     "AccountService/ListIntegrations",
     "AccountService/ListAuditEvents",
+    "AccountService/RequestOwnership",
+    "AccountService/ApproveOwnershipRequest",
+    "AccountService/DenyOwnershipRequest",
+    "AccountService/CancelOwnershipRequest",
+    "AccountService/GetOwnershipRequest",
+    "AccountService/ListOwnershipRequests",
+    "AccountService/StartStepUp",
+    "AccountService/VerifyStepUp",
     "UserService/GetUser",
     "UserService/ListUsers",
     "UserService/InviteUser",
@@ -73,7 +81,7 @@ const RPCS: [&str; 33] = [
 /// The expected status of `rpc` for `caller`.
 fn expected(rpc: &str, caller: Caller) -> Code {
     use Caller::*;
-    use Code::{NotFound, Ok, PermissionDenied as Denied, Unauthenticated};
+    use Code::{FailedPrecondition, InvalidArgument, NotFound, Ok, PermissionDenied as Denied, Unauthenticated};
     if matches!(caller, NoToken | Forged(_)) {
         return Unauthenticated;
     }
@@ -109,9 +117,26 @@ fn expected(rpc: &str, caller: Caller) -> Code {
         ("GetOperation" | "WatchOperation" | "CancelOperation", Owner | Admin | Operator) => Ok,
         ("GetOperation" | "WatchOperation" | "CancelOperation", _) => NotFound,
         ("ListOperations", Operator) => Ok,
-        // SPEC R1: the owner alone.
-        ("TransferOwnership", Owner) => Ok,
-        ("TransferOwnership", _) => Denied,
+        // SPEC R8: the admin asks (the owner already owns it; a member may ask only when the
+        // account has no admins, and the world's has one); users ask, not operators.
+        ("RequestOwnership", Admin) => Ok,
+        ("RequestOwnership", Owner) => InvalidArgument,
+        ("RequestOwnership", Member) => FailedPrecondition,
+        // The world's admin made the request: they cancel it; the owner denies instead, and
+        // to a member it does not exist.
+        ("CancelOwnershipRequest", Admin) => Ok,
+        ("CancelOwnershipRequest", Owner | Operator) => Denied,
+        ("CancelOwnershipRequest" | "GetOwnershipRequest", Member) => NotFound,
+        ("GetOwnershipRequest" | "ListOwnershipRequests", _) => Ok,
+        // SPEC R10: step-up is for the account's users, each with their own code (the cell's
+        // challenge is the owner's, so to anyone else it does not exist).
+        ("StartStepUp", Operator) | ("VerifyStepUp", Operator) => Denied,
+        ("StartStepUp", _) => Ok,
+        ("VerifyStepUp", Owner) => Ok,
+        ("VerifyStepUp", _) => NotFound,
+        // SPEC R1, R10: the owner alone.
+        ("TransferOwnership" | "ApproveOwnershipRequest" | "DenyOwnershipRequest", Owner) => Ok,
+        ("TransferOwnership" | "ApproveOwnershipRequest" | "DenyOwnershipRequest", _) => Denied,
         // Changes for owners and admins; members and operators are refused.
         (_, Owner | Admin) => Ok,
         (_, Member | Operator) => Denied,
@@ -176,6 +201,21 @@ async fn cancellable_operation(app: &TestApp, w: &World) -> String {
     .await
     .expect("insert");
     id
+}
+
+/// An ownership request the world's admin has open (SPEC R8); the unauthenticated cells
+/// share one world, so an open one is reused.
+async fn open_request(app: &TestApp, w: &World) -> String {
+    let open: Option<String> =
+        sqlx::query_scalar("SELECT id FROM ownership_requests WHERE account_id = $1 AND state = 'open'")
+            .bind(&w.account)
+            .fetch_optional(app.db.pool())
+            .await
+            .expect("open requests");
+    match open {
+        Some(id) => id,
+        None => app.request_ownership(&w.account, &w.admin).await.expect("the admin requests ownership").id,
+    }
 }
 
 async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Result<(), Status> {
@@ -249,6 +289,70 @@ async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Re
             .list_audit_events(request(pb::ListAuditEventsRequest { account_id: account, ..Default::default() }, t))
             .await
             .map(drop),
+        "RequestOwnership" => app
+            .accounts()
+            .request_ownership(request(pb::RequestOwnershipRequest { request_id: rid(), account_id: account }, t))
+            .await
+            .map(drop),
+        "ApproveOwnershipRequest" | "DenyOwnershipRequest" => {
+            let ownership_request_id = open_request(app, w).await;
+            let approve = rpc.ends_with("ApproveOwnershipRequest");
+            let purpose = if approve {
+                pb::StepUpPurpose::ApproveOwnershipRequest
+            } else {
+                pb::StepUpPurpose::DenyOwnershipRequest
+            };
+            let step_up_proof = app.step_up_proof(&account, &w.owner, &w.email_of("owner"), purpose).await;
+            let message = pb::AnswerOwnershipRequestRequest {
+                request_id: rid(),
+                account_id: account,
+                ownership_request_id,
+                step_up_proof,
+            };
+            if approve {
+                app.accounts().approve_ownership_request(request(message, t)).await.map(drop)
+            } else {
+                app.accounts().deny_ownership_request(request(message, t)).await.map(drop)
+            }
+        }
+        "CancelOwnershipRequest" => {
+            let ownership_request_id = open_request(app, w).await;
+            let message =
+                pb::CancelOwnershipRequestRequest { request_id: rid(), account_id: account, ownership_request_id };
+            app.accounts().cancel_ownership_request(request(message, t)).await.map(drop)
+        }
+        "GetOwnershipRequest" => {
+            let ownership_request_id = open_request(app, w).await;
+            let message = pb::GetOwnershipRequestRequest { account_id: account, ownership_request_id };
+            app.accounts().get_ownership_request(request(message, t)).await.map(drop)
+        }
+        "ListOwnershipRequests" => app
+            .accounts()
+            .list_ownership_requests(request(
+                pb::ListOwnershipRequestsRequest { account_id: account, ..Default::default() },
+                t,
+            ))
+            .await
+            .map(drop),
+        "StartStepUp" => app
+            .accounts()
+            .start_step_up(request(
+                pb::StartStepUpRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    purpose: pb::StepUpPurpose::ApproveOwnershipRequest as i32,
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        "VerifyStepUp" => {
+            let purpose = pb::StepUpPurpose::ApproveOwnershipRequest;
+            let challenge = app.start_step_up(&account, &w.owner, purpose).await.expect("the owner's challenge");
+            let code = app.step_up_code(&w.email_of("owner")).await;
+            let message = pb::VerifyStepUpRequest { account_id: account, challenge_id: challenge.challenge_id, code };
+            app.accounts().verify_step_up(request(message, t)).await.map(drop)
+        }
         "GetUser" => app
             .users()
             .get_user(request(pb::GetUserRequest { account_id: account, user_id: w.member.clone() }, t))
@@ -548,6 +652,52 @@ async fn r34_objects_of_another_account_do_not_exist_here(app: &TestApp) {
         .await
         .expect_err("their role");
     assert_eq!(support::reason(&invite_with_their_role), "ROLE_NOT_FOUND");
+
+    // Their ownership request and their owner's step-up challenge, named from my account.
+    let their_request = open_request(app, &theirs).await;
+    let my_proof = app
+        .step_up_proof(&mine.account, &mine.owner, &mine.email_of("owner"), pb::StepUpPurpose::DenyOwnershipRequest)
+        .await;
+    let denied = app
+        .accounts()
+        .deny_ownership_request(authed(
+            pb::AnswerOwnershipRequestRequest {
+                request_id: rid(),
+                account_id: mine.account.clone(),
+                ownership_request_id: their_request.clone(),
+                step_up_proof: my_proof,
+            },
+            owner.as_deref().expect("token"),
+        ))
+        .await
+        .expect_err("their request");
+    assert_eq!(support::reason(&denied), "OWNERSHIP_REQUEST_NOT_FOUND");
+    let read = app
+        .accounts()
+        .get_ownership_request(authed(
+            pb::GetOwnershipRequestRequest {
+                account_id: mine.account.clone(),
+                ownership_request_id: their_request.clone(),
+            },
+            owner.as_deref().expect("token"),
+        ))
+        .await
+        .expect_err("their request");
+    assert_eq!(support::reason(&read), "OWNERSHIP_REQUEST_NOT_FOUND");
+    let challenge = app
+        .start_step_up(&theirs.account, &theirs.owner, pb::StepUpPurpose::ApproveOwnershipRequest)
+        .await
+        .expect("their owner's challenge");
+    let code = app.step_up_code(&theirs.email_of("owner")).await;
+    let stolen =
+        app.verify_step_up(&mine.account, &mine.owner, &challenge.challenge_id, &code).await.expect_err("theirs");
+    assert_eq!(support::reason(&stolen), "STEP_UP_CHALLENGE_NOT_FOUND");
+    let still_open: String = sqlx::query_scalar("SELECT state FROM ownership_requests WHERE id = $1")
+        .bind(&their_request)
+        .fetch_one(app.db.pool())
+        .await
+        .expect("their request");
+    assert_eq!(still_open, "open");
 
     assert_eq!(their_users().await, before, "nothing changed in the other account");
     let role_name: String = sqlx::query_scalar("SELECT name FROM custom_roles WHERE id = $1")

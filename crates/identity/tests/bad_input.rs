@@ -21,7 +21,19 @@ on_both_backends!(
 /// Row counts of every table a change could touch.
 async fn snapshot(app: &TestApp) -> Vec<i64> {
     let mut counts = Vec::new();
-    for table in ["accounts", "users", "invitations", "custom_roles", "integrations", "outbox", "idempotency_keys"] {
+    for table in [
+        "accounts",
+        "users",
+        "invitations",
+        "custom_roles",
+        "integrations",
+        "outbox",
+        "idempotency_keys",
+        "ownership_requests",
+        "step_up_challenges",
+        "step_up_proofs",
+        "step_up_locks",
+    ] {
         let count: i64 =
             sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(app.db.pool()).await.expect("count");
         counts.push(count);
@@ -379,6 +391,83 @@ async fn every_other_rpc_names_its_malformed_field(app: &TestApp) {
         "page_size",
         "ListAuditEvents",
     );
+    expect_field(
+        a.request_ownership(authed(pb::RequestOwnershipRequest { request_id: rid(), account_id: bad.clone() }, &t()))
+            .await,
+        "account_id",
+        "RequestOwnership",
+    );
+    let answer = |ownership_request_id: &str, step_up_proof: String| pb::AnswerOwnershipRequestRequest {
+        request_id: rid(),
+        account_id: account(),
+        ownership_request_id: ownership_request_id.into(),
+        step_up_proof,
+    };
+    expect_field(
+        a.approve_ownership_request(authed(answer(&bad, String::new()), &t())).await,
+        "ownership_request_id",
+        "ApproveOwnershipRequest",
+    );
+    let some_id = uuid::Uuid::now_v7().to_string();
+    expect_field(
+        a.deny_ownership_request(authed(answer(&some_id, "f".repeat(500)), &t())).await,
+        "step_up_proof",
+        "DenyOwnershipRequest",
+    );
+    expect_field(
+        a.cancel_ownership_request(authed(
+            pb::CancelOwnershipRequestRequest {
+                request_id: rid(),
+                account_id: account(),
+                ownership_request_id: bad.clone(),
+            },
+            &t(),
+        ))
+        .await,
+        "ownership_request_id",
+        "CancelOwnershipRequest",
+    );
+    expect_field(
+        a.get_ownership_request(authed(
+            pb::GetOwnershipRequestRequest { account_id: account(), ownership_request_id: String::new() },
+            &t(),
+        ))
+        .await,
+        "ownership_request_id",
+        "GetOwnershipRequest",
+    );
+    expect_field(
+        a.list_ownership_requests(authed(
+            pb::ListOwnershipRequestsRequest { account_id: account(), page_size: -1, ..Default::default() },
+            &t(),
+        ))
+        .await,
+        "page_size",
+        "ListOwnershipRequests",
+    );
+    for purpose in [0, 99] {
+        expect_field(
+            a.start_step_up(authed(pb::StartStepUpRequest { request_id: rid(), account_id: account(), purpose }, &t()))
+                .await,
+            "purpose",
+            "StartStepUp",
+        );
+    }
+    for (challenge, code, field) in [
+        (bad.as_str(), "123456", "challenge_id"),
+        (some_id.as_str(), "12345", "code"),
+        (some_id.as_str(), "abcdef", "code"),
+    ] {
+        expect_field(
+            a.verify_step_up(authed(
+                pb::VerifyStepUpRequest { account_id: account(), challenge_id: challenge.into(), code: code.into() },
+                &t(),
+            ))
+            .await,
+            field,
+            "VerifyStepUp",
+        );
+    }
 
     let mut u = users.clone();
     expect_field(

@@ -6,7 +6,6 @@ mod support;
 
 use std::time::Duration;
 
-use roster_identity::store;
 use roster_proto::identity::v1 as pb;
 use support::{TestApp, World, authed, reason, rid};
 use tonic::Code;
@@ -26,16 +25,6 @@ const HOUR_MS: i64 = 3_600_000;
 
 fn state(request: &pb::OwnershipRequest) -> pb::OwnershipRequestState {
     pb::OwnershipRequestState::try_from(request.state).expect("known state")
-}
-
-async fn request(app: &TestApp, account: &str, by: &str) -> Result<pb::OwnershipRequest, tonic::Status> {
-    app.accounts()
-        .request_ownership(authed(
-            pb::RequestOwnershipRequest { request_id: rid(), account_id: account.into() },
-            &app.user_token(by),
-        ))
-        .await
-        .map(tonic::Response::into_inner)
 }
 
 async fn get(app: &TestApp, account: &str, by: &str, id: &str) -> Result<pb::OwnershipRequest, tonic::Status> {
@@ -71,31 +60,6 @@ async fn answer(
     answered.map(tonic::Response::into_inner)
 }
 
-async fn start_step_up(
-    app: &TestApp,
-    account: &str,
-    by: &str,
-    purpose: pb::StepUpPurpose,
-) -> Result<pb::StepUpChallenge, tonic::Status> {
-    app.accounts()
-        .start_step_up(authed(
-            pb::StartStepUpRequest { request_id: rid(), account_id: account.into(), purpose: purpose as i32 },
-            &app.user_token(by),
-        ))
-        .await
-        .map(tonic::Response::into_inner)
-}
-
-async fn verify(app: &TestApp, account: &str, by: &str, challenge: &str, code: &str) -> Result<String, tonic::Status> {
-    app.accounts()
-        .verify_step_up(authed(
-            pb::VerifyStepUpRequest { account_id: account.into(), challenge_id: challenge.into(), code: code.into() },
-            &app.user_token(by),
-        ))
-        .await
-        .map(|r| r.into_inner().proof)
-}
-
 async fn listed(app: &TestApp, account: &str, by: &str) -> usize {
     app.accounts()
         .list_ownership_requests(authed(
@@ -121,32 +85,6 @@ async fn cancel(app: &TestApp, account: &str, by: &str, id: &str) -> Result<pb::
         ))
         .await
         .map(tonic::Response::into_inner)
-}
-
-/// The last code e-mailed to `email`, read from the outbox as a mailbox would.
-async fn step_up_code(app: &TestApp, email: &str) -> String {
-    mails(app, email, "step_up_code")
-        .await
-        .last()
-        .and_then(|body| body.split_whitespace().nth(4).map(|c| c.trim_end_matches('.').to_owned()))
-        .expect("a step-up code e-mail")
-}
-
-/// A fresh proof for `purpose`, the way a client gets one.
-async fn proof(app: &TestApp, account: &str, by: &str, email: &str, purpose: pb::StepUpPurpose) -> String {
-    let challenge = start_step_up(app, account, by, purpose).await.expect("start step-up");
-    let code = step_up_code(app, email).await;
-    verify(app, account, by, &challenge.challenge_id, &code).await.expect("verify step-up")
-}
-
-async fn mails(app: &TestApp, email: &str, kind: &str) -> Vec<String> {
-    store::outbox::for_recipient(app.db.pool(), email)
-        .await
-        .expect("outbox")
-        .into_iter()
-        .filter(|(k, _, _)| k == kind)
-        .map(|(_, _, body)| body)
-        .collect()
 }
 
 /// Polls until the request satisfies `done` (the workflow runs on the server's own worker).
@@ -192,10 +130,6 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(400)).await;
 }
 
-fn email_of(w: &World, who: &str) -> String {
-    format!("{who}@{}", w.pending_email.split('@').nth(1).expect("domain"))
-}
-
 async fn role(app: &TestApp, w: &World, user: &str) -> pb::RoleKind {
     let by = if user == w.member { &w.admin } else { &w.member };
     pb::RoleKind::try_from(app.get_user(&w.account, by, user).await.role).expect("role")
@@ -203,21 +137,21 @@ async fn role(app: &TestApp, w: &World, user: &str) -> pb::RoleKind {
 
 async fn r9_the_owner_is_emailed_at_once_and_reminded_once_a_day(app: &TestApp) {
     let w = app.seed_world("remind").await;
-    let owner_email = email_of(&w, "owner");
-    let open = request(app, &w.account, &w.admin).await.expect("request");
+    let owner_email = w.email_of("owner");
+    let open = app.request_ownership(&w.account, &w.admin).await.expect("request");
     assert_eq!(state(&open), pb::OwnershipRequestState::Open);
     assert_eq!(open.deadline_ms - open.created_at_ms, 168 * HOUR_MS);
-    assert_eq!(mails(app, &owner_email, "ownership_requested").await.len(), 1, "e-mailed at once");
+    assert_eq!(app.mails(&owner_email, "ownership_requested").await.len(), 1, "e-mailed at once");
 
     app.clock.advance_ms(24 * HOUR_MS - 60_000);
     settle().await;
-    assert_eq!(mails(app, &owner_email, "ownership_request_reminder").await.len(), 0, "not before a day");
+    assert_eq!(app.mails(&owner_email, "ownership_request_reminder").await.len(), 0, "not before a day");
     for day in 1..=3 {
         app.clock.advance_ms(if day == 1 { 60_000 } else { 24 * HOUR_MS });
         let now = eventually(app, &w, &open.id, |r| r.reminders_sent == day).await;
         assert_eq!(state(&now), pb::OwnershipRequestState::Open);
         settle().await;
-        let reminders = mails(app, &owner_email, "ownership_request_reminder").await;
+        let reminders = app.mails(&owner_email, "ownership_request_reminder").await;
         assert_eq!(reminders.len(), day as usize, "exactly one reminder on day {day}");
         assert!(reminders[0].contains("GMT"), "dates are readable: {}", reminders[0]);
     }
@@ -228,16 +162,16 @@ async fn r9_the_owner_is_emailed_at_once_and_reminded_once_a_day(app: &TestApp) 
 
 async fn r9_the_requester_becomes_owner_after_168_hours(app: &TestApp) {
     let w = app.seed_world("deadline").await;
-    let open = request(app, &w.account, &w.admin).await.expect("request");
+    let open = app.request_ownership(&w.account, &w.admin).await.expect("request");
     let late_proof =
-        proof(app, &w.account, &w.owner, &email_of(&w, "owner"), pb::StepUpPurpose::ApproveOwnershipRequest).await;
+        app.step_up_proof(&w.account, &w.owner, &w.email_of("owner"), pb::StepUpPurpose::ApproveOwnershipRequest).await;
     app.clock.advance_ms(168 * HOUR_MS);
     let decided = eventually(app, &w, &open.id, |r| r.state != pb::OwnershipRequestState::Open as i32).await;
     assert_eq!(state(&decided), pb::OwnershipRequestState::AutoApproved);
     assert_eq!(app.owner_count(&w.account).await, 1);
     assert_eq!(role(app, &w, &w.admin).await, pb::RoleKind::Owner, "the requester owns the account (R3)");
     assert_eq!(role(app, &w, &w.owner).await, pb::RoleKind::Admin, "the previous owner is an admin (R3)");
-    let outcome = mails(app, &email_of(&w, "admin"), "ownership_request_outcome").await;
+    let outcome = app.mails(&w.email_of("admin"), "ownership_request_outcome").await;
     assert_eq!(outcome.len(), 1);
     assert!(outcome[0].contains("automatically"), "{}", outcome[0]);
     // Nothing can be decided any more: the old owner is no longer the owner, and the new one
@@ -245,7 +179,7 @@ async fn r9_the_requester_becomes_owner_after_168_hours(app: &TestApp) {
     let refused = answer(app, true, &w.account, &w.owner, &open.id, &late_proof).await.expect_err("not owner");
     assert_eq!(reason(&refused), "NOT_ACCOUNT_OWNER");
     let admin_proof =
-        proof(app, &w.account, &w.admin, &email_of(&w, "admin"), pb::StepUpPurpose::DenyOwnershipRequest).await;
+        app.step_up_proof(&w.account, &w.admin, &w.email_of("admin"), pb::StepUpPurpose::DenyOwnershipRequest).await;
     let refused = answer(app, false, &w.account, &w.admin, &open.id, &admin_proof).await.expect_err("closed");
     assert_eq!(reason(&refused), "OWNERSHIP_REQUEST_CLOSED");
     // The request's operation finishes on its own.
@@ -255,24 +189,25 @@ async fn r9_the_requester_becomes_owner_after_168_hours(app: &TestApp) {
 
 async fn r10_approval_at_167_hours_59_minutes_moves_ownership_and_denial_does_not(app: &TestApp) {
     let w = app.seed_world("approve").await;
-    let open = request(app, &w.account, &w.admin).await.expect("request");
+    let open = app.request_ownership(&w.account, &w.admin).await.expect("request");
     app.clock.advance_ms(168 * HOUR_MS - 60_000);
-    let owner_email = email_of(&w, "owner");
-    let approval = proof(app, &w.account, &w.owner, &owner_email, pb::StepUpPurpose::ApproveOwnershipRequest).await;
+    let owner_email = w.email_of("owner");
+    let approval =
+        app.step_up_proof(&w.account, &w.owner, &owner_email, pb::StepUpPurpose::ApproveOwnershipRequest).await;
     let approved = answer(app, true, &w.account, &w.owner, &open.id, &approval).await.expect("approve");
     assert_eq!(state(&approved), pb::OwnershipRequestState::Approved);
     assert_eq!(role(app, &w, &w.admin).await, pb::RoleKind::Owner);
     assert_eq!(app.owner_count(&w.account).await, 1);
-    assert!(mails(app, &email_of(&w, "admin"), "ownership_request_outcome").await[0].contains("approved by the owner"));
+    assert!(app.mails(&w.email_of("admin"), "ownership_request_outcome").await[0].contains("approved by the owner"));
 
     // The new owner denies the old owner's request.
-    let back = request(app, &w.account, &w.owner).await.expect("the previous owner, now an admin, asks back");
-    let admin_email = email_of(&w, "admin");
-    let denial = proof(app, &w.account, &w.admin, &admin_email, pb::StepUpPurpose::DenyOwnershipRequest).await;
+    let back = app.request_ownership(&w.account, &w.owner).await.expect("the previous owner, now an admin, asks back");
+    let admin_email = w.email_of("admin");
+    let denial = app.step_up_proof(&w.account, &w.admin, &admin_email, pb::StepUpPurpose::DenyOwnershipRequest).await;
     let denied = answer(app, false, &w.account, &w.admin, &back.id, &denial).await.expect("deny");
     assert_eq!(state(&denied), pb::OwnershipRequestState::Denied);
     assert_eq!(role(app, &w, &w.admin).await, pb::RoleKind::Owner, "a denial changes nothing");
-    assert!(mails(app, &owner_email, "ownership_request_outcome").await.last().expect("outcome").contains("denied"));
+    assert!(app.mails(&owner_email, "ownership_request_outcome").await.last().expect("outcome").contains("denied"));
     app.clock.advance_ms(200 * HOUR_MS);
     settle().await;
     assert_eq!(role(app, &w, &w.admin).await, pb::RoleKind::Owner, "a denied request never decides itself");
@@ -280,31 +215,35 @@ async fn r10_approval_at_167_hours_59_minutes_moves_ownership_and_denial_does_no
 
 async fn r10_step_up_proofs_are_fresh_single_use_and_bound(app: &TestApp) {
     let w = app.seed_world("stepup").await;
-    let (owner_email, admin_email) = (email_of(&w, "owner"), email_of(&w, "admin"));
-    let open = request(app, &w.account, &w.admin).await.expect("request");
+    let (owner_email, admin_email) = (w.email_of("owner"), w.email_of("admin"));
+    let open = app.request_ownership(&w.account, &w.admin).await.expect("request");
     let required = |status: tonic::Status| assert_eq!(reason(&status), "STEP_UP_REQUIRED", "{status:?}");
     required(answer(app, true, &w.account, &w.owner, &open.id, "").await.expect_err("no proof"));
     required(answer(app, true, &w.account, &w.owner, &open.id, &"ab".repeat(32)).await.expect_err("made-up proof"));
     // A proof for denying does not approve.
-    let deny_proof = proof(app, &w.account, &w.owner, &owner_email, pb::StepUpPurpose::DenyOwnershipRequest).await;
+    let deny_proof =
+        app.step_up_proof(&w.account, &w.owner, &owner_email, pb::StepUpPurpose::DenyOwnershipRequest).await;
     required(answer(app, true, &w.account, &w.owner, &open.id, &deny_proof).await.expect_err("other purpose"));
     // Another user's proof.
-    let admins = proof(app, &w.account, &w.admin, &admin_email, pb::StepUpPurpose::ApproveOwnershipRequest).await;
+    let admins =
+        app.step_up_proof(&w.account, &w.admin, &admin_email, pb::StepUpPurpose::ApproveOwnershipRequest).await;
     required(answer(app, true, &w.account, &w.owner, &open.id, &admins).await.expect_err("another user's proof"));
     // Expired after 5 minutes.
-    let stale = proof(app, &w.account, &w.owner, &owner_email, pb::StepUpPurpose::ApproveOwnershipRequest).await;
+    let stale = app.step_up_proof(&w.account, &w.owner, &owner_email, pb::StepUpPurpose::ApproveOwnershipRequest).await;
     app.clock.advance_ms(5 * 60_000);
     required(answer(app, true, &w.account, &w.owner, &open.id, &stale).await.expect_err("expired proof"));
     // Used once, then never again.
-    let deny_proof = proof(app, &w.account, &w.owner, &owner_email, pb::StepUpPurpose::DenyOwnershipRequest).await;
+    let deny_proof =
+        app.step_up_proof(&w.account, &w.owner, &owner_email, pb::StepUpPurpose::DenyOwnershipRequest).await;
     let denied = answer(app, false, &w.account, &w.owner, &open.id, &deny_proof).await.expect("deny with its proof");
     assert_eq!(state(&denied), pb::OwnershipRequestState::Denied);
-    let again = request(app, &w.account, &w.admin).await.expect("ask again");
+    let again = app.request_ownership(&w.account, &w.admin).await.expect("ask again");
     required(answer(app, false, &w.account, &w.owner, &again.id, &deny_proof).await.expect_err("reused proof"));
     // A proof from another account's step-up is no good here either.
     let (other, other_owner) = app.create_account("Other", "boss@other-stepup.example").await;
-    let foreign =
-        proof(app, &other, &other_owner, "boss@other-stepup.example", pb::StepUpPurpose::DenyOwnershipRequest).await;
+    let foreign = app
+        .step_up_proof(&other, &other_owner, "boss@other-stepup.example", pb::StepUpPurpose::DenyOwnershipRequest)
+        .await;
     let refused = answer(app, false, &w.account, &other_owner, &again.id, &foreign).await.expect_err("foreign");
     assert_eq!(refused.code(), Code::NotFound, "another account's owner learns nothing: {refused:?}");
     assert_eq!(state(&get(app, &w.account, &w.owner, &again.id).await.expect("get")), pb::OwnershipRequestState::Open);
@@ -312,40 +251,42 @@ async fn r10_step_up_proofs_are_fresh_single_use_and_bound(app: &TestApp) {
 
 async fn r10_five_wrong_codes_lock_step_up_for_fifteen_minutes(app: &TestApp) {
     let w = app.seed_world("lock").await;
-    let owner_email = email_of(&w, "owner");
+    let owner_email = w.email_of("owner");
     let purpose = pb::StepUpPurpose::ApproveOwnershipRequest;
-    let challenge = start_step_up(app, &w.account, &w.owner, purpose).await.expect("start");
-    let code = step_up_code(app, &owner_email).await;
+    let challenge = app.start_step_up(&w.account, &w.owner, purpose).await.expect("start");
+    let code = app.step_up_code(&owner_email).await;
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for left in (1..=4).rev() {
-        let refused = verify(app, &w.account, &w.owner, &challenge.challenge_id, wrong).await.expect_err("wrong");
+        let refused =
+            app.verify_step_up(&w.account, &w.owner, &challenge.challenge_id, wrong).await.expect_err("wrong");
         assert_eq!(reason(&refused), "STEP_UP_CODE_WRONG");
         assert!(refused.message().contains(&format!("{left} more")), "{}", refused.message());
     }
-    let locked = verify(app, &w.account, &w.owner, &challenge.challenge_id, wrong).await.expect_err("fifth");
+    let locked = app.verify_step_up(&w.account, &w.owner, &challenge.challenge_id, wrong).await.expect_err("fifth");
     assert_eq!(reason(&locked), "STEP_UP_LOCKED");
-    let locked = verify(app, &w.account, &w.owner, &challenge.challenge_id, &code).await.expect_err("locked");
+    let locked = app.verify_step_up(&w.account, &w.owner, &challenge.challenge_id, &code).await.expect_err("locked");
     assert_eq!(reason(&locked), "STEP_UP_LOCKED", "even the right code waits");
-    let locked = start_step_up(app, &w.account, &w.owner, purpose).await.expect_err("no new codes");
+    let locked = app.start_step_up(&w.account, &w.owner, purpose).await.expect_err("no new codes");
     assert_eq!(reason(&locked), "STEP_UP_LOCKED");
     app.clock.advance_ms(15 * 60_000);
-    let fresh = proof(app, &w.account, &w.owner, &owner_email, purpose).await;
+    let fresh = app.step_up_proof(&w.account, &w.owner, &owner_email, purpose).await;
     assert_eq!(fresh.len(), 64);
     // A used code does not verify twice.
-    let challenge = start_step_up(app, &w.account, &w.owner, purpose).await.expect("start");
-    let code = step_up_code(app, &owner_email).await;
-    verify(app, &w.account, &w.owner, &challenge.challenge_id, &code).await.expect("first use");
-    let used = verify(app, &w.account, &w.owner, &challenge.challenge_id, &code).await.expect_err("second use");
+    let challenge = app.start_step_up(&w.account, &w.owner, purpose).await.expect("start");
+    let code = app.step_up_code(&owner_email).await;
+    app.verify_step_up(&w.account, &w.owner, &challenge.challenge_id, &code).await.expect("first use");
+    let used = app.verify_step_up(&w.account, &w.owner, &challenge.challenge_id, &code).await.expect_err("second use");
     assert_eq!(reason(&used), "STEP_UP_CHALLENGE_NOT_FOUND");
 }
 
 async fn r10_approve_deny_and_the_deadline_racing_give_one_outcome(app: &TestApp) {
     let w = app.seed_world("race").await;
-    let owner_email = email_of(&w, "owner");
-    let open = request(app, &w.account, &w.admin).await.expect("request");
+    let owner_email = w.email_of("owner");
+    let open = app.request_ownership(&w.account, &w.admin).await.expect("request");
     app.clock.advance_ms(168 * HOUR_MS - 1);
-    let approval = proof(app, &w.account, &w.owner, &owner_email, pb::StepUpPurpose::ApproveOwnershipRequest).await;
-    let denial = proof(app, &w.account, &w.owner, &owner_email, pb::StepUpPurpose::DenyOwnershipRequest).await;
+    let approval =
+        app.step_up_proof(&w.account, &w.owner, &owner_email, pb::StepUpPurpose::ApproveOwnershipRequest).await;
+    let denial = app.step_up_proof(&w.account, &w.owner, &owner_email, pb::StepUpPurpose::DenyOwnershipRequest).await;
     let (approved, denied, ()) = tokio::join!(
         answer(app, true, &w.account, &w.owner, &open.id, &approval),
         answer(app, false, &w.account, &w.owner, &open.id, &denial),
@@ -368,7 +309,7 @@ async fn r10_approve_deny_and_the_deadline_racing_give_one_outcome(app: &TestApp
     };
     assert_eq!(role(app, &w, expected_owner).await, pb::RoleKind::Owner);
     assert_eq!(app.owner_count(&w.account).await, 1);
-    assert_eq!(mails(app, &email_of(&w, "admin"), "ownership_request_outcome").await.len(), 1, "one outcome e-mail");
+    assert_eq!(app.mails(&w.email_of("admin"), "ownership_request_outcome").await.len(), 1, "one outcome e-mail");
 }
 
 async fn r10_a_demoted_requester_or_a_direct_transfer_voids_the_request(app: &TestApp) {
@@ -377,17 +318,17 @@ async fn r10_a_demoted_requester_or_a_direct_transfer_voids_the_request(app: &Te
     let second = app.join(&w.account, &w.owner, &format!("second@{domain}")).await;
     app.assign_role(&w.account, &w.owner, &second, "admin").await.expect("promote");
 
-    let open = request(app, &w.account, &w.admin).await.expect("request");
+    let open = app.request_ownership(&w.account, &w.admin).await.expect("request");
     app.assign_role(&w.account, &w.owner, &w.admin, "member").await.expect("demote the requester");
     app.clock.advance_ms(168 * HOUR_MS);
     let void = eventually(app, &w, &open.id, |r| r.state != pb::OwnershipRequestState::Open as i32).await;
     assert_eq!(state(&void), pb::OwnershipRequestState::Void, "{void:?}");
     assert!(void.outcome_note.contains("admins"), "{}", void.outcome_note);
     assert_eq!(role(app, &w, &w.owner).await, pb::RoleKind::Owner, "nothing moved");
-    assert!(mails(app, &email_of(&w, "admin"), "ownership_request_outcome").await[0].contains("void"));
+    assert!(app.mails(&w.email_of("admin"), "ownership_request_outcome").await[0].contains("void"));
 
     // Ownership moved directly while a request was open: the request is void at its deadline.
-    let open = request(app, &w.account, &second).await.expect("second admin requests");
+    let open = app.request_ownership(&w.account, &second).await.expect("second admin requests");
     app.transfer(&w.account, &w.owner, &second).await.expect("a direct transfer mid-window");
     app.clock.advance_ms(168 * HOUR_MS);
     let void = eventually(app, &w, &open.id, |r| r.state != pb::OwnershipRequestState::Open as i32).await;
@@ -399,10 +340,10 @@ async fn r10_a_demoted_requester_or_a_direct_transfer_voids_the_request(app: &Te
 
 async fn r8_who_may_request_and_one_open_request_per_account(app: &TestApp) {
     let w = app.seed_world("who").await;
-    let refused = request(app, &w.account, &w.member).await.expect_err("a member while there are admins");
+    let refused = app.request_ownership(&w.account, &w.member).await.expect_err("a member while there are admins");
     assert_eq!(reason(&refused), "OWNERSHIP_REQUEST_NOT_ALLOWED");
     assert!(refused.message().contains("admins"), "{}", refused.message());
-    let refused = request(app, &w.account, &w.owner).await.expect_err("the owner");
+    let refused = app.request_ownership(&w.account, &w.owner).await.expect_err("the owner");
     assert_eq!(refused.code(), Code::InvalidArgument);
     let refused = app
         .accounts()
@@ -414,8 +355,8 @@ async fn r8_who_may_request_and_one_open_request_per_account(app: &TestApp) {
         .expect_err("operators do not request");
     assert_eq!(refused.code(), Code::PermissionDenied);
 
-    let first = request(app, &w.account, &w.admin).await.expect("request");
-    let second = request(app, &w.account, &w.admin).await.expect_err("one open request");
+    let first = app.request_ownership(&w.account, &w.admin).await.expect("request");
+    let second = app.request_ownership(&w.account, &w.admin).await.expect_err("one open request");
     assert_eq!(reason(&second), "OWNERSHIP_REQUEST_OPEN");
     assert!(second.message().contains(&first.id), "names the first: {}", second.message());
 
@@ -430,11 +371,12 @@ async fn r8_who_may_request_and_one_open_request_per_account(app: &TestApp) {
     assert_eq!(reason(&refused), "NOT_REQUESTER");
     let cancelled = cancel(app, &w.account, &w.admin, &first.id).await.expect("cancel");
     assert_eq!(state(&cancelled), pb::OwnershipRequestState::Cancelled);
-    let owner_email = email_of(&w, "owner");
-    let approval = proof(app, &w.account, &w.owner, &owner_email, pb::StepUpPurpose::ApproveOwnershipRequest).await;
+    let owner_email = w.email_of("owner");
+    let approval =
+        app.step_up_proof(&w.account, &w.owner, &owner_email, pb::StepUpPurpose::ApproveOwnershipRequest).await;
     let refused = answer(app, true, &w.account, &w.owner, &first.id, &approval).await.expect_err("cancelled");
     assert_eq!(reason(&refused), "OWNERSHIP_REQUEST_CLOSED");
-    request(app, &w.account, &w.admin).await.expect("a new request once the first is closed");
+    app.request_ownership(&w.account, &w.admin).await.expect("a new request once the first is closed");
 
     // Other plans and CSM-eligible accounts go through their account manager (R8).
     for (plan, csm) in [(pb::Plan::Business, false), (pb::Plan::Pro, true)] {
@@ -459,7 +401,7 @@ async fn r8_who_may_request_and_one_open_request_per_account(app: &TestApp) {
         let admin_email = format!("admin-{csm}-{}@elsewhere.example", plan as i32);
         let admin = app.join(&account.id, &owner, &admin_email).await;
         app.assign_role(&account.id, &owner, &admin, "admin").await.expect("promote");
-        let refused = request(app, &account.id, &admin).await.expect_err("plan or CSM");
+        let refused = app.request_ownership(&account.id, &admin).await.expect_err("plan or CSM");
         assert_eq!(reason(&refused), "OWNERSHIP_REQUEST_NOT_ALLOWED", "{plan:?} csm={csm}");
     }
 }

@@ -354,7 +354,87 @@ pub struct World {
     pub custom_role: String,
 }
 
+impl World {
+    /// The address of the world's `who` ("owner", "admin", "member", ...).
+    pub fn email_of(&self, who: &str) -> String {
+        format!("{who}@{}", self.pending_email.split('@').nth(1).expect("domain"))
+    }
+}
+
 impl TestApp {
+    /// Bodies of the e-mails of `kind` sent to `email`, oldest first, read from the outbox as
+    /// a mailbox would.
+    pub async fn mails(&self, email: &str, kind: &str) -> Vec<String> {
+        roster_identity::store::outbox::for_recipient(self.db.pool(), email)
+            .await
+            .expect("outbox")
+            .into_iter()
+            .filter(|(k, _, _)| k == kind)
+            .map(|(_, _, body)| body)
+            .collect()
+    }
+
+    pub async fn start_step_up(
+        &self,
+        account: &str,
+        by: &str,
+        purpose: pb::StepUpPurpose,
+    ) -> Result<pb::StepUpChallenge, tonic::Status> {
+        self.accounts()
+            .start_step_up(authed(
+                pb::StartStepUpRequest { request_id: rid(), account_id: account.into(), purpose: purpose as i32 },
+                &self.user_token(by),
+            ))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn verify_step_up(
+        &self,
+        account: &str,
+        by: &str,
+        challenge: &str,
+        code: &str,
+    ) -> Result<String, tonic::Status> {
+        self.accounts()
+            .verify_step_up(authed(
+                pb::VerifyStepUpRequest {
+                    account_id: account.into(),
+                    challenge_id: challenge.into(),
+                    code: code.into(),
+                },
+                &self.user_token(by),
+            ))
+            .await
+            .map(|r| r.into_inner().proof)
+    }
+
+    /// The last step-up code e-mailed to `email`.
+    pub async fn step_up_code(&self, email: &str) -> String {
+        self.mails(email, "step_up_code")
+            .await
+            .last()
+            .and_then(|body| body.split_whitespace().nth(4).map(|c| c.trim_end_matches('.').to_owned()))
+            .expect("a step-up code e-mail")
+    }
+
+    /// A fresh step-up proof for `purpose`, the way a client gets one (SPEC R10).
+    pub async fn step_up_proof(&self, account: &str, by: &str, email: &str, purpose: pb::StepUpPurpose) -> String {
+        let challenge = self.start_step_up(account, by, purpose).await.expect("start step-up");
+        let code = self.step_up_code(email).await;
+        self.verify_step_up(account, by, &challenge.challenge_id, &code).await.expect("verify step-up")
+    }
+
+    pub async fn request_ownership(&self, account: &str, by: &str) -> Result<pb::OwnershipRequest, tonic::Status> {
+        self.accounts()
+            .request_ownership(authed(
+                pb::RequestOwnershipRequest { request_id: rid(), account_id: account.into() },
+                &self.user_token(by),
+            ))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
     pub async fn create_account(&self, name: &str, owner_email: &str) -> (String, String) {
         let account = self
             .accounts()
