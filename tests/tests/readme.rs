@@ -1,6 +1,7 @@
 //! The README's walkthrough, run as printed: every `sh` block between "A walkthrough with
 //! grpcurl" and "The API", then those of "Repairing operations" (`roster ops`), runs in one
-//! bash session against `roster up --demo`, with grpcurl,
+//! bash session against `roster up --demo --manual-clock` (the walkthrough moves its clock),
+//! with grpcurl,
 //! and each command's output must keep the README's promises: the comment lines under a
 //! command name the outcome (`# ERROR: Code: PermissionDenied ... "reason":"NOT_ACCOUNT_OWNER"`),
 //! and every status code, upper-case reason or state and `"key": number` pair named there must
@@ -151,7 +152,7 @@ async fn the_readme_walkthrough_runs_as_printed() {
     // free ones, so a Roster already running on this machine does not get in the way.
     let dir = tempfile::tempdir().expect("tempdir");
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut roster = Process::start(&dir.path().join(".roster"), addr, &["up", "--demo"], &[]);
+    let mut roster = Process::start(&dir.path().join(".roster"), addr, &["up", "--demo", "--manual-clock"], &[]);
     let licensing = roster.licensing.expect("licensing address");
     wait_serving(addr, START).await.expect("identity serving");
     wait_serving(licensing, START).await.expect("licensing serving");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roster_platform::auth::{Signer, Verifier};
-use roster_platform::clock::{ManualClock, SharedClock};
+use roster_platform::clock::SharedClock;
 use roster_platform::config::LimitArgs;
 use roster_platform::db::{Backend, Database, redact};
 use roster_platform::pagination::PageTokens;
@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 use crate::api::Api;
-use crate::dev_clock::DevClock;
+use crate::dev_clock::{DevClock, KeptClock};
 use crate::notify::{Dispatcher, Mailer};
 use crate::sagas::{self, Licensing};
 use crate::store::MIGRATIONS;
@@ -101,9 +101,9 @@ pub struct Settings {
     pub mailer: Mailer,
     pub outbox_poll: Duration,
     pub clock: SharedClock,
-    /// The same clock when it is a manual one (`roster up --manual-clock`): identity then
+    /// The same clock when it may be moved ahead (`roster up --manual-clock`): identity then
     /// also serves `roster.dev.v1.ClockService` to move it. Never set by `roster serve`.
-    pub dev_clock: Option<Arc<ManualClock>>,
+    pub dev_clock: Option<KeptClock>,
     pub licensing_url: String,
     /// Mints identity's service token for licensing.
     pub signer: Arc<Signer>,

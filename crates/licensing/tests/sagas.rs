@@ -601,6 +601,41 @@ async fn r4_phone_licenses_move_with_ownership_only_when_confirmed(app: &TestApp
     assert_eq!(licenses_of(app, &w.account, &w.owner).await, 1, "the previous owner keeps only the licensed seat");
 }
 
+/// SPEC R9 with R4: nobody answers an admin's ownership request, so after 168 hours the admin
+/// owns the account and the owner's phone license and number follow, as a confirmed transfer
+/// moves them; both are told by e-mail.
+async fn r4_r9_an_automatic_approval_moves_phone_licenses_as_if_confirmed(app: &TestApp) {
+    let w = app.seed_world().await;
+    let request = app
+        .identity_accounts()
+        .request_ownership(authed(
+            idpb::RequestOwnershipRequest { request_id: rid(), account_id: w.account.clone() },
+            &app.user_token(&w.admin),
+        ))
+        .await
+        .expect("the admin requests ownership")
+        .into_inner();
+    app.clock.advance_ms(168 * 3_600_000);
+    let done = settle(
+        app,
+        get_operation(app, &request.operation_id, &app.user_token(&w.owner)).await,
+        &app.user_token(&w.owner),
+    )
+    .await;
+    assert_eq!(state(&done), ops::OperationState::Succeeded, "{done:?}");
+    assert_eq!(texts(&field(&result_field(&done, "moved_phone"), "phone_numbers")), [w.phone.clone()]);
+    assert_eq!(owner_of(app, &w).await, w.admin, "R9: the requester owns the account");
+    assert_eq!(phone_holder(app, &w).await, w.admin, "R4: the number moved with ownership");
+    assert_eq!(licenses_of(app, &w.account, &w.owner).await, 1, "the previous owner keeps only the licensed seat");
+    let told: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE kind = 'ownership_phone_moved' AND account_id = $1")
+            .bind(&w.account)
+            .fetch_one(app.identity_db.pool())
+            .await
+            .expect("outbox");
+    assert_eq!(told, 2, "the previous and the new owner are told what moved");
+}
+
 async fn r21_r24_unlink_refusals_change_nothing(app: &TestApp) {
     let w = app.seed_world().await;
     let user = freelancer(app, &w).await;
@@ -1131,5 +1166,6 @@ on_both_backends!(
     r18_r19_deactivation_reclaims_and_reactivation_restores_exactly_that,
     r22_r23_delete_with_transfer_removes_the_user_and_the_rest_and_frees_the_email,
     r27_r28_accepting_refunds_once_or_refuses_with_1009,
-    r4_phone_licenses_move_with_ownership_only_when_confirmed
+    r4_phone_licenses_move_with_ownership_only_when_confirmed,
+    r4_r9_an_automatic_approval_moves_phone_licenses_as_if_confirmed
 );

@@ -47,6 +47,36 @@ impl Clock for ManualClock {
     }
 }
 
+/// Wall-clock time that can be moved ahead by hand: time passes as usual (so retries and
+/// leases work), and jumps forward when told. The dev server's `--manual-clock`, where a person
+/// skips a day to see a reminder arrive.
+#[derive(Debug, Default)]
+pub struct ShiftedClock {
+    ahead_ms: AtomicI64,
+}
+
+impl ShiftedClock {
+    /// A clock already `ahead_ms` ahead of the wall clock (a lead kept across restarts).
+    pub fn ahead_by(ahead_ms: Millis) -> Self {
+        Self { ahead_ms: AtomicI64::new(ahead_ms) }
+    }
+
+    /// How far ahead of the wall clock it runs.
+    pub fn ahead_ms(&self) -> Millis {
+        self.ahead_ms.load(Ordering::SeqCst)
+    }
+
+    pub fn advance_ms(&self, by: Millis) {
+        self.ahead_ms.fetch_add(by, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now_ms(&self) -> Millis {
+        SystemClock.now_ms().saturating_add(self.ahead_ms.load(Ordering::SeqCst))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +87,15 @@ mod tests {
         assert_eq!(clock.now_ms(), 1_000);
         clock.advance_ms(168 * 3_600_000);
         assert_eq!(clock.now_ms(), 1_000 + 168 * 3_600_000);
+    }
+
+    #[test]
+    fn shifted_clock_runs_and_jumps_ahead() {
+        let clock = ShiftedClock::default();
+        let before = SystemClock.now_ms();
+        clock.advance_ms(24 * 3_600_000);
+        let now = clock.now_ms();
+        assert!(now >= before + 24 * 3_600_000 && now < SystemClock.now_ms() + 24 * 3_600_000 + 1);
     }
 
     #[test]

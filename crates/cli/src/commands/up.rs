@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use roster_identity::IdentityArgs;
 use roster_identity::demo::{self, Demo};
+use roster_identity::dev_clock::KeptClock;
 use roster_licensing::LicensingArgs;
 use roster_licensing::demo::{DemoLicensing, DemoPeople};
 use roster_platform::auth::{
     IDENTITY_SERVICE, KeyScope, LICENSING_SERVICE, Principal, SignerSet, Verifier, generate_keys,
 };
-use roster_platform::clock::{Clock, ManualClock, SystemClock};
 use roster_platform::config::{ClaimArgs, ConfigError, LimitArgs, PoolArgs};
 use roster_platform::pagination::PageTokens;
 use roster_platform::server::shutdown_signal;
@@ -30,9 +30,10 @@ pub struct UpArgs {
     /// Seed a demo account and print tokens and ready-to-paste grpcurl commands.
     #[arg(long)]
     demo: bool,
-    /// Development only: time stands still (starting at the wall-clock time) until moved with
-    /// `roster.dev.v1.ClockService/AdvanceTime` on identity's port, so reminders and the
-    /// 168-hour deadline of an ownership request can be watched in seconds.
+    /// Development only: the clock can be moved ahead with
+    /// `roster.dev.v1.ClockService/AdvanceTime` on identity's port (it runs as usual
+    /// otherwise, and keeps its lead across restarts in `clock-ahead-ms`), so reminders and
+    /// the 168-hour deadline of an ownership request can be watched in seconds.
     #[arg(long)]
     manual_clock: bool,
     #[command(flatten)]
@@ -74,9 +75,10 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
     )?;
     let mut settings = settings;
     if args.manual_clock {
-        let manual = Arc::new(ManualClock::starting_at(SystemClock.now_ms()));
-        settings.clock = manual.clone();
-        settings.dev_clock = Some(manual);
+        let kept = KeptClock::open(data_dir.join("clock-ahead-ms"))
+            .map_err(|e| ConfigError::new("--manual-clock", e.to_string()))?;
+        settings.clock = kept.clock.clone();
+        settings.dev_clock = Some(kept);
     }
     let clock = settings.clock.clone();
     let identity_db = roster_platform::db::redact(&settings.database_url);

@@ -257,10 +257,16 @@ pub async fn announce_phone_move(
     let id = OwnershipRequestId::from_stored(input.ownership_request_id.clone());
     let request =
         store::ownership_requests::get(tx, &account, &id).await?.ok_or(DomainError::OwnershipRequestNotFound)?;
+    let listed = |key: &str| -> Vec<String> {
+        moved[key].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+    };
+    let (licenses, numbers) = (listed("license_types"), listed("phone_numbers"));
     let body = format!(
-        "With the ownership request {} the previous owner's phone licenses and numbers moved to the new owner, \
-         as an approved transfer does: {moved}.",
-        request.id
+        "With ownership request {} the previous owner's phone licenses and numbers moved to the new owner, as a \
+         confirmed transfer moves them.\n\nLicenses: {}\nPhone numbers: {}",
+        request.id,
+        if licenses.is_empty() { "none".to_owned() } else { licenses.join(", ") },
+        if numbers.is_empty() { "none".to_owned() } else { numbers.join(", ") },
     );
     for user in [&request.owner_user_id, &request.requester_user_id] {
         if let Some(user) = store::users::get_in_account(tx, &account, user).await? {
