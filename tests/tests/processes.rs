@@ -190,6 +190,15 @@ async fn two_replicas_on_one_postgres_keep_one_owner_and_send_each_email_once() 
     for replica in &replicas {
         channels.push(wait_serving(replica.addr, START).await.expect("replica serving"));
     }
+    // The dev clock is `roster up --manual-clock`'s alone: a production server never moves time.
+    let clock = roster_proto::dev::v1::clock_service_client::ClockServiceClient::new(channels[0].clone())
+        .advance_time(authed(
+            roster_proto::dev::v1::AdvanceTimeRequest { by: "24h".into() },
+            &token(Principal::Operator { name: "e2e".into() }),
+        ))
+        .await
+        .expect_err("roster serve has no dev clock");
+    assert_eq!(clock.code(), tonic::Code::Unimplemented, "{clock:?}");
     let accounts = |i: usize| pb::account_service_client::AccountServiceClient::new(channels[i % 2].clone());
     let users = |i: usize| pb::user_service_client::UserServiceClient::new(channels[i % 2].clone());
     let roles = |i: usize| pb::role_service_client::RoleServiceClient::new(channels[i % 2].clone());
