@@ -623,7 +623,7 @@ async fn r4_r9_an_automatic_approval_moves_phone_licenses_as_if_confirmed(app: &
     )
     .await;
     assert_eq!(state(&done), ops::OperationState::Succeeded, "{done:?}");
-    assert_eq!(texts(&field(&result_field(&done, "moved_phone"), "phone_numbers")), [w.phone.clone()]);
+    assert_eq!(texts(&field(&result_field(&done, "moved_phone"), "phone_numbers")), std::slice::from_ref(&w.phone));
     assert_eq!(owner_of(app, &w).await, w.admin, "R9: the requester owns the account");
     assert_eq!(phone_holder(app, &w).await, w.admin, "R4: the number moved with ownership");
     assert_eq!(licenses_of(app, &w.account, &w.owner).await, 1, "the previous owner keeps only the licensed seat");
