@@ -552,9 +552,11 @@ async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Re
             .get_member(request(pb::GetMemberRequest { account_id: account, user_id: w.member.clone() }, t))
             .await
             .map(drop),
-        "LookupAccount" => {
-            app.directory().lookup_account(request(pb::LookupAccountRequest { account_id: account }, t)).await.map(drop)
-        }
+        "LookupAccount" => app
+            .directory()
+            .lookup_account(request(pb::LookupAccountRequest { account_id: account, ..Default::default() }, t))
+            .await
+            .map(drop),
         other => panic!("the matrix has no call for {other}"),
     }
 }

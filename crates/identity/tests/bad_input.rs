@@ -596,7 +596,12 @@ async fn every_other_rpc_names_its_malformed_field(app: &TestApp) {
         "GetMember",
     );
     expect_field(
-        directory.lookup_account(authed(pb::LookupAccountRequest { account_id: String::new() }, &service)).await,
+        directory
+            .lookup_account(authed(
+                pb::LookupAccountRequest { account_id: String::new(), ..Default::default() },
+                &service,
+            ))
+            .await,
         "account_id",
         "LookupAccount",
     );

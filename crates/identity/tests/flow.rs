@@ -186,10 +186,19 @@ async fn r27_r29_accepting_needs_an_otherwise_empty_account(app: &TestApp) {
     assert_eq!(members.users.iter().filter(|u| u.email == "xavier@home.example").count(), 1);
     let gone = app
         .accounts()
-        .get_account(authed(pb::GetAccountRequest { account_id: home }, &app.operator_token()))
+        .get_account(authed(pb::GetAccountRequest { account_id: home.clone() }, &app.operator_token()))
         .await
         .expect_err("closed");
     assert_eq!(gone.code(), Code::NotFound);
+    // Other services find it closed only when they ask for closed accounts too (its billing
+    // records, a refund, outlive it).
+    let mut directory = app.directory();
+    let lookup = |include_closed| {
+        authed(pb::LookupAccountRequest { account_id: home.clone(), include_closed }, &app.service_token())
+    };
+    assert_eq!(reason(&directory.lookup_account(lookup(false)).await.expect_err("closed")), "ACCOUNT_NOT_FOUND");
+    let closed = directory.lookup_account(lookup(true)).await.expect("known, closed").into_inner();
+    assert!(closed.closed && closed.owner_user_id.is_empty(), "{closed:?}");
 }
 
 async fn deactivate(app: &TestApp, account: &str, by: &str, user: &str) -> Result<ops::Operation, tonic::Status> {
@@ -626,14 +635,17 @@ async fn r31_services_look_up_members_in_any_status(app: &TestApp) {
     assert_eq!(reason(&unknown), "ACCOUNT_NOT_FOUND");
     let account = app
         .directory()
-        .lookup_account(authed(pb::LookupAccountRequest { account_id: world.account.clone() }, &service))
+        .lookup_account(authed(
+            pb::LookupAccountRequest { account_id: world.account.clone(), ..Default::default() },
+            &service,
+        ))
         .await
         .expect("lookup")
         .into_inner();
     assert_eq!(account.owner_user_id, world.owner);
     let missing = app
         .directory()
-        .lookup_account(authed(pb::LookupAccountRequest { account_id: uuid_like() }, &service))
+        .lookup_account(authed(pb::LookupAccountRequest { account_id: uuid_like(), include_closed: true }, &service))
         .await
         .expect_err("unknown account");
     assert_eq!(reason(&missing), "ACCOUNT_NOT_FOUND");

@@ -104,8 +104,17 @@ impl Directory {
 
     /// Fails with `AccountNotFound` unless the account exists.
     pub async fn account_exists(&self, account: &Id) -> Result<(), LookupError> {
-        let request = self.credentials.request(pb::LookupAccountRequest { account_id: account.to_string() });
-        self.client.clone().lookup_account(request).await.map_err(lookup_error)?;
+        self.lookup(account, false).await
+    }
+
+    /// Whether identity knows the account, open or closed (its records remain).
+    pub async fn account_known(&self, account: &Id) -> Result<(), LookupError> {
+        self.lookup(account, true).await
+    }
+
+    async fn lookup(&self, account: &Id, include_closed: bool) -> Result<(), LookupError> {
+        let message = pb::LookupAccountRequest { account_id: account.to_string(), include_closed };
+        self.client.clone().lookup_account(self.credentials.request(message)).await.map_err(lookup_error)?;
         Ok(())
     }
 }
@@ -122,6 +131,7 @@ fn member_from_pb(account: &Id, user: &Id, answer: &pb::Member) -> Member {
             pb::Privilege::ManageUsers => Some(Privilege::ManageUsers),
             pb::Privilege::ManageLicenses => Some(Privilege::ManageLicenses),
             pb::Privilege::ViewBilling => Some(Privilege::ViewBilling),
+            pb::Privilege::ViewAudit => Some(Privilege::ViewAudit),
             _ => None,
         })
         .collect();

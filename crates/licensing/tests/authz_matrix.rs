@@ -45,8 +45,10 @@ fn callers() -> impl Iterator<Item = Caller> {
     CALLERS.into_iter().chain(Forgery::ALL.map(Caller::Forged))
 }
 
-const RPCS: [&str; 24] = [
+const RPCS: [&str; 26] = [
     "LicenseService/SetSeats",
+    "LicenseService/ListAuditEvents",
+    "BillingService/ListMyRefunds",
     "LicenseService/ListSeats",
     "LicenseService/AssignLicense",
     "LicenseService/UnassignLicense",
@@ -79,11 +81,15 @@ fn expected(rpc: &str, caller: Caller) -> Code {
     if matches!(caller, NoToken | Forged(_)) {
         return Unauthenticated;
     }
+    let method = rpc.split('/').nth(1).expect("method");
+    if method == "ListMyRefunds" {
+        // A user's own refunds, whichever account they are in now: users only.
+        return if matches!(caller, Owner | Admin | Member | OtherAdmin) { Ok } else { Denied };
+    }
     if caller == OtherAdmin {
         // Another account's users are strangers here: the account does not exist for them.
         return NotFound;
     }
-    let method = rpc.split('/').nth(1).expect("method");
     let allowed: &[Caller] = match method {
         // Buying: the owner, or support.
         "SetSeats" | "CreateSubscription" => &[Owner, Operator],
@@ -107,10 +113,12 @@ fn expected(rpc: &str, caller: Caller) -> Code {
         "RegisterContent" => &[Owner, Admin, Member],
         // The member's content: themselves, user managers, support.
         "ListContent" => &[Owner, Admin, Member, Operator, Identity],
-        // Billing: the owner alone (SPEC R5); identity may quote, and see the subscriptions
-        // it refunds when an invitee leaves their account (R28).
-        "GetBillingOverview" => &[Owner, Identity],
-        "ListInvoices" | "ListRefunds" => &[Owner],
+        // Billing: the owner (SPEC R5); identity may quote, and see the subscriptions it
+        // refunds when an invitee leaves their account (R28); support may look refunds up.
+        "GetBillingOverview" | "ListRefunds" => &[Owner, Identity, Operator],
+        "ListInvoices" => &[Owner],
+        // The audit trail: the owner, view-audit holders (admins), support, identity.
+        "ListAuditEvents" => &[Owner, Admin, Operator, Identity],
         "QuoteRefund" => &[Owner, Identity],
         other => panic!("no expectation for {other}"),
     };
@@ -397,6 +405,12 @@ async fn call(app: &TestApp, rpc: &str, w: &World, fx: &Fixtures, t: &Option<Str
             .list_refunds(request(pb::ListRefundsRequest { account_id: account, ..Default::default() }, t))
             .await
             .map(drop),
+        "ListMyRefunds" => billing.list_my_refunds(request(pb::ListMyRefundsRequest::default(), t)).await.map(drop),
+        "ListAuditEvents" => app
+            .licenses()
+            .list_audit_events(request(pb::ListAuditEventsRequest { account_id: account, ..Default::default() }, t))
+            .await
+            .map(drop),
         "QuoteRefund" => billing
             .quote_refund(request(
                 pb::QuoteRefundRequest { account_id: account, subscription_id: fx.subscription_id.clone() },
@@ -410,6 +424,7 @@ async fn call(app: &TestApp, rpc: &str, w: &World, fx: &Fixtures, t: &Option<Str
                     request_id: rid(),
                     account_id: account,
                     subscription_id: fx.subscription_id.clone(),
+                    ..Default::default()
                 },
                 t,
             ))

@@ -410,6 +410,42 @@ async fn cases(app: &TestApp, w: &World) -> Vec<(&'static str, &'static str, Res
             .map(drop),
         ),
         (
+            "ListMyRefunds",
+            "page_token",
+            b.list_my_refunds(authed(
+                pb::ListMyRefundsRequest { page_token: "p1.zz".into(), ..Default::default() },
+                &owner,
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "ListAuditEvents",
+            "account_id",
+            app.licenses()
+                .list_audit_events(authed(
+                    pb::ListAuditEventsRequest { account_id: NOT_AN_ID.into(), ..Default::default() },
+                    &owner,
+                ))
+                .await
+                .map(drop),
+        ),
+        (
+            "RefundSubscription",
+            "beneficiary_user_id",
+            b.refund_subscription(authed(
+                pb::RefundSubscriptionRequest {
+                    request_id: rid(),
+                    account_id: a(),
+                    subscription_id: uuid::Uuid::now_v7().to_string(),
+                    beneficiary_user_id: NOT_AN_ID.into(),
+                },
+                &app.identity_token(),
+            ))
+            .await
+            .map(drop),
+        ),
+        (
             "QuoteRefund",
             "subscription_id",
             b.quote_refund(authed(pb::QuoteRefundRequest { account_id: a(), subscription_id: String::new() }, &owner))
@@ -420,7 +456,12 @@ async fn cases(app: &TestApp, w: &World) -> Vec<(&'static str, &'static str, Res
             "RefundSubscription",
             "subscription_id",
             b.refund_subscription(authed(
-                pb::RefundSubscriptionRequest { request_id: rid(), account_id: a(), subscription_id: NOT_AN_ID.into() },
+                pb::RefundSubscriptionRequest {
+                    request_id: rid(),
+                    account_id: a(),
+                    subscription_id: NOT_AN_ID.into(),
+                    ..Default::default()
+                },
                 &service,
             ))
             .await

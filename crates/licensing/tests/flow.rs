@@ -500,6 +500,7 @@ async fn r28_refund_the_unused_remainder_once(app: &TestApp) {
         request_id,
         account_id: w.solo_account.clone(),
         subscription_id: sub.id.clone(),
+        ..Default::default()
     };
     let owner_refund =
         app.billing().refund_subscription(authed(refund(rid()), &solo)).await.expect_err("identity's step");
@@ -622,6 +623,7 @@ async fn r34_objects_of_another_account_do_not_exist_here(app: &TestApp) {
                 request_id: rid(),
                 account_id: theirs.account.clone(),
                 subscription_id: theirs.subscription.clone(),
+                ..Default::default()
             },
             &service,
         ))

@@ -578,6 +578,61 @@ async fn r27_r28_accepting_refunds_once_or_refuses_with_1009(app: &TestApp) {
     let again = accept_as_sam(app, &w, &request_id).await.expect("replayed");
     assert_eq!(again.id, joined.id, "a retry returns the same operation");
     assert_eq!(refunds_of(app, &w.subscription).await, 1, "R28: refunded once");
+
+    // Sam's old account has closed, yet the refund stays his to see, and support's to look up.
+    let mine = app
+        .billing()
+        .list_my_refunds(authed(pb::ListMyRefundsRequest::default(), &app.user_token(&w.solo_owner)))
+        .await
+        .expect("Sam's own refunds")
+        .into_inner()
+        .refunds;
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!((mine[0].amount_minor, mine[0].refunded_user_id.as_str()), (quote.amount_minor, w.solo_owner.as_str()));
+    let closed = || pb::ListRefundsRequest { account_id: w.solo_account.clone(), ..Default::default() };
+    let by_support =
+        app.billing().list_refunds(authed(closed(), &app.operator_token())).await.expect("support looks it up");
+    assert_eq!(by_support.into_inner().refunds, mine);
+    app.billing()
+        .get_billing_overview(authed(
+            pb::GetBillingOverviewRequest { account_id: w.solo_account.clone() },
+            &app.operator_token(),
+        ))
+        .await
+        .expect("support sees the closed account's ended subscription");
+    let stranger = app.billing().list_refunds(authed(closed(), &app.user_token(&w.owner))).await.expect_err("not his");
+    assert_eq!(reason(&stranger), "ACCOUNT_NOT_FOUND");
+    let others = app
+        .billing()
+        .list_my_refunds(authed(pb::ListMyRefundsRequest::default(), &app.user_token(&w.owner)))
+        .await
+        .expect("the owner's own refunds")
+        .into_inner()
+        .refunds;
+    assert!(others.is_empty(), "another user sees none of Sam's refunds");
+
+    // Both trails record it (R33): licensing's for the closed account, identity's beside the
+    // acceptance, naming the invitation.
+    let trail = app
+        .licenses()
+        .list_audit_events(authed(
+            pb::ListAuditEventsRequest { account_id: w.solo_account.clone(), ..Default::default() },
+            &app.operator_token(),
+        ))
+        .await
+        .expect("licensing's audit trail")
+        .into_inner()
+        .events;
+    assert!(trail.iter().any(|e| e.action == "subscription.refunded" && e.outcome == "ok"), "{trail:?}");
+    let recorded: String = sqlx::query_scalar(
+        "SELECT details FROM audit_events WHERE action = 'invitation.refunded' AND account_id = $1 AND target = $2",
+    )
+    .bind(&w.account)
+    .bind(format!("user:{}", w.solo_owner))
+    .fetch_one(app.identity_db.pool())
+    .await
+    .expect("identity audits the refund beside the acceptance");
+    assert!(recorded.contains(&mine[0].id) && recorded.contains("\"invitation\""), "{recorded}");
 }
 
 async fn r4_phone_licenses_move_with_ownership_only_when_confirmed(app: &TestApp) {

@@ -26,10 +26,17 @@ impl pb::directory_service_server::DirectoryService for Api {
     ) -> Result<Response<pb::AccountRef>, Status> {
         let caller = principal(&request)?;
         let account = convert::account_id(&request.get_ref().account_id)?;
+        let include_closed = request.get_ref().include_closed;
         let id = account.clone();
-        let owner = self
-            .read(caller, move |tx, ctx| Box::pin(async move { directory::lookup_account(tx, ctx, &id).await }))
+        let found = self
+            .read(caller, move |tx, ctx| {
+                Box::pin(async move { directory::lookup_account(tx, ctx, &id, include_closed).await })
+            })
             .await?;
-        Ok(Response::new(pb::AccountRef { account_id: account.to_string(), owner_user_id: owner.to_string() }))
+        let (owner_user_id, closed) = match found {
+            directory::AccountRef::Open { owner } => (owner.to_string(), false),
+            directory::AccountRef::Closed => (String::new(), true),
+        };
+        Ok(Response::new(pb::AccountRef { account_id: account.to_string(), owner_user_id, closed }))
     }
 }

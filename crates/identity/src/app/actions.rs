@@ -19,6 +19,8 @@ pub const USER_INVITED: &str = "user.invited";
 pub const INVITATION_RESENT: &str = "invitation.resent";
 pub const INVITATION_REVOKED: &str = "invitation.revoked";
 pub const INVITATION_ACCEPTED: &str = "invitation.accepted";
+/// The refunds an accepted invitation caused (SPEC R28), recorded once they are made.
+pub const INVITATION_REFUNDED: &str = "invitation.refunded";
 pub const USER_DEACTIVATED: &str = "user.deactivated";
 pub const USER_REACTIVATED: &str = "user.reactivated";
 pub const USER_UNLINKED: &str = "user.unlinked";

@@ -12,7 +12,7 @@ use roster_platform::auth::Principal;
 /// A user of `account` in any status, with their current privileges. Only services may ask:
 /// the answer reveals other users' roles. A user of another account reads as not found.
 pub async fn get_member(tx: &mut Conn, ctx: &Ctx, account: &AccountId, user: &UserId) -> Result<Actor> {
-    lookup_account(tx, ctx, account).await?;
+    lookup_account(tx, ctx, account, false).await?;
     let user =
         store::users::get(tx, user).await?.filter(|u| u.account_id == *account).ok_or(DomainError::UserNotFound)?;
     let custom = match &user.role {
@@ -22,14 +22,28 @@ pub async fn get_member(tx: &mut Conn, ctx: &Ctx, account: &AccountId, user: &Us
     Ok(Actor::new(user, custom))
 }
 
-/// The owner of an existing account; services only.
-pub async fn lookup_account(tx: &mut Conn, ctx: &Ctx, account: &AccountId) -> Result<UserId> {
+/// An account as other services see it: its owner, or that it is closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountRef {
+    Open {
+        owner: UserId,
+    },
+    /// Its last user joined another account (SPEC R27); its records (a refund) remain.
+    Closed,
+}
+
+/// An existing account; a closed one only when `include_closed`. Services only.
+pub async fn lookup_account(tx: &mut Conn, ctx: &Ctx, account: &AccountId, include_closed: bool) -> Result<AccountRef> {
     if !matches!(ctx.principal, Principal::Service { .. }) {
         return Err(DomainError::OperatorOnly.into());
     }
-    if store::accounts::get(tx, account).await?.is_none() {
-        return Err(DomainError::AccountNotFound.into());
+    match store::accounts::is_closed(tx, account).await? {
+        None => Err(DomainError::AccountNotFound.into()),
+        Some(true) if include_closed => Ok(AccountRef::Closed),
+        Some(true) => Err(DomainError::AccountNotFound.into()),
+        Some(false) => {
+            let owner = store::users::owner_of(tx, account).await?.ok_or(DomainError::AccountNotFound)?;
+            Ok(AccountRef::Open { owner: owner.id })
+        }
     }
-    let owner = store::users::owner_of(tx, account).await?.ok_or(DomainError::AccountNotFound)?;
-    Ok(owner.id)
 }

@@ -279,6 +279,20 @@ pub async fn join(
     .await
 }
 
+/// The refunds an acceptance caused (SPEC R28), audited beside the acceptance in the account
+/// the invitee joined, naming the invitation (R33).
+pub async fn record_refunds(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    account: &AccountId,
+    invitation: &InvitationId,
+    user: &UserId,
+    refunds: serde_json::Value,
+) -> Result<()> {
+    let details = json!({"invitation": invitation.as_str(), "refunds": refunds});
+    audit(tx, ctx, Some(account), crate::app::actions::INVITATION_REFUNDED, user_target(user), details).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,10 @@
 //! 3. `refund_subscriptions`: each active subscription of the old account is refunded for
 //!    its unused part and ends. After the pivot, so a refund is never made for a move that
 //!    did not happen; licensing's one-refund-per-subscription rule and the step's request ids
-//!    make it happen exactly once.
+//!    make it happen exactly once. The refunded user keeps seeing the refund in licensing
+//!    (`ListMyRefunds`) after their old account has closed.
+//! 4. `record_refunds`, local: the refunds go into identity's audit trail as
+//!    `invitation.refunded`, naming the invitation, beside its `invitation.accepted`.
 //!
 //! A brand-new invitee (the pending user itself) has no old account: steps 1 and 3 do nothing.
 
@@ -58,7 +61,7 @@ impl Workflow for Accept {
     }
 
     fn steps(&self) -> &'static [&'static str] {
-        &["check_rooms", "join_account", "refund_subscriptions"]
+        &["check_rooms", "join_account", "refund_subscriptions", "record_refunds"]
     }
 
     fn pivot(&self) -> usize {
@@ -67,8 +70,8 @@ impl Workflow for Accept {
     }
 
     fn is_local(&self, step: usize) -> bool {
-        // Joining the account writes only identity's database.
-        step == 1
+        // Joining the account and recording the refunds write only identity's database.
+        step == 1 || step == 3
     }
 
     fn run<'a>(&'a self, step: usize, ctx: &'a mut StepCtx) -> StepFuture<'a> {
@@ -77,6 +80,21 @@ impl Workflow for Accept {
             match (step, input.old_account_id.as_deref()) {
                 (1, _) => self.join(ctx, &input).await,
                 (_, None) => Ok(Outcome::Done(Value::Null)),
+                (3, Some(_)) => {
+                    let refunds: Value = ctx.output(2)?.unwrap_or(Value::Null);
+                    if refunds.as_array().is_none_or(Vec::is_empty) {
+                        return Ok(Outcome::Done(Value::Null));
+                    }
+                    let local = input.origin.ctx(ctx)?;
+                    let invitation = InvitationId::from_stored(input.invitation_id.clone());
+                    let (account, user) =
+                        (AccountId::from_stored(input.account_id.clone()), UserId::from_stored(input.user_id.clone()));
+                    let tx = ctx.tx().await?;
+                    app::invitations::record_refunds(tx, &local, &account, &invitation, &user, refunds)
+                        .await
+                        .map_err(step_failed)?;
+                    Ok(Outcome::Done(Value::Null))
+                }
                 (0, Some(old)) => {
                     let seats = self.licensing.seats(old).await?;
                     let rooms = seats
@@ -98,7 +116,7 @@ impl Workflow for Accept {
                         // otherwise is refused, and owes nothing.
                         let refund = match self
                             .licensing
-                            .refund(ctx.request_id_for(&subscription.id), old, &subscription.id)
+                            .refund(ctx.request_id_for(&subscription.id), old, &subscription.id, &input.user_id)
                             .await
                         {
                             Ok(refund) => refund,
@@ -106,6 +124,7 @@ impl Workflow for Accept {
                             Err(error) => return Err(error),
                         };
                         refunds.push(json!({
+                            "refund_id": refund.id,
                             "subscription_id": refund.subscription_id,
                             "amount_minor": refund.amount_minor,
                             "currency": refund.currency,

@@ -141,11 +141,19 @@ impl Licensing {
         Ok(answer.into_inner().moved.unwrap_or_default())
     }
 
-    pub async fn refund(&self, request_id: String, account: &str, subscription: &str) -> Answer<pb::Refund> {
+    /// Refunds `subscription` of `account` to `beneficiary`, the user who paid for it.
+    pub async fn refund(
+        &self,
+        request_id: String,
+        account: &str,
+        subscription: &str,
+        beneficiary: &str,
+    ) -> Answer<pb::Refund> {
         let request = pb::RefundSubscriptionRequest {
             request_id,
             account_id: account.into(),
             subscription_id: subscription.into(),
+            beneficiary_user_id: beneficiary.into(),
         };
         Ok(self.billing.clone().refund_subscription(self.request(request)).await.map_err(step_error)?.into_inner())
     }

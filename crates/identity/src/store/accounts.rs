@@ -124,6 +124,15 @@ pub async fn update_profile(tx: &mut Conn, account: &Account) -> Result<(), sqlx
     Ok(())
 }
 
+/// Whether an account exists at all: `Some(true)` when it is closed, `None` when unknown.
+pub async fn is_closed(tx: &mut Conn, id: &AccountId) -> Result<Option<bool>, sqlx::Error> {
+    let closed_at: Option<Option<i64>> = sqlx::query_scalar("SELECT closed_at_ms FROM accounts WHERE id = $1")
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(closed_at.map(|at| at.is_some()))
+}
+
 /// Closes an account that its last user left (SPEC R27: an invitee joins another account).
 pub async fn close(tx: &mut Conn, id: &AccountId, now_ms: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE accounts SET closed_at_ms = $2 WHERE id = $1")

@@ -1,13 +1,15 @@
 //! `roster.licensing.v1.BillingService`. Billing reads ask identity afresh on every call, so
 //! they follow an ownership transfer at once (SPEC R5).
 
-use roster_platform::auth::principal;
+use roster_platform::auth::{Principal, principal};
+use roster_platform::status;
 use roster_proto::licensing::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use super::{Api, convert, no_lookups};
+use super::{Api, convert, error, no_lookups};
 use crate::app::billing::{self, NewSubscription};
 use crate::directory::Freshness;
+use crate::domain::DomainError;
 use crate::domain::access::Caller;
 
 #[tonic::async_trait]
@@ -54,7 +56,7 @@ impl pb::billing_service_server::BillingService for Api {
         let account = convert::id("account_id", &request.get_ref().account_id)?;
         let id = account.clone();
         let (subscriptions, method) = self
-            .read(&who, &account, Freshness::Fresh, move |tx, _, caller| {
+            .read_records(&who, &account, move |tx, _, caller| {
                 Box::pin(async move { billing::overview(tx, caller, &id).await })
             })
             .await?;
@@ -95,10 +97,32 @@ impl pb::billing_service_server::BillingService for Api {
         let page = self.pages.request(req.page_size, &req.page_token)?;
         let (after, limit, id) = (page.after.clone(), page.fetch_limit(), account.clone());
         let rows = self
-            .read(&who, &account, Freshness::Fresh, move |tx, _, caller| {
+            .read_records(&who, &account, move |tx, _, caller| {
                 Box::pin(async move { billing::refunds(tx, caller, &id, after.as_deref(), limit).await })
             })
             .await?;
+        let (rows, next_page_token) = page.finish(rows, |refund| refund.id.to_string());
+        Ok(Response::new(pb::ListRefundsResponse {
+            refunds: rows.iter().map(convert::refund).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_my_refunds(
+        &self,
+        request: Request<pb::ListMyRefundsRequest>,
+    ) -> Result<Response<pb::ListRefundsResponse>, Status> {
+        let who = principal(&request)?;
+        let req = request.into_inner();
+        // A user's own records, asked by the user themselves: no account to check them against.
+        let Principal::User { user_id } = &who else {
+            return Err(error::domain_status(&DomainError::PrincipalNotAllowed));
+        };
+        let user = convert::id("user", user_id)?;
+        let page = self.pages.request(req.page_size, &req.page_token)?;
+        let (after, limit) = (page.after.clone(), page.fetch_limit());
+        let mut conn = self.db.reader().await.map_err(|e| status::from_db(&e))?;
+        let rows = billing::refunds_to(&mut conn, &user, after.as_deref(), limit).await.map_err(error::to_status)?;
         let (rows, next_page_token) = page.finish(rows, |refund| refund.id.to_string());
         Ok(Response::new(pb::ListRefundsResponse {
             refunds: rows.iter().map(convert::refund).collect(),
@@ -134,6 +158,7 @@ impl pb::billing_service_server::BillingService for Api {
         let req = request.into_inner();
         let account = convert::id("account_id", &req.account_id)?;
         let subscription = convert::id("subscription_id", &req.subscription_id)?;
+        let beneficiary = convert::optional_id("beneficiary_user_id", &req.beneficiary_user_id)?;
         let caller = self.caller(&who, &account, Freshness::Fresh).await?;
         let id = account.clone();
         self.mutate(
@@ -147,7 +172,7 @@ impl pb::billing_service_server::BillingService for Api {
             no_lookups(),
             move |tx, ctx, caller, ()| {
                 Box::pin(async move {
-                    billing::refund(tx, ctx, caller, &id, &subscription).await.map(|r| convert::refund(&r))
+                    billing::refund(tx, ctx, caller, &id, &subscription, beneficiary).await.map(|r| convert::refund(&r))
                 })
             },
         )

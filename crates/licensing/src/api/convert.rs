@@ -10,6 +10,7 @@ use crate::domain::model::{
     PhoneLine, PhoneNumber, Refund, SeatPool, Subscription, SubscriptionStatus,
 };
 use crate::domain::proration::Proration;
+use crate::store::audit::StoredEvent;
 
 /// Longest title or plan name.
 pub const MAX_TEXT_CHARS: usize = 200;
@@ -201,6 +202,7 @@ pub fn refund(refund: &Refund) -> pb::Refund {
         unused_seconds: refund.unused_seconds,
         period_seconds: refund.period_seconds,
         refunded_at_ms: refund.refunded_at_ms,
+        refunded_user_id: refund.refunded_user_id.as_ref().map(ToString::to_string).unwrap_or_default(),
     }
 }
 
@@ -221,5 +223,19 @@ pub fn payment_method(method: &PaymentMethod) -> pb::PaymentMethodSummary {
         last4: method.last4.clone(),
         expiry_month: method.expiry_month,
         expiry_year: method.expiry_year,
+    }
+}
+
+pub fn audit_event(event: &StoredEvent) -> pb::AuditEvent {
+    pb::AuditEvent {
+        id: event.id.clone(),
+        account_id: event.account_id.clone(),
+        principal: event.principal.clone(),
+        action: event.action.clone(),
+        target: event.target.clone(),
+        outcome: event.outcome.clone(),
+        request_id: event.request_id.clone(),
+        details_json: event.details_json.clone(),
+        at_ms: event.at_ms,
     }
 }

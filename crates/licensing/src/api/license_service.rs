@@ -5,7 +5,7 @@ use roster_proto::licensing::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::{Api, convert, no_lookups};
-use crate::app::licenses;
+use crate::app::{audit_trail, licenses};
 use crate::directory::Freshness;
 use crate::domain::access::{Caller, Privilege};
 use crate::domain::model::LicenseType;
@@ -242,6 +242,29 @@ impl pb::license_service_server::LicenseService for Api {
             .await?;
         Ok(Response::new(pb::ListPhoneNumbersResponse {
             phone_numbers: lines.iter().map(convert::phone_line).collect(),
+        }))
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let who = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::id("account_id", &req.account_id)?;
+        let page = self.pages.request(req.page_size, &req.page_token)?;
+        let (before, limit, id) = (page.after.clone(), page.fetch_limit(), account.clone());
+        // Records outlive the account (a refund in an account that then closed), so operators
+        // may read a closed account's trail.
+        let events = self
+            .read_records(&who, &account, move |tx, _, caller| {
+                Box::pin(async move { audit_trail::list(tx, caller, &id, before.as_deref(), limit).await })
+            })
+            .await?;
+        let (events, next_page_token) = page.finish(events, |event| event.id.clone());
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            events: events.iter().map(convert::audit_event).collect(),
+            next_page_token,
         }))
     }
 

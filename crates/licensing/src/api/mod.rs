@@ -142,6 +142,18 @@ impl Api {
     /// Runs a read-only use case for the caller in `account` on a reader connection, without a
     /// transaction: each read sees what is committed as it runs (as in a READ COMMITTED
     /// transaction), and the BEGIN and ROLLBACK round trips are saved.
+    /// [`Api::read`] of records an account keeps after it closes (its billing): operators may
+    /// read them for a closed account too; anyone else is resolved as usual, afresh.
+    async fn read_records<T, F>(&self, principal: &Principal, account: &Id, op: F) -> Result<T, Status>
+    where
+        F: for<'t> FnOnce(&'t mut Conn, &'t Ctx, &'t Caller) -> BoxFuture<'t, app::Result<T>>,
+    {
+        let caller = app::resolve_record_reader(&self.directory, principal, account).await.map_err(error::to_status)?;
+        let ctx = self.ctx(principal, "");
+        let mut conn = self.db.reader().await.map_err(|e| status::from_db(&e))?;
+        op(&mut conn, &ctx, &caller).await.map_err(error::to_status)
+    }
+
     async fn read<T, F>(&self, principal: &Principal, account: &Id, freshness: Freshness, op: F) -> Result<T, Status>
     where
         F: for<'t> FnOnce(&'t mut Conn, &'t Ctx, &'t Caller) -> BoxFuture<'t, app::Result<T>>,

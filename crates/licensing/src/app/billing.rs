@@ -1,5 +1,6 @@
 //! Subscriptions, billing views and refunds (SPEC R5, R28). Views are the current owner's
-//! alone; the refund step is identity's (the accept-invitation saga).
+//! (and support's); the refund step is identity's (the accept-invitation saga), and a
+//! refunded user sees their own refunds wherever they went.
 
 use serde_json::json;
 
@@ -90,8 +91,14 @@ pub async fn refunds(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Refund>> {
-    caller.owner()?;
+    caller.billing_reader()?;
     Ok(store::billing::refunds(tx, account, after, limit).await?)
+}
+
+/// The refunds made to `user` themselves, whatever became of the account they were made in
+/// (SPEC R28: an invitee's old account closes as they join another, yet the refund is theirs).
+pub async fn refunds_to(tx: &mut Conn, user: &Id, after: Option<&str>, limit: i64) -> Result<Vec<Refund>> {
+    Ok(store::billing::refunds_to(tx, user, after, limit).await?)
 }
 
 /// What a refund would pay now: the owner asks, or identity before it refunds.
@@ -125,8 +132,16 @@ async fn active_subscription(tx: &mut Conn, account: &Id, id: &Id) -> Result<Sub
     Ok(subscription)
 }
 
-/// Saga step (SPEC R28): refunds the unused remainder once and ends the subscription.
-pub async fn refund(tx: &mut Conn, ctx: &Ctx, caller: &Caller, account: &Id, subscription: &Id) -> Result<Refund> {
+/// Saga step (SPEC R28): refunds the unused remainder once and ends the subscription;
+/// `beneficiary` is the user refunded, who keeps seeing it ([`refunds_to`]).
+pub async fn refund(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    caller: &Caller,
+    account: &Id,
+    subscription: &Id,
+    beneficiary: Option<Id>,
+) -> Result<Refund> {
     caller.identity()?;
     lock_account(tx, account).await?;
     let subscription = active_subscription(tx, account, subscription).await?;
@@ -145,6 +160,7 @@ pub async fn refund(tx: &mut Conn, ctx: &Ctx, caller: &Caller, account: &Id, sub
         unused_seconds: proration.unused_seconds,
         period_seconds: proration.period_seconds,
         refunded_at_ms: ctx.now_ms,
+        refunded_user_id: beneficiary,
     };
     if !store::billing::insert_refund(tx, &refund).await? {
         return Err(DomainError::AlreadyRefunded.into());

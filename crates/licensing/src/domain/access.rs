@@ -22,6 +22,7 @@ pub enum Privilege {
     ManageUsers,
     ManageLicenses,
     ViewBilling,
+    ViewAudit,
 }
 
 impl Privilege {
@@ -30,6 +31,7 @@ impl Privilege {
             Self::ManageUsers => "manage_users",
             Self::ManageLicenses => "manage_licenses",
             Self::ViewBilling => "view_billing",
+            Self::ViewAudit => "view_audit",
         }
     }
 }
@@ -99,11 +101,12 @@ impl Caller {
         if member.is_owner { Ok(member) } else { Err(DomainError::NotAccountOwner) }
     }
 
-    /// The current owner's billing view, or identity's accept-invitation saga, which refunds
-    /// the subscriptions of an account its owner is leaving (SPEC R28).
+    /// The current owner's billing view; identity's accept-invitation saga, which refunds the
+    /// subscriptions of an account its owner is leaving (SPEC R28); and platform support, who
+    /// answers questions about them.
     pub fn billing_reader(&self) -> Result<(), DomainError> {
         match self {
-            Self::Identity => Ok(()),
+            Self::Identity | Self::Operator(_) => Ok(()),
             _ => self.owner().map(drop),
         }
     }

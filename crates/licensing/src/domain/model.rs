@@ -221,6 +221,8 @@ pub struct Refund {
     pub unused_seconds: i64,
     pub period_seconds: i64,
     pub refunded_at_ms: i64,
+    /// Who was refunded (the invitee who left the account, SPEC R28), when known.
+    pub refunded_user_id: Option<Id>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

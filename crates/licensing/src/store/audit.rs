@@ -1,6 +1,22 @@
 //! The `audit_events` table (SPEC R33): append-only.
 
+use sqlx::Row;
+
 use super::Conn;
+
+/// An audit record as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub id: String,
+    pub account_id: String,
+    pub principal: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub request_id: String,
+    pub details_json: String,
+    pub at_ms: i64,
+}
 
 /// One audit record; `outcome` is `ok` or `refused:<REASON>`.
 #[derive(Debug, Clone)]
@@ -32,4 +48,37 @@ pub async fn insert(tx: &mut Conn, event: &AuditEvent<'_>) -> Result<(), sqlx::E
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// The account's records, newest first; `before` is the last id of the previous page.
+pub async fn list(
+    tx: &mut Conn,
+    account: &str,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, account_id, principal, action, target, outcome, request_id, details, at_ms FROM audit_events \
+         WHERE account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+    )
+    .bind(account)
+    .bind(before.unwrap_or("~"))
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(StoredEvent {
+                id: row.try_get("id")?,
+                account_id: row.try_get::<Option<String>, _>("account_id")?.unwrap_or_default(),
+                principal: row.try_get("principal")?,
+                action: row.try_get("action")?,
+                target: row.try_get("target")?,
+                outcome: row.try_get("outcome")?,
+                request_id: row.try_get("request_id")?,
+                details_json: row.try_get("details")?,
+                at_ms: row.try_get("at_ms")?,
+            })
+        })
+        .collect()
 }

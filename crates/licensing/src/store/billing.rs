@@ -120,8 +120,8 @@ pub async fn invoices(
         .collect()
 }
 
-const REFUND_COLUMNS: &str =
-    "id, account_id, subscription_id, amount_minor, currency, unused_seconds, period_seconds, refunded_at_ms";
+const REFUND_COLUMNS: &str = "id, account_id, subscription_id, amount_minor, currency, unused_seconds, period_seconds, refunded_at_ms, \
+     refunded_user_id";
 
 fn refund(row: &AnyRow) -> Result<Refund, sqlx::Error> {
     Ok(Refund {
@@ -133,6 +133,7 @@ fn refund(row: &AnyRow) -> Result<Refund, sqlx::Error> {
         unused_seconds: row.try_get("unused_seconds")?,
         period_seconds: row.try_get("period_seconds")?,
         refunded_at_ms: row.try_get("refunded_at_ms")?,
+        refunded_user_id: row.try_get::<Option<String>, _>("refunded_user_id")?.map(Id::from_stored),
     })
 }
 
@@ -140,7 +141,7 @@ fn refund(row: &AnyRow) -> Result<Refund, sqlx::Error> {
 /// so two racing refunds cannot both land).
 pub async fn insert_refund(tx: &mut Conn, refund: &Refund) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(&format!(
-        "INSERT INTO refunds ({REFUND_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+        "INSERT INTO refunds ({REFUND_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
          ON CONFLICT (subscription_id) DO NOTHING"
     ))
     .bind(refund.id.as_str())
@@ -151,6 +152,7 @@ pub async fn insert_refund(tx: &mut Conn, refund: &Refund) -> Result<bool, sqlx:
     .bind(refund.unused_seconds)
     .bind(refund.period_seconds)
     .bind(refund.refunded_at_ms)
+    .bind(refund.refunded_user_id.as_ref().map(Id::as_str))
     .execute(&mut *tx)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -174,6 +176,21 @@ pub async fn refunds(tx: &mut Conn, account: &Id, after: Option<&str>, limit: i6
         .iter()
         .map(refund)
         .collect()
+}
+
+/// Refunds made to `user`, in whichever account, oldest first.
+pub async fn refunds_to(tx: &mut Conn, user: &Id, after: Option<&str>, limit: i64) -> Result<Vec<Refund>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {REFUND_COLUMNS} FROM refunds WHERE refunded_user_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+    ))
+    .bind(user.as_str())
+    .bind(after.unwrap_or(""))
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(refund)
+    .collect()
 }
 
 pub async fn payment_method(tx: &mut Conn, account: &Id) -> Result<Option<PaymentMethod>, sqlx::Error> {

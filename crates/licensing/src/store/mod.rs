@@ -20,8 +20,14 @@ pub use roster_platform::db::{Conn, Tx};
 use crate::domain::model::Id;
 
 /// Embedded migrations, applied in order at start-up.
-pub const MIGRATIONS: &[MigrationSql] =
-    &[MigrationSql { version: 1, description: "licensing", sql: include_str!("../../migrations/0001_licensing.sql") }];
+pub const MIGRATIONS: &[MigrationSql] = &[
+    MigrationSql { version: 1, description: "licensing", sql: include_str!("../../migrations/0001_licensing.sql") },
+    MigrationSql {
+        version: 2,
+        description: "refund beneficiary",
+        sql: include_str!("../../migrations/0002_refund_beneficiary.sql"),
+    },
+];
 
 /// Takes the account's write lock for the rest of the transaction.
 pub async fn lock_account(tx: &mut Conn, account: &Id) -> Result<(), sqlx::Error> {
