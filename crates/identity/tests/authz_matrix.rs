@@ -34,7 +34,7 @@ fn callers() -> impl Iterator<Item = Caller> {
     CALLERS.into_iter().chain(Forgery::ALL.map(Caller::Forged))
 }
 
-const RPCS: [&str; 41] = [
+const RPCS: [&str; 42] = [
     "AccountService/CreateAccount",
     "AccountService/GetAccount",
     "AccountService/UpdateAccount",
@@ -43,6 +43,7 @@ const RPCS: [&str; 41] = [
     "AccountService/AuthorizeIntegration",
     "AccountService/ListIntegrations",
     "AccountService/ListAuditEvents",
+    "AccountService/ReassignOwnership",
     "AccountService/RequestOwnership",
     "AccountService/ApproveOwnershipRequest",
     "AccountService/DenyOwnershipRequest",
@@ -117,6 +118,9 @@ fn expected(rpc: &str, caller: Caller) -> Code {
         ("GetOperation" | "WatchOperation" | "CancelOperation", Owner | Admin | Operator) => Ok,
         ("GetOperation" | "WatchOperation" | "CancelOperation", _) => NotFound,
         ("ListOperations", Operator) => Ok,
+        // SPEC R11: support alone.
+        ("ReassignOwnership", Operator) => Ok,
+        ("ReassignOwnership", _) => Denied,
         // SPEC R8: the admin asks (the owner already owns it; a member may ask only when the
         // account has no admins, and the world's has one); users ask, not operators.
         ("RequestOwnership", Admin) => Ok,
@@ -287,6 +291,24 @@ async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Re
         "ListAuditEvents" => app
             .accounts()
             .list_audit_events(request(pb::ListAuditEventsRequest { account_id: account, ..Default::default() }, t))
+            .await
+            .map(drop),
+        "ReassignOwnership" => app
+            .accounts()
+            .reassign_ownership(request(
+                pb::ReassignOwnershipRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    new_owner_user_id: w.member.clone(),
+                    verification: Some(pb::SupportVerification {
+                        ticket_reference: "SUP-1".into(),
+                        identity_check: "id".into(),
+                        relationship_check: "rel".into(),
+                        billing_check: "bill".into(),
+                    }),
+                },
+                t,
+            ))
             .await
             .map(drop),
         "RequestOwnership" => app

@@ -392,6 +392,20 @@ async fn every_other_rpc_names_its_malformed_field(app: &TestApp) {
         "ListAuditEvents",
     );
     expect_field(
+        a.reassign_ownership(authed(
+            pb::ReassignOwnershipRequest {
+                request_id: rid(),
+                account_id: account(),
+                new_owner_user_id: bad.clone(),
+                verification: None,
+            },
+            &app.operator_token(),
+        ))
+        .await,
+        "new_owner_user_id",
+        "ReassignOwnership",
+    );
+    expect_field(
         a.request_ownership(authed(pb::RequestOwnershipRequest { request_id: rid(), account_id: bad.clone() }, &t()))
             .await,
         "account_id",

@@ -1,6 +1,7 @@
 //! Ownership requests (SPEC R8-R10) over gRPC on SQLite and PostgreSQL, with the manual
 //! clock: the owner's first e-mail and daily reminders, the 168-hour deadline, approval and
-//! denial with step-up, void requests, and approve, deny and the deadline racing.
+//! denial with step-up, void requests, approve, deny and the deadline racing, and support's
+//! reassignment (R11).
 
 mod support;
 
@@ -19,6 +20,7 @@ on_both_backends!(
     r10_approve_deny_and_the_deadline_racing_give_one_outcome,
     r10_a_demoted_requester_or_a_direct_transfer_voids_the_request,
     r8_who_may_request_and_one_open_request_per_account,
+    r11_support_reassigns_ownership_only_with_a_recorded_verification,
 );
 
 const HOUR_MS: i64 = 3_600_000;
@@ -403,5 +405,81 @@ async fn r8_who_may_request_and_one_open_request_per_account(app: &TestApp) {
         app.assign_role(&account.id, &owner, &admin, "admin").await.expect("promote");
         let refused = app.request_ownership(&account.id, &admin).await.expect_err("plan or CSM");
         assert_eq!(reason(&refused), "OWNERSHIP_REQUEST_NOT_ALLOWED", "{plan:?} csm={csm}");
+    }
+}
+
+fn verification() -> pb::SupportVerification {
+    pb::SupportVerification {
+        ticket_reference: "SUP-4711".into(),
+        identity_check: "video call, passport matched".into(),
+        relationship_check: "letter from the CFO on company paper".into(),
+        billing_check: "last invoice paid from the company account".into(),
+    }
+}
+
+async fn reassign(
+    app: &TestApp,
+    w: &World,
+    token: &str,
+    to: &str,
+    verification: Option<pb::SupportVerification>,
+) -> Result<pb::Account, tonic::Status> {
+    app.accounts()
+        .reassign_ownership(authed(
+            pb::ReassignOwnershipRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                new_owner_user_id: to.into(),
+                verification,
+            },
+            token,
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn r11_support_reassigns_ownership_only_with_a_recorded_verification(app: &TestApp) {
+    let w = app.seed_world("support").await;
+    let operator = app.operator_token();
+    for (field, broken) in [
+        ("verification.ticket_reference", pb::SupportVerification { ticket_reference: " ".into(), ..verification() }),
+        ("verification.identity_check", pb::SupportVerification { identity_check: String::new(), ..verification() }),
+        (
+            "verification.relationship_check",
+            pb::SupportVerification { relationship_check: String::new(), ..verification() },
+        ),
+        ("verification.billing_check", pb::SupportVerification { billing_check: String::new(), ..verification() }),
+    ] {
+        let refused = reassign(app, &w, &operator, &w.member, Some(broken)).await.expect_err(field);
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert_eq!(support::bad_field(&refused).as_deref(), Some(field));
+    }
+    let refused = reassign(app, &w, &operator, &w.member, None).await.expect_err("no verification at all");
+    assert_eq!(support::bad_field(&refused).as_deref(), Some("verification.ticket_reference"));
+    let refused =
+        reassign(app, &w, &app.user_token(&w.owner), &w.member, Some(verification())).await.expect_err("owner");
+    assert_eq!(reason(&refused), "PRINCIPAL_NOT_ALLOWED", "account users never reassign: {refused:?}");
+    let refused = reassign(app, &w, &operator, &w.pending_user, Some(verification())).await.expect_err("pending");
+    assert_eq!(reason(&refused), "USER_PENDING");
+    assert_eq!(role(app, &w, &w.owner).await, pb::RoleKind::Owner, "nothing changed yet");
+
+    let account = reassign(app, &w, &operator, &w.member, Some(verification())).await.expect("reassigned");
+    assert_eq!(account.owner.expect("owner").user_id, w.member);
+    assert_eq!(app.owner_count(&w.account).await, 1);
+    assert_eq!(role(app, &w, &w.owner).await, pb::RoleKind::Admin, "the previous owner is an admin");
+    for who in ["owner", "member"] {
+        assert_eq!(app.mails(&w.email_of(who), "ownership_transferred").await.len(), 1, "{who} is e-mailed");
+    }
+    let (principal, details): (String, String) = sqlx::query_as(
+        "SELECT principal, details FROM audit_events WHERE account_id = $1 \
+         AND action = 'account.ownership_reassigned' AND outcome = 'ok'",
+    )
+    .bind(&w.account)
+    .fetch_one(app.db.pool())
+    .await
+    .expect("audited once, with the verification");
+    assert_eq!(principal, "operator:support");
+    for part in ["SUP-4711", "passport", "CFO", "invoice", &w.owner, &w.member] {
+        assert!(details.contains(part), "{part} in {details}");
     }
 }

@@ -178,6 +178,33 @@ impl pb::account_service_server::AccountService for Api {
         }))
     }
 
+    async fn reassign_ownership(
+        &self,
+        request: Request<pb::ReassignOwnershipRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let id = convert::account_id(&req.account_id)?;
+        let new_owner = convert::user_id("new_owner_user_id", &req.new_owner_user_id)?;
+        let verification = convert::support_verification(req.verification.as_ref())?;
+        let account = id.clone();
+        self.mutate(
+            caller,
+            method!("AccountService", "ReassignOwnership", OWNERSHIP_REASSIGNED),
+            &req.request_id,
+            &req,
+            Some((id, Need::Operator)),
+            move |tx, ctx| {
+                Box::pin(async move {
+                    accounts::reassign_ownership(tx, ctx, &account, &new_owner, &verification)
+                        .await
+                        .map(|view| convert::account(&view))
+                })
+            },
+        )
+        .await
+    }
+
     async fn request_ownership(
         &self,
         request: Request<pb::RequestOwnershipRequest>,

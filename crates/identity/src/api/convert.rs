@@ -10,6 +10,7 @@ use roster_proto::operations::v1 as ops;
 use roster_workflow::{Instance, State};
 use tonic::Status;
 
+use crate::app::accounts::SupportVerification;
 use crate::app::step_up::{ChallengeSent, Proof};
 use crate::app::users::TransferRequest;
 use crate::domain::model::{
@@ -532,6 +533,31 @@ pub fn ownership_request(request: &OwnershipRequest) -> pb::OwnershipRequest {
         deadline_ms: request.deadline_ms,
         decided_at_ms: request.decided_at_ms.unwrap_or(0),
     }
+}
+
+/// The longest a part of a support verification may be.
+const MAX_VERIFICATION_CHARS: usize = 1_000;
+
+/// SPEC R11: every part of the verification is required; the first missing one is named.
+pub fn support_verification(raw: Option<&pb::SupportVerification>) -> Result<SupportVerification, Status> {
+    let empty = pb::SupportVerification::default();
+    let raw = raw.unwrap_or(&empty);
+    let part = |field: &'static str, text: &str| -> Result<String, Status> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(invalid_argument(field, "is required: say what support checked"));
+        }
+        if text.chars().count() > MAX_VERIFICATION_CHARS {
+            return Err(invalid_argument(field, format!("at most {MAX_VERIFICATION_CHARS} characters")));
+        }
+        Ok(text.to_owned())
+    };
+    Ok(SupportVerification {
+        ticket_reference: part("verification.ticket_reference", &raw.ticket_reference)?,
+        identity_check: part("verification.identity_check", &raw.identity_check)?,
+        relationship_check: part("verification.relationship_check", &raw.relationship_check)?,
+        billing_check: part("verification.billing_check", &raw.billing_check)?,
+    })
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::domain::DomainError;
 use crate::domain::model::{
     Account, AccountSettings, AccountView, AuditEvent, Integration, Plan, Privilege, Role, User, UserStatus,
 };
-use crate::domain::privileges::{Actor, Caller};
+use crate::domain::privileges::{Actor, Caller, Need};
 use crate::domain::rules;
 use crate::domain::rules::PhoneHoldings;
 use crate::domain::values::{AccountId, Domain, Email, IntegrationId, OwnershipRequestId, UserId};
@@ -221,6 +221,35 @@ pub async fn hand_over(
     )
     .await?;
     Ok(flagged)
+}
+
+/// What support checked before reassigning ownership (SPEC R11).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SupportVerification {
+    pub ticket_reference: String,
+    pub identity_check: String,
+    pub relationship_check: String,
+    pub billing_check: String,
+}
+
+/// SPEC R11: platform support makes an active user of the account its owner, with the
+/// verification it performed kept in the audit trail. The previous owner becomes an admin.
+pub async fn reassign_ownership(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    id: &AccountId,
+    new_owner: &UserId,
+    verification: &SupportVerification,
+) -> Result<AccountView> {
+    lock_and_load_caller(tx, ctx, id).await?.satisfies(Need::Operator)?;
+    let target = store::users::get_in_account(tx, id, new_owner).await?.ok_or(DomainError::UserNotFound)?;
+    rules::check_support_reassignment(&target)?;
+    let previous = store::users::owner_of(tx, id).await?.ok_or(DomainError::AccountNotFound)?;
+    hand_over(tx, ctx, id, &previous, &target, None).await?;
+    let details = json!({"previous_owner": previous.id.as_str(), "new_owner": target.id.as_str(),
+                         "verification": verification});
+    audit(tx, ctx, Some(id), crate::app::actions::OWNERSHIP_REASSIGNED, user_target(&target.id), details).await?;
+    view(tx, id).await
 }
 
 /// The caller's own role and privileges, from current data.

@@ -4,6 +4,8 @@
 pub const ACCOUNT_CREATED: &str = "account.created";
 pub const ACCOUNT_UPDATED: &str = "account.updated";
 pub const OWNERSHIP_TRANSFERRED: &str = "account.ownership_transferred";
+/// Platform support made a user the owner (SPEC R11).
+pub const OWNERSHIP_REASSIGNED: &str = "account.ownership_reassigned";
 pub const OWNERSHIP_REQUESTED: &str = "ownership_request.created";
 pub const OWNERSHIP_REQUEST_APPROVED: &str = "ownership_request.approved";
 pub const OWNERSHIP_REQUEST_DENIED: &str = "ownership_request.denied";

@@ -69,6 +69,8 @@ pub enum Need {
     Owner,
     /// An operator, or an active user holding the privilege: who may read what it guards.
     Reader(Privilege),
+    /// Platform support alone (SPEC R11).
+    Operator,
 }
 
 /// The caller of an operation on one account.
@@ -108,6 +110,10 @@ impl Caller {
                 _ => Err(DomainError::NotAccountOwner),
             },
             Need::Reader(privilege) => self.may_read(Some(privilege)),
+            Need::Operator => match self {
+                Self::Operator(_) => Ok(()),
+                _ => Err(DomainError::OperatorOnly),
+            },
         }
     }
 
@@ -187,5 +193,7 @@ mod tests {
         assert!(member.satisfies(Need::Privilege(Privilege::ManageUsers)).is_err());
         assert!(member.satisfies(Need::ActiveMember).is_ok());
         assert!(operator.satisfies(Need::ActiveMember).is_err());
+        assert!(operator.satisfies(Need::Operator).is_ok());
+        assert_eq!(owner.satisfies(Need::Operator), Err(DomainError::OperatorOnly));
     }
 }

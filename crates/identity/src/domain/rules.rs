@@ -31,6 +31,16 @@ pub fn check_ownership_transfer(actor: &Actor, new_owner: &User) -> Result<(), D
     Ok(())
 }
 
+/// R11: support may make any active user of the account its owner, but not the owner again.
+pub fn check_support_reassignment(new_owner: &User) -> Result<(), DomainError> {
+    match new_owner.status {
+        _ if new_owner.is_owner() => Err(DomainError::invalid("new_owner_user_id", "is already the owner")),
+        UserStatus::Pending => Err(DomainError::UserPending),
+        UserStatus::Deactivated => Err(DomainError::UserDeactivated),
+        UserStatus::Active => Ok(()),
+    }
+}
+
 /// R14, R15, R17: whether `actor` may deactivate, unlink or delete `target`.
 pub fn check_removal(actor: &Actor, target: &User) -> Result<(), DomainError> {
     actor.require(Privilege::ManageUsers)?;
@@ -212,6 +222,22 @@ mod tests {
             user(Role::Custom(RoleId::generate()), UserStatus::Active),
             Some(privileges.iter().copied().collect()),
         )
+    }
+
+    #[test]
+    fn r11_support_makes_any_active_user_the_owner() {
+        for role in [Role::Admin, Role::Member, Role::Custom(RoleId::generate())] {
+            assert_eq!(check_support_reassignment(&user(role, UserStatus::Active)), Ok(()));
+        }
+        assert_eq!(check_support_reassignment(&user(Role::Member, UserStatus::Pending)), Err(DomainError::UserPending));
+        assert_eq!(
+            check_support_reassignment(&user(Role::Member, UserStatus::Deactivated)),
+            Err(DomainError::UserDeactivated)
+        );
+        assert!(matches!(
+            check_support_reassignment(&user(Role::Owner, UserStatus::Active)),
+            Err(DomainError::Invalid { .. })
+        ));
     }
 
     #[test]
