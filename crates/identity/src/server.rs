@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use roster_platform::auth::{Signer, Verifier};
 use roster_platform::clock::SharedClock;
-use roster_platform::config::LimitArgs;
+use roster_platform::config::{ConfigError, LimitArgs};
 use roster_platform::db::{Backend, Database, redact};
 use roster_platform::pagination::PageTokens;
 use roster_platform::saga_retry::SagaRetryArgs;
@@ -27,7 +27,7 @@ use tonic::service::Routes;
 
 use crate::api::Api;
 use crate::dev_clock::{DevClock, KeptClock};
-use crate::notify::{Dispatcher, Mailer};
+use crate::notify::{Dispatcher, Mailer, Smtp, SmtpConfigError};
 use crate::sagas::{self, Licensing};
 use crate::store::MIGRATIONS;
 
@@ -43,6 +43,14 @@ pub struct IdentityArgs {
     /// How often the outbox is polled for e-mails to send.
     #[arg(long = "outbox-poll-ms", env = "ROSTER_OUTBOX_POLL_MS", default_value_t = 1_000)]
     pub outbox_poll_ms: u64,
+    /// Send e-mail through this SMTP server: `smtps://user:pass@host:465` (implicit TLS),
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS), or `smtp://host:25` (plain, for a
+    /// relay on the same host). Unset, e-mails are written as files in the data directory.
+    #[arg(long = "smtp-url", env = "ROSTER_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of every e-mail.
+    #[arg(long = "mail-from", env = "ROSTER_MAIL_FROM", default_value = "Roster <noreply@roster.invalid>")]
+    pub mail_from: String,
     #[command(flatten)]
     pub workflow: WorkflowArgs,
 }
@@ -224,6 +232,19 @@ impl Server {
 /// The SQLite URL identity uses inside a data directory.
 pub fn embedded_database_url(data_dir: &std::path::Path) -> String {
     Database::sqlite_url(data_dir, "identity")
+}
+
+impl IdentityArgs {
+    /// SMTP when a server is configured; the dev inbox in `data_dir` otherwise.
+    pub fn mailer(&self, data_dir: &std::path::Path) -> Result<Mailer, ConfigError> {
+        match &self.smtp_url {
+            Some(url) => Smtp::new(url, &self.mail_from).map(Mailer::Smtp).map_err(|e| match e {
+                SmtpConfigError::Url(_) => ConfigError::new("ROSTER_SMTP_URL", e.to_string()),
+                SmtpConfigError::From(_) => ConfigError::new("ROSTER_MAIL_FROM", e.to_string()),
+            }),
+            None => Ok(Mailer::Files(dev_mail_dir(data_dir))),
+        }
+    }
 }
 
 /// The dev inbox inside a data directory.

@@ -34,7 +34,7 @@ fn callers() -> impl Iterator<Item = Caller> {
     CALLERS.into_iter().chain(Forgery::ALL.map(Caller::Forged))
 }
 
-const RPCS: [&str; 42] = [
+const RPCS: [&str; 43] = [
     "AccountService/CreateAccount",
     "AccountService/GetAccount",
     "AccountService/UpdateAccount",
@@ -44,6 +44,7 @@ const RPCS: [&str; 42] = [
     "AccountService/ListIntegrations",
     "AccountService/ListAuditEvents",
     "AccountService/ReassignOwnership",
+    "AccountService/ListUndeliverableEmails",
     "AccountService/RequestOwnership",
     "AccountService/ApproveOwnershipRequest",
     "AccountService/DenyOwnershipRequest",
@@ -118,9 +119,9 @@ fn expected(rpc: &str, caller: Caller) -> Code {
         ("GetOperation" | "WatchOperation" | "CancelOperation", Owner | Admin | Operator) => Ok,
         ("GetOperation" | "WatchOperation" | "CancelOperation", _) => NotFound,
         ("ListOperations", Operator) => Ok,
-        // SPEC R11: support alone.
-        ("ReassignOwnership", Operator) => Ok,
-        ("ReassignOwnership", _) => Denied,
+        // SPEC R11: support alone; and undeliverable e-mails are support's to see (R35).
+        ("ReassignOwnership" | "ListUndeliverableEmails", Operator) => Ok,
+        ("ReassignOwnership" | "ListUndeliverableEmails", _) => Denied,
         // SPEC R8: the admin asks (the owner already owns it; a member may ask only when the
         // account has no admins, and the world's has one); users ask, not operators.
         ("RequestOwnership", Admin) => Ok,
@@ -307,6 +308,14 @@ async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Re
                         billing_check: "bill".into(),
                     }),
                 },
+                t,
+            ))
+            .await
+            .map(drop),
+        "ListUndeliverableEmails" => app
+            .accounts()
+            .list_undeliverable_emails(request(
+                pb::ListUndeliverableEmailsRequest { account_id: account, ..Default::default() },
                 t,
             ))
             .await

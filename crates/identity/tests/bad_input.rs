@@ -392,6 +392,15 @@ async fn every_other_rpc_names_its_malformed_field(app: &TestApp) {
         "ListAuditEvents",
     );
     expect_field(
+        a.list_undeliverable_emails(authed(
+            pb::ListUndeliverableEmailsRequest { account_id: account(), page_size: 501, ..Default::default() },
+            &app.operator_token(),
+        ))
+        .await,
+        "page_size",
+        "ListUndeliverableEmails",
+    );
+    expect_field(
         a.reassign_ownership(authed(
             pb::ReassignOwnershipRequest {
                 request_id: rid(),

@@ -1,6 +1,6 @@
 //! Helpers shared by the tests of every crate: a fresh PostgreSQL database per test, skips
 //! that stay visible, gRPC client helpers (`grpc`), tokens that must be refused (`tokens`) and
-//! hostile input for every RPC (`hostile`).
+//! hostile input for every RPC (`hostile`), and a real SMTP server to send to (`smtp`).
 //!
 //! PostgreSQL comes from `ROSTER_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`). When it cannot be reached, a test's PostgreSQL
@@ -10,6 +10,7 @@
 
 pub mod grpc;
 pub mod hostile;
+pub mod smtp;
 pub mod tokens;
 
 use std::io::Write;

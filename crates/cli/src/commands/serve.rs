@@ -4,7 +4,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use roster_identity::notify::Mailer;
 use roster_identity::{IdentityArgs, PeerArgs};
 use roster_licensing::LicensingArgs;
 use roster_platform::auth::{Signer, Verifier};
@@ -76,7 +75,7 @@ pub fn identity_settings(
         db_max_connections: pool.db_max_connections,
         verifier,
         limits,
-        mailer: Mailer::Files(roster_identity::server::dev_mail_dir(data_dir)),
+        mailer: identity.mailer(data_dir)?,
         outbox_poll: Duration::from_millis(identity.outbox_poll_ms.max(10)),
         clock: Arc::new(SystemClock),
         dev_clock: None,

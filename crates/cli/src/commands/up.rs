@@ -81,6 +81,7 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
         settings.dev_clock = Some(kept);
     }
     let clock = settings.clock.clone();
+    let settings_mailer = settings.mailer.describe();
     let identity_db = roster_platform::db::redact(&settings.database_url);
     let mut identity = roster_identity::Server::build(settings).await.map_err(runtime)?;
     let identity_addr = identity.local_addr();
@@ -109,7 +110,7 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
 
     let mut banner = format!(
         "Roster is up.\n  identity   {identity_addr}  (database: {identity_db})\n  licensing  {licensing_addr}  (database: {licensing_db})\n  e-mails    {}\n  tokens     roster token --user <id> | --operator <name>\n",
-        roster_identity::server::dev_mail_dir(data_dir).display(),
+        settings_mailer,
     );
     if args.manual_clock {
         banner.push_str(&format!(

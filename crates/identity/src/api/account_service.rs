@@ -205,6 +205,27 @@ impl pb::account_service_server::AccountService for Api {
         .await
     }
 
+    async fn list_undeliverable_emails(
+        &self,
+        request: Request<pb::ListUndeliverableEmailsRequest>,
+    ) -> Result<Response<pb::ListUndeliverableEmailsResponse>, Status> {
+        let caller = principal(&request)?;
+        let req = request.get_ref();
+        let id = convert::account_id(&req.account_id)?;
+        let page = self.pages.request(req.page_size, &req.page_token)?;
+        let (before, limit) = (page.after.clone(), page.fetch_limit());
+        let emails = self
+            .read(caller, move |tx, ctx| {
+                Box::pin(async move { accounts::undeliverable_emails(tx, ctx, &id, before.as_deref(), limit).await })
+            })
+            .await?;
+        let (emails, next_page_token) = page.finish(emails, |e| e.id.clone());
+        Ok(Response::new(pb::ListUndeliverableEmailsResponse {
+            emails: emails.iter().map(convert::undeliverable_email).collect(),
+            next_page_token,
+        }))
+    }
+
     async fn request_ownership(
         &self,
         request: Request<pb::RequestOwnershipRequest>,

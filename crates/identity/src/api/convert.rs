@@ -21,6 +21,7 @@ use crate::domain::privileges::Actor;
 use crate::domain::values::{
     self, AccountId, ChallengeId, Domain, Email, InvitationId, OwnershipRequestId, RoleId, UserId,
 };
+use crate::store::outbox::Undeliverable;
 
 pub const MAX_NAME_CHARS: usize = 100;
 pub const MAX_ROLE_NAME_CHARS: usize = 64;
@@ -558,6 +559,19 @@ pub fn support_verification(raw: Option<&pb::SupportVerification>) -> Result<Sup
         relationship_check: part("verification.relationship_check", &raw.relationship_check)?,
         billing_check: part("verification.billing_check", &raw.billing_check)?,
     })
+}
+
+pub fn undeliverable_email(email: &Undeliverable) -> pb::UndeliverableEmail {
+    pb::UndeliverableEmail {
+        id: email.id.clone(),
+        kind: email.kind.clone(),
+        recipient: email.recipient.clone(),
+        subject: email.subject.clone(),
+        attempts: i32::try_from(email.attempts).unwrap_or(i32::MAX),
+        reason: email.reason.clone(),
+        created_at_ms: email.created_at_ms,
+        failed_at_ms: email.failed_at_ms,
+    }
 }
 
 #[cfg(test)]

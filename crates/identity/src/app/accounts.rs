@@ -252,6 +252,18 @@ pub async fn reassign_ownership(
     view(tx, id).await
 }
 
+/// E-mails of the account a mail server refused for good (SPEC R35); operators only.
+pub async fn undeliverable_emails(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    id: &AccountId,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<outbox::Undeliverable>> {
+    load_caller(tx, ctx, id).await?.satisfies(Need::Operator)?;
+    Ok(outbox::undeliverable(tx, id, before, limit).await?)
+}
+
 /// The caller's own role and privileges, from current data.
 pub async fn my_access(tx: &mut Conn, ctx: &Ctx, id: &AccountId) -> Result<Actor> {
     match load_caller(tx, ctx, id).await? {

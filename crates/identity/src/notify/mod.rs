@@ -1,10 +1,16 @@
 //! Delivery of the e-mail outbox (SPEC R35). The [`Dispatcher`] claims due e-mails with a
-//! lease, hands each to the [`Mailer`], and marks it sent or schedules a retry with
-//! exponential backoff; nothing is dropped. Dev mode delivers to files; SMTP joins later as
-//! another [`Mailer`] variant.
+//! lease, hands each to the [`Mailer`], and marks it sent, schedules a retry with exponential
+//! backoff (a mail server that is down or answers 4xx), or marks it undeliverable with the
+//! server's reason (a 5xx answer, or an address no server would take): nothing is dropped
+//! unseen, and nothing is retried forever that can never succeed. Dev mode writes files;
+//! production sends over SMTP ([`Smtp`]).
+
+mod smtp;
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub use smtp::{Smtp, SmtpConfigError};
 
 use futures_util::StreamExt;
 use roster_platform::backoff::Backoff;
@@ -19,20 +25,48 @@ use crate::store::outbox::{self, Claimed};
 pub enum Mailer {
     /// Writes each e-mail as `<dir>/<id>.eml`: the dev server's inbox.
     Files(PathBuf),
+    /// Sends it to a mail server (`ROSTER_SMTP_URL`).
+    Smtp(Smtp),
+}
+
+/// Why an e-mail did not go out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// Try again later: the server is down, busy, or answered 4xx.
+    Retry(String),
+    /// It never will go out as it is: the server refused it for good (5xx), or the address
+    /// cannot be written in a message. Kept with its reason for operators.
+    Undeliverable(String),
 }
 
 impl Mailer {
-    async fn send(&self, email: &Claimed) -> Result<(), String> {
+    /// Where e-mails go, for the start-up banner and logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Files(dir) => dir.display().to_string(),
+            Self::Smtp(smtp) => format!("SMTP {}", smtp.server()),
+        }
+    }
+
+    async fn send(&self, email: &Claimed) -> Result<(), SendError> {
         match self {
             Self::Files(dir) => {
-                tokio::fs::create_dir_all(dir).await.map_err(|e| format!("create {}: {e}", dir.display()))?;
+                let retry = SendError::Retry;
+                tokio::fs::create_dir_all(dir).await.map_err(|e| retry(format!("create {}: {e}", dir.display())))?;
+                let sent_at =
+                    std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(email.created_at_ms).unwrap_or(0));
                 let text = format!(
-                    "To: {}\nSubject: {}\nX-Roster-Kind: {}\n\n{}\n",
-                    email.recipient, email.subject, email.kind, email.body
+                    "To: {}\nSubject: {}\nDate: {}\nX-Roster-Kind: {}\n\n{}\n",
+                    email.recipient,
+                    email.subject,
+                    httpdate::fmt_http_date(sent_at),
+                    email.kind,
+                    email.body
                 );
                 let path = dir.join(format!("{}.eml", email.id));
-                tokio::fs::write(&path, text).await.map_err(|e| format!("write {}: {e}", path.display()))
+                tokio::fs::write(&path, text).await.map_err(|e| retry(format!("write {}: {e}", path.display())))
             }
+            Self::Smtp(smtp) => smtp.send(email).await,
         }
     }
 }
@@ -93,10 +127,14 @@ impl Dispatcher {
         for (email, outcome) in &sends {
             match outcome {
                 Ok(()) => sent.push(email.id.as_str()),
-                Err(error) => {
+                Err(SendError::Retry(error)) => {
                     let retry_at = self.clock.now_ms() + backoff_ms(email.attempts);
                     tracing::warn!(id = %email.id, attempts = email.attempts, %error, "e-mail not sent; will retry");
                     outbox::mark_failed(self.db.pool(), &email.id, error, retry_at).await?;
+                }
+                Err(SendError::Undeliverable(error)) => {
+                    tracing::warn!(id = %email.id, kind = %email.kind, %error, "e-mail refused for good; not retried");
+                    outbox::mark_undeliverable(self.db.pool(), &email.id, error, self.clock.now_ms()).await?;
                 }
             }
         }

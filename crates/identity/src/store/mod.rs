@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[MigrationSql] = &[
         description: "ownership requests and step-up",
         sql: include_str!("../../migrations/0003_ownership_requests.sql"),
     },
+    MigrationSql {
+        version: 4,
+        description: "undeliverable e-mails",
+        sql: include_str!("../../migrations/0004_outbox_undeliverable.sql"),
+    },
     roster_workflow::MIGRATIONS[0],
     roster_workflow::MIGRATIONS[1],
 ];

@@ -31,6 +31,20 @@ pub struct Claimed {
     pub subject: String,
     pub body: String,
     pub attempts: i64,
+    pub created_at_ms: i64,
+}
+
+/// An e-mail a mail server refused for good, for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undeliverable {
+    pub id: String,
+    pub kind: String,
+    pub recipient: String,
+    pub subject: String,
+    pub attempts: i64,
+    pub reason: String,
+    pub created_at_ms: i64,
+    pub failed_at_ms: i64,
 }
 
 pub async fn enqueue(tx: &mut Conn, email: &Email, now_ms: i64) -> Result<String, sqlx::Error> {
@@ -67,10 +81,10 @@ pub async fn claim_due(
     };
     let sql = format!(
         "UPDATE outbox SET leased_until_ms = $2, attempts = attempts + 1 \
-         WHERE id IN (SELECT id FROM outbox WHERE sent_at_ms IS NULL AND next_attempt_at_ms <= $1 \
-         AND leased_until_ms <= $1 ORDER BY id LIMIT $3 {skip_locked}) \
+         WHERE id IN (SELECT id FROM outbox WHERE sent_at_ms IS NULL AND failed_at_ms IS NULL \
+         AND next_attempt_at_ms <= $1 AND leased_until_ms <= $1 ORDER BY id LIMIT $3 {skip_locked}) \
          AND sent_at_ms IS NULL AND leased_until_ms <= $1 \
-         RETURNING id, kind, recipient, subject, body, attempts"
+         RETURNING id, kind, recipient, subject, body, attempts, created_at_ms"
     );
     let rows = sqlx::query(&sql).bind(now_ms).bind(now_ms + lease_ms).bind(limit).fetch_all(pool).await?;
     let mut claimed = rows
@@ -83,6 +97,7 @@ pub async fn claim_due(
                 subject: row.try_get("subject")?,
                 body: row.try_get("body")?,
                 attempts: row.try_get("attempts")?,
+                created_at_ms: row.try_get("created_at_ms")?,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -115,6 +130,50 @@ pub async fn mark_failed(pool: &sqlx::AnyPool, id: &str, error: &str, retry_at_m
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// Gives up on an e-mail a mail server refused for good, keeping it with the reason.
+pub async fn mark_undeliverable(pool: &sqlx::AnyPool, id: &str, reason: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE outbox SET last_error = $2, failed_at_ms = $3, leased_until_ms = 0 WHERE id = $1")
+        .bind(id)
+        .bind(reason)
+        .bind(now_ms)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The account's undeliverable e-mails, newest first; `before` is the last id of the
+/// previous page.
+pub async fn undeliverable(
+    tx: &mut Conn,
+    account: &AccountId,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Undeliverable>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, kind, recipient, subject, attempts, last_error, created_at_ms, failed_at_ms FROM outbox \
+         WHERE account_id = $1 AND failed_at_ms IS NOT NULL AND id < $2 ORDER BY id DESC LIMIT $3",
+    )
+    .bind(account.as_str())
+    .bind(before.unwrap_or("~"))
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Undeliverable {
+                id: row.try_get("id")?,
+                kind: row.try_get("kind")?,
+                recipient: row.try_get("recipient")?,
+                subject: row.try_get("subject")?,
+                attempts: row.try_get("attempts")?,
+                reason: row.try_get::<Option<String>, _>("last_error")?.unwrap_or_default(),
+                created_at_ms: row.try_get("created_at_ms")?,
+                failed_at_ms: row.try_get("failed_at_ms")?,
+            })
+        })
+        .collect()
 }
 
 /// E-mails queued for a recipient, oldest first, sent or not. Tests read invitation codes

@@ -129,6 +129,11 @@ impl TestApp {
     /// Boots identity on the given backend; `None` only for PostgreSQL when it is unreachable
     /// outside CI.
     pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::spawn_mailing(backend, None).await
+    }
+
+    /// [`TestApp::spawn`] sending e-mail with `mailer` instead of writing files.
+    pub async fn spawn_mailing(backend: Backend, mailer: Option<Mailer>) -> Option<Self> {
         if std::env::var("TEST_LOG").is_ok() {
             let _ = tracing_subscriber_init();
         }
@@ -150,7 +155,7 @@ impl TestApp {
             db_max_connections: 20,
             verifier: verifier.clone(),
             limits: limits.clone(),
-            mailer: Mailer::Files(dir.path().join("mail")),
+            mailer: mailer.unwrap_or_else(|| Mailer::Files(dir.path().join("mail"))),
             outbox_poll: Duration::from_millis(20),
             clock: shared.clone(),
             dev_clock: None,
