@@ -238,7 +238,7 @@ impl IdentityArgs {
     /// SMTP when a server is configured; the dev inbox in `data_dir` otherwise.
     pub fn mailer(&self, data_dir: &std::path::Path) -> Result<Mailer, ConfigError> {
         match &self.smtp_url {
-            Some(url) => Smtp::new(url, &self.mail_from).map(Mailer::Smtp).map_err(|e| match e {
+            Some(url) => Smtp::new(url, &self.mail_from).map(|smtp| Mailer::Smtp(Box::new(smtp))).map_err(|e| match e {
                 SmtpConfigError::Url(_) => ConfigError::new("ROSTER_SMTP_URL", e.to_string()),
                 SmtpConfigError::From(_) => ConfigError::new("ROSTER_MAIL_FROM", e.to_string()),
             }),

@@ -21,7 +21,7 @@ fn free_port() -> u16 {
 
 async fn sending_to(backend: Backend, port: u16) -> Option<TestApp> {
     let smtp = Smtp::new(&format!("smtp://127.0.0.1:{port}"), FROM).expect("smtp settings");
-    TestApp::spawn_mailing(backend, Some(Mailer::Smtp(smtp))).await
+    TestApp::spawn_mailing(backend, Some(Mailer::Smtp(Box::new(smtp)))).await
 }
 
 /// (attempts, sent, failed, last error) of the outbox row for `recipient`.

@@ -25,8 +25,9 @@ use crate::store::outbox::{self, Claimed};
 pub enum Mailer {
     /// Writes each e-mail as `<dir>/<id>.eml`: the dev server's inbox.
     Files(PathBuf),
-    /// Sends it to a mail server (`ROSTER_SMTP_URL`).
-    Smtp(Smtp),
+    /// Sends it to a mail server (`ROSTER_SMTP_URL`). Boxed: the transport is large, and the
+    /// mailer is cloned into every dispatcher.
+    Smtp(Box<Smtp>),
 }
 
 /// Why an e-mail did not go out.
