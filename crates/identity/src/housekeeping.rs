@@ -37,5 +37,5 @@ pub async fn prune(db: &Database, now_ms: i64) -> Result<Pruned, sqlx::Error> {
 
 /// Prunes every ten minutes until `stop` turns true.
 pub async fn run(db: Database, clock: SharedClock, stop: watch::Receiver<bool>) {
-    roster_platform::periodic::every(EVERY, stop, || prune(&db, clock.now_ms())).await;
+    roster_platform::periodic::every("housekeeping", EVERY, stop, || prune(&db, clock.now_ms())).await;
 }

@@ -215,6 +215,16 @@ impl Server {
             let (engine, stopped) = (engine.clone(), background_stopped.clone());
             async move { engine.run(stopped).await }
         });
+        // R20's sweep: often enough that a deletion is at most a minute late, on the saga
+        // poll's scale so tests with a fast poll see it quickly.
+        let sweep_every = (settings.workflow.poll_interval * 10).min(Duration::from_secs(60));
+        let auto_delete = tokio::spawn(crate::app::auto_delete::run(
+            db.clone(),
+            settings.clock.clone(),
+            engine.clone(),
+            sweep_every,
+            background_stopped.clone(),
+        ));
         let housekeeping =
             tokio::spawn(crate::housekeeping::run(db.clone(), settings.clock.clone(), background_stopped));
         tracing::info!(addr = %listener.local_addr().map_or_else(|_| settings.listen.to_string(), |a| a.to_string()), "identity serving");
@@ -223,6 +233,7 @@ impl Server {
         let _ = worker.await;
         let _ = outbox.await;
         let _ = housekeeping.await;
+        let _ = auto_delete.await;
         db.close().await;
         tracing::info!("identity stopped");
         served
@@ -238,10 +249,12 @@ impl IdentityArgs {
     /// SMTP when a server is configured; the dev inbox in `data_dir` otherwise.
     pub fn mailer(&self, data_dir: &std::path::Path) -> Result<Mailer, ConfigError> {
         match &self.smtp_url {
-            Some(url) => Smtp::new(url, &self.mail_from).map(|smtp| Mailer::Smtp(Box::new(smtp))).map_err(|e| match e {
-                SmtpConfigError::Url(_) => ConfigError::new("ROSTER_SMTP_URL", e.to_string()),
-                SmtpConfigError::From(_) => ConfigError::new("ROSTER_MAIL_FROM", e.to_string()),
-            }),
+            Some(url) => {
+                Smtp::new(url, &self.mail_from).map(|smtp| Mailer::Smtp(Box::new(smtp))).map_err(|e| match e {
+                    SmtpConfigError::Url(_) => ConfigError::new("ROSTER_SMTP_URL", e.to_string()),
+                    SmtpConfigError::From(_) => ConfigError::new("ROSTER_MAIL_FROM", e.to_string()),
+                })
+            }
             None => Ok(Mailer::Files(dev_mail_dir(data_dir))),
         }
     }

@@ -21,5 +21,5 @@ pub async fn prune(db: &Database, retry: &SagaRetry, now_ms: i64) -> Result<u64,
 
 /// Prunes every ten minutes until `stop` turns true.
 pub async fn run(db: Database, clock: SharedClock, retry: SagaRetry, stop: watch::Receiver<bool>) {
-    roster_platform::periodic::every(EVERY, stop, || prune(&db, &retry, clock.now_ms())).await;
+    roster_platform::periodic::every("housekeeping", EVERY, stop, || prune(&db, &retry, clock.now_ms())).await;
 }

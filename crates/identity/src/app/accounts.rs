@@ -101,6 +101,10 @@ pub async fn update(tx: &mut Conn, ctx: &Ctx, id: &AccountId, changes: AccountCh
         current.account.managed_domains = domains;
     }
     if let Some(settings) = changes.settings {
+        // R20: a changed auto-delete period deletes nobody sooner than a week from now.
+        if settings.auto_delete_deactivated_after_days != current.account.settings.auto_delete_deactivated_after_days {
+            store::auto_delete::setting_changed(tx, id, ctx.now_ms).await?;
+        }
         current.account.settings = settings;
     }
     store::accounts::update_profile(tx, &current.account).await?;

@@ -23,6 +23,9 @@ pub const INVITATION_REVOKED: &str = "invitation.revoked";
 pub const INVITATION_ACCEPTED: &str = "invitation.accepted";
 /// The refunds an accepted invitation caused (SPEC R28), recorded once they are made.
 pub const INVITATION_REFUNDED: &str = "invitation.refunded";
+/// The auto-delete setting's week-ahead notice, and the deletion it starts (SPEC R20).
+pub const USER_AUTO_DELETE_NOTICE: &str = "user.auto_delete_notice";
+pub const USER_AUTO_DELETE_STARTED: &str = "user.auto_delete_started";
 pub const USER_DEACTIVATED: &str = "user.deactivated";
 pub const USER_REACTIVATED: &str = "user.reactivated";
 pub const USER_UNLINKED: &str = "user.unlinked";

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod actions;
+pub mod auto_delete;
 pub mod directory;
 pub mod invitations;
 pub mod operations;

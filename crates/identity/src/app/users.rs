@@ -205,6 +205,27 @@ async fn start_removal(
     Ok(operation)
 }
 
+/// SPEC R20: starts the delete saga for a deactivated user whose auto-delete day has come, as
+/// identity itself (the sweep in `app::auto_delete` has checked the day, under the lock). No
+/// transfer: what the user owned is deleted with them.
+pub async fn start_auto_delete(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    engine: &Engine,
+    account: &AccountId,
+    id: &UserId,
+) -> Result<roster_workflow::Instance> {
+    let target = store::users::get_in_account(tx, account, id).await?.ok_or(DomainError::UserNotFound)?;
+    rules::check_removable(&target)?;
+    let input = removal::RemovalInput {
+        account_id: account.to_string(),
+        user_id: id.to_string(),
+        transfer: None,
+        origin: Origin::of(ctx),
+    };
+    super::start_waiting_operation(tx, engine, ctx, removal::DELETE, account, id.as_str(), input).await
+}
+
 /// The unlink saga's point of no return (SPEC R21): with the rules checked again under the
 /// account lock, the user leaves for a new account of their own, as its owner, keeping their
 /// id, e-mail and settings. Returns the new account.

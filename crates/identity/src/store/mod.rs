@@ -12,6 +12,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod auto_delete;
 pub mod integrations;
 pub mod invitations;
 pub mod outbox;
@@ -43,6 +44,7 @@ pub const MIGRATIONS: &[MigrationSql] = &[
         description: "undeliverable e-mails",
         sql: include_str!("../../migrations/0004_outbox_undeliverable.sql"),
     },
+    MigrationSql { version: 5, description: "auto-delete", sql: include_str!("../../migrations/0005_auto_delete.sql") },
     roster_workflow::MIGRATIONS[0],
     roster_workflow::MIGRATIONS[1],
 ];

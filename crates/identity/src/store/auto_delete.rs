@@ -1,0 +1,105 @@
+//! The reads and marks of the auto-delete sweep (SPEC R20).
+
+use sqlx::Row;
+
+use super::Conn;
+use crate::domain::values::{AccountId, UserId};
+
+/// A deactivated user in an account with auto-delete on, whose notice or deletion is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub user_id: UserId,
+    pub account_id: AccountId,
+    pub email: String,
+    pub deactivated_at_ms: i64,
+    /// The deactivation the admins were told about, if any.
+    pub noticed_for_ms: Option<i64>,
+    pub days: u32,
+    pub notify: bool,
+    pub changed_at_ms: i64,
+}
+
+/// Deactivated users whose notice is due by `now_ms` (the deletion comes a week after it),
+/// oldest deactivation first.
+pub async fn due(tx: &mut Conn, now_ms: i64, limit: i64) -> Result<Vec<Candidate>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT u.id, u.account_id, u.email, u.deactivated_at_ms, u.auto_delete_noticed_for_ms, a.auto_delete_days, \
+         a.notify_before_auto_delete, a.auto_delete_changed_at_ms FROM users u JOIN accounts a ON a.id = u.account_id \
+         WHERE u.status = 'deactivated' AND u.deactivated_at_ms IS NOT NULL AND a.closed_at_ms IS NULL \
+         AND a.auto_delete_days > 0 AND u.deactivated_at_ms + a.auto_delete_days * 86400000 - 604800000 <= $1 \
+         ORDER BY u.deactivated_at_ms LIMIT $2",
+    )
+    .bind(now_ms)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let days: i64 = row.try_get("auto_delete_days")?;
+            let notify: i64 = row.try_get("notify_before_auto_delete")?;
+            Ok(Candidate {
+                user_id: UserId::from_stored(row.try_get("id")?),
+                account_id: AccountId::from_stored(row.try_get("account_id")?),
+                email: row.try_get("email")?,
+                deactivated_at_ms: row.try_get("deactivated_at_ms")?,
+                noticed_for_ms: row.try_get("auto_delete_noticed_for_ms")?,
+                days: u32::try_from(days).unwrap_or(u32::MAX),
+                notify: notify != 0,
+                changed_at_ms: row.try_get("auto_delete_changed_at_ms")?,
+            })
+        })
+        .collect()
+}
+
+/// Records that the admins were told about this deactivation's deletion; false if they
+/// already were (another replica's sweep) or the user is no longer so deactivated.
+pub async fn mark_noticed(tx: &mut Conn, user: &UserId, deactivated_at_ms: i64) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE users SET auto_delete_noticed_for_ms = $2 WHERE id = $1 AND status = 'deactivated' \
+         AND deactivated_at_ms = $2 AND (auto_delete_noticed_for_ms IS NULL OR auto_delete_noticed_for_ms <> $2)",
+    )
+    .bind(user.as_str())
+    .bind(deactivated_at_ms)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
+}
+
+/// Whether `user` is still deactivated since `deactivated_at_ms` (not reactivated meanwhile).
+pub async fn still_deactivated_since(
+    tx: &mut Conn,
+    user: &UserId,
+    deactivated_at_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT id FROM users WHERE id = $1 AND status = 'deactivated' AND deactivated_at_ms = $2")
+            .bind(user.as_str())
+            .bind(deactivated_at_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+    Ok(found.is_some())
+}
+
+/// The e-mail addresses of the account's active users who manage users (and so see the
+/// setting): the owner, admins, and holders of a custom role with that privilege.
+pub async fn user_managers(tx: &mut Conn, account: &AccountId) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT u.email FROM users u LEFT JOIN custom_roles r ON r.id = u.custom_role_id \
+         WHERE u.account_id = $1 AND u.status = 'active' AND (u.role IN ('owner', 'admin') \
+         OR (u.role = 'custom' AND (' ' || r.privileges || ' ') LIKE '% manage_users %')) ORDER BY u.email",
+    )
+    .bind(account.as_str())
+    .fetch_all(&mut *tx)
+    .await
+}
+
+/// Notes that the setting changed now (see `domain::auto_delete::deletion_due`).
+pub async fn setting_changed(tx: &mut Conn, account: &AccountId, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts SET auto_delete_changed_at_ms = $2 WHERE id = $1")
+        .bind(account.as_str())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
