@@ -34,7 +34,7 @@ fn callers() -> impl Iterator<Item = Caller> {
     CALLERS.into_iter().chain(Forgery::ALL.map(Caller::Forged))
 }
 
-const RPCS: [&str; 43] = [
+const RPCS: [&str; 48] = [
     "AccountService/CreateAccount",
     "AccountService/GetAccount",
     "AccountService/UpdateAccount",
@@ -65,6 +65,11 @@ const RPCS: [&str; 43] = [
     "UserService/UnlinkUser",
     "UserService/DeleteUser",
     "UserService/CheckSignIn",
+    "UserService/ListEmailAddresses",
+    "UserService/AddEmailAddress",
+    "UserService/VerifyEmailAddress",
+    "UserService/MakeEmailPrimary",
+    "UserService/RemoveEmailAddress",
     "RoleService/ListRoles",
     "RoleService/CreateRole",
     "RoleService/UpdateRole",
@@ -119,6 +124,13 @@ fn expected(rpc: &str, caller: Caller) -> Code {
         ("GetOperation" | "WatchOperation" | "CancelOperation", Owner | Admin | Operator) => Ok,
         ("GetOperation" | "WatchOperation" | "CancelOperation", _) => NotFound,
         ("ListOperations", Operator) => Ok,
+        // SPEC R12: each user their own addresses; operators have none. The cell's address
+        // was added by the owner, so to anyone else it is not theirs.
+        ("ListEmailAddresses" | "AddEmailAddress", Operator) => Denied,
+        ("ListEmailAddresses" | "AddEmailAddress", _) => Ok,
+        ("VerifyEmailAddress" | "MakeEmailPrimary" | "RemoveEmailAddress", Operator) => Denied,
+        ("VerifyEmailAddress" | "MakeEmailPrimary" | "RemoveEmailAddress", Owner) => Ok,
+        ("VerifyEmailAddress" | "MakeEmailPrimary" | "RemoveEmailAddress", _) => NotFound,
         // SPEC R11: support alone; and undeliverable e-mails are support's to see (R35).
         ("ReassignOwnership" | "ListUndeliverableEmails", Operator) => Ok,
         ("ReassignOwnership" | "ListUndeliverableEmails", _) => Denied,
@@ -208,6 +220,46 @@ async fn cancellable_operation(app: &TestApp, w: &World) -> String {
     id
 }
 
+/// A verified second address of the world's owner (SPEC R12), and its code; the
+/// unauthenticated cells share one world, so one already there is reused.
+async fn owners_second_address(app: &TestApp, w: &World) -> (String, String) {
+    let email = format!("second-{}@owner.example", w.account);
+    let owner = app.user_token(&w.owner);
+    let exists: Option<String> = sqlx::query_scalar("SELECT email FROM user_emails WHERE email = $1")
+        .bind(&email)
+        .fetch_optional(app.db.pool())
+        .await
+        .expect("addresses");
+    if exists.is_none() {
+        app.users()
+            .add_email_address(authed(
+                pb::AddEmailAddressRequest { request_id: rid(), account_id: w.account.clone(), email: email.clone() },
+                &owner,
+            ))
+            .await
+            .expect("the owner adds an address");
+    }
+    let code = app
+        .mails(&email, "email_verification")
+        .await
+        .last()
+        .and_then(|body| body.lines().find_map(|l| l.strip_prefix("Verification code: ").map(str::to_owned)))
+        .expect("the code");
+    app.users()
+        .verify_email_address(authed(
+            pb::VerifyEmailAddressRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                email: email.clone(),
+                code: code.clone(),
+            },
+            &owner,
+        ))
+        .await
+        .expect("the owner verifies it");
+    (email, code)
+}
+
 /// An ownership request the world's admin has open (SPEC R8); the unauthenticated cells
 /// share one world, so an open one is reused.
 async fn open_request(app: &TestApp, w: &World) -> String {
@@ -294,6 +346,50 @@ async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Re
             .list_audit_events(request(pb::ListAuditEventsRequest { account_id: account, ..Default::default() }, t))
             .await
             .map(drop),
+        "ListEmailAddresses" => app
+            .users()
+            .list_email_addresses(request(pb::ListEmailAddressesRequest { account_id: account }, t))
+            .await
+            .map(drop),
+        "AddEmailAddress" => app
+            .users()
+            .add_email_address(request(
+                pb::AddEmailAddressRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    email: format!("{}@second.example", rid()),
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        "VerifyEmailAddress" | "MakeEmailPrimary" | "RemoveEmailAddress" => {
+            let (email, code) = owners_second_address(app, w).await;
+            let mut users = app.users();
+            match rpc.split('/').nth(1).expect("method") {
+                "VerifyEmailAddress" => users
+                    .verify_email_address(request(
+                        pb::VerifyEmailAddressRequest { request_id: rid(), account_id: account, email, code },
+                        t,
+                    ))
+                    .await
+                    .map(drop),
+                "MakeEmailPrimary" => users
+                    .make_email_primary(request(
+                        pb::MakeEmailPrimaryRequest { request_id: rid(), account_id: account, email },
+                        t,
+                    ))
+                    .await
+                    .map(drop),
+                _ => users
+                    .remove_email_address(request(
+                        pb::RemoveEmailAddressRequest { request_id: rid(), account_id: account, email },
+                        t,
+                    ))
+                    .await
+                    .map(drop),
+            }
+        }
         "ReassignOwnership" => app
             .accounts()
             .reassign_ownership(request(

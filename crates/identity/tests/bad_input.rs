@@ -33,6 +33,7 @@ async fn snapshot(app: &TestApp) -> Vec<i64> {
         "step_up_challenges",
         "step_up_proofs",
         "step_up_locks",
+        "user_emails",
     ] {
         let count: i64 =
             sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(app.db.pool()).await.expect("count");
@@ -493,6 +494,52 @@ async fn every_other_rpc_names_its_malformed_field(app: &TestApp) {
     }
 
     let mut u = users.clone();
+    expect_field(
+        u.add_email_address(authed(
+            pb::AddEmailAddressRequest { request_id: rid(), account_id: account(), email: "not an address".into() },
+            &t(),
+        ))
+        .await,
+        "email",
+        "AddEmailAddress",
+    );
+    expect_field(
+        u.verify_email_address(authed(
+            pb::VerifyEmailAddressRequest {
+                request_id: rid(),
+                account_id: account(),
+                email: "ok@each.example".into(),
+                code: String::new(),
+            },
+            &t(),
+        ))
+        .await,
+        "code",
+        "VerifyEmailAddress",
+    );
+    expect_field(
+        u.make_email_primary(authed(
+            pb::MakeEmailPrimaryRequest { request_id: rid(), account_id: account(), email: String::new() },
+            &t(),
+        ))
+        .await,
+        "email",
+        "MakeEmailPrimary",
+    );
+    expect_field(
+        u.remove_email_address(authed(
+            pb::RemoveEmailAddressRequest { request_id: rid(), account_id: bad.clone(), email: "a@b.example".into() },
+            &t(),
+        ))
+        .await,
+        "account_id",
+        "RemoveEmailAddress",
+    );
+    expect_field(
+        u.list_email_addresses(authed(pb::ListEmailAddressesRequest { account_id: bad.clone() }, &t())).await,
+        "account_id",
+        "ListEmailAddresses",
+    );
     expect_field(
         u.list_invitations(authed(
             pb::ListInvitationsRequest { account_id: account(), page_token: "p1.zz".into(), ..Default::default() },

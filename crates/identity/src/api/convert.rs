@@ -11,6 +11,7 @@ use roster_workflow::{Instance, State};
 use tonic::Status;
 
 use crate::app::accounts::SupportVerification;
+use crate::app::emails::Address;
 use crate::app::step_up::{ChallengeSent, Proof};
 use crate::app::users::TransferRequest;
 use crate::domain::model::{
@@ -160,13 +161,14 @@ pub fn role_filter(raw: i32) -> Result<Option<&'static str>, Status> {
     }
 }
 
-pub fn invitation_code(raw: &str) -> Result<String, Status> {
+/// A code we sent by e-mail: an invitation's, or an address verification's.
+pub fn one_time_code(raw: &str) -> Result<String, Status> {
     let code = raw.trim();
     if code.is_empty() {
         return Err(invalid_argument("code", "is required"));
     }
     if code.len() > MAX_CODE_LEN {
-        return Err(invalid_argument("code", "is too long to be an invitation code"));
+        return Err(invalid_argument("code", "is too long to be a code from our e-mails"));
     }
     Ok(code.to_owned())
 }
@@ -574,6 +576,19 @@ pub fn undeliverable_email(email: &Undeliverable) -> pb::UndeliverableEmail {
     }
 }
 
+pub fn email_address(address: &Address) -> pb::EmailAddress {
+    pb::EmailAddress {
+        email: address.email.to_string(),
+        primary: address.primary,
+        verified: address.verified,
+        added_at_ms: address.added_at_ms,
+    }
+}
+
+pub fn email_addresses(addresses: &[Address]) -> pb::ListEmailAddressesResponse {
+    pb::ListEmailAddressesResponse { addresses: addresses.iter().map(email_address).collect() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,6 +637,6 @@ mod tests {
         assert!(required_text("name", "  ", 10).is_err());
         assert!(required_text("name", &"x".repeat(11), 10).is_err());
         assert_eq!(required_text("name", " Acme ", 10).expect("valid"), "Acme");
-        assert!(invitation_code(&"c".repeat(200)).is_err());
+        assert!(one_time_code(&"c".repeat(200)).is_err());
     }
 }

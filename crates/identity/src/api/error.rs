@@ -51,6 +51,10 @@ pub fn reason(error: &DomainError) -> Reason {
         DomainError::StepUpCodeWrong { .. } => Reason::new("STEP_UP_CODE_WRONG", None),
         DomainError::StepUpLocked { .. } => Reason::new("STEP_UP_LOCKED", None),
         DomainError::StepUpChallengeNotFound => Reason::new("STEP_UP_CHALLENGE_NOT_FOUND", None),
+        DomainError::EmailAddressNotFound => Reason::new("EMAIL_ADDRESS_NOT_FOUND", None),
+        DomainError::EmailVerificationFailed => Reason::new("EMAIL_VERIFICATION_FAILED", None),
+        DomainError::EmailNotVerified => Reason::new("EMAIL_NOT_VERIFIED", None),
+        DomainError::EmailIsPrimary => Reason::new("EMAIL_IS_PRIMARY", None),
     }
 }
 
@@ -131,6 +135,12 @@ pub fn message(error: &DomainError) -> String {
         DomainError::StepUpChallengeNotFound => {
             "No such verification code request: it is unknown, expired, used, or not yours. Start a new one.".into()
         }
+        DomainError::EmailAddressNotFound => "That is not one of your e-mail addresses.".into(),
+        DomainError::EmailVerificationFailed => {
+            "The code is wrong or has expired; add the address again for a new one.".into()
+        }
+        DomainError::EmailNotVerified => "Verify the address with the code sent to it before making it primary.".into(),
+        DomainError::EmailIsPrimary => "Make another verified address primary before removing this one.".into(),
     }
 }
 
@@ -143,7 +153,8 @@ fn code(error: &DomainError) -> Code {
         | DomainError::OperationNotFound
         | DomainError::RoleNotFound
         | DomainError::OwnershipRequestNotFound
-        | DomainError::StepUpChallengeNotFound => Code::NotFound,
+        | DomainError::StepUpChallengeNotFound
+        | DomainError::EmailAddressNotFound => Code::NotFound,
         DomainError::EmailInUse | DomainError::RoleNameTaken => Code::AlreadyExists,
         DomainError::NotAccountOwner
         | DomainError::MissingPrivilege(_)
@@ -174,7 +185,10 @@ fn code(error: &DomainError) -> Code {
         | DomainError::OwnershipRequestNotAllowed { .. }
         | DomainError::OwnershipRequestOpen { .. }
         | DomainError::OwnershipRequestClosed { .. }
-        | DomainError::StepUpLocked { .. } => Code::FailedPrecondition,
+        | DomainError::StepUpLocked { .. }
+        | DomainError::EmailVerificationFailed
+        | DomainError::EmailNotVerified
+        | DomainError::EmailIsPrimary => Code::FailedPrecondition,
     }
 }
 

@@ -6,6 +6,7 @@ use roster_proto::operations::v1 as ops;
 use tonic::{Request, Response, Status};
 
 use super::{Api, convert};
+use crate::app::emails;
 use crate::app::invitations::{self, NewInvitation};
 use crate::app::users;
 use crate::domain::model::Privilege;
@@ -146,7 +147,7 @@ impl pb::user_service_server::UserService for Api {
     ) -> Result<Response<ops::Operation>, Status> {
         let caller = principal(&request)?;
         let req = request.into_inner();
-        let code = convert::invitation_code(&req.code)?;
+        let code = convert::one_time_code(&req.code)?;
         let engine = self.engine.clone();
         self.start_saga(
             caller,
@@ -265,5 +266,113 @@ impl pb::user_service_server::UserService for Api {
             user_id: user.map(|u| u.id.to_string()).unwrap_or_default(),
             account_id: user.map(|u| u.account_id.to_string()).unwrap_or_default(),
         }))
+    }
+
+    async fn list_email_addresses(
+        &self,
+        request: Request<pb::ListEmailAddressesRequest>,
+    ) -> Result<Response<pb::ListEmailAddressesResponse>, Status> {
+        let caller = principal(&request)?;
+        let id = convert::account_id(&request.get_ref().account_id)?;
+        let addresses =
+            self.read(caller, move |tx, ctx| Box::pin(async move { emails::list(tx, ctx, &id).await })).await?;
+        Ok(Response::new(convert::email_addresses(&addresses)))
+    }
+
+    async fn add_email_address(
+        &self,
+        request: Request<pb::AddEmailAddressRequest>,
+    ) -> Result<Response<pb::EmailAddress>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let id = convert::account_id(&req.account_id)?;
+        let email = convert::email("email", &req.email)?;
+        let account = id.clone();
+        self.mutate(
+            caller,
+            method!("UserService", "AddEmailAddress", EMAIL_ADDED),
+            &req.request_id,
+            &req,
+            Some((id, Need::ActiveMember)),
+            move |tx, ctx| {
+                Box::pin(
+                    async move { emails::add(tx, ctx, &account, &email).await.map(|a| convert::email_address(&a)) },
+                )
+            },
+        )
+        .await
+    }
+
+    async fn verify_email_address(
+        &self,
+        request: Request<pb::VerifyEmailAddressRequest>,
+    ) -> Result<Response<pb::EmailAddress>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let id = convert::account_id(&req.account_id)?;
+        let email = convert::email("email", &req.email)?;
+        let code = convert::one_time_code(&req.code)?;
+        let account = id.clone();
+        self.mutate(
+            caller,
+            method!("UserService", "VerifyEmailAddress", EMAIL_VERIFIED),
+            &req.request_id,
+            &req,
+            Some((id, Need::ActiveMember)),
+            move |tx, ctx| {
+                Box::pin(async move {
+                    emails::verify(tx, ctx, &account, &email, &code).await.map(|a| convert::email_address(&a))
+                })
+            },
+        )
+        .await
+    }
+
+    async fn make_email_primary(
+        &self,
+        request: Request<pb::MakeEmailPrimaryRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let id = convert::account_id(&req.account_id)?;
+        let email = convert::email("email", &req.email)?;
+        let account = id.clone();
+        self.mutate(
+            caller,
+            method!("UserService", "MakeEmailPrimary", PRIMARY_EMAIL_CHANGED),
+            &req.request_id,
+            &req,
+            Some((id, Need::ActiveMember)),
+            move |tx, ctx| {
+                Box::pin(
+                    async move { emails::make_primary(tx, ctx, &account, &email).await.map(|u| convert::user(&u)) },
+                )
+            },
+        )
+        .await
+    }
+
+    async fn remove_email_address(
+        &self,
+        request: Request<pb::RemoveEmailAddressRequest>,
+    ) -> Result<Response<pb::ListEmailAddressesResponse>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let id = convert::account_id(&req.account_id)?;
+        let email = convert::email("email", &req.email)?;
+        let account = id.clone();
+        self.mutate(
+            caller,
+            method!("UserService", "RemoveEmailAddress", EMAIL_REMOVED),
+            &req.request_id,
+            &req,
+            Some((id, Need::ActiveMember)),
+            move |tx, ctx| {
+                Box::pin(async move {
+                    emails::remove(tx, ctx, &account, &email).await.map(|list| convert::email_addresses(&list))
+                })
+            },
+        )
+        .await
     }
 }

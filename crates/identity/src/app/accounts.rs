@@ -34,7 +34,9 @@ pub async fn create(tx: &mut Conn, ctx: &Ctx, new: NewAccount) -> Result<Account
         return Err(DomainError::OperatorOnly.into());
     }
     let existing = store::users::find_by_email(tx, &new.owner_email).await?;
-    if existing.iter().any(|u| u.status != UserStatus::Pending) {
+    if existing.iter().any(|u| u.status != UserStatus::Pending)
+        || store::user_emails::is_other_address(tx, &new.owner_email).await?
+    {
         return Err(DomainError::EmailInUse.into());
     }
     let account = Account {

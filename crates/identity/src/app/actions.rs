@@ -26,6 +26,11 @@ pub const INVITATION_REFUNDED: &str = "invitation.refunded";
 /// The auto-delete setting's week-ahead notice, and the deletion it starts (SPEC R20).
 pub const USER_AUTO_DELETE_NOTICE: &str = "user.auto_delete_notice";
 pub const USER_AUTO_DELETE_STARTED: &str = "user.auto_delete_started";
+/// SPEC R12: a user's other addresses and the change of their primary one.
+pub const EMAIL_ADDED: &str = "user.email_added";
+pub const EMAIL_VERIFIED: &str = "user.email_verified";
+pub const PRIMARY_EMAIL_CHANGED: &str = "user.primary_email_changed";
+pub const EMAIL_REMOVED: &str = "user.email_removed";
 pub const USER_DEACTIVATED: &str = "user.deactivated";
 pub const USER_REACTIVATED: &str = "user.reactivated";
 pub const USER_UNLINKED: &str = "user.unlinked";

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod actions;
 pub mod auto_delete;
 pub mod directory;
+pub mod emails;
 pub mod invitations;
 pub mod operations;
 pub mod ownership_requests;

@@ -279,6 +279,7 @@ pub async fn remove(tx: &mut Conn, ctx: &Ctx, account: &AccountId, id: &UserId) 
     let user = store::users::get_in_account(tx, account, id).await?.ok_or(DomainError::UserNotFound)?;
     rules::check_removable(&user)?;
     store::reclaimed::forget(tx, id).await?;
+    store::user_emails::forget(tx, id).await?;
     store::users::delete(tx, id).await?;
     audit(
         tx,

@@ -94,6 +94,16 @@ pub enum DomainError {
     /// Unknown, expired, already used, or another user's challenge.
     #[error("step-up challenge not found")]
     StepUpChallengeNotFound,
+    /// SPEC R12: not one of the caller's addresses.
+    #[error("e-mail address not found")]
+    EmailAddressNotFound,
+    /// The code is wrong or expired (the address stays unverified).
+    #[error("the verification code is wrong or expired")]
+    EmailVerificationFailed,
+    #[error("the address is not verified")]
+    EmailNotVerified,
+    #[error("the primary address cannot be removed")]
+    EmailIsPrimary,
     /// Re-running the failed step could apply it twice (see `roster_platform::saga_retry`).
     #[error("{message}")]
     OperationRetryTooLate { message: String },

@@ -20,6 +20,7 @@ pub mod ownership_requests;
 pub mod reclaimed;
 pub mod roles;
 pub mod step_up;
+pub mod user_emails;
 pub mod users;
 
 use roster_platform::db::MigrationSql;
@@ -45,6 +46,11 @@ pub const MIGRATIONS: &[MigrationSql] = &[
         sql: include_str!("../../migrations/0004_outbox_undeliverable.sql"),
     },
     MigrationSql { version: 5, description: "auto-delete", sql: include_str!("../../migrations/0005_auto_delete.sql") },
+    MigrationSql {
+        version: 6,
+        description: "user e-mails",
+        sql: include_str!("../../migrations/0006_user_emails.sql"),
+    },
     roster_workflow::MIGRATIONS[0],
     roster_workflow::MIGRATIONS[1],
 ];

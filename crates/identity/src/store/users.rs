@@ -223,3 +223,13 @@ pub async fn count_active_admins(tx: &mut Conn, account: &AccountId) -> Result<u
             .await?;
     Ok(u64::try_from(count).unwrap_or(0))
 }
+
+/// Makes `email` the user's primary address (SPEC R12).
+pub async fn set_email(tx: &mut Conn, id: &UserId, email: &Email) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET email = $2 WHERE id = $1")
+        .bind(id.as_str())
+        .bind(email.as_str())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
