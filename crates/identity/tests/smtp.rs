@@ -1,6 +1,6 @@
 //! SPEC R35 over a real SMTP server (aiosmtpd, started by `roster_testkit::smtp`) on SQLite and
 //! PostgreSQL: a server that is down and then up gets the e-mail exactly once, as a proper
-//! RFC 5322 / MIME message; a 5xx refusal marks it undeliverable once, with the reason, for
+//! RFC 5322 / MIME message; a 4xx answer is retried after a backoff; a 5xx refusal marks it undeliverable once, with the reason, for
 //! operators to see, and it is not retried.
 
 mod support;
@@ -98,6 +98,17 @@ async fn a_permanent_refusal_is_kept_with_its_reason_and_not_retried(backend: Ba
     let sink = SmtpSink::start(free_port());
     let Some(app) = sending_to(backend, sink.port).await else { return };
     let (account, owner) = app.create_account("Refusals", "owner@refusals.example").await;
+    // 451 once: kept for a retry, and delivered once the backoff has passed.
+    let busy = "busy@refusals.example";
+    app.invite(&account, &owner, busy).await;
+    until("the first, put-off attempt", async || {
+        let (attempts, sent, failed, error) = row(&app, busy).await;
+        (attempts == 1 && !sent && !failed).then_some(error).flatten()
+    })
+    .await;
+    app.clock.advance_ms(3_600_000);
+    until("delivery on the retry", async || row(&app, busy).await.1.then_some(())).await;
+    assert_eq!((row(&app, busy).await.0, sink.messages().len()), (2, 1), "sent on the second attempt, once");
     let refused = "reject-me@refusals.example";
     app.invite(&account, &owner, refused).await;
     let reason_given = until("the refusal", async || {
@@ -110,7 +121,7 @@ async fn a_permanent_refusal_is_kept_with_its_reason_and_not_retried(backend: Ba
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (attempts, sent, failed, _) = row(&app, refused).await;
     assert_eq!((attempts, sent, failed), (1, false, true), "refused once, never retried");
-    assert!(sink.messages().is_empty());
+    assert_eq!(sink.messages().len(), 1, "only the put-off e-mail arrived");
 
     let list = |token: String| {
         let mut accounts = app.accounts();

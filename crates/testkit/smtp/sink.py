@@ -1,6 +1,7 @@
 """The SMTP server Roster's tests send to: aiosmtpd (a real SMTP implementation), writing each
 accepted message to a directory as it arrived on the wire. A recipient whose local part starts
-with "reject" is refused for good (550), as a mail server refuses an unknown mailbox.
+with "reject" is refused for good (550), as a mail server refuses an unknown mailbox; one that
+starts with "busy" is put off once (451, try again later), as a greylisting server does.
 
 Usage: sink.py PORT DIRECTORY. Prints "ready" once it listens on 127.0.0.1:PORT.
 """
@@ -16,10 +17,15 @@ from aiosmtpd.controller import Controller
 class Sink:
     def __init__(self, directory):
         self.directory = directory
+        self.put_off = set()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.split("@")[0].startswith("reject"):
+        local = address.split("@")[0]
+        if local.startswith("reject"):
             return "550 5.1.1 mailbox unavailable"
+        if local.startswith("busy") and address not in self.put_off:
+            self.put_off.add(address)
+            return "451 4.7.1 greylisted, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -1,6 +1,7 @@
 //! A real SMTP server for tests: `smtp/sink.py`, Python's aiosmtpd, started as a process of
 //! its own on a port the test chooses (so it can be down first and come up later). It writes
-//! each message it accepts to a directory and refuses `reject*@` recipients with 550.
+//! each message it accepts to a directory, refuses `reject*@` recipients with 550 and puts
+//! `busy*@` ones off once with 451.
 //!
 //! The interpreter is `ROSTER_TEST_PYTHON` or `python3`, and must have aiosmtpd (`.ci/run`
 //! installs it). Without it a test is skipped with a notice, unless `CI=true`.
