@@ -4,6 +4,8 @@
 
 pub mod auto_delete;
 pub mod error;
+#[cfg(test)]
+mod fixtures;
 pub mod model;
 pub mod ownership_requests;
 pub mod privileges;

@@ -84,8 +84,9 @@ pub fn void_reason(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::fixtures::user;
     use crate::domain::model::{AccountSettings, OwnershipRequestState, Role};
-    use crate::domain::values::{AccountId, Email, OwnershipRequestId, UserId};
+    use crate::domain::values::{AccountId, OwnershipRequestId, UserId};
 
     fn account(plan: Plan, csm: bool) -> Account {
         Account {
@@ -96,21 +97,6 @@ mod tests {
             managed_domains: vec![],
             settings: AccountSettings::default(),
             created_at_ms: 0,
-        }
-    }
-
-    fn user(role: Role, status: UserStatus) -> User {
-        User {
-            id: UserId::generate(),
-            account_id: AccountId::generate(),
-            email: Email::parse("someone@example.com").expect("email"),
-            display_name: "Someone".into(),
-            status,
-            role,
-            external: false,
-            created_at_ms: 0,
-            deactivated_at_ms: None,
-            custom_role_name: None,
         }
     }
 

@@ -131,21 +131,10 @@ impl Caller {
 mod tests {
     use super::*;
     use crate::domain::model::UserStatus;
-    use crate::domain::values::{AccountId, Email, RoleId, UserId};
+    use crate::domain::values::RoleId;
 
     fn user(role: Role) -> User {
-        User {
-            id: UserId::generate(),
-            account_id: AccountId::generate(),
-            email: Email::parse("someone@example.com").expect("email"),
-            display_name: "Someone".into(),
-            status: UserStatus::Active,
-            role,
-            external: false,
-            created_at_ms: 0,
-            deactivated_at_ms: None,
-            custom_role_name: None,
-        }
+        crate::domain::fixtures::user(role, UserStatus::Active)
     }
 
     #[test]

@@ -194,24 +194,10 @@ impl PhoneHoldings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::fixtures::user;
     use crate::domain::model::InvitationStatus;
     use crate::domain::values::{AccountId, InvitationId, RoleId, UserId};
     use strum::VariantArray;
-
-    fn user(role: Role, status: UserStatus) -> User {
-        User {
-            id: UserId::generate(),
-            account_id: AccountId::generate(),
-            email: Email::parse("u@example.com").expect("email"),
-            display_name: "U".into(),
-            status,
-            role,
-            external: false,
-            created_at_ms: 0,
-            deactivated_at_ms: None,
-            custom_role_name: None,
-        }
-    }
 
     fn actor(role: Role) -> Actor {
         Actor::new(user(role, UserStatus::Active), None)
