@@ -4,8 +4,9 @@
 //! setting) are e-mailed a week before. Reactivating the user, or turning the setting off,
 //! takes them out of the sweep. A deletion already under way when that happens completes.
 //!
-//! Safe on several replicas: the notice is one guarded update per deactivation, and a user
-//! has at most one unfinished saga, so two sweeps cannot start two deletions.
+//! Safe on several replicas: the notice and the start of the deletion are each one guarded
+//! update per deactivation, so each happens once. A deletion that fails (licensing refused a
+//! step, say) is not started again: its failed operation is an operator's to retry or resolve.
 
 use std::time::Duration;
 
@@ -17,7 +18,6 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use super::{Ctx, Error, audit, user_target};
-use crate::domain::DomainError;
 use crate::domain::auto_delete::{deletion_due, notice_due};
 use crate::notify::human_time;
 use crate::store::auto_delete::{self as store, Candidate};
@@ -72,33 +72,30 @@ pub async fn sweep(db: &Database, engine: &Engine, now_ms: i64) -> Result<Swept,
     Ok(swept)
 }
 
-/// Starts the delete saga for a user still deactivated since the same instant; false if
-/// another saga works on them (another replica's sweep, say).
+/// Starts the delete saga, once, for a user still deactivated since the same instant; false
+/// if it was started already (another replica's sweep) or another saga works on them.
 async fn start_deletion(tx: &mut Conn, engine: &Engine, user: &Candidate, now_ms: i64) -> super::Result<bool> {
     let ctx = system(now_ms, format!("auto-delete:{}:{}", user.user_id, user.deactivated_at_ms));
     if !crate::store::accounts::lock(tx, &user.account_id).await?
-        || !store::still_deactivated_since(tx, &user.user_id, user.deactivated_at_ms).await?
+        || !store::mark_started(tx, &user.user_id, user.deactivated_at_ms).await?
     {
         return Ok(false);
     }
-    match super::users::start_auto_delete(tx, &ctx, engine, &user.account_id, &user.user_id).await {
-        Ok(operation) => {
-            let details = json!({"operation": operation.id, "deactivated_at_ms": user.deactivated_at_ms,
-                                 "after_days": user.days});
-            audit(
-                tx,
-                &ctx,
-                Some(&user.account_id),
-                super::actions::USER_AUTO_DELETE_STARTED,
-                user_target(&user.user_id),
-                details,
-            )
-            .await?;
-            Ok(true)
-        }
-        Err(Error::Domain(DomainError::OperationInProgress { .. })) => Ok(false),
-        Err(other) => Err(other),
-    }
+    // Another saga on the user (a reactivation under way) refuses the start; the refusal rolls
+    // the mark back, and the next pass looks again.
+    let operation = super::users::start_auto_delete(tx, &ctx, engine, &user.account_id, &user.user_id).await?;
+    let details =
+        json!({"operation": operation.id, "deactivated_at_ms": user.deactivated_at_ms, "after_days": user.days});
+    audit(
+        tx,
+        &ctx,
+        Some(&user.account_id),
+        super::actions::USER_AUTO_DELETE_STARTED,
+        user_target(&user.user_id),
+        details,
+    )
+    .await?;
+    Ok(true)
 }
 
 /// E-mails the account's user managers that `user` will be deleted at `deletion_ms`.

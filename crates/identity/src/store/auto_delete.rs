@@ -27,6 +27,7 @@ pub async fn due(tx: &mut Conn, now_ms: i64, limit: i64) -> Result<Vec<Candidate
          a.notify_before_auto_delete, a.auto_delete_changed_at_ms FROM users u JOIN accounts a ON a.id = u.account_id \
          WHERE u.status = 'deactivated' AND u.deactivated_at_ms IS NOT NULL AND a.closed_at_ms IS NULL \
          AND a.auto_delete_days > 0 AND u.deactivated_at_ms + a.auto_delete_days * 86400000 - 604800000 <= $1 \
+         AND (u.auto_delete_started_for_ms IS NULL OR u.auto_delete_started_for_ms <> u.deactivated_at_ms) \
          ORDER BY u.deactivated_at_ms LIMIT $2",
     )
     .bind(now_ms)
@@ -66,19 +67,20 @@ pub async fn mark_noticed(tx: &mut Conn, user: &UserId, deactivated_at_ms: i64) 
     Ok(updated == 1)
 }
 
-/// Whether `user` is still deactivated since `deactivated_at_ms` (not reactivated meanwhile).
-pub async fn still_deactivated_since(
-    tx: &mut Conn,
-    user: &UserId,
-    deactivated_at_ms: i64,
-) -> Result<bool, sqlx::Error> {
-    let found: Option<String> =
-        sqlx::query_scalar("SELECT id FROM users WHERE id = $1 AND status = 'deactivated' AND deactivated_at_ms = $2")
-            .bind(user.as_str())
-            .bind(deactivated_at_ms)
-            .fetch_optional(&mut *tx)
-            .await?;
-    Ok(found.is_some())
+/// Records that the deletion of this deactivation is being started; false if it was already
+/// (another replica's sweep, or an earlier attempt an operator now looks after) or the user
+/// is no longer so deactivated.
+pub async fn mark_started(tx: &mut Conn, user: &UserId, deactivated_at_ms: i64) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE users SET auto_delete_started_for_ms = $2 WHERE id = $1 AND status = 'deactivated' \
+         AND deactivated_at_ms = $2 AND (auto_delete_started_for_ms IS NULL OR auto_delete_started_for_ms <> $2)",
+    )
+    .bind(user.as_str())
+    .bind(deactivated_at_ms)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
 }
 
 /// The e-mail addresses of the account's active users who manage users (and so see the
