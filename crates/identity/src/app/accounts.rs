@@ -11,7 +11,7 @@ use crate::domain::DomainError;
 use crate::domain::model::{
     Account, AccountSettings, AccountView, AuditEvent, Integration, Plan, Privilege, Role, User, UserStatus,
 };
-use crate::domain::privileges::{Actor, Caller, Need};
+use crate::domain::privileges::{Actor, Need};
 use crate::domain::rules;
 use crate::domain::rules::PhoneHoldings;
 use crate::domain::values::{AccountId, Domain, Email, IntegrationId, OwnershipRequestId, UserId};
@@ -272,10 +272,7 @@ pub async fn undeliverable_emails(
 
 /// The caller's own role and privileges, from current data.
 pub async fn my_access(tx: &mut Conn, ctx: &Ctx, id: &AccountId) -> Result<Actor> {
-    match load_caller(tx, ctx, id).await? {
-        Caller::Member(actor) => Ok(actor),
-        Caller::Operator(_) | Caller::Service(_) => Err(DomainError::OperatorOnly.into()),
-    }
+    Ok(load_caller(tx, ctx, id).await?.acting_user()?.clone())
 }
 
 /// Any active member may authorise an integration for themselves.

@@ -11,7 +11,6 @@ use sha2::{Digest, Sha256};
 use super::{Ctx, Result, audit, lock_and_load_caller, user_target};
 use crate::domain::DomainError;
 use crate::domain::model::User;
-use crate::domain::privileges::Caller;
 use crate::domain::values::{AccountId, Email};
 use crate::notify::human_time;
 use crate::store::user_emails::{self as store, Secondary};
@@ -35,10 +34,7 @@ fn digest(code: &str) -> String {
 
 /// The calling user, an active user of `account`; operators and services have no addresses.
 async fn me(tx: &mut Conn, ctx: &Ctx, account: &AccountId) -> Result<User> {
-    match lock_and_load_caller(tx, ctx, account).await? {
-        Caller::Member(actor) => Ok(actor.user),
-        Caller::Operator(_) | Caller::Service(_) => Err(DomainError::OperatorOnly.into()),
-    }
+    Ok(lock_and_load_caller(tx, ctx, account).await?.acting_user()?.user.clone())
 }
 
 fn secondary(address: Secondary) -> Address {
@@ -154,11 +150,8 @@ pub async fn remove(tx: &mut Conn, ctx: &Ctx, account: &AccountId, email: &Email
 
 /// The caller's addresses, primary first.
 pub async fn list(tx: &mut Conn, ctx: &Ctx, account: &AccountId) -> Result<Vec<Address>> {
-    let user = match super::load_caller(tx, ctx, account).await? {
-        Caller::Member(actor) => actor.user,
-        Caller::Operator(_) | Caller::Service(_) => return Err(DomainError::OperatorOnly.into()),
-    };
-    addresses_of(tx, &user).await
+    let caller = super::load_caller(tx, ctx, account).await?;
+    addresses_of(tx, &caller.acting_user()?.user).await
 }
 
 async fn addresses_of(tx: &mut Conn, user: &User) -> Result<Vec<Address>> {

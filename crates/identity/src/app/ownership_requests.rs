@@ -19,7 +19,7 @@ use super::{Ctx, Result, audit, load_caller, lock_and_load_caller, owner, start_
 use crate::domain::DomainError;
 use crate::domain::model::{OwnershipRequest, OwnershipRequestState, Privilege, StepUpPurpose, User};
 use crate::domain::ownership_requests::{DECISION_WINDOW_MS, Due, check_may_request, due, void_reason};
-use crate::domain::privileges::{Actor, Caller};
+use crate::domain::privileges::Caller;
 use crate::domain::values::{AccountId, OwnershipRequestId, UserId};
 use crate::notify::human_time;
 use crate::store::{self, Conn, outbox};
@@ -66,17 +66,10 @@ pub enum Waiting {
     Ended { state: OwnershipRequestState, moved: Option<(UserId, UserId)> },
 }
 
-fn acting_member(caller: &Caller) -> Result<&Actor> {
-    match caller {
-        Caller::Member(actor) => Ok(actor),
-        Caller::Operator(_) | Caller::Service(_) => Err(DomainError::OperatorOnly.into()),
-    }
-}
-
 /// R8: opens a request and its workflow; the owner is e-mailed in the same commit.
 pub async fn request(tx: &mut Conn, ctx: &Ctx, engine: &Engine, id: &AccountId) -> Result<OwnershipRequest> {
     let caller = lock_and_load_caller(tx, ctx, id).await?;
-    let requester = acting_member(&caller)?;
+    let requester = caller.acting_user()?;
     let account = store::accounts::get(tx, id).await?.ok_or(DomainError::AccountNotFound)?;
     let admins = store::users::count_active_admins(tx, id).await?;
     check_may_request(&account, &requester.user, admins)?;
@@ -157,7 +150,7 @@ pub async fn cancel(
     request_id: &OwnershipRequestId,
 ) -> Result<OwnershipRequest> {
     let caller = lock_and_load_caller(tx, ctx, id).await?;
-    let actor = acting_member(&caller)?;
+    let actor = caller.acting_user()?;
     let mut request = visible(tx, &caller, id, request_id).await?;
     if request.requester_user_id != actor.user.id {
         return Err(DomainError::NotRequester.into());

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::{Ctx, Result, audit, lock_and_load_caller};
 use crate::domain::DomainError;
 use crate::domain::model::StepUpPurpose;
-use crate::domain::privileges::{Actor, Caller};
+use crate::domain::privileges::Actor;
 use crate::domain::step_up::{CODE_TTL_MS, MAX_WRONG_CODES, PROOF_TTL_MS, after_wrong_code};
 use crate::domain::values::{AccountId, ChallengeId};
 use crate::notify::human_time;
@@ -44,14 +44,6 @@ fn digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.trim().as_bytes()))
 }
 
-/// Step-up is for the account's own active users; operators and services have no e-mail.
-fn acting_user(caller: &Caller) -> Result<&Actor> {
-    match caller {
-        Caller::Member(actor) => Ok(actor),
-        Caller::Operator(_) | Caller::Service(_) => Err(DomainError::OperatorOnly.into()),
-    }
-}
-
 async fn refuse_if_locked(tx: &mut Conn, actor: &Actor, now_ms: i64) -> Result<i64> {
     let (wrong_codes, locked_until_ms) = store::lock_state(tx, &actor.user.id).await?;
     if locked_until_ms > now_ms {
@@ -63,7 +55,7 @@ async fn refuse_if_locked(tx: &mut Conn, actor: &Actor, now_ms: i64) -> Result<i
 /// E-mails a fresh six-digit code to the caller's primary address.
 pub async fn start(tx: &mut Conn, ctx: &Ctx, account: &AccountId, purpose: StepUpPurpose) -> Result<ChallengeSent> {
     let caller = lock_and_load_caller(tx, ctx, account).await?;
-    let actor = acting_user(&caller)?;
+    let actor = caller.acting_user()?;
     refuse_if_locked(tx, actor, ctx.now_ms).await?;
     let code = format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000));
     let sent = ChallengeSent { id: ChallengeId::generate(), purpose, expires_at_ms: ctx.now_ms + CODE_TTL_MS };
@@ -106,7 +98,7 @@ pub async fn verify(
 ) -> Result<Verification> {
     // The account lock also serialises two guesses of one user, so none goes uncounted.
     let caller = lock_and_load_caller(tx, ctx, account).await?;
-    let actor = acting_user(&caller)?;
+    let actor = caller.acting_user()?;
     let wrong_codes = refuse_if_locked(tx, actor, ctx.now_ms).await?;
     let challenge = store::usable_challenge(tx, challenge, &actor.user.id, ctx.now_ms)
         .await?

@@ -93,6 +93,15 @@ impl Caller {
         }
     }
 
+    /// The user acting on their own behalf (their profile, their request, their step-up);
+    /// operators and services act for no user of the account.
+    pub fn acting_user(&self) -> Result<&Actor, DomainError> {
+        match self {
+            Self::Member(actor) => Ok(actor),
+            Self::Operator(_) | Self::Service(_) => Err(DomainError::OperatorOnly),
+        }
+    }
+
     /// A member holding `privilege`.
     pub fn member_with(&self, privilege: Privilege) -> Result<&Actor, DomainError> {
         let actor = self.member()?;
