@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use super::{Ctx, Error, audit, user_target};
 use crate::domain::auto_delete::{deletion_due, notice_due};
 use crate::notify::human_time;
-use crate::store::auto_delete::{self as store, Candidate};
+use crate::store::auto_delete::{self as store, Candidate, Once};
 use crate::store::{Conn, outbox};
 
 /// Users one pass looks at; the rest wait for the next.
@@ -77,7 +77,7 @@ pub async fn sweep(db: &Database, engine: &Engine, now_ms: i64) -> Result<Swept,
 async fn start_deletion(tx: &mut Conn, engine: &Engine, user: &Candidate, now_ms: i64) -> super::Result<bool> {
     let ctx = system(now_ms, format!("auto-delete:{}:{}", user.user_id, user.deactivated_at_ms));
     if !crate::store::accounts::lock(tx, &user.account_id).await?
-        || !store::mark_started(tx, &user.user_id, user.deactivated_at_ms).await?
+        || !store::mark(tx, Once::Started, &user.user_id, user.deactivated_at_ms).await?
     {
         return Ok(false);
     }
@@ -102,7 +102,7 @@ async fn start_deletion(tx: &mut Conn, engine: &Engine, user: &Candidate, now_ms
 async fn notice(tx: &mut Conn, user: &Candidate, deletion_ms: i64, now_ms: i64) -> super::Result<bool> {
     let ctx = system(now_ms, format!("auto-delete-notice:{}:{}", user.user_id, user.deactivated_at_ms));
     if !crate::store::accounts::lock(tx, &user.account_id).await?
-        || !store::mark_noticed(tx, &user.user_id, user.deactivated_at_ms).await?
+        || !store::mark(tx, Once::Noticed, &user.user_id, user.deactivated_at_ms).await?
     {
         return Ok(false);
     }

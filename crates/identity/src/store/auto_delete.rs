@@ -52,29 +52,27 @@ pub async fn due(tx: &mut Conn, now_ms: i64, limit: i64) -> Result<Vec<Candidate
         .collect()
 }
 
-/// Records that the admins were told about this deactivation's deletion; false if they
-/// already were (another replica's sweep) or the user is no longer so deactivated.
-pub async fn mark_noticed(tx: &mut Conn, user: &UserId, deactivated_at_ms: i64) -> Result<bool, sqlx::Error> {
-    let updated = sqlx::query(
-        "UPDATE users SET auto_delete_noticed_for_ms = $2 WHERE id = $1 AND status = 'deactivated' \
-         AND deactivated_at_ms = $2 AND (auto_delete_noticed_for_ms IS NULL OR auto_delete_noticed_for_ms <> $2)",
-    )
-    .bind(user.as_str())
-    .bind(deactivated_at_ms)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    Ok(updated == 1)
+/// What the sweep does once per deactivation of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Once {
+    /// The user managers were told of the coming deletion.
+    Noticed,
+    /// The deletion was started (one that fails is left to an operator).
+    Started,
 }
 
-/// Records that the deletion of this deactivation is being started; false if it was already
-/// (another replica's sweep, or an earlier attempt an operator now looks after) or the user
-/// is no longer so deactivated.
-pub async fn mark_started(tx: &mut Conn, user: &UserId, deactivated_at_ms: i64) -> Result<bool, sqlx::Error> {
-    let updated = sqlx::query(
-        "UPDATE users SET auto_delete_started_for_ms = $2 WHERE id = $1 AND status = 'deactivated' \
-         AND deactivated_at_ms = $2 AND (auto_delete_started_for_ms IS NULL OR auto_delete_started_for_ms <> $2)",
-    )
+/// Records `once` for the deactivation at `deactivated_at_ms`; false if it was recorded
+/// before (another replica's sweep, or an earlier pass) or the user is no longer so
+/// deactivated, so the caller does nothing.
+pub async fn mark(tx: &mut Conn, once: Once, user: &UserId, deactivated_at_ms: i64) -> Result<bool, sqlx::Error> {
+    let column = match once {
+        Once::Noticed => "auto_delete_noticed_for_ms",
+        Once::Started => "auto_delete_started_for_ms",
+    };
+    let updated = sqlx::query(&format!(
+        "UPDATE users SET {column} = $2 WHERE id = $1 AND status = 'deactivated' AND deactivated_at_ms = $2 \
+         AND ({column} IS NULL OR {column} <> $2)"
+    ))
     .bind(user.as_str())
     .bind(deactivated_at_ms)
     .execute(&mut *tx)
