@@ -1,6 +1,6 @@
 //! The real binary as separate processes: `roster up --demo` serves what it prints (identity
 //! and licensing, talking to each other), survives a restart with its data, stops cleanly on
-//! SIGTERM; two `roster serve identity` replicas on
+//! SIGTERM (a watch stream ends with a status, not a cut connection); two `roster serve identity` replicas on
 //! one PostgreSQL keep exactly one owner and deliver each e-mail once.
 
 use std::net::SocketAddr;
@@ -59,6 +59,52 @@ async fn sigterm_reports_not_serving_through_the_delay_before_the_port_closes() 
         .expect("calls are still served during the delay");
     assert!(roster.terminate(Duration::from_secs(15)).expect("stops").success());
     assert_eq!(health_on_a_new_connection(addr).await, None, "the port is closed once it stopped");
+}
+
+/// A `WatchOperation` stream open at SIGTERM ends with a clean `UNAVAILABLE` status telling
+/// the client to watch again, instead of a connection cut under it; the process still exits 0.
+#[tokio::test]
+async fn sigterm_ends_watch_streams_with_a_status_instead_of_cutting_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut roster = Process::start(dir.path(), addr, &["up", "--demo"], &[]);
+    let channel = wait_serving(addr, START).await.expect("serving");
+    let env = demo_env(dir.path(), START).await.expect("demo.env");
+    // An ownership request's operation waits for a week: a stream that stays open.
+    let request = pb::account_service_client::AccountServiceClient::new(channel.clone())
+        .request_ownership(authed(
+            pb::RequestOwnershipRequest { request_id: "watch-me".into(), account_id: env["ACCOUNT"].clone() },
+            &env["ADMIN_TOKEN"],
+        ))
+        .await
+        .expect("bob asks for ownership")
+        .into_inner();
+    let mut stream = roster_proto::operations::v1::operations_client::OperationsClient::new(channel)
+        .watch_operation(authed(
+            roster_proto::operations::v1::WatchOperationRequest { operation_id: request.operation_id.clone() },
+            &env["OWNER_TOKEN"],
+        ))
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = stream.message().await.expect("the first update").expect("an operation");
+    assert!(!first.done, "{first:?}");
+    std::process::Command::new("kill").arg("-TERM").arg(roster.child.id().to_string()).status().expect("kill");
+    // Updates already on their way may come first; the stream must then end with a status.
+    let status = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(update)) => assert!(!update.done, "{update:?}"),
+                Ok(None) => panic!("the stream ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the stream ends within the drain");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("call WatchOperation again"), "{status:?}");
+    assert!(roster.terminate(Duration::from_secs(15)).expect("stops").success());
 }
 
 #[tokio::test]

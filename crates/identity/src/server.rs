@@ -181,7 +181,16 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
         let Self { listener, db, settings, licensing } = self;
         let engine = Engine::new(db.clone(), settings.clock.clone(), settings.workflow.clone(), sagas::all(&licensing));
-        let api = Api::new(db.clone(), settings.clock.clone(), engine.clone(), licensing, settings.pages.clone());
+        // Cancelled as the listener closes: `WatchOperation` streams then end with a status.
+        let draining = tokio_util::sync::CancellationToken::new();
+        let api = Api::new(
+            db.clone(),
+            settings.clock.clone(),
+            engine.clone(),
+            licensing,
+            settings.pages.clone(),
+            draining.clone(),
+        );
         let max = settings.limits.max_message_bytes();
         let routes = Routes::new(AccountServiceServer::new(api.clone()).max_decoding_message_size(max))
             .add_service(UserServiceServer::new(api.clone()).max_decoding_message_size(max))
@@ -202,7 +211,7 @@ impl Server {
             }
             None => routes,
         };
-        let services = ServiceSet { names, routes };
+        let services = ServiceSet { names, routes, draining };
         let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
         let dispatcher = Dispatcher {
             db: db.clone(),

@@ -127,6 +127,8 @@ impl Server {
                 "roster.licensing.v1.BillingService",
             ],
             routes,
+            // Licensing has no server-streaming RPCs to end.
+            draining: tokio_util::sync::CancellationToken::new(),
         };
         tracing::info!(addr = %self_addr(&listener, settings.listen), identity = %settings.identity_url, "licensing serving");
         let (stop_housekeeping, stopped) = tokio::sync::watch::channel(false);

@@ -3,10 +3,12 @@
 //! shutdown.
 //!
 //! Shutdown order: the signal arrives, health turns NOT_SERVING (load balancers stop routing)
-//! and stays so for the shutdown delay while calls are still taken, then the listener closes
-//! and in-flight RPCs drain, bounded by the grace period; then idle client
-//! connections are closed (they would otherwise hold the process until the grace period ends)
-//! and the caller stops its background workers and closes the database.
+//! and stays so for the shutdown delay while calls are still taken, then the listener closes,
+//! long-lived streams are told to end ([`ServiceSet::draining`]: they send a final status
+//! rather than being cut), and in-flight RPCs (streams until their last frame) drain, bounded
+//! by the grace period; then idle client connections are closed (they would otherwise hold
+//! the process until the grace period ends) and the caller stops its background workers and
+//! closes the database.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,8 +17,9 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tokio_util::task::task_tracker::TrackedFuture;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -38,6 +41,9 @@ pub struct ServiceSet {
     /// Fully qualified names of the gRPC services, for health.
     pub names: Vec<&'static str>,
     pub routes: Routes,
+    /// Cancelled when the listener closes: a server-streaming RPC then sends its final status
+    /// (`UNAVAILABLE`, call again elsewhere) and ends, so the drain can finish it cleanly.
+    pub draining: CancellationToken,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +95,7 @@ pub async fn serve(
     let names = services.names.clone();
     let health_reporter = reporter.clone();
     let delay = limits.shutdown_delay();
+    let streams_end = services.draining.clone();
     let on_shutdown = async move {
         shutdown.await;
         tracing::info!(delay_ms = delay.as_millis() as u64, "shutdown requested: health NOT_SERVING");
@@ -96,6 +103,7 @@ pub async fn serve(
         // Calls still arrive until every balancer has seen NOT_SERVING; they are served.
         tokio::time::sleep(delay).await;
         tracing::info!("closing the listener and draining in-flight RPCs");
+        streams_end.cancel();
         draining_signal.notify_one();
     };
 
@@ -128,8 +136,8 @@ pub async fn serve(
 }
 
 /// Tracks RPCs being handled (`tokio-util`'s `TaskTracker`), so shutdown waits for exactly
-/// those and not for idle connections. (A streaming response counts until its headers are
-/// sent.)
+/// those and not for idle connections. A response counts until its body's last frame (a
+/// stream's final status) has been handed over.
 #[derive(Debug, Clone, Default)]
 struct InFlight(TaskTracker);
 
@@ -165,19 +173,50 @@ pub struct InFlightService<S> {
 
 impl<S, R> Service<R> for InFlightService<S>
 where
-    S: Service<R>,
+    S: Service<R, Response = http::Response<tonic::body::Body>>,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = TrackedFuture<S::Future>;
+    type Future = futures_util::future::BoxFuture<'static, Result<S::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: R) -> Self::Future {
-        self.tracker.track_future(self.inner.call(request))
+        let token = self.tracker.token();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|body| tonic::body::Body::new(TrackedBody { inner: body, _token: token })))
+        })
+    }
+}
+
+/// A response body that keeps its RPC counted as in flight until it is done or dropped.
+struct TrackedBody {
+    inner: tonic::body::Body,
+    _token: TaskTrackerToken,
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -34,6 +34,7 @@ use roster_platform::pagination::PageTokens;
 use roster_platform::status;
 use roster_proto::operations::v1 as ops;
 use roster_workflow::{Engine, Instance, Started};
+use tokio_util::sync::CancellationToken;
 use tonic::{Response, Status};
 
 use crate::app::{self, Ctx};
@@ -87,11 +88,20 @@ pub struct Api {
     engine: Engine,
     licensing: Licensing,
     pages: PageTokens,
+    /// Cancelled as the server drains: streams end with a final status instead of being cut.
+    draining: CancellationToken,
 }
 
 impl Api {
-    pub fn new(db: Database, clock: SharedClock, engine: Engine, licensing: Licensing, pages: PageTokens) -> Self {
-        Self { db, clock, engine, licensing, pages }
+    pub fn new(
+        db: Database,
+        clock: SharedClock,
+        engine: Engine,
+        licensing: Licensing,
+        pages: PageTokens,
+        draining: CancellationToken,
+    ) -> Self {
+        Self { db, clock, engine, licensing, pages, draining }
     }
 
     /// Runs a use case that starts a saga or repairs one (retry, resolve, cancel), once per

@@ -95,7 +95,19 @@ impl ops::operations_server::Operations for Api {
                             Some(instance) => instance,
                             None => {
                                 let id = last.as_ref()?.id.clone();
-                                Engine::change_of(&mut changes, &id, tokio::time::Instant::now() + WATCH_POLL).await;
+                                let changed =
+                                    Engine::change_of(&mut changes, &id, tokio::time::Instant::now() + WATCH_POLL);
+                                tokio::select! {
+                                    () = changed => {}
+                                    () = api.draining.cancelled() => {
+                                        // A clean last word rather than a cut connection: the
+                                        // client watches again, on another replica.
+                                        let status = Status::unavailable(format!(
+                                            "this identity replica is shutting down; call WatchOperation again for {id}"
+                                        ));
+                                        return Some((Err(status), (None, None, changes)));
+                                    }
+                                }
                                 // Visibility is decided again for every update (R34): a watcher
                                 // deactivated meanwhile gets NOT_FOUND and the stream ends.
                                 match api.visible_operation(caller.clone(), &id).await {
