@@ -107,6 +107,35 @@ async fn sigterm_ends_watch_streams_with_a_status_instead_of_cutting_them() {
     assert!(roster.terminate(Duration::from_secs(15)).expect("stops").success());
 }
 
+/// Both services take gzip-compressed requests and compress their answers for a client that
+/// accepts gzip (`grpc-accept-encoding`).
+#[tokio::test]
+async fn gzip_is_accepted_and_offered_by_both_services() {
+    use tonic::codec::CompressionEncoding::Gzip;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut roster = Process::start(dir.path(), addr, &["up", "--demo"], &[]);
+    let identity = wait_serving(addr, START).await.expect("identity serving");
+    let licensing = wait_serving(roster.licensing.expect("licensing address"), START).await.expect("licensing serving");
+    let env = demo_env(dir.path(), START).await.expect("demo.env");
+    let account = pb::account_service_client::AccountServiceClient::new(identity)
+        .send_compressed(Gzip)
+        .accept_compressed(Gzip)
+        .get_account(authed(pb::GetAccountRequest { account_id: env["ACCOUNT"].clone() }, &env["MEMBER_TOKEN"]))
+        .await
+        .expect("a gzip request to identity");
+    assert_eq!(account.metadata().get("grpc-encoding").and_then(|v| v.to_str().ok()), Some("gzip"));
+    let seats = lpb::license_service_client::LicenseServiceClient::new(licensing)
+        .send_compressed(Gzip)
+        .accept_compressed(Gzip)
+        .list_seats(authed(lpb::ListSeatsRequest { account_id: env["ACCOUNT"].clone() }, &env["ADMIN_TOKEN"]))
+        .await
+        .expect("a gzip request to licensing");
+    assert_eq!(seats.metadata().get("grpc-encoding").and_then(|v| v.to_str().ok()), Some("gzip"));
+    assert!(!seats.into_inner().seats.is_empty());
+    assert!(roster.terminate(Duration::from_secs(15)).expect("stops").success());
+}
+
 #[tokio::test]
 async fn up_demo_serves_its_walkthrough_restarts_with_its_data_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");

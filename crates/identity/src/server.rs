@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use roster_platform::api_server;
 use roster_platform::auth::{Signer, Verifier};
 use roster_platform::clock::SharedClock;
 use roster_platform::config::{ConfigError, LimitArgs};
@@ -192,11 +193,11 @@ impl Server {
             draining.clone(),
         );
         let max = settings.limits.max_message_bytes();
-        let routes = Routes::new(AccountServiceServer::new(api.clone()).max_decoding_message_size(max))
-            .add_service(UserServiceServer::new(api.clone()).max_decoding_message_size(max))
-            .add_service(RoleServiceServer::new(api.clone()).max_decoding_message_size(max))
-            .add_service(OperationsServer::new(api.clone()).max_decoding_message_size(max))
-            .add_service(DirectoryServiceServer::new(api).max_decoding_message_size(max));
+        let routes = Routes::new(api_server!(AccountServiceServer, api.clone(), max))
+            .add_service(api_server!(UserServiceServer, api.clone(), max))
+            .add_service(api_server!(RoleServiceServer, api.clone(), max))
+            .add_service(api_server!(OperationsServer, api.clone(), max))
+            .add_service(api_server!(DirectoryServiceServer, api, max));
         let mut names = vec![
             "roster.identity.v1.AccountService",
             "roster.identity.v1.UserService",

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use roster_platform::api_server;
 use roster_platform::auth::{Signer, Verifier};
 use roster_platform::clock::SharedClock;
 use roster_platform::config::LimitArgs;
@@ -117,9 +118,9 @@ impl Server {
         let Self { listener, db, directory, settings } = self;
         let api = Api::new(db.clone(), directory, settings.clock.clone(), settings.pages.clone());
         let max = settings.limits.max_message_bytes();
-        let routes = Routes::new(LicenseServiceServer::new(api.clone()).max_decoding_message_size(max))
-            .add_service(ContentServiceServer::new(api.clone()).max_decoding_message_size(max))
-            .add_service(BillingServiceServer::new(api).max_decoding_message_size(max));
+        let routes = Routes::new(api_server!(LicenseServiceServer, api.clone(), max))
+            .add_service(api_server!(ContentServiceServer, api.clone(), max))
+            .add_service(api_server!(BillingServiceServer, api, max));
         let services = ServiceSet {
             names: vec![
                 "roster.licensing.v1.LicenseService",

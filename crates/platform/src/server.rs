@@ -35,6 +35,20 @@ use crate::transport::{ApiConcurrencyLayer, BodyGuardLayer, limit_connections};
 /// gRPC adds a few short headers.
 const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 
+/// One of a service's generated tonic servers, as every Roster API is served: requests up to
+/// `max` bytes, and gzip accepted on requests and offered on responses (to clients that ask
+/// for it in `grpc-accept-encoding`). The services' own clients do not ask: their messages
+/// are small, and compressing them would cost more CPU than it saves on a cluster network.
+#[macro_export]
+macro_rules! api_server {
+    ($server:ident, $api:expr, $max:expr) => {
+        $server::new($api)
+            .max_decoding_message_size($max)
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+    };
+}
+
 /// What a service hands over to be served.
 #[derive(Debug)]
 pub struct ServiceSet {
