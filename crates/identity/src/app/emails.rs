@@ -4,9 +4,7 @@
 //! the whole system (`EMAIL_IN_USE`, 1005). This is how a departing owner's profile is handed
 //! over: the successor's address is added and verified, made primary, and the old one removed.
 
-use rand::RngCore;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::{Ctx, Result, audit, lock_and_load_caller, user_target};
 use crate::domain::DomainError;
@@ -26,10 +24,6 @@ pub struct Address {
     pub primary: bool,
     pub verified: bool,
     pub added_at_ms: i64,
-}
-
-fn digest(code: &str) -> String {
-    hex::encode(Sha256::digest(code.trim().as_bytes()))
 }
 
 /// The calling user, an active user of `account`; operators and services have no addresses.
@@ -52,11 +46,9 @@ pub async fn add(tx: &mut Conn, ctx: &Ctx, account: &AccountId, email: &Email) -
     if store::in_use(tx, email).await? {
         return Err(DomainError::EmailInUse.into());
     }
-    let mut bytes = [0u8; 24];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let code = hex::encode(bytes);
+    let (code, stored) = super::secrets::new_secret(super::secrets::CODE_BYTES);
     let expires_at_ms = ctx.now_ms + CODE_TTL_MS;
-    if !store::insert(tx, &user.id, email, &digest(&code), expires_at_ms, ctx.now_ms).await? {
+    if !store::insert(tx, &user.id, email, &stored, expires_at_ms, ctx.now_ms).await? {
         return Err(DomainError::EmailInUse.into());
     }
     let message = outbox::Email {
@@ -81,7 +73,9 @@ pub async fn add(tx: &mut Conn, ctx: &Ctx, account: &AccountId, email: &Email) -
 pub async fn verify(tx: &mut Conn, ctx: &Ctx, account: &AccountId, email: &Email, code: &str) -> Result<Address> {
     let user = me(tx, ctx, account).await?;
     let address = store::get(tx, &user.id, email).await?.ok_or(DomainError::EmailAddressNotFound)?;
-    if address.verified_at_ms.is_none() && !store::verify(tx, &user.id, email, &digest(code), ctx.now_ms).await? {
+    if address.verified_at_ms.is_none()
+        && !store::verify(tx, &user.id, email, &super::secrets::digest(code), ctx.now_ms).await?
+    {
         return Err(DomainError::EmailVerificationFailed.into());
     }
     audit(

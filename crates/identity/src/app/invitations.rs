@@ -4,15 +4,13 @@
 //! one-time code; only the code's SHA-256 is stored. Accepting needs both the code (control
 //! of the mailbox) and a token for a user with the invited e-mail (the invitee themselves).
 
-use rand::RngCore;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use roster_platform::db::is_unique_violation;
 use roster_workflow::{Engine, Started};
 
 use super::{
-    Ctx, Error, Result, audit, load_caller, lock_and_load_caller, share_lock_and_load_caller, start_operation,
+    Ctx, Error, Result, audit, load_caller, lock_and_load_caller, secrets, share_lock_and_load_caller, start_operation,
     user_target,
 };
 use crate::domain::DomainError;
@@ -35,18 +33,6 @@ pub struct NewInvitation {
 pub struct Sent {
     pub invitation: Invitation,
     pub code: String,
-}
-
-fn new_code() -> (String, String) {
-    let mut bytes = [0u8; 24];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let code = hex::encode(bytes);
-    let hash = code_hash(&code);
-    (code, hash)
-}
-
-fn code_hash(code: &str) -> String {
-    hex::encode(Sha256::digest(code.trim().as_bytes()))
 }
 
 async fn queue_invitation_email(tx: &mut Conn, ctx: &Ctx, invitation: &Invitation, code: &str) -> Result<()> {
@@ -97,7 +83,7 @@ pub async fn invite(tx: &mut Conn, ctx: &Ctx, account: &AccountId, new: NewInvit
     store::users::insert(tx, &pending).await.map_err(|error| {
         if is_unique_violation(&error) { Error::from(DomainError::EmailInUse) } else { Error::Db(error) }
     })?;
-    let (code, hash) = new_code();
+    let (code, hash) = secrets::new_secret(secrets::CODE_BYTES);
     let invitation = Invitation {
         id: InvitationId::generate(),
         account_id: account.clone(),
@@ -146,7 +132,7 @@ async fn pending_invitation(tx: &mut Conn, account: &AccountId, id: &InvitationI
 pub async fn resend(tx: &mut Conn, ctx: &Ctx, account: &AccountId, id: &InvitationId) -> Result<Sent> {
     lock_and_load_caller(tx, ctx, account).await?.member_with(Privilege::ManageUsers)?;
     let mut invitation = pending_invitation(tx, account, id).await?;
-    let (code, hash) = new_code();
+    let (code, hash) = secrets::new_secret(secrets::CODE_BYTES);
     invitation.expires_at_ms = ctx.now_ms + INVITATION_TTL_MS;
     invitation.send_count += 1;
     store::invitations::renew(tx, id, &hash, invitation.expires_at_ms).await?;
@@ -194,8 +180,9 @@ pub async fn accept(tx: &mut Conn, ctx: &Ctx, engine: &Engine, code: &str) -> Re
         return Err(DomainError::InvitationNotFound.into());
     };
     let caller_id = UserId::parse(user_id).map_err(|_| DomainError::InvitationNotFound)?;
-    let found =
-        store::invitations::find_by_code_hash(tx, &code_hash(code)).await?.ok_or(DomainError::InvitationNotFound)?;
+    let found = store::invitations::find_by_code_hash(tx, &secrets::digest(code))
+        .await?
+        .ok_or(DomainError::InvitationNotFound)?;
     let caller = store::users::get(tx, &caller_id).await?.ok_or(DomainError::InvitationNotFound)?;
     let invitation = lock_and_check(tx, ctx, &found.account_id, &found.id, &caller).await?;
     let old_account = (caller.id != invitation.user_id).then(|| caller.account_id.to_string());
@@ -294,20 +281,4 @@ pub async fn record_refunds(
 ) -> Result<()> {
     let details = json!({"invitation": invitation.as_str(), "refunds": refunds});
     audit(tx, ctx, Some(account), crate::app::actions::INVITATION_REFUNDED, user_target(user), details).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_are_random_and_only_their_hash_is_kept() {
-        let (a, hash_a) = new_code();
-        let (b, _) = new_code();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 48);
-        assert_ne!(a, hash_a);
-        assert_eq!(code_hash(&a), hash_a);
-        assert_eq!(code_hash(&format!(" {a}\n")), hash_a, "pasted codes with whitespace still match");
-    }
 }

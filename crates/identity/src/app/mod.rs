@@ -11,6 +11,7 @@ pub mod invitations;
 pub mod operations;
 pub mod ownership_requests;
 pub mod roles;
+pub mod secrets;
 pub mod step_up;
 pub mod users;
 

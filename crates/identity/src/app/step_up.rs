@@ -1,11 +1,11 @@
 //! Step-up verification (SPEC R10): a one-time code e-mailed to the caller's primary address
 //! becomes a proof valid for 5 minutes, spent once, for one user, account and purpose.
 
-use rand::{Rng, RngCore};
+use rand::Rng;
 use roster_platform::stored_text::StoredText;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
+use super::secrets::{PROOF_BYTES, digest, new_secret};
 use super::{Ctx, Result, audit, lock_and_load_caller};
 use crate::domain::DomainError;
 use crate::domain::model::StepUpPurpose;
@@ -38,10 +38,6 @@ pub struct Proof {
 pub enum Verification {
     Verified(Proof),
     Refused(DomainError),
-}
-
-fn digest(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.trim().as_bytes()))
 }
 
 async fn refuse_if_locked(tx: &mut Conn, actor: &Actor, now_ms: i64) -> Result<i64> {
@@ -117,10 +113,9 @@ pub async fn verify(
         .ok_or_else(|| super::Error::Internal(format!("unknown step-up purpose {:?}", challenge.purpose)))?;
     store::use_challenge(tx, &challenge.id, ctx.now_ms).await?;
     store::set_lock_state(tx, &actor.user.id, 0, 0).await?;
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let proof = Proof { proof: hex::encode(bytes), purpose, expires_at_ms: ctx.now_ms + PROOF_TTL_MS };
-    store::insert_proof(tx, &digest(&proof.proof), &challenge, proof.expires_at_ms, ctx.now_ms).await?;
+    let (secret, stored) = new_secret(PROOF_BYTES);
+    let proof = Proof { proof: secret, purpose, expires_at_ms: ctx.now_ms + PROOF_TTL_MS };
+    store::insert_proof(tx, &stored, &challenge, proof.expires_at_ms, ctx.now_ms).await?;
     let details = json!({"challenge_id": challenge.id.as_str(), "purpose": purpose.as_str()});
     audit(tx, ctx, Some(account), super::actions::STEP_UP_VERIFIED, super::user_target(&actor.user.id), details)
         .await?;
