@@ -37,10 +37,8 @@ pub fn roster_binary() -> PathBuf {
     binary
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
+/// A loopback port that was free a moment ago (see `roster_testkit::unused_port`).
+pub use roster_testkit::unused_port as free_port;
 
 /// The trusted JWKS, `service`'s own private key and the page-token keys in `keys`, as paths
 /// for the environment.

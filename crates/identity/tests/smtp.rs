@@ -15,10 +15,6 @@ use tonic::Code;
 
 const FROM: &str = "Roster <noreply@roster.test>";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 async fn sending_to(backend: Backend, port: u16) -> Option<TestApp> {
     let smtp = Smtp::new(&format!("smtp://127.0.0.1:{port}"), FROM).expect("smtp settings");
     TestApp::spawn_mailing(backend, Some(Mailer::Smtp(Box::new(smtp)))).await
@@ -49,7 +45,7 @@ async fn down_then_up_delivers_exactly_once_as_a_proper_message(backend: Backend
     if !smtp::available() {
         return;
     }
-    let port = free_port();
+    let port = roster_testkit::unused_port();
     let Some(app) = sending_to(backend, port).await else { return };
     let (account, owner) = app.create_account("Café Zoë", "owner@zoe.example").await;
     let invitee = "bob@zoe.example";
@@ -95,7 +91,7 @@ async fn a_permanent_refusal_is_kept_with_its_reason_and_not_retried(backend: Ba
     if !smtp::available() {
         return;
     }
-    let sink = SmtpSink::start(free_port());
+    let sink = SmtpSink::start(roster_testkit::unused_port());
     let Some(app) = sending_to(backend, sink.port).await else { return };
     let (account, owner) = app.create_account("Refusals", "owner@refusals.example").await;
     // 451 once: kept for a retry, and delivered once the backoff has passed.

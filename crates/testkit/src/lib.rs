@@ -18,6 +18,32 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::Connection;
 
+/// A loopback port that was free a moment ago, chosen below the kernel's range of ephemeral
+/// ports. A port from that range (what binding port 0 gives) can be taken meanwhile as the
+/// source port of some outgoing connection, or, when a client keeps dialling a server that is
+/// not up yet, by that client itself: TCP connects a socket to itself when source and
+/// destination coincide. Either way the server started on it later fails to bind.
+pub fn unused_port() -> u16 {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let low = 10_000.min(ephemeral_start / 2);
+    let span = ephemeral_start - low;
+    // Concurrent tests (threads and processes) start probing at different places.
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let spread = u64::from(nanos) + u64::from(std::process::id()) * 7_919 + CALLS.fetch_add(101, Ordering::Relaxed);
+    let first = spread % u64::from(span);
+    for probe in 0..u64::from(span) {
+        let port = low + u16::try_from((first + probe) % u64::from(span)).expect("within the span");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below {ephemeral_start}")
+}
+
 pub fn postgres_admin_url() -> String {
     std::env::var("ROSTER_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
