@@ -3,6 +3,7 @@
 //! here knows about gRPC or SQL; most unit tests live here, named after the rule they check.
 
 pub mod auto_delete;
+pub mod bulk;
 pub mod error;
 #[cfg(test)]
 mod fixtures;
