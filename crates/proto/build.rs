@@ -17,6 +17,7 @@ const FILES: &[&str] = &[
     "roster/identity/v1/user_service.proto",
     "roster/identity/v1/role_service.proto",
     "roster/identity/v1/directory_service.proto",
+    "roster/identity/v1/bulk_service.proto",
     "roster/licensing/v1/resources.proto",
     "roster/licensing/v1/license_service.proto",
     "roster/licensing/v1/content_service.proto",

@@ -18,6 +18,7 @@ use roster_platform::saga_retry::SagaRetryArgs;
 use roster_platform::server::{ServeError, ServiceSet, serve};
 use roster_proto::dev::v1::clock_service_server::ClockServiceServer;
 use roster_proto::identity::v1::account_service_server::AccountServiceServer;
+use roster_proto::identity::v1::bulk_service_server::BulkServiceServer;
 use roster_proto::identity::v1::directory_service_server::DirectoryServiceServer;
 use roster_proto::identity::v1::role_service_server::RoleServiceServer;
 use roster_proto::identity::v1::user_service_server::UserServiceServer;
@@ -196,6 +197,7 @@ impl Server {
         let routes = Routes::new(api_server!(AccountServiceServer, api.clone(), max))
             .add_service(api_server!(UserServiceServer, api.clone(), max))
             .add_service(api_server!(RoleServiceServer, api.clone(), max))
+            .add_service(api_server!(BulkServiceServer, api.clone(), max))
             .add_service(api_server!(OperationsServer, api.clone(), max))
             .add_service(api_server!(DirectoryServiceServer, api, max));
         let mut names = vec![

@@ -34,7 +34,7 @@ fn callers() -> impl Iterator<Item = Caller> {
     CALLERS.into_iter().chain(Forgery::ALL.map(Caller::Forged))
 }
 
-const RPCS: [&str; 48] = [
+const RPCS: [&str; 53] = [
     "AccountService/CreateAccount",
     "AccountService/GetAccount",
     "AccountService/UpdateAccount",
@@ -70,6 +70,11 @@ const RPCS: [&str; 48] = [
     "UserService/VerifyEmailAddress",
     "UserService/MakeEmailPrimary",
     "UserService/RemoveEmailAddress",
+    "BulkService/GetBulkTemplate",
+    "BulkService/StartBulkOperation",
+    "BulkService/UploadBulkCsv",
+    "BulkService/ListBulkRows",
+    "BulkService/DownloadBulkResults",
     "RoleService/ListRoles",
     "RoleService/CreateRole",
     "RoleService/UpdateRole",
@@ -108,8 +113,16 @@ fn expected(rpc: &str, caller: Caller) -> Code {
         ("GetMember" | "LookupAccount", _) => Denied,
         // Only the invitee can accept; to anyone else the invitation does not exist.
         ("AcceptInvitation", _) => NotFound,
+        // The sample file holds nothing of any account's.
+        ("GetBulkTemplate", _) => Ok,
         // Another account's admin learns nothing: the account "does not exist" for them.
         (_, OtherAdmin) => NotFound,
+        // SPEC R16: the owner, or a custom role with the bulk privilege; admins lack it.
+        ("StartBulkOperation" | "UploadBulkCsv", Owner) => Ok,
+        ("StartBulkOperation" | "UploadBulkCsv", _) => Denied,
+        // A bulk operation's rows are seen as the operation is.
+        ("ListBulkRows" | "DownloadBulkResults", Owner | Admin | Operator) => Ok,
+        ("ListBulkRows" | "DownloadBulkResults", _) => NotFound,
         // Reads any member or operator may make.
         ("GetAccount" | "ListIntegrations" | "GetUser" | "ListUsers" | "ListRoles", _) => Ok,
         // The caller's own access and integrations: members only.
@@ -273,6 +286,23 @@ async fn open_request(app: &TestApp, w: &World) -> String {
         Some(id) => id,
         None => app.request_ownership(&w.account, &w.admin).await.expect("the admin requests ownership").id,
     }
+}
+
+/// A bulk deactivation of the world's already deactivated user (its one row is refused).
+fn bulk_of_the_deactivated(w: &World) -> pb::StartBulkOperationRequest {
+    pb::StartBulkOperationRequest {
+        request_id: rid(),
+        account_id: w.account.clone(),
+        action: pb::BulkAction::Deactivate as i32,
+        users: vec![pb::BulkUser { user: w.deactivated.clone(), ..Default::default() }],
+        ..Default::default()
+    }
+}
+
+/// A bulk operation the owner started in the world's account.
+async fn bulk_operation(app: &TestApp, w: &World) -> String {
+    let started = app.bulk().start_bulk_operation(authed(bulk_of_the_deactivated(w), &app.user_token(&w.owner))).await;
+    started.expect("the owner starts a bulk operation").into_inner().id
 }
 
 async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Result<(), Status> {
@@ -540,6 +570,33 @@ async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Re
             ))
             .await
             .map(drop),
+        "GetBulkTemplate" => app
+            .bulk()
+            .get_bulk_template(request(pb::GetBulkTemplateRequest { action: pb::BulkAction::Unlink as i32 }, t))
+            .await
+            .map(drop),
+        "StartBulkOperation" => app.bulk().start_bulk_operation(request(bulk_of_the_deactivated(w), t)).await.map(drop),
+        "UploadBulkCsv" => {
+            let part = pb::UploadBulkCsvRequest {
+                request_id: rid(),
+                account_id: account,
+                action: pb::BulkAction::Deactivate as i32,
+                data: format!("email\n{}\n", w.email_of("member")).into_bytes(),
+            };
+            app.bulk().upload_bulk_csv(request(futures_util::stream::iter([part]), t)).await.map(drop)
+        }
+        "ListBulkRows" => {
+            let operation_id = bulk_operation(app, w).await;
+            let message = pb::ListBulkRowsRequest { operation_id, ..Default::default() };
+            app.bulk().list_bulk_rows(request(message, t)).await.map(drop)
+        }
+        "DownloadBulkResults" => {
+            let operation_id = bulk_operation(app, w).await;
+            app.bulk()
+                .download_bulk_results(request(pb::DownloadBulkResultsRequest { operation_id }, t))
+                .await
+                .map(drop)
+        }
         "DeactivateUser" => app
             .users()
             .deactivate_user(request(

@@ -34,6 +34,8 @@ async fn snapshot(app: &TestApp) -> Vec<i64> {
         "step_up_proofs",
         "step_up_locks",
         "user_emails",
+        "bulk_operations",
+        "bulk_rows",
     ] {
         let count: i64 =
             sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(app.db.pool()).await.expect("count");
@@ -730,6 +732,72 @@ async fn every_other_rpc_names_its_malformed_field(app: &TestApp) {
     ] {
         expect_field(operations.cancel_operation(authed(request, &t())).await, field, "CancelOperation");
     }
+
+    let mut bulk = app.bulk();
+    for action in [0, 9] {
+        let request = pb::GetBulkTemplateRequest { action };
+        expect_field(bulk.get_bulk_template(authed(request, &t())).await, "action", "GetBulkTemplate");
+    }
+    let start = |account_id: &str, action: pb::BulkAction, users: &[&str], csv: &str| pb::StartBulkOperationRequest {
+        request_id: rid(),
+        account_id: account_id.into(),
+        action: action as i32,
+        users: users.iter().map(|user| pb::BulkUser { user: (*user).into(), ..Default::default() }).collect(),
+        csv: csv.as_bytes().to_vec(),
+    };
+    let deactivate = pb::BulkAction::Deactivate;
+    for (request, field) in [
+        (start(&bad, deactivate, &[&w.member], ""), "account_id"),
+        (start(&w.account, pb::BulkAction::Unspecified, &[&w.member], ""), "action"),
+        (start(&w.account, deactivate, &[], ""), "users"),
+        (start(&w.account, deactivate, &[&w.member], "email\na@b.example\n"), "csv"),
+        (start(&w.account, deactivate, &[], "email\n"), "csv"),
+        (start(&w.account, deactivate, &[], "email,extra\na@b.example,1\n"), "csv"),
+        (
+            pb::StartBulkOperationRequest {
+                request_id: String::new(),
+                ..start(&w.account, deactivate, &[&w.member], "")
+            },
+            "request_id",
+        ),
+    ] {
+        expect_field(bulk.start_bulk_operation(authed(request, &t())).await, field, "StartBulkOperation");
+    }
+    let part = |request_id: &str, action: pb::BulkAction, data: &str| pb::UploadBulkCsvRequest {
+        request_id: request_id.into(),
+        account_id: if request_id.is_empty() { String::new() } else { w.account.clone() },
+        action: if request_id.is_empty() { 0 } else { action as i32 },
+        data: data.as_bytes().to_vec(),
+    };
+    for (parts, field) in [
+        (vec![], "data"),
+        (vec![part(&rid(), pb::BulkAction::Unspecified, "email\n")], "action"),
+        (vec![part(&rid(), deactivate, "email\n"), part(&rid(), deactivate, "a@b.example\n")], "request_id"),
+        (vec![part(&rid(), deactivate, "email\n"), part("", deactivate, "\n\n")], "csv"),
+    ] {
+        let upload = bulk.upload_bulk_csv(authed(futures_util::stream::iter(parts), &t())).await;
+        expect_field(upload, field, "UploadBulkCsv");
+    }
+    let rows = |operation_id: &str, page_size: i32, state: i32| pb::ListBulkRowsRequest {
+        operation_id: operation_id.into(),
+        page_size,
+        state,
+        ..Default::default()
+    };
+    for (request, field) in
+        [(rows(&bad, 0, 0), "operation_id"), (rows(&existing, -1, 0), "page_size"), (rows(&existing, 0, 42), "state")]
+    {
+        expect_field(bulk.list_bulk_rows(authed(request, &t())).await, field, "ListBulkRows");
+    }
+    let download = pb::DownloadBulkResultsRequest { operation_id: bad.clone() };
+    expect_field(
+        bulk.download_bulk_results(authed(download, &t())).await.map(drop),
+        "operation_id",
+        "DownloadBulkResults",
+    );
+    let not_bulk = rows(&existing, 0, 0);
+    let status = bulk.list_bulk_rows(authed(not_bulk, &t())).await.expect_err("not a bulk operation");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
 
     assert_eq!(snapshot(app).await, before, "refused requests changed nothing");
 }

@@ -289,6 +289,11 @@ impl Engine {
         let _ = self.inner.changes.send(id.to_owned());
     }
 
+    /// The database the workflows live in.
+    pub fn database(&self) -> &Database {
+        &self.inner.db
+    }
+
     pub async fn get(&self, id: &str) -> Result<Option<Instance>, sqlx::Error> {
         store::get(self.pool(), id).await
     }
@@ -502,6 +507,7 @@ impl Engine {
             input: instance.input.clone(),
             outputs,
             db: self.inner.db.clone(),
+            engine: self.clone(),
             tx: std::sync::Mutex::new(None),
         })
     }

@@ -73,6 +73,7 @@ pub struct StepCtx {
     pub(crate) input: Value,
     pub(crate) outputs: Vec<Option<Value>>,
     pub(crate) db: Database,
+    pub(crate) engine: crate::Engine,
     /// Behind a mutex only so `&StepCtx` is `Sync` (steps hold it across awaits); it is
     /// reached through `&mut self` and never locked.
     pub(crate) tx: std::sync::Mutex<Option<Tx>>,
@@ -110,6 +111,13 @@ impl StepCtx {
     /// A request id for the `part`-th of several calls one step makes.
     pub fn request_id_for(&self, part: &str) -> String {
         format!("{}:{part}", self.request_id())
+    }
+
+    /// The engine running this step, for a workflow that starts others and follows them (a
+    /// bulk operation runs one saga per row). What it starts in transactions of its own
+    /// commits there, outside this step's record and its lease fence, so guard such writes.
+    pub fn engine(&self) -> &crate::Engine {
+        &self.engine
     }
 
     /// A transaction on the engine's database. The engine commits it together with this

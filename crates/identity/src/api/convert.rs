@@ -373,6 +373,8 @@ pub fn operation(instance: &Instance) -> ops::Operation {
             attempt: count(instance.attempt),
             last_error: instance.last_error.clone().unwrap_or_default(),
             next_attempt_at_ms: if done { 0 } else { instance.due_at_ms },
+            // Filled in for bulk operations, from their rows.
+            rows: None,
         }),
         result: instance.result.as_ref().map(json_struct),
         error: instance.failure.as_ref().map(|f| ops::OperationError {

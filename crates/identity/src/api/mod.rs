@@ -1,4 +1,4 @@
-//! The gRPC surface of identity: `AccountService`, `UserService`, `RoleService`,
+//! The gRPC surface of identity: `AccountService`, `UserService`, `RoleService`, `BulkService`,
 //! `Operations` (the sagas' progress) and the internal `DirectoryService`. Handlers decode and validate (`convert`), run one use case in
 //! one transaction, and encode; errors map to statuses in one place (`error`).
 
@@ -14,6 +14,7 @@ macro_rules! method {
 }
 
 pub mod account_service;
+pub mod bulk_service;
 pub mod convert;
 pub mod directory_service;
 pub mod error;

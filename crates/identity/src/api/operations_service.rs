@@ -25,7 +25,7 @@ type OperationStream = Pin<Box<dyn Stream<Item = Result<ops::Operation, Status>>
 
 impl Api {
     /// The operation, if the caller may see it; otherwise NOT_FOUND, as for a missing one.
-    async fn visible_operation(&self, caller: Principal, id: &str) -> Result<Instance, Status> {
+    pub(super) async fn visible_operation(&self, caller: Principal, id: &str) -> Result<Instance, Status> {
         let not_found = || error::domain_status(&DomainError::OperationNotFound);
         let id = convert::operation_id(id)?;
         let id = id.as_str();
@@ -46,7 +46,9 @@ impl ops::operations_server::Operations for Api {
     ) -> Result<Response<ops::Operation>, Status> {
         let caller = principal(&request)?;
         let instance = self.visible_operation(caller, &request.get_ref().operation_id).await?;
-        Ok(Response::new(convert::operation(&instance)))
+        let mut operation = convert::operation(&instance);
+        self.with_rows(&mut operation).await?;
+        Ok(Response::new(operation))
     }
 
     async fn list_operations(
@@ -69,10 +71,13 @@ impl ops::operations_server::Operations for Api {
             .await
             .map_err(|e| status::from_db(&e))?;
         let (rows, next_page_token) = page.finish(rows, |instance| instance.id.clone());
-        Ok(Response::new(ops::ListOperationsResponse {
-            operations: rows.iter().map(convert::operation).collect(),
-            next_page_token,
-        }))
+        let mut operations = Vec::with_capacity(rows.len());
+        for instance in &rows {
+            let mut operation = convert::operation(instance);
+            self.with_rows(&mut operation).await?;
+            operations.push(operation);
+        }
+        Ok(Response::new(ops::ListOperationsResponse { operations, next_page_token }))
     }
 
     async fn watch_operation(
@@ -116,7 +121,10 @@ impl ops::operations_server::Operations for Api {
                                 }
                             }
                         };
-                        let operation = convert::operation(&instance);
+                        let mut operation = convert::operation(&instance);
+                        if let Err(status) = api.with_rows(&mut operation).await {
+                            return Some((Err(status), (None, None, changes)));
+                        }
                         if last.as_ref() == Some(&operation) {
                             continue;
                         }
@@ -178,14 +186,17 @@ impl ops::operations_server::Operations for Api {
         let instance = self.visible_operation(caller.clone(), &req.operation_id).await?;
         let account = convert::account_id(&instance.account_id)?;
         let engine = self.engine.clone();
-        self.start_saga(
-            caller,
-            method!("Operations", "CancelOperation", OPERATION_CANCELLED),
-            &req.request_id,
-            &req,
-            Some((account, Need::Reader(Privilege::ManageUsers))),
-            move |tx, ctx| Box::pin(async move { operations::cancel(tx, ctx, &engine, &instance.id).await }),
-        )
-        .await
+        let mut response = self
+            .start_saga(
+                caller,
+                method!("Operations", "CancelOperation", OPERATION_CANCELLED),
+                &req.request_id,
+                &req,
+                Some((account, Need::Reader(Privilege::ManageUsers))),
+                move |tx, ctx| Box::pin(async move { operations::cancel(tx, ctx, &engine, instance).await }),
+            )
+            .await?;
+        self.with_rows(response.get_mut()).await?;
+        Ok(response)
     }
 }

@@ -31,6 +31,9 @@ pub const EMAIL_ADDED: &str = "user.email_added";
 pub const EMAIL_VERIFIED: &str = "user.email_verified";
 pub const PRIMARY_EMAIL_CHANGED: &str = "user.primary_email_changed";
 pub const EMAIL_REMOVED: &str = "user.email_removed";
+/// A bulk removal was started (SPEC R14, R25); each row's change is audited as the
+/// single-user change it is.
+pub const BULK_STARTED: &str = "bulk.started";
 pub const USER_DEACTIVATED: &str = "user.deactivated";
 pub const USER_REACTIVATED: &str = "user.reactivated";
 pub const USER_UNLINKED: &str = "user.unlinked";

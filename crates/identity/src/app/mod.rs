@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod actions;
 pub mod auto_delete;
+pub mod bulk;
 pub mod directory;
 pub mod emails;
 pub mod invitations;

@@ -13,6 +13,7 @@ use serde_json::json;
 use super::actions::{OPERATION_CANCELLED, OPERATION_RESOLVED, OPERATION_RETRIED};
 use super::{Ctx, Result, audit, load_caller};
 use crate::domain::DomainError;
+use crate::domain::bulk::BulkAction;
 use crate::domain::model::{Privilege, UserStatus};
 use crate::domain::values::AccountId;
 use crate::store::Conn;
@@ -120,9 +121,14 @@ pub async fn resolve(tx: &mut Conn, ctx: &Ctx, engine: &Engine, id: &str, note: 
 }
 
 /// Operators and the account's user managers (checked by the caller against current data):
-/// asks a running operation to stop before its point of no return.
-pub async fn cancel(tx: &mut Conn, ctx: &Ctx, engine: &Engine, id: &str) -> Result<Instance> {
-    let instance = engine.cancel(tx, id, &ctx.principal.audit_name()).await.map_err(refusal)?;
+/// asks a running operation to stop before its point of no return; a bulk operation stops
+/// starting rows instead, and lets the running ones finish.
+pub async fn cancel(tx: &mut Conn, ctx: &Ctx, engine: &Engine, operation: Instance) -> Result<Instance> {
+    let instance = if BulkAction::of_operation_kind(&operation.kind).is_some() {
+        super::bulk::cancel(tx, ctx, engine, operation).await?
+    } else {
+        engine.cancel(tx, &operation.id, &ctx.principal.audit_name()).await.map_err(refusal)?
+    };
     let details = json!({"kind": instance.kind, "step": instance.current_step});
     audited(tx, ctx, OPERATION_CANCELLED, &instance, details).await?;
     Ok(instance)

@@ -44,6 +44,11 @@ impl BulkAction {
         }
     }
 
+    /// The action a parent operation's kind names; `None` for every other kind.
+    pub fn of_operation_kind(kind: &str) -> Option<Self> {
+        <Self as strum::VariantArray>::VARIANTS.iter().copied().find(|action| action.operation_kind() == kind)
+    }
+
     pub fn moves_content(self) -> bool {
         self != Self::Deactivate
     }

@@ -89,6 +89,13 @@ pub fn check_transfer_target(subject: &User, target: Option<&User>) -> Result<()
     Ok(())
 }
 
+/// R16 with R14: acting on many users at once needs the bulk-remove privilege (the owner's,
+/// or a custom role's) besides managing users; each row then gets the single-user checks.
+pub fn check_bulk_removal(actor: &Actor) -> Result<(), DomainError> {
+    actor.require(Privilege::BulkRemoveUsers)?;
+    actor.require(Privilege::ManageUsers)
+}
+
 /// R18 on top of [`check_removal`]: deactivating twice is refused, not silently repeated.
 pub fn check_deactivation(actor: &Actor, target: &User) -> Result<(), DomainError> {
     check_removal(actor, target)?;
@@ -381,6 +388,17 @@ mod tests {
     fn r27_invitee_account_must_have_no_other_users() {
         assert_eq!(check_leaving_account(2), Err(DomainError::AccountHasOtherUsers { other_users: 2 }));
         assert_eq!(check_leaving_account(0), Ok(()));
+    }
+
+    #[test]
+    fn r16_bulk_removal_needs_the_bulk_privilege_and_managing_users() {
+        let missing = |p| Err(DomainError::MissingPrivilege(p));
+        assert_eq!(check_bulk_removal(&actor(Role::Owner)), Ok(()));
+        assert_eq!(check_bulk_removal(&actor(Role::Admin)), missing(Privilege::BulkRemoveUsers));
+        assert_eq!(check_bulk_removal(&actor(Role::Member)), missing(Privilege::BulkRemoveUsers));
+        assert_eq!(check_bulk_removal(&custom_actor(&[Privilege::BulkRemoveUsers])), missing(Privilege::ManageUsers));
+        let both = custom_actor(&[Privilege::BulkRemoveUsers, Privilege::ManageUsers]);
+        assert_eq!(check_bulk_removal(&both), Ok(()));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The cross-service operations identity orchestrates as durable workflows
 //! (`roster-workflow`): deactivate, reactivate, unlink, delete, accept an invitation, and
-//! transfer ownership with phone licenses, and the timers of an ownership request.
+//! transfer ownership with phone licenses, the timers of an ownership request, and bulk
+//! removal, which runs one of the user sagas per row.
 //!
 //! Each saga's use case (in `app`) refuses bad requests and makes its first local change in
 //! the request's transaction, and starts the workflow in that same transaction. Steps that
@@ -9,6 +10,7 @@
 //! commits together with the step's record under the lease fence.
 
 pub mod accept;
+pub mod bulk;
 pub mod licensing;
 pub mod lifecycle;
 pub mod ownership;
@@ -28,7 +30,7 @@ use crate::domain::DomainError;
 
 /// Every saga identity runs.
 pub fn all(licensing: &Licensing) -> Vec<Arc<dyn Workflow>> {
-    vec![
+    let singles: [Arc<dyn Workflow>; 7] = [
         Arc::new(lifecycle::Deactivate { licensing: licensing.clone() }),
         Arc::new(lifecycle::Reactivate { licensing: licensing.clone() }),
         Arc::new(removal::Removal::unlink(licensing.clone())),
@@ -36,7 +38,8 @@ pub fn all(licensing: &Licensing) -> Vec<Arc<dyn Workflow>> {
         Arc::new(accept::Accept { licensing: licensing.clone() }),
         Arc::new(ownership::TransferOwnership { licensing: licensing.clone() }),
         Arc::new(ownership_request::OwnershipRequestTimers { licensing: licensing.clone() }),
-    ]
+    ];
+    singles.into_iter().chain(bulk::all().map(|bulk| Arc::new(bulk) as Arc<dyn Workflow>)).collect()
 }
 
 /// Who asked for the operation and with which request id; local steps audit under it.

@@ -13,6 +13,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod auto_delete;
+pub mod bulk;
 pub mod integrations;
 pub mod invitations;
 pub mod outbox;
@@ -51,6 +52,7 @@ pub const MIGRATIONS: &[MigrationSql] = &[
         description: "user e-mails",
         sql: include_str!("../../migrations/0006_user_emails.sql"),
     },
+    MigrationSql { version: 7, description: "bulk removal", sql: include_str!("../../migrations/0007_bulk.sql") },
     roster_workflow::MIGRATIONS[0],
     roster_workflow::MIGRATIONS[1],
 ];

@@ -234,6 +234,10 @@ impl TestApp {
         ops::operations_client::OperationsClient::new(self.channel.clone())
     }
 
+    pub fn bulk(&self) -> pb::bulk_service_client::BulkServiceClient<Channel> {
+        pb::bulk_service_client::BulkServiceClient::new(self.channel.clone())
+    }
+
     pub fn roles(&self) -> RoleServiceClient<Channel> {
         RoleServiceClient::new(self.channel.clone())
     }

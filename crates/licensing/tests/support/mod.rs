@@ -213,6 +213,10 @@ impl TestApp {
         idpb::role_service_client::RoleServiceClient::new(self.identity_channel.clone())
     }
 
+    pub fn identity_bulk(&self) -> idpb::bulk_service_client::BulkServiceClient<Channel> {
+        idpb::bulk_service_client::BulkServiceClient::new(self.identity_channel.clone())
+    }
+
     pub fn identity_users(&self) -> idpb::user_service_client::UserServiceClient<Channel> {
         idpb::user_service_client::UserServiceClient::new(self.identity_channel.clone())
     }

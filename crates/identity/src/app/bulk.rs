@@ -1,0 +1,221 @@
+//! Bulk removal use cases (SPEC R14, R16, R25): starting one on a list or a file; each row's
+//! start, which is the single-user use case (same checks, same saga) run under the starter's
+//! name in a transaction that also claims the row; cancelling; and reading the rows.
+
+use roster_platform::db::Database;
+use roster_workflow::{Engine, Instance, NotCancellable, Started};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::users::{self, TransferRequest};
+use super::{Ctx, Result, audit, lock_and_load_caller, start_operation};
+use crate::domain::DomainError;
+use crate::domain::bulk::{BulkAction, BulkInput, BulkRow, TRANSFER_KINDS, UserRef};
+use crate::domain::rules;
+use crate::domain::values::{AccountId, UserId};
+use crate::sagas::Origin;
+use crate::store::bulk::{self as rows, BulkOperation, NewRow, RowState, StoredRow};
+use crate::store::{self, Conn};
+
+/// What the bulk workflow reads: where it acts, what it does, and whose name each row's
+/// single-user operation carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BulkRun {
+    pub account_id: String,
+    pub action: String,
+    pub origin: Origin,
+}
+
+/// A row's transfer as stored: whom (an id or an e-mail) and which kinds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredTransfer {
+    to: String,
+    kinds: Vec<String>,
+}
+
+/// SPEC R16: the owner, or a custom role with bulk removal and user management, may start
+/// one; anyone else is refused before anything is stored. The rows are stored with the
+/// operation, those that could not be read already failed with their problem.
+pub async fn start(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    engine: &Engine,
+    account: &AccountId,
+    action: BulkAction,
+    input: BulkInput,
+) -> Result<Started> {
+    let caller = lock_and_load_caller(tx, ctx, account).await?;
+    rules::check_bulk_removal(caller.member()?)?;
+    let run = BulkRun { account_id: account.to_string(), action: action.as_str().to_owned(), origin: Origin::of(ctx) };
+    let subject = format!("bulk:{account}");
+    let started = start_operation(tx, engine, ctx, action.operation_kind(), account, &subject, &run).await?;
+    let id = started.instance().id.clone();
+    let new_rows: Vec<NewRow> = input.rows.iter().map(new_row).collect();
+    let unreadable = new_rows.iter().filter(|row| row.problem.is_some()).count();
+    let operation = BulkOperation {
+        id: id.clone(),
+        account_id: account.to_string(),
+        action: action.as_str().to_owned(),
+        header: csv_line(&input.header),
+        total: i64::try_from(new_rows.len()).unwrap_or(i64::MAX),
+        cancel_requested_by: None,
+        created_at_ms: ctx.now_ms,
+    };
+    rows::insert(tx, &operation, &new_rows).await?;
+    let details = json!({"operation": id, "action": action.as_str(), "rows": new_rows.len(), "unreadable": unreadable});
+    audit(tx, ctx, Some(account), super::actions::BULK_STARTED, format!("operation:{id}"), details).await?;
+    Ok(started)
+}
+
+fn new_row(row: &BulkRow) -> NewRow {
+    let (user_ref, transfer, problem) = match &row.entry {
+        Ok(entry) => {
+            let transfer = entry.transfer.as_ref().map(|t| {
+                let kinds = t.kinds.iter().map(|k| (*k).to_owned()).collect();
+                serde_json::to_string(&StoredTransfer { to: t.to.as_str().to_owned(), kinds }).unwrap_or_default()
+            });
+            (entry.user.as_str().to_owned(), transfer, None)
+        }
+        Err(problem) => {
+            let named = row.fields.first().cloned().unwrap_or_default();
+            (named, None, Some((problem.column.clone(), problem.reason.clone())))
+        }
+    };
+    NewRow {
+        line: i64::try_from(row.line).unwrap_or(i64::MAX),
+        fields: csv_line(&row.fields),
+        user_ref,
+        transfer,
+        problem,
+    }
+}
+
+/// Fields as one CSV record, quoted where they need it, without the line end.
+pub fn csv_line(fields: &[impl AsRef<[u8]>]) -> String {
+    let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+    // Writing to memory cannot fail.
+    let _ = writer.write_record(fields);
+    let bytes = writer.into_inner().unwrap_or_default();
+    String::from_utf8_lossy(&bytes).trim_end_matches('\n').to_owned()
+}
+
+/// How a row's start went.
+#[derive(Debug)]
+pub enum RowStart {
+    /// Its single-user operation started, in the commit that claimed the row.
+    Started,
+    /// The single-user use case refused it; nothing was changed.
+    Refused(DomainError),
+    /// Not pending any more (another worker took it): nothing to do.
+    Taken,
+}
+
+/// Claims a pending row and runs the single-user use case for it, as `ctx` (the starter, at
+/// the row's time, with a request id of its own), in one transaction: the row is running
+/// exactly when its operation exists.
+pub async fn start_row(
+    db: &Database,
+    engine: &Engine,
+    ctx: &Ctx,
+    run: &BulkRun,
+    operation_id: &str,
+    row: &StoredRow,
+) -> Result<RowStart> {
+    let mut tx = db.begin().await?;
+    if !rows::claim(&mut tx, operation_id, row.line, ctx.now_ms).await? {
+        return Ok(RowStart::Taken);
+    }
+    match start_single(&mut tx, engine, ctx, run, row).await {
+        Ok((user, started)) => {
+            rows::started(&mut tx, operation_id, row.line, user.as_str(), &started.instance().id).await?;
+            tx.commit().await?;
+            engine.drive_started(started);
+            Ok(RowStart::Started)
+        }
+        Err(super::Error::Domain(refusal)) => {
+            tx.rollback().await?;
+            Ok(RowStart::Refused(refusal))
+        }
+        Err(other) => Err(other),
+    }
+}
+
+async fn start_single(
+    tx: &mut Conn,
+    engine: &Engine,
+    ctx: &Ctx,
+    run: &BulkRun,
+    row: &StoredRow,
+) -> Result<(UserId, Started)> {
+    let account = AccountId::parse(&run.account_id).map_err(|_| DomainError::AccountNotFound)?;
+    let user = find(tx, &account, &row.user_ref).await?.ok_or(DomainError::UserNotFound)?;
+    let transfer = match &row.transfer {
+        Some(text) => {
+            let stored: StoredTransfer =
+                serde_json::from_str(text).map_err(|e| super::Error::Internal(format!("stored transfer: {e}")))?;
+            let target = find(tx, &account, &stored.to).await?.ok_or(DomainError::TargetNotInAccount)?;
+            let kinds = TRANSFER_KINDS
+                .iter()
+                .map(|(_, kind)| *kind)
+                .filter(|kind| stored.kinds.iter().any(|k| k == kind))
+                .collect();
+            Some(TransferRequest { target, kinds })
+        }
+        None => None,
+    };
+    let action: BulkAction =
+        run.action.parse().map_err(|_| super::Error::Internal(format!("unknown bulk action {:?}", run.action)))?;
+    let started = match action {
+        BulkAction::Deactivate => users::deactivate(tx, ctx, engine, &account, &user).await?,
+        BulkAction::Unlink => users::unlink(tx, ctx, engine, &account, &user, transfer).await?,
+        BulkAction::Delete => users::delete(tx, ctx, engine, &account, &user, transfer).await?,
+    };
+    Ok((user, started))
+}
+
+/// The account's user a row names, by id or e-mail; `None` for anyone else.
+async fn find(tx: &mut Conn, account: &AccountId, named: &str) -> Result<Option<UserId>> {
+    let user = match UserRef::parse(named) {
+        Ok(UserRef::Id(id)) => store::users::get_in_account(tx, account, &id).await?,
+        Ok(UserRef::Email(email)) => store::users::find_by_email_in_account(tx, account, &email).await?,
+        Err(_) => None,
+    };
+    Ok(user.map(|user| user.id))
+}
+
+/// Asks a bulk operation to start no more rows; those running finish. Whoever may cancel
+/// an operation may cancel this one (see `operations::cancel`).
+pub async fn cancel(tx: &mut Conn, ctx: &Ctx, engine: &Engine, instance: Instance) -> Result<Instance> {
+    if instance.state.is_final() {
+        let why = NotCancellable::Finished(instance.state);
+        return Err(DomainError::OperationNotCancellable { why: why.to_string() }.into());
+    }
+    let by = ctx.principal.audit_name();
+    if !rows::request_cancel(tx, &instance.id, &by).await? {
+        return Err(DomainError::OperationNotFound.into());
+    }
+    engine.due_now(tx, &instance.id).await?;
+    Ok(instance)
+}
+
+/// The bulk operation behind a workflow and how many of its rows are in each state; `None`
+/// for any other kind. The caller has checked that it may see the operation.
+pub async fn progress(conn: &mut Conn, id: &str) -> Result<Option<(BulkOperation, Vec<(RowState, i64)>)>> {
+    let Some(operation) = rows::get(conn, id).await? else { return Ok(None) };
+    let counts = rows::counts(conn, id).await?;
+    Ok(Some((operation, counts)))
+}
+
+/// A page of rows in line order, for listing and for the results file.
+pub async fn rows(
+    conn: &mut Conn,
+    id: &str,
+    state: Option<RowState>,
+    after_line: i64,
+    limit: i64,
+) -> Result<Vec<StoredRow>> {
+    Ok(rows::list(conn, id, state, after_line, limit).await?)
+}
+
+/// What the results file adds after each row's own fields.
+pub const RESULT_COLUMNS: [&str; 5] = ["outcome", "reason", "code", "message", "column"];

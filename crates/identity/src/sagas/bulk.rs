@@ -1,0 +1,236 @@
+//! The bulk removal workflows (SPEC R14, R25): `bulk.deactivate`, `bulk.unlink` and
+//! `bulk.delete`. One step, run again and again: each run works for up to [`PASS`], keeping up
+//! to [`ROWS_AT_ONCE`] rows' single-user sagas in flight, then records what ended and asks to
+//! run again at once. Committing every pass keeps the lease (a pass is far shorter than it),
+//! lets other workflows have the worker, and shows progress.
+//!
+//! A row is started by `app::bulk::start_row` in a transaction that claims it, so it runs
+//! exactly once, even when a crash loses a pass's bookkeeping: the next pass reads the row as
+//! running and follows its saga. A row's outcome is its saga's: SUCCEEDED, or the refusal
+//! that a single-user call would have got. One row's failure never touches another.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use roster_platform::stored_text::StoredText;
+use roster_workflow::{Engine, Outcome, State, StepCtx, StepError, StepFuture, Workflow};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::refused;
+use crate::app::bulk::{BulkRun, RowStart};
+use crate::domain::bulk::BulkAction;
+use crate::store::bulk::{self as rows, Outcome as RowOutcome, RowState};
+
+/// Rows whose sagas are in flight at once, per bulk operation.
+pub const ROWS_AT_ONCE: i64 = 16;
+/// How long one run of the step works before it records progress and yields the worker.
+const PASS: Duration = Duration::from_secs(2);
+/// How often a pass looks at its rows' sagas when no change is announced (sagas driven by
+/// another replica are not announced here).
+const POLL: Duration = Duration::from_millis(100);
+
+pub struct BulkRemoval {
+    action: BulkAction,
+}
+
+impl BulkRemoval {
+    pub fn new(action: BulkAction) -> Self {
+        Self { action }
+    }
+}
+
+impl Workflow for BulkRemoval {
+    fn kind(&self) -> &'static str {
+        self.action.operation_kind()
+    }
+
+    fn steps(&self) -> &'static [&'static str] {
+        &["run_rows"]
+    }
+
+    fn pivot(&self) -> usize {
+        0
+    }
+
+    fn run<'a>(&'a self, _step: usize, ctx: &'a mut StepCtx) -> StepFuture<'a> {
+        Box::pin(async move {
+            let run: BulkRun = ctx.input()?;
+            let pass = Pass::new(ctx, run).await?;
+            pass.work().await.map_err(super::step_failed)?.record(ctx).await
+        })
+    }
+
+    fn compensate<'a>(&'a self, _step: usize, _ctx: &'a mut StepCtx) -> StepFuture<'a> {
+        // Forward only: each row's saga compensates itself.
+        Box::pin(async { Ok(Outcome::Done(Value::Null)) })
+    }
+
+    fn result(&self, ctx: &StepCtx) -> Value {
+        ctx.output::<Value>(0).ok().flatten().unwrap_or(Value::Null)
+    }
+}
+
+/// One run of the step.
+struct Pass {
+    engine: Engine,
+    operation_id: String,
+    run: BulkRun,
+    row_ctx: crate::app::Ctx,
+    changes: broadcast::Receiver<String>,
+}
+
+/// What a pass saw end, to be recorded with its commit.
+struct Ended {
+    outcomes: Vec<(i64, RowState, RowOutcome)>,
+    cancelled: bool,
+    finished: bool,
+    now_ms: i64,
+    operation_id: String,
+}
+
+impl Pass {
+    async fn new(ctx: &StepCtx, run: BulkRun) -> Result<Self, StepError> {
+        let row_ctx = run.origin.ctx(ctx)?;
+        let engine = ctx.engine().clone();
+        let changes = engine.subscribe();
+        Ok(Self { engine, operation_id: ctx.workflow_id.clone(), run, row_ctx, changes })
+    }
+
+    async fn work(mut self) -> crate::app::Result<Ended> {
+        let began = tokio::time::Instant::now();
+        let db = self.engine.database().clone();
+        let mut ended = Ended {
+            outcomes: Vec::new(),
+            cancelled: false,
+            finished: false,
+            now_ms: self.row_ctx.now_ms,
+            operation_id: self.operation_id.clone(),
+        };
+        // Rows this pass has settled but not yet recorded, and the last line it looked at.
+        let mut settled: HashSet<i64> = HashSet::new();
+        let mut cursor = 0;
+        loop {
+            let mut reader = db.reader().await?;
+            let running = rows::list(&mut reader, &self.operation_id, Some(RowState::Running), 0, i64::MAX).await?;
+            let mut in_flight: i64 = 0;
+            for row in running {
+                if settled.contains(&row.line) {
+                    continue;
+                }
+                let child = match &row.child_id {
+                    Some(id) => self.engine.get(id).await?,
+                    None => None,
+                };
+                match child {
+                    Some(child) if child.state.is_final() => {
+                        settled.insert(row.line);
+                        ended.outcomes.push((row.line, RowState::Running, outcome_of(&child)));
+                    }
+                    _ => in_flight += 1,
+                }
+            }
+            let operation = rows::get(&mut reader, &self.operation_id).await?;
+            ended.cancelled = operation.is_none_or(|op| op.cancel_requested_by.is_some());
+            let mut more = false;
+            if !ended.cancelled {
+                let room = (ROWS_AT_ONCE - in_flight).max(0);
+                let pending =
+                    rows::list(&mut reader, &self.operation_id, Some(RowState::Pending), cursor, room + 1).await?;
+                drop(reader);
+                let room = usize::try_from(room).unwrap_or(0);
+                more = pending.len() > room;
+                for row in pending.iter().take(room) {
+                    cursor = row.line;
+                    let ctx = crate::app::Ctx {
+                        request_id: format!("bulk:{}:{}", self.operation_id, row.line),
+                        ..self.row_ctx.clone()
+                    };
+                    match crate::app::bulk::start_row(&db, &self.engine, &ctx, &self.run, &self.operation_id, row)
+                        .await?
+                    {
+                        RowStart::Started => in_flight += 1,
+                        RowStart::Refused(refusal) => {
+                            ended.outcomes.push((row.line, RowState::Pending, refusal_outcome(&refusal)));
+                        }
+                        RowStart::Taken => {}
+                    }
+                }
+            }
+            if in_flight == 0 && !more {
+                ended.finished = true;
+                return Ok(ended);
+            }
+            if began.elapsed() >= PASS {
+                return Ok(ended);
+            }
+            self.wait_for_a_change().await;
+        }
+    }
+
+    /// Until some saga changes on this replica, or [`POLL`].
+    async fn wait_for_a_change(&mut self) {
+        let _ = tokio::time::timeout(POLL, self.changes.recv()).await;
+    }
+}
+
+impl Ended {
+    /// Records the outcomes (and, after a cancel, skips the rows not started) in the step's
+    /// transaction, which the engine commits with the parking or the end, under the lease.
+    async fn record(self, ctx: &mut StepCtx) -> Result<Outcome, StepError> {
+        let tx = ctx.tx().await?;
+        for (line, from, outcome) in &self.outcomes {
+            rows::finish(tx, &self.operation_id, *line, *from, outcome, self.now_ms).await?;
+        }
+        if self.cancelled {
+            rows::skip_pending(tx, &self.operation_id, self.now_ms).await?;
+        }
+        if !self.finished {
+            return Ok(Outcome::WaitUntil(self.now_ms));
+        }
+        let counts = rows::counts(tx, &self.operation_id).await?;
+        let count = |state| counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
+        let total: i64 = counts.iter().map(|(_, n)| n).sum();
+        Ok(Outcome::Done(json!({
+            "total": total,
+            "succeeded": count(RowState::Succeeded),
+            "failed": count(RowState::Failed),
+            "skipped": count(RowState::Skipped),
+            "cancelled": self.cancelled,
+        })))
+    }
+}
+
+/// A row's outcome from its saga's end.
+fn outcome_of(child: &roster_workflow::Instance) -> RowOutcome {
+    if child.state == State::Completed {
+        return RowOutcome { state: RowState::Succeeded, reason: None, code: None, message: None };
+    }
+    let failure = child.failure.clone();
+    RowOutcome {
+        state: RowState::Failed,
+        reason: Some(failure.as_ref().map_or_else(|| child.state.as_str().to_uppercase(), |f| f.reason.clone())),
+        code: failure.as_ref().and_then(|f| f.code.clone()),
+        message: failure.map(|f| f.message),
+    }
+}
+
+/// A row the single-user use case refused, as that call's refusal would read.
+fn refusal_outcome(refusal: &crate::domain::DomainError) -> RowOutcome {
+    match refused(refusal) {
+        StepError::Refused(failure) => RowOutcome {
+            state: RowState::Failed,
+            reason: Some(failure.reason),
+            code: failure.code,
+            message: Some(failure.message),
+        },
+        StepError::Transient(message) => {
+            RowOutcome { state: RowState::Failed, reason: Some("INTERNAL".into()), code: None, message: Some(message) }
+        }
+    }
+}
+
+/// Every bulk workflow.
+pub fn all() -> impl Iterator<Item = BulkRemoval> {
+    <BulkAction as strum::VariantArray>::VARIANTS.iter().map(|action| BulkRemoval::new(*action))
+}

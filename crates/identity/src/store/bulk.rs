@@ -1,0 +1,287 @@
+//! Bulk operations and their rows (SPEC R14, R25). Every change of a row's state is a guarded
+//! update from the state it must be in, so two workers that both think they run a bulk
+//! operation (one paused past its lease) never start a row twice or overwrite an outcome.
+
+use sqlx::Row;
+
+use super::Conn;
+
+/// A bulk operation as stored beside its workflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkOperation {
+    pub id: String,
+    pub account_id: String,
+    pub action: String,
+    /// The file's header, as CSV.
+    pub header: String,
+    pub total: i64,
+    pub cancel_requested_by: Option<String>,
+    pub created_at_ms: i64,
+}
+
+/// A row to store: its line, its fields as CSV, whom it names, and either what to move
+/// (JSON) or, for a row that could not be read, its problem (column, message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRow {
+    pub line: i64,
+    pub fields: String,
+    pub user_ref: String,
+    pub transfer: Option<String>,
+    pub problem: Option<(String, String)>,
+}
+
+/// A row's state; the last three are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
+pub enum RowState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+impl RowState {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// A row as listed and written to the results file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRow {
+    pub line: i64,
+    pub fields: String,
+    pub user_ref: String,
+    pub transfer: Option<String>,
+    pub state: RowState,
+    pub user_id: Option<String>,
+    pub child_id: Option<String>,
+    pub reason: Option<String>,
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub column: Option<String>,
+}
+
+/// How a finished row ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub state: RowState,
+    pub reason: Option<String>,
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Rows per INSERT, of [`ROW_PARAMS`] parameters each: well under SQLite's limit of 32,766.
+const INSERT_BATCH: usize = 500;
+const ROW_PARAMS: usize = 10;
+
+pub async fn insert(tx: &mut Conn, operation: &BulkOperation, rows: &[NewRow]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO bulk_operations (id, account_id, action, header, total, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&operation.id)
+    .bind(&operation.account_id)
+    .bind(&operation.action)
+    .bind(&operation.header)
+    .bind(operation.total)
+    .bind(operation.created_at_ms)
+    .execute(&mut *tx)
+    .await?;
+    for batch in rows.chunks(INSERT_BATCH) {
+        let values: Vec<String> = (0..batch.len())
+            .map(|row| {
+                let params: Vec<String> = (1..=ROW_PARAMS).map(|n| format!("${}", row * ROW_PARAMS + n)).collect();
+                format!("({})", params.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO bulk_rows (operation_id, line, fields, user_ref, transfer, state, reason, message, col, \
+             updated_at_ms) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for row in batch {
+            let (state, reason, column, message) = match &row.problem {
+                Some((column, message)) => {
+                    (RowState::Failed, Some("INVALID_ROW"), Some(column.as_str()), Some(message.as_str()))
+                }
+                None => (RowState::Pending, None, None, None),
+            };
+            query = query
+                .bind(&operation.id)
+                .bind(row.line)
+                .bind(&row.fields)
+                .bind(&row.user_ref)
+                .bind(row.transfer.as_deref())
+                .bind(state.as_str())
+                .bind(reason)
+                .bind(message)
+                .bind(column)
+                .bind(operation.created_at_ms);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<BulkOperation>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT id, account_id, action, header, total, cancel_requested_by, created_at_ms FROM bulk_operations \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| {
+        Ok(BulkOperation {
+            id: row.try_get("id")?,
+            account_id: row.try_get("account_id")?,
+            action: row.try_get("action")?,
+            header: row.try_get("header")?,
+            total: row.try_get("total")?,
+            cancel_requested_by: row.try_get("cancel_requested_by")?,
+            created_at_ms: row.try_get("created_at_ms")?,
+        })
+    })
+    .transpose()
+}
+
+/// Asks the operation to start no new rows; the first asker is kept.
+pub async fn request_cancel(tx: &mut Conn, id: &str, by: &str) -> Result<bool, sqlx::Error> {
+    let updated =
+        sqlx::query("UPDATE bulk_operations SET cancel_requested_by = COALESCE(cancel_requested_by, $2) WHERE id = $1")
+            .bind(id)
+            .bind(by)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    Ok(updated == 1)
+}
+
+/// How many rows are in each state.
+pub async fn counts(conn: &mut Conn, id: &str) -> Result<Vec<(RowState, i64)>, sqlx::Error> {
+    let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM bulk_rows WHERE operation_id = $1 GROUP BY state")
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let state: String = row.try_get("state")?;
+            Ok((decode_state(&state)?, row.try_get("n")?))
+        })
+        .collect()
+}
+
+const COLUMNS: &str = "line, fields, user_ref, transfer, state, user_id, child_id, reason, code, message, col";
+
+/// Rows in line order after `after_line`, in `state` if given.
+pub async fn list(
+    conn: &mut Conn,
+    id: &str,
+    state: Option<RowState>,
+    after_line: i64,
+    limit: i64,
+) -> Result<Vec<StoredRow>, sqlx::Error> {
+    let filter = if state.is_some() { "AND state = $4" } else { "" };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM bulk_rows WHERE operation_id = $1 AND line > $2 {filter} ORDER BY line LIMIT $3"
+    );
+    let mut query = sqlx::query(&sql).bind(id).bind(after_line).bind(limit);
+    if let Some(state) = state {
+        query = query.bind(state.as_str());
+    }
+    query.fetch_all(&mut *conn).await?.iter().map(decode).collect()
+}
+
+/// Makes a pending row running. False when it is not pending (another worker took it, or the
+/// operation was cancelled): then nothing is to be done with it.
+pub async fn claim(tx: &mut Conn, id: &str, line: i64, now_ms: i64) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE bulk_rows SET state = 'running', updated_at_ms = $3 WHERE operation_id = $1 AND line = $2 \
+         AND state = 'pending'",
+    )
+    .bind(id)
+    .bind(line)
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
+}
+
+/// Records the user a claimed row found and the operation it started, in the claim's commit.
+pub async fn started(tx: &mut Conn, id: &str, line: i64, user_id: &str, child_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE bulk_rows SET user_id = $3, child_id = $4 WHERE operation_id = $1 AND line = $2")
+        .bind(id)
+        .bind(line)
+        .bind(user_id)
+        .bind(child_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Ends a row that is in `from` (pending: refused before it started; running: its operation
+/// ended). False when it had already ended.
+pub async fn finish(
+    tx: &mut Conn,
+    id: &str,
+    line: i64,
+    from: RowState,
+    outcome: &Outcome,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE bulk_rows SET state = $4, reason = $5, code = $6, message = $7, updated_at_ms = $8 \
+         WHERE operation_id = $1 AND line = $2 AND state = $3",
+    )
+    .bind(id)
+    .bind(line)
+    .bind(from.as_str())
+    .bind(outcome.state.as_str())
+    .bind(outcome.reason.as_deref())
+    .bind(outcome.code.as_deref())
+    .bind(outcome.message.as_deref())
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
+}
+
+/// After a cancel: every row not yet started is skipped.
+pub async fn skip_pending(tx: &mut Conn, id: &str, now_ms: i64) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE bulk_rows SET state = 'skipped', reason = 'OPERATION_CANCELLED', \
+         message = 'not started: the bulk operation was cancelled', updated_at_ms = $2 \
+         WHERE operation_id = $1 AND state = 'pending'",
+    )
+    .bind(id)
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected())
+}
+
+fn decode_state(state: &str) -> Result<RowState, sqlx::Error> {
+    state.parse().map_err(|_| super::corrupt("bulk row state", state))
+}
+
+fn decode(row: &sqlx::any::AnyRow) -> Result<StoredRow, sqlx::Error> {
+    let state: String = row.try_get("state")?;
+    Ok(StoredRow {
+        line: row.try_get("line")?,
+        fields: row.try_get("fields")?,
+        user_ref: row.try_get("user_ref")?,
+        transfer: row.try_get("transfer")?,
+        state: decode_state(&state)?,
+        user_id: row.try_get("user_id")?,
+        child_id: row.try_get("child_id")?,
+        reason: row.try_get("reason")?,
+        code: row.try_get("code")?,
+        message: row.try_get("message")?,
+        column: row.try_get("col")?,
+    })
+}

@@ -1,0 +1,320 @@
+//! SPEC R14, R16, R25 over gRPC on SQLite and PostgreSQL: bulk deactivation from a CSV file and
+//! from a list, each row ending as the single-user call for that user ends; who may start one;
+//! the rows and the results file; files refused as a whole. (Cancelling, and unlink rows, are
+//! in licensing's tests, which can stop licensing mid-way.)
+
+mod support;
+
+use std::time::Duration;
+
+use roster_proto::identity::v1 as pb;
+use roster_proto::operations::v1 as ops;
+use support::{TestApp, World, authed, bad_field, product_code, reason, rid};
+use tonic::Code;
+
+fn csv_request(account: &str, action: pb::BulkAction, csv: &str) -> pb::StartBulkOperationRequest {
+    pb::StartBulkOperationRequest {
+        request_id: rid(),
+        account_id: account.into(),
+        action: action as i32,
+        csv: csv.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+/// Sends `csv` through UploadBulkCsv in parts of `part` bytes.
+async fn upload(
+    app: &TestApp,
+    by: &str,
+    account: &str,
+    csv: &[u8],
+    part: usize,
+) -> Result<ops::Operation, tonic::Status> {
+    let parts: Vec<pb::UploadBulkCsvRequest> = csv
+        .chunks(part)
+        .enumerate()
+        .map(|(n, data)| {
+            let first = n == 0;
+            pb::UploadBulkCsvRequest {
+                request_id: if first { rid() } else { String::new() },
+                account_id: if first { account.to_owned() } else { String::new() },
+                action: if first { pb::BulkAction::Deactivate as i32 } else { 0 },
+                data: data.to_vec(),
+            }
+        })
+        .collect();
+    app.bulk()
+        .upload_bulk_csv(authed(futures_util::stream::iter(parts), &app.user_token(by)))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn start(
+    app: &TestApp,
+    by: &str,
+    request: pb::StartBulkOperationRequest,
+) -> Result<ops::Operation, tonic::Status> {
+    app.bulk().start_bulk_operation(authed(request, &app.user_token(by))).await.map(tonic::Response::into_inner)
+}
+
+/// Polls the operation until it is done.
+async fn finished(app: &TestApp, by: &str, id: &str) -> ops::Operation {
+    for _ in 0..400 {
+        let operation = app
+            .operations()
+            .get_operation(authed(ops::GetOperationRequest { operation_id: id.into() }, &app.user_token(by)))
+            .await
+            .expect("get operation")
+            .into_inner();
+        if operation.done {
+            return operation;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("bulk operation {id} did not finish in 20 s");
+}
+
+async fn rows(app: &TestApp, by: &str, id: &str) -> Vec<pb::BulkRow> {
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = app
+            .bulk()
+            .list_bulk_rows(authed(
+                pb::ListBulkRowsRequest { operation_id: id.into(), page_size: 3, page_token, ..Default::default() },
+                &app.user_token(by),
+            ))
+            .await
+            .expect("rows")
+            .into_inner();
+        all.extend(page.rows);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+fn counts(operation: &ops::Operation) -> (u32, u32, u32, u32, u32) {
+    let rows = operation.progress.as_ref().and_then(|p| p.rows).expect("row counts");
+    (rows.total, rows.done, rows.succeeded, rows.failed, rows.skipped)
+}
+
+/// The single-user call's answer for `user`, as (reason, code); ("", "") when it succeeds.
+async fn single(app: &TestApp, w: &World, user: &str) -> (String, String) {
+    let answer = app
+        .users()
+        .deactivate_user(authed(
+            pb::DeactivateUserRequest { request_id: rid(), account_id: w.account.clone(), user_id: user.into() },
+            &app.user_token(&w.owner),
+        ))
+        .await;
+    match answer {
+        Ok(_) => (String::new(), String::new()),
+        Err(status) => (reason(&status), product_code(&status).unwrap_or_default()),
+    }
+}
+
+async fn r25_each_row_ends_as_the_single_user_call_would(app: &TestApp) {
+    let w = app.seed_world("bulkcsv").await;
+    let first = app.join(&w.account, &w.owner, "first@bulkcsv.example").await;
+    let second = app.join(&w.account, &w.owner, "second@bulkcsv.example").await;
+    let csv = "\u{feff}Email\r\n\
+               first@bulkcsv.example\r\n\
+               admin@bulkcsv.example\r\n\
+               pending@bulkcsv.example\r\n\
+               \"owner@bulkcsv.example\"\r\n\
+               nobody@bulkcsv.example\r\n\
+               owner@other.example\r\n\
+               not an address\r\n\
+               FIRST@bulkcsv.example\r\n\
+               gone@bulkcsv.example\r\n\
+               second@bulkcsv.example\r\n\r\n";
+    let started =
+        start(app, &w.owner, csv_request(&w.account, pb::BulkAction::Deactivate, csv)).await.expect("started");
+    assert_eq!(started.kind, "bulk.deactivate");
+    let done = finished(app, &w.owner, &started.id).await;
+    assert_eq!(done.state, ops::OperationState::Succeeded as i32, "{done:?}");
+    assert_eq!(counts(&done), (10, 10, 2, 8, 0));
+    let result = done.result.expect("a result");
+    assert_eq!(result.fields["succeeded"].kind, Some(prost_types::value::Kind::NumberValue(2.0)));
+
+    let listed = rows(app, &w.owner, &started.id).await;
+    let outcome = |row: &pb::BulkRow| (row.line, row.state, row.reason.clone(), row.code.clone());
+    let ok = pb::BulkRowState::Succeeded as i32;
+    let failed = pb::BulkRowState::Failed as i32;
+    let expected = [
+        (2, ok, "", ""),
+        (3, failed, "ADMIN_MUST_BE_DEMOTED", "1117"),
+        (4, failed, "USER_PENDING", ""),
+        (5, failed, "OWNER_PROTECTED", ""),
+        (6, failed, "USER_NOT_FOUND", "1010"),
+        (7, failed, "USER_NOT_FOUND", "1010"),
+        (8, failed, "INVALID_ROW", ""),
+        (9, failed, "INVALID_ROW", ""),
+        (10, failed, "USER_DEACTIVATED", ""),
+        (11, ok, "", ""),
+    ];
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|(line, state, reason, code)| (*line, *state, (*reason).to_owned(), (*code).to_owned()))
+        .collect();
+    assert_eq!(listed.iter().map(outcome).collect::<Vec<_>>(), expected);
+    assert_eq!((listed[6].column.as_str(), listed[7].column.as_str()), ("email", "email"));
+    assert!(listed[7].message.contains("line 2"), "{:?}", listed[7]);
+    assert_eq!(listed[0].user_id, first);
+    assert!(!listed[0].operation_id.is_empty(), "the row names the saga that ran it");
+
+    // The same users through the single-user call: the same refusals (the two that the bulk
+    // deactivated are now refused as already deactivated, as the bulk's repeat row was).
+    assert_eq!(single(app, &w, &w.admin).await, ("ADMIN_MUST_BE_DEMOTED".into(), "1117".into()));
+    assert_eq!(single(app, &w, &w.pending_user).await, ("USER_PENDING".into(), String::new()));
+    assert_eq!(single(app, &w, &w.owner).await, ("OWNER_PROTECTED".into(), String::new()));
+    assert_eq!(single(app, &w, &w.deactivated).await, ("USER_DEACTIVATED".into(), String::new()));
+    assert_eq!(single(app, &w, &second).await, ("USER_DEACTIVATED".into(), String::new()));
+    let status = app.get_user(&w.account, &w.owner, &first).await.status;
+    assert_eq!(status, pb::UserStatus::Deactivated as i32);
+
+    // The results file: the header and each row as given, then how it ended.
+    let mut download = app
+        .bulk()
+        .download_bulk_results(authed(
+            pb::DownloadBulkResultsRequest { operation_id: started.id.clone() },
+            &app.user_token(&w.admin),
+        ))
+        .await
+        .expect("an admin may read it")
+        .into_inner();
+    let mut file = Vec::new();
+    while let Some(chunk) = download.message().await.expect("a chunk") {
+        file.extend(chunk.data);
+    }
+    let file = String::from_utf8(file).expect("UTF-8");
+    let lines: Vec<&str> = file.lines().collect();
+    assert_eq!(lines[0], "Email,outcome,reason,code,message,column");
+    assert_eq!(lines[1], "first@bulkcsv.example,succeeded,,,,");
+    assert!(lines[2].starts_with("admin@bulkcsv.example,failed,ADMIN_MUST_BE_DEMOTED,1117,"), "{}", lines[2]);
+    assert!(lines[7].starts_with("not an address,failed,INVALID_ROW,,"), "{}", lines[7]);
+    assert_eq!(lines.len(), 11);
+}
+
+async fn r16_only_the_owner_or_a_bulk_role_may_and_admins_are_told_what_is_missing(app: &TestApp) {
+    let w = app.seed_world("bulkwho").await;
+    let list = |user: &str| pb::StartBulkOperationRequest {
+        request_id: rid(),
+        account_id: w.account.clone(),
+        action: pb::BulkAction::Deactivate as i32,
+        users: vec![pb::BulkUser { user: user.into(), ..Default::default() }],
+        ..Default::default()
+    };
+    let refused = start(app, &w.admin, list(&w.member)).await.expect_err("an admin lacks the privilege");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert_eq!(reason(&refused), "MISSING_PRIVILEGE");
+    assert!(refused.message().contains("bulk_remove_users"), "{}", refused.message());
+    let bulk_only = app
+        .roles()
+        .create_role(authed(
+            pb::CreateRoleRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                name: "Bulk only".into(),
+                privileges: vec![pb::Privilege::BulkRemoveUsers as i32],
+            },
+            &app.user_token(&w.owner),
+        ))
+        .await
+        .expect("role")
+        .into_inner();
+    let helper = app.join(&w.account, &w.owner, "helper@bulkwho.example").await;
+    app.assign_role(&w.account, &w.owner, &helper, &bulk_only.id).await.expect("assigned");
+    let refused = start(app, &helper, list(&w.member)).await.expect_err("bulk alone does not manage users");
+    assert!(refused.message().contains("manage_users"), "{}", refused.message());
+    let nothing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bulk_operations WHERE account_id = $1")
+        .bind(&w.account)
+        .fetch_one(app.db.pool())
+        .await
+        .expect("count");
+    assert_eq!(nothing, 0, "refused before anything was stored");
+
+    let both = app
+        .roles()
+        .create_role(authed(
+            pb::CreateRoleRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                name: "Bulk remover".into(),
+                privileges: vec![pb::Privilege::BulkRemoveUsers as i32, pb::Privilege::ManageUsers as i32],
+            },
+            &app.user_token(&w.owner),
+        ))
+        .await
+        .expect("role")
+        .into_inner();
+    app.assign_role(&w.account, &w.owner, &helper, &both.id).await.expect("assigned");
+    let started = start(app, &helper, list(&w.member)).await.expect("the custom role may");
+    let done = finished(app, &helper, &started.id).await;
+    assert_eq!(counts(&done), (1, 1, 1, 0, 0));
+    assert_eq!(started.started_by, format!("user:{helper}"));
+}
+
+async fn r25_files_that_cannot_be_read_are_refused_whole_with_the_reason(app: &TestApp) {
+    let w = app.seed_world("bulkfile").await;
+    for (csv, says) in [
+        ("\r\n\r\n", "the file is empty"),
+        ("email,transfer_to,transfer_meetings,transfer_webinars,transfer_events,transfer_recordings\r\n", "no rows"),
+        ("email\r\nsomeone@bulkfile.example\r\n", "column \"transfer_to\" is missing"),
+        ("someone@bulkfile.example\r\n", "unknown column"),
+    ] {
+        let request = csv_request(&w.account, pb::BulkAction::Unlink, csv);
+        let status = start(app, &w.owner, request).await.expect_err("refused");
+        assert_eq!(bad_field(&status).as_deref(), Some("csv"), "{status:?}");
+        assert!(status.message().contains(says), "{csv:?}: {}", status.message());
+    }
+    let empty = start(app, &w.owner, csv_request(&w.account, pb::BulkAction::Deactivate, "")).await.expect_err("empty");
+    assert_eq!(bad_field(&empty).as_deref(), Some("users"), "neither a list nor a file: {empty:?}");
+    let both = pb::StartBulkOperationRequest {
+        users: vec![pb::BulkUser { user: w.member.clone(), ..Default::default() }],
+        ..csv_request(&w.account, pb::BulkAction::Deactivate, "email\r\na@b.example\r\n")
+    };
+    assert_eq!(bad_field(&start(app, &w.owner, both).await.expect_err("both")).as_deref(), Some("csv"));
+    let mut big = String::from("email\n");
+    for n in 0..=roster_identity::domain::bulk::MAX_ROWS {
+        big.push_str(&format!("u{n}@bulkfile.example\n"));
+    }
+    let status = upload(app, &w.owner, &w.account, big.as_bytes(), 64 * 1024).await.expect_err("too many rows");
+    assert_eq!(bad_field(&status).as_deref(), Some("csv"));
+    assert!(status.message().contains("more than 20000 rows"), "{}", status.message());
+
+    let template = app
+        .bulk()
+        .get_bulk_template(authed(
+            pb::GetBulkTemplateRequest { action: pb::BulkAction::Delete as i32 },
+            &app.user_token(&w.member),
+        ))
+        .await
+        .expect("anyone signed in may read the template")
+        .into_inner();
+    assert_eq!(template.filename, "roster-bulk-delete.csv");
+    assert!(template.csv.starts_with("email,transfer_to,transfer_meetings,"), "{}", template.csv);
+}
+
+async fn r25_a_file_sent_in_chunks_runs_as_one(app: &TestApp) {
+    let w = app.seed_world("bulkupload").await;
+    let mut csv = String::from("email\n");
+    let mut users = Vec::new();
+    for n in 0..5 {
+        let email = format!("u{n}@bulkupload.example");
+        users.push(app.join(&w.account, &w.owner, &email).await);
+        csv.push_str(&format!("{email}\n"));
+    }
+    let started = upload(app, &w.owner, &w.account, csv.as_bytes(), 7).await.expect("uploaded");
+    let done = finished(app, &w.owner, &started.id).await;
+    assert_eq!(counts(&done), (5, 5, 5, 0, 0));
+}
+
+on_both_backends!(
+    r25_each_row_ends_as_the_single_user_call_would,
+    r16_only_the_owner_or_a_bulk_role_may_and_admins_are_told_what_is_missing,
+    r25_files_that_cannot_be_read_are_refused_whole_with_the_reason,
+    r25_a_file_sent_in_chunks_runs_as_one,
+);
