@@ -1,8 +1,11 @@
 //! The `roster` commands and their arguments.
 
+mod bulk;
 mod keys;
 mod migrate;
 mod ops;
+mod remote;
+mod render;
 mod serve;
 mod token;
 mod up;
@@ -39,6 +42,8 @@ enum Command {
     Keys(keys::KeysArgs),
     /// List, follow and repair long-running operations: list, get, watch, retry, resolve, cancel.
     Ops(ops::OpsArgs),
+    /// Deactivate, unlink or delete many users from a CSV file: template, run.
+    Bulk(bulk::BulkArgs),
 }
 
 /// Runs the command; returns the process exit status.
@@ -55,6 +60,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Token(args) => token::run(&cli.data_dir, args),
         Command::Keys(args) => keys::run(&cli.data_dir, args),
         Command::Ops(args) => ops::run(args).await,
+        Command::Bulk(args) => bulk::run(args).await,
     };
     match result {
         Ok(()) => 0,

@@ -3,28 +3,22 @@
 //! prints it) for scripts. `watch`, and `retry`/`cancel` with `--watch`, show a running
 //! operation's progress live until it is done.
 
-mod render;
-
 use std::io::IsTerminal;
-use std::time::Duration;
 
 use roster_proto::operations::v1 as ops;
 use roster_proto::operations::v1::operations_client::OperationsClient;
 use tonic::transport::Channel;
-use tonic_types::StatusExt;
 
+use super::remote::{Remote, RemoteArgs, refused};
+use super::render;
 use super::{Failure, runtime};
-use roster_platform::config::ConfigError;
 
 #[derive(Debug, clap::Args)]
 pub struct OpsArgs {
-    /// Where identity's gRPC API is.
-    #[arg(long = "identity-url", env = "ROSTER_IDENTITY_URL", default_value = "http://127.0.0.1:50051", global = true)]
-    identity_url: String,
-    /// Bearer token to call with: an operator's for retry and resolve (`roster token --operator
-    /// NAME` mints one from the development keys).
-    #[arg(long = "token", env = "ROSTER_TOKEN", global = true, hide_env_values = true)]
-    token: Option<String>,
+    /// Where identity is, and the token to call with: an operator's for retry and resolve
+    /// (`roster token --operator NAME` mints one from the development keys).
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// Print proto3 JSON instead of tables (one object per line while watching).
     #[arg(long, global = true)]
     json: bool,
@@ -116,33 +110,19 @@ impl From<StateArg> for ops::OperationState {
 /// A connected client that sends the token with every call.
 struct Client {
     inner: OperationsClient<Channel>,
-    authorization: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    remote: Remote,
     json: bool,
 }
 
 impl Client {
     fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request.metadata_mut().insert("authorization", self.authorization.clone());
-        request
+        self.remote.request(message)
     }
 }
 
 pub async fn run(args: OpsArgs) -> Result<(), Failure> {
-    let token = args.token.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
-        ConfigError::new("ROSTER_TOKEN", "a bearer token is required (`roster token --operator NAME` mints one)")
-    })?;
-    let authorization = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| ConfigError::new("ROSTER_TOKEN", "is not a token (it has characters a header cannot carry)"))?;
-    let endpoint = Channel::from_shared(args.identity_url.clone())
-        .map_err(|e| ConfigError::new("ROSTER_IDENTITY_URL", e.to_string()))?
-        .connect_timeout(Duration::from_secs(5));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| runtime(format!("cannot reach identity at {}: {e}", args.identity_url)))?;
-    let mut client = Client { inner: OperationsClient::new(channel), authorization, json: args.json };
+    let remote = Remote::connect(&args.remote, "roster token --operator NAME").await?;
+    let mut client = Client { inner: OperationsClient::new(remote.channel()), remote, json: args.json };
     match args.command {
         OpsCommand::List { account, kind, state, limit } => list(&mut client, account, kind, state, limit).await,
         OpsCommand::Get { operation_id } => {
@@ -168,22 +148,6 @@ pub async fn run(args: OpsArgs) -> Result<(), Failure> {
             changed(&mut client, operation, change.watch).await
         }
     }
-}
-
-/// A refusal as the operator needs it: the reason (or the gRPC code when there is none), the
-/// product code and the field where they apply, and the message.
-fn refused(status: tonic::Status) -> Failure {
-    let info = status.get_details_error_info();
-    let reason = match &info {
-        Some(info) if !info.reason.is_empty() => info.reason.clone(),
-        _ => format!("{:?}", status.code()),
-    };
-    let code = info.and_then(|i| i.metadata.get("code").cloned()).map(|c| format!(" (code {c})")).unwrap_or_default();
-    let field = status
-        .get_details_bad_request()
-        .and_then(|bad| bad.field_violations.first().map(|v| format!(" [{}]", v.field)))
-        .unwrap_or_default();
-    runtime(format!("{reason}{code}{field}: {}", status.message()))
 }
 
 async fn list(
@@ -224,20 +188,31 @@ async fn changed(client: &mut Client, operation: ops::Operation, follow: bool) -
 }
 
 async fn watch(client: &mut Client, operation_id: String) -> Result<(), Failure> {
-    let request = client.request(ops::WatchOperationRequest { operation_id });
-    let mut stream = client.inner.watch_operation(request).await.map_err(refused)?.into_inner();
-    let mut live = render::Live::new(client.json, std::io::stderr().is_terminal());
+    let last = follow(&mut client.inner, &client.remote, operation_id, client.json).await?;
+    if !client.json {
+        render::show(&last, false)?;
+    }
+    outcome(&last, true)
+}
+
+/// Follows an operation until it is done, showing its progress live (a bar on a terminal, a
+/// line per change otherwise, JSON lines for scripts); returns it as it ended.
+pub async fn follow(
+    client: &mut OperationsClient<Channel>,
+    remote: &Remote,
+    operation_id: String,
+    as_json: bool,
+) -> Result<ops::Operation, Failure> {
+    let request = remote.request(ops::WatchOperationRequest { operation_id });
+    let mut stream = client.watch_operation(request).await.map_err(refused)?.into_inner();
+    let mut live = render::Live::new(as_json, std::io::stderr().is_terminal());
     let mut last = None;
     while let Some(operation) = stream.message().await.map_err(refused)? {
         live.update(&operation)?;
         last = Some(operation);
     }
     live.finish();
-    let last = last.ok_or_else(|| runtime("the watch ended before the operation was sent"))?;
-    if !client.json {
-        render::show(&last, false)?;
-    }
-    outcome(&last, true)
+    last.ok_or_else(|| runtime("the watch ended before the operation was sent"))
 }
 
 /// Whether a followed operation ended well; watching one that did not is a failure (exit 1).

@@ -1,0 +1,164 @@
+//! `roster bulk`: deactivate, unlink or delete many users from a CSV file (SPEC R14, R25).
+//! `template` prints the sample file (from the same code the server reads files with, so no
+//! server is needed); `run` uploads a file in parts, follows the operation live, prints a
+//! summary, writes the results file next to the input and exits 1 if a row did not succeed.
+
+use std::path::{Path, PathBuf};
+
+use roster_identity::domain::bulk::{BulkAction, MAX_FILE_BYTES};
+use roster_proto::identity::v1 as pb;
+use roster_proto::identity::v1::bulk_service_client::BulkServiceClient;
+use roster_proto::operations::v1 as ops;
+use roster_proto::operations::v1::operations_client::OperationsClient;
+
+use super::remote::{Remote, RemoteArgs, refused};
+use super::{Failure, ops as operations, render, runtime};
+use roster_platform::config::ConfigError;
+
+/// Bytes per upload message, well under the servers' message limit.
+const PART_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, clap::Args)]
+pub struct BulkArgs {
+    /// Where identity is, and the token to call with: the owner's, or a user's whose custom
+    /// role carries bulk removal (`roster token --user ID` mints one from the development keys).
+    #[command(flatten)]
+    remote: RemoteArgs,
+    #[command(subcommand)]
+    command: BulkCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum BulkCommand {
+    /// Prints the sample CSV for an action: the header and an example row.
+    Template { action: ActionArg },
+    /// Uploads a CSV file, shows the progress live, prints a summary and writes
+    /// `<file>.results.csv` beside it; exits 1 if a row failed or was skipped.
+    Run {
+        action: ActionArg,
+        /// The file, as the template shows it.
+        #[arg(long)]
+        csv: PathBuf,
+        /// The account whose users it names.
+        #[arg(long)]
+        account: String,
+        /// Starts the operation once however often the command is repeated; a fresh one by
+        /// default.
+        #[arg(long = "request-id")]
+        request_id: Option<String>,
+        /// Print the operation as proto3 JSON lines while it runs, instead of a bar or lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ActionArg {
+    Deactivate,
+    Unlink,
+    Delete,
+}
+
+impl ActionArg {
+    fn domain(self) -> BulkAction {
+        match self {
+            Self::Deactivate => BulkAction::Deactivate,
+            Self::Unlink => BulkAction::Unlink,
+            Self::Delete => BulkAction::Delete,
+        }
+    }
+
+    fn api(self) -> pb::BulkAction {
+        match self {
+            Self::Deactivate => pb::BulkAction::Deactivate,
+            Self::Unlink => pb::BulkAction::Unlink,
+            Self::Delete => pb::BulkAction::Delete,
+        }
+    }
+}
+
+pub async fn run(args: BulkArgs) -> Result<(), Failure> {
+    match args.command {
+        BulkCommand::Template { action } => {
+            print!("{}", action.domain().template());
+            Ok(())
+        }
+        BulkCommand::Run { action, csv, account, request_id, json } => {
+            let file = std::fs::read(&csv).map_err(|e| runtime(format!("cannot read {}: {e}", csv.display())))?;
+            if file.len() > MAX_FILE_BYTES {
+                return Err(
+                    ConfigError::new("--csv", format!("{} is larger than 16 MiB; split it", csv.display())).into()
+                );
+            }
+            let remote = Remote::connect(&args.remote, "roster token --user ID").await?;
+            let request_id = request_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+            let started = upload(&remote, &account, action.api(), &request_id, file).await?;
+            // Followed even when already done, so every run shows its progress the same way.
+            let mut operations = OperationsClient::new(remote.channel());
+            let ended = operations::follow(&mut operations, &remote, started.id, json).await?;
+            let results = results_path(&csv);
+            download(&remote, &ended.id, &results).await?;
+            summary(&ended, &results)
+        }
+    }
+}
+
+async fn upload(
+    remote: &Remote,
+    account: &str,
+    action: pb::BulkAction,
+    request_id: &str,
+    file: Vec<u8>,
+) -> Result<ops::Operation, Failure> {
+    let parts: Vec<pb::UploadBulkCsvRequest> = file
+        .chunks(PART_BYTES)
+        .enumerate()
+        .map(|(n, data)| {
+            let first = n == 0;
+            pb::UploadBulkCsvRequest {
+                request_id: if first { request_id.to_owned() } else { String::new() },
+                account_id: if first { account.to_owned() } else { String::new() },
+                action: if first { action as i32 } else { 0 },
+                data: data.to_vec(),
+            }
+        })
+        .collect();
+    let mut client = BulkServiceClient::new(remote.channel());
+    let request = remote.request(futures_util::stream::iter(parts));
+    Ok(client.upload_bulk_csv(request).await.map_err(refused)?.into_inner())
+}
+
+/// `people.csv` -> `people.results.csv`, in the same directory.
+fn results_path(input: &Path) -> PathBuf {
+    let stem = input.file_stem().map_or_else(|| "bulk".into(), |s| s.to_string_lossy().into_owned());
+    input.with_file_name(format!("{stem}.results.csv"))
+}
+
+async fn download(remote: &Remote, operation_id: &str, to: &Path) -> Result<(), Failure> {
+    let mut client = BulkServiceClient::new(remote.channel());
+    let request = remote.request(pb::DownloadBulkResultsRequest { operation_id: operation_id.to_owned() });
+    let mut chunks = client.download_bulk_results(request).await.map_err(refused)?.into_inner();
+    let mut file = Vec::new();
+    while let Some(chunk) = chunks.message().await.map_err(refused)? {
+        file.extend(chunk.data);
+    }
+    std::fs::write(to, file).map_err(|e| runtime(format!("cannot write {}: {e}", to.display())))
+}
+
+/// Prints how it went; a row that failed or was skipped makes the command fail.
+fn summary(operation: &ops::Operation, results: &Path) -> Result<(), Failure> {
+    let rows = operation.progress.as_ref().and_then(|p| p.rows).unwrap_or_default();
+    println!("{} {} {}", operation.kind, render::state_name(operation.state), render::progress(operation));
+    println!("results: {}", results.display());
+    if rows.failed > 0 || rows.skipped > 0 {
+        return Err(runtime(format!(
+            "{} of {} rows did not succeed ({} failed, {} skipped); see {}",
+            rows.failed + rows.skipped,
+            rows.total,
+            rows.failed,
+            rows.skipped,
+            results.display()
+        )));
+    }
+    Ok(())
+}
