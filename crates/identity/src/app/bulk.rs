@@ -104,40 +104,52 @@ pub fn csv_line(fields: &[impl AsRef<[u8]>]) -> String {
 pub enum RowStart {
     /// Its single-user operation started, in the commit that claimed the row.
     Started,
-    /// The single-user use case refused it; nothing was changed.
+    /// The single-user use case refused it; nothing was changed, and the row is pending for
+    /// its refusal to be recorded.
     Refused(DomainError),
     /// Not pending any more (another worker took it): nothing to do.
     Taken,
 }
 
-/// Claims a pending row and runs the single-user use case for it, as `ctx` (the starter, at
-/// the row's time, with a request id of its own), in one transaction: the row is running
-/// exactly when its operation exists.
-pub async fn start_row(
+/// Claims pending rows and runs the single-user use case for each, as `ctx` (the starter, at
+/// the rows' time; each row gets a request id of its own), all in one transaction: a row is
+/// running exactly when its operation exists, and the batch costs one commit. A refusal
+/// writes nothing of its row (the use cases check before they write), so the others go on.
+pub async fn start_rows(
     db: &Database,
     engine: &Engine,
     ctx: &Ctx,
     run: &BulkRun,
     operation_id: &str,
-    row: &StoredRow,
-) -> Result<RowStart> {
+    batch: &[StoredRow],
+) -> Result<Vec<(i64, RowStart)>> {
     let mut tx = db.begin().await?;
-    if !rows::claim(&mut tx, operation_id, row.line, ctx.now_ms).await? {
-        return Ok(RowStart::Taken);
-    }
-    match start_single(&mut tx, engine, ctx, run, row).await {
-        Ok((user, started)) => {
-            rows::started(&mut tx, operation_id, row.line, user.as_str(), &started.instance().id).await?;
-            tx.commit().await?;
-            engine.drive_started(started);
-            Ok(RowStart::Started)
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut started = Vec::new();
+    for row in batch {
+        if !rows::claim(&mut tx, operation_id, row.line, ctx.now_ms).await? {
+            outcomes.push((row.line, RowStart::Taken));
+            continue;
         }
-        Err(super::Error::Domain(refusal)) => {
-            tx.rollback().await?;
-            Ok(RowStart::Refused(refusal))
+        let row_ctx = Ctx { request_id: format!("bulk:{operation_id}:{}", row.line), ..ctx.clone() };
+        match start_single(&mut tx, engine, &row_ctx, run, row).await {
+            Ok((user, operation)) => {
+                rows::started(&mut tx, operation_id, row.line, user.as_str(), &operation.instance().id).await?;
+                started.push(operation);
+                outcomes.push((row.line, RowStart::Started));
+            }
+            Err(super::Error::Domain(refusal)) => {
+                rows::release(&mut tx, operation_id, row.line).await?;
+                outcomes.push((row.line, RowStart::Refused(refusal)));
+            }
+            Err(other) => return Err(other),
         }
-        Err(other) => Err(other),
     }
+    tx.commit().await?;
+    for operation in started {
+        engine.drive_started(operation);
+    }
+    Ok(outcomes)
 }
 
 async fn start_single(

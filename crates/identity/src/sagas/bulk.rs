@@ -22,8 +22,9 @@ use crate::app::bulk::{BulkRun, RowStart};
 use crate::domain::bulk::BulkAction;
 use crate::store::bulk::{self as rows, Outcome as RowOutcome, RowState};
 
-/// Rows whose sagas are in flight at once, per bulk operation.
-pub const ROWS_AT_ONCE: i64 = 16;
+/// Rows whose sagas are in flight at once, per bulk operation; rows are started in batches of
+/// up to this many, one commit each.
+pub const ROWS_AT_ONCE: i64 = 64;
 /// How long one run of the step works before it records progress and yields the worker.
 const PASS: Duration = Duration::from_secs(2);
 /// How often a pass looks at its rows' sagas when no change is announced (sagas driven by
@@ -140,20 +141,26 @@ impl Pass {
                 drop(reader);
                 let room = usize::try_from(room).unwrap_or(0);
                 more = pending.len() > room;
-                for row in pending.iter().take(room) {
-                    cursor = row.line;
-                    let ctx = crate::app::Ctx {
-                        request_id: format!("bulk:{}:{}", self.operation_id, row.line),
-                        ..self.row_ctx.clone()
-                    };
-                    match crate::app::bulk::start_row(&db, &self.engine, &ctx, &self.run, &self.operation_id, row)
-                        .await?
-                    {
-                        RowStart::Started => in_flight += 1,
-                        RowStart::Refused(refusal) => {
-                            ended.outcomes.push((row.line, RowState::Pending, refusal_outcome(&refusal)));
+                let batch = &pending[..room.min(pending.len())];
+                if let Some(last) = batch.last() {
+                    cursor = last.line;
+                    let starts = crate::app::bulk::start_rows(
+                        &db,
+                        &self.engine,
+                        &self.row_ctx,
+                        &self.run,
+                        &self.operation_id,
+                        batch,
+                    )
+                    .await?;
+                    for (line, start) in starts {
+                        match start {
+                            RowStart::Started => in_flight += 1,
+                            RowStart::Refused(refusal) => {
+                                ended.outcomes.push((line, RowState::Pending, refusal_outcome(&refusal)));
+                            }
+                            RowStart::Taken => {}
                         }
-                        RowStart::Taken => {}
                     }
                 }
             }

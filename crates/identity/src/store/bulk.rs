@@ -211,6 +211,16 @@ pub async fn claim(tx: &mut Conn, id: &str, line: i64, now_ms: i64) -> Result<bo
     Ok(updated == 1)
 }
 
+/// Gives a claimed row back (its use case refused it), for the refusal to be recorded.
+pub async fn release(tx: &mut Conn, id: &str, line: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE bulk_rows SET state = 'pending' WHERE operation_id = $1 AND line = $2 AND state = 'running'")
+        .bind(id)
+        .bind(line)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// Records the user a claimed row found and the operation it started, in the claim's commit.
 pub async fn started(tx: &mut Conn, id: &str, line: i64, user_id: &str, child_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE bulk_rows SET user_id = $3, child_id = $4 WHERE operation_id = $1 AND line = $2")

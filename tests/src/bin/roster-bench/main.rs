@@ -11,9 +11,11 @@
 //!
 //! Usage (the `roster` binary beside this one is measured; `ROSTER_BIN` names another):
 //!   roster-bench [--postgres URL] [--seconds N] [--log LEVEL]   (Roster's log level; warn)
+//!   roster-bench --bulk N [--postgres URL]   (only: bulk deactivation of N licensed users)
 //!   roster-bench echo-server ADDR        (the baseline server; started by the above)
 
 mod baseline;
+mod bulk;
 mod measure;
 mod report;
 mod workloads;
@@ -46,10 +48,12 @@ struct Options {
     seconds: u64,
     /// Roster's log level: at `info` every RPC opens a tracing span, which costs CPU.
     log: String,
+    /// Only the bulk run, with this many users.
+    bulk: Option<usize>,
 }
 
 fn options(args: &[String]) -> Result<Options, Error> {
-    let mut options = Options { postgres: None, seconds: 5, log: "warn".to_owned() };
+    let mut options = Options { postgres: None, seconds: 5, log: "warn".to_owned(), bulk: None };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = || args.next().cloned().ok_or_else(|| format!("{arg} needs a value"));
@@ -57,6 +61,7 @@ fn options(args: &[String]) -> Result<Options, Error> {
             "--postgres" => options.postgres = Some(value()?),
             "--seconds" => options.seconds = value()?.parse()?,
             "--log" => options.log = value()?,
+            "--bulk" => options.bulk = Some(value()?.parse()?),
             other => return Err(format!("unknown argument {other}; see the module docs for usage").into()),
         }
     }
@@ -93,6 +98,19 @@ async fn bench(args: &[String]) -> Result<(), Error> {
     let licensing = wait_serving(licensing_addr, Duration::from_secs(60)).await?;
     let demo = demo_env(&data_dir, Duration::from_secs(30)).await?;
     let identity_db = Database::connect(&identity_url, 2).await?;
+    if let Some(rows) = options.bulk {
+        let xids = match identity_db.backend() {
+            Backend::Postgres => Some(&identity_db),
+            Backend::Sqlite => None,
+        };
+        let prepare = Prepare { demo, keys: &data_dir.join("keys"), identity_db: &identity_db, leavers_per_account: 0 };
+        println!("roster-bench: {backend}; bulk deactivation of {rows} licensed users");
+        let account = Setup::licensed_account(channel.clone(), licensing, prepare, rows).await?;
+        bulk::measure(channel, account, xids, commits::used).await?;
+        identity_db.close().await;
+        roster.terminate(Duration::from_secs(20))?;
+        return Ok(());
+    }
     println!(
         "roster-bench: {backend}, {seconds} s per run, Roster logging at {}; setting up {CALLERS} accounts through the API",
         options.log

@@ -105,6 +105,45 @@ impl Setup {
         Ok(Self(Arc::new(Inner { identity, licensing, demo: prepare.demo, accounts, run })))
     }
 
+    /// `n` more licensed members of a fresh account, for the bulk run: (account, the owner's
+    /// token, the members), joined eight at a time.
+    pub async fn licensed_account(
+        identity: Channel,
+        licensing: Channel,
+        prepare: Prepare<'_>,
+        n: usize,
+    ) -> Result<(String, String, Vec<String>), Error> {
+        let signers =
+            SignerSet::load(&KeyDir { dir: prepare.keys.to_owned() }, &[KeyScope::Users], "roster", "roster")?;
+        let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis();
+        let maker = Maker {
+            identity,
+            licensing,
+            operator: prepare.demo["OPERATOR_TOKEN"].clone(),
+            signers: &signers,
+            db: prepare.identity_db,
+            run,
+        };
+        let account = maker.account(ACCOUNTS, 0).await?;
+        maker.seats(&account.id, n + 2).await?;
+        let mut members = Vec::with_capacity(n);
+        let numbers: Vec<usize> = (0..n).collect();
+        for batch in numbers.chunks(8) {
+            let joined = futures_util::future::try_join_all(batch.iter().map(|i| {
+                let email = format!("bulk-{run}-{i}@bench{ACCOUNTS}.example");
+                let (maker, account) = (&maker, &account);
+                async move {
+                    let user = maker.join(&account.id, &account.owner_token, &email).await?;
+                    maker.license(&account.id, &user, &account.owner_token).await?;
+                    Ok::<_, Error>(user)
+                }
+            }))
+            .await?;
+            members.extend(joined);
+        }
+        Ok((account.id, account.owner_token, members))
+    }
+
     /// A cloneable caller of `workload`, for [`crate::measure::run`]. Says on stderr which
     /// workload starts, to show progress and to time a profiler (`perf record -p`) by.
     pub fn caller(
@@ -182,6 +221,18 @@ impl Maker<'_> {
             leaving.push(user);
         }
         Ok(BenchAccount { id: account.id, owner_id: owner, owner_token, member_id, leavers: leaving })
+    }
+
+    async fn seats(&self, account: &str, capacity: usize) -> Result<(), Error> {
+        let seats = lpb::SetSeatsRequest {
+            request_id: format!("bench-seats-{account}-{capacity}"),
+            account_id: account.to_owned(),
+            license_type: lpb::LicenseType::Licensed as i32,
+            capacity: u32::try_from(capacity)?,
+        };
+        let mut licenses = lpb::license_service_client::LicenseServiceClient::new(self.licensing.clone());
+        licenses.set_seats(authed(seats, &self.operator)).await?;
+        Ok(())
     }
 
     async fn license(&self, account: &str, user: &str, token: &str) -> Result<(), Error> {
