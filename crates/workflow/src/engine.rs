@@ -176,6 +176,17 @@ impl Engine {
         self.inner.db.backend() == Backend::Postgres
     }
 
+    /// How long a claim lasts without a recorded step. A step that works for a while (a bulk
+    /// operation's pass) must record well within it, or its writes are fenced out.
+    pub fn lease(&self) -> Duration {
+        self.inner.config.retry.lease
+    }
+
+    /// The engine's clock, in ms since the epoch (a test's manual clock, in tests).
+    pub fn now_ms(&self) -> i64 {
+        self.now()
+    }
+
     fn lease_until(&self) -> i64 {
         self.now() + i64::try_from(self.inner.config.retry.lease.as_millis()).unwrap_or(i64::MAX / 2)
     }

@@ -1,7 +1,7 @@
 //! The bulk removal workflows (SPEC R14, R25): `bulk.deactivate`, `bulk.unlink` and
 //! `bulk.delete`. One step, run again and again: each run works for up to [`PASS`], keeping up
 //! to [`ROWS_AT_ONCE`] rows' single-user sagas in flight, then records what ended and asks to
-//! run again at once. Committing every pass keeps the lease (a pass is far shorter than it),
+//! run again at once. Committing every pass keeps the lease (a pass is a quarter of it at most),
 //! lets other workflows have the worker, and shows progress.
 //!
 //! A row is started by `app::bulk::start_row` in a transaction that claims it, so it runs
@@ -25,7 +25,9 @@ use crate::store::bulk::{self as rows, Outcome as RowOutcome, RowState};
 /// Rows whose sagas are in flight at once, per bulk operation; rows are started in batches of
 /// up to this many, one commit each.
 pub const ROWS_AT_ONCE: i64 = 64;
-/// How long one run of the step works before it records progress and yields the worker.
+/// How long one run of the step works before it records progress and yields the worker; never
+/// more than a quarter of the lease, by the engine's clock as well as the wall's, so the pass
+/// records before its lease could run out.
 const PASS: Duration = Duration::from_secs(2);
 /// How often a pass looks at its rows' sagas when no change is announced (sagas driven by
 /// another replica are not announced here).
@@ -100,6 +102,8 @@ impl Pass {
 
     async fn work(mut self) -> crate::app::Result<Ended> {
         let began = tokio::time::Instant::now();
+        let budget = PASS.min(self.engine.lease() / 4);
+        let budget_ms = i64::try_from(budget.as_millis()).unwrap_or(i64::MAX);
         let db = self.engine.database().clone();
         let mut ended = Ended {
             outcomes: Vec::new(),
@@ -168,7 +172,7 @@ impl Pass {
                 ended.finished = true;
                 return Ok(ended);
             }
-            if began.elapsed() >= PASS {
+            if began.elapsed() >= budget || self.engine.now_ms() - self.row_ctx.now_ms >= budget_ms {
                 return Ok(ended);
             }
             self.wait_for_a_change().await;
