@@ -312,7 +312,92 @@ async fn r25_a_file_sent_in_chunks_runs_as_one(app: &TestApp) {
     assert_eq!(counts(&done), (5, 5, 5, 0, 0));
 }
 
+/// One account of the equivalence test: who each CSV line names, in order, with their id
+/// (none for an address nobody has).
+async fn mixed_account(app: &TestApp, tag: &str) -> (String, String, Vec<(String, Option<String>)>) {
+    let domain = format!("{tag}.example");
+    let (account, owner) = app.create_account(&format!("Mixed {tag}"), &format!("owner@{domain}")).await;
+    let clock: roster_platform::clock::SharedClock = app.clock.clone();
+    let (account_id, owner_id) = (
+        roster_identity::domain::values::AccountId::parse(&account).expect("id"),
+        roster_identity::domain::values::UserId::parse(&owner).expect("id"),
+    );
+    let join = |email: String| {
+        let (clock, account_id, owner_id) = (clock.clone(), account_id.clone(), owner_id.clone());
+        async move {
+            let id = roster_identity::demo::join(&app.db, &clock, &account_id, &owner_id, &email).await.expect("join");
+            (email, Some(id.to_string()))
+        }
+    };
+    let mut named = Vec::with_capacity(1_000);
+    for i in 0..1_000 {
+        let entry = match i % 50 {
+            _ if i == 0 => (format!("owner@{domain}"), Some(owner.clone())),
+            1 | 2 => {
+                let (email, id) = join(format!("admin{i}@{domain}")).await;
+                app.assign_role(&account, &owner, id.as_deref().expect("id"), "admin").await.expect("promote");
+                (email, id)
+            }
+            3 | 4 => {
+                let email = format!("pending{i}@{domain}");
+                let invitation = app.invite(&account, &owner, &email).await;
+                (email, Some(invitation.user_id))
+            }
+            5 => {
+                let (email, id) = join(format!("gone{i}@{domain}")).await;
+                let request = pb::DeactivateUserRequest {
+                    request_id: rid(),
+                    account_id: account.clone(),
+                    user_id: id.clone().expect("id"),
+                };
+                app.users().deactivate_user(authed(request, &app.user_token(&owner))).await.expect("deactivate");
+                (email, id)
+            }
+            6 => (format!("nobody{i}@{domain}"), None),
+            _ => join(format!("member{i}@{domain}")).await,
+        };
+        named.push(entry);
+    }
+    (account, owner, named)
+}
+
+/// SPEC R25: a file of 1,000 rows of every kind (members, admins, pending and deactivated
+/// users, unknown addresses, the owner) ends row for row as the single-user call ends for the
+/// same kind of user in an account built the same way.
+async fn r25_a_thousand_mixed_rows_end_as_single_calls_do(app: &TestApp) {
+    let (bulk_account, bulk_owner, in_file) = mixed_account(app, "mixedbulk").await;
+    let (single_account, single_owner, one_by_one) = mixed_account(app, "mixedsingle").await;
+    let csv: String = std::iter::once("email".to_owned())
+        .chain(in_file.iter().map(|(email, _)| email.clone()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let started =
+        start(app, &bulk_owner, csv_request(&bulk_account, pb::BulkAction::Deactivate, &csv)).await.expect("started");
+    let done = finished(app, &bulk_owner, &started.id).await;
+    let listed = rows(app, &bulk_owner, &started.id).await;
+    assert_eq!(listed.len(), 1_000, "{done:?}");
+    let mut users = app.users();
+    for ((row, (_, id)), line) in listed.iter().zip(&one_by_one).zip(2..) {
+        assert_eq!(row.line, line);
+        let user_id = id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let request = pb::DeactivateUserRequest { request_id: rid(), account_id: single_account.clone(), user_id };
+        let single = match users.deactivate_user(authed(request, &app.user_token(&single_owner))).await {
+            Ok(operation) => {
+                let operation = operation.into_inner();
+                assert!(operation.done, "{operation:?}");
+                operation.error.map(|e| (e.reason, e.code)).unwrap_or_default()
+            }
+            Err(status) => (reason(&status), product_code(&status).unwrap_or_default()),
+        };
+        assert_eq!((row.reason.clone(), row.code.clone()), single, "line {line}: {row:?}");
+    }
+    let counts = counts(&done);
+    assert_eq!((counts.0, counts.1, counts.2 + counts.3), (1_000, 1_000, 1_000));
+    assert_eq!(counts.2, 879, "the members succeeded");
+}
+
 on_both_backends!(
+    r25_a_thousand_mixed_rows_end_as_single_calls_do,
     r25_each_row_ends_as_the_single_user_call_would,
     r16_only_the_owner_or_a_bulk_role_may_and_admins_are_told_what_is_missing,
     r25_files_that_cannot_be_read_are_refused_whole_with_the_reason,
