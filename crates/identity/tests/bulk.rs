@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use roster_proto::identity::v1 as pb;
 use roster_proto::operations::v1 as ops;
 use support::{TestApp, World, authed, bad_field, product_code, reason, rid};
@@ -55,23 +53,6 @@ async fn start(
     request: pb::StartBulkOperationRequest,
 ) -> Result<ops::Operation, tonic::Status> {
     app.bulk().start_bulk_operation(authed(request, &app.user_token(by))).await.map(tonic::Response::into_inner)
-}
-
-/// Polls the operation until it is done.
-async fn finished(app: &TestApp, by: &str, id: &str) -> ops::Operation {
-    for _ in 0..400 {
-        let operation = app
-            .operations()
-            .get_operation(authed(ops::GetOperationRequest { operation_id: id.into() }, &app.user_token(by)))
-            .await
-            .expect("get operation")
-            .into_inner();
-        if operation.done {
-            return operation;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("bulk operation {id} did not finish in 20 s");
 }
 
 async fn rows(app: &TestApp, by: &str, id: &str) -> Vec<pb::BulkRow> {
@@ -133,7 +114,7 @@ async fn r25_each_row_ends_as_the_single_user_call_would(app: &TestApp) {
     let started =
         start(app, &w.owner, csv_request(&w.account, pb::BulkAction::Deactivate, csv)).await.expect("started");
     assert_eq!(started.kind, "bulk.deactivate");
-    let done = finished(app, &w.owner, &started.id).await;
+    let done = app.operation_when_done(&w.owner, &started.id).await;
     assert_eq!(done.state, ops::OperationState::Succeeded as i32, "{done:?}");
     assert_eq!(counts(&done), (10, 10, 2, 8, 0));
     let result = done.result.expect("a result");
@@ -252,7 +233,7 @@ async fn r16_only_the_owner_or_a_bulk_role_may_and_admins_are_told_what_is_missi
         .into_inner();
     app.assign_role(&w.account, &w.owner, &helper, &both.id).await.expect("assigned");
     let started = start(app, &helper, list(&w.member)).await.expect("the custom role may");
-    let done = finished(app, &helper, &started.id).await;
+    let done = app.operation_when_done(&helper, &started.id).await;
     assert_eq!(counts(&done), (1, 1, 1, 0, 0));
     assert_eq!(started.started_by, format!("user:{helper}"));
 }
@@ -308,7 +289,7 @@ async fn r25_a_file_sent_in_chunks_runs_as_one(app: &TestApp) {
         csv.push_str(&format!("{email}\n"));
     }
     let started = upload(app, &w.owner, &w.account, csv.as_bytes(), 7).await.expect("uploaded");
-    let done = finished(app, &w.owner, &started.id).await;
+    let done = app.operation_when_done(&w.owner, &started.id).await;
     assert_eq!(counts(&done), (5, 5, 5, 0, 0));
 }
 
@@ -373,7 +354,7 @@ async fn r25_a_thousand_mixed_rows_end_as_single_calls_do(app: &TestApp) {
         .join("\n");
     let started =
         start(app, &bulk_owner, csv_request(&bulk_account, pb::BulkAction::Deactivate, &csv)).await.expect("started");
-    let done = finished(app, &bulk_owner, &started.id).await;
+    let done = app.operation_when_done(&bulk_owner, &started.id).await;
     let listed = rows(app, &bulk_owner, &started.id).await;
     assert_eq!(listed.len(), 1_000, "{done:?}");
     let mut users = app.users();

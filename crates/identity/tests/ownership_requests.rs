@@ -108,25 +108,6 @@ async fn eventually(
     panic!("ownership request {id} did not get there in 10 s");
 }
 
-async fn operation_when_done(app: &TestApp, w: &World, id: &str) -> roster_proto::operations::v1::Operation {
-    for _ in 0..200 {
-        let operation = app
-            .operations()
-            .get_operation(authed(
-                roster_proto::operations::v1::GetOperationRequest { operation_id: id.into() },
-                &app.user_token(&w.owner),
-            ))
-            .await
-            .expect("get operation")
-            .into_inner();
-        if operation.done {
-            return operation;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("operation {id} did not finish in 10 s");
-}
-
 /// Lets the worker run any timer that is due, for checks that something did not happen.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -185,7 +166,7 @@ async fn r9_the_requester_becomes_owner_after_168_hours(app: &TestApp) {
     let refused = answer(app, false, &w.account, &w.admin, &open.id, &admin_proof).await.expect_err("closed");
     assert_eq!(reason(&refused), "OWNERSHIP_REQUEST_CLOSED");
     // The request's operation finishes on its own.
-    let operation = operation_when_done(app, &w, &open.operation_id).await;
+    let operation = app.operation_when_done(&w.owner, &open.operation_id).await;
     assert!(operation.error.is_none(), "{operation:?}");
 }
 

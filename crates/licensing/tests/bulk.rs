@@ -35,27 +35,10 @@ async fn start_bulk(app: &TestApp, w: &World, action: idpb::BulkAction, users: V
         .into_inner()
 }
 
-/// The operation once done, moving the manual clock past backoffs meanwhile.
-async fn settled(app: &TestApp, w: &World, id: &str) -> ops::Operation {
+/// The operation once done, read every 50 ms for up to 30 s, moving the manual clock on by
+/// `advance_ms` between reads (past backoffs; 0 leaves it).
+async fn settled(app: &TestApp, w: &World, id: &str, advance_ms: i64) -> ops::Operation {
     let mut last = None;
-    for _ in 0..400 {
-        let operation = app
-            .operations()
-            .get_operation(authed(ops::GetOperationRequest { operation_id: id.into() }, &app.user_token(&w.owner)))
-            .await
-            .expect("get")
-            .into_inner();
-        if operation.done {
-            return operation;
-        }
-        last = Some(operation);
-        app.clock.advance_ms(60_000);
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("{id} did not finish: {last:?}");
-}
-
-async fn finished_in_real_time(app: &TestApp, w: &World, id: &str) -> ops::Operation {
     for _ in 0..600 {
         let operation = app
             .operations()
@@ -66,9 +49,11 @@ async fn finished_in_real_time(app: &TestApp, w: &World, id: &str) -> ops::Opera
         if operation.done {
             return operation;
         }
+        last = Some(operation);
+        app.clock.advance_ms(advance_ms);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    panic!("{id} did not finish in 30 s");
+    panic!("{id} did not finish: {last:?}");
 }
 
 async fn rows(app: &TestApp, w: &World, id: &str) -> Vec<idpb::BulkRow> {
@@ -87,22 +72,11 @@ async fn rows(app: &TestApp, w: &World, id: &str) -> Vec<idpb::BulkRow> {
 async fn single_unlink(app: &TestApp, w: &World, user: &str, to: &str, webinars: bool) -> (String, String) {
     let transfer =
         (!to.is_empty()).then(|| idpb::ContentTransfer { target_user_id: to.into(), webinars, ..Default::default() });
-    let answer = app
-        .identity_users()
-        .unlink_user(authed(
-            idpb::UnlinkUserRequest {
-                request_id: rid(),
-                account_id: w.account.clone(),
-                user_id: user.into(),
-                transfer,
-            },
-            &app.user_token(&w.owner),
-        ))
-        .await;
+    let answer = app.unlink(w, user, transfer).await;
     match answer {
         Err(status) => (reason(&status), product_code(&status).unwrap_or_default()),
         Ok(operation) => {
-            let operation = settled(app, w, &operation.into_inner().id).await;
+            let operation = settled(app, w, &operation.id, 60_000).await;
             operation.error.map(|e| (e.reason, e.code)).unwrap_or_default()
         }
     }
@@ -135,7 +109,7 @@ async fn r25_bulk_unlink_rows_end_as_single_unlinks(app: &TestApp) {
         listed(&leaving[1], &w.member, true),
     ];
     let started = start_bulk(app, &w, idpb::BulkAction::Unlink, users).await;
-    let done = settled(app, &w, &started.id).await;
+    let done = settled(app, &w, &started.id, 60_000).await;
     let outcomes: Vec<(String, String)> =
         rows(app, &w, &started.id).await.into_iter().map(|r| (r.reason, r.code)).collect();
     let pair = |reason: &str, code: &str| (reason.to_owned(), code.to_owned());
@@ -185,7 +159,7 @@ async fn cancel_mid_way(backend: Backend) {
     // Past the rows' retry backoff once; then in real time, since a bulk operation works in
     // passes of real seconds and a clock racing ahead would expire its lease mid-pass.
     app.clock.advance_ms(600_000);
-    let done = finished_in_real_time(&app, &w, &started.id).await;
+    let done = settled(&app, &w, &started.id, 0).await;
     let counts = done.progress.as_ref().and_then(|p| p.rows).expect("counts");
     let total = u32::try_from(how_many).expect("small");
     assert_eq!((counts.total, counts.done, counts.failed), (total, total, 0), "{done:?}");

@@ -189,26 +189,6 @@ fn recordings_to(target: &str) -> idpb::ContentTransfer {
     idpb::ContentTransfer { target_user_id: target.into(), recordings: true, ..Default::default() }
 }
 
-async fn unlink(
-    app: &TestApp,
-    w: &World,
-    user: &str,
-    transfer: Option<idpb::ContentTransfer>,
-) -> Result<ops::Operation, tonic::Status> {
-    app.identity_users()
-        .unlink_user(authed(
-            idpb::UnlinkUserRequest {
-                request_id: rid(),
-                account_id: w.account.clone(),
-                user_id: user.into(),
-                transfer,
-            },
-            &app.user_token(&w.owner),
-        ))
-        .await
-        .map(tonic::Response::into_inner)
-}
-
 /// Items per owner in an account: (owner, title) pairs, sorted.
 async fn content_of(app: &TestApp, account: &str, owner: &str) -> Vec<String> {
     let mut titles: Vec<String> = app
@@ -694,21 +674,21 @@ async fn r4_r9_an_automatic_approval_moves_phone_licenses_as_if_confirmed(app: &
 async fn r21_r24_unlink_refusals_change_nothing(app: &TestApp) {
     let w = app.seed_world().await;
     let user = freelancer(app, &w).await;
-    let refused = unlink(app, &w, &w.member, None).await.expect_err("managed domain");
+    let refused = app.unlink(&w, &w.member, None).await.expect_err("managed domain");
     assert_eq!((reason(&refused).as_str(), product_code(&refused).as_deref()), ("MANAGED_DOMAIN_USER", Some("1107")));
-    let refused = unlink(app, &w, &w.admin, None).await.expect_err("admin");
+    let refused = app.unlink(&w, &w.admin, None).await.expect_err("admin");
     assert_eq!((reason(&refused).as_str(), product_code(&refused).as_deref()), ("ADMIN_MUST_BE_DEMOTED", Some("1117")));
-    let refused = unlink(app, &w, &user, Some(recordings_to(&w.solo_owner))).await.expect_err("other account");
+    let refused = app.unlink(&w, &user, Some(recordings_to(&w.solo_owner))).await.expect_err("other account");
     assert_eq!((reason(&refused).as_str(), product_code(&refused).as_deref()), ("TARGET_NOT_IN_ACCOUNT", Some("1001")));
-    let refused = unlink(app, &w, &w.pending, None).await.expect_err("pending");
+    let refused = app.unlink(&w, &w.pending, None).await.expect_err("pending");
     assert_eq!(reason(&refused), "USER_PENDING");
-    let refused = unlink(app, &w, &w.owner, None).await.expect_err("owner");
+    let refused = app.unlink(&w, &w.owner, None).await.expect_err("owner");
     assert_eq!(reason(&refused), "OWNER_PROTECTED", "R17: the owner is never unlinked");
 
     // R23: webinars need a target with a webinar license; the member has none. Licensing
     // refuses mid-saga and the saga compensates.
     let webinars = idpb::ContentTransfer { target_user_id: w.member.clone(), webinars: true, ..Default::default() };
-    let operation = unlink(app, &w, &user, Some(webinars)).await.expect("started");
+    let operation = app.unlink(&w, &user, Some(webinars)).await.expect("started");
     assert_eq!(state(&operation), ops::OperationState::Compensated, "{operation:?}");
     let error = operation.error.expect("why");
     assert_eq!((error.reason.as_str(), error.code.as_str()), ("TARGET_LACKS_LICENSE", "300"));
@@ -718,7 +698,7 @@ async fn r21_r24_unlink_refusals_change_nothing(app: &TestApp) {
 async fn r21_r23_unlink_with_transfer_moves_recordings_and_the_rest_goes_along(app: &TestApp) {
     let w = app.seed_world().await;
     let user = freelancer(app, &w).await;
-    let operation = unlink(app, &w, &user, Some(recordings_to(&w.admin))).await.expect("started");
+    let operation = app.unlink(&w, &user, Some(recordings_to(&w.admin))).await.expect("started");
     assert_eq!(state(&operation), ops::OperationState::Succeeded, "{operation:?}");
     assert!(operation.done);
     let result = operation.result.expect("result");
@@ -753,7 +733,7 @@ async fn r23_pmi_meetings_stay_with_the_user(app: &TestApp) {
         recordings: true,
         ..Default::default()
     };
-    let operation = unlink(app, &w, &user, Some(transfer)).await.expect("started");
+    let operation = app.unlink(&w, &user, Some(transfer)).await.expect("started");
     assert_eq!(state(&operation), ops::OperationState::Succeeded, "{operation:?}");
     let kept = field(&result_field(&operation, "kept"), "meetings");
     assert_eq!(kept.kind, Some(prost_types::value::Kind::NumberValue(1.0)), "the PMI meeting is reported as kept");
@@ -972,7 +952,7 @@ async fn a_licensing_outage_is_waited_out(app: &mut TestApp) {
     let w = app.seed_world().await;
     let user = freelancer(app, &w).await;
     app.stop_licensing().await;
-    let started = unlink(app, &w, &user, Some(recordings_to(&w.admin))).await.expect("started");
+    let started = app.unlink(&w, &user, Some(recordings_to(&w.admin))).await.expect("started");
     assert_eq!(state(&started), ops::OperationState::Running, "{started:?}");
     let token = app.user_token(&w.owner);
     let mut waiting = started.clone();
@@ -1034,7 +1014,7 @@ async fn operators_retry_and_resolve_failed_operations(app: &TestApp, inject: &I
     let w = app.seed_world().await;
     let user = freelancer(app, &w).await;
     inject.arm("user.unlink", 3, Fault::Refuse);
-    let started = unlink(app, &w, &user, Some(recordings_to(&w.admin))).await.expect("started");
+    let started = app.unlink(&w, &user, Some(recordings_to(&w.admin))).await.expect("started");
     let failed = settle(app, started, &operator).await;
     assert_eq!(state(&failed), ops::OperationState::Failed, "{failed:?}");
     assert_eq!(failed.progress.as_ref().map(|p| p.current_step.as_str()), Some("rehome_content"));
@@ -1068,7 +1048,7 @@ async fn operators_retry_and_resolve_failed_operations(app: &TestApp, inject: &I
     let w = app.seed_world().await;
     let user = freelancer(app, &w).await;
     inject.arm("user.unlink", 3, Fault::Refuse);
-    let started = unlink(app, &w, &user, Some(recordings_to(&w.admin))).await.expect("started");
+    let started = app.unlink(&w, &user, Some(recordings_to(&w.admin))).await.expect("started");
     let failed = settle(app, started, &operator).await;
     let resolve = |note: &str| ops::ResolveOperationRequest {
         operation_id: failed.id.clone(),
@@ -1128,7 +1108,7 @@ async fn an_operation_cancelled_before_its_point_of_no_return_is_undone(app: &mu
     let user = freelancer(app, &w).await;
     let owner = app.user_token(&w.owner);
     app.stop_licensing().await;
-    let started = unlink(app, &w, &user, Some(recordings_to(&w.admin))).await.expect("started");
+    let started = app.unlink(&w, &user, Some(recordings_to(&w.admin))).await.expect("started");
     assert_eq!(state(&started), ops::OperationState::Running, "{started:?}");
     let cancel = |id: &str| ops::CancelOperationRequest { operation_id: id.into(), request_id: rid() };
     let asked =
@@ -1159,7 +1139,7 @@ async fn an_operation_cancelled_before_its_point_of_no_return_is_undone(app: &mu
     let w = app.seed_world().await;
     let user = freelancer(app, &w).await;
     let owner = app.user_token(&w.owner);
-    let started = unlink(app, &w, &user, Some(recordings_to(&w.admin))).await.expect("started");
+    let started = app.unlink(&w, &user, Some(recordings_to(&w.admin))).await.expect("started");
     let done = settle(app, started, &owner).await;
     let status =
         app.operations().cancel_operation(authed(cancel(&done.id), &owner)).await.expect_err("already finished");

@@ -492,6 +492,20 @@ impl TestApp {
             .and_then(|r| succeeded(r.into_inner()))
     }
 
+    /// The operation once it is done, read as `by` every 50 ms for up to 20 s.
+    pub async fn operation_when_done(&self, by: &str, id: &str) -> ops::Operation {
+        for _ in 0..400 {
+            let request = ops::GetOperationRequest { operation_id: id.into() };
+            let operation =
+                self.operations().get_operation(authed(request, &self.user_token(by))).await.expect("get").into_inner();
+            if operation.done {
+                return operation;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("operation {id} did not finish in 20 s");
+    }
+
     /// Invites and accepts; returns the new active member's id.
     pub async fn join(&self, account: &str, owner: &str, email: &str) -> String {
         let invitation = self.invite(account, owner, email).await;

@@ -324,6 +324,25 @@ impl TestApp {
         members
     }
 
+    /// The owner unlinks `user`, with `transfer` if given; the operation as the call returns it.
+    pub async fn unlink(
+        &self,
+        w: &World,
+        user: &str,
+        transfer: Option<idpb::ContentTransfer>,
+    ) -> Result<roster_proto::operations::v1::Operation, tonic::Status> {
+        let request = idpb::UnlinkUserRequest {
+            request_id: rid(),
+            account_id: w.account.clone(),
+            user_id: user.into(),
+            transfer,
+        };
+        self.identity_users()
+            .unlink_user(authed(request, &self.user_token(&w.owner)))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
     /// Stops licensing (an outage, as identity's sagas see it).
     pub async fn stop_licensing(&mut self) {
         let running = self.servers.remove(1);
