@@ -75,8 +75,11 @@ pub struct PeerArgs {
 pub struct WorkflowArgs {
     #[command(flatten)]
     pub retry: SagaRetryArgs,
-    /// Sagas one replica drives at once.
-    #[arg(long = "workflow-concurrency", env = "ROSTER_WORKFLOW_CONCURRENCY", default_value_t = 8,
+    /// Sagas one replica drives at once. Sagas mostly wait on licensing and on commits, and
+    /// hold a pooled connection only while they write, so this runs well above the pool size:
+    /// 32 is where a bulk removal on the 2-core machine stops getting faster (README,
+    /// "Measuring").
+    #[arg(long = "workflow-concurrency", env = "ROSTER_WORKFLOW_CONCURRENCY", default_value_t = 32,
           value_parser = clap::value_parser!(u64).range(1..=256))]
     pub concurrency: u64,
     /// The fallback poll for due sagas when no notification arrives.

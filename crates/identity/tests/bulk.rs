@@ -377,7 +377,32 @@ async fn r25_a_thousand_mixed_rows_end_as_single_calls_do(app: &TestApp) {
     assert_eq!(counts.2, 879, "the members succeeded");
 }
 
+/// Rows start many to a transaction, with the users they name read up front: a user named
+/// twice (by id, then by e-mail) is acted on once, and the second row ends as a second
+/// single-user call on that user would.
+async fn r14_a_user_named_twice_in_one_batch_is_acted_on_once(app: &TestApp) {
+    let w = app.seed_world("bulktwice").await;
+    let first = app.join(&w.account, &w.owner, "first@bulktwice.example").await;
+    let named = |user: &str| pb::BulkUser { user: user.into(), ..Default::default() };
+    let request = pb::StartBulkOperationRequest {
+        request_id: rid(),
+        account_id: w.account.clone(),
+        action: pb::BulkAction::Deactivate as i32,
+        users: vec![named(&first), named("first@bulktwice.example")],
+        ..Default::default()
+    };
+    let started = start(app, &w.owner, request).await.expect("started");
+    let done = app.operation_when_done(&w.owner, &started.id).await;
+    assert_eq!(counts(&done), (2, 2, 1, 1, 0), "{done:?}");
+    let listed = rows(app, &w.owner, &started.id).await;
+    assert_eq!(listed[0].state, pb::BulkRowState::Succeeded as i32);
+    let (reason, code) = single(app, &w, &first).await;
+    assert!(!reason.is_empty(), "a second deactivation is refused");
+    assert_eq!((listed[1].reason.clone(), listed[1].code.clone()), (reason, code), "as the single call is");
+}
+
 on_both_backends!(
+    r14_a_user_named_twice_in_one_batch_is_acted_on_once,
     r25_a_thousand_mixed_rows_end_as_single_calls_do,
     r25_each_row_ends_as_the_single_user_call_would,
     r16_only_the_owner_or_a_bulk_role_may_and_admins_are_told_what_is_missing,

@@ -45,7 +45,7 @@ fn callers() -> impl Iterator<Item = Caller> {
     CALLERS.into_iter().chain(Forgery::ALL.map(Caller::Forged))
 }
 
-const RPCS: [&str; 26] = [
+const RPCS: [&str; 27] = [
     "LicenseService/SetSeats",
     "LicenseService/ListAuditEvents",
     "BillingService/ListMyRefunds",
@@ -58,6 +58,7 @@ const RPCS: [&str; 26] = [
     "LicenseService/DetachPhoneNumber",
     "LicenseService/ListPhoneNumbers",
     "LicenseService/ReclaimLicenses",
+    "LicenseService/ReclaimLicensesBatch",
     "LicenseService/RestoreLicenses",
     "LicenseService/MovePhoneLicenses",
     "ContentService/RegisterContent",
@@ -102,6 +103,7 @@ fn expected(rpc: &str, caller: Caller) -> Code {
         "ListAssignments" | "ListPhoneNumbers" => &[Owner, Admin, Operator, Identity],
         // Saga steps: identity only.
         "ReclaimLicenses"
+        | "ReclaimLicensesBatch"
         | "RestoreLicenses"
         | "MovePhoneLicenses"
         | "TransferContent"
@@ -286,6 +288,16 @@ async fn call(app: &TestApp, rpc: &str, w: &World, fx: &Fixtures, t: &Option<Str
         "ReclaimLicenses" => licenses
             .reclaim_licenses(request(
                 pb::ReclaimLicensesRequest { request_id: rid(), account_id: account, user_id: w.member.clone() },
+                t,
+            ))
+            .await
+            .map(drop),
+        "ReclaimLicensesBatch" => licenses
+            .reclaim_licenses_batch(request(
+                pb::ReclaimLicensesBatchRequest {
+                    account_id: account,
+                    items: vec![pb::ReclaimLicensesItem { request_id: rid(), user_id: w.member.clone() }],
+                },
                 t,
             ))
             .await

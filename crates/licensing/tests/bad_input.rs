@@ -205,6 +205,63 @@ async fn cases(app: &TestApp, w: &World) -> Vec<(&'static str, &'static str, Res
             .map(drop),
         ),
         (
+            "ReclaimLicensesBatch",
+            "items",
+            l.reclaim_licenses_batch(authed(
+                pb::ReclaimLicensesBatchRequest { account_id: a(), items: vec![] },
+                &service,
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "ReclaimLicensesBatch",
+            "items",
+            l.reclaim_licenses_batch(authed(
+                pb::ReclaimLicensesBatchRequest {
+                    account_id: a(),
+                    items: (0..257)
+                        .map(|_| pb::ReclaimLicensesItem { request_id: rid(), user_id: w.member.clone() })
+                        .collect(),
+                },
+                &service,
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "ReclaimLicensesBatch",
+            "items[1].user_id",
+            l.reclaim_licenses_batch(authed(
+                pb::ReclaimLicensesBatchRequest {
+                    account_id: a(),
+                    items: vec![
+                        pb::ReclaimLicensesItem { request_id: rid(), user_id: w.member.clone() },
+                        pb::ReclaimLicensesItem { request_id: rid(), user_id: NOT_AN_ID.into() },
+                    ],
+                },
+                &service,
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "ReclaimLicensesBatch",
+            "items[1].request_id",
+            l.reclaim_licenses_batch(authed(
+                pb::ReclaimLicensesBatchRequest {
+                    account_id: a(),
+                    items: vec![
+                        pb::ReclaimLicensesItem { request_id: rid(), user_id: w.member.clone() },
+                        pb::ReclaimLicensesItem { request_id: " ".into(), user_id: w.admin.clone() },
+                    ],
+                },
+                &service,
+            ))
+            .await
+            .map(drop),
+        ),
+        (
             "RestoreLicenses",
             "licenses",
             l.restore_licenses(authed(

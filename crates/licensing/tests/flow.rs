@@ -14,6 +14,7 @@ on_both_backends!(
     r30_r31_seats_bound_assignments_to_active_members,
     r4_r31_phone_numbers_follow_phone_licenses,
     r18_r19_r32_reclaim_holds_and_restore_gives_back_exactly,
+    r18_r32_a_reclaim_batch_answers_each_item_as_its_own_call_would,
     r21_r23_transfer_is_all_or_nothing_and_undoable,
     r22_delete_removes_what_remains,
     r5_billing_is_the_current_owners_alone,
@@ -219,6 +220,79 @@ async fn r4_r31_phone_numbers_follow_phone_licenses(app: &TestApp) {
     let demo_line = lines.phone_numbers.iter().find(|l| l.number == w.phone).expect("demo number");
     assert_eq!(demo_line.user_id, w.admin);
     assert_eq!(pool(app, &w, L::Phone).await.assigned, 1, "the seat moved; none was added");
+}
+
+/// The batch form of the reclaim step (bulk removal): each item gets what its own
+/// `ReclaimLicenses` call would get, a refused item stops nothing else, and one request id
+/// has one effect whichever form carries it.
+async fn r18_r32_a_reclaim_batch_answers_each_item_as_its_own_call_would(app: &TestApp) {
+    let w = app.seed_world().await;
+    let service = app.identity_token();
+    let single = |request_id: &str, user: &str| pb::ReclaimLicensesRequest {
+        request_id: request_id.into(),
+        account_id: w.account.clone(),
+        user_id: user.into(),
+    };
+    let item =
+        |request_id: &str, user: &str| pb::ReclaimLicensesItem { request_id: request_id.into(), user_id: user.into() };
+    let admin_held = licenses_of(app, &w, &w.admin).await;
+    assert!(!admin_held.is_empty(), "the world's admin holds a license");
+    let member_held = licenses_of(app, &w, &w.member).await;
+    let (owner_id, admin_id, stranger_id) = (rid(), rid(), rid());
+    let owner_first = app
+        .licenses()
+        .reclaim_licenses(authed(single(&owner_id, &w.owner), &service))
+        .await
+        .expect("single")
+        .into_inner();
+    let used = rid();
+    app.licenses().reclaim_licenses(authed(single(&used, &w.second_admin), &service)).await.expect("single");
+
+    let batch = pb::ReclaimLicensesBatchRequest {
+        account_id: w.account.clone(),
+        items: vec![
+            item(&owner_id, &w.owner),
+            item(&admin_id, &w.admin),
+            item(&stranger_id, &w.solo_owner),
+            item(&used, &w.member),
+            item(&admin_id, &w.admin),
+            item(&admin_id, &w.member),
+        ],
+    };
+    let results = app
+        .licenses()
+        .reclaim_licenses_batch(authed(batch.clone(), &service))
+        .await
+        .expect("batch")
+        .into_inner()
+        .results;
+    assert_eq!(results.len(), 6, "one result per item, in order");
+    // A request id twice in one batch (a step run again while its first run waits): the
+    // second is a retry of the first; with other input, it is refused as reused.
+    assert_eq!(results[4], results[1], "a repeated item replays the first");
+    assert_eq!(results[5].refused.clone().expect("reused within the batch").reason, "REQUEST_ID_REUSED");
+    assert_eq!(results[0].reclaimed, owner_first.reclaimed, "a request id the single call used replays its answer");
+    let admin_set = results[1].reclaimed.clone().expect("the admin's licenses were taken");
+    assert_eq!(admin_set.license_types, admin_held.iter().map(|l| *l as i32).collect::<Vec<_>>());
+    assert!(licenses_of(app, &w, &w.admin).await.is_empty());
+
+    let stranger = results[2].refused.clone().expect("a user of another account is refused");
+    let alone = app
+        .licenses()
+        .reclaim_licenses(authed(single(&rid(), &w.solo_owner), &service))
+        .await
+        .expect_err("refused alone too");
+    assert_eq!(stranger.reason, reason(&alone), "the same refusal as the single call");
+    assert_eq!(results[3].refused.clone().expect("reused id").reason, "REQUEST_ID_REUSED");
+    assert_eq!(licenses_of(app, &w, &w.member).await, member_held, "the refused item touched nobody");
+
+    // Each item's request id now answers the single call with the batch's answer, and the
+    // whole batch again has no second effect.
+    let admin_again =
+        app.licenses().reclaim_licenses(authed(single(&admin_id, &w.admin), &service)).await.expect("replay");
+    assert_eq!(admin_again.into_inner().reclaimed, Some(admin_set));
+    let replayed = app.licenses().reclaim_licenses_batch(authed(batch, &service)).await.expect("again").into_inner();
+    assert_eq!(replayed.results[..2], results[..2], "replayed, not reclaimed again");
 }
 
 async fn r18_r19_r32_reclaim_holds_and_restore_gives_back_exactly(app: &TestApp) {

@@ -77,7 +77,9 @@ fn reused() -> tonic::Status {
     )
 }
 
-async fn lookup<R: Message + Default>(tx: &mut Conn, key: &Key) -> Result<Option<R>, tonic::Status> {
+/// The response committed under `key`, read on `tx`; `REQUEST_ID_REUSED` when the key was
+/// used for another request. For handlers that hold their own transaction (batches).
+pub async fn lookup<R: Message + Default>(tx: &mut Conn, key: &Key) -> Result<Option<R>, tonic::Status> {
     let row = sqlx::query(
         "SELECT request_hash, response FROM idempotency_keys WHERE principal = $1 AND method = $2 AND request_id = $3",
     )
@@ -112,20 +114,8 @@ impl Fresh {
     /// with the same key committed first, this change is rolled back and that call's response
     /// is returned instead.
     pub async fn finish<R: Message + Default>(mut self, response: R, now_ms: i64) -> Result<R, tonic::Status> {
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (principal, method, request_id, request_hash, response, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&self.key.principal)
-        .bind(self.key.method)
-        .bind(&self.key.request_id)
-        .bind(&self.key.request_hash)
-        .bind(hex::encode(response.encode_to_vec()))
-        .bind(now_ms)
-        .execute(&mut *self.tx)
-        .await;
-        match inserted {
-            Ok(_) => {
+        match insert(&mut self.tx, &self.key, &response, now_ms).await {
+            Ok(()) => {
                 self.tx.commit().await.map_err(|e| status::from_db(&e))?;
                 Ok(response)
             }
@@ -151,6 +141,36 @@ impl Fresh {
         let earlier = lookup::<R>(&mut tx, &self.key).await;
         tx.rollback().await.map_err(|e| status::from_db(&e))?;
         earlier
+    }
+}
+
+async fn insert<R: Message>(tx: &mut Conn, key: &Key, response: &R, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO idempotency_keys (principal, method, request_id, request_hash, response, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&key.principal)
+    .bind(key.method)
+    .bind(&key.request_id)
+    .bind(&key.request_hash)
+    .bind(hex::encode(response.encode_to_vec()))
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Records `response` under `key` in the caller's transaction, for handlers that make several
+/// keyed changes in one commit and have read [`lookup`] for each under a lock that keeps
+/// twins out. A twin that committed anyway fails the whole transaction with `ABORTED`, to be
+/// retried (the retry replays the twin).
+pub async fn record<R: Message>(tx: &mut Conn, key: &Key, response: &R, now_ms: i64) -> Result<(), tonic::Status> {
+    match insert(tx, key, response, now_ms).await {
+        Ok(()) => Ok(()),
+        Err(error) if is_unique_violation(&error) => {
+            Err(tonic::Status::aborted("a concurrent call with the same request_id committed first; retry"))
+        }
+        Err(error) => Err(status::from_db(&error)),
     }
 }
 

@@ -309,6 +309,11 @@ impl Engine {
         store::get(self.pool(), id).await
     }
 
+    /// Those of `ids` that exist, read in one query (at most a few hundred ids).
+    pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Instance>, sqlx::Error> {
+        store::get_many(self.pool(), ids).await
+    }
+
     pub async fn list(
         &self,
         filter: &ListFilter,
@@ -845,6 +850,11 @@ impl Engine {
         unrecorded.recorded(now);
         instance.attempt = attempt;
         instance.last_error = last_error.map(str::to_owned);
+        if due_at_ms <= now {
+            // Due at once (a long step yielding between passes): the idle worker must not
+            // sleep out its poll interval before taking it again.
+            self.inner.wake.notify_one();
+        }
         Ok(Next::Stop)
     }
 

@@ -197,6 +197,17 @@ pub(crate) async fn get(pool: &sqlx::AnyPool, id: &str) -> Result<Option<Instanc
     row.map(|row| instance(&row)).transpose()
 }
 
+/// Those of `ids` that exist, in no particular order; one query for all.
+pub(crate) async fn get_many(pool: &sqlx::AnyPool, ids: &[String]) -> Result<Vec<Instance>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+    let sql = format!("SELECT {COLUMNS} FROM workflows WHERE id IN ({})", marks.join(", "));
+    let rows = ids.iter().fold(sqlx::query(&sql), |query, id| query.bind(id)).fetch_all(pool).await?;
+    rows.iter().map(instance).collect()
+}
+
 /// Newest first; `before` is the last id of the previous page.
 pub(crate) async fn list(
     pool: &sqlx::AnyPool,

@@ -2,6 +2,8 @@
 //! start, which is the single-user use case (same checks, same saga) run under the starter's
 //! name in a transaction that also claims the row; cancelling; and reading the rows.
 
+use std::collections::HashMap;
+
 use roster_platform::db::Database;
 use roster_workflow::{Engine, Instance, NotCancellable, Started};
 use serde::{Deserialize, Serialize};
@@ -11,9 +13,12 @@ use super::users::{self, TransferRequest};
 use super::{Ctx, Result, audit, lock_and_load_caller, start_operation};
 use crate::domain::DomainError;
 use crate::domain::bulk::{BulkAction, BulkInput, BulkRow, TRANSFER_KINDS, UserRef};
+use crate::domain::model::User;
+use crate::domain::privileges::Actor;
 use crate::domain::rules;
 use crate::domain::values::{AccountId, UserId};
 use crate::sagas::Origin;
+use crate::sagas::removal::Mode;
 use crate::store::bulk::{self as rows, BulkOperation, NewRow, RowState, StoredRow};
 use crate::store::{self, Conn};
 
@@ -123,18 +128,37 @@ pub async fn start_rows(
     operation_id: &str,
     batch: &[StoredRow],
 ) -> Result<Vec<(i64, RowStart)>> {
+    let account = AccountId::parse(&run.account_id).map_err(|_| DomainError::AccountNotFound)?;
+    let action: BulkAction =
+        run.action.parse().map_err(|_| super::Error::Internal(format!("unknown bulk action {:?}", run.action)))?;
     let mut tx = db.begin().await?;
+    let lines: Vec<i64> = batch.iter().map(|row| row.line).collect();
+    let claimed = rows::claim(&mut tx, operation_id, &lines, ctx.now_ms).await?;
+    // The starter as the single-user call would load them, once for the batch: the account's
+    // lock is held until the commit, so they cannot change in between.
+    let caller = lock_and_load_caller(&mut tx, ctx, &account).await;
+    let mut named = Named::load(&mut tx, &account, batch.iter().filter(|row| claimed.contains(&row.line))).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut started = Vec::new();
+    let mut recorded = Vec::new();
     for row in batch {
-        if !rows::claim(&mut tx, operation_id, row.line, ctx.now_ms).await? {
+        if !claimed.contains(&row.line) {
             outcomes.push((row.line, RowStart::Taken));
             continue;
         }
         let row_ctx = Ctx { request_id: format!("bulk:{operation_id}:{}", row.line), ..ctx.clone() };
-        match start_single(&mut tx, engine, &row_ctx, run, row).await {
+        let actor = match &caller {
+            Ok(caller) => caller.member().map_err(super::Error::from),
+            Err(super::Error::Domain(refusal)) => Err(refusal.clone().into()),
+            Err(other) => return Err(super::Error::Internal(other.to_string())),
+        };
+        let start = match actor {
+            Ok(actor) => start_single(&mut tx, engine, &row_ctx, action, actor, &account, row, &mut named).await,
+            Err(refusal) => Err(refusal),
+        };
+        match start {
             Ok((user, operation)) => {
-                rows::started(&mut tx, operation_id, row.line, user.as_str(), &operation.instance().id).await?;
+                recorded.push((row.line, user.to_string(), operation.instance().id.clone()));
                 started.push(operation);
                 outcomes.push((row.line, RowStart::Started));
             }
@@ -145,6 +169,7 @@ pub async fn start_rows(
             Err(other) => return Err(other),
         }
     }
+    rows::started(&mut tx, operation_id, &recorded).await?;
     tx.commit().await?;
     for operation in started {
         engine.drive_started(operation);
@@ -152,47 +177,87 @@ pub async fn start_rows(
     Ok(outcomes)
 }
 
+/// One row: the single-user use case's checks and saga, by `actor`.
+#[allow(clippy::too_many_arguments)]
 async fn start_single(
     tx: &mut Conn,
     engine: &Engine,
     ctx: &Ctx,
-    run: &BulkRun,
+    action: BulkAction,
+    actor: &Actor,
+    account: &AccountId,
     row: &StoredRow,
+    named: &mut Named,
 ) -> Result<(UserId, Started)> {
-    let account = AccountId::parse(&run.account_id).map_err(|_| DomainError::AccountNotFound)?;
-    let user = find(tx, &account, &row.user_ref).await?.ok_or(DomainError::UserNotFound)?;
+    let user = named.find(tx, account, &row.user_ref).await?.ok_or(DomainError::UserNotFound)?;
     let transfer = match &row.transfer {
         Some(text) => {
             let stored: StoredTransfer =
                 serde_json::from_str(text).map_err(|e| super::Error::Internal(format!("stored transfer: {e}")))?;
-            let target = find(tx, &account, &stored.to).await?.ok_or(DomainError::TargetNotInAccount)?;
+            let target = named.find(tx, account, &stored.to).await?.ok_or(DomainError::TargetNotInAccount)?;
             let kinds = TRANSFER_KINDS
                 .iter()
                 .map(|(_, kind)| *kind)
                 .filter(|kind| stored.kinds.iter().any(|k| k == kind))
                 .collect();
-            Some(TransferRequest { target, kinds })
+            Some(TransferRequest { target: target.id, kinds })
         }
         None => None,
     };
-    let action: BulkAction =
-        run.action.parse().map_err(|_| super::Error::Internal(format!("unknown bulk action {:?}", run.action)))?;
     let started = match action {
-        BulkAction::Deactivate => users::deactivate(tx, ctx, engine, &account, &user).await?,
-        BulkAction::Unlink => users::unlink(tx, ctx, engine, &account, &user, transfer).await?,
-        BulkAction::Delete => users::delete(tx, ctx, engine, &account, &user, transfer).await?,
+        BulkAction::Deactivate => users::deactivate_as(tx, ctx, engine, actor, account, &user).await?,
+        BulkAction::Unlink => users::remove_as(tx, ctx, engine, Mode::Unlink, actor, account, &user, transfer).await?,
+        BulkAction::Delete => users::remove_as(tx, ctx, engine, Mode::Delete, actor, account, &user, transfer).await?,
     };
-    Ok((user, started))
+    // Its row changed: a later row naming this user reads them afresh.
+    named.forget(&user);
+    Ok((user.id, started))
 }
 
-/// The account's user a row names, by id or e-mail; `None` for anyone else.
-async fn find(tx: &mut Conn, account: &AccountId, named: &str) -> Result<Option<UserId>> {
-    let user = match UserRef::parse(named) {
-        Ok(UserRef::Id(id)) => store::users::get_in_account(tx, account, &id).await?,
-        Ok(UserRef::Email(email)) => store::users::find_by_email_in_account(tx, account, &email).await?,
-        Err(_) => None,
-    };
-    Ok(user.map(|user| user.id))
+/// The users a batch's rows name (and their transfer targets), read in one query under the
+/// account lock, as each row's `find` would read them; a user a row has acted on is read
+/// afresh by any later row.
+struct Named {
+    by_ref: HashMap<String, User>,
+}
+
+impl Named {
+    async fn load(tx: &mut Conn, account: &AccountId, rows: impl Iterator<Item = &StoredRow>) -> Result<Self> {
+        let mut refs = Vec::new();
+        for row in rows {
+            refs.push(row.user_ref.clone());
+            if let Some(transfer) = row.transfer.as_deref().and_then(|t| serde_json::from_str::<StoredTransfer>(t).ok()) {
+                refs.push(transfer.to);
+            }
+        }
+        let parsed: Vec<UserRef> = refs.iter().filter_map(|named| UserRef::parse(named).ok()).collect();
+        let ids: Vec<&str> = parsed.iter().filter(|r| matches!(r, UserRef::Id(_))).map(UserRef::as_str).collect();
+        let emails: Vec<&str> = parsed.iter().filter(|r| matches!(r, UserRef::Email(_))).map(UserRef::as_str).collect();
+        let mut by_ref = HashMap::new();
+        for user in store::users::named_in_account(tx, account, &ids, &emails).await? {
+            by_ref.insert(user.email.as_str().to_owned(), user.clone());
+            by_ref.insert(user.id.as_str().to_owned(), user);
+        }
+        Ok(Self { by_ref })
+    }
+
+    /// The account's user a row names, by id or e-mail; `None` for anyone else.
+    async fn find(&self, tx: &mut Conn, account: &AccountId, named: &str) -> Result<Option<User>> {
+        let Ok(named) = UserRef::parse(named) else { return Ok(None) };
+        if let Some(user) = self.by_ref.get(named.as_str()) {
+            return Ok(Some(user.clone()));
+        }
+        let user = match named {
+            UserRef::Id(id) => store::users::get_in_account(tx, account, &id).await?,
+            UserRef::Email(email) => store::users::find_by_email_in_account(tx, account, &email).await?,
+        };
+        Ok(user)
+    }
+
+    fn forget(&mut self, user: &User) {
+        self.by_ref.remove(user.id.as_str());
+        self.by_ref.remove(user.email.as_str());
+    }
 }
 
 /// Asks a bulk operation to start no more rows; those running finish. Whoever may cancel

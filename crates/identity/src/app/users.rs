@@ -10,6 +10,7 @@ use roster_workflow::{Engine, Started};
 use super::{Ctx, Result, audit, caller_from, load_caller, lock_and_load_caller, start_operation, user_target};
 use crate::domain::DomainError;
 use crate::domain::model::{Account, AccountSettings, Plan, Role, SignIn, User, UserStatus};
+use crate::domain::privileges::Actor;
 use crate::domain::rules;
 use crate::domain::values::{AccountId, Email, UserId};
 use crate::sagas::{Origin, lifecycle, removal};
@@ -52,10 +53,22 @@ pub async fn deactivate(
     id: &UserId,
 ) -> Result<Started> {
     let caller = lock_and_load_caller(tx, ctx, account).await?;
-    let actor = caller.member()?;
     let target = store::users::get_in_account(tx, account, id).await?.ok_or(DomainError::UserNotFound)?;
-    rules::check_deactivation(actor, &target)?;
-    let operation = start_lifecycle(tx, ctx, engine, lifecycle::DEACTIVATE, account, id, None).await?;
+    deactivate_as(tx, ctx, engine, caller.member()?, account, &target).await
+}
+
+/// [`deactivate`] by `actor`, loaded under the account lock this transaction holds (the rows
+/// of a bulk removal share one lock and one load).
+pub async fn deactivate_as(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    engine: &Engine,
+    actor: &Actor,
+    account: &AccountId,
+    target: &User,
+) -> Result<Started> {
+    rules::check_deactivation(actor, target)?;
+    let operation = start_lifecycle(tx, ctx, engine, lifecycle::DEACTIVATE, account, &target.id, None).await?;
     store::users::set_status(tx, &target.id, UserStatus::Deactivated, Some(ctx.now_ms)).await?;
     audit(
         tx,
@@ -161,23 +174,39 @@ async fn start_removal(
     transfer: Option<TransferRequest>,
 ) -> Result<Started> {
     let caller = lock_and_load_caller(tx, ctx, account).await?;
-    let actor = caller.member()?;
     let target = store::users::get_in_account(tx, account, id).await?.ok_or(DomainError::UserNotFound)?;
+    remove_as(tx, ctx, engine, mode, caller.member()?, account, &target, transfer).await
+}
+
+/// [`unlink`] or [`delete`] by `actor`, loaded under the account lock this transaction holds
+/// (the rows of a bulk removal share one lock and one load).
+#[allow(clippy::too_many_arguments)]
+pub async fn remove_as(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    engine: &Engine,
+    mode: removal::Mode,
+    actor: &Actor,
+    account: &AccountId,
+    target: &User,
+    transfer: Option<TransferRequest>,
+) -> Result<Started> {
+    let id = &target.id;
     let (kind, action) = match mode {
         removal::Mode::Unlink => {
             let managed = store::accounts::get(tx, account).await?.ok_or(DomainError::AccountNotFound)?.managed_domains;
-            rules::check_unlink(actor, &target, &managed)?;
+            rules::check_unlink(actor, target, &managed)?;
             (removal::UNLINK, "user.unlink_requested")
         }
         removal::Mode::Delete => {
-            rules::check_removal(actor, &target)?;
+            rules::check_removal(actor, target)?;
             (removal::DELETE, "user.delete_requested")
         }
     };
     let transfer = match transfer {
         Some(request) => {
             let to = store::users::get_in_account(tx, account, &request.target).await?;
-            rules::check_transfer_target(&target, to.as_ref())?;
+            rules::check_transfer_target(target, to.as_ref())?;
             Some(removal::TransferSpec {
                 target_user_id: request.target.to_string(),
                 kinds: request.kinds.iter().map(|k| (*k).to_owned()).collect(),

@@ -9,7 +9,7 @@
 //! running and follows its saga. A row's outcome is its saga's: SUCCEEDED, or the refusal
 //! that a single-user call would have got. One row's failure never touches another.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use roster_platform::stored_text::StoredText;
@@ -118,19 +118,16 @@ impl Pass {
         loop {
             let mut reader = db.reader().await?;
             let running = rows::list(&mut reader, &self.operation_id, Some(RowState::Running), 0, i64::MAX).await?;
+            let running: Vec<_> = running.into_iter().filter(|row| !settled.contains(&row.line)).collect();
+            let child_ids: Vec<String> = running.iter().filter_map(|row| row.child_id.clone()).collect();
+            let children: HashMap<String, roster_workflow::Instance> =
+                self.engine.get_many(&child_ids).await?.into_iter().map(|child| (child.id.clone(), child)).collect();
             let mut in_flight: i64 = 0;
             for row in running {
-                if settled.contains(&row.line) {
-                    continue;
-                }
-                let child = match &row.child_id {
-                    Some(id) => self.engine.get(id).await?,
-                    None => None,
-                };
-                match child {
+                match row.child_id.as_ref().and_then(|id| children.get(id)) {
                     Some(child) if child.state.is_final() => {
                         settled.insert(row.line);
-                        ended.outcomes.push((row.line, RowState::Running, outcome_of(&child)));
+                        ended.outcomes.push((row.line, RowState::Running, outcome_of(child)));
                     }
                     _ => in_flight += 1,
                 }
@@ -179,9 +176,14 @@ impl Pass {
         }
     }
 
-    /// Until some saga changes on this replica, or [`POLL`].
+    /// Until some saga changes on this replica, or [`POLL`]. Every change announced by then
+    /// is taken at once: one look at the rows serves them all.
     async fn wait_for_a_change(&mut self) {
         let _ = tokio::time::timeout(POLL, self.changes.recv()).await;
+        while !matches!(
+            self.changes.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
+        ) {}
     }
 }
 

@@ -12,6 +12,7 @@ use roster_proto::licensing::v1::content_service_client::ContentServiceClient;
 use roster_proto::licensing::v1::license_service_client::LicenseServiceClient;
 use roster_workflow::{Failure, StepError};
 
+use super::reclaim_batch::ReclaimBatcher;
 use crate::domain::rules::PhoneHoldings;
 use serde_json::{Value, json};
 use tonic::transport::{Channel, Endpoint};
@@ -29,6 +30,7 @@ pub struct Licensing {
     content: ContentServiceClient<Channel>,
     billing: BillingServiceClient<Channel>,
     credentials: ServiceCredentials,
+    reclaims: ReclaimBatcher,
 }
 
 impl std::fmt::Debug for Licensing {
@@ -41,18 +43,22 @@ impl std::fmt::Debug for Licensing {
 pub type Answer<T> = Result<T, StepError>;
 
 impl Licensing {
-    /// Connects lazily to licensing at `url` (e.g. `http://127.0.0.1:50052`).
+    /// Connects lazily to licensing at `url` (e.g. `http://127.0.0.1:50052`), and starts the
+    /// reclaim batching task (so: inside the Tokio runtime).
     pub fn new(url: &str, signer: Arc<Signer>) -> Result<Self, tonic::transport::Error> {
         let channel = Endpoint::from_shared(url.to_owned())?
             .connect_timeout(Duration::from_secs(2))
             .timeout(CALL_TIMEOUT)
             .tcp_nodelay(true)
             .connect_lazy();
+        let licenses = LicenseServiceClient::new(channel.clone());
+        let credentials = ServiceCredentials::new(signer, IDENTITY_SERVICE);
         Ok(Self {
-            licenses: LicenseServiceClient::new(channel.clone()),
+            reclaims: ReclaimBatcher::spawn(licenses.clone(), credentials.clone()),
+            licenses,
             content: ContentServiceClient::new(channel.clone()),
             billing: BillingServiceClient::new(channel),
-            credentials: ServiceCredentials::new(signer, IDENTITY_SERVICE),
+            credentials,
         })
     }
 
@@ -60,10 +66,10 @@ impl Licensing {
         self.credentials.request(message)
     }
 
+    /// Takes every license and number from `user`; sent together with the reclaims other
+    /// sagas of the account make at the same time (see `reclaim_batch`).
     pub async fn reclaim(&self, request_id: String, account: &str, user: &str) -> Answer<pb::LicenseSet> {
-        let request = pb::ReclaimLicensesRequest { request_id, account_id: account.into(), user_id: user.into() };
-        let answer = self.licenses.clone().reclaim_licenses(self.request(request)).await.map_err(step_error)?;
-        Ok(answer.into_inner().reclaimed.unwrap_or_default())
+        self.reclaims.reclaim(request_id, account, user).await
     }
 
     pub async fn restore(

@@ -15,6 +15,7 @@ pub mod licensing;
 pub mod lifecycle;
 pub mod ownership;
 pub mod ownership_request;
+mod reclaim_batch;
 pub mod removal;
 
 use std::sync::Arc;

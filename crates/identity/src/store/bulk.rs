@@ -2,6 +2,8 @@
 //! update from the state it must be in, so two workers that both think they run a bulk
 //! operation (one paused past its lease) never start a row twice or overwrite an outcome.
 
+use std::collections::HashSet;
+
 use sqlx::Row;
 
 use super::Conn;
@@ -195,20 +197,22 @@ pub async fn list(
     query.fetch_all(&mut *conn).await?.iter().map(decode).collect()
 }
 
-/// Makes a pending row running. False when it is not pending (another worker took it, or the
-/// operation was cancelled): then nothing is to be done with it.
-pub async fn claim(tx: &mut Conn, id: &str, line: i64, now_ms: i64) -> Result<bool, sqlx::Error> {
-    let updated = sqlx::query(
-        "UPDATE bulk_rows SET state = 'running', updated_at_ms = $3 WHERE operation_id = $1 AND line = $2 \
-         AND state = 'pending'",
-    )
-    .bind(id)
-    .bind(line)
-    .bind(now_ms)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    Ok(updated == 1)
+/// Makes those of `lines` that are pending running, in one statement, and returns them; a row
+/// not returned is not pending (another worker took it, or the operation was cancelled), and
+/// nothing is to be done with it.
+pub async fn claim(tx: &mut Conn, id: &str, lines: &[i64], now_ms: i64) -> Result<HashSet<i64>, sqlx::Error> {
+    if lines.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let marks: Vec<String> = (3..lines.len() + 3).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "UPDATE bulk_rows SET state = 'running', updated_at_ms = $2 WHERE operation_id = $1 AND state = 'pending' \
+         AND line IN ({}) RETURNING line",
+        marks.join(", ")
+    );
+    let query = sqlx::query(&sql).bind(id).bind(now_ms);
+    let claimed = lines.iter().fold(query, |query, line| query.bind(*line)).fetch_all(&mut *tx).await?;
+    claimed.iter().map(|row| row.try_get::<i64, _>("line")).collect()
 }
 
 /// Gives a claimed row back (its use case refused it), for the refusal to be recorded.
@@ -221,15 +225,24 @@ pub async fn release(tx: &mut Conn, id: &str, line: i64) -> Result<(), sqlx::Err
     Ok(())
 }
 
-/// Records the user a claimed row found and the operation it started, in the claim's commit.
-pub async fn started(tx: &mut Conn, id: &str, line: i64, user_id: &str, child_id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE bulk_rows SET user_id = $3, child_id = $4 WHERE operation_id = $1 AND line = $2")
-        .bind(id)
-        .bind(line)
-        .bind(user_id)
-        .bind(child_id)
-        .execute(&mut *tx)
-        .await?;
+/// Records, for each claimed row, the user it found and the operation it started, in the
+/// claim's commit: one statement for the batch.
+pub async fn started(tx: &mut Conn, id: &str, rows: &[(i64, String, String)]) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // A VALUES list's columns are column1, column2, ... in PostgreSQL and SQLite alike.
+    let values: Vec<String> =
+        (0..rows.len()).map(|i| format!("(CAST(${} AS BIGINT), ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4)).collect();
+    let sql = format!(
+        "UPDATE bulk_rows SET user_id = v.column2, child_id = v.column3 FROM (VALUES {}) AS v \
+         WHERE bulk_rows.operation_id = $1 AND bulk_rows.line = v.column1",
+        values.join(", ")
+    );
+    let query = rows.iter().fold(sqlx::query(&sql).bind(id), |query, (line, user, child)| {
+        query.bind(*line).bind(user.as_str()).bind(child.as_str())
+    });
+    query.execute(&mut *tx).await?;
     Ok(())
 }
 

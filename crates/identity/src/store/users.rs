@@ -110,6 +110,29 @@ pub async fn find_by_email_in_account(
         .transpose()
 }
 
+/// The users of `account` among `ids` and `emails`, in one query (a bulk batch's rows).
+pub async fn named_in_account(
+    tx: &mut Conn,
+    account: &AccountId,
+    ids: &[&str],
+    emails: &[&str],
+) -> Result<Vec<User>, sqlx::Error> {
+    if ids.is_empty() && emails.is_empty() {
+        return Ok(Vec::new());
+    }
+    // `IN ()` is not SQL: an empty list matches nothing through a NULL.
+    let marks = |from: usize, count: usize| {
+        if count == 0 { "NULL".to_owned() } else { (from..from + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ") }
+    };
+    let sql = format!(
+        "{SELECT} WHERE u.account_id = $1 AND (u.id IN ({}) OR u.email IN ({}))",
+        marks(2, ids.len()),
+        marks(2 + ids.len(), emails.len())
+    );
+    let query = ids.iter().chain(emails).fold(sqlx::query(&sql).bind(account.as_str()), |query, value| query.bind(*value));
+    query.fetch_all(&mut *tx).await?.iter().map(decode).collect()
+}
+
 /// Every user with this e-mail, in any account, oldest first.
 pub async fn find_by_email(tx: &mut Conn, email: &Email) -> Result<Vec<User>, sqlx::Error> {
     sqlx::query(&format!("{SELECT} WHERE u.email = $1 ORDER BY u.id"))

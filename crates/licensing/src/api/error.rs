@@ -122,6 +122,16 @@ pub fn domain_status(error: &DomainError) -> Status {
     }
 }
 
+/// A refusal of one item of a batch, as its own call's status would name it.
+pub fn item_refusal(error: &DomainError) -> roster_proto::licensing::v1::ItemRefusal {
+    let reason = reason(error);
+    roster_proto::licensing::v1::ItemRefusal {
+        reason: reason.reason.to_owned(),
+        code: reason.product_code.map(|code| code.to_string()).unwrap_or_default(),
+        message: message(error),
+    }
+}
+
 pub fn to_status(error: app::Error) -> Status {
     match error {
         app::Error::Domain(error) => domain_status(&error),

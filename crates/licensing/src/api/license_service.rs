@@ -298,6 +298,14 @@ impl pb::license_service_server::LicenseService for Api {
         .await
     }
 
+    async fn reclaim_licenses_batch(
+        &self,
+        request: Request<pb::ReclaimLicensesBatchRequest>,
+    ) -> Result<Response<pb::ReclaimLicensesBatchResponse>, Status> {
+        let who = principal(&request)?;
+        Ok(Response::new(self.reclaim_batch(&who, request.into_inner()).await?))
+    }
+
     async fn restore_licenses(
         &self,
         request: Request<pb::RestoreLicensesRequest>,

@@ -18,6 +18,7 @@ pub mod content_service;
 pub mod convert;
 pub mod error;
 pub mod license_service;
+mod reclaim_batch;
 
 use std::future::Future;
 
