@@ -226,7 +226,8 @@ impl Named {
         let mut refs = Vec::new();
         for row in rows {
             refs.push(row.user_ref.clone());
-            if let Some(transfer) = row.transfer.as_deref().and_then(|t| serde_json::from_str::<StoredTransfer>(t).ok()) {
+            if let Some(transfer) = row.transfer.as_deref().and_then(|t| serde_json::from_str::<StoredTransfer>(t).ok())
+            {
                 refs.push(transfer.to);
             }
         }

@@ -122,14 +122,19 @@ pub async fn named_in_account(
     }
     // `IN ()` is not SQL: an empty list matches nothing through a NULL.
     let marks = |from: usize, count: usize| {
-        if count == 0 { "NULL".to_owned() } else { (from..from + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ") }
+        if count == 0 {
+            "NULL".to_owned()
+        } else {
+            (from..from + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+        }
     };
     let sql = format!(
         "{SELECT} WHERE u.account_id = $1 AND (u.id IN ({}) OR u.email IN ({}))",
         marks(2, ids.len()),
         marks(2 + ids.len(), emails.len())
     );
-    let query = ids.iter().chain(emails).fold(sqlx::query(&sql).bind(account.as_str()), |query, value| query.bind(*value));
+    let query =
+        ids.iter().chain(emails).fold(sqlx::query(&sql).bind(account.as_str()), |query, value| query.bind(*value));
     query.fetch_all(&mut *tx).await?.iter().map(decode).collect()
 }
 
