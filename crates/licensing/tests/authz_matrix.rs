@@ -45,7 +45,7 @@ fn callers() -> impl Iterator<Item = Caller> {
     CALLERS.into_iter().chain(Forgery::ALL.map(Caller::Forged))
 }
 
-const RPCS: [&str; 27] = [
+const RPCS: [&str; 28] = [
     "LicenseService/SetSeats",
     "LicenseService/ListAuditEvents",
     "BillingService/ListMyRefunds",
@@ -67,6 +67,7 @@ const RPCS: [&str; 27] = [
     "ContentService/UndoContentTransfer",
     "ContentService/DeleteUserContent",
     "ContentService/RehomeUserContent",
+    "ContentService/PreviewUserRemoval",
     "BillingService/CreateSubscription",
     "BillingService/GetBillingOverview",
     "BillingService/ListInvoices",
@@ -110,6 +111,7 @@ fn expected(rpc: &str, caller: Caller) -> Code {
         | "UndoContentTransfer"
         | "DeleteUserContent"
         | "RehomeUserContent"
+        | "PreviewUserRemoval"
         | "RefundSubscription" => &[Identity],
         // Own content: any active member.
         "RegisterContent" => &[Owner, Admin, Member],
@@ -386,6 +388,13 @@ async fn call(app: &TestApp, rpc: &str, w: &World, fx: &Fixtures, t: &Option<Str
                     user_id: w.solo_owner.clone(),
                     new_account_id: w.solo_account.clone(),
                 },
+                t,
+            ))
+            .await
+            .map(drop),
+        "PreviewUserRemoval" => content
+            .preview_user_removal(request(
+                pb::PreviewUserRemovalRequest { account_id: account, user_id: w.member.clone(), ..Default::default() },
                 t,
             ))
             .await

@@ -262,6 +262,61 @@ async fn cases(app: &TestApp, w: &World) -> Vec<(&'static str, &'static str, Res
             .map(drop),
         ),
         (
+            "PreviewUserRemoval",
+            "user_id",
+            c.preview_user_removal(authed(
+                pb::PreviewUserRemovalRequest { account_id: a(), user_id: NOT_AN_ID.into(), ..Default::default() },
+                &service,
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "PreviewUserRemoval",
+            "to_user_id",
+            c.preview_user_removal(authed(
+                pb::PreviewUserRemovalRequest {
+                    account_id: a(),
+                    user_id: w.member.clone(),
+                    to_user_id: NOT_AN_ID.into(),
+                    kinds: vec![pb::ContentKind::Meeting as i32],
+                },
+                &service,
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "PreviewUserRemoval",
+            "kinds",
+            c.preview_user_removal(authed(
+                pb::PreviewUserRemovalRequest {
+                    account_id: a(),
+                    user_id: w.member.clone(),
+                    to_user_id: w.admin.clone(),
+                    kinds: vec![],
+                },
+                &service,
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "PreviewUserRemoval",
+            "kinds",
+            c.preview_user_removal(authed(
+                pb::PreviewUserRemovalRequest {
+                    account_id: a(),
+                    user_id: w.member.clone(),
+                    kinds: vec![pb::ContentKind::Meeting as i32],
+                    ..Default::default()
+                },
+                &service,
+            ))
+            .await
+            .map(drop),
+        ),
+        (
             "RestoreLicenses",
             "licenses",
             l.restore_licenses(authed(

@@ -16,6 +16,7 @@ on_both_backends!(
     r18_r19_r32_reclaim_holds_and_restore_gives_back_exactly,
     r18_r32_a_reclaim_batch_answers_each_item_as_its_own_call_would,
     r21_r23_transfer_is_all_or_nothing_and_undoable,
+    r18_r23_a_removal_preview_tells_what_the_steps_would_do_and_changes_nothing,
     r22_delete_removes_what_remains,
     r5_billing_is_the_current_owners_alone,
     r28_refund_the_unused_remainder_once,
@@ -375,6 +376,49 @@ async fn content_of(app: &TestApp, w: &World, user: &str) -> Vec<(pb::ContentKin
     let mut kinds: Vec<_> = items.iter().map(|i| (i.kind(), i.uses_pmi)).collect();
     kinds.sort_by_key(|(k, pmi)| (*k as i32, *pmi));
     kinds
+}
+
+/// The dry run of a removal: the preview names what the reclaim and transfer steps then do,
+/// refuses as the transfer would, and changes nothing.
+async fn r18_r23_a_removal_preview_tells_what_the_steps_would_do_and_changes_nothing(app: &TestApp) {
+    use pb::ContentKind as K;
+    let w = app.seed_world().await;
+    let other = app.seed_world().await;
+    let service = app.identity_token();
+    let all = [K::Meeting, K::Webinar, K::Event, K::Recording];
+    let preview = |to: &str, kinds: &[K]| pb::PreviewUserRemovalRequest {
+        account_id: w.account.clone(),
+        user_id: w.member.clone(),
+        to_user_id: to.into(),
+        kinds: kinds.iter().map(|k| *k as i32).collect(),
+    };
+    let content_before = content_of(app, &w, &w.member).await;
+    let licenses_before = licenses_of(app, &w, &w.member).await;
+
+    for (to, kinds) in [(&w.second_admin, &all[..]), (&other.admin, &all[..])] {
+        let previewed = app.content().preview_user_removal(authed(preview(to, kinds), &service)).await;
+        let done = app.content().transfer_content(authed(transfer(&w, &w.member, to, kinds), &service)).await;
+        let (previewed, done) = (previewed.expect_err("refused"), done.expect_err("refused"));
+        assert_eq!((reason(&previewed), product_code(&previewed)), (reason(&done), product_code(&done)));
+    }
+    let nothing = app.content().preview_user_removal(authed(preview("", &[]), &service)).await.expect("preview");
+    let nothing = nothing.into_inner();
+    let remaining = nothing.remaining.expect("remaining");
+    assert_eq!(nothing.transferred.expect("transferred"), pb::ContentCounts::default());
+    assert_eq!(remaining.meetings + remaining.webinars + remaining.events + remaining.recordings, 4);
+
+    let to_admin = app.content().preview_user_removal(authed(preview(&w.admin, &all), &service)).await;
+    let to_admin = to_admin.expect("preview").into_inner();
+    assert_eq!(content_of(app, &w, &w.member).await, content_before, "a preview moves nothing");
+    assert_eq!(licenses_of(app, &w, &w.member).await, licenses_before, "a preview takes nothing");
+
+    let done = app.content().transfer_content(authed(transfer(&w, &w.member, &w.admin, &all), &service)).await;
+    let done = done.expect("transfer").into_inner();
+    assert_eq!((to_admin.transferred, to_admin.remaining), (done.moved, done.kept), "as the transfer then did");
+    let reclaim =
+        pb::ReclaimLicensesRequest { request_id: rid(), account_id: w.account.clone(), user_id: w.member.clone() };
+    let reclaimed = app.licenses().reclaim_licenses(authed(reclaim, &service)).await.expect("reclaim").into_inner();
+    assert_eq!(to_admin.licenses, reclaimed.reclaimed, "as the reclaim then took");
 }
 
 async fn r21_r23_transfer_is_all_or_nothing_and_undoable(app: &TestApp) {

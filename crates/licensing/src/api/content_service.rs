@@ -1,6 +1,7 @@
 //! `roster.licensing.v1.ContentService`.
 
 use roster_platform::auth::principal;
+use roster_platform::status;
 use roster_proto::licensing::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -114,6 +115,40 @@ impl pb::content_service_server::ContentService for Api {
             },
         )
         .await
+    }
+
+    async fn preview_user_removal(
+        &self,
+        request: Request<pb::PreviewUserRemovalRequest>,
+    ) -> Result<Response<pb::UserRemovalPreview>, Status> {
+        let who = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::id("account_id", &req.account_id)?;
+        let user = convert::id("user_id", &req.user_id)?;
+        let to = convert::optional_id("to_user_id", &req.to_user_id)?;
+        let kinds = match &to {
+            Some(_) => Some(convert::content_kinds("kinds", &req.kinds)?),
+            None if req.kinds.is_empty() => None,
+            None => return Err(status::invalid_argument("kinds", "only with to_user_id: the kinds to transfer")),
+        };
+        let caller = self.caller(&who, &account, Freshness::Fresh).await?;
+        caller.identity().map_err(|refusal| error::domain_status(&refusal))?;
+        // The user must be in the account; a target outside it is the use case's 1001.
+        let owner = self.subject(&account, &user).await?;
+        let target = match &to {
+            Some(to) => target(self, &account, to).await?,
+            None => None,
+        };
+        let transfer_to = kinds.as_ref().map(|kinds| (target.as_ref(), kinds));
+        let mut conn = self.db.reader().await.map_err(|e| status::from_db(&e))?;
+        let preview = content::preview_removal(&mut conn, &caller, &account, &owner.user_id, transfer_to)
+            .await
+            .map_err(error::to_status)?;
+        Ok(Response::new(pb::UserRemovalPreview {
+            licenses: Some(convert::license_set_to_pb(&preview.licenses)),
+            transferred: Some(convert::counts(&preview.transferred)),
+            remaining: Some(convert::counts(&preview.remaining)),
+        }))
     }
 
     async fn undo_content_transfer(

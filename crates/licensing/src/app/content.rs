@@ -1,5 +1,5 @@
-//! Licensed data (SPEC R21-R23): registering and listing it, and the transfer, undo and
-//! delete steps identity's unlink and delete sagas call.
+//! Licensed data (SPEC R21-R23): registering and listing it, the transfer, undo and delete
+//! steps identity's unlink and delete sagas call, and the preview of a removal (dry run).
 
 use roster_platform::stored_text::StoredText;
 use std::collections::BTreeSet;
@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{Ctx, Result, audit};
 use crate::domain::DomainError;
 use crate::domain::access::{Caller, Member, Privilege};
-use crate::domain::model::{ContentCounts, ContentItem, ContentKind, Id};
+use crate::domain::model::{ContentCounts, ContentItem, ContentKind, Id, LicenseSet, LicenseType};
 use crate::domain::transfer;
 use crate::store::{self, Conn, lock_account};
 
@@ -101,10 +101,7 @@ pub async fn transfer(
         return Err(DomainError::invalid("to_user_id", "must differ from from_user_id").into());
     }
     lock_account(tx, account).await?;
-    if !target.is_active() || store::seats::is_held(tx, account, &target.user_id).await? {
-        return Err(DomainError::UserNotActive.into());
-    }
-    let licenses = store::seats::of_user(tx, account, &target.user_id).await?.iter().map(|a| a.license_type).collect();
+    let licenses = receiving_licenses(tx, account, target).await?;
     let items = store::content::of_owner(tx, account, from).await?;
     let plan = transfer::plan(items, kinds, &licenses)?;
     for item in &plan.moving {
@@ -123,6 +120,53 @@ pub async fn transfer(
     )
     .await?;
     Ok(done)
+}
+
+/// The licenses of a transfer's target, which decide what it may receive (SPEC R23); only an
+/// active user whose licenses are not being reclaimed receives anything.
+async fn receiving_licenses(conn: &mut Conn, account: &Id, target: &Member) -> Result<BTreeSet<LicenseType>> {
+    if !target.is_active() || store::seats::is_held(conn, account, &target.user_id).await? {
+        return Err(DomainError::UserNotActive.into());
+    }
+    Ok(store::seats::of_user(conn, account, &target.user_id).await?.iter().map(|a| a.license_type).collect())
+}
+
+/// What removing `user` would do, read without a lock and changing nothing (the dry run):
+/// the licenses and numbers a reclaim would take, what a transfer to `target` would move,
+/// and what would stay with the user. Refused as [`transfer`] would refuse.
+pub async fn preview_removal(
+    conn: &mut Conn,
+    caller: &Caller,
+    account: &Id,
+    user: &Id,
+    transfer_to: Option<(Option<&Member>, &BTreeSet<ContentKind>)>,
+) -> Result<RemovalPreview> {
+    caller.identity()?;
+    let held = store::seats::of_user(conn, account, user).await?;
+    let numbers = store::phones::of_user(conn, account, user).await?;
+    let licenses = LicenseSet::new(held.iter().map(|a| a.license_type).collect(), numbers);
+    let items = store::content::of_owner(conn, account, user).await?;
+    let (moving, kept) = match transfer_to {
+        Some((target, kinds)) => {
+            let target = target.ok_or(DomainError::TargetNotInAccount)?;
+            if target.user_id == *user {
+                return Err(DomainError::invalid("to_user_id", "must differ from user_id").into());
+            }
+            let receiving = receiving_licenses(conn, account, target).await?;
+            let plan = transfer::plan(items, kinds, &receiving)?;
+            (plan.moving, plan.kept)
+        }
+        None => (Vec::new(), items),
+    };
+    Ok(RemovalPreview { licenses, transferred: ContentCounts::of(&moving), remaining: ContentCounts::of(&kept) })
+}
+
+/// See [`preview_removal`].
+#[derive(Debug, Clone)]
+pub struct RemovalPreview {
+    pub licenses: LicenseSet,
+    pub transferred: ContentCounts,
+    pub remaining: ContentCounts,
 }
 
 /// Compensation of [`transfer`]: items the target still owns go back to their previous owner.
