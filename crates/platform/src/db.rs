@@ -19,6 +19,16 @@ use sqlx::{AnyPool, Executor};
 /// A transaction on whichever backend is configured.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
+/// `count` numbered placeholders from `$first` on, comma-separated, for an `IN (...)` list or
+/// a multi-row `VALUES`; "NULL" when `count` is 0, since `IN ()` is not SQL and `IN (NULL)`
+/// matches nothing.
+pub fn params(first: usize, count: usize) -> String {
+    if count == 0 {
+        return "NULL".to_owned();
+    }
+    (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+}
+
 /// What queries run on: a transaction for changes (a `&mut Tx` coerces to it) or, for reads
 /// that need no transaction, a plain pooled connection, which saves the BEGIN and ROLLBACK
 /// round trips.

@@ -5,7 +5,7 @@
 //! committed before it (the token moved: no row matches) or waits for it (and then sees a
 //! renewed lease: nothing to claim). SQLite's single writer gives the same order.
 
-use roster_platform::db::{Backend, Conn, MigrationSql};
+use roster_platform::db::{Backend, Conn, MigrationSql, params};
 use roster_platform::stored_text::StoredText;
 use serde_json::Value;
 use sqlx::Row;
@@ -202,8 +202,7 @@ pub(crate) async fn get_many(pool: &sqlx::AnyPool, ids: &[String]) -> Result<Vec
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let marks: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
-    let sql = format!("SELECT {COLUMNS} FROM workflows WHERE id IN ({})", marks.join(", "));
+    let sql = format!("SELECT {COLUMNS} FROM workflows WHERE id IN ({})", params(1, ids.len()));
     let rows = ids.iter().fold(sqlx::query(&sql), |query, id| query.bind(id)).fetch_all(pool).await?;
     rows.iter().map(instance).collect()
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 
+use roster_platform::db::params;
 use sqlx::Row;
 
 use super::Conn;
@@ -92,12 +93,8 @@ pub async fn insert(tx: &mut Conn, operation: &BulkOperation, rows: &[NewRow]) -
     .execute(&mut *tx)
     .await?;
     for batch in rows.chunks(INSERT_BATCH) {
-        let values: Vec<String> = (0..batch.len())
-            .map(|row| {
-                let params: Vec<String> = (1..=ROW_PARAMS).map(|n| format!("${}", row * ROW_PARAMS + n)).collect();
-                format!("({})", params.join(", "))
-            })
-            .collect();
+        let values: Vec<String> =
+            (0..batch.len()).map(|row| format!("({})", params(row * ROW_PARAMS + 1, ROW_PARAMS))).collect();
         let sql = format!(
             "INSERT INTO bulk_rows (operation_id, line, fields, user_ref, transfer, state, reason, message, col, \
              updated_at_ms) VALUES {}",
@@ -204,11 +201,10 @@ pub async fn claim(tx: &mut Conn, id: &str, lines: &[i64], now_ms: i64) -> Resul
     if lines.is_empty() {
         return Ok(HashSet::new());
     }
-    let marks: Vec<String> = (3..lines.len() + 3).map(|n| format!("${n}")).collect();
     let sql = format!(
         "UPDATE bulk_rows SET state = 'running', updated_at_ms = $2 WHERE operation_id = $1 AND state = 'pending' \
          AND line IN ({}) RETURNING line",
-        marks.join(", ")
+        params(3, lines.len())
     );
     let query = sqlx::query(&sql).bind(id).bind(now_ms);
     let claimed = lines.iter().fold(query, |query, line| query.bind(*line)).fetch_all(&mut *tx).await?;

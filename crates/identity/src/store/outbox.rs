@@ -5,7 +5,7 @@
 //! sent lets the lease expire and another sender sends again. Replicas never send the same row
 //! at the same time: claiming is a conditional update on the lease.
 
-use roster_platform::db::Backend;
+use roster_platform::db::{Backend, params};
 use sqlx::Row;
 
 use super::Conn;
@@ -111,8 +111,7 @@ pub async fn mark_sent(pool: &sqlx::AnyPool, ids: &[&str], now_ms: i64) -> Resul
     if ids.is_empty() {
         return Ok(());
     }
-    let placeholders: Vec<String> = (0..ids.len()).map(|n| format!("${}", n + 2)).collect();
-    let sql = format!("UPDATE outbox SET sent_at_ms = $1, last_error = NULL WHERE id IN ({})", placeholders.join(", "));
+    let sql = format!("UPDATE outbox SET sent_at_ms = $1, last_error = NULL WHERE id IN ({})", params(2, ids.len()));
     let mut query = sqlx::query(&sql).bind(now_ms);
     for id in ids {
         query = query.bind(*id);

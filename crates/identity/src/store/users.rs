@@ -1,5 +1,6 @@
 //! The `users` table.
 
+use roster_platform::db::params;
 use roster_platform::stored_text::StoredText;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -120,18 +121,10 @@ pub async fn named_in_account(
     if ids.is_empty() && emails.is_empty() {
         return Ok(Vec::new());
     }
-    // `IN ()` is not SQL: an empty list matches nothing through a NULL.
-    let marks = |from: usize, count: usize| {
-        if count == 0 {
-            "NULL".to_owned()
-        } else {
-            (from..from + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
-        }
-    };
     let sql = format!(
         "{SELECT} WHERE u.account_id = $1 AND (u.id IN ({}) OR u.email IN ({}))",
-        marks(2, ids.len()),
-        marks(2 + ids.len(), emails.len())
+        params(2, ids.len()),
+        params(2 + ids.len(), emails.len())
     );
     let query =
         ids.iter().chain(emails).fold(sqlx::query(&sql).bind(account.as_str()), |query, value| query.bind(*value));

@@ -96,12 +96,8 @@ pub async fn transfer(
     kinds: &BTreeSet<ContentKind>,
 ) -> Result<Transferred> {
     caller.identity()?;
-    let target = target.ok_or(DomainError::TargetNotInAccount)?;
-    if target.user_id == *from {
-        return Err(DomainError::invalid("to_user_id", "must differ from from_user_id").into());
-    }
     lock_account(tx, account).await?;
-    let licenses = receiving_licenses(tx, account, target).await?;
+    let (target, licenses) = receiving_licenses(tx, account, from, target).await?;
     let items = store::content::of_owner(tx, account, from).await?;
     let plan = transfer::plan(items, kinds, &licenses)?;
     for item in &plan.moving {
@@ -122,13 +118,25 @@ pub async fn transfer(
     Ok(done)
 }
 
-/// The licenses of a transfer's target, which decide what it may receive (SPEC R23); only an
-/// active user whose licenses are not being reclaimed receives anything.
-async fn receiving_licenses(conn: &mut Conn, account: &Id, target: &Member) -> Result<BTreeSet<LicenseType>> {
+/// The target of a transfer from `from` and its licenses, which decide what it may receive
+/// (SPEC R23): only another user of the account (1001), active and not having licenses
+/// reclaimed, receives anything.
+async fn receiving_licenses<'m>(
+    conn: &mut Conn,
+    account: &Id,
+    from: &Id,
+    target: Option<&'m Member>,
+) -> Result<(&'m Member, BTreeSet<LicenseType>)> {
+    let target = target.ok_or(DomainError::TargetNotInAccount)?;
+    if target.user_id == *from {
+        return Err(DomainError::invalid("to_user_id", "must differ from the user whose content moves").into());
+    }
     if !target.is_active() || store::seats::is_held(conn, account, &target.user_id).await? {
         return Err(DomainError::UserNotActive.into());
     }
-    Ok(store::seats::of_user(conn, account, &target.user_id).await?.iter().map(|a| a.license_type).collect())
+    let licenses =
+        store::seats::of_user(conn, account, &target.user_id).await?.iter().map(|a| a.license_type).collect();
+    Ok((target, licenses))
 }
 
 /// What removing `user` would do, read without a lock and changing nothing (the dry run):
@@ -148,11 +156,7 @@ pub async fn preview_removal(
     let items = store::content::of_owner(conn, account, user).await?;
     let (moving, kept) = match transfer_to {
         Some((target, kinds)) => {
-            let target = target.ok_or(DomainError::TargetNotInAccount)?;
-            if target.user_id == *user {
-                return Err(DomainError::invalid("to_user_id", "must differ from user_id").into());
-            }
-            let receiving = receiving_licenses(conn, account, target).await?;
+            let (_, receiving) = receiving_licenses(conn, account, user, target).await?;
             let plan = transfer::plan(items, kinds, &receiving)?;
             (plan.moving, plan.kept)
         }
