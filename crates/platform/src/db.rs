@@ -21,7 +21,8 @@ pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// `count` numbered placeholders from `$first` on, comma-separated, for an `IN (...)` list or
 /// a multi-row `VALUES`; "NULL" when `count` is 0, since `IN ()` is not SQL and `IN (NULL)`
-/// matches nothing.
+/// matches nothing. Not sqlx's `QueryBuilder`: for the `Any` driver it writes `?` (sqlx-core
+/// 0.8's default placeholder), which PostgreSQL does not accept.
 pub fn params(first: usize, count: usize) -> String {
     if count == 0 {
         return "NULL".to_owned();
@@ -230,6 +231,13 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholder_lists_number_on_and_an_empty_one_matches_nothing() {
+        assert_eq!(params(2, 3), "$2, $3, $4");
+        assert_eq!(params(1, 1), "$1");
+        assert_eq!(params(5, 0), "NULL");
+    }
 
     /// With one SQLite connection for everything, these reads would wait for the open write
     /// (the pool has nothing to hand out): the two-second bound only catches that wait.

@@ -136,7 +136,13 @@ pub async fn start_rows(
     let claimed = rows::claim(&mut tx, operation_id, &lines, ctx.now_ms).await?;
     // The starter as the single-user call would load them, once for the batch: the account's
     // lock is held until the commit, so they cannot change in between.
-    let caller = lock_and_load_caller(&mut tx, ctx, &account).await;
+    // A refusal of the starter (demoted, account closed) is every row's, as each single call
+    // would get it; any other failure ends the batch.
+    let caller = match lock_and_load_caller(&mut tx, ctx, &account).await {
+        Ok(caller) => Ok(caller),
+        Err(super::Error::Domain(refusal)) => Err(refusal),
+        Err(other) => return Err(other),
+    };
     let mut named = Named::load(&mut tx, &account, batch.iter().filter(|row| claimed.contains(&row.line))).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut started = Vec::new();
@@ -147,14 +153,9 @@ pub async fn start_rows(
             continue;
         }
         let row_ctx = Ctx { request_id: format!("bulk:{operation_id}:{}", row.line), ..ctx.clone() };
-        let actor = match &caller {
-            Ok(caller) => caller.member().map_err(super::Error::from),
-            Err(super::Error::Domain(refusal)) => Err(refusal.clone().into()),
-            Err(other) => return Err(super::Error::Internal(other.to_string())),
-        };
-        let start = match actor {
+        let start = match caller.as_ref().map_err(Clone::clone).and_then(|caller| caller.member()) {
             Ok(actor) => start_single(&mut tx, engine, &row_ctx, action, actor, &account, row, &mut named).await,
-            Err(refusal) => Err(refusal),
+            Err(refusal) => Err(refusal.into()),
         };
         match start {
             Ok((user, operation)) => {

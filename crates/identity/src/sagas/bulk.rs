@@ -4,7 +4,7 @@
 //! run again at once. Committing every pass keeps the lease (a pass is a quarter of it at most),
 //! lets other workflows have the worker, and shows progress.
 //!
-//! A row is started by `app::bulk::start_row` in a transaction that claims it, so it runs
+//! A row is started by `app::bulk::start_rows` in a transaction that claims it, so it runs
 //! exactly once, even when a crash loses a pass's bookkeeping: the next pass reads the row as
 //! running and follows its saga. A row's outcome is its saga's: SUCCEEDED, or the refusal
 //! that a single-user call would have got. One row's failure never touches another.
