@@ -51,6 +51,7 @@ async fn an_operator_lists_follows_and_repairs_operations_from_the_cli() {
                 request_id: format!("ops-cli-{user}"),
                 account_id: env["ACCOUNT"].clone(),
                 user_id: user.to_owned(),
+                validate_only: false,
             },
             &env["OWNER_TOKEN"],
         );

@@ -196,6 +196,7 @@ fn unlink_request(seeded: &Seeded, i: usize) -> pb::UnlinkUserRequest {
             recordings: true,
             ..Default::default()
         }),
+        validate_only: false,
     }
 }
 

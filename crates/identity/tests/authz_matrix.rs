@@ -90,6 +90,15 @@ const RPCS: [&str; 53] = [
     "Operations/CancelOperation",
 ];
 
+/// The dry runs (`validate_only`) of the RPCs that have one: checked like any RPC, but apart
+/// from `RPCS`, which must name each RPC once.
+const DRY_RUNS: [&str; 4] = [
+    "UserService/DeactivateUser validate_only",
+    "UserService/UnlinkUser validate_only",
+    "UserService/DeleteUser validate_only",
+    "BulkService/StartBulkOperation validate_only",
+];
+
 /// The expected status of `rpc` for `caller`.
 fn expected(rpc: &str, caller: Caller) -> Code {
     use Caller::*;
@@ -97,7 +106,8 @@ fn expected(rpc: &str, caller: Caller) -> Code {
     if matches!(caller, NoToken | Forged(_)) {
         return Unauthenticated;
     }
-    let method = rpc.split('/').nth(1).expect("method");
+    // A dry run is allowed exactly when the call is.
+    let method = rpc.split('/').nth(1).expect("method").trim_end_matches(" validate_only");
     match (method, caller) {
         // Operators only.
         ("CreateAccount", Operator) => Ok,
@@ -576,12 +586,17 @@ async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Re
             .await
             .map(drop),
         "StartBulkOperation" => app.bulk().start_bulk_operation(request(bulk_of_the_deactivated(w), t)).await.map(drop),
+        "StartBulkOperation validate_only" => {
+            let message = pb::StartBulkOperationRequest { validate_only: true, ..bulk_of_the_deactivated(w) };
+            app.bulk().start_bulk_operation(request(message, t)).await.map(drop)
+        }
         "UploadBulkCsv" => {
             let part = pb::UploadBulkCsvRequest {
                 request_id: rid(),
                 account_id: account,
                 action: pb::BulkAction::Deactivate as i32,
                 data: format!("email\n{}\n", w.email_of("member")).into_bytes(),
+                validate_only: false,
             };
             app.bulk().upload_bulk_csv(request(futures_util::stream::iter([part]), t)).await.map(drop)
         }
@@ -597,10 +612,15 @@ async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Re
                 .await
                 .map(drop)
         }
-        "DeactivateUser" => app
+        "DeactivateUser" | "DeactivateUser validate_only" => app
             .users()
             .deactivate_user(request(
-                pb::DeactivateUserRequest { request_id: rid(), account_id: account, user_id: w.member.clone() },
+                pb::DeactivateUserRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    user_id: w.member.clone(),
+                    validate_only: rpc.ends_with("validate_only"),
+                },
                 t,
             ))
             .await
@@ -618,7 +638,7 @@ async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Re
             ))
             .await
             .map(drop),
-        "UnlinkUser" => app
+        "UnlinkUser" | "UnlinkUser validate_only" => app
             .users()
             .unlink_user(request(
                 pb::UnlinkUserRequest {
@@ -626,12 +646,13 @@ async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Re
                     account_id: account,
                     user_id: w.member.clone(),
                     transfer: None,
+                    validate_only: rpc.ends_with("validate_only"),
                 },
                 t,
             ))
             .await
             .map(drop),
-        "DeleteUser" => app
+        "DeleteUser" | "DeleteUser validate_only" => app
             .users()
             .delete_user(request(
                 pb::DeleteUserRequest {
@@ -639,6 +660,7 @@ async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Re
                     account_id: account,
                     user_id: w.member.clone(),
                     transfer: None,
+                    validate_only: rpc.ends_with("validate_only"),
                 },
                 t,
             ))
@@ -752,7 +774,7 @@ async fn r34_every_rpc_checks_the_caller(app: &TestApp) {
     let shared = app.seed_world("shared").await;
     let mut failures = Vec::new();
     let mut cell = 0;
-    for rpc in RPCS {
+    for rpc in RPCS.into_iter().chain(DRY_RUNS) {
         for caller in callers() {
             cell += 1;
             let unauthenticated = matches!(caller, Caller::NoToken | Caller::Forged(_));

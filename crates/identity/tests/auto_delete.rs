@@ -73,7 +73,12 @@ async fn notices(app: &TestApp, w: &World, who: &str) -> Vec<String> {
 async fn deactivate(app: &TestApp, w: &World, user: &str) {
     app.users()
         .deactivate_user(authed(
-            pb::DeactivateUserRequest { request_id: rid(), account_id: w.account.clone(), user_id: user.into() },
+            pb::DeactivateUserRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                user_id: user.into(),
+                validate_only: false,
+            },
             &app.user_token(&w.owner),
         ))
         .await

@@ -569,37 +569,39 @@ async fn every_other_rpc_names_its_malformed_field(app: &TestApp) {
         "invitation_id",
         "RevokeInvitation",
     );
-    for (transfer, field) in [
-        (None, "user_id"),
-        (
-            Some(pb::ContentTransfer { target_user_id: "nope".into(), recordings: true, ..Default::default() }),
-            "transfer.target_user_id",
-        ),
-        (
-            Some(pb::ContentTransfer { target_user_id: uuid::Uuid::now_v7().to_string(), ..Default::default() }),
-            "transfer",
-        ),
-    ] {
-        let user_id = if field == "user_id" { bad.clone() } else { uuid::Uuid::now_v7().to_string() };
-        let unlink = pb::UnlinkUserRequest {
-            request_id: rid(),
-            account_id: account(),
-            user_id: user_id.clone(),
-            transfer: transfer.clone(),
-        };
-        expect_field(u.unlink_user(authed(unlink, &t())).await, field, "UnlinkUser");
-        let delete = pb::DeleteUserRequest { request_id: rid(), account_id: account(), user_id, transfer };
-        expect_field(u.delete_user(authed(delete, &t())).await, field, "DeleteUser");
+    // A dry run (validate_only) checks its input as the call does.
+    for validate_only in [false, true] {
+        for (transfer, field) in [
+            (None, "user_id"),
+            (
+                Some(pb::ContentTransfer { target_user_id: "nope".into(), recordings: true, ..Default::default() }),
+                "transfer.target_user_id",
+            ),
+            (
+                Some(pb::ContentTransfer { target_user_id: uuid::Uuid::now_v7().to_string(), ..Default::default() }),
+                "transfer",
+            ),
+        ] {
+            let user_id = if field == "user_id" { bad.clone() } else { uuid::Uuid::now_v7().to_string() };
+            let unlink = pb::UnlinkUserRequest {
+                request_id: rid(),
+                account_id: account(),
+                user_id: user_id.clone(),
+                transfer: transfer.clone(),
+                validate_only,
+            };
+            expect_field(u.unlink_user(authed(unlink, &t())).await, field, "UnlinkUser");
+            let delete =
+                pb::DeleteUserRequest { request_id: rid(), account_id: account(), user_id, transfer, validate_only };
+            expect_field(u.delete_user(authed(delete, &t())).await, field, "DeleteUser");
+        }
+        for (account_id, user_id, field) in
+            [(account(), bad.clone(), "user_id"), (bad.clone(), w.member.clone(), "account_id")]
+        {
+            let deactivate = pb::DeactivateUserRequest { request_id: rid(), account_id, user_id, validate_only };
+            expect_field(u.deactivate_user(authed(deactivate, &t())).await, field, "DeactivateUser");
+        }
     }
-    expect_field(
-        u.deactivate_user(authed(
-            pb::DeactivateUserRequest { request_id: rid(), account_id: account(), user_id: bad.clone() },
-            &t(),
-        ))
-        .await,
-        "user_id",
-        "DeactivateUser",
-    );
     expect_field(
         u.reactivate_user(authed(
             pb::ReactivateUserRequest {
@@ -744,6 +746,7 @@ async fn every_other_rpc_names_its_malformed_field(app: &TestApp) {
         action: action as i32,
         users: users.iter().map(|user| pb::BulkUser { user: (*user).into(), ..Default::default() }).collect(),
         csv: csv.as_bytes().to_vec(),
+        validate_only: false,
     };
     let deactivate = pb::BulkAction::Deactivate;
     for (request, field) in [
@@ -760,6 +763,14 @@ async fn every_other_rpc_names_its_malformed_field(app: &TestApp) {
             },
             "request_id",
         ),
+        (pb::StartBulkOperationRequest { validate_only: true, ..start(&w.account, deactivate, &[], "") }, "users"),
+        (
+            pb::StartBulkOperationRequest {
+                validate_only: true,
+                ..start(&w.account, deactivate, &[], "email,transfer_to\na@b.example,\n")
+            },
+            "csv",
+        ),
     ] {
         expect_field(bulk.start_bulk_operation(authed(request, &t())).await, field, "StartBulkOperation");
     }
@@ -768,12 +779,21 @@ async fn every_other_rpc_names_its_malformed_field(app: &TestApp) {
         account_id: if request_id.is_empty() { String::new() } else { w.account.clone() },
         action: if request_id.is_empty() { 0 } else { action as i32 },
         data: data.as_bytes().to_vec(),
+        validate_only: false,
     };
     for (parts, field) in [
         (vec![], "data"),
         (vec![part(&rid(), pb::BulkAction::Unspecified, "email\n")], "action"),
         (vec![part(&rid(), deactivate, "email\n"), part(&rid(), deactivate, "a@b.example\n")], "request_id"),
         (vec![part(&rid(), deactivate, "email\n"), part("", deactivate, "\n\n")], "csv"),
+        // Only the first message says whether it is a dry run.
+        (
+            vec![
+                part(&rid(), deactivate, "email\n"),
+                pb::UploadBulkCsvRequest { validate_only: true, ..part("", deactivate, "a@b.example\n") },
+            ],
+            "request_id",
+        ),
     ] {
         let upload = bulk.upload_bulk_csv(authed(futures_util::stream::iter(parts), &t())).await;
         expect_field(upload, field, "UploadBulkCsv");

@@ -38,6 +38,7 @@ async fn upload(
                 account_id: if first { account.to_owned() } else { String::new() },
                 action: if first { pb::BulkAction::Deactivate as i32 } else { 0 },
                 data: data.to_vec(),
+                validate_only: false,
             }
         })
         .collect();
@@ -86,7 +87,12 @@ async fn single(app: &TestApp, w: &World, user: &str) -> (String, String) {
     let answer = app
         .users()
         .deactivate_user(authed(
-            pb::DeactivateUserRequest { request_id: rid(), account_id: w.account.clone(), user_id: user.into() },
+            pb::DeactivateUserRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                user_id: user.into(),
+                validate_only: false,
+            },
             &app.user_token(&w.owner),
         ))
         .await;
@@ -330,6 +336,7 @@ async fn mixed_account(app: &TestApp, tag: &str) -> (String, String, Vec<(String
                     request_id: rid(),
                     account_id: account.clone(),
                     user_id: id.clone().expect("id"),
+                    validate_only: false,
                 };
                 app.users().deactivate_user(authed(request, &app.user_token(&owner))).await.expect("deactivate");
                 (email, id)
@@ -361,7 +368,12 @@ async fn r25_a_thousand_mixed_rows_end_as_single_calls_do(app: &TestApp) {
     for ((row, (_, id)), line) in listed.iter().zip(&one_by_one).zip(2..) {
         assert_eq!(row.line, line);
         let user_id = id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        let request = pb::DeactivateUserRequest { request_id: rid(), account_id: single_account.clone(), user_id };
+        let request = pb::DeactivateUserRequest {
+            request_id: rid(),
+            account_id: single_account.clone(),
+            user_id,
+            validate_only: false,
+        };
         let single = match users.deactivate_user(authed(request, &app.user_token(&single_owner))).await {
             Ok(operation) => {
                 let operation = operation.into_inner();

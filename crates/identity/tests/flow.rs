@@ -98,7 +98,12 @@ async fn r1_r2_r3_r5_r6_r13_invite_accept_promote_transfer(app: &TestApp) {
     app.assign_role(&account, &bob, &alice, "member").await.expect("demote");
     app.users()
         .deactivate_user(authed(
-            pb::DeactivateUserRequest { request_id: rid(), account_id: account.clone(), user_id: alice.clone() },
+            pb::DeactivateUserRequest {
+                request_id: rid(),
+                account_id: account.clone(),
+                user_id: alice.clone(),
+                validate_only: false,
+            },
             &app.user_token(&bob),
         ))
         .await
@@ -204,7 +209,12 @@ async fn r27_r29_accepting_needs_an_otherwise_empty_account(app: &TestApp) {
 async fn deactivate(app: &TestApp, account: &str, by: &str, user: &str) -> Result<ops::Operation, tonic::Status> {
     app.users()
         .deactivate_user(authed(
-            pb::DeactivateUserRequest { request_id: rid(), account_id: account.into(), user_id: user.into() },
+            pb::DeactivateUserRequest {
+                request_id: rid(),
+                account_id: account.into(),
+                user_id: user.into(),
+                validate_only: false,
+            },
             &app.user_token(by),
         ))
         .await

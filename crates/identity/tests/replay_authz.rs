@@ -25,6 +25,7 @@ async fn deactivate(
                 request_id: request_id.into(),
                 account_id: account.into(),
                 user_id: user.into(),
+                validate_only: false,
             },
             &app.user_token(by),
         ))

@@ -256,7 +256,12 @@ async fn lifecycle(app: &TestApp, w: &World, user: &str, change: Lifecycle) -> o
         Lifecycle::Deactivate => {
             users
                 .deactivate_user(authed(
-                    idpb::DeactivateUserRequest { request_id: rid(), account_id: account, user_id },
+                    idpb::DeactivateUserRequest {
+                        request_id: rid(),
+                        account_id: account,
+                        user_id,
+                        validate_only: false,
+                    },
                     &token,
                 ))
                 .await
@@ -434,6 +439,7 @@ async fn r22_r23_delete_with_transfer_removes_the_user_and_the_rest_and_frees_th
             account_id: w.account.clone(),
             user_id: user_id.into(),
             transfer,
+            validate_only: false,
         };
         let token = app.user_token(&w.owner);
         async move { users.delete_user(authed(request, &token)).await.map(tonic::Response::into_inner) }
@@ -462,6 +468,7 @@ async fn r22_r23_delete_with_transfer_removes_the_user_and_the_rest_and_frees_th
                 account_id: w.account.clone(),
                 user_id: user.clone(),
                 transfer: Some(recordings_to(&w.admin)),
+                validate_only: false,
             },
             &app.user_token(&w.owner),
         ))
@@ -820,11 +827,17 @@ async fn remove(app: &TestApp, w: &World, kind: &str, user: &str) -> ops::Operat
     let token = app.user_token(&w.owner);
     let answer = if kind == "user.unlink" {
         users
-            .unlink_user(authed(idpb::UnlinkUserRequest { request_id: rid(), account_id, user_id, transfer }, &token))
+            .unlink_user(authed(
+                idpb::UnlinkUserRequest { request_id: rid(), account_id, user_id, transfer, validate_only: false },
+                &token,
+            ))
             .await
     } else {
         users
-            .delete_user(authed(idpb::DeleteUserRequest { request_id: rid(), account_id, user_id, transfer }, &token))
+            .delete_user(authed(
+                idpb::DeleteUserRequest { request_id: rid(), account_id, user_id, transfer, validate_only: false },
+                &token,
+            ))
             .await
     };
     answer.expect("started").into_inner()

@@ -193,7 +193,12 @@ async fn r34_a_deactivated_member_is_not_replayed_an_earlier_answer(app: &TestAp
 
     app.identity_users()
         .deactivate_user(authed(
-            idpb::DeactivateUserRequest { request_id: rid(), account_id: w.account.clone(), user_id: w.member.clone() },
+            idpb::DeactivateUserRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                user_id: w.member.clone(),
+                validate_only: false,
+            },
             &app.user_token(&w.owner),
         ))
         .await

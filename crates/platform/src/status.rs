@@ -63,6 +63,16 @@ pub fn failed_precondition_each(reason: Reason, subjects: &[String], message: im
     Status::with_error_details(Code::FailedPrecondition, message, details)
 }
 
+/// `FAILED_PRECONDITION` for a refusal relayed from the other service, whose reason and
+/// product code are known only as it answers (licensing's refusal of a dry run's preview).
+pub fn relayed_refusal(reason: &str, product_code: Option<&str>, message: impl Into<String>) -> Status {
+    let metadata: HashMap<String, String> =
+        product_code.map(|code| ("code".to_owned(), code.to_owned())).into_iter().collect();
+    let mut details = ErrorDetails::new();
+    details.set_error_info(reason, ERROR_DOMAIN, metadata);
+    Status::with_error_details(Code::FailedPrecondition, message, details)
+}
+
 /// `INTERNAL` without the cause: the cause is logged here, never sent to the caller.
 pub fn internal(cause: &dyn std::fmt::Display) -> Status {
     tracing::error!(error = %cause, "internal error");

@@ -309,6 +309,12 @@ impl Engine {
         store::get(self.pool(), id).await
     }
 
+    /// The unfinished workflow on `subject`, if any: what [`Engine::start`] would refuse as
+    /// busy, for a dry run that must answer as the start would, without starting.
+    pub async fn running_on(&self, conn: &mut Conn, subject: &str) -> Result<Option<String>, sqlx::Error> {
+        store::unfinished_on(conn, subject).await
+    }
+
     /// Those of `ids` that exist, read in one query (at most a few hundred ids).
     pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Instance>, sqlx::Error> {
         store::get_many(self.pool(), ids).await

@@ -2,6 +2,8 @@
 //! `template` prints the sample file (from the same code the server reads files with, so no
 //! server is needed); `run` uploads a file in parts, follows the operation live, prints a
 //! summary, writes the results file next to the input and exits 1 if a row did not succeed.
+//! `run --dry-run` does the same with `validate_only`: every row is checked and previewed,
+//! nothing changes, and the results file says what each row would do.
 
 use std::path::{Path, PathBuf};
 
@@ -49,6 +51,11 @@ enum BulkCommand {
         /// Print the operation as proto3 JSON lines while it runs, instead of a bar or lines.
         #[arg(long)]
         json: bool,
+        /// Check and preview every row without changing anything (validate_only); the results
+        /// go to `<file>.dry-run.results.csv`, with what each row would reclaim, move and
+        /// delete, and the exit status says whether every row would go ahead.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
     },
 }
 
@@ -83,7 +90,7 @@ pub async fn run(args: BulkArgs) -> Result<(), Failure> {
             print!("{}", action.domain().template());
             Ok(())
         }
-        BulkCommand::Run { action, csv, account, request_id, json } => {
+        BulkCommand::Run { action, csv, account, request_id, json, dry_run } => {
             let file = std::fs::read(&csv).map_err(|e| runtime(format!("cannot read {}: {e}", csv.display())))?;
             if file.len() > MAX_FILE_BYTES {
                 return Err(
@@ -92,13 +99,13 @@ pub async fn run(args: BulkArgs) -> Result<(), Failure> {
             }
             let remote = Remote::connect(&args.remote, "roster token --user ID").await?;
             let request_id = request_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-            let started = upload(&remote, &account, action.api(), &request_id, file).await?;
+            let started = upload(&remote, &account, action.api(), &request_id, dry_run, file).await?;
             // Followed even when already done, so every run shows its progress the same way.
             let mut operations = OperationsClient::new(remote.channel());
             let ended = operations::follow(&mut operations, &remote, started.id, json).await?;
-            let results = results_path(&csv);
+            let results = results_path(&csv, dry_run);
             download(&remote, &ended.id, &results).await?;
-            summary(&ended, &results)
+            summary(&ended, &results, dry_run)
         }
     }
 }
@@ -108,6 +115,7 @@ async fn upload(
     account: &str,
     action: pb::BulkAction,
     request_id: &str,
+    validate_only: bool,
     file: Vec<u8>,
 ) -> Result<ops::Operation, Failure> {
     let parts: Vec<pb::UploadBulkCsvRequest> = file
@@ -120,6 +128,7 @@ async fn upload(
                 account_id: if first { account.to_owned() } else { String::new() },
                 action: if first { action as i32 } else { 0 },
                 data: data.to_vec(),
+                validate_only: first && validate_only,
             }
         })
         .collect();
@@ -128,10 +137,12 @@ async fn upload(
     Ok(client.upload_bulk_csv(request).await.map_err(refused)?.into_inner())
 }
 
-/// `people.csv` -> `people.results.csv`, in the same directory.
-fn results_path(input: &Path) -> PathBuf {
+/// `people.csv` -> `people.results.csv` (a dry run's: `people.dry-run.results.csv`), in the
+/// same directory.
+fn results_path(input: &Path, dry_run: bool) -> PathBuf {
     let stem = input.file_stem().map_or_else(|| "bulk".into(), |s| s.to_string_lossy().into_owned());
-    input.with_file_name(format!("{stem}.results.csv"))
+    let dry_run = if dry_run { ".dry-run" } else { "" };
+    input.with_file_name(format!("{stem}{dry_run}.results.csv"))
 }
 
 async fn download(remote: &Remote, operation_id: &str, to: &Path) -> Result<(), Failure> {
@@ -146,10 +157,22 @@ async fn download(remote: &Remote, operation_id: &str, to: &Path) -> Result<(), 
 }
 
 /// Prints how it went; a row that failed or was skipped makes the command fail.
-fn summary(operation: &ops::Operation, results: &Path) -> Result<(), Failure> {
+fn summary(operation: &ops::Operation, results: &Path, dry_run: bool) -> Result<(), Failure> {
     let rows = operation.progress.as_ref().and_then(|p| p.rows).unwrap_or_default();
     println!("{} {} {}", operation.kind, render::state_name(operation.state), render::progress(operation));
     println!("results: {}", results.display());
+    if dry_run {
+        println!("dry run: nothing was changed; {} of {} rows would go ahead", rows.succeeded, rows.total);
+        if rows.failed > 0 || rows.skipped > 0 {
+            return Err(runtime(format!(
+                "{} of {} rows would be refused; see {}",
+                rows.failed + rows.skipped,
+                rows.total,
+                results.display()
+            )));
+        }
+        return Ok(());
+    }
     if rows.failed > 0 || rows.skipped > 0 {
         return Err(runtime(format!(
             "{} of {} rows did not succeed ({} failed, {} skipped); see {}",

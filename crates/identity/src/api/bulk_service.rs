@@ -93,18 +93,29 @@ fn bulk_row(row: &StoredRow) -> pb::BulkRow {
         code: row.code.clone().unwrap_or_default(),
         message: row.message.clone().unwrap_or_default(),
         column: row.column.clone().unwrap_or_default(),
+        preview: row
+            .preview
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .map(|value| convert::json_struct(&value)),
     }
 }
 
-/// A row of the results file: the row as it came, then how it ended.
-fn results_line(row: &StoredRow) -> String {
-    let outcome = [
+/// A row of the results file: the row as it came, then how it ended, then (for a dry run
+/// of `action`) what it would do.
+fn results_line(row: &StoredRow, dry_run: Option<BulkAction>) -> String {
+    let mut outcome: Vec<String> = [
         row.state.as_str(),
         row.reason.as_deref().unwrap_or_default(),
         row.code.as_deref().unwrap_or_default(),
         row.message.as_deref().unwrap_or_default(),
         row.column.as_deref().unwrap_or_default(),
-    ];
+    ]
+    .map(str::to_owned)
+    .into();
+    if let Some(action) = dry_run {
+        outcome.extend(bulk::preview_fields(action, row.preview.as_deref()));
+    }
     format!("{},{}\r\n", row.fields, bulk::csv_line(&outcome))
 }
 
@@ -153,7 +164,7 @@ impl Api {
         let account = convert::account_id(&request.account_id)?;
         let action = action(request.action)?;
         let input = input(action, &request)?;
-        let engine = self.engine.clone();
+        let (engine, validate_only) = (self.engine.clone(), request.validate_only);
         let scope = Some((account.clone(), Need::Privilege(Privilege::BulkRemoveUsers)));
         let mut response = self
             .start_saga(
@@ -162,7 +173,9 @@ impl Api {
                 &request.request_id,
                 &request,
                 scope,
-                move |tx, ctx| Box::pin(async move { bulk::start(tx, ctx, &engine, &account, action, input).await }),
+                move |tx, ctx| {
+                    Box::pin(async move { bulk::start(tx, ctx, &engine, &account, action, input, validate_only).await })
+                },
             )
             .await?;
         self.with_rows(response.get_mut()).await?;
@@ -204,9 +217,10 @@ impl pb::bulk_service_server::BulkService for Api {
             action: first.action,
             users: Vec::new(),
             csv: first.data,
+            validate_only: first.validate_only,
         };
         while let Some(part) = parts.message().await? {
-            if !part.request_id.is_empty() || !part.account_id.is_empty() || part.action != 0 {
+            if !part.request_id.is_empty() || !part.account_id.is_empty() || part.action != 0 || part.validate_only {
                 return Err(status::invalid_argument("request_id", "only the first message names the request"));
             }
             if whole.csv.len() + part.data.len() > MAX_FILE_BYTES {
@@ -247,7 +261,10 @@ impl pb::bulk_service_server::BulkService for Api {
             return Err(error::domain_status(&DomainError::OperationNotFound));
         };
         drop(conn);
-        let header = format!("{},{}\r\n", stored.header, bulk::csv_line(&bulk::RESULT_COLUMNS));
+        let dry_run = stored.action.parse::<BulkAction>().ok().filter(|_| stored.validate_only);
+        let mut columns = bulk::RESULT_COLUMNS.to_vec();
+        columns.extend(dry_run.map(bulk::preview_columns).unwrap_or_default());
+        let header = format!("{},{}\r\n", stored.header, bulk::csv_line(&columns));
         let db = self.db.clone();
         // State: the last line sent, or None once the last chunk went out.
         let chunks = futures_util::stream::unfold(Some((0_i64, Some(header))), move |state| {
@@ -263,7 +280,7 @@ impl pb::bulk_service_server::BulkService for Api {
                     Ok(rows) => {
                         let last = rows.last().map(|row| row.line);
                         let mut data = header.unwrap_or_default();
-                        data.extend(rows.iter().map(results_line));
+                        data.extend(rows.iter().map(|row| results_line(row, dry_run)));
                         let next = last.filter(|_| rows.len() == RESULTS_CHUNK_ROWS as usize).map(|line| (line, None));
                         Some((Ok(pb::BulkResultsChunk { data: data.into_bytes() }), next))
                     }

@@ -405,8 +405,33 @@ pub fn operation_id(value: &str) -> Result<String, Status> {
         .map_err(|_| status::invalid_argument("operation_id", "must be an operation id (a UUID)"))
 }
 
+/// A dry run's answer (`validate_only`): an operation that was never stored, so it has no id,
+/// already done, with the result the saga would end with.
+pub fn dry_run_operation(
+    kind: &str,
+    account: &AccountId,
+    user: &UserId,
+    started_by: String,
+    now_ms: i64,
+    result: &serde_json::Value,
+) -> ops::Operation {
+    ops::Operation {
+        kind: kind.to_owned(),
+        account_id: account.to_string(),
+        subject: user.to_string(),
+        started_by,
+        state: ops::OperationState::Succeeded as i32,
+        done: true,
+        result: Some(json_struct(result)),
+        created_at_ms: now_ms,
+        updated_at_ms: now_ms,
+        finished_at_ms: now_ms,
+        ..Default::default()
+    }
+}
+
 /// A JSON object as a `google.protobuf.Struct` (anything else is wrapped as `{"value": ...}`).
-fn json_struct(value: &serde_json::Value) -> prost_types::Struct {
+pub fn json_struct(value: &serde_json::Value) -> prost_types::Struct {
     match value {
         serde_json::Value::Object(fields) => {
             prost_types::Struct { fields: fields.iter().map(|(k, v)| (k.clone(), json_value(v))).collect() }

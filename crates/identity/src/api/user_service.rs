@@ -1,18 +1,55 @@
 //! `roster.identity.v1.UserService`.
 
-use roster_platform::auth::principal;
+use roster_platform::auth::{Principal, principal};
+use roster_platform::status;
 use roster_proto::identity::v1 as pb;
 use roster_proto::operations::v1 as ops;
+use roster_workflow::StepError;
 use tonic::{Request, Response, Status};
 
 use super::{Api, convert};
+use crate::app::dry_run;
 use crate::app::emails;
 use crate::app::invitations::{self, NewInvitation};
-use crate::app::users;
+use crate::app::users::{self, TransferRequest};
+use crate::domain::bulk::BulkAction;
 use crate::domain::model::Privilege;
 use crate::domain::model::SignIn;
 use crate::domain::privileges::Need;
+use crate::domain::values::{AccountId, UserId};
+use crate::sagas;
 use crate::store::users::ListFilter;
+
+impl Api {
+    /// `validate_only` of DeactivateUser, UnlinkUser and DeleteUser: identity's checks, then
+    /// licensing's preview, each refusing as the real call would; nothing is written, so
+    /// there is no request id to remember and no refusal to audit.
+    async fn dry_run(
+        &self,
+        caller: Principal,
+        action: BulkAction,
+        account: AccountId,
+        id: UserId,
+        transfer: Option<TransferRequest>,
+    ) -> Result<Response<ops::Operation>, Status> {
+        let started_by = caller.audit_name();
+        let (engine, at) = (self.engine.clone(), account.clone());
+        let checked = self
+            .read(caller, move |conn, ctx| {
+                Box::pin(async move { dry_run::check(conn, ctx, &engine, action, &at, &id, transfer).await })
+            })
+            .await?;
+        let result = sagas::dry_run::preview(&self.licensing, &checked).await.map_err(|refused| match refused {
+            StepError::Refused(failure) => {
+                status::relayed_refusal(&failure.reason, failure.code.as_deref(), failure.message)
+            }
+            StepError::Transient(cause) => status::unavailable(&cause),
+        })?;
+        let kind = sagas::dry_run::operation_kind(action);
+        let now_ms = self.clock.now_ms();
+        Ok(Response::new(convert::dry_run_operation(kind, &account, &checked.user, started_by, now_ms, &result)))
+    }
+}
 
 #[tonic::async_trait]
 impl pb::user_service_server::UserService for Api {
@@ -168,6 +205,9 @@ impl pb::user_service_server::UserService for Api {
         let req = request.into_inner();
         let account = convert::account_id(&req.account_id)?;
         let id = convert::user_id("user_id", &req.user_id)?;
+        if req.validate_only {
+            return self.dry_run(caller, BulkAction::Deactivate, account, id, None).await;
+        }
         let (scope, engine) = (account.clone(), self.engine.clone());
         self.start_saga(
             caller,
@@ -207,6 +247,9 @@ impl pb::user_service_server::UserService for Api {
         let account = convert::account_id(&req.account_id)?;
         let id = convert::user_id("user_id", &req.user_id)?;
         let transfer = convert::content_transfer(req.transfer.as_ref())?;
+        if req.validate_only {
+            return self.dry_run(caller, BulkAction::Unlink, account, id, transfer).await;
+        }
         let (scope, engine) = (account.clone(), self.engine.clone());
         self.start_saga(
             caller,
@@ -225,6 +268,9 @@ impl pb::user_service_server::UserService for Api {
         let account = convert::account_id(&req.account_id)?;
         let id = convert::user_id("user_id", &req.user_id)?;
         let transfer = convert::content_transfer(req.transfer.as_ref())?;
+        if req.validate_only {
+            return self.dry_run(caller, BulkAction::Delete, account, id, transfer).await;
+        }
         let (scope, engine) = (account.clone(), self.engine.clone());
         self.start_saga(
             caller,

@@ -9,8 +9,9 @@ use roster_workflow::{Engine, Instance, NotCancellable, Started};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::dry_run::{self, Checked};
 use super::users::{self, TransferRequest};
-use super::{Ctx, Result, audit, lock_and_load_caller, start_operation};
+use super::{Ctx, Result, audit, load_caller, lock_and_load_caller, start_operation};
 use crate::domain::DomainError;
 use crate::domain::bulk::{BulkAction, BulkInput, BulkRow, TRANSFER_KINDS, UserRef};
 use crate::domain::model::User;
@@ -29,6 +30,9 @@ pub struct BulkRun {
     pub account_id: String,
     pub action: String,
     pub origin: Origin,
+    /// A dry run: rows are checked and previewed, never started.
+    #[serde(default)]
+    pub validate_only: bool,
 }
 
 /// A row's transfer as stored: whom (an id or an e-mail) and which kinds.
@@ -40,7 +44,9 @@ struct StoredTransfer {
 
 /// SPEC R16: the owner, or a custom role with bulk removal and user management, may start
 /// one; anyone else is refused before anything is stored. The rows are stored with the
-/// operation, those that could not be read already failed with their problem.
+/// operation, those that could not be read already failed with their problem. A dry run
+/// (`validate_only`) is stored the same way, so it is followed, listed and downloaded like a
+/// real one, but under a subject of its own: it never holds up a real run, nor waits for one.
 pub async fn start(
     tx: &mut Conn,
     ctx: &Ctx,
@@ -48,11 +54,17 @@ pub async fn start(
     account: &AccountId,
     action: BulkAction,
     input: BulkInput,
+    validate_only: bool,
 ) -> Result<Started> {
     let caller = lock_and_load_caller(tx, ctx, account).await?;
     rules::check_bulk_removal(caller.member()?)?;
-    let run = BulkRun { account_id: account.to_string(), action: action.as_str().to_owned(), origin: Origin::of(ctx) };
-    let subject = format!("bulk:{account}");
+    let run = BulkRun {
+        account_id: account.to_string(),
+        action: action.as_str().to_owned(),
+        origin: Origin::of(ctx),
+        validate_only,
+    };
+    let subject = if validate_only { format!("bulk-dry-run:{account}") } else { format!("bulk:{account}") };
     let started = start_operation(tx, engine, ctx, action.operation_kind(), account, &subject, &run).await?;
     let id = started.instance().id.clone();
     let new_rows: Vec<NewRow> = input.rows.iter().map(new_row).collect();
@@ -63,11 +75,18 @@ pub async fn start(
         action: action.as_str().to_owned(),
         header: csv_line(&input.header),
         total: i64::try_from(new_rows.len()).unwrap_or(i64::MAX),
+        validate_only,
         cancel_requested_by: None,
         created_at_ms: ctx.now_ms,
     };
     rows::insert(tx, &operation, &new_rows).await?;
-    let details = json!({"operation": id, "action": action.as_str(), "rows": new_rows.len(), "unreadable": unreadable});
+    let details = json!({
+        "operation": id,
+        "action": action.as_str(),
+        "rows": new_rows.len(),
+        "unreadable": unreadable,
+        "validate_only": validate_only,
+    });
     audit(tx, ctx, Some(account), super::actions::BULK_STARTED, format!("operation:{id}"), details).await?;
     Ok(started)
 }
@@ -128,9 +147,7 @@ pub async fn start_rows(
     operation_id: &str,
     batch: &[StoredRow],
 ) -> Result<Vec<(i64, RowStart)>> {
-    let account = AccountId::parse(&run.account_id).map_err(|_| DomainError::AccountNotFound)?;
-    let action: BulkAction =
-        run.action.parse().map_err(|_| super::Error::Internal(format!("unknown bulk action {:?}", run.action)))?;
+    let (account, action) = run_target(run)?;
     let mut tx = db.begin().await?;
     let lines: Vec<i64> = batch.iter().map(|row| row.line).collect();
     let claimed = rows::claim(&mut tx, operation_id, &lines, ctx.now_ms).await?;
@@ -190,21 +207,7 @@ async fn start_single(
     row: &StoredRow,
     named: &mut Named,
 ) -> Result<(UserId, Started)> {
-    let user = named.find(tx, account, &row.user_ref).await?.ok_or(DomainError::UserNotFound)?;
-    let transfer = match &row.transfer {
-        Some(text) => {
-            let stored: StoredTransfer =
-                serde_json::from_str(text).map_err(|e| super::Error::Internal(format!("stored transfer: {e}")))?;
-            let target = named.find(tx, account, &stored.to).await?.ok_or(DomainError::TargetNotInAccount)?;
-            let kinds = TRANSFER_KINDS
-                .iter()
-                .map(|(_, kind)| *kind)
-                .filter(|kind| stored.kinds.iter().any(|k| k == kind))
-                .collect();
-            Some(TransferRequest { target: target.id, kinds })
-        }
-        None => None,
-    };
+    let (user, transfer) = named.resolve(tx, account, row).await?;
     let started = match action {
         BulkAction::Deactivate => users::deactivate_as(tx, ctx, engine, actor, account, &user).await?,
         BulkAction::Unlink => users::remove_as(tx, ctx, engine, Mode::Unlink, actor, account, &user, transfer).await?,
@@ -213,6 +216,53 @@ async fn start_single(
     // Its row changed: a later row naming this user reads them afresh.
     named.forget(&user);
     Ok((user.id, started))
+}
+
+/// A dry run's batch: each row checked as [`start_rows`] would start it, by the starter as
+/// they are now, on committed data, writing nothing. Rows do not see each other's effects
+/// (a row's transfer target deactivated by an earlier row still reads as active). Each row
+/// is answered: checked (for licensing's preview), or the refusal its start would get.
+pub async fn check_rows(
+    db: &Database,
+    engine: &Engine,
+    ctx: &Ctx,
+    run: &BulkRun,
+    batch: &[StoredRow],
+) -> Result<Vec<(i64, std::result::Result<Checked, DomainError>)>> {
+    let (account, action) = run_target(run)?;
+    let mut conn = db.reader().await?;
+    let caller = match load_caller(&mut conn, ctx, &account).await {
+        Ok(caller) => Ok(caller),
+        Err(super::Error::Domain(refusal)) => Err(refusal),
+        Err(other) => return Err(other),
+    };
+    let named = Named::load(&mut conn, &account, batch.iter()).await?;
+    let mut answers = Vec::with_capacity(batch.len());
+    for row in batch {
+        let checked = match caller.as_ref().map_err(Clone::clone).and_then(|caller| caller.member()) {
+            Ok(actor) => match named.resolve(&mut conn, &account, row).await {
+                Ok((user, transfer)) => {
+                    dry_run::check_as(&mut conn, engine, action, actor, &account, &user, transfer).await
+                }
+                Err(error) => Err(error),
+            },
+            Err(refusal) => Err(refusal.into()),
+        };
+        match checked {
+            Ok(checked) => answers.push((row.line, Ok(checked))),
+            Err(super::Error::Domain(refusal)) => answers.push((row.line, Err(refusal))),
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(answers)
+}
+
+/// The account and action a bulk workflow's input names.
+fn run_target(run: &BulkRun) -> Result<(AccountId, BulkAction)> {
+    let account = AccountId::parse(&run.account_id).map_err(|_| DomainError::AccountNotFound)?;
+    let action =
+        run.action.parse().map_err(|_| super::Error::Internal(format!("unknown bulk action {:?}", run.action)))?;
+    Ok((account, action))
 }
 
 /// The users a batch's rows name (and their transfer targets), read in one query under the
@@ -254,6 +304,26 @@ impl Named {
             UserRef::Email(email) => store::users::find_by_email_in_account(tx, account, &email).await?,
         };
         Ok(user)
+    }
+
+    /// The user a row names and its transfer, as the single-user call would be given them.
+    async fn resolve(
+        &self,
+        conn: &mut Conn,
+        account: &AccountId,
+        row: &StoredRow,
+    ) -> Result<(User, Option<TransferRequest>)> {
+        let user = self.find(conn, account, &row.user_ref).await?.ok_or(DomainError::UserNotFound)?;
+        let Some(text) = &row.transfer else { return Ok((user, None)) };
+        let stored: StoredTransfer =
+            serde_json::from_str(text).map_err(|e| super::Error::Internal(format!("stored transfer: {e}")))?;
+        let target = self.find(conn, account, &stored.to).await?.ok_or(DomainError::TargetNotInAccount)?;
+        let kinds = TRANSFER_KINDS
+            .iter()
+            .map(|(_, kind)| *kind)
+            .filter(|kind| stored.kinds.iter().any(|k| k == kind))
+            .collect();
+        Ok((user, Some(TransferRequest { target: target.id, kinds })))
     }
 
     fn forget(&mut self, user: &User) {
@@ -298,3 +368,49 @@ pub async fn rows(
 
 /// What the results file adds after each row's own fields.
 pub const RESULT_COLUMNS: [&str; 5] = ["outcome", "reason", "code", "message", "column"];
+
+/// What a dry run's results file adds after [`RESULT_COLUMNS`]: the preview's parts, in
+/// words, for each action.
+pub fn preview_columns(action: BulkAction) -> &'static [&'static str] {
+    match action {
+        BulkAction::Deactivate => &["would_reclaim"],
+        BulkAction::Unlink => &["would_reclaim", "would_transfer", "would_move_to_own_account"],
+        BulkAction::Delete => &["would_reclaim", "would_transfer", "would_delete"],
+    }
+}
+
+/// A row's [`preview_columns`], from its stored preview; empty for a row without one.
+pub fn preview_fields(action: BulkAction, preview: Option<&str>) -> Vec<String> {
+    let columns = preview_columns(action);
+    let Some(preview) = preview.and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok()) else {
+        return vec![String::new(); columns.len()];
+    };
+    let reclaimed = &preview["reclaimed"];
+    let licenses = reclaimed["license_types"].as_array().into_iter().flatten();
+    let numbers = reclaimed["phone_numbers"].as_array().into_iter().flatten().filter_map(|n| n.as_str());
+    let licenses: Vec<String> = licenses
+        .filter_map(|l| l.as_str())
+        .map(str::to_owned)
+        .chain(numbers.map(|number| format!("number {number}")))
+        .collect();
+    let mut fields = vec![if licenses.is_empty() { "nothing".to_owned() } else { licenses.join(", ") }];
+    if action != BulkAction::Deactivate {
+        let rest = if action == BulkAction::Unlink { "rehomed" } else { "deleted" };
+        fields.push(counts_in_words(&preview["transferred"]));
+        fields.push(counts_in_words(&preview[rest]));
+    }
+    fields
+}
+
+/// Content counts as "2 meetings, 1 recording"; "nothing" when all are zero or absent.
+fn counts_in_words(counts: &serde_json::Value) -> String {
+    let words: Vec<String> = TRANSFER_KINDS
+        .iter()
+        .map(|(_, kind)| *kind)
+        .filter_map(|kind| {
+            let n = counts[format!("{kind}s")].as_u64().filter(|n| *n > 0)?;
+            Some(format!("{n} {kind}{}", if n == 1 { "" } else { "s" }))
+        })
+        .collect();
+    if words.is_empty() { "nothing".to_owned() } else { words.join(", ") }
+}

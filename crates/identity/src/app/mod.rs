@@ -7,6 +7,7 @@ pub mod actions;
 pub mod auto_delete;
 pub mod bulk;
 pub mod directory;
+pub mod dry_run;
 pub mod emails;
 pub mod invitations;
 pub mod operations;

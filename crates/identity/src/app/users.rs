@@ -192,27 +192,10 @@ pub async fn remove_as(
     transfer: Option<TransferRequest>,
 ) -> Result<Started> {
     let id = &target.id;
+    let transfer = check_removal_as(tx, mode, actor, account, target, transfer).await?;
     let (kind, action) = match mode {
-        removal::Mode::Unlink => {
-            let managed = store::accounts::get(tx, account).await?.ok_or(DomainError::AccountNotFound)?.managed_domains;
-            rules::check_unlink(actor, target, &managed)?;
-            (removal::UNLINK, "user.unlink_requested")
-        }
-        removal::Mode::Delete => {
-            rules::check_removal(actor, target)?;
-            (removal::DELETE, "user.delete_requested")
-        }
-    };
-    let transfer = match transfer {
-        Some(request) => {
-            let to = store::users::get_in_account(tx, account, &request.target).await?;
-            rules::check_transfer_target(target, to.as_ref())?;
-            Some(removal::TransferSpec {
-                target_user_id: request.target.to_string(),
-                kinds: request.kinds.iter().map(|k| (*k).to_owned()).collect(),
-            })
-        }
-        None => None,
+        removal::Mode::Unlink => (removal::UNLINK, "user.unlink_requested"),
+        removal::Mode::Delete => (removal::DELETE, "user.delete_requested"),
     };
     let details = json!({"transfer": transfer});
     let input = removal::RemovalInput {
@@ -232,6 +215,34 @@ pub async fn remove_as(
     )
     .await?;
     Ok(operation)
+}
+
+/// What identity checks before an unlink or delete by `actor` starts (R14, R15, R17, R21,
+/// R23): the rules for `mode`, then the transfer's target. Returns the transfer as the saga
+/// takes it. Reads only, so a dry run asks the same.
+pub async fn check_removal_as(
+    conn: &mut Conn,
+    mode: removal::Mode,
+    actor: &Actor,
+    account: &AccountId,
+    target: &User,
+    transfer: Option<TransferRequest>,
+) -> Result<Option<removal::TransferSpec>> {
+    match mode {
+        removal::Mode::Unlink => {
+            let managed =
+                store::accounts::get(conn, account).await?.ok_or(DomainError::AccountNotFound)?.managed_domains;
+            rules::check_unlink(actor, target, &managed)?;
+        }
+        removal::Mode::Delete => rules::check_removal(actor, target)?,
+    }
+    let Some(request) = transfer else { return Ok(None) };
+    let to = store::users::get_in_account(conn, account, &request.target).await?;
+    rules::check_transfer_target(target, to.as_ref())?;
+    Ok(Some(removal::TransferSpec {
+        target_user_id: request.target.to_string(),
+        kinds: request.kinds.iter().map(|k| (*k).to_owned()).collect(),
+    }))
 }
 
 /// SPEC R20: starts the delete saga for a deactivated user whose auto-delete day has come, as

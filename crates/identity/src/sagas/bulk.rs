@@ -12,15 +12,16 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use roster_platform::db::Database;
 use roster_platform::stored_text::StoredText;
-use roster_workflow::{Engine, Outcome, State, StepCtx, StepError, StepFuture, Workflow};
+use roster_workflow::{Engine, Failure, Outcome, State, StepCtx, StepError, StepFuture, Workflow};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use super::refused;
+use super::{Licensing, dry_run, refused};
 use crate::app::bulk::{BulkRun, RowStart};
 use crate::domain::bulk::BulkAction;
-use crate::store::bulk::{self as rows, Outcome as RowOutcome, RowState};
+use crate::store::bulk::{self as rows, Outcome as RowOutcome, RowState, StoredRow};
 
 /// Rows whose sagas are in flight at once, per bulk operation; rows are started in batches of
 /// up to this many, one commit each.
@@ -35,11 +36,13 @@ const POLL: Duration = Duration::from_millis(100);
 
 pub struct BulkRemoval {
     action: BulkAction,
+    /// For dry runs' previews.
+    licensing: Licensing,
 }
 
 impl BulkRemoval {
-    pub fn new(action: BulkAction) -> Self {
-        Self { action }
+    pub fn new(action: BulkAction, licensing: Licensing) -> Self {
+        Self { action, licensing }
     }
 }
 
@@ -59,8 +62,8 @@ impl Workflow for BulkRemoval {
     fn run<'a>(&'a self, _step: usize, ctx: &'a mut StepCtx) -> StepFuture<'a> {
         Box::pin(async move {
             let run: BulkRun = ctx.input()?;
-            let pass = Pass::new(ctx, run).await?;
-            pass.work().await.map_err(super::step_failed)?.record(ctx).await
+            let pass = Pass::new(ctx, run, self.licensing.clone()).await?;
+            pass.work().await?.record(ctx).await
         })
     }
 
@@ -77,6 +80,7 @@ impl Workflow for BulkRemoval {
 /// One run of the step.
 struct Pass {
     engine: Engine,
+    licensing: Licensing,
     operation_id: String,
     run: BulkRun,
     row_ctx: crate::app::Ctx,
@@ -88,19 +92,20 @@ struct Ended {
     outcomes: Vec<(i64, RowState, RowOutcome)>,
     cancelled: bool,
     finished: bool,
+    validate_only: bool,
     now_ms: i64,
     operation_id: String,
 }
 
 impl Pass {
-    async fn new(ctx: &StepCtx, run: BulkRun) -> Result<Self, StepError> {
+    async fn new(ctx: &StepCtx, run: BulkRun, licensing: Licensing) -> Result<Self, StepError> {
         let row_ctx = run.origin.ctx(ctx)?;
         let engine = ctx.engine().clone();
         let changes = engine.subscribe();
-        Ok(Self { engine, operation_id: ctx.workflow_id.clone(), run, row_ctx, changes })
+        Ok(Self { engine, licensing, operation_id: ctx.workflow_id.clone(), run, row_ctx, changes })
     }
 
-    async fn work(mut self) -> crate::app::Result<Ended> {
+    async fn work(mut self) -> Result<Ended, StepError> {
         let began = tokio::time::Instant::now();
         let budget = PASS.min(self.engine.lease() / 4);
         let budget_ms = i64::try_from(budget.as_millis()).unwrap_or(i64::MAX);
@@ -109,6 +114,7 @@ impl Pass {
             outcomes: Vec::new(),
             cancelled: false,
             finished: false,
+            validate_only: self.run.validate_only,
             now_ms: self.row_ctx.now_ms,
             operation_id: self.operation_id.clone(),
         };
@@ -145,23 +151,10 @@ impl Pass {
                 let batch = &pending[..room.min(pending.len())];
                 if let Some(last) = batch.last() {
                     cursor = last.line;
-                    let starts = crate::app::bulk::start_rows(
-                        &db,
-                        &self.engine,
-                        &self.row_ctx,
-                        &self.run,
-                        &self.operation_id,
-                        batch,
-                    )
-                    .await?;
-                    for (line, start) in starts {
-                        match start {
-                            RowStart::Started => in_flight += 1,
-                            RowStart::Refused(refusal) => {
-                                ended.outcomes.push((line, RowState::Pending, refusal_outcome(&refusal)));
-                            }
-                            RowStart::Taken => {}
-                        }
+                    if self.run.validate_only {
+                        ended.outcomes.extend(self.preview(&db, batch).await?);
+                    } else {
+                        in_flight += self.start(&db, batch, &mut ended).await?;
                     }
                 }
             }
@@ -174,6 +167,50 @@ impl Pass {
             }
             self.wait_for_a_change().await;
         }
+    }
+
+    /// Starts a batch of rows; returns how many started. Refusals are outcomes to record.
+    async fn start(&self, db: &Database, batch: &[StoredRow], ended: &mut Ended) -> Result<i64, StepError> {
+        let starts =
+            crate::app::bulk::start_rows(db, &self.engine, &self.row_ctx, &self.run, &self.operation_id, batch)
+                .await
+                .map_err(super::step_failed)?;
+        let mut started = 0;
+        for (line, start) in starts {
+            match start {
+                RowStart::Started => started += 1,
+                RowStart::Refused(refusal) => ended.outcomes.push((line, RowState::Pending, refusal_outcome(&refusal))),
+                RowStart::Taken => {}
+            }
+        }
+        Ok(started)
+    }
+
+    /// A dry run's batch: identity's checks, then licensing's previews of the rows that pass,
+    /// side by side. Nothing is started; a transient failure ends the pass unrecorded, and the
+    /// step is retried.
+    async fn preview(&self, db: &Database, batch: &[StoredRow]) -> Result<Vec<(i64, RowState, RowOutcome)>, StepError> {
+        let checked = crate::app::bulk::check_rows(db, &self.engine, &self.row_ctx, &self.run, batch)
+            .await
+            .map_err(super::step_failed)?;
+        let previews = checked.into_iter().map(|(line, checked)| async move {
+            let outcome = match checked {
+                Ok(checked) => match dry_run::preview(&self.licensing, &checked).await {
+                    Ok(result) => RowOutcome {
+                        state: RowState::Succeeded,
+                        reason: None,
+                        code: None,
+                        message: None,
+                        preview: Some(result.to_string()),
+                    },
+                    Err(StepError::Refused(failure)) => failure_outcome(failure),
+                    Err(transient) => return Err(transient),
+                },
+                Err(refusal) => refusal_outcome(&refusal),
+            };
+            Ok((line, RowState::Pending, outcome))
+        });
+        futures_util::future::try_join_all(previews).await
     }
 
     /// Until some saga changes on this replica, or [`POLL`]. Every change announced by then
@@ -210,6 +247,7 @@ impl Ended {
             "failed": count(RowState::Failed),
             "skipped": count(RowState::Skipped),
             "cancelled": self.cancelled,
+            "validate_only": self.validate_only,
         })))
     }
 }
@@ -217,7 +255,7 @@ impl Ended {
 /// A row's outcome from its saga's end.
 fn outcome_of(child: &roster_workflow::Instance) -> RowOutcome {
     if child.state == State::Completed {
-        return RowOutcome { state: RowState::Succeeded, reason: None, code: None, message: None };
+        return RowOutcome { state: RowState::Succeeded, reason: None, code: None, message: None, preview: None };
     }
     let failure = child.failure.clone();
     RowOutcome {
@@ -225,25 +263,36 @@ fn outcome_of(child: &roster_workflow::Instance) -> RowOutcome {
         reason: Some(failure.as_ref().map_or_else(|| child.state.as_str().to_uppercase(), |f| f.reason.clone())),
         code: failure.as_ref().and_then(|f| f.code.clone()),
         message: failure.map(|f| f.message),
+        preview: None,
+    }
+}
+
+/// A row refused as a call would be: the refusal's reason, code and sentence.
+fn failure_outcome(failure: Failure) -> RowOutcome {
+    RowOutcome {
+        state: RowState::Failed,
+        reason: Some(failure.reason),
+        code: failure.code,
+        message: Some(failure.message),
+        preview: None,
     }
 }
 
 /// A row the single-user use case refused, as that call's refusal would read.
 fn refusal_outcome(refusal: &crate::domain::DomainError) -> RowOutcome {
     match refused(refusal) {
-        StepError::Refused(failure) => RowOutcome {
+        StepError::Refused(failure) => failure_outcome(failure),
+        StepError::Transient(message) => RowOutcome {
             state: RowState::Failed,
-            reason: Some(failure.reason),
-            code: failure.code,
-            message: Some(failure.message),
+            reason: Some("INTERNAL".into()),
+            code: None,
+            message: Some(message),
+            preview: None,
         },
-        StepError::Transient(message) => {
-            RowOutcome { state: RowState::Failed, reason: Some("INTERNAL".into()), code: None, message: Some(message) }
-        }
     }
 }
 
 /// Every bulk workflow.
-pub fn all() -> impl Iterator<Item = BulkRemoval> {
-    <BulkAction as strum::VariantArray>::VARIANTS.iter().map(|action| BulkRemoval::new(*action))
+pub fn all(licensing: &Licensing) -> impl Iterator<Item = BulkRemoval> {
+    <BulkAction as strum::VariantArray>::VARIANTS.iter().map(|action| BulkRemoval::new(*action, licensing.clone()))
 }

@@ -13,6 +13,7 @@ use roster_proto::licensing::v1::license_service_client::LicenseServiceClient;
 use roster_workflow::{Failure, StepError};
 
 use super::reclaim_batch::ReclaimBatcher;
+use super::removal::TransferSpec;
 use crate::domain::rules::PhoneHoldings;
 use serde_json::{Value, json};
 use tonic::transport::{Channel, Endpoint};
@@ -145,6 +146,23 @@ impl Licensing {
         };
         let answer = self.content.clone().rehome_user_content(self.request(request)).await.map_err(step_error)?;
         Ok(answer.into_inner().moved.unwrap_or_default())
+    }
+
+    /// What removing `user` would reclaim, move to the transfer's target and leave with them;
+    /// refused as the transfer itself would be. Licensing changes nothing for it.
+    pub async fn preview_removal(
+        &self,
+        account: &str,
+        user: &str,
+        transfer: Option<&TransferSpec>,
+    ) -> Answer<pb::UserRemovalPreview> {
+        let request = pb::PreviewUserRemovalRequest {
+            account_id: account.into(),
+            user_id: user.into(),
+            to_user_id: transfer.map(|t| t.target_user_id.clone()).unwrap_or_default(),
+            kinds: transfer.map(|t| t.kinds().into_iter().map(|k| k as i32).collect()).unwrap_or_default(),
+        };
+        Ok(self.content.clone().preview_user_removal(self.request(request)).await.map_err(step_error)?.into_inner())
     }
 
     /// Refunds `subscription` of `account` to `beneficiary`, the user who paid for it.

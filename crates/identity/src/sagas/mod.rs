@@ -11,6 +11,7 @@
 
 pub mod accept;
 pub mod bulk;
+pub mod dry_run;
 pub mod licensing;
 pub mod lifecycle;
 pub mod ownership;
@@ -40,7 +41,7 @@ pub fn all(licensing: &Licensing) -> Vec<Arc<dyn Workflow>> {
         Arc::new(ownership::TransferOwnership { licensing: licensing.clone() }),
         Arc::new(ownership_request::OwnershipRequestTimers { licensing: licensing.clone() }),
     ];
-    singles.into_iter().chain(bulk::all().map(|bulk| Arc::new(bulk) as Arc<dyn Workflow>)).collect()
+    singles.into_iter().chain(bulk::all(licensing).map(|bulk| Arc::new(bulk) as Arc<dyn Workflow>)).collect()
 }
 
 /// Who asked for the operation and with which request id; local steps audit under it.

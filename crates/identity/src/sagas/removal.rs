@@ -38,7 +38,7 @@ pub struct TransferSpec {
 }
 
 impl TransferSpec {
-    fn kinds(&self) -> Vec<pb::ContentKind> {
+    pub fn kinds(&self) -> Vec<pb::ContentKind> {
         self.kinds
             .iter()
             .filter_map(|k| pb::ContentKind::from_str_name(&format!("CONTENT_KIND_{}", k.to_ascii_uppercase())))

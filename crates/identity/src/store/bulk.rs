@@ -18,6 +18,8 @@ pub struct BulkOperation {
     /// The file's header, as CSV.
     pub header: String,
     pub total: i64,
+    /// A dry run: rows are checked and previewed, never started.
+    pub validate_only: bool,
     pub cancel_requested_by: Option<String>,
     pub created_at_ms: i64,
 }
@@ -64,6 +66,8 @@ pub struct StoredRow {
     pub code: Option<String>,
     pub message: Option<String>,
     pub column: Option<String>,
+    /// A dry run's row that would go ahead: what it would do (JSON).
+    pub preview: Option<String>,
 }
 
 /// How a finished row ended.
@@ -73,6 +77,8 @@ pub struct Outcome {
     pub reason: Option<String>,
     pub code: Option<String>,
     pub message: Option<String>,
+    /// A dry run's preview (JSON).
+    pub preview: Option<String>,
 }
 
 /// Rows per INSERT, of [`ROW_PARAMS`] parameters each: well under SQLite's limit of 32,766.
@@ -81,14 +87,15 @@ const ROW_PARAMS: usize = 10;
 
 pub async fn insert(tx: &mut Conn, operation: &BulkOperation, rows: &[NewRow]) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO bulk_operations (id, account_id, action, header, total, created_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO bulk_operations (id, account_id, action, header, total, validate_only, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&operation.id)
     .bind(&operation.account_id)
     .bind(&operation.action)
     .bind(&operation.header)
     .bind(operation.total)
+    .bind(super::stored_flag(operation.validate_only))
     .bind(operation.created_at_ms)
     .execute(&mut *tx)
     .await?;
@@ -127,8 +134,8 @@ pub async fn insert(tx: &mut Conn, operation: &BulkOperation, rows: &[NewRow]) -
 
 pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<BulkOperation>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT id, account_id, action, header, total, cancel_requested_by, created_at_ms FROM bulk_operations \
-         WHERE id = $1",
+        "SELECT id, account_id, action, header, total, validate_only, cancel_requested_by, created_at_ms \
+         FROM bulk_operations WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&mut *conn)
@@ -140,6 +147,7 @@ pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<BulkOperation>, sql
             action: row.try_get("action")?,
             header: row.try_get("header")?,
             total: row.try_get("total")?,
+            validate_only: super::flag(row.try_get("validate_only")?),
             cancel_requested_by: row.try_get("cancel_requested_by")?,
             created_at_ms: row.try_get("created_at_ms")?,
         })
@@ -173,7 +181,7 @@ pub async fn counts(conn: &mut Conn, id: &str) -> Result<Vec<(RowState, i64)>, s
         .collect()
 }
 
-const COLUMNS: &str = "line, fields, user_ref, transfer, state, user_id, child_id, reason, code, message, col";
+const COLUMNS: &str = "line, fields, user_ref, transfer, state, user_id, child_id, reason, code, message, col, preview";
 
 /// Rows in line order after `after_line`, in `state` if given.
 pub async fn list(
@@ -253,7 +261,7 @@ pub async fn finish(
     now_ms: i64,
 ) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query(
-        "UPDATE bulk_rows SET state = $4, reason = $5, code = $6, message = $7, updated_at_ms = $8 \
+        "UPDATE bulk_rows SET state = $4, reason = $5, code = $6, message = $7, preview = $8, updated_at_ms = $9 \
          WHERE operation_id = $1 AND line = $2 AND state = $3",
     )
     .bind(id)
@@ -263,6 +271,7 @@ pub async fn finish(
     .bind(outcome.reason.as_deref())
     .bind(outcome.code.as_deref())
     .bind(outcome.message.as_deref())
+    .bind(outcome.preview.as_deref())
     .bind(now_ms)
     .execute(&mut *tx)
     .await?
@@ -302,5 +311,6 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<StoredRow, sqlx::Error> {
         code: row.try_get("code")?,
         message: row.try_get("message")?,
         column: row.try_get("col")?,
+        preview: row.try_get("preview")?,
     })
 }

@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[MigrationSql] = &[
         sql: include_str!("../../migrations/0006_user_emails.sql"),
     },
     MigrationSql { version: 7, description: "bulk removal", sql: include_str!("../../migrations/0007_bulk.sql") },
+    MigrationSql {
+        version: 8,
+        description: "bulk dry runs",
+        sql: include_str!("../../migrations/0008_bulk_dry_run.sql"),
+    },
     roster_workflow::MIGRATIONS[0],
     roster_workflow::MIGRATIONS[1],
 ];

@@ -583,6 +583,7 @@ impl TestApp {
                     request_id: rid(),
                     account_id: account.clone(),
                     user_id: deactivated.clone(),
+                    validate_only: false,
                 },
                 &self.user_token(&owner),
             ))

@@ -154,15 +154,17 @@ pub async fn preview_removal(
     let numbers = store::phones::of_user(conn, account, user).await?;
     let licenses = LicenseSet::new(held.iter().map(|a| a.license_type).collect(), numbers);
     let items = store::content::of_owner(conn, account, user).await?;
-    let (moving, kept) = match transfer_to {
+    let moving = match transfer_to {
         Some((target, kinds)) => {
             let (_, receiving) = receiving_licenses(conn, account, user, target).await?;
-            let plan = transfer::plan(items, kinds, &receiving)?;
-            (plan.moving, plan.kept)
+            transfer::plan(items.clone(), kinds, &receiving)?.moving
         }
-        None => (Vec::new(), items),
+        None => Vec::new(),
     };
-    Ok(RemovalPreview { licenses, transferred: ContentCounts::of(&moving), remaining: ContentCounts::of(&kept) })
+    // What stays is everything that does not move: the kinds not asked for as well as the
+    // PMI meetings the plan keeps.
+    let remaining: Vec<ContentItem> = items.into_iter().filter(|item| !moving.iter().any(|m| m.id == item.id)).collect();
+    Ok(RemovalPreview { licenses, transferred: ContentCounts::of(&moving), remaining: ContentCounts::of(&remaining) })
 }
 
 /// See [`preview_removal`].

@@ -272,6 +272,7 @@ impl TestApp {
                     request_id: rid(),
                     account_id: demo.account_id.clone(),
                     user_id: deactivated.clone(),
+                    validate_only: false,
                 },
                 &self.user_token(&demo.owner.id),
             ))
@@ -336,6 +337,7 @@ impl TestApp {
             account_id: w.account.clone(),
             user_id: user.into(),
             transfer,
+            validate_only: false,
         };
         self.identity_users()
             .unlink_user(authed(request, &self.user_token(&w.owner)))

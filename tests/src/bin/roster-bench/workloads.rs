@@ -344,7 +344,7 @@ impl Inner {
             Workload::DeactivateReactivate => {
                 let (account_id, user_id) = (mine.id.clone(), mine.member_id.clone());
                 let operation = if count % 2 == 0 {
-                    let request = pb::DeactivateUserRequest { request_id, account_id, user_id };
+                    let request = pb::DeactivateUserRequest { request_id, account_id, user_id, validate_only: false };
                     users().deactivate_user(authed(request, &mine.owner_token)).await
                 } else {
                     let request =
@@ -364,6 +364,7 @@ impl Inner {
                         meetings: true,
                         ..Default::default()
                     }),
+                    validate_only: false,
                 };
                 let operation = users()
                     .unlink_user(authed(request, &mine.owner_token))
