@@ -1,5 +1,6 @@
 //! `roster bulk` as an account owner runs it against `roster up --demo` (SPEC R14, R16, R25):
-//! the template, a run whose rows partly fail (exit 1, progress as plain lines off a
+//! the template, a dry run of a file (exit 1 when a row would be refused, the previews in
+//! `<file>.dry-run.results.csv`, nothing changed), a run whose rows partly fail (exit 1, progress as plain lines off a
 //! terminal, a summary, the results file beside the input), a run that fully succeeds (exit 0),
 //! and the refusals: an admin without the bulk privilege (exit 1, the reason on stderr) and no
 //! token (exit 64).
@@ -48,6 +49,18 @@ async fn an_owner_deactivates_users_from_a_csv_file_with_the_cli() {
         "email\r\ndave@acme.example\r\nbob@acme.example\r\nerin@acme.example\r\nnobody@acme.example\r\n",
     )
     .expect("write the file");
+    let path = csv.to_str().expect("utf-8 path");
+    let dry = bulk(&url, owner, &["run", "deactivate", "--csv", path, "--account", account, "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(1), "rows would be refused: {dry:?}");
+    let out = text(&dry.stdout);
+    assert!(out.contains("dry run: nothing was changed; 1 of 4 rows would go ahead"), "{out}");
+    assert!(text(&dry.stderr).contains("3 of 4 rows would be refused"), "{dry:?}");
+    let previews = std::fs::read_to_string(dir.path().join("leavers.dry-run.results.csv")).expect("the dry run's file");
+    let lines: Vec<&str> = previews.lines().collect();
+    assert_eq!(lines[0], "email,outcome,reason,code,message,column,would_reclaim");
+    assert!(lines[1].starts_with("dave@acme.example,succeeded,,,,,"), "{previews}");
+    assert!(lines[2].starts_with("bob@acme.example,failed,ADMIN_MUST_BE_DEMOTED,1117,"), "{previews}");
+    // The real run below finds dave still active: the dry run changed nothing.
     let mixed = run(&url, owner, account, &csv);
     assert_eq!(mixed.status.code(), Some(1), "rows failed: {mixed:?}");
     let out = text(&mixed.stdout);

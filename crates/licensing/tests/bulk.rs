@@ -279,7 +279,10 @@ async fn holdings(app: &TestApp, w: &World, users: &[&str]) -> Vec<String> {
     }
     let numbers = app
         .licenses()
-        .list_phone_numbers(authed(pb::ListPhoneNumbersRequest { account_id: w.account.clone() }, &app.identity_token()))
+        .list_phone_numbers(authed(
+            pb::ListPhoneNumbersRequest { account_id: w.account.clone() },
+            &app.identity_token(),
+        ))
         .await
         .expect("numbers")
         .into_inner();
@@ -297,7 +300,12 @@ fn refusal_of(answer: &Result<ops::Operation, tonic::Status>) -> Option<(String,
 
 /// The dry run of `call`, then (with nothing changed in between) the call itself: the dry run
 /// must have refused exactly as the call then did, or foretold each part of its result.
-async fn dry_then_real(app: &TestApp, w: &World, call: &Call, watched: &[&str]) -> Result<ops::Operation, tonic::Status> {
+async fn dry_then_real(
+    app: &TestApp,
+    w: &World,
+    call: &Call,
+    watched: &[&str],
+) -> Result<ops::Operation, tonic::Status> {
     let before = holdings(app, w, watched).await;
     let dry = call.send(app, w, true).await;
     assert_eq!(holdings(app, w, watched).await, before, "the dry run of {call:?} changed nothing");
@@ -405,7 +413,10 @@ async fn dry_runs(backend: Backend) {
         .expect("a chunk")
         .expect("data");
     let results = String::from_utf8(results.data).expect("utf-8");
-    assert!(results.lines().next().expect("header").ends_with(",would_reclaim,would_transfer,would_delete"), "{results}");
+    assert!(
+        results.lines().next().expect("header").ends_with(",would_reclaim,would_transfer,would_delete"),
+        "{results}"
+    );
     assert!(results.contains(",licensed,\"1 meeting, 1 recording\",\"1 meeting, 1 event\""), "{results}");
 
     // Refused by identity, by licensing, and foretold in full; each dry run then the call.
@@ -420,11 +431,7 @@ async fn dry_runs(backend: Backend) {
         .expect_err("300");
     let single = Call::new(Delete, &w.member, to(&w.owner, true, false, true));
     let foretold = dry_then_real(&app, &w, &single, &watched).await.expect("the member can be deleted");
-    assert_eq!(
-        foretold.result,
-        bulk_rows[1].preview,
-        "the bulk row's preview is the single dry run's result"
-    );
+    assert_eq!(foretold.result, bulk_rows[1].preview, "the bulk row's preview is the single dry run's result");
     dry_then_real(&app, &w, &Call::new(Unlink, &extra[0], None), &watched).await.expect("extra[0] can be unlinked");
 
     // While a saga works on a user, a dry run is refused as a second call would be; while

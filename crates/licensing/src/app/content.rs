@@ -163,7 +163,8 @@ pub async fn preview_removal(
     };
     // What stays is everything that does not move: the kinds not asked for as well as the
     // PMI meetings the plan keeps.
-    let remaining: Vec<ContentItem> = items.into_iter().filter(|item| !moving.iter().any(|m| m.id == item.id)).collect();
+    let remaining: Vec<ContentItem> =
+        items.into_iter().filter(|item| !moving.iter().any(|m| m.id == item.id)).collect();
     Ok(RemovalPreview { licenses, transferred: ContentCounts::of(&moving), remaining: ContentCounts::of(&remaining) })
 }
 
