@@ -24,6 +24,13 @@ pub struct Pruned {
     pub finished_operations: u64,
 }
 
+impl roster_platform::periodic::PassReport for Pruned {
+    fn log(&self, task: &'static str) {
+        let Self { idempotency_keys, sent_emails, finished_operations } = *self;
+        tracing::info!(task, idempotency_keys, sent_emails, finished_operations, "maintenance pass done");
+    }
+}
+
 /// One pass. Safe on several replicas at once: each delete is idempotent.
 pub async fn prune(db: &Database, now_ms: i64) -> Result<Pruned, sqlx::Error> {
     let keys = idempotency::prune(db, now_ms - IDEMPOTENCY_RETENTION_MS).await?;

@@ -44,6 +44,8 @@ impl Key {
         if request_id.len() > MAX_REQUEST_ID_LEN {
             return Err(status::invalid_argument("request_id", format!("is longer than {MAX_REQUEST_ID_LEN} bytes")));
         }
+        // The RPC's span (see `rpc_log`) names the change it is about.
+        tracing::Span::current().record("request_id", request_id);
         let digest = Sha256::digest(request.encode_to_vec());
         Ok(Self {
             principal: principal.to_owned(),

@@ -11,6 +11,7 @@ pub mod db;
 pub mod idempotency;
 pub mod pagination;
 pub mod periodic;
+pub mod rpc_log;
 pub mod saga_retry;
 pub mod server;
 pub mod status;

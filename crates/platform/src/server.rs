@@ -29,6 +29,7 @@ use tower::{Layer, Service};
 
 use crate::auth::{AuthLayer, Verifier};
 use crate::config::LimitArgs;
+use crate::rpc_log::RpcLogLayer;
 use crate::transport::{ApiConcurrencyLayer, BodyGuardLayer, limit_connections};
 
 /// Request headers, all together, may not exceed this: a bearer token is at most 8 KiB and
@@ -123,14 +124,15 @@ pub async fn serve(
 
     let in_flight = InFlight::default();
     let server = Server::builder()
-        // Every log line written while handling an RPC names the method.
-        .trace_fn(|request| tracing::info_span!("rpc", method = request.uri().path()))
         .timeout(limits.request_timeout())
         // Advertised in SETTINGS, so well-behaved clients queue instead of being refused.
         .max_concurrent_streams(limits.max_concurrent_streams)
         .http2_keepalive_interval(Some(limits.keepalive_interval()))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout()))
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        // Outermost: its span names the method in every line written for the RPC, and its
+        // line per RPC also covers refusals by the layers below.
+        .layer(RpcLogLayer)
         .layer(in_flight.clone())
         .layer(BodyGuardLayer::new(limits.request_body_timeout(), limits.max_message_bytes()))
         .layer(AuthLayer::new(verifier))

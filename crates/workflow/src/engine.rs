@@ -139,7 +139,21 @@ struct Inner {
     /// One per workflow driven at once on this replica, by the worker loop or
     /// [`Engine::drive_started`].
     permits: Arc<Semaphore>,
+    /// Which retries get a log line: one per saga kind and step every [`RETRY_LOG_PERIOD`], so
+    /// an outage that sets thousands of sagas retrying writes a few lines, not thousands.
+    retry_log: RetryLog,
 }
+
+type RetryLog = governor::RateLimiter<
+    (String, &'static str),
+    governor::state::keyed::HashMapStateStore<(String, &'static str)>,
+    governor::clock::DefaultClock,
+>;
+
+const RETRY_LOG_PERIOD: Duration = Duration::from_secs(10);
+/// From this attempt on, a step's retries are logged as warnings: a peer that has been away
+/// for about a minute (with the default backoff) is worth a look.
+const WARN_FROM_ATTEMPT: i64 = 6;
 
 impl Engine {
     pub fn new(db: Database, clock: SharedClock, config: EngineConfig, workflows: Vec<Arc<dyn Workflow>>) -> Self {
@@ -155,6 +169,9 @@ impl Engine {
                 metrics: Metrics::default(),
                 stopping: AtomicBool::new(false),
                 permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
+                retry_log: governor::RateLimiter::hashmap(
+                    governor::Quota::with_period(RETRY_LOG_PERIOD).expect("a period above zero"),
+                ),
                 config,
             }),
         }
@@ -416,7 +433,22 @@ impl Engine {
         let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
         let _ = tokio::time::timeout(self.inner.config.retry.lease, permits.acquire_many(all)).await;
         match store::release_leases(self.pool(), &self.inner.config.worker_id).await {
-            Ok(released) => info!(released, metrics = ?self.metrics(), "workflow worker stopped"),
+            Ok(released) => {
+                let m = self.metrics();
+                info!(
+                    released,
+                    started = m.started,
+                    claimed = m.claimed,
+                    steps_completed = m.steps_completed,
+                    steps_retried = m.steps_retried,
+                    compensations = m.compensations,
+                    completed = m.completed,
+                    compensated = m.compensated,
+                    failed = m.failed,
+                    fenced = m.fenced,
+                    "workflow worker stopped"
+                );
+            }
             Err(error) => warn!(%error, "workflow worker stopped without releasing its leases; they will expire"),
         }
         if let Some(listener) = listener {
@@ -726,7 +758,7 @@ impl Engine {
                 let parked = self.park(instance, unrecorded, due, attempt, Some(&message)).await?;
                 if instance.attempt == attempt {
                     self.inner.metrics.record(Event::StepRetried);
-                    debug!(id = %instance.id, step = steps[step], attempt, ?delay, %message, "step will be retried");
+                    self.log_retry(instance, steps[step], attempt, delay, &message);
                 }
                 Ok(parked)
             }
@@ -744,6 +776,21 @@ impl Engine {
                     }
                 }
             }
+        }
+    }
+
+    /// A retry's line, at `info`, or `warn` once a step keeps failing; rate limited per kind
+    /// and step (see [`Inner::retry_log`]), so a line stands for all the retries like it.
+    fn log_retry(&self, instance: &Instance, step: &'static str, attempt: i64, delay: Duration, message: &str) {
+        if self.inner.retry_log.check_key(&(instance.kind.clone(), step)).is_err() {
+            return;
+        }
+        let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        let (id, kind) = (instance.id.as_str(), instance.kind.as_str());
+        if attempt >= WARN_FROM_ATTEMPT {
+            warn!(id, kind, step, attempt, delay_ms, error = message, "saga step keeps failing; will retry");
+        } else {
+            info!(id, kind, step, attempt, delay_ms, error = message, "saga step failed; will retry");
         }
     }
 

@@ -33,6 +33,13 @@ pub struct Swept {
     pub deletions_started: u64,
 }
 
+impl roster_platform::periodic::PassReport for Swept {
+    fn log(&self, task: &'static str) {
+        let Self { notices, deletions_started } = *self;
+        tracing::info!(task, notices, deletions_started, "maintenance pass done");
+    }
+}
+
 fn system(now_ms: i64, request_id: String) -> Ctx {
     Ctx { principal: Principal::Service { name: IDENTITY_SERVICE.into() }, request_id, now_ms }
 }

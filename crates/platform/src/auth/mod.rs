@@ -79,9 +79,11 @@ impl Principal {
     }
 }
 
-/// The `kind` claim: which sort of principal `sub` names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The `kind` claim: which sort of principal `sub` names; also what logs say of a caller
+/// (never who).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum PrincipalKind {
     User,
     Service,
@@ -197,6 +199,8 @@ where
         }
         match self.verifier.authenticate(request.headers()) {
             Ok(principal) => {
+                // The RPC's span (see `rpc_log`) is entered here.
+                tracing::Span::current().record("principal", <&'static str>::from(principal.kind()));
                 request.extensions_mut().insert(principal);
                 Either::Left(self.inner.call(request))
             }

@@ -1,0 +1,206 @@
+//! One `info` line per RPC, from a tower layer around every other layer, so that a call refused
+//! by authentication or by the limits leaves a line as well as one a handler answers.
+//!
+//! The layer opens the RPC's span (`rpc`: `method`, and `trace_id` from a W3C `traceparent`
+//! header); the authentication layer records `principal` (its kind) in it, and the idempotency
+//! key records `request_id`, so every line written while handling the call names them too.
+//! The line itself (`rpc finished`, with `code` and `latency_ms`) is written when the response
+//! ends: at its trailers, or, for a refusal sent as headers only, with the status those carry.
+//! A response dropped before its end (the client went away) is logged as `CANCELLED`.
+
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http_body::Frame;
+use tower::{Layer, Service};
+use tracing::Span;
+use tracing::field::Empty;
+
+/// Wraps a server's service stack; see the module doc.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RpcLogLayer;
+
+impl<S> Layer<S> for RpcLogLayer {
+    type Service = RpcLog<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcLog { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RpcLog<S> {
+    inner: S,
+}
+
+impl<S, B> Service<http::Request<B>> for RpcLog<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures_util::future::BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let span = tracing::info_span!(
+            "rpc",
+            method = request.uri().path(),
+            principal = Empty,
+            request_id = Empty,
+            trace_id = Empty,
+        );
+        if let Some(trace_id) = trace_id(request.headers()) {
+            span.record("trace_id", trace_id);
+        }
+        let started = Instant::now();
+        // Entered while the inner layers take the request: authentication records the
+        // principal synchronously, in `call`.
+        let response = span.in_scope(|| self.inner.call(request));
+        let end = End { span: span.clone(), started, code: None, logged: false };
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let response = response.await?;
+                let mut end = end;
+                // A refusal comes as headers only, its status among them.
+                end.code = grpc_code(response.headers());
+                Ok(response.map(|body| tonic::body::Body::new(LoggedBody { inner: body, end })))
+            },
+            span,
+        ))
+    }
+}
+
+/// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`); `None` when
+/// there is none or it is malformed.
+pub fn trace_id(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    let mut parts = value.split('-');
+    let (_version, trace, _parent) = (parts.next()?, parts.next()?, parts.next()?);
+    let valid = trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit()) && trace.bytes().any(|b| b != b'0');
+    valid.then(|| trace.to_ascii_lowercase())
+}
+
+fn grpc_code(headers: &http::HeaderMap) -> Option<tonic::Code> {
+    let value = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
+    Some(tonic::Code::from_i32(value))
+}
+
+/// What is needed to write the line once the response ends.
+struct End {
+    span: Span,
+    started: Instant,
+    /// Known from the headers of a headers-only response, else from the trailers.
+    code: Option<tonic::Code>,
+    logged: bool,
+}
+
+impl End {
+    fn log(&mut self, code: tonic::Code) {
+        if self.logged {
+            return;
+        }
+        self.logged = true;
+        let latency_ms = self.started.elapsed().as_secs_f64() * 1_000.0;
+        self.span.in_scope(|| tracing::info!(code = code_name(code), latency_ms, "rpc finished"));
+    }
+}
+
+impl Drop for End {
+    /// A headers-only response's empty body may never be polled: its status is the one its
+    /// headers carry. Any other response dropped before its trailers was cut off.
+    fn drop(&mut self) {
+        self.log(self.code.unwrap_or(tonic::Code::Cancelled));
+    }
+}
+
+/// The status name as gRPC spells it (`OK`, `INVALID_ARGUMENT`, ...).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// A response body that writes the RPC's line when its last frame has gone out.
+struct LoggedBody {
+    inner: tonic::body::Body,
+    end: End,
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let frame = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        match &frame {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(code) = frame.trailers_ref().and_then(grpc_code) {
+                    this.end.log(code);
+                }
+            }
+            Poll::Ready(Some(Err(status))) => this.end.log(status.code()),
+            Poll::Ready(None) => {
+                let code = this.end.code.unwrap_or(tonic::Code::Unknown);
+                this.end.log(code);
+            }
+            Poll::Pending => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trace_id_is_read_from_a_well_formed_traceparent_only() {
+        let with = |value: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("traceparent", value.parse().expect("header"));
+            trace_id(&headers)
+        };
+        assert_eq!(
+            with("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(with("00-00000000000000000000000000000000-00f067aa0ba902b7-01"), None, "all zeros is invalid");
+        assert_eq!(with("00-4bf92f3577b34da6-00f067aa0ba902b7-01"), None, "too short");
+        assert_eq!(with("garbage"), None);
+        assert_eq!(trace_id(&http::HeaderMap::new()), None);
+    }
+}
