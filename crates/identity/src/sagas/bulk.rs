@@ -229,9 +229,7 @@ impl Ended {
     /// transaction, which the engine commits with the parking or the end, under the lease.
     async fn record(self, ctx: &mut StepCtx) -> Result<Outcome, StepError> {
         let tx = ctx.tx().await?;
-        for (line, from, outcome) in &self.outcomes {
-            rows::finish(tx, &self.operation_id, *line, *from, outcome, self.now_ms).await?;
-        }
+        rows::finish(tx, &self.operation_id, &self.outcomes, self.now_ms).await?;
         if self.cancelled {
             rows::skip_pending(tx, &self.operation_id, self.now_ms).await?;
         }

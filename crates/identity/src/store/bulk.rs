@@ -250,33 +250,45 @@ pub async fn started(tx: &mut Conn, id: &str, rows: &[(i64, String, String)]) ->
     Ok(())
 }
 
-/// Ends a row that is in `from` (pending: refused before it started; running: its operation
-/// ended). False when it had already ended.
+/// Rows per UPDATE in [`finish`], of 7 parameters each: well under SQLite's 32,766.
+const FINISH_BATCH: usize = 500;
+
+/// Ends each `(line, from, outcome)` row that is still in `from` (pending: refused before it
+/// started; running: its operation ended), a statement per few hundred rows; a row that had
+/// already ended is left as it was.
 pub async fn finish(
     tx: &mut Conn,
     id: &str,
-    line: i64,
-    from: RowState,
-    outcome: &Outcome,
+    outcomes: &[(i64, RowState, Outcome)],
     now_ms: i64,
-) -> Result<bool, sqlx::Error> {
-    let updated = sqlx::query(
-        "UPDATE bulk_rows SET state = $4, reason = $5, code = $6, message = $7, preview = $8, updated_at_ms = $9 \
-         WHERE operation_id = $1 AND line = $2 AND state = $3",
-    )
-    .bind(id)
-    .bind(line)
-    .bind(from.as_str())
-    .bind(outcome.state.as_str())
-    .bind(outcome.reason.as_deref())
-    .bind(outcome.code.as_deref())
-    .bind(outcome.message.as_deref())
-    .bind(outcome.preview.as_deref())
-    .bind(now_ms)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    Ok(updated == 1)
+) -> Result<(), sqlx::Error> {
+    for batch in outcomes.chunks(FINISH_BATCH) {
+        // A VALUES list's columns are column1, column2, ... in PostgreSQL and SQLite alike.
+        let values: Vec<String> = (0..batch.len())
+            .map(|i| {
+                let first = 3 + i * 7;
+                format!("(CAST(${first} AS BIGINT), {})", params(first + 1, 6))
+            })
+            .collect();
+        let sql = format!(
+            "UPDATE bulk_rows SET state = v.column3, reason = v.column4, code = v.column5, message = v.column6, \
+             preview = v.column7, updated_at_ms = $2 FROM (VALUES {}) AS v \
+             WHERE bulk_rows.operation_id = $1 AND bulk_rows.line = v.column1 AND bulk_rows.state = v.column2",
+            values.join(", ")
+        );
+        let query = batch.iter().fold(sqlx::query(&sql).bind(id).bind(now_ms), |query, (line, from, outcome)| {
+            query
+                .bind(*line)
+                .bind(from.as_str())
+                .bind(outcome.state.as_str())
+                .bind(outcome.reason.as_deref())
+                .bind(outcome.code.as_deref())
+                .bind(outcome.message.as_deref())
+                .bind(outcome.preview.as_deref())
+        });
+        query.execute(&mut *tx).await?;
+    }
+    Ok(())
 }
 
 /// After a cancel: every row not yet started is skipped.
