@@ -87,8 +87,8 @@ const ROW_PARAMS: usize = 10;
 
 pub async fn insert(tx: &mut Conn, operation: &BulkOperation, rows: &[NewRow]) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO bulk_operations (id, account_id, action, header, total, validate_only, created_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO bulk_operations (id, account_id, action, header, total, validate_only, failed, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&operation.id)
     .bind(&operation.account_id)
@@ -96,6 +96,8 @@ pub async fn insert(tx: &mut Conn, operation: &BulkOperation, rows: &[NewRow]) -
     .bind(&operation.header)
     .bind(operation.total)
     .bind(super::stored_flag(operation.validate_only))
+    // Rows that could not be read are failed from the start.
+    .bind(i64::try_from(rows.iter().filter(|row| row.problem.is_some()).count()).unwrap_or(i64::MAX))
     .bind(operation.created_at_ms)
     .execute(&mut *tx)
     .await?;
@@ -167,18 +169,41 @@ pub async fn request_cancel(tx: &mut Conn, id: &str, by: &str) -> Result<bool, s
     Ok(updated == 1)
 }
 
-/// How many rows are in each state.
+/// How many rows have ended in each final state, and how many have not (as pending): read
+/// from the operation's counters, which every change of a row's state keeps in its own
+/// commit, so progress costs one row however large the file.
 pub async fn counts(conn: &mut Conn, id: &str) -> Result<Vec<(RowState, i64)>, sqlx::Error> {
-    let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM bulk_rows WHERE operation_id = $1 GROUP BY state")
+    let row = sqlx::query("SELECT total, succeeded, failed, skipped FROM bulk_operations WHERE id = $1")
         .bind(id)
-        .fetch_all(&mut *conn)
+        .fetch_optional(&mut *conn)
         .await?;
-    rows.iter()
-        .map(|row| {
-            let state: String = row.try_get("state")?;
-            Ok((decode_state(&state)?, row.try_get("n")?))
-        })
-        .collect()
+    let Some(row) = row else { return Ok(Vec::new()) };
+    let (total, succeeded, failed, skipped): (i64, i64, i64, i64) =
+        (row.try_get("total")?, row.try_get("succeeded")?, row.try_get("failed")?, row.try_get("skipped")?);
+    Ok(vec![
+        (RowState::Succeeded, succeeded),
+        (RowState::Failed, failed),
+        (RowState::Skipped, skipped),
+        (RowState::Pending, total - succeeded - failed - skipped),
+    ])
+}
+
+/// Adds rows that just ended to the operation's counters.
+async fn count_ended(tx: &mut Conn, id: &str, succeeded: i64, failed: i64, skipped: i64) -> Result<(), sqlx::Error> {
+    if succeeded + failed + skipped == 0 {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE bulk_operations SET succeeded = succeeded + $2, failed = failed + $3, skipped = skipped + $4 \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(succeeded)
+    .bind(failed)
+    .bind(skipped)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 const COLUMNS: &str = "line, fields, user_ref, transfer, state, user_id, child_id, reason, code, message, col, preview";
@@ -273,7 +298,8 @@ pub async fn finish(
         let sql = format!(
             "UPDATE bulk_rows SET state = v.column3, reason = v.column4, code = v.column5, message = v.column6, \
              preview = v.column7, updated_at_ms = $2 FROM (VALUES {}) AS v \
-             WHERE bulk_rows.operation_id = $1 AND bulk_rows.line = v.column1 AND bulk_rows.state = v.column2",
+             WHERE bulk_rows.operation_id = $1 AND bulk_rows.line = v.column1 AND bulk_rows.state = v.column2 \
+             RETURNING bulk_rows.state",
             values.join(", ")
         );
         let query = batch.iter().fold(sqlx::query(&sql).bind(id).bind(now_ms), |query, (line, from, outcome)| {
@@ -286,14 +312,22 @@ pub async fn finish(
                 .bind(outcome.message.as_deref())
                 .bind(outcome.preview.as_deref())
         });
-        query.execute(&mut *tx).await?;
+        let ended = query.fetch_all(&mut *tx).await?;
+        let (mut succeeded, mut failed) = (0, 0);
+        for row in &ended {
+            match decode_state(&row.try_get::<String, _>("state")?)? {
+                RowState::Succeeded => succeeded += 1,
+                _ => failed += 1,
+            }
+        }
+        count_ended(tx, id, succeeded, failed, 0).await?;
     }
     Ok(())
 }
 
 /// After a cancel: every row not yet started is skipped.
 pub async fn skip_pending(tx: &mut Conn, id: &str, now_ms: i64) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query(
+    let skipped = sqlx::query(
         "UPDATE bulk_rows SET state = 'skipped', reason = 'OPERATION_CANCELLED', \
          message = 'not started: the bulk operation was cancelled', updated_at_ms = $2 \
          WHERE operation_id = $1 AND state = 'pending'",
@@ -302,7 +336,9 @@ pub async fn skip_pending(tx: &mut Conn, id: &str, now_ms: i64) -> Result<u64, s
     .bind(now_ms)
     .execute(&mut *tx)
     .await?
-    .rows_affected())
+    .rows_affected();
+    count_ended(tx, id, 0, 0, i64::try_from(skipped).unwrap_or(i64::MAX)).await?;
+    Ok(skipped)
 }
 
 fn decode_state(state: &str) -> Result<RowState, sqlx::Error> {

@@ -72,7 +72,7 @@ impl Api {
                     Err(other) => return Err(error::to_status(other)),
                     Ok(member) => {
                         let ctx = Ctx { principal: who.clone(), request_id: item.request_id, now_ms };
-                        let taken = licenses::reclaim(&mut tx, &ctx, &caller, &account, &member.user_id)
+                        let taken = licenses::reclaim_locked(&mut tx, &ctx, &account, &member.user_id)
                             .await
                             .map_err(error::to_status)?;
                         let response =

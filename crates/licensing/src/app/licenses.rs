@@ -220,6 +220,12 @@ pub async fn list_phone_numbers(tx: &mut Conn, caller: &Caller, account: &Id) ->
 pub async fn reclaim(tx: &mut Conn, ctx: &Ctx, caller: &Caller, account: &Id, user: &Id) -> Result<LicenseSet> {
     caller.identity()?;
     lock_account(tx, account).await?;
+    reclaim_locked(tx, ctx, account, user).await
+}
+
+/// [`reclaim`] in a transaction that already holds the account's lock, for a caller already
+/// checked: a batch takes the lock once for all its users.
+pub async fn reclaim_locked(tx: &mut Conn, ctx: &Ctx, account: &Id, user: &Id) -> Result<LicenseSet> {
     let held = store::seats::of_user(tx, account, user).await?;
     for assignment in &held {
         store::seats::unassign(tx, account, user, assignment.license_type).await?;
