@@ -12,6 +12,7 @@ pub mod app;
 pub mod demo;
 pub mod dev_clock;
 pub mod domain;
+pub mod gauges;
 pub mod housekeeping;
 pub mod notify;
 pub mod sagas;

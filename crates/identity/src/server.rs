@@ -240,6 +240,8 @@ impl Server {
             sweep_every,
             background_stopped.clone(),
         ));
+        let gauges = roster_platform::metrics::installed()
+            .then(|| tokio::spawn(crate::gauges::run(db.clone(), settings.clock.clone(), background_stopped.clone())));
         let housekeeping =
             tokio::spawn(crate::housekeeping::run(db.clone(), settings.clock.clone(), background_stopped));
         tracing::info!(addr = %listener.local_addr().map_or_else(|_| settings.listen.to_string(), |a| a.to_string()), "identity serving");
@@ -249,6 +251,9 @@ impl Server {
         let _ = outbox.await;
         let _ = housekeeping.await;
         let _ = auto_delete.await;
+        if let Some(gauges) = gauges {
+            let _ = gauges.await;
+        }
         db.close().await;
         tracing::info!("identity stopped");
         served

@@ -133,11 +133,22 @@ impl Server {
         };
         tracing::info!(addr = %self_addr(&listener, settings.listen), identity = %settings.identity_url, "licensing serving");
         let (stop_housekeeping, stopped) = tokio::sync::watch::channel(false);
+        // Licensing's gauges are its pools'; only when metrics are served.
+        let gauges = roster_platform::metrics::installed().then(|| {
+            let (db, stopped) = (db.clone(), stopped.clone());
+            tokio::spawn(roster_platform::metrics::sample_every(Duration::from_secs(10), stopped, move || {
+                roster_platform::metrics::sample_pools("licensing", &db);
+                std::future::ready(Ok(()))
+            }))
+        });
         let housekeeping =
             tokio::spawn(crate::housekeeping::run(db.clone(), settings.clock.clone(), settings.saga_retry, stopped));
         let served = serve(listener, services, settings.verifier.clone(), &settings.limits, shutdown).await;
         let _ = stop_housekeeping.send(true);
         let _ = housekeeping.await;
+        if let Some(gauges) = gauges {
+            let _ = gauges.await;
+        }
         db.close().await;
         tracing::info!("licensing stopped");
         served

@@ -165,6 +165,9 @@ pub struct TelemetryArgs {
     /// A tracing filter, e.g. `info` or `roster_identity=debug,info`.
     #[arg(long = "log", env = "ROSTER_LOG", default_value = "info", global = true)]
     pub log_filter: String,
+    /// Serve Prometheus metrics on this address (`roster up` and `roster serve`); off when unset.
+    #[arg(long = "metrics-listen", env = "ROSTER_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Database pool sizing (PostgreSQL; SQLite always uses one connection).

@@ -174,14 +174,25 @@ impl Database {
     }
 
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        self.pool.begin().await
+        let started = std::time::Instant::now();
+        let tx = self.pool.begin().await;
+        crate::metrics::acquired("writer", started.elapsed());
+        tx
+    }
+
+    /// The pool [`Database::reader`] takes from (on PostgreSQL, the writer's).
+    pub fn readers(&self) -> &AnyPool {
+        &self.readers
     }
 
     /// A connection for reads only (writes on it fail on SQLite) that does not wait for the
     /// writer. No transaction: each statement sees what was committed when it ran, as inside
     /// a PostgreSQL READ COMMITTED transaction, without the BEGIN and ROLLBACK round trips.
     pub async fn reader(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
-        self.readers.acquire().await
+        let started = std::time::Instant::now();
+        let conn = self.readers.acquire().await;
+        crate::metrics::acquired("reader", started.elapsed());
+        conn
     }
 
     /// Applies the service's migrations in order. On PostgreSQL sqlx holds an advisory lock, so

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod idempotency;
+pub mod metrics;
 pub mod pagination;
 pub mod periodic;
 pub mod rpc_log;

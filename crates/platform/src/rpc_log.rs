@@ -1,4 +1,4 @@
-//! One `info` line per RPC, from a tower layer around every other layer, so that a call refused
+//! One `info` line per RPC, and its count and latency in the metrics, from a tower layer around every other layer, so that a call refused
 //! by authentication or by the limits leaves a line as well as one a handler answers.
 //!
 //! The layer opens the RPC's span (`rpc`: `method`, and `trace_id` from a W3C `traceparent`
@@ -58,10 +58,11 @@ where
             span.record("trace_id", trace_id);
         }
         let started = Instant::now();
+        let path = request.uri().path().to_owned();
         // Entered while the inner layers take the request: authentication records the
         // principal synchronously, in `call`.
         let response = span.in_scope(|| self.inner.call(request));
-        let end = End { span: span.clone(), started, code: None, logged: false };
+        let end = End { span: span.clone(), path, started, code: None, logged: false };
         Box::pin(tracing::Instrument::instrument(
             async move {
                 let response = response.await?;
@@ -93,6 +94,7 @@ fn grpc_code(headers: &http::HeaderMap) -> Option<tonic::Code> {
 /// What is needed to write the line once the response ends.
 struct End {
     span: Span,
+    path: String,
     started: Instant,
     /// Known from the headers of a headers-only response, else from the trailers.
     code: Option<tonic::Code>,
@@ -105,8 +107,15 @@ impl End {
             return;
         }
         self.logged = true;
-        let latency_ms = self.started.elapsed().as_secs_f64() * 1_000.0;
+        let latency = self.started.elapsed().as_secs_f64();
+        let latency_ms = latency * 1_000.0;
         self.span.in_scope(|| tracing::info!(code = code_name(code), latency_ms, "rpc finished"));
+        // `/package.Service/Method`, as every gRPC path is.
+        let (service, method) = self.path.trim_start_matches('/').split_once('/').unwrap_or(("", &self.path));
+        let labels =
+            [("service", service.to_owned()), ("method", method.to_owned()), ("code", code_name(code).to_owned())];
+        metrics::counter!(crate::metrics::RPC_REQUESTS, &labels).increment(1);
+        metrics::histogram!(crate::metrics::RPC_DURATION, &labels).record(latency);
     }
 }
 

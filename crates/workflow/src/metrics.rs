@@ -1,4 +1,5 @@
-//! Counters for what the engine did on this replica, for dashboards and the benchmark.
+//! Counters for what the engine did on this replica, for the benchmark and the shutdown log
+//! line, and the same events in the Prometheus metrics (`roster_saga_events_total`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -32,7 +33,8 @@ pub struct MetricsSnapshot {
     pub fenced: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub(crate) enum Event {
     Started,
     Claimed,
@@ -58,6 +60,7 @@ impl Metrics {
             Event::Failed => &self.failed,
             Event::Fenced => &self.fenced,
         };
+        metrics::counter!(roster_platform::metrics::SAGA_EVENTS, "event" => <&'static str>::from(event)).increment(1);
         counter.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -53,6 +53,12 @@ pub async fn run(cli: Cli) -> i32 {
     }
     // Servers log a failure to stop; the short commands just say it.
     let logged = matches!(cli.command, Command::Up(_) | Command::Serve(_) | Command::Migrate(_));
+    // Only servers have metrics to serve (`roster up` serves both services' on one port).
+    if let (Some(listen), Command::Up(_) | Command::Serve(_)) = (cli.telemetry.metrics_listen, &cli.command)
+        && let Err(error) = roster_platform::metrics::install(listen)
+    {
+        crate::settings::exit_config(&Cli::command(), &error);
+    }
     let result = match cli.command {
         Command::Up(args) => up::run(&cli.data_dir, args).await,
         Command::Serve(args) => serve::run(&cli.data_dir, args).await,
