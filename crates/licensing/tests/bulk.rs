@@ -19,6 +19,19 @@ fn listed(user: &str, transfer_to: &str, webinars: bool) -> idpb::BulkUser {
     }
 }
 
+/// `user` registers a webinar of their own.
+async fn webinar_of(app: &TestApp, w: &World, user: &str) {
+    let webinar = pb::RegisterContentRequest {
+        request_id: rid(),
+        account_id: w.account.clone(),
+        owner_user_id: user.into(),
+        kind: pb::ContentKind::Webinar as i32,
+        title: "Launch".into(),
+        uses_pmi: false,
+    };
+    app.content().register_content(authed(webinar, &app.user_token(user))).await.expect("a webinar");
+}
+
 async fn start_bulk(app: &TestApp, w: &World, action: idpb::BulkAction, users: Vec<idpb::BulkUser>) -> ops::Operation {
     app.identity_bulk()
         .start_bulk_operation(authed(
@@ -87,20 +100,7 @@ async fn r25_bulk_unlink_rows_end_as_single_unlinks(app: &TestApp) {
     let w = app.seed_world().await;
     let leaving = app.add_members(&w, 2).await;
     // A webinar to move: the member it would go to has no webinar license (300).
-    app.content()
-        .register_content(authed(
-            pb::RegisterContentRequest {
-                request_id: rid(),
-                account_id: w.account.clone(),
-                owner_user_id: leaving[1].clone(),
-                kind: pb::ContentKind::Webinar as i32,
-                title: "Launch".into(),
-                uses_pmi: false,
-            },
-            &app.user_token(&leaving[1]),
-        ))
-        .await
-        .expect("a webinar");
+    webinar_of(app, &w, &leaving[1]).await;
     let users = vec![
         listed(&w.member, "", false),
         listed(&w.admin, "", false),
@@ -336,20 +336,7 @@ async fn dry_runs(backend: Backend) {
     let w = app.seed_world().await;
     let extra = app.add_members(&w, 3).await;
     // extra[1] owns a webinar; the member it would go to has no webinar license (300).
-    app.content()
-        .register_content(authed(
-            pb::RegisterContentRequest {
-                request_id: rid(),
-                account_id: w.account.clone(),
-                owner_user_id: extra[1].clone(),
-                kind: pb::ContentKind::Webinar as i32,
-                title: "Launch".into(),
-                uses_pmi: false,
-            },
-            &app.user_token(&extra[1]),
-        ))
-        .await
-        .expect("a webinar");
+    webinar_of(&app, &w, &extra[1]).await;
     let watched = [w.owner.as_str(), &w.admin, &w.member, &extra[0], &extra[1], &extra[2]];
     let to = |target: &str, meetings: bool, webinars: bool, recordings: bool| {
         Some(idpb::ContentTransfer { target_user_id: target.into(), meetings, webinars, recordings, events: false })

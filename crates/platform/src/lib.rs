@@ -19,3 +19,4 @@ pub mod status;
 pub mod stored_text;
 pub mod telemetry;
 pub mod transport;
+pub mod watched_body;

@@ -11,10 +11,11 @@
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use http_body::Frame;
 use tower::{Layer, Service};
 use tracing::Span;
 use tracing::field::Empty;
+
+use crate::watched_body::{Polled, Watch, WatchedBody};
 
 /// Wraps a server's service stack; see the module doc.
 #[derive(Debug, Clone, Copy, Default)]
@@ -69,7 +70,7 @@ where
                 let mut end = end;
                 // A refusal comes as headers only, its status among them.
                 end.code = grpc_code(response.headers());
-                Ok(response.map(|body| tonic::body::Body::new(LoggedBody { inner: body, end })))
+                Ok(response.map(|body| WatchedBody::wrap(body, end)))
             },
             span,
         ))
@@ -151,44 +152,19 @@ pub fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-/// A response body that writes the RPC's line when its last frame has gone out.
-struct LoggedBody {
-    inner: tonic::body::Body,
-    end: End,
-}
-
-impl http_body::Body for LoggedBody {
-    type Data = bytes::Bytes;
-    type Error = tonic::Status;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.get_mut();
-        let frame = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
-        match &frame {
+/// The RPC's line is written when its response's last frame has gone out.
+impl Watch for End {
+    fn polled(&mut self, polled: &Polled) {
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(code) = frame.trailers_ref().and_then(grpc_code) {
-                    this.end.log(code);
+                    self.log(code);
                 }
             }
-            Poll::Ready(Some(Err(status))) => this.end.log(status.code()),
-            Poll::Ready(None) => {
-                let code = this.end.code.unwrap_or(tonic::Code::Unknown);
-                this.end.log(code);
-            }
+            Poll::Ready(Some(Err(status))) => self.log(status.code()),
+            Poll::Ready(None) => self.log(self.code.unwrap_or(tonic::Code::Unknown)),
             Poll::Pending => {}
         }
-        frame
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -31,6 +31,7 @@ use crate::auth::{AuthLayer, Verifier};
 use crate::config::LimitArgs;
 use crate::rpc_log::RpcLogLayer;
 use crate::transport::{ApiConcurrencyLayer, BodyGuardLayer, limit_connections};
+use crate::watched_body::{Watch, WatchedBody};
 
 /// Request headers, all together, may not exceed this: a bearer token is at most 8 KiB and
 /// gRPC adds a few short headers.
@@ -205,36 +206,13 @@ where
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
-            Ok(response.map(|body| tonic::body::Body::new(TrackedBody { inner: body, _token: token })))
+            Ok(response.map(|body| WatchedBody::wrap(body, token)))
         })
     }
 }
 
-/// A response body that keeps its RPC counted as in flight until it is done or dropped.
-struct TrackedBody {
-    inner: tonic::body::Body,
-    _token: TaskTrackerToken,
-}
-
-impl http_body::Body for TrackedBody {
-    type Data = bytes::Bytes;
-    type Error = tonic::Status;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.get_mut().inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
+/// A response's token keeps its RPC counted as in flight until the body is dropped.
+impl Watch for TaskTrackerToken {}
 
 /// Accepted connections with `TCP_NODELAY` and keepalive. Without nodelay, Nagle's
 /// algorithm and delayed ACKs stall some responses by ~40 ms (measured here: world set-up in
