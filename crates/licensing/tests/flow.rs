@@ -221,6 +221,35 @@ async fn r4_r31_phone_numbers_follow_phone_licenses(app: &TestApp) {
     let demo_line = lines.phone_numbers.iter().find(|l| l.number == w.phone).expect("demo number");
     assert_eq!(demo_line.user_id, w.admin);
     assert_eq!(pool(app, &w, L::Phone).await.assigned, 1, "the seat moved; none was added");
+
+    // R4: a target holding a phone license of its own takes nothing; the giver keeps all.
+    app.licenses().assign_license(authed(assign(&w.account, &w.member, L::Phone), &admin)).await.expect("phone seat");
+    let kept = app
+        .licenses()
+        .move_phone_licenses(authed(
+            pb::MovePhoneLicensesRequest {
+                request_id: rid(),
+                account_id: w.account.clone(),
+                from_user_id: w.admin.clone(),
+                to_user_id: w.member.clone(),
+            },
+            &app.identity_token(),
+        ))
+        .await
+        .expect("move to a phone holder")
+        .into_inner();
+    assert_eq!(kept.moved.unwrap_or_default(), pb::LicenseSet::default(), "nothing moves");
+    assert!(licenses_of(app, &w, &w.admin).await.contains(&L::Phone), "the giver keeps the license");
+    let lines = app
+        .licenses()
+        .list_phone_numbers(authed(pb::ListPhoneNumbersRequest { account_id: w.account.clone() }, &admin))
+        .await
+        .expect("numbers")
+        .into_inner();
+    assert_eq!(
+        lines.phone_numbers.iter().find(|l| l.number == w.phone).map(|l| l.user_id.as_str()),
+        Some(w.admin.as_str())
+    );
 }
 
 /// The batch form of the reclaim step (bulk removal): each item gets what its own

@@ -68,16 +68,10 @@ impl Workflow for OwnershipRequestTimers {
                     else {
                         return Ok(Outcome::Done(Value::Null));
                     };
-                    let holdings = self.licensing.phone_holdings(&input.account_id, from, to).await?;
-                    // Skipped only while the owner still holds what R4 leaves with them (the
-                    // new owner has a phone license of their own). With nothing left on the
-                    // owner's side the call is made anyway: this step run again after its record
-                    // was lost (its lease ran out mid-step) gets, under the same request id,
-                    // what the first run moved; otherwise nothing moves.
-                    let owner_holds_phone = holdings.owner_has_phone_license || !holdings.owner_numbers.is_empty();
-                    if owner_holds_phone && holdings.would_move().is_empty() {
-                        return Ok(Outcome::Done(Value::Null));
-                    }
+                    // Licensing decides under its account lock whether anything moves (not
+                    // when the new owner has a phone license of their own), so a check made
+                    // here first could only race it. Run again after its record was lost, the
+                    // step gets, under the same request id, what the first run moved.
                     let moved = self.licensing.move_phone(ctx.request_id(), &input.account_id, from, to).await?;
                     if moved.license_types.is_empty() && moved.phone_numbers.is_empty() {
                         return Ok(Outcome::Done(Value::Null));

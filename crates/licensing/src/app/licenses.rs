@@ -285,7 +285,9 @@ pub async fn restore(
 }
 
 /// Saga step (SPEC R4): the phone license and numbers of `from` go to `to`, an active member
-/// not under a hold. The seat moves with them, so capacity is unaffected.
+/// not under a hold. The seat moves with them, so capacity is unaffected. When `to` holds a
+/// phone license already, R4 moves nothing: deciding that here, under the account lock, means
+/// no caller has to check first and race a change made between the check and the move.
 pub async fn move_phone(tx: &mut Conn, ctx: &Ctx, caller: &Caller, from: &Id, to: &Member) -> Result<LicenseSet> {
     caller.identity()?;
     let account = &to.account_id;
@@ -294,12 +296,14 @@ pub async fn move_phone(tx: &mut Conn, ctx: &Ctx, caller: &Caller, from: &Id, to
     }
     lock_account(tx, account).await?;
     ensure_may_hold(tx, to).await?;
-    let had_license = store::seats::unassign(tx, account, from, LicenseType::Phone).await?.is_some();
-    let numbers = store::phones::of_user(tx, account, from).await?;
-    if had_license || !numbers.is_empty() {
-        let target_has =
-            store::seats::of_user(tx, account, &to.user_id).await?.iter().any(|a| a.license_type == LicenseType::Phone);
-        if !target_has {
+    let target_has =
+        store::seats::of_user(tx, account, &to.user_id).await?.iter().any(|a| a.license_type == LicenseType::Phone);
+    let (had_license, numbers) = if target_has {
+        (false, Vec::new())
+    } else {
+        let had_license = store::seats::unassign(tx, account, from, LicenseType::Phone).await?.is_some();
+        let numbers = store::phones::of_user(tx, account, from).await?;
+        if had_license {
             let moved = Assignment {
                 account_id: account.clone(),
                 user_id: to.user_id.clone(),
@@ -311,7 +315,8 @@ pub async fn move_phone(tx: &mut Conn, ctx: &Ctx, caller: &Caller, from: &Id, to
         for number in &numbers {
             store::phones::set_user(tx, account, number, Some(&to.user_id)).await?;
         }
-    }
+        (had_license, numbers)
+    };
     let license_types = if had_license { vec![LicenseType::Phone] } else { Vec::new() };
     let moved = LicenseSet::new(license_types, numbers);
     audit(
