@@ -88,13 +88,15 @@ impl Process {
     }
 
     /// `roster serve licensing` on `addr`, asking identity at `identity` who callers are; its
-    /// database at `database_url`, or SQLite in `data_dir` when `None`.
+    /// database at `database_url`, or SQLite in `data_dir` when `None`; `extra` adds to or
+    /// overrides the environment.
     pub fn serve_licensing(
         data_dir: &Path,
         addr: SocketAddr,
         database_url: Option<&str>,
         keys: &KeyDir,
         identity: SocketAddr,
+        extra: &[(&str, &str)],
     ) -> Self {
         let identity_url = format!("http://{identity}");
         let (jwks, signing_key, page_keys) = service_keys(keys, LICENSING_SERVICE);
@@ -105,6 +107,7 @@ impl Process {
             ("ROSTER_IDENTITY_URL", identity_url.as_str()),
         ];
         env.extend(database_url.map(|url| ("ROSTER_LICENSING_DATABASE_URL", url)));
+        env.extend_from_slice(extra);
         Self::start_listening(data_dir, "--licensing-listen", addr, &["serve", "licensing"], &env)
     }
 

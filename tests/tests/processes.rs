@@ -260,7 +260,7 @@ async fn two_replicas_on_one_postgres_keep_one_owner_and_send_each_email_once() 
     let licensing_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let replicas = [replica(&dir_a, &url, &keys, licensing_addr), replica(&dir_b, &url, &keys, licensing_addr)];
     let _licensing =
-        Process::serve_licensing(&dir.path().join("licensing"), licensing_addr, None, &keys, replicas[0].addr);
+        Process::serve_licensing(&dir.path().join("licensing"), licensing_addr, None, &keys, replicas[0].addr, &[]);
     let mut channels = Vec::new();
     for replica in &replicas {
         channels.push(wait_serving(replica.addr, START).await.expect("replica serving"));

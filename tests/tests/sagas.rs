@@ -56,6 +56,7 @@ impl Cluster {
             Some(&self.licensing_db),
             &self.keys,
             self.replica_addrs[1],
+            &[],
         )
     }
 

@@ -61,7 +61,9 @@ pub struct IdentityArgs {
 /// wires both itself and does not take these.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PeerArgs {
-    /// Where licensing's gRPC API is (identity's sagas call its step RPCs).
+    /// Where licensing's gRPC API is (identity's sagas call its step RPCs). Calls are spread
+    /// over every address the name resolves to (a headless Service: every replica), and over
+    /// several URLs if given with commas.
     #[arg(long = "licensing-url", env = "ROSTER_LICENSING_URL", default_value = "http://127.0.0.1:50052")]
     pub licensing_url: String,
     /// Ed25519 private key (PEM) identity signs its own service tokens with; the JWKS the
@@ -133,8 +135,8 @@ pub enum StartError {
     Connect { url: String, source: sqlx::Error },
     #[error("identity migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("bad licensing URL {url}: {source}")]
-    LicensingUrl { url: String, source: tonic::transport::Error },
+    #[error("bad licensing URL (ROSTER_LICENSING_URL): {0}")]
+    LicensingUrl(roster_platform::peer::PeerUrlError),
 }
 
 /// A bound, migrated identity server, ready to serve.
@@ -160,8 +162,7 @@ impl Server {
     }
 
     fn licensing(settings: &Settings) -> Result<Licensing, StartError> {
-        Licensing::new(&settings.licensing_url, settings.signer.clone())
-            .map_err(|source| StartError::LicensingUrl { url: settings.licensing_url.clone(), source })
+        Licensing::new(&settings.licensing_url, settings.signer.clone()).map_err(StartError::LicensingUrl)
     }
 
     /// Points the sagas at licensing's address when it is only known after binding (the

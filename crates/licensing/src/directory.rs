@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roster_platform::auth::{ServiceCredentials, Signer};
+use roster_platform::peer::{PeerChannel, PeerSettings, PeerUrlError};
 use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::directory_service_client::DirectoryServiceClient;
-use tonic::transport::{Channel, Endpoint};
 use tonic_types::StatusExt;
 
 use crate::domain::DomainError;
@@ -53,7 +53,7 @@ type MemberCache = moka::sync::Cache<(Id, Id), Member>;
 
 #[derive(Clone)]
 pub struct Directory {
-    client: DirectoryServiceClient<Channel>,
+    client: DirectoryServiceClient<PeerChannel>,
     credentials: ServiceCredentials,
     cache: MemberCache,
     ttl: Duration,
@@ -66,14 +66,11 @@ impl std::fmt::Debug for Directory {
 }
 
 impl Directory {
-    /// Connects lazily to identity at `url` (e.g. `http://127.0.0.1:50051`); `ttl` is capped at
-    /// [`MAX_CACHE_TTL`].
-    pub fn new(url: &str, signer: Arc<Signer>, ttl: Duration) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(url.to_owned())?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .connect_lazy();
+    /// Asks identity at `urls` (e.g. `http://127.0.0.1:50051`; a name is spread over all its
+    /// addresses, see `roster_platform::peer`); `ttl` is capped at [`MAX_CACHE_TTL`].
+    pub fn new(urls: &str, signer: Arc<Signer>, ttl: Duration) -> Result<Self, PeerUrlError> {
+        let settings = PeerSettings { connect_timeout: Duration::from_secs(2), call_cap: Duration::from_secs(5) };
+        let channel = PeerChannel::new(urls, settings)?;
         Ok(Self {
             client: DirectoryServiceClient::new(channel),
             credentials: ServiceCredentials::new(signer, LICENSING_SERVICE),

@@ -34,7 +34,9 @@ pub struct LicensingArgs {
     /// PostgreSQL URL; without it licensing uses SQLite in the data directory.
     #[arg(long = "licensing-database-url", env = "ROSTER_LICENSING_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Where identity's gRPC API is (licensing asks it who callers are).
+    /// Where identity's gRPC API is (licensing asks it who callers are). Calls are spread over
+    /// every address the name resolves to (a headless Service: every replica), and over
+    /// several URLs if given with commas.
     #[arg(long = "identity-url", env = "ROSTER_IDENTITY_URL", default_value = "http://127.0.0.1:50051")]
     pub identity_url: String,
     /// Ed25519 private key (PEM) licensing signs its own service tokens with; the JWKS the
@@ -77,8 +79,8 @@ pub enum StartError {
     Connect { url: String, source: sqlx::Error },
     #[error("licensing migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("bad identity URL {url}: {source}")]
-    IdentityUrl { url: String, source: tonic::transport::Error },
+    #[error("bad identity URL (ROSTER_IDENTITY_URL): {0}")]
+    IdentityUrl(roster_platform::peer::PeerUrlError),
 }
 
 /// A bound, migrated licensing server, ready to serve.
@@ -93,7 +95,7 @@ pub struct Server {
 impl Server {
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let directory = Directory::new(&settings.identity_url, settings.signer.clone(), settings.directory_cache)
-            .map_err(|source| StartError::IdentityUrl { url: settings.identity_url.clone(), source })?;
+            .map_err(StartError::IdentityUrl)?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|source| StartError::Bind { addr: settings.listen, source })?;

@@ -29,6 +29,7 @@ use tower::{Layer, Service};
 
 use crate::auth::{AuthLayer, Verifier};
 use crate::config::LimitArgs;
+use crate::deadline::DeadlineLayer;
 use crate::rpc_log::RpcLogLayer;
 use crate::transport::{ApiConcurrencyLayer, BodyGuardLayer, limit_connections};
 use crate::watched_body::{Watch, WatchedBody};
@@ -134,6 +135,8 @@ pub async fn serve(
         // Outermost: its span names the method in every line written for the RPC, and its
         // line per RPC also covers refusals by the layers below.
         .layer(RpcLogLayer)
+        // The caller's deadline, for the calls the handler makes to the other service.
+        .layer(DeadlineLayer)
         .layer(in_flight.clone())
         .layer(BodyGuardLayer::new(limits.request_body_timeout(), limits.max_message_bytes()))
         .layer(AuthLayer::new(verifier))

@@ -15,21 +15,22 @@ use roster_workflow::{Failure, StepError};
 use super::reclaim_batch::ReclaimBatcher;
 use super::removal::TransferSpec;
 use crate::domain::rules::PhoneHoldings;
+use roster_platform::peer::{PeerChannel, PeerSettings, PeerUrlError};
 use serde_json::{Value, json};
-use tonic::transport::{Channel, Endpoint};
 use tonic_types::StatusExt;
 
 /// The principal name identity presents to licensing; licensing runs saga steps for it only.
 pub use roster_platform::auth::IDENTITY_SERVICE;
 
-/// Each call's deadline. The workflow lease (30 s by default) must outlast it.
+/// The longest a call may take (less when the RPC making it has less left). The workflow
+/// lease (30 s by default) must outlast it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct Licensing {
-    licenses: LicenseServiceClient<Channel>,
-    content: ContentServiceClient<Channel>,
-    billing: BillingServiceClient<Channel>,
+    licenses: LicenseServiceClient<PeerChannel>,
+    content: ContentServiceClient<PeerChannel>,
+    billing: BillingServiceClient<PeerChannel>,
     credentials: ServiceCredentials,
     reclaims: ReclaimBatcher,
 }
@@ -44,14 +45,12 @@ impl std::fmt::Debug for Licensing {
 pub type Answer<T> = Result<T, StepError>;
 
 impl Licensing {
-    /// Connects lazily to licensing at `url` (e.g. `http://127.0.0.1:50052`), and starts the
-    /// reclaim batching task (so: inside the Tokio runtime).
-    pub fn new(url: &str, signer: Arc<Signer>) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(url.to_owned())?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(CALL_TIMEOUT)
-            .tcp_nodelay(true)
-            .connect_lazy();
+    /// Calls licensing at `urls` (e.g. `http://127.0.0.1:50052`; a name is spread over all its
+    /// addresses, see `roster_platform::peer`), and starts the reclaim batching task (so: inside
+    /// the Tokio runtime).
+    pub fn new(urls: &str, signer: Arc<Signer>) -> Result<Self, PeerUrlError> {
+        let channel =
+            PeerChannel::new(urls, PeerSettings { connect_timeout: Duration::from_secs(2), call_cap: CALL_TIMEOUT })?;
         let licenses = LicenseServiceClient::new(channel.clone());
         let credentials = ServiceCredentials::new(signer, IDENTITY_SERVICE);
         Ok(Self {

@@ -15,12 +15,12 @@
 use std::collections::{HashMap, HashSet};
 
 use roster_platform::auth::ServiceCredentials;
+use roster_platform::peer::PeerChannel;
 use roster_proto::licensing::v1 as pb;
 use roster_proto::licensing::v1::license_service_client::LicenseServiceClient;
 use roster_workflow::{Failure, StepError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
-use tonic::transport::Channel;
 
 use super::licensing::{Answer, step_error};
 
@@ -43,7 +43,7 @@ pub struct ReclaimBatcher {
 impl ReclaimBatcher {
     /// Starts the batching task; it ends when the last handle is dropped and its calls are
     /// answered. Must be called inside the Tokio runtime.
-    pub fn spawn(client: LicenseServiceClient<Channel>, credentials: ServiceCredentials) -> Self {
+    pub fn spawn(client: LicenseServiceClient<PeerChannel>, credentials: ServiceCredentials) -> Self {
         let (queue, incoming) = mpsc::unbounded_channel();
         tokio::spawn(
             Batching { client, credentials, waiting: HashMap::new(), busy: HashSet::new(), calls: HashMap::new() }
@@ -62,7 +62,7 @@ impl ReclaimBatcher {
 }
 
 struct Batching {
-    client: LicenseServiceClient<Channel>,
+    client: LicenseServiceClient<PeerChannel>,
     credentials: ServiceCredentials,
     /// Steps not yet sent, by account.
     waiting: HashMap<String, Vec<Waiting>>,
