@@ -16,6 +16,7 @@ use roster_platform::db::{Backend, Database, redact};
 use roster_platform::pagination::PageTokens;
 use roster_platform::saga_retry::SagaRetryArgs;
 use roster_platform::server::{ServeError, ServiceSet, serve};
+use roster_platform::tls::{ServerTls, TlsArgs};
 use roster_proto::dev::v1::clock_service_server::ClockServiceServer;
 use roster_proto::identity::v1::account_service_server::AccountServiceServer;
 use roster_proto::identity::v1::bulk_service_server::BulkServiceServer;
@@ -125,6 +126,8 @@ pub struct Settings {
     /// Seals and opens list page tokens.
     pub pages: PageTokens,
     pub workflow: EngineConfig,
+    /// TLS on the port and to licensing; all off by default.
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +140,8 @@ pub enum StartError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("bad licensing URL (ROSTER_LICENSING_URL): {0}")]
     LicensingUrl(roster_platform::peer::PeerUrlError),
+    #[error(transparent)]
+    Tls(#[from] ConfigError),
 }
 
 /// A bound, migrated identity server, ready to serve.
@@ -146,6 +151,7 @@ pub struct Server {
     db: Database,
     settings: Settings,
     licensing: Licensing,
+    tls: Option<Arc<ServerTls>>,
 }
 
 impl Server {
@@ -158,11 +164,13 @@ impl Server {
             .map_err(|source| StartError::Connect { url: redact(&settings.database_url), source })?;
         db.migrate(MIGRATIONS).await?;
         let licensing = Self::licensing(&settings)?;
-        Ok(Self { listener, db, settings, licensing })
+        let tls = settings.tls.server()?;
+        Ok(Self { listener, db, settings, licensing, tls })
     }
 
     fn licensing(settings: &Settings) -> Result<Licensing, StartError> {
-        Licensing::new(&settings.licensing_url, settings.signer.clone()).map_err(StartError::LicensingUrl)
+        Licensing::new(&settings.licensing_url, settings.signer.clone(), settings.tls.client())
+            .map_err(StartError::LicensingUrl)
     }
 
     /// Points the sagas at licensing's address when it is only known after binding (the
@@ -185,7 +193,7 @@ impl Server {
     /// Serves until `shutdown` resolves, then drains, stops the saga worker (handing its
     /// leases back) and the outbox dispatcher.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
-        let Self { listener, db, settings, licensing } = self;
+        let Self { listener, db, settings, licensing, tls } = self;
         let engine = Engine::new(db.clone(), settings.clock.clone(), settings.workflow.clone(), sagas::all(&licensing));
         // Cancelled as the listener closes: `WatchOperation` streams then end with a status.
         let draining = tokio_util::sync::CancellationToken::new();
@@ -246,7 +254,8 @@ impl Server {
         let housekeeping =
             tokio::spawn(crate::housekeeping::run(db.clone(), settings.clock.clone(), background_stopped));
         tracing::info!(addr = %listener.local_addr().map_or_else(|_| settings.listen.to_string(), |a| a.to_string()), "identity serving");
-        let served = serve(listener, services, settings.verifier.clone(), &settings.limits, shutdown).await;
+        let served =
+            serve(listener, services, settings.verifier.clone(), &settings.limits, tls.as_deref(), shutdown).await;
         let _ = stop_background.send(true);
         let _ = worker.await;
         let _ = outbox.await;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use roster_platform::auth::{ServiceCredentials, Signer};
 use roster_platform::peer::{PeerChannel, PeerSettings, PeerUrlError};
+use roster_platform::tls::ClientTls;
 use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::directory_service_client::DirectoryServiceClient;
 use tonic_types::StatusExt;
@@ -68,8 +69,8 @@ impl std::fmt::Debug for Directory {
 impl Directory {
     /// Asks identity at `urls` (e.g. `http://127.0.0.1:50051`; a name is spread over all its
     /// addresses, see `roster_platform::peer`); `ttl` is capped at [`MAX_CACHE_TTL`].
-    pub fn new(urls: &str, signer: Arc<Signer>, ttl: Duration) -> Result<Self, PeerUrlError> {
-        let settings = PeerSettings { connect_timeout: Duration::from_secs(2), call_cap: Duration::from_secs(5) };
+    pub fn new(urls: &str, signer: Arc<Signer>, ttl: Duration, tls: Option<ClientTls>) -> Result<Self, PeerUrlError> {
+        let settings = PeerSettings { connect_timeout: Duration::from_secs(2), call_cap: Duration::from_secs(5), tls };
         let channel = PeerChannel::new(urls, settings)?;
         Ok(Self {
             client: DirectoryServiceClient::new(channel),

@@ -15,6 +15,7 @@ use roster_platform::db::{Database, redact};
 use roster_platform::pagination::PageTokens;
 use roster_platform::saga_retry::{SagaRetry, SagaRetryArgs};
 use roster_platform::server::{ServeError, ServiceSet, serve};
+use roster_platform::tls::{ServerTls, TlsArgs};
 use roster_proto::licensing::v1::billing_service_server::BillingServiceServer;
 use roster_proto::licensing::v1::content_service_server::ContentServiceServer;
 use roster_proto::licensing::v1::license_service_server::LicenseServiceServer;
@@ -69,6 +70,8 @@ pub struct Settings {
     pub saga_retry: SagaRetry,
     /// Seals and opens list page tokens.
     pub pages: PageTokens,
+    /// TLS on the port and to identity; all off by default.
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +84,8 @@ pub enum StartError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("bad identity URL (ROSTER_IDENTITY_URL): {0}")]
     IdentityUrl(roster_platform::peer::PeerUrlError),
+    #[error(transparent)]
+    Tls(#[from] roster_platform::config::ConfigError),
 }
 
 /// A bound, migrated licensing server, ready to serve.
@@ -90,12 +95,19 @@ pub struct Server {
     db: Database,
     directory: Directory,
     settings: Settings,
+    tls: Option<Arc<ServerTls>>,
 }
 
 impl Server {
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        let directory = Directory::new(&settings.identity_url, settings.signer.clone(), settings.directory_cache)
-            .map_err(StartError::IdentityUrl)?;
+        let directory = Directory::new(
+            &settings.identity_url,
+            settings.signer.clone(),
+            settings.directory_cache,
+            settings.tls.client(),
+        )
+        .map_err(StartError::IdentityUrl)?;
+        let tls = settings.tls.server()?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
@@ -103,7 +115,7 @@ impl Server {
             .await
             .map_err(|source| StartError::Connect { url: redact(&settings.database_url), source })?;
         db.migrate(MIGRATIONS).await?;
-        Ok(Self { listener, db, directory, settings })
+        Ok(Self { listener, db, directory, settings, tls })
     }
 
     /// The bound address (tests bind port 0).
@@ -117,7 +129,7 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then drains.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
-        let Self { listener, db, directory, settings } = self;
+        let Self { listener, db, directory, settings, tls } = self;
         let api = Api::new(db.clone(), directory, settings.clock.clone(), settings.pages.clone());
         let max = settings.limits.max_message_bytes();
         let routes = Routes::new(api_server!(LicenseServiceServer, api.clone(), max))
@@ -145,7 +157,8 @@ impl Server {
         });
         let housekeeping =
             tokio::spawn(crate::housekeeping::run(db.clone(), settings.clock.clone(), settings.saga_retry, stopped));
-        let served = serve(listener, services, settings.verifier.clone(), &settings.limits, shutdown).await;
+        let served =
+            serve(listener, services, settings.verifier.clone(), &settings.limits, tls.as_deref(), shutdown).await;
         let _ = stop_housekeeping.send(true);
         let _ = housekeeping.await;
         if let Some(gauges) = gauges {

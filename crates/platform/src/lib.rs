@@ -20,5 +20,6 @@ pub mod server;
 pub mod status;
 pub mod stored_text;
 pub mod telemetry;
+pub mod tls;
 pub mod transport;
 pub mod watched_body;

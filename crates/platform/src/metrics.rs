@@ -19,6 +19,8 @@ use crate::db::Database;
 pub const RPC_REQUESTS: &str = "roster_rpc_requests_total";
 /// Their latency, to the response's last frame, by the same labels.
 pub const RPC_DURATION: &str = "roster_rpc_duration_seconds";
+/// TLS handshakes that failed or stalled (a client with the wrong CA, a port scanner).
+pub const TLS_HANDSHAKE_FAILURES: &str = "roster_tls_handshake_failures_total";
 /// Saga events (`started`, `step_completed`, `step_retried`, `completed`, `failed`, ...).
 pub const SAGA_EVENTS: &str = "roster_saga_events_total";
 /// Sagas not finished, by `kind` and `state` (running, compensating).

@@ -26,6 +26,7 @@ use tonic::transport::{Channel, Endpoint};
 use tower::Service;
 
 use crate::deadline;
+use crate::tls::ClientTls;
 
 /// How often the peer's name is resolved again. Kubernetes DNS answers for a headless
 /// Service with a TTL of about this much.
@@ -76,12 +77,14 @@ fn targets(urls: &str) -> Result<Vec<Target>, PeerUrlError> {
 }
 
 /// Settings of a peer channel.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PeerSettings {
     /// How long opening one connection may take.
     pub connect_timeout: Duration,
     /// The longest any call may take, whatever deadline its caller has.
     pub call_cap: Duration,
+    /// For `https://` URLs: the CA to trust and the certificate to present.
+    pub tls: Option<ClientTls>,
 }
 
 /// The client side of calls to the other service; see the module doc. Cheap to clone.
@@ -96,19 +99,37 @@ impl PeerChannel {
     /// runtime). Connections open when calls need them.
     pub fn new(urls: &str, settings: PeerSettings) -> Result<Self, PeerUrlError> {
         let targets = targets(urls)?;
+        if settings.tls.is_none()
+            && let Some(target) = targets.iter().find(|t| t.scheme == "https")
+        {
+            return Err(PeerUrlError {
+                url: target.host.clone(),
+                reason: "is https:// but no peer CA is set (ROSTER_TLS_PEER_CA)",
+            });
+        }
+        let cap = settings.call_cap;
         let (channel, changes) = Channel::balance_channel::<SocketAddr>(CHANGE_QUEUE);
         tokio::spawn(follow(targets, settings, changes));
-        Ok(Self { channel, cap: settings.call_cap })
+        Ok(Self { channel, cap })
     }
 }
 
 /// Resolves the targets now and every [`RESOLVE_EVERY`], telling the balancer which addresses
 /// appeared and which went, until the channel is dropped.
-async fn follow(targets: Vec<Target>, settings: PeerSettings, changes: Sender<Change<SocketAddr, Endpoint>>) {
+async fn follow(targets: Vec<Target>, mut settings: PeerSettings, changes: Sender<Change<SocketAddr, Endpoint>>) {
     let mut known: HashSet<SocketAddr> = HashSet::new();
     let mut lookup_failing = false;
     loop {
-        let (found, failures) = resolve(&targets, settings).await;
+        // Renewed certificate files: every connection is made again with them.
+        let renewed = match settings.tls.as_mut().map(ClientTls::refresh) {
+            Some(Ok(renewed)) => renewed,
+            Some(Err(error)) => {
+                tracing::warn!(%error, "cannot read the TLS files for the peer; keeping the previous ones");
+                false
+            }
+            None => false,
+        };
+        let (found, failures) = resolve(&targets, &settings).await;
         // Only a complete answer may take addresses away: a lookup that failed says nothing
         // about whether its replicas are gone.
         let complete = failures.is_empty();
@@ -116,8 +137,12 @@ async fn follow(targets: Vec<Target>, settings: PeerSettings, changes: Sender<Ch
             tracing::warn!(failures = %failures.join("; "), "peer lookup failed; keeping the addresses known");
         }
         lookup_failing = !complete;
-        let (added, removed) = diff(&known, found.keys().copied().collect(), complete);
-        if !added.is_empty() || !removed.is_empty() {
+        let (mut added, removed) = diff(&known, found.keys().copied().collect(), complete);
+        if renewed {
+            added = found.keys().copied().collect();
+            added.sort_unstable();
+        }
+        if !renewed && (!added.is_empty() || !removed.is_empty()) {
             tracing::info!(added = ?added, removed = ?removed, "peer replicas changed");
         }
         for address in removed {
@@ -141,16 +166,15 @@ async fn follow(targets: Vec<Target>, settings: PeerSettings, changes: Sender<Ch
 }
 
 /// Every address the targets resolve to, with its endpoint, and a line per failed lookup.
-async fn resolve(targets: &[Target], settings: PeerSettings) -> (HashMap<SocketAddr, Endpoint>, Vec<String>) {
+async fn resolve(targets: &[Target], settings: &PeerSettings) -> (HashMap<SocketAddr, Endpoint>, Vec<String>) {
     let mut found = HashMap::new();
     let mut failures = Vec::new();
     for target in targets {
         match tokio::net::lookup_host((target.host.as_str(), target.port)).await {
             Ok(addresses) => {
                 for address in addresses {
-                    match Endpoint::from_shared(format!("{}://{address}", target.scheme)) {
+                    match endpoint(target, address, settings) {
                         Ok(endpoint) => {
-                            let endpoint = endpoint.connect_timeout(settings.connect_timeout).tcp_nodelay(true);
                             found.insert(address, endpoint);
                         }
                         Err(error) => failures.push(format!("{address}: {error}")),
@@ -161,6 +185,22 @@ async fn resolve(targets: &[Target], settings: PeerSettings) -> (HashMap<SocketA
         }
     }
     (found, failures)
+}
+
+/// The endpoint for one address of `target`: over TLS for `https://`, where the peer's
+/// certificate must name the URL's host (the address is an IP, so the name is set apart).
+fn endpoint(
+    target: &Target,
+    address: SocketAddr,
+    settings: &PeerSettings,
+) -> Result<Endpoint, tonic::transport::Error> {
+    let endpoint = Endpoint::from_shared(format!("{}://{address}", target.scheme))?
+        .connect_timeout(settings.connect_timeout)
+        .tcp_nodelay(true);
+    match settings.tls.as_ref().and_then(|tls| tls.for_host(&target.host)).filter(|_| target.scheme == "https") {
+        Some(tls) => endpoint.tls_config(tls),
+        None => Ok(endpoint),
+    }
 }
 
 /// Which addresses to add and which to drop; nothing is dropped unless `complete`.
@@ -233,11 +273,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_name_resolves_to_every_address_it_has() {
-        let settings = PeerSettings { connect_timeout: Duration::from_secs(1), call_cap: Duration::from_secs(1) };
-        let (found, failures) = resolve(&targets("http://localhost:9, http://127.0.0.2:9").unwrap(), settings).await;
+        let settings =
+            PeerSettings { connect_timeout: Duration::from_secs(1), call_cap: Duration::from_secs(1), tls: None };
+        let (found, failures) = resolve(&targets("http://localhost:9, http://127.0.0.2:9").unwrap(), &settings).await;
         assert!(failures.is_empty(), "{failures:?}");
         assert!(found.contains_key(&addr("127.0.0.1:9")) && found.contains_key(&addr("127.0.0.2:9")), "{found:?}");
-        let (_, failures) = resolve(&targets("http://no-such-host.invalid:9").unwrap(), settings).await;
+        let (_, failures) = resolve(&targets("http://no-such-host.invalid:9").unwrap(), &settings).await;
         assert_eq!(failures.len(), 1);
     }
 }

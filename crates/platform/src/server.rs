@@ -1,5 +1,5 @@
 //! Serving a service: the tonic server with the authentication and limit layers (`transport`
-//! has the limits), health (`grpc.health.v1`) and reflection (v1 and v1alpha), and graceful
+//! has the limits), over TLS when configured (`tls`), health (`grpc.health.v1`) and reflection (v1 and v1alpha), and graceful
 //! shutdown.
 //!
 //! Shutdown order: the signal arrives, health turns NOT_SERVING (load balancers stop routing)
@@ -31,6 +31,7 @@ use crate::auth::{AuthLayer, Verifier};
 use crate::config::LimitArgs;
 use crate::deadline::DeadlineLayer;
 use crate::rpc_log::RpcLogLayer;
+use crate::tls::ServerTls;
 use crate::transport::{ApiConcurrencyLayer, BodyGuardLayer, limit_connections};
 use crate::watched_body::{Watch, WatchedBody};
 
@@ -99,6 +100,7 @@ pub async fn serve(
     services: ServiceSet,
     verifier: Arc<Verifier>,
     limits: &LimitArgs,
+    tls: Option<&ServerTls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -141,11 +143,14 @@ pub async fn serve(
         .layer(BodyGuardLayer::new(limits.request_body_timeout(), limits.max_message_bytes()))
         .layer(AuthLayer::new(verifier))
         .layer(ApiConcurrencyLayer::new(usize::try_from(limits.concurrency_limit).unwrap_or(usize::MAX)))
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            limit_connections(incoming(listener), usize::try_from(limits.max_connections).unwrap_or(usize::MAX)),
-            on_shutdown,
-        );
+        .add_routes(routes);
+    let connections =
+        limit_connections(incoming(listener), usize::try_from(limits.max_connections).unwrap_or(usize::MAX));
+    // The two kinds of connection are different types, so each gets its own server future.
+    let server: futures_util::future::BoxFuture<'_, Result<(), tonic::transport::Error>> = match tls {
+        Some(tls) => Box::pin(server.serve_with_incoming_shutdown(tls.accept(connections), on_shutdown)),
+        None => Box::pin(server.serve_with_incoming_shutdown(connections, on_shutdown)),
+    };
     tokio::pin!(server);
     let grace = limits.shutdown_grace();
     tokio::select! {

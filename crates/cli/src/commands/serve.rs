@@ -11,6 +11,7 @@ use roster_platform::clock::SystemClock;
 use roster_platform::config::{AuthArgs, ConfigError, LimitArgs, PoolArgs};
 use roster_platform::pagination::PageTokens;
 use roster_platform::server::shutdown_signal;
+use roster_platform::tls::TlsArgs;
 
 use super::{Failure, ServiceDb, database_url, runtime};
 
@@ -29,6 +30,8 @@ enum Service {
         #[command(flatten)]
         peer: PeerArgs,
         #[command(flatten)]
+        tls: TlsArgs,
+        #[command(flatten)]
         auth: AuthArgs,
         #[command(flatten)]
         limits: LimitArgs,
@@ -39,6 +42,8 @@ enum Service {
     Licensing {
         #[command(flatten)]
         licensing: LicensingArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
         #[command(flatten)]
         auth: AuthArgs,
         #[command(flatten)]
@@ -82,6 +87,7 @@ pub fn identity_settings(
         licensing_url,
         signer,
         pages,
+        tls: TlsArgs::default(),
     })
 }
 
@@ -107,6 +113,7 @@ pub fn licensing_settings(
         clock: Arc::new(SystemClock),
         saga_retry: licensing.saga_retry.retry(),
         pages,
+        tls: TlsArgs::default(),
     })
 }
 
@@ -142,23 +149,25 @@ fn load_signer(key: Option<&Path>, auth: &AuthArgs, calls: &str) -> Result<Arc<S
 
 pub async fn run(data_dir: &Path, args: ServeArgs) -> Result<(), Failure> {
     match args.service {
-        Service::Identity { identity, peer, auth, limits, pool } => {
+        Service::Identity { identity, peer, tls, auth, limits, pool } => {
             let trust = Trust {
                 verifier: load_verifier(&auth)?,
                 signer: load_signer(peer.service_signing_key.as_deref(), &auth, "licensing")?,
                 pages: load_page_tokens(&auth)?,
             };
-            let settings = identity_settings(data_dir, &identity, peer.licensing_url, trust, limits, &pool)?;
+            let mut settings = identity_settings(data_dir, &identity, peer.licensing_url, trust, limits, &pool)?;
+            settings.tls = tls;
             let server = roster_identity::Server::build(settings).await.map_err(runtime)?;
             server.run(shutdown_signal()).await.map_err(runtime)
         }
-        Service::Licensing { licensing, auth, limits, pool } => {
+        Service::Licensing { licensing, tls, auth, limits, pool } => {
             let trust = Trust {
                 verifier: load_verifier(&auth)?,
                 signer: load_signer(licensing.service_signing_key.as_deref(), &auth, "identity")?,
                 pages: load_page_tokens(&auth)?,
             };
-            let settings = licensing_settings(data_dir, &licensing, trust, limits, &pool)?;
+            let mut settings = licensing_settings(data_dir, &licensing, trust, limits, &pool)?;
+            settings.tls = tls;
             let server = roster_licensing::Server::build(settings).await.map_err(runtime)?;
             server.run(shutdown_signal()).await.map_err(runtime)
         }

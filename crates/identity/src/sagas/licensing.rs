@@ -16,6 +16,7 @@ use super::reclaim_batch::ReclaimBatcher;
 use super::removal::TransferSpec;
 use crate::domain::rules::PhoneHoldings;
 use roster_platform::peer::{PeerChannel, PeerSettings, PeerUrlError};
+use roster_platform::tls::ClientTls;
 use serde_json::{Value, json};
 use tonic_types::StatusExt;
 
@@ -48,9 +49,9 @@ impl Licensing {
     /// Calls licensing at `urls` (e.g. `http://127.0.0.1:50052`; a name is spread over all its
     /// addresses, see `roster_platform::peer`), and starts the reclaim batching task (so: inside
     /// the Tokio runtime).
-    pub fn new(urls: &str, signer: Arc<Signer>) -> Result<Self, PeerUrlError> {
-        let channel =
-            PeerChannel::new(urls, PeerSettings { connect_timeout: Duration::from_secs(2), call_cap: CALL_TIMEOUT })?;
+    pub fn new(urls: &str, signer: Arc<Signer>, tls: Option<ClientTls>) -> Result<Self, PeerUrlError> {
+        let settings = PeerSettings { connect_timeout: Duration::from_secs(2), call_cap: CALL_TIMEOUT, tls };
+        let channel = PeerChannel::new(urls, settings)?;
         let licenses = LicenseServiceClient::new(channel.clone());
         let credentials = ServiceCredentials::new(signer, IDENTITY_SERVICE);
         Ok(Self {

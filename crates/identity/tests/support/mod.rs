@@ -163,6 +163,7 @@ impl TestApp {
             signer: signers.signer(&KeyScope::Service(IDENTITY_SERVICE.into())),
             workflow,
             pages: roster_platform::pagination::PageTokens::random(),
+            tls: Default::default(),
         };
         let mut server = Server::build(settings).await.expect("identity starts");
         let addr = server.local_addr();
@@ -178,6 +179,7 @@ impl TestApp {
             clock: shared,
             saga_retry: roster_platform::saga_retry::SagaRetry::default(),
             pages: roster_platform::pagination::PageTokens::random(),
+            tls: Default::default(),
         })
         .await
         .expect("licensing starts");

@@ -135,6 +135,7 @@ impl TestApp {
             signer: signers.signer(&KeyScope::Service(IDENTITY_SERVICE.into())),
             workflow,
             pages: roster_platform::pagination::PageTokens::random(),
+            tls: Default::default(),
         })
         .await
         .expect("identity starts");
@@ -152,6 +153,7 @@ impl TestApp {
             directory_cache: Duration::from_millis(2_000),
             saga_retry: roster_platform::saga_retry::SagaRetry::default(),
             pages: roster_platform::pagination::PageTokens::random(),
+            tls: Default::default(),
             clock: shared,
         };
         let licensing = roster_licensing::Server::build(licensing_settings.clone()).await.expect("licensing starts");

@@ -113,6 +113,8 @@ pub enum AuthError {
     KeyNotForPrincipal,
     #[error("bearer token is invalid")]
     Invalid,
+    #[error("a service token must come with a client certificate valid for roster-{0}")]
+    CertificateNotForService(String),
 }
 
 impl AuthError {
@@ -120,6 +122,7 @@ impl AuthError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Missing => "TOKEN_MISSING",
+            Self::CertificateNotForService(_) => "CERTIFICATE_NOT_FOR_SERVICE",
             Self::Malformed | Self::TooLarge | Self::Invalid => "TOKEN_INVALID",
             Self::Expired => "TOKEN_EXPIRED",
             Self::NotYetValid => "TOKEN_NOT_YET_VALID",
@@ -197,7 +200,10 @@ where
         if is_public_path(path) {
             return Either::Left(self.inner.call(request));
         }
-        match self.verifier.authenticate(request.headers()) {
+        match self.verifier.authenticate(request.headers()).and_then(|principal| {
+            certificate_matches(&request, &principal)?;
+            Ok(principal)
+        }) {
             Ok(principal) => {
                 // The RPC's span (see `rpc_log`) is entered here.
                 tracing::Span::current().record("principal", <&'static str>::from(principal.kind()));
@@ -206,6 +212,22 @@ where
             }
             Err(error) => Either::Right(ready(Ok(error.to_status().into_http()))),
         }
+    }
+}
+
+/// Under mutual TLS (the connection carries a client certificate), a service token is
+/// accepted only with a certificate of that service (see [`crate::tls::names_service`]).
+fn certificate_matches<B>(request: &http::Request<B>, principal: &Principal) -> Result<(), AuthError> {
+    let Principal::Service { name } = principal else { return Ok(()) };
+    let certs = request
+        .extensions()
+        .get::<tonic::transport::server::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
+        .and_then(tonic::transport::server::TlsConnectInfo::peer_certs);
+    match certs {
+        Some(chain) if !crate::tls::names_service(&chain, name) => {
+            Err(AuthError::CertificateNotForService(name.clone()))
+        }
+        _ => Ok(()),
     }
 }
 
