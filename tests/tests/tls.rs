@@ -153,8 +153,10 @@ async fn both_services_talk_mutual_tls_and_refuse_strangers() {
             ("ROSTER_TLS_PEER_CA", text(&ca_file)),
         ]
     };
+    let health_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut identity_env = tls_env(&identity_cert, &identity_key);
     identity_env.push(("ROSTER_LICENSING_URL", licensing_url));
+    identity_env.push(("ROSTER_HEALTH_LISTEN", health_addr.to_string()));
     let mut licensing_env = tls_env(&licensing_cert, &licensing_key);
     licensing_env.push(("ROSTER_IDENTITY_URL", identity_url));
     let identity = Process::serve_identity(
@@ -191,6 +193,13 @@ async fn both_services_talk_mutual_tls_and_refuse_strangers() {
         Err(error) => Err(error.to_string()),
     };
     assert!(plain_answer.is_err(), "plaintext gRPC is not served on a TLS port");
+    // The kubelet's probes cannot speak TLS: health alone answers in plaintext on its own port.
+    let probe = roster_e2e::wait_serving(health_addr, START).await.expect("the plaintext health port serves");
+    let elsewhere = pb::account_service_client::AccountServiceClient::new(probe)
+        .get_account(pb::GetAccountRequest { account_id: "acc_x".into() })
+        .await
+        .expect_err("nothing but health on the health port");
+    assert_eq!(elsewhere.code(), tonic::Code::Unimplemented, "{elsewhere:?}");
 
     // A member, then a dry run: identity asks licensing over mutual TLS with its certificate,
     // and licensing asks identity who the caller is with its own.

@@ -15,7 +15,7 @@ use roster_platform::config::{ConfigError, LimitArgs};
 use roster_platform::db::{Backend, Database, redact};
 use roster_platform::pagination::PageTokens;
 use roster_platform::saga_retry::SagaRetryArgs;
-use roster_platform::server::{ServeError, ServiceSet, serve};
+use roster_platform::server::{ServeError, ServiceSet, bind_health, serve};
 use roster_platform::tls::{ServerTls, TlsArgs};
 use roster_proto::dev::v1::clock_service_server::ClockServiceServer;
 use roster_proto::identity::v1::account_service_server::AccountServiceServer;
@@ -152,6 +152,7 @@ pub struct Server {
     settings: Settings,
     licensing: Licensing,
     tls: Option<Arc<ServerTls>>,
+    health: Option<TcpListener>,
 }
 
 impl Server {
@@ -165,7 +166,10 @@ impl Server {
         db.migrate(MIGRATIONS).await?;
         let licensing = Self::licensing(&settings)?;
         let tls = settings.tls.server()?;
-        Ok(Self { listener, db, settings, licensing, tls })
+        let health = bind_health(settings.tls.health_listen)
+            .await
+            .map_err(|(addr, source)| StartError::Bind { addr, source })?;
+        Ok(Self { listener, db, settings, licensing, tls, health })
     }
 
     fn licensing(settings: &Settings) -> Result<Licensing, StartError> {
@@ -193,7 +197,7 @@ impl Server {
     /// Serves until `shutdown` resolves, then drains, stops the saga worker (handing its
     /// leases back) and the outbox dispatcher.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
-        let Self { listener, db, settings, licensing, tls } = self;
+        let Self { listener, db, settings, licensing, tls, health } = self;
         let engine = Engine::new(db.clone(), settings.clock.clone(), settings.workflow.clone(), sagas::all(&licensing));
         // Cancelled as the listener closes: `WatchOperation` streams then end with a status.
         let draining = tokio_util::sync::CancellationToken::new();
@@ -255,7 +259,8 @@ impl Server {
             tokio::spawn(crate::housekeeping::run(db.clone(), settings.clock.clone(), background_stopped));
         tracing::info!(addr = %listener.local_addr().map_or_else(|_| settings.listen.to_string(), |a| a.to_string()), "identity serving");
         let served =
-            serve(listener, services, settings.verifier.clone(), &settings.limits, tls.as_deref(), shutdown).await;
+            serve(listener, services, settings.verifier.clone(), &settings.limits, tls.as_deref(), health, shutdown)
+                .await;
         let _ = stop_background.send(true);
         let _ = worker.await;
         let _ = outbox.await;

@@ -14,7 +14,7 @@ use roster_platform::config::LimitArgs;
 use roster_platform::db::{Database, redact};
 use roster_platform::pagination::PageTokens;
 use roster_platform::saga_retry::{SagaRetry, SagaRetryArgs};
-use roster_platform::server::{ServeError, ServiceSet, serve};
+use roster_platform::server::{ServeError, ServiceSet, bind_health, serve};
 use roster_platform::tls::{ServerTls, TlsArgs};
 use roster_proto::licensing::v1::billing_service_server::BillingServiceServer;
 use roster_proto::licensing::v1::content_service_server::ContentServiceServer;
@@ -96,6 +96,7 @@ pub struct Server {
     directory: Directory,
     settings: Settings,
     tls: Option<Arc<ServerTls>>,
+    health: Option<TcpListener>,
 }
 
 impl Server {
@@ -115,7 +116,10 @@ impl Server {
             .await
             .map_err(|source| StartError::Connect { url: redact(&settings.database_url), source })?;
         db.migrate(MIGRATIONS).await?;
-        Ok(Self { listener, db, directory, settings, tls })
+        let health = bind_health(settings.tls.health_listen)
+            .await
+            .map_err(|(addr, source)| StartError::Bind { addr, source })?;
+        Ok(Self { listener, db, directory, settings, tls, health })
     }
 
     /// The bound address (tests bind port 0).
@@ -129,7 +133,7 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then drains.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
-        let Self { listener, db, directory, settings, tls } = self;
+        let Self { listener, db, directory, settings, tls, health } = self;
         let api = Api::new(db.clone(), directory, settings.clock.clone(), settings.pages.clone());
         let max = settings.limits.max_message_bytes();
         let routes = Routes::new(api_server!(LicenseServiceServer, api.clone(), max))
@@ -158,7 +162,8 @@ impl Server {
         let housekeeping =
             tokio::spawn(crate::housekeeping::run(db.clone(), settings.clock.clone(), settings.saga_retry, stopped));
         let served =
-            serve(listener, services, settings.verifier.clone(), &settings.limits, tls.as_deref(), shutdown).await;
+            serve(listener, services, settings.verifier.clone(), &settings.limits, tls.as_deref(), health, shutdown)
+                .await;
         let _ = stop_housekeeping.send(true);
         let _ = housekeeping.await;
         if let Some(gauges) = gauges {

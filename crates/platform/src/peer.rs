@@ -10,6 +10,9 @@
 //! addresses already known rather than dropping every connection. Several URLs may be given,
 //! separated by commas, and are balanced together.
 //!
+//! An `https://` URL is called over TLS ([`crate::tls::ClientTls`]): the peer's certificate
+//! must name the URL's host, and renewed certificate files make every connection anew.
+//!
 //! Each call is sent with a `grpc-timeout` of what the RPC being handled has left
 //! ([`crate::deadline`]), at most the client's own cap, and is abandoned with
 //! `DEADLINE_EXCEEDED` when that runs out, also while no replica is known yet.

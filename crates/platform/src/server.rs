@@ -94,16 +94,43 @@ async fn set_all(reporter: &HealthReporter, names: &[&'static str], status: Serv
     }
 }
 
-/// Serves `services` on `listener` until `shutdown` resolves, then drains.
+/// Binds the plaintext health port (`ROSTER_HEALTH_LISTEN`) if one is set; the error names
+/// the address.
+pub async fn bind_health(
+    addr: Option<std::net::SocketAddr>,
+) -> Result<Option<TcpListener>, (std::net::SocketAddr, std::io::Error)> {
+    match addr {
+        Some(addr) => TcpListener::bind(addr).await.map(Some).map_err(|source| (addr, source)),
+        None => Ok(None),
+    }
+}
+
+/// Serves `services` on `listener` until `shutdown` resolves, then drains; health alone also
+/// on `health_listener`, in plaintext.
 pub async fn serve(
     listener: TcpListener,
     services: ServiceSet,
     verifier: Arc<Verifier>,
     limits: &LimitArgs,
     tls: Option<&ServerTls>,
+    health_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
+    // The plaintext health port answers from the same reporter, so it turns NOT_SERVING with
+    // the main port, and stops when the main server has drained.
+    let health_only = health_listener.map(|listener| {
+        let health = health.clone();
+        tokio::spawn(async move {
+            let served = Server::builder()
+                .add_service(health)
+                .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
+                .await;
+            if let Err(error) = served {
+                tracing::warn!(%error, "the health port stopped");
+            }
+        })
+    });
     let reflection_v1 = reflection(&services.names, "grpc.reflection.v1.ServerReflection").build_v1()?;
     let reflection_v1alpha = reflection(&services.names, "grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
     let routes = services.routes.add_service(health).add_service(reflection_v1).add_service(reflection_v1alpha);
@@ -156,6 +183,9 @@ pub async fn serve(
     tokio::select! {
         result = &mut server => result?,
         () = async { draining.notified().await; in_flight.drained(grace).await } => {}
+    }
+    if let Some(health_only) = health_only {
+        health_only.abort();
     }
     Ok(())
 }

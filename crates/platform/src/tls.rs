@@ -52,6 +52,10 @@ pub struct TlsArgs {
     /// The CA (PEM) the other service's certificate must chain to, for an `https://` peer URL.
     #[arg(long = "tls-peer-ca", env = "ROSTER_TLS_PEER_CA")]
     pub tls_peer_ca: Option<PathBuf>,
+    /// Also answer `grpc.health.v1` in plaintext on this address, and nothing else: the
+    /// kubelet's gRPC probes cannot speak TLS.
+    #[arg(long = "health-listen", env = "ROSTER_HEALTH_LISTEN")]
+    pub health_listen: Option<std::net::SocketAddr>,
 }
 
 impl TlsArgs {

@@ -33,7 +33,7 @@ enum Command {
     /// files. `--demo` seeds an account and prints tokens and grpcurl commands.
     Up(up::UpArgs),
     /// Run one service the way production does (keys from files, PostgreSQL or SQLite).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(migrate::MigrateArgs),
     /// Mint a token for a user, operator or service, signed with the key bound to its kind.
@@ -61,7 +61,7 @@ pub async fn run(cli: Cli) -> i32 {
     }
     let result = match cli.command {
         Command::Up(args) => up::run(&cli.data_dir, args).await,
-        Command::Serve(args) => serve::run(&cli.data_dir, args).await,
+        Command::Serve(args) => serve::run(&cli.data_dir, *args).await,
         Command::Migrate(args) => migrate::run(&cli.data_dir, args).await,
         Command::Token(args) => token::run(&cli.data_dir, args),
         Command::Keys(args) => keys::run(&cli.data_dir, args),
