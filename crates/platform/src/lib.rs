@@ -21,5 +21,6 @@ pub mod status;
 pub mod stored_text;
 pub mod telemetry;
 pub mod tls;
+pub mod traces;
 pub mod transport;
 pub mod watched_body;

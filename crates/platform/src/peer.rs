@@ -13,7 +13,8 @@
 //! An `https://` URL is called over TLS ([`crate::tls::ClientTls`]): the peer's certificate
 //! must name the URL's host, and renewed certificate files make every connection anew.
 //!
-//! Each call is sent with a `grpc-timeout` of what the RPC being handled has left
+//! Each call carries the current span as its `traceparent` ([`crate::traces`]), and is sent
+//! with a `grpc-timeout` of what the RPC being handled has left
 //! ([`crate::deadline`]), at most the client's own cap, and is abandoned with
 //! `DEADLINE_EXCEEDED` when that runs out, also while no replica is known yet.
 
@@ -229,6 +230,7 @@ impl Service<http::Request<Body>> for PeerChannel {
             request.headers().get(deadline::GRPC_TIMEOUT).and_then(|v| v.to_str().ok()).and_then(deadline::parse);
         let budget = asked.map_or(deadline::budget(self.cap), |asked| asked.min(deadline::budget(self.cap)));
         request.headers_mut().insert(deadline::GRPC_TIMEOUT, deadline::encode(budget));
+        crate::traces::inject_current(request.headers_mut());
         let response = self.channel.call(request);
         Box::pin(async move {
             match tokio::time::timeout(budget, response).await {

@@ -54,8 +54,14 @@ where
             principal = Empty,
             request_id = Empty,
             trace_id = Empty,
+            "otel.name" = request.uri().path(),
+            "otel.kind" = "server",
+            "otel.status_code" = Empty,
         );
-        if let Some(trace_id) = trace_id(request.headers()) {
+        // With traces on, the span continues the caller's trace (or starts one) and its id is
+        // the one logged; with them off, the caller's trace id is logged as it came.
+        crate::traces::continue_from_headers(&span, request.headers());
+        if let Some(trace_id) = crate::traces::trace_id(&span).or_else(|| trace_id(request.headers())) {
             span.record("trace_id", trace_id);
         }
         let started = Instant::now();
@@ -110,6 +116,9 @@ impl End {
         self.logged = true;
         let latency = self.started.elapsed().as_secs_f64();
         let latency_ms = latency * 1_000.0;
+        if code != tonic::Code::Ok {
+            self.span.record("otel.status_code", "error");
+        }
         self.span.in_scope(|| tracing::info!(code = code_name(code), latency_ms, "rpc finished"));
         // `/package.Service/Method`, as every gRPC path is.
         let (service, method) = self.path.trim_start_matches('/').split_once('/').unwrap_or(("", &self.path));

@@ -1,20 +1,138 @@
-//! Logging with `tracing`: human-readable text by default, JSON when asked.
+//! Logging with `tracing` (human-readable text by default, JSON when asked), and traces sent
+//! over OTLP/gRPC when the standard `OTEL_*` variables ask for them.
+//!
+//! Traces are on for the servers when `OTEL_EXPORTER_OTLP_ENDPOINT` or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set, unless `OTEL_SDK_DISABLED=true` or
+//! `OTEL_TRACES_EXPORTER=none`; the exporter and the batch processor read the rest
+//! (`OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_BSP_*`, ...), and
+//! `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` name the service. Spans come from the
+//! same `tracing` spans the logs use (`tracing-opentelemetry`); [`crate::traces`] carries
+//! them across the hop.
 
-use tracing_subscriber::EnvFilter;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{ConfigError, LogFormat, TelemetryArgs};
 
-/// Installs the global subscriber. Call once, first thing in `main`.
-pub fn init(args: &TelemetryArgs) -> Result<(), ConfigError> {
-    let filter = EnvFilter::try_new(&args.log_filter).map_err(|e| ConfigError::new("ROSTER_LOG", e.to_string()))?;
+/// Flushes the spans not yet sent when the process ends; hold it until then.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    traces: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Sends what is buffered and stops the exporter.
+    pub fn shutdown(self) {
+        if let Some(traces) = self.traces
+            && let Err(error) = traces.shutdown()
+        {
+            tracing::warn!(%error, "traces not flushed at shutdown");
+        }
+    }
+}
+
+/// Whether the environment asks for traces.
+fn traces_requested() -> bool {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    let is = |name: &str, value: &str| std::env::var(name).is_ok_and(|v| v.trim().eq_ignore_ascii_case(value));
+    (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+        && !is("OTEL_SDK_DISABLED", "true")
+        && !is("OTEL_TRACES_EXPORTER", "none")
+}
+
+/// Installs the global subscriber. Call once, first thing in `main`, inside the Tokio runtime.
+/// `service` names a server, whose spans are exported if the environment asks for it
+/// (`OTEL_SERVICE_NAME` wins over it); the short commands pass `None`.
+pub fn init(args: &TelemetryArgs, service: Option<&'static str>) -> Result<Telemetry, ConfigError> {
+    let filter = || EnvFilter::try_new(&args.log_filter).map_err(|e| ConfigError::new("ROSTER_LOG", e.to_string()));
     // Colour codes only for a person at a terminal, never into files or log collectors.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    let installed = match args.log_format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![match args.log_format {
+        LogFormat::Text => logs.with_filter(filter()?).boxed(),
+        LogFormat::Json => logs.json().flatten_event(true).with_filter(filter()?).boxed(),
+    }];
+    let traces = match service {
+        Some(service) if traces_requested() => Some(tracer_provider(service)?),
+        _ => None,
     };
+    if let Some(provider) = &traces {
+        let tracer = provider.tracer("roster");
+        // Spans are exported at `info` whatever the log level: quieter logs keep their traces.
+        let spans = EnvFilter::new("info");
+        layers.push(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(spans).boxed());
+    }
     // A second init (tests that boot several servers) keeps the first subscriber.
-    drop(installed);
-    Ok(())
+    drop(tracing_subscriber::registry().with(layers).try_init());
+    Ok(Telemetry { traces })
+}
+
+fn tracer_provider(service: &'static str) -> Result<SdkTracerProvider, ConfigError> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .build()
+        .map_err(|e| ConfigError::new("OTEL_EXPORTER_OTLP_ENDPOINT", e.to_string()))?;
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|_| ConfigError::new("OTEL_EXPORTER_OTLP_ENDPOINT", "traces need the Tokio runtime"))?;
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if std::env::var("OTEL_SERVICE_NAME").is_err() {
+        resource = resource.with_service_name(service);
+    }
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(OnRuntime { inner: exporter, runtime })
+        .with_resource(resource.build())
+        .build())
+}
+
+/// The OTLP exporter on the server's Tokio runtime. The SDK's batch processor exports from a
+/// thread of its own, where tonic's connection (hyper on Tokio) would find no runtime; each
+/// export is polled inside the server's runtime context instead.
+#[derive(Debug)]
+struct OnRuntime<E> {
+    inner: E,
+    runtime: tokio::runtime::Handle,
+}
+
+impl<E: SpanExporter> SpanExporter for OnRuntime<E> {
+    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        InRuntime { runtime: self.runtime.clone(), future: Box::pin(self.inner.export(batch)) }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        let _entered = self.runtime.enter();
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        let _entered = self.runtime.enter();
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// Polls `future` with `runtime` entered.
+struct InRuntime<F> {
+    runtime: tokio::runtime::Handle,
+    future: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for InRuntime<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _entered = self.runtime.enter();
+        self.future.as_mut().poll(cx)
+    }
 }

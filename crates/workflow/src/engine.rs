@@ -251,7 +251,16 @@ impl Engine {
         let steps = workflow.steps();
         let first_step = steps.first().copied().unwrap_or("done");
         let lease = lease_until_ms.map(|until_ms| store::Lease { owner: &self.inner.config.worker_id, until_ms });
-        let start = Start { id: &id, new: &new, steps_total: steps.len() as i64, first_step, now_ms: now, lease };
+        let trace_parent = roster_platform::traces::current_traceparent();
+        let start = Start {
+            id: &id,
+            new: &new,
+            steps_total: steps.len() as i64,
+            first_step,
+            now_ms: now,
+            lease,
+            trace_parent: trace_parent.as_deref(),
+        };
         store::insert(tx, self.inner.db.backend(), start).await.map_err(|error| {
             if is_unique_violation(&error) {
                 StartError::Busy { subject: new.subject.clone(), operation_id: String::new() }
@@ -285,6 +294,7 @@ impl Engine {
             created_at_ms: now,
             updated_at_ms: now,
             finished_at_ms: None,
+            trace_parent,
         })
     }
 
@@ -623,7 +633,17 @@ impl Engine {
             State::Completed | State::Compensated | State::Failed | State::Resolved => return Ok(Next::Stop),
         };
         let mut ctx = self.context(instance, unrecorded, step, direction).await?;
-        let answer = self.answer(workflow, &mut ctx, step, direction).await;
+        // A span of the trace of the RPC that started the workflow, whichever replica runs it.
+        let name = format!("{}/{}", workflow.kind(), steps[step]);
+        let span = tracing::info_span!(
+            "saga_step",
+            "otel.name" = name.as_str(),
+            workflow_id = %instance.id,
+            direction = direction.as_str(),
+            attempt = instance.attempt,
+        );
+        roster_platform::traces::set_parent(&span, instance.trace_parent.as_deref());
+        let answer = tracing::Instrument::instrument(self.answer(workflow, &mut ctx, step, direction), span).await;
         debug!(id = %instance.id, step = steps[step], direction = direction.as_str(), ?answer, "step answered");
         match answer {
             Ok(Outcome::Done(output)) => {

@@ -98,6 +98,8 @@ pub struct Instance {
     pub resolution: Option<Resolution>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// The `traceparent` of the RPC that started it: its steps are spans of that trace.
+    pub trace_parent: Option<String>,
     pub finished_at_ms: Option<i64>,
 }
 

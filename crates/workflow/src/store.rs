@@ -14,7 +14,7 @@ use sqlx::any::AnyRow;
 use crate::model::{Direction, Failure, Instance, ListFilter, NewWorkflow, State};
 
 /// The engine's tables, applied in order by the service that embeds the engine.
-pub const MIGRATIONS: [MigrationSql; 2] = [TABLES, OPERATOR_CONTROL];
+pub const MIGRATIONS: [MigrationSql; 3] = [TABLES, OPERATOR_CONTROL, TRACE_CONTEXT];
 
 const TABLES: MigrationSql = MigrationSql {
     version: 100,
@@ -77,12 +77,19 @@ UPDATE workflows SET failed_from = CASE WHEN failure LIKE '%"message":"undoing s
 "#,
 };
 
+/// The trace the workflow's steps belong to: the `traceparent` of the RPC that started it.
+const TRACE_CONTEXT: MigrationSql = MigrationSql {
+    version: 102,
+    description: "workflow trace context",
+    sql: "ALTER TABLE workflows ADD COLUMN trace_parent TEXT;",
+};
+
 /// The PostgreSQL channel that wakes other replicas' workers.
 pub(crate) const CHANNEL: &str = "roster_workflows";
 
 pub(crate) const COLUMNS: &str = "id, kind, account_id, subject, started_by, state, input, step_cursor, steps_total, \
     current_step, attempt, last_error, due_at_ms, lease_token, result, failure, step_started_at_ms, retried_at_ms, \
-    failed_from, cancel_requested_by, resolution, created_at_ms, updated_at_ms, finished_at_ms";
+    failed_from, cancel_requested_by, resolution, created_at_ms, updated_at_ms, finished_at_ms, trace_parent";
 
 const RUNNABLE: &str = "state IN ('running', 'compensating') AND due_at_ms <= $3 \
     AND (lease_until_ms IS NULL OR lease_until_ms <= $3)";
@@ -95,6 +102,7 @@ pub(crate) struct Start<'a> {
     pub now_ms: i64,
     /// Set when the starting worker drives the workflow itself (no claim needed).
     pub lease: Option<Lease<'a>>,
+    pub trace_parent: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -110,8 +118,8 @@ pub(crate) async fn insert(tx: &mut Conn, backend: Backend, start: Start<'_>) ->
     sqlx::query(
         "INSERT INTO workflows (id, kind, account_id, subject, started_by, state, input, step_cursor, steps_total, \
          current_step, attempt, due_at_ms, lease_owner, lease_until_ms, lease_token, step_started_at_ms, \
-         created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, 'running', $6, 0, $7, $8, 0, $9, $10, $11, $12, \
-         $9, $9, $9)",
+         created_at_ms, updated_at_ms, trace_parent) VALUES ($1, $2, $3, $4, $5, 'running', $6, 0, $7, $8, 0, $9, \
+         $10, $11, $12, $9, $9, $9, $13)",
     )
     .bind(start.id)
     .bind(start.new.kind)
@@ -125,6 +133,7 @@ pub(crate) async fn insert(tx: &mut Conn, backend: Backend, start: Start<'_>) ->
     .bind(start.lease.map(|lease| lease.owner))
     .bind(start.lease.map(|lease| lease.until_ms))
     .bind(if start.lease.is_some() { FIRST_LEASE_TOKEN } else { 0 })
+    .bind(start.trace_parent)
     .execute(&mut *tx)
     .await?;
     // A leased start is this worker's to drive: no other replica needs waking.
@@ -469,5 +478,6 @@ pub(crate) fn instance(row: &AnyRow) -> Result<Instance, sqlx::Error> {
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
         finished_at_ms: row.try_get("finished_at_ms")?,
+        trace_parent: row.try_get("trace_parent")?,
     })
 }

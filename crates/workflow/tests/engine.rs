@@ -279,7 +279,7 @@ impl Harness {
 }
 
 async fn prepare(db: Database) -> Harness {
-    db.migrate(&[EFFECTS, MIGRATIONS[0], MIGRATIONS[1]]).await.expect("migrate");
+    db.migrate(&[EFFECTS, MIGRATIONS[0], MIGRATIONS[1], MIGRATIONS[2]]).await.expect("migrate");
     *DB.lock().expect("db") = Some(db.clone());
     Harness { db, clock: Arc::new(ManualClock::starting_at(START_MS)) }
 }

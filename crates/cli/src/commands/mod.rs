@@ -48,9 +48,16 @@ enum Command {
 
 /// Runs the command; returns the process exit status.
 pub async fn run(cli: Cli) -> i32 {
-    if let Err(error) = roster_platform::telemetry::init(&cli.telemetry) {
-        crate::settings::exit_config(&Cli::command(), &error);
-    }
+    // Only servers export traces, each under its own service name.
+    let traced = match &cli.command {
+        Command::Up(_) => Some("roster"),
+        Command::Serve(args) => Some(args.service_name()),
+        _ => None,
+    };
+    let telemetry = match roster_platform::telemetry::init(&cli.telemetry, traced) {
+        Ok(telemetry) => telemetry,
+        Err(error) => crate::settings::exit_config(&Cli::command(), &error),
+    };
     // Servers log a failure to stop; the short commands just say it.
     let logged = matches!(cli.command, Command::Up(_) | Command::Serve(_) | Command::Migrate(_));
     // Only servers have metrics to serve (`roster up` serves both services' on one port).
@@ -68,6 +75,8 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Ops(args) => ops::run(args).await,
         Command::Bulk(args) => bulk::run(args).await,
     };
+    // Flushing waits for the exporter, which needs the runtime's other threads: off this one.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     match result {
         Ok(()) => 0,
         Err(Failure::Config(error)) => crate::settings::exit_config(&Cli::command(), &error),

@@ -53,6 +53,16 @@ enum Service {
     },
 }
 
+impl ServeArgs {
+    /// The service's name in traces.
+    pub fn service_name(&self) -> &'static str {
+        match self.service {
+            Service::Identity { .. } => "roster-identity",
+            Service::Licensing { .. } => "roster-licensing",
+        }
+    }
+}
+
 /// The keys a service works with, loaded: the tokens it trusts, the one it signs its own
 /// service token with, and the page-token keys.
 pub struct Trust {

@@ -60,6 +60,7 @@ pub const MIGRATIONS: &[MigrationSql] = &[
     },
     roster_workflow::MIGRATIONS[0],
     roster_workflow::MIGRATIONS[1],
+    roster_workflow::MIGRATIONS[2],
 ];
 
 /// A stored value that no longer parses: the database was changed outside this service.

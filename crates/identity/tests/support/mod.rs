@@ -308,7 +308,7 @@ fn tracing_subscriber_init() -> Result<(), ()> {
         log_filter: "info".into(),
         metrics_listen: None,
     };
-    roster_platform::telemetry::init(&args).map_err(|_| ())
+    roster_platform::telemetry::init(&args, None).map(drop).map_err(|_| ())
 }
 
 /// Runs an async test body against SQLite and against PostgreSQL, as two test functions.
