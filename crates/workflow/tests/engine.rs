@@ -309,12 +309,54 @@ macro_rules! on_both_backends {
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Every line the engine logs in this test binary, as JSON, for the scenarios that check what
+/// an operator would read (each picks its own workflow's lines by id).
+static LOGGED: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct Logged;
+
+impl std::io::Write for Logged {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        LOGGED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The `(level, attempt, message)` of each retry line logged for workflow `id`.
+fn retry_lines(id: &str) -> Vec<(String, i64, String)> {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let _ = tracing_subscriber::fmt().json().with_writer(|| Logged).with_max_level(tracing::Level::INFO).try_init();
+    });
+    let logged = LOGGED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    String::from_utf8_lossy(&logged)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| {
+            line["fields"]["id"] == id && line["fields"]["message"].as_str().is_some_and(|m| m.contains("retry"))
+        })
+        .map(|line| {
+            let level = line["level"].as_str().unwrap_or_default().to_owned();
+            (
+                level,
+                line["fields"]["attempt"].as_i64().unwrap_or(-1),
+                line["fields"]["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
 on_both_backends!(
     steps_run_in_order_once_and_the_result_is_kept,
     a_rolled_back_start_leaves_nothing_and_one_subject_runs_one_workflow,
     a_refusal_before_the_pivot_undoes_completed_steps_in_reverse,
     a_refusal_after_the_pivot_fails_forward_without_undoing,
     transient_errors_retry_with_growing_backoff_until_the_outage_ends,
+    retries_are_logged_at_info_then_warn_and_at_most_once_a_period,
     a_timer_holds_the_step_until_its_instant,
     a_crash_after_any_step_resumes_elsewhere_without_a_second_effect,
     a_paused_worker_whose_lease_expired_cannot_write,
@@ -494,6 +536,40 @@ mod scenarios {
         assert_eq!(h.get(&engine, &started.id).await.state, State::Completed);
         assert_eq!(h.remote_labels(&started.id).await, ["notify", "reserve", "ship"]);
         assert_eq!(engine.metrics().steps_retried, 3);
+    }
+
+    /// What an operator reads while a step keeps failing: the first retry at `info`; the many
+    /// like it within 10 s, nothing (a line stands for them); from the sixth attempt, `warn`.
+    pub async fn retries_are_logged_at_info_then_warn_and_at_most_once_a_period(h: Harness) {
+        retry_lines("");
+        let shop = Shop::plain();
+        let first = h.engine("w1", shop.clone(), None);
+        let started = h.start(&first, json!({})).await;
+        shop.outage.store(7, Ordering::SeqCst);
+        for _ in 1..=5 {
+            first.drain().await.expect("drain");
+            let waiting = h.get(&first, &started.id).await;
+            h.clock.advance_ms(waiting.due_at_ms - h.clock.now_ms());
+        }
+        assert_eq!(
+            retry_lines(&started.id),
+            [("INFO".to_owned(), 1, "saga step failed; will retry".to_owned())],
+            "five failures within the period, one line"
+        );
+        // Another replica (its own rate limit) takes over at the sixth attempt.
+        let second = h.engine("w2", shop.clone(), None);
+        for _ in 6..=7 {
+            second.drain().await.expect("drain");
+            let waiting = h.get(&second, &started.id).await;
+            h.clock.advance_ms(waiting.due_at_ms - h.clock.now_ms());
+        }
+        second.drain().await.expect("drain");
+        assert_eq!(h.get(&second, &started.id).await.state, State::Completed);
+        assert_eq!(
+            retry_lines(&started.id)[1..],
+            [("WARN".to_owned(), 6, "saga step keeps failing; will retry".to_owned())],
+            "the sixth attempt warns; the seventh, within the period, is quiet"
+        );
     }
 
     pub async fn a_timer_holds_the_step_until_its_instant(h: Harness) {
