@@ -238,3 +238,68 @@ pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
     request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
     request
 }
+
+/// An operator's new Business account named `name`, owned by `owner_email`: its id and its
+/// owner's user id.
+pub async fn create_account(channel: &Channel, operator: &str, name: &str, owner_email: &str) -> (String, String) {
+    use roster_proto::identity::v1 as pb;
+    let created = pb::account_service_client::AccountServiceClient::new(channel.clone())
+        .create_account(authed(
+            pb::CreateAccountRequest {
+                request_id: format!("e2e-create-{owner_email}"),
+                name: name.to_owned(),
+                plan: pb::Plan::Business as i32,
+                owner_email: owner_email.to_owned(),
+                ..Default::default()
+            },
+            operator,
+        ))
+        .await
+        .expect("create the account")
+        .into_inner();
+    (created.id, created.owner.expect("an owner").user_id)
+}
+
+/// `email` invited into `account` by `inviter` and accepted, with the code read from
+/// identity's outbox (`identity_db`, where the invitation e-mail waits); `token_of` mints a
+/// user's token. Returns the new member's user id.
+pub async fn join(
+    channel: &Channel,
+    identity_db: &mut sqlx::AnyConnection,
+    account: &str,
+    email: &str,
+    inviter: &str,
+    token_of: impl Fn(&str) -> String,
+) -> String {
+    use roster_proto::identity::v1 as pb;
+    let mut users = pb::user_service_client::UserServiceClient::new(channel.clone());
+    let invitation = users
+        .invite_user(authed(
+            pb::InviteUserRequest {
+                request_id: format!("e2e-invite-{email}"),
+                account_id: account.to_owned(),
+                email: email.to_owned(),
+                ..Default::default()
+            },
+            inviter,
+        ))
+        .await
+        .expect("invite")
+        .into_inner();
+    let body: String = sqlx::query_scalar("SELECT body FROM outbox WHERE recipient = $1 AND kind = 'invitation'")
+        .bind(email)
+        .fetch_one(&mut *identity_db)
+        .await
+        .expect("the invitation e-mail");
+    let code = body.lines().find_map(|l| l.strip_prefix("Invitation code: ")).expect("a code").to_owned();
+    let accepted = users
+        .accept_invitation(authed(
+            pb::AcceptInvitationRequest { request_id: format!("e2e-accept-{email}"), code },
+            &token_of(&invitation.user_id),
+        ))
+        .await
+        .expect("accept")
+        .into_inner();
+    assert!(accepted.done && accepted.error.is_none(), "{accepted:?}");
+    invitation.user_id
+}

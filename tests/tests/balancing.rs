@@ -61,56 +61,18 @@ async fn identity_spreads_its_calls_over_every_licensing_replica() {
         wait_serving(addr, START).await.expect("licensing serving");
     }
 
-    let created = pb::account_service_client::AccountServiceClient::new(channel.clone())
-        .create_account(authed(
-            pb::CreateAccountRequest {
-                request_id: "balance-create".into(),
-                name: "Balanced".into(),
-                plan: pb::Plan::Business as i32,
-                owner_email: "owner@balanced.example".into(),
-                ..Default::default()
-            },
-            &token(Principal::Operator { name: "e2e".into() }),
-        ))
-        .await
-        .expect("create")
-        .into_inner();
-    let (account, owner) = (created.id.clone(), created.owner.expect("owner").user_id);
-    let mut users = pb::user_service_client::UserServiceClient::new(channel);
-    let invitation = users
-        .invite_user(authed(
-            pb::InviteUserRequest {
-                request_id: "balance-invite".into(),
-                account_id: account.clone(),
-                email: "member@balanced.example".into(),
-                ..Default::default()
-            },
-            &user(&owner),
-        ))
-        .await
-        .expect("invite")
-        .into_inner();
+    let operator = token(Principal::Operator { name: "e2e".into() });
+    let (account, owner) = roster_e2e::create_account(&channel, &operator, "Balanced", "owner@balanced.example").await;
     let mut db = sqlx::AnyConnection::connect(&identity_db.url).await.expect("connect");
-    let body: String = sqlx::query_scalar("SELECT body FROM outbox WHERE recipient = $1 AND kind = 'invitation'")
-        .bind("member@balanced.example")
-        .fetch_one(&mut db)
-        .await
-        .expect("invitation e-mail");
-    let code = body.lines().find_map(|l| l.strip_prefix("Invitation code: ")).expect("code").to_owned();
-    users
-        .accept_invitation(authed(
-            pb::AcceptInvitationRequest { request_id: "balance-accept".into(), code },
-            &user(&invitation.user_id),
-        ))
-        .await
-        .expect("accept");
+    let member = roster_e2e::join(&channel, &mut db, &account, "member@balanced.example", &user(&owner), user).await;
+    let mut users = pb::user_service_client::UserServiceClient::new(channel);
 
     // Each dry run asks licensing what the deactivation would reclaim, within the RPC.
     for _ in 0..DRY_RUNS {
         let dry_run = pb::DeactivateUserRequest {
             request_id: String::new(),
             account_id: account.clone(),
-            user_id: invitation.user_id.clone(),
+            user_id: member.clone(),
             validate_only: true,
         };
         let preview = users.deactivate_user(authed(dry_run, &user(&owner))).await.expect("dry run").into_inner();

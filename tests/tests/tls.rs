@@ -204,54 +204,16 @@ async fn both_services_talk_mutual_tls_and_refuse_strangers() {
     // A member, then a dry run: identity asks licensing over mutual TLS with its certificate,
     // and licensing asks identity who the caller is with its own.
     let channel = tls_channel(identity_addr, &ca_pem, Some(&client)).await.expect("channel");
-    let created = pb::account_service_client::AccountServiceClient::new(channel.clone())
-        .create_account(authed(
-            pb::CreateAccountRequest {
-                request_id: "tls-create".into(),
-                name: "Encrypted".into(),
-                plan: pb::Plan::Business as i32,
-                owner_email: "owner@tls.example".into(),
-                ..Default::default()
-            },
-            &token(Principal::Operator { name: "e2e".into() }),
-        ))
-        .await
-        .expect("create over TLS")
-        .into_inner();
-    let (account, owner) = (created.id.clone(), created.owner.expect("owner").user_id);
-    let mut users = pb::user_service_client::UserServiceClient::new(channel);
-    let invitation = users
-        .invite_user(authed(
-            pb::InviteUserRequest {
-                request_id: "tls-invite".into(),
-                account_id: account.clone(),
-                email: "member@tls.example".into(),
-                ..Default::default()
-            },
-            &user(&owner),
-        ))
-        .await
-        .expect("invite")
-        .into_inner();
+    let operator = token(Principal::Operator { name: "e2e".into() });
+    let (account, owner) = roster_e2e::create_account(&channel, &operator, "Encrypted", "owner@tls.example").await;
     sqlx::any::install_default_drivers();
     let mut db = sqlx::AnyConnection::connect(&identity_db).await.expect("identity's SQLite");
-    let body: String = sqlx::query_scalar("SELECT body FROM outbox WHERE recipient = $1 AND kind = 'invitation'")
-        .bind("member@tls.example")
-        .fetch_one(&mut db)
-        .await
-        .expect("invitation e-mail");
-    let code = body.lines().find_map(|l| l.strip_prefix("Invitation code: ")).expect("code").to_owned();
-    users
-        .accept_invitation(authed(
-            pb::AcceptInvitationRequest { request_id: "tls-accept".into(), code },
-            &user(&invitation.user_id),
-        ))
-        .await
-        .expect("accept");
+    let member = roster_e2e::join(&channel, &mut db, &account, "member@tls.example", &user(&owner), user).await;
+    let mut users = pb::user_service_client::UserServiceClient::new(channel);
     let dry_run = pb::DeactivateUserRequest {
         request_id: String::new(),
         account_id: account.clone(),
-        user_id: invitation.user_id.clone(),
+        user_id: member.clone(),
         validate_only: true,
     };
     let preview = users.deactivate_user(authed(dry_run, &user(&owner))).await.expect("dry run over mTLS");

@@ -154,21 +154,7 @@ async fn one_unlink_with_transfer_is_one_trace_across_both_services() {
     let channel = wait_serving(identity_addr, START).await.expect("identity serving");
     let licensing_channel = wait_serving(licensing_addr, START).await.expect("licensing serving");
 
-    let created = pb::account_service_client::AccountServiceClient::new(channel.clone())
-        .create_account(authed(
-            pb::CreateAccountRequest {
-                request_id: "traces-create".into(),
-                name: "Traced".into(),
-                plan: pb::Plan::Business as i32,
-                owner_email: "owner@traces.example".into(),
-                ..Default::default()
-            },
-            &operator,
-        ))
-        .await
-        .expect("create")
-        .into_inner();
-    let (account, owner) = (created.id.clone(), created.owner.expect("owner").user_id);
+    let (account, owner) = roster_e2e::create_account(&channel, &operator, "Traced", "owner@traces.example").await;
     let mut licenses = lpb::license_service_client::LicenseServiceClient::new(licensing_channel.clone());
     licenses
         .set_seats(authed(
@@ -188,45 +174,20 @@ async fn one_unlink_with_transfer_is_one_trace_across_both_services() {
     let mut members = Vec::new();
     for name in ["leaver", "colleague"] {
         let email = format!("{name}@traces.example");
-        let invitation = users
-            .invite_user(authed(
-                pb::InviteUserRequest {
-                    request_id: format!("traces-invite-{name}"),
-                    account_id: account.clone(),
-                    email: email.clone(),
-                    ..Default::default()
-                },
-                &user(&owner),
-            ))
-            .await
-            .expect("invite")
-            .into_inner();
-        let body: String = sqlx::query_scalar("SELECT body FROM outbox WHERE recipient = $1 AND kind = 'invitation'")
-            .bind(&email)
-            .fetch_one(&mut db)
-            .await
-            .expect("invitation e-mail");
-        let code = body.lines().find_map(|l| l.strip_prefix("Invitation code: ")).expect("code").to_owned();
-        users
-            .accept_invitation(authed(
-                pb::AcceptInvitationRequest { request_id: format!("traces-accept-{name}"), code },
-                &user(&invitation.user_id),
-            ))
-            .await
-            .expect("accept");
+        let member = roster_e2e::join(&channel, &mut db, &account, &email, &user(&owner), user).await;
         licenses
             .assign_license(authed(
                 lpb::AssignLicenseRequest {
                     request_id: format!("traces-assign-{name}"),
                     account_id: account.clone(),
-                    user_id: invitation.user_id.clone(),
+                    user_id: member.clone(),
                     license_type: lpb::LicenseType::Licensed as i32,
                 },
                 &user(&owner),
             ))
             .await
             .expect("assign");
-        members.push(invitation.user_id);
+        members.push(member);
     }
     lpb::content_service_client::ContentServiceClient::new(licensing_channel)
         .register_content(authed(

@@ -212,14 +212,7 @@ async fn r4_r31_phone_numbers_follow_phone_licenses(app: &TestApp) {
     assert_eq!(moved.phone_numbers, vec![w.phone.clone()]);
     assert!(licenses_of(app, &w, &w.admin).await.contains(&L::Phone));
     assert!(!licenses_of(app, &w, &w.owner).await.contains(&L::Phone));
-    let lines = app
-        .licenses()
-        .list_phone_numbers(authed(pb::ListPhoneNumbersRequest { account_id: w.account.clone() }, &admin))
-        .await
-        .expect("numbers")
-        .into_inner();
-    let demo_line = lines.phone_numbers.iter().find(|l| l.number == w.phone).expect("demo number");
-    assert_eq!(demo_line.user_id, w.admin);
+    assert_eq!(holder_of(app, &w, &w.phone).await, w.admin);
     assert_eq!(pool(app, &w, L::Phone).await.assigned, 1, "the seat moved; none was added");
 
     // R4: a target holding a phone license of its own takes nothing; the giver keeps all.
@@ -240,16 +233,21 @@ async fn r4_r31_phone_numbers_follow_phone_licenses(app: &TestApp) {
         .into_inner();
     assert_eq!(kept.moved.unwrap_or_default(), pb::LicenseSet::default(), "nothing moves");
     assert!(licenses_of(app, &w, &w.admin).await.contains(&L::Phone), "the giver keeps the license");
+    assert_eq!(holder_of(app, &w, &w.phone).await, w.admin, "the number stays too");
+}
+
+/// Who holds `number`, as the account's admin lists it.
+async fn holder_of(app: &TestApp, w: &World, number: &str) -> String {
     let lines = app
         .licenses()
-        .list_phone_numbers(authed(pb::ListPhoneNumbersRequest { account_id: w.account.clone() }, &admin))
+        .list_phone_numbers(authed(
+            pb::ListPhoneNumbersRequest { account_id: w.account.clone() },
+            &app.user_token(&w.admin),
+        ))
         .await
         .expect("numbers")
         .into_inner();
-    assert_eq!(
-        lines.phone_numbers.iter().find(|l| l.number == w.phone).map(|l| l.user_id.as_str()),
-        Some(w.admin.as_str())
-    );
+    lines.phone_numbers.into_iter().find(|l| l.number == number).expect("the number").user_id
 }
 
 /// The batch form of the reclaim step (bulk removal): each item gets what its own
