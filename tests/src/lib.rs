@@ -303,3 +303,38 @@ pub async fn join(
     assert!(accepted.done && accepted.error.is_none(), "{accepted:?}");
     invitation.user_id
 }
+
+/// Keys for every kind of principal, written under `dir/keys` for the processes, and tokens
+/// minted with them for the test's calls (valid for ten minutes).
+pub struct TestKeys {
+    pub dir: KeyDir,
+    signer: roster_platform::auth::SignerSet,
+}
+
+impl TestKeys {
+    pub fn generate(dir: &Path) -> Self {
+        let (keys, signer) =
+            roster_platform::auth::SignerSet::generate(&dir.join("keys"), &KeyScope::all(), "roster", "roster")
+                .expect("keys");
+        Self { dir: keys, signer }
+    }
+
+    pub fn token(&self, principal: &roster_platform::auth::Principal) -> String {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
+        self.signer.mint(principal, now, 600)
+    }
+
+    pub fn user(&self, user_id: &str) -> String {
+        self.token(&roster_platform::auth::Principal::User { user_id: user_id.to_owned() })
+    }
+
+    pub fn operator(&self) -> String {
+        self.token(&roster_platform::auth::Principal::Operator { name: "e2e".into() })
+    }
+}
+
+/// The SQLite URL of identity's database in `data_dir`, which is created.
+pub fn identity_sqlite(data_dir: &Path) -> String {
+    std::fs::create_dir_all(data_dir).expect("identity's data directory");
+    roster_platform::db::Database::sqlite_url(data_dir, "identity")
+}

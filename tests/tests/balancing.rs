@@ -6,8 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use roster_e2e::{Process, authed, free_port, wait_serving};
-use roster_platform::auth::{KeyScope, Principal, SignerSet};
+use roster_e2e::{Process, TestKeys, authed, free_port, wait_serving};
 use roster_proto::identity::v1 as pb;
 use roster_testkit::FreshDatabase;
 use scrape::{scrape, value};
@@ -27,11 +26,8 @@ async fn identity_spreads_its_calls_over_every_licensing_replica() {
     let Some(identity_db) = FreshDatabase::create().await else { return };
     let Some(licensing_db) = FreshDatabase::create().await else { return };
     let dir = tempfile::tempdir().expect("tempdir");
-    let (keys, signer) =
-        SignerSet::generate(&dir.path().join("keys"), &KeyScope::all(), "roster", "roster").expect("keys");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
-    let token = |principal: Principal| signer.mint(&principal, now, 600);
-    let user = |id: &str| token(Principal::User { user_id: id.to_owned() });
+    let keys = TestKeys::generate(dir.path());
+    let user = |id: &str| keys.user(id);
 
     let identity_addr = local();
     let (licensing, metrics) = ([local(), local()], [local(), local()]);
@@ -40,7 +36,7 @@ async fn identity_spreads_its_calls_over_every_licensing_replica() {
         &dir.path().join("identity"),
         identity_addr,
         &identity_db.url,
-        &keys,
+        &keys.dir,
         licensing[0],
         &[("ROSTER_LICENSING_URL", &both)],
     );
@@ -50,7 +46,7 @@ async fn identity_spreads_its_calls_over_every_licensing_replica() {
                 &dir.path().join(format!("licensing-{i}")),
                 licensing[i],
                 Some(&licensing_db.url),
-                &keys,
+                &keys.dir,
                 identity_addr,
                 &[("ROSTER_METRICS_LISTEN", &metrics[i].to_string())],
             )
@@ -61,8 +57,8 @@ async fn identity_spreads_its_calls_over_every_licensing_replica() {
         wait_serving(addr, START).await.expect("licensing serving");
     }
 
-    let operator = token(Principal::Operator { name: "e2e".into() });
-    let (account, owner) = roster_e2e::create_account(&channel, &operator, "Balanced", "owner@balanced.example").await;
+    let (account, owner) =
+        roster_e2e::create_account(&channel, &keys.operator(), "Balanced", "owner@balanced.example").await;
     let mut db = sqlx::AnyConnection::connect(&identity_db.url).await.expect("connect");
     let member = roster_e2e::join(&channel, &mut db, &account, "member@balanced.example", &user(&owner), user).await;
     let mut users = pb::user_service_client::UserServiceClient::new(channel);

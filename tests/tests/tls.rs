@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
-use roster_e2e::{Process, authed, free_port};
-use roster_platform::auth::{KeyScope, Principal, SignerSet};
+use roster_e2e::{Process, TestKeys, authed, free_port};
+use roster_platform::auth::Principal;
 use roster_platform::db::Database;
 use roster_proto::identity::v1 as pb;
 use roster_proto::licensing::v1 as lpb;
@@ -133,18 +133,14 @@ async fn both_services_talk_mutual_tls_and_refuse_strangers() {
     let (licensing_cert, licensing_key) =
         (write(&pki, "licensing.pem", &licensing_pair.0), write(&pki, "licensing.key", &licensing_pair.1));
 
-    let (keys, signer) =
-        SignerSet::generate(&dir.path().join("keys"), &KeyScope::all(), "roster", "roster").expect("keys");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
-    let token = |principal: Principal| signer.mint(&principal, now, 600);
-    let user = |id: &str| token(Principal::User { user_id: id.to_owned() });
+    let keys = TestKeys::generate(dir.path());
+    let user = |id: &str| keys.user(id);
 
     let identity_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let licensing_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let (licensing_url, identity_url) =
         (format!("https://localhost:{}", licensing_addr.port()), format!("https://localhost:{}", identity_addr.port()));
-    let identity_db = Database::sqlite_url(&dir.path().join("identity"), "identity");
-    std::fs::create_dir_all(dir.path().join("identity")).expect("identity dir");
+    let identity_db = roster_e2e::identity_sqlite(&dir.path().join("identity"));
     let tls_env = |cert: &Path, key: &Path| {
         vec![
             ("ROSTER_TLS_CERT", text(cert)),
@@ -163,7 +159,7 @@ async fn both_services_talk_mutual_tls_and_refuse_strangers() {
         &dir.path().join("identity"),
         identity_addr,
         &identity_db,
-        &keys,
+        &keys.dir,
         licensing_addr,
         &borrowed(&identity_env),
     );
@@ -171,7 +167,7 @@ async fn both_services_talk_mutual_tls_and_refuse_strangers() {
         &dir.path().join("licensing"),
         licensing_addr,
         None,
-        &keys,
+        &keys.dir,
         identity_addr,
         &borrowed(&licensing_env),
     );
@@ -204,8 +200,8 @@ async fn both_services_talk_mutual_tls_and_refuse_strangers() {
     // A member, then a dry run: identity asks licensing over mutual TLS with its certificate,
     // and licensing asks identity who the caller is with its own.
     let channel = tls_channel(identity_addr, &ca_pem, Some(&client)).await.expect("channel");
-    let operator = token(Principal::Operator { name: "e2e".into() });
-    let (account, owner) = roster_e2e::create_account(&channel, &operator, "Encrypted", "owner@tls.example").await;
+    let (account, owner) =
+        roster_e2e::create_account(&channel, &keys.operator(), "Encrypted", "owner@tls.example").await;
     sqlx::any::install_default_drivers();
     let mut db = sqlx::AnyConnection::connect(&identity_db).await.expect("identity's SQLite");
     let member = roster_e2e::join(&channel, &mut db, &account, "member@tls.example", &user(&owner), user).await;
@@ -220,7 +216,7 @@ async fn both_services_talk_mutual_tls_and_refuse_strangers() {
     assert!(preview.into_inner().done);
 
     // A service token counts only with that service's certificate.
-    let as_identity = token(Principal::Service { name: "identity".into() });
+    let as_identity = keys.token(&Principal::Service { name: "identity".into() });
     let list = || lpb::ListAssignmentsRequest { account_id: account.clone(), ..Default::default() };
     let wrong_cert = tls_channel(licensing_addr, &ca_pem, Some(&client)).await.expect("channel");
     let refused = lpb::license_service_client::LicenseServiceClient::new(wrong_cert)

@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use roster_e2e::{Process, authed, free_port, wait_serving};
-use roster_platform::auth::{KeyScope, Principal, SignerSet};
-use roster_platform::db::Database;
+use roster_e2e::{Process, TestKeys, authed, free_port, wait_serving};
 use roster_proto::identity::v1 as pb;
 use roster_proto::licensing::v1 as lpb;
 use roster_proto::operations::v1 as ops;
@@ -128,29 +126,25 @@ fn whole(spans: &[Span]) -> Result<(), String> {
 async fn one_unlink_with_transfer_is_one_trace_across_both_services() {
     let (otlp, collected) = collector().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (keys, signer) =
-        SignerSet::generate(&dir.path().join("keys"), &KeyScope::all(), "roster", "roster").expect("keys");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
-    let token = |principal: Principal| signer.mint(&principal, now, 600);
-    let user = |id: &str| token(Principal::User { user_id: id.to_owned() });
-    let operator = token(Principal::Operator { name: "e2e".into() });
+    let keys = TestKeys::generate(dir.path());
+    let user = |id: &str| keys.user(id);
+    let operator = keys.operator();
 
     let endpoint = format!("http://{otlp}");
     let otel = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "100")];
     let identity_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let licensing_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    std::fs::create_dir_all(dir.path().join("identity")).expect("dir");
-    let identity_db = Database::sqlite_url(&dir.path().join("identity"), "identity");
+    let identity_db = roster_e2e::identity_sqlite(&dir.path().join("identity"));
     let identity = Process::serve_identity(
         &dir.path().join("identity"),
         identity_addr,
         &identity_db,
-        &keys,
+        &keys.dir,
         licensing_addr,
         &otel,
     );
     let licensing =
-        Process::serve_licensing(&dir.path().join("licensing"), licensing_addr, None, &keys, identity_addr, &otel);
+        Process::serve_licensing(&dir.path().join("licensing"), licensing_addr, None, &keys.dir, identity_addr, &otel);
     let channel = wait_serving(identity_addr, START).await.expect("identity serving");
     let licensing_channel = wait_serving(licensing_addr, START).await.expect("licensing serving");
 
