@@ -2,7 +2,8 @@
 //! other over mutual TLS; a client of another CA, or with no certificate, is refused at the
 //! handshake; a service token with a certificate not naming that service is refused; a
 //! renewed certificate is served without a restart; and PostgreSQL is reached over TLS with
-//! `sslmode=require`, while `verify-full` against the wrong CA fails.
+//! `sslmode=require` and with `verify-full` against its own certificate, while `verify-full`
+//! against the wrong CA fails.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -280,6 +281,28 @@ async fn postgres_is_reached_over_tls_and_verify_full_checks_the_ca() {
     let url = format!("{}?sslmode=verify-full&sslrootcert={}", database.url, wrong_ca.display());
     let refused = Database::connect(&url, 1).await.map(|_| ()).expect_err("a server certificate of another CA");
     assert!(refused.to_string().to_lowercase().contains("certificate"), "{refused}");
+
+    // And `verify-full` against the server's own certificate, where it is self-signed and
+    // readable here, and names `localhost` (Debian's snakeoil certificate does).
+    let cert_file: String = sqlx::query_scalar("SHOW ssl_cert_file").fetch_one(&mut admin).await.expect("cert file");
+    match std::fs::read_to_string(&cert_file) {
+        Ok(pem) if pem.contains("BEGIN CERTIFICATE") => {
+            let url = format!(
+                "{}?sslmode=verify-full&sslrootcert={cert_file}",
+                database.url.replacen("127.0.0.1", "localhost", 1)
+            );
+            let verified = Database::connect(&url, 1).await.expect("verify-full against the server's certificate");
+            let encrypted: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(verified.pool())
+                .await
+                .expect("pg_stat_ssl");
+            assert!(encrypted);
+            verified.close().await;
+        }
+        _ => roster_testkit::skipped(&format!(
+            "verify-full with the server's certificate ({cert_file} is not readable here)"
+        )),
+    }
     admin.close().await.ok();
     database.drop_database().await;
 }
