@@ -10,6 +10,7 @@ use std::time::Duration;
 use roster_e2e::{authed, demo_env, free_port, roster_binary, wait_serving};
 use roster_proto::identity::v1 as pb;
 use serde_json::Value;
+use sqlx::Connection;
 
 const START: Duration = Duration::from_secs(60);
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -64,13 +65,36 @@ async fn every_rpc_leaves_one_structured_line_whether_answered_or_refused() {
     // Licensing asks identity who the caller is: identity logs that call as a service's.
     let licensing_channel =
         roster_e2e::channel(SocketAddr::from(([127, 0, 0, 1], licensing))).await.expect("licensing channel");
+    // Sent with a traceparent: with traces off, licensing passes it on as it came.
+    let mut seats =
+        authed(roster_proto::licensing::v1::ListSeatsRequest { account_id: account.clone() }, &env["OWNER_TOKEN"]);
+    seats.metadata_mut().insert("traceparent", traceparent.parse().expect("header"));
     roster_proto::licensing::v1::license_service_client::LicenseServiceClient::new(licensing_channel)
-        .list_seats(authed(
-            roster_proto::licensing::v1::ListSeatsRequest { account_id: account.clone() },
-            &env["OWNER_TOKEN"],
-        ))
+        .list_seats(seats)
         .await
         .expect("the owner reads the seats");
+    // A saga started by a traced call keeps the caller's traceparent for its steps.
+    let mut deactivate = authed(
+        pb::DeactivateUserRequest {
+            request_id: "log-line-2".into(),
+            account_id: account.clone(),
+            user_id: env["OTHER_MEMBER_ID"].clone(),
+            validate_only: false,
+        },
+        &env["OWNER_TOKEN"],
+    );
+    deactivate.metadata_mut().insert("traceparent", traceparent.parse().expect("header"));
+    let started = users.deactivate_user(deactivate).await.expect("the owner deactivates a member").into_inner();
+    sqlx::any::install_default_drivers();
+    let mut db = sqlx::AnyConnection::connect(&roster_identity::server::embedded_database_url(dir.path()))
+        .await
+        .expect("identity's SQLite");
+    let kept: Option<String> = sqlx::query_scalar("SELECT trace_parent FROM workflows WHERE id = $1")
+        .bind(&started.id)
+        .fetch_one(&mut db)
+        .await
+        .expect("the workflow row");
+    assert_eq!(kept.as_deref(), Some(traceparent.as_str()), "the workflow continues the caller's trace");
 
     std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill");
     let exit = tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("exit");
@@ -96,16 +120,25 @@ async fn every_rpc_leaves_one_structured_line_whether_answered_or_refused() {
     assert_eq!(read["span"]["trace_id"], TRACE_ID);
     assert!(read["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{read}");
     let deactivate = rpc("/roster.identity.v1.UserService/DeactivateUser");
-    assert_eq!(deactivate.len(), 1, "{deactivate:?}");
+    assert_eq!(deactivate.len(), 2, "{deactivate:?}");
     assert_eq!(deactivate[0]["code"], "FAILED_PRECONDITION");
     assert_eq!(deactivate[0]["span"]["request_id"], "log-line-1");
     let seats = rpc("/roster.licensing.v1.LicenseService/ListSeats");
     assert_eq!((seats.len(), &seats[0]["code"]), (1, &Value::from("OK")), "licensing logs its calls too");
+    let lookups: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            l["message"] == "rpc finished"
+                && l["span"]["method"].as_str().is_some_and(|m| m.starts_with("/roster.identity.v1.DirectoryService/"))
+        })
+        .collect();
     assert!(
-        lines.iter().any(|l| l["message"] == "rpc finished"
-            && l["span"]["principal"] == "service"
-            && l["span"]["method"].as_str().is_some_and(|m| m.starts_with("/roster.identity.v1.DirectoryService/"))),
-        "identity logs licensing's lookup as a service's call"
+        lookups.iter().any(|l| l["span"]["principal"] == "service"),
+        "identity logs licensing's lookup as a service's call: {lookups:?}"
+    );
+    assert!(
+        lookups.iter().any(|l| l["span"]["trace_id"] == TRACE_ID),
+        "licensing passed the caller's traceparent on to identity: {lookups:?}"
     );
     let stopped = lines.iter().find(|l| l["message"] == "workflow worker stopped").expect("the worker's last line");
     assert!(stopped["completed"].is_u64(), "counters are fields: {stopped}");

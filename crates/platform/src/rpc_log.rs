@@ -66,13 +66,14 @@ where
         }
         let started = Instant::now();
         let path = request.uri().path().to_owned();
+        let continues = crate::traces::incoming(request.headers());
         // Entered while the inner layers take the request: authentication records the
         // principal synchronously, in `call`.
         let response = span.in_scope(|| self.inner.call(request));
         let end = End { span: span.clone(), path, started, code: None, logged: false };
         Box::pin(tracing::Instrument::instrument(
             async move {
-                let response = response.await?;
+                let response = crate::traces::continuing(continues, response).await?;
                 let mut end = end;
                 // A refusal comes as headers only, its status among them.
                 end.code = grpc_code(response.headers());

@@ -2,8 +2,9 @@
 //! context (`traceparent`). When tracing is on ([`crate::telemetry`]), an RPC's span continues
 //! the caller's trace, each call to the other service carries the current span as its parent,
 //! and a workflow keeps the `traceparent` of the RPC that started it, so its steps are spans
-//! of that trace on whichever replica runs them, also after a crash. When tracing is off,
-//! every function here does nothing.
+//! of that trace on whichever replica runs them, also after a crash. When tracing is off, the
+//! caller's `traceparent` is passed on unchanged (to the other service, and through the
+//! workflow row), so log lines on both sides still share its trace id.
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TraceContextExt;
@@ -13,6 +14,27 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The header W3C trace context travels in.
 pub const TRACEPARENT: &str = "traceparent";
+
+tokio::task_local! {
+    /// The `traceparent` the work in hand continues, as it came: what is passed on when
+    /// tracing is off and there is no span of ours to name.
+    static CONTINUES: Option<String>;
+}
+
+/// Runs `work` as the continuation of `traceparent` (see [`CONTINUES`]).
+pub async fn continuing<F: std::future::Future>(traceparent: Option<String>, work: F) -> F::Output {
+    CONTINUES.scope(traceparent, work).await
+}
+
+/// A well-formed `traceparent` among `headers`, as it came.
+pub fn incoming(headers: &http::HeaderMap) -> Option<String> {
+    crate::rpc_log::trace_id(headers)?;
+    headers.get(TRACEPARENT)?.to_str().ok().map(str::to_owned)
+}
+
+fn continued() -> Option<String> {
+    CONTINUES.try_with(Clone::clone).ok().flatten()
+}
 
 struct Headers<'a>(&'a http::HeaderMap);
 
@@ -67,19 +89,23 @@ pub fn continue_from_headers(span: &Span, headers: &http::HeaderMap) {
     }
 }
 
-/// Writes the current span into `headers` as the parent of the call they go with.
+/// Writes the current span into `headers` as the parent of the call they go with; with
+/// tracing off, the `traceparent` the work continues.
 pub fn inject_current(headers: &mut http::HeaderMap) {
     let context = Span::current().context();
     if context.span().span_context().is_valid() {
         TraceContextPropagator::new().inject_context(&context, &mut HeadersMut(headers));
+    } else if let Some(value) = continued().and_then(|v| http::HeaderValue::try_from(v).ok()) {
+        headers.insert(TRACEPARENT, value);
     }
 }
 
-/// The current span as a `traceparent` value, to store with work that continues later.
+/// The current span as a `traceparent` value, to store with work that continues later; with
+/// tracing off, the one the work continues.
 pub fn current_traceparent() -> Option<String> {
     let context = Span::current().context();
     if !context.span().span_context().is_valid() {
-        return None;
+        return continued();
     }
     let mut captured = Capture(None);
     TraceContextPropagator::new().inject_context(&context, &mut captured);

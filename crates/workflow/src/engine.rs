@@ -643,7 +643,8 @@ impl Engine {
             attempt = instance.attempt,
         );
         roster_platform::traces::set_parent(&span, instance.trace_parent.as_deref());
-        let answer = tracing::Instrument::instrument(self.answer(workflow, &mut ctx, step, direction), span).await;
+        let answering = tracing::Instrument::instrument(self.answer(workflow, &mut ctx, step, direction), span);
+        let answer = roster_platform::traces::continuing(instance.trace_parent.clone(), answering).await;
         debug!(id = %instance.id, step = steps[step], direction = direction.as_str(), ?answer, "step answered");
         match answer {
             Ok(Outcome::Done(output)) => {
