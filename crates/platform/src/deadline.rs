@@ -3,6 +3,10 @@
 //! the deadline in a task-local while the handler runs; [`crate::peer`] sends each call with
 //! what is left of it, capped by that client's own timeout. A call outside an RPC (a saga
 //! step, a background task) gets the cap alone.
+//!
+//! `parse` and `encode` are written here because tonic's own `grpc-timeout` reader and writer
+//! are private to it (its server's timeout layer and `Request::set_timeout`), and this layer
+//! and [`crate::peer`] work on the HTTP request below tonic's `Request`.
 
 use std::task::{Context, Poll};
 use std::time::Duration;

@@ -10,6 +10,12 @@
 //! addresses already known rather than dropping every connection. Several URLs may be given,
 //! separated by commas, and are balanced together.
 //!
+//! Why not ginepro, the crate that balances tonic channels over DNS: it brings its own DNS
+//! client (hickory-resolver, with anyhow and async-trait) and takes one host and port, while
+//! what is here is a lookup loop of some sixty lines over tonic's own balanced channel
+//! (`Channel::balance_channel`), using the system resolver; the call wrapper below (deadline,
+//! trace context) would be needed either way.
+//!
 //! An `https://` URL is called over TLS ([`crate::tls::ClientTls`]): the peer's certificate
 //! must name the URL's host, and renewed certificate files make every connection anew.
 //!

@@ -1,5 +1,6 @@
-//! One `info` line per RPC, and its count and latency in the metrics, from a tower layer around every other layer, so that a call refused
-//! by authentication or by the limits leaves a line as well as one a handler answers.
+//! One `info` line per RPC, and its count and latency in the metrics, from a tower layer
+//! around every other layer, so that a call refused by authentication or by the limits leaves
+//! a line as well as one a handler answers.
 //!
 //! The layer opens the RPC's span (`rpc`: `method`, and `trace_id` from a W3C `traceparent`
 //! header); the authentication layer records `principal` (its kind) in it, and the idempotency

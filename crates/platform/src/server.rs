@@ -1,6 +1,6 @@
 //! Serving a service: the tonic server with the authentication and limit layers (`transport`
-//! has the limits), over TLS when configured (`tls`), health (`grpc.health.v1`) and reflection (v1 and v1alpha), and graceful
-//! shutdown.
+//! has the limits), over TLS when configured (`tls`), health (`grpc.health.v1`) and
+//! reflection (v1 and v1alpha), and graceful shutdown.
 //!
 //! Shutdown order: the signal arrives, health turns NOT_SERVING (load balancers stop routing)
 //! and stays so for the shutdown delay while calls are still taken, then the listener closes,
