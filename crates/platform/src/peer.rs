@@ -12,7 +12,7 @@
 //!
 //! Why not ginepro, the crate that balances tonic channels over DNS: it brings its own DNS
 //! client (hickory-resolver, with anyhow and async-trait) and takes one host and port, while
-//! what is here is a lookup loop of some sixty lines over tonic's own balanced channel
+//! what is here is a lookup loop of under a hundred lines over tonic's own balanced channel
 //! (`Channel::balance_channel`), using the system resolver; the call wrapper below (deadline,
 //! trace context) would be needed either way.
 //!
