@@ -26,7 +26,6 @@ use roster_proto::identity::v1::user_service_server::UserServiceServer;
 use roster_proto::operations::v1::operations_server::OperationsServer;
 use roster_workflow::{Engine, EngineConfig};
 use tokio::net::TcpListener;
-use tonic::service::Routes;
 
 use crate::api::Api;
 use crate::dev_clock::{DevClock, KeptClock};
@@ -210,27 +209,17 @@ impl Server {
             draining.clone(),
         );
         let max = settings.limits.max_message_bytes();
-        let routes = Routes::new(api_server!(AccountServiceServer, api.clone(), max))
-            .add_service(api_server!(UserServiceServer, api.clone(), max))
-            .add_service(api_server!(RoleServiceServer, api.clone(), max))
-            .add_service(api_server!(BulkServiceServer, api.clone(), max))
-            .add_service(api_server!(OperationsServer, api.clone(), max))
-            .add_service(api_server!(DirectoryServiceServer, api, max));
-        let mut names = vec![
-            "roster.identity.v1.AccountService",
-            "roster.identity.v1.UserService",
-            "roster.identity.v1.RoleService",
-            "roster.identity.v1.DirectoryService",
-            "roster.operations.v1.Operations",
-        ];
-        let routes = match &settings.dev_clock {
-            Some(clock) => {
-                names.push("roster.dev.v1.ClockService");
-                routes.add_service(ClockServiceServer::new(DevClock::new(clock.clone(), engine.clone())))
-            }
-            None => routes,
+        let services = ServiceSet::new(draining)
+            .add(api_server!(AccountServiceServer, api.clone(), max))
+            .add(api_server!(UserServiceServer, api.clone(), max))
+            .add(api_server!(RoleServiceServer, api.clone(), max))
+            .add(api_server!(BulkServiceServer, api.clone(), max))
+            .add(api_server!(OperationsServer, api.clone(), max))
+            .add(api_server!(DirectoryServiceServer, api, max));
+        let services = match &settings.dev_clock {
+            Some(clock) => services.add(ClockServiceServer::new(DevClock::new(clock.clone(), engine.clone()))),
+            None => services,
         };
-        let services = ServiceSet { names, routes, draining };
         let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
         let dispatcher = Dispatcher {
             db: db.clone(),

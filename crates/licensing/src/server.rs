@@ -20,7 +20,6 @@ use roster_proto::licensing::v1::billing_service_server::BillingServiceServer;
 use roster_proto::licensing::v1::content_service_server::ContentServiceServer;
 use roster_proto::licensing::v1::license_service_server::LicenseServiceServer;
 use tokio::net::TcpListener;
-use tonic::service::Routes;
 
 use crate::api::Api;
 use crate::directory::Directory;
@@ -136,19 +135,11 @@ impl Server {
         let Self { listener, db, directory, settings, tls, health } = self;
         let api = Api::new(db.clone(), directory, settings.clock.clone(), settings.pages.clone());
         let max = settings.limits.max_message_bytes();
-        let routes = Routes::new(api_server!(LicenseServiceServer, api.clone(), max))
-            .add_service(api_server!(ContentServiceServer, api.clone(), max))
-            .add_service(api_server!(BillingServiceServer, api, max));
-        let services = ServiceSet {
-            names: vec![
-                "roster.licensing.v1.LicenseService",
-                "roster.licensing.v1.ContentService",
-                "roster.licensing.v1.BillingService",
-            ],
-            routes,
-            // Licensing has no server-streaming RPCs to end.
-            draining: tokio_util::sync::CancellationToken::new(),
-        };
+        // Licensing has no server-streaming RPCs to end as it drains.
+        let services = ServiceSet::new(tokio_util::sync::CancellationToken::new())
+            .add(api_server!(LicenseServiceServer, api.clone(), max))
+            .add(api_server!(ContentServiceServer, api.clone(), max))
+            .add(api_server!(BillingServiceServer, api, max));
         tracing::info!(addr = %self_addr(&listener, settings.listen), identity = %settings.identity_url, "licensing serving");
         let (stop_housekeeping, stopped) = tokio::sync::watch::channel(false);
         // Licensing's gauges are its pools'; only when metrics are served.

@@ -33,6 +33,13 @@ pub struct AuthArgs {
     /// generate` writes `page-token.keys`).
     #[arg(long = "page-token-keys", env = "ROSTER_PAGE_TOKEN_KEYS")]
     pub page_token_keys: Option<PathBuf>,
+    /// The longest a token may be valid (`exp - iat`) per kind of principal, e.g.
+    /// `users=24h,operators=8h,services=1h`; kinds not named keep their default (a day for
+    /// users and operators, an hour for services). Longer tokens are refused.
+    #[arg(long = "token-max-lifetime", env = "ROSTER_TOKEN_MAX_LIFETIME",
+          value_parser = crate::auth::tokens::MaxLifetimes::parse,
+          default_value = "users=24h,operators=24h,services=1h")]
+    pub token_max_lifetime: crate::auth::tokens::MaxLifetimes,
     #[command(flatten)]
     pub claims: ClaimArgs,
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod deadline;
 pub mod idempotency;
+pub mod ids;
 pub mod metrics;
 pub mod pagination;
 pub mod peer;

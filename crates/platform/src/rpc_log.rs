@@ -8,9 +8,17 @@
 //! The line itself (`rpc finished`, with `code` and `latency_ms`) is written when the response
 //! ends: at its trailers, or, for a refusal sent as headers only, with the status those carry.
 //! A response dropped before its end (the client went away) is logged as `CANCELLED`.
+//!
+//! The method in the span, the line and the metrics' labels is the path only for methods the
+//! server serves ([`KnownMethods`]); any other path is `unknown`, so a caller inventing paths
+//! cannot grow the set of metric series (each costs memory in the exporter for good).
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
+
+use prost::Message as _;
 
 use tower::{Layer, Service};
 use tracing::Span;
@@ -18,21 +26,70 @@ use tracing::field::Empty;
 
 use crate::watched_body::{Polled, Watch, WatchedBody};
 
+/// What the line and the metrics call a path the server does not serve.
+pub const UNKNOWN_METHOD: &str = "unknown";
+
+/// The `/package.Service/Method` paths a server answers, read from the descriptor sets of its
+/// services (Roster's, health's and reflection's).
+#[derive(Debug, Clone, Default)]
+pub struct KnownMethods(HashSet<String>);
+
+impl KnownMethods {
+    /// Every method of the services named (fully qualified).
+    pub fn of<'a>(services: impl IntoIterator<Item = &'a str>) -> Self {
+        let services: HashSet<&str> = services.into_iter().collect();
+        let sets = [
+            roster_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ];
+        let mut paths = HashSet::new();
+        for set in sets {
+            // The sets are compiled in; one that does not decode is a build defect.
+            let set = prost_types::FileDescriptorSet::decode(set).expect("a compiled-in descriptor set decodes");
+            for file in &set.file {
+                for service in &file.service {
+                    let name = format!("{}.{}", file.package(), service.name());
+                    if services.contains(name.as_str()) {
+                        paths.extend(service.method.iter().map(|m| format!("/{name}/{}", m.name())));
+                    }
+                }
+            }
+        }
+        Self(paths)
+    }
+
+    /// `path` if served here, else [`UNKNOWN_METHOD`].
+    fn label(&self, path: &str) -> String {
+        if self.0.contains(path) { path.to_owned() } else { UNKNOWN_METHOD.to_owned() }
+    }
+}
+
 /// Wraps a server's service stack; see the module doc.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RpcLogLayer;
+#[derive(Debug, Clone, Default)]
+pub struct RpcLogLayer {
+    known: Arc<KnownMethods>,
+}
+
+impl RpcLogLayer {
+    pub fn new(known: KnownMethods) -> Self {
+        Self { known: Arc::new(known) }
+    }
+}
 
 impl<S> Layer<S> for RpcLogLayer {
     type Service = RpcLog<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RpcLog { inner }
+        RpcLog { inner, known: self.known.clone() }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct RpcLog<S> {
     inner: S,
+    known: Arc<KnownMethods>,
 }
 
 impl<S, B> Service<http::Request<B>> for RpcLog<S>
@@ -49,13 +106,14 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let path = self.known.label(request.uri().path());
         let span = tracing::info_span!(
             "rpc",
-            method = request.uri().path(),
+            method = path.as_str(),
             principal = Empty,
             request_id = Empty,
             trace_id = Empty,
-            "otel.name" = request.uri().path(),
+            "otel.name" = path.as_str(),
             "otel.kind" = "server",
             "otel.status_code" = Empty,
         );
@@ -66,7 +124,6 @@ where
             span.record("trace_id", trace_id);
         }
         let started = Instant::now();
-        let path = request.uri().path().to_owned();
         let continues = crate::traces::incoming(request.headers());
         // Entered while the inner layers take the request: authentication records the
         // principal synchronously, in `call`.
@@ -122,8 +179,9 @@ impl End {
             self.span.record("otel.status_code", "error");
         }
         self.span.in_scope(|| tracing::info!(code = code_name(code), latency_ms, "rpc finished"));
-        // `/package.Service/Method`, as every gRPC path is.
-        let (service, method) = self.path.trim_start_matches('/').split_once('/').unwrap_or(("", &self.path));
+        // `/package.Service/Method`, as every gRPC path served is; `unknown` for both otherwise.
+        let (service, method) =
+            self.path.trim_start_matches('/').split_once('/').unwrap_or((UNKNOWN_METHOD, UNKNOWN_METHOD));
         let labels =
             [("service", service.to_owned()), ("method", method.to_owned()), ("code", code_name(code).to_owned())];
         metrics::counter!(crate::metrics::RPC_REQUESTS, &labels).increment(1);
@@ -182,6 +240,22 @@ impl Watch for End {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_served_methods_are_labelled_by_their_path() {
+        let known = KnownMethods::of(["roster.identity.v1.UserService", "grpc.health.v1.Health"]);
+        assert_eq!(known.label("/roster.identity.v1.UserService/GetUser"), "/roster.identity.v1.UserService/GetUser");
+        assert_eq!(known.label("/grpc.health.v1.Health/Check"), "/grpc.health.v1.Health/Check");
+        for made_up in [
+            "/roster.identity.v1.UserService/Nope",
+            "/roster.licensing.v1.LicenseService/AssignLicense",
+            "/x/y",
+            "",
+            "/roster.identity.v1.UserService/GetUser/extra",
+        ] {
+            assert_eq!(known.label(made_up), UNKNOWN_METHOD, "{made_up:?}");
+        }
+    }
 
     #[test]
     fn the_trace_id_is_read_from_a_well_formed_traceparent_only() {

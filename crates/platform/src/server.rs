@@ -15,11 +15,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::convert::Infallible;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
+
+use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -53,15 +56,43 @@ macro_rules! api_server {
     };
 }
 
-/// What a service hands over to be served.
+/// What a service hands over to be served: its gRPC services, each added once, from which
+/// the routes, reflection's list, health's statuses and the metrics' method labels all
+/// derive, so no list can miss a service another has.
 #[derive(Debug)]
 pub struct ServiceSet {
-    /// Fully qualified names of the gRPC services, for health.
-    pub names: Vec<&'static str>,
-    pub routes: Routes,
+    names: Vec<&'static str>,
+    routes: Routes,
     /// Cancelled when the listener closes: a server-streaming RPC then sends its final status
     /// (`UNAVAILABLE`, call again elsewhere) and ends, so the drain can finish it cleanly.
-    pub draining: CancellationToken,
+    draining: CancellationToken,
+}
+
+impl ServiceSet {
+    pub fn new(draining: CancellationToken) -> Self {
+        Self { names: Vec::new(), routes: Routes::default(), draining }
+    }
+
+    /// Serves `service` under its fully qualified name.
+    pub fn add<S>(mut self, service: S) -> Self
+    where
+        S: Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.names.push(S::NAME);
+        self.routes = self.routes.add_service(service);
+        self
+    }
+
+    /// The fully qualified names of the services added, in order.
+    pub fn names(&self) -> &[&'static str] {
+        &self.names
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,17 +162,21 @@ pub async fn serve(
             }
         })
     });
-    let reflection_v1 = reflection(&services.names, "grpc.reflection.v1.ServerReflection").build_v1()?;
-    let reflection_v1alpha = reflection(&services.names, "grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
-    let routes = services.routes.add_service(health).add_service(reflection_v1).add_service(reflection_v1alpha);
+    let ServiceSet { names, routes, draining: streams_end } = services;
+    let reflection_v1 = reflection(&names, "grpc.reflection.v1.ServerReflection").build_v1()?;
+    let reflection_v1alpha = reflection(&names, "grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
+    let routes = routes.add_service(health).add_service(reflection_v1).add_service(reflection_v1alpha);
+    let rpc_log = RpcLogLayer::new(crate::rpc_log::KnownMethods::of(names.iter().copied().chain([
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ])));
 
-    set_all(&reporter, &services.names, ServingStatus::Serving).await;
+    set_all(&reporter, &names, ServingStatus::Serving).await;
     let draining = Arc::new(Notify::new());
     let draining_signal = draining.clone();
-    let names = services.names.clone();
     let health_reporter = reporter.clone();
     let delay = limits.shutdown_delay();
-    let streams_end = services.draining.clone();
     let on_shutdown = async move {
         shutdown.await;
         tracing::info!(delay_ms = delay.as_millis() as u64, "shutdown requested: health NOT_SERVING");
@@ -163,7 +198,7 @@ pub async fn serve(
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
         // Outermost: its span names the method in every line written for the RPC, and its
         // line per RPC also covers refusals by the layers below.
-        .layer(RpcLogLayer)
+        .layer(rpc_log)
         // The caller's deadline, for the calls the handler makes to the other service.
         .layer(DeadlineLayer)
         .layer(in_flight.clone())

@@ -81,10 +81,18 @@ pub fn check_field(field: &str, value: &str) -> Result<(), String> {
     if value.len() > limit {
         return Err(format!("is {} bytes long; at most {limit} are accepted", value.len()));
     }
-    if let Some((at, c)) = value.char_indices().find(|(_, c)| c.is_control()) {
-        return Err(format!("must not contain control characters (U+{:04X} at byte {at})", u32::from(c)));
+    if let Some((at, c)) = value.char_indices().find(|(_, c)| is_forbidden_char(*c)) {
+        let what = if c.is_control() { "control" } else { "bidirectional-override" };
+        return Err(format!("must not contain {what} characters (U+{:04X} at byte {at})", u32::from(c)));
     }
     Ok(())
+}
+
+/// Characters no string Roster accepts may hold: control characters (C0, DEL, C1) and the
+/// bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069), which
+/// make a name or note display as something other than what it holds ("Trojan Source").
+pub fn is_forbidden_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `INVALID_ARGUMENT` with an `ErrorInfo` (reason `INVALID_ARGUMENT`) and a `BadRequest` naming
@@ -186,6 +194,11 @@ mod tests {
         assert!(check_field("request_id", "a\0b").expect_err("NUL").contains("U+0000"));
         assert!(check_field("display_name", "line\nbreak").is_err());
         assert!(check_field("display_name", "\u{7f}").is_err());
+        for bidi in ['\u{202A}', '\u{202E}', '\u{2066}', '\u{2069}'] {
+            let refused = check_field("note", &format!("invoice{bidi}fdp.exe")).expect_err("bidi override");
+            assert!(refused.contains("bidirectional-override"), "{refused}");
+        }
+        assert!(check_field("note", "\u{2065}\u{202F}").is_ok(), "the neighbours of the ranges are fine");
         assert!(check_field("custom_role_id", &"x".repeat(129)).is_err());
         assert!(check_field("kind", &"k".repeat(1 << 20)).is_err());
         assert!(check_field("page_token", &"p".repeat(1_024)).is_ok());

@@ -2,6 +2,7 @@
 //! server reflection serves; `checked` holds the boundary check every request passes.
 
 pub mod checked;
+pub mod paged;
 
 /// `roster.identity.v1`: accounts, users, roles, invitations and ownership.
 pub mod identity {

@@ -133,7 +133,7 @@ pub fn load_verifier(auth: &AuthArgs) -> Result<Arc<Verifier>, ConfigError> {
         ConfigError::new(KEY, "a JWKS file of the trusted keys is required (`roster keys generate` writes one)")
     })?;
     Verifier::from_jwks_file(path, &auth.claims.jwt_audience, &auth.claims.jwt_issuer)
-        .map(Arc::new)
+        .map(|verifier| Arc::new(verifier.with_max_lifetimes(auth.token_max_lifetime)))
         .map_err(|e| ConfigError::new(KEY, e.to_string()))
 }
 

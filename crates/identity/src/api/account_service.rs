@@ -164,7 +164,7 @@ impl pb::account_service_server::AccountService for Api {
         let caller = principal(&request)?;
         let req = request.get_ref();
         let id = convert::account_id(&req.account_id)?;
-        let page = self.pages.request(req.page_size, &req.page_token)?;
+        let page = self.page(req, &caller)?;
         let (after, limit) = (page.after.clone(), page.fetch_limit());
         let events = self
             .read(caller, move |tx, ctx| {
@@ -212,7 +212,7 @@ impl pb::account_service_server::AccountService for Api {
         let caller = principal(&request)?;
         let req = request.get_ref();
         let id = convert::account_id(&req.account_id)?;
-        let page = self.pages.request(req.page_size, &req.page_token)?;
+        let page = self.page(req, &caller)?;
         let (before, limit) = (page.after.clone(), page.fetch_limit());
         let emails = self
             .read(caller, move |tx, ctx| {
@@ -322,7 +322,7 @@ impl pb::account_service_server::AccountService for Api {
         let caller = principal(&request)?;
         let req = request.get_ref();
         let id = convert::account_id(&req.account_id)?;
-        let page = self.pages.request(req.page_size, &req.page_token)?;
+        let page = self.page(req, &caller)?;
         let (before, limit) = (page.after.clone(), page.fetch_limit());
         let found = self
             .read(caller, move |tx, ctx| {

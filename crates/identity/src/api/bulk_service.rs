@@ -238,7 +238,7 @@ impl pb::bulk_service_server::BulkService for Api {
         let caller = principal(&request)?;
         let request = request.into_inner();
         let state = row_state(request.state)?;
-        let page = self.pages.request(request.page_size, &request.page_token)?;
+        let page = self.page(&request, &caller)?;
         let after = match page.after.as_deref() {
             Some(line) => line.parse().map_err(|_| status::invalid_argument("page_token", "is not from this list"))?,
             None => 0,

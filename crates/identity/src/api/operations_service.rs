@@ -59,7 +59,7 @@ impl ops::operations_server::Operations for Api {
         let req = request.into_inner();
         let account = convert::account_id(&req.account_id)?;
         let state = convert::operation_state(req.state)?;
-        let page = self.pages.request(i32::try_from(req.page_size).unwrap_or(i32::MAX), &req.page_token)?;
+        let page = self.page(&req, &caller)?;
         let allowed = account.clone();
         self.read(caller, move |tx, ctx| Box::pin(async move { operations::may_list(tx, ctx, &allowed).await }))
             .await?;

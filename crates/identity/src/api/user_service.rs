@@ -70,7 +70,7 @@ impl pb::user_service_server::UserService for Api {
         let caller = principal(&request)?;
         let req = request.get_ref();
         let account = convert::account_id(&req.account_id)?;
-        let page = self.pages.request(req.page_size, &req.page_token)?;
+        let page = self.page(req, &caller)?;
         let filter =
             ListFilter { status: convert::status_filter(req.status)?, role_kind: convert::role_filter(req.role)? };
         let (after, limit) = (page.after.clone(), page.fetch_limit());
@@ -116,7 +116,7 @@ impl pb::user_service_server::UserService for Api {
         let caller = principal(&request)?;
         let req = request.get_ref();
         let account = convert::account_id(&req.account_id)?;
-        let page = self.pages.request(req.page_size, &req.page_token)?;
+        let page = self.page(req, &caller)?;
         let (after, limit) = (page.after.clone(), page.fetch_limit());
         let found = self
             .read(caller, move |tx, ctx| {

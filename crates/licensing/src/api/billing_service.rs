@@ -73,7 +73,7 @@ impl pb::billing_service_server::BillingService for Api {
         let who = principal(&request)?;
         let req = request.into_inner();
         let account = convert::id("account_id", &req.account_id)?;
-        let page = self.pages.request(req.page_size, &req.page_token)?;
+        let page = self.page(&req, &who)?;
         let (after, limit, id) = (page.after.clone(), page.fetch_limit(), account.clone());
         let rows = self
             .read(&who, &account, Freshness::Fresh, move |tx, _, caller| {
@@ -94,7 +94,7 @@ impl pb::billing_service_server::BillingService for Api {
         let who = principal(&request)?;
         let req = request.into_inner();
         let account = convert::id("account_id", &req.account_id)?;
-        let page = self.pages.request(req.page_size, &req.page_token)?;
+        let page = self.page(&req, &who)?;
         let (after, limit, id) = (page.after.clone(), page.fetch_limit(), account.clone());
         let rows = self
             .read_records(&who, &account, move |tx, _, caller| {
@@ -119,7 +119,7 @@ impl pb::billing_service_server::BillingService for Api {
             return Err(error::domain_status(&DomainError::PrincipalNotAllowed));
         };
         let user = convert::id("user", user_id)?;
-        let page = self.pages.request(req.page_size, &req.page_token)?;
+        let page = self.page(&req, &who)?;
         let (after, limit) = (page.after.clone(), page.fetch_limit());
         let mut conn = self.db.reader().await.map_err(|e| status::from_db(&e))?;
         let rows = billing::refunds_to(&mut conn, &user, after.as_deref(), limit).await.map_err(error::to_status)?;

@@ -66,7 +66,7 @@ impl pb::content_service_server::ContentService for Api {
         let account = convert::id("account_id", &req.account_id)?;
         let owner = convert::id("owner_user_id", &req.owner_user_id)?;
         let kind = convert::optional_content_kind("kind", req.kind)?;
-        let page = self.pages.request(req.page_size, &req.page_token)?;
+        let page = self.page(&req, &who)?;
         let (after, limit, id) = (page.after.clone(), page.fetch_limit(), account.clone());
         let items = self
             .read(&who, &account, Freshness::Cached, move |tx, _, caller| {

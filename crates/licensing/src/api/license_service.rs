@@ -125,7 +125,7 @@ impl pb::license_service_server::LicenseService for Api {
         let account = convert::id("account_id", &req.account_id)?;
         let user = convert::optional_id("user_id", &req.user_id)?;
         let license_type: Option<LicenseType> = convert::optional_license_type("license_type", req.license_type)?;
-        let page = self.pages.request(req.page_size, &req.page_token)?;
+        let page = self.page(&req, &who)?;
         let (after, limit, id) = (page.after.clone(), page.fetch_limit(), account.clone());
         let rows = self
             .read(&who, &account, Freshness::Cached, move |tx, _, caller| {
@@ -252,7 +252,7 @@ impl pb::license_service_server::LicenseService for Api {
         let who = principal(&request)?;
         let req = request.into_inner();
         let account = convert::id("account_id", &req.account_id)?;
-        let page = self.pages.request(req.page_size, &req.page_token)?;
+        let page = self.page(&req, &who)?;
         let (before, limit, id) = (page.after.clone(), page.fetch_limit(), account.clone());
         // Records outlive the account (a refund in an account that then closed), so operators
         // may read a closed account's trail.

@@ -64,6 +64,16 @@ impl Api {
         Self { db, directory, clock, pages }
     }
 
+    /// The page a list request asks for; its token must be one this list handed this caller
+    /// for the same filter (see `roster_platform::pagination`).
+    fn page<R: roster_proto::paged::Paged>(
+        &self,
+        request: &R,
+        caller: &Principal,
+    ) -> Result<roster_platform::pagination::PageRequest, Status> {
+        self.pages.request(request, &caller.audit_name(), self.clock.now_ms())
+    }
+
     fn ctx(&self, principal: &Principal, request_id: &str) -> Ctx {
         Ctx { principal: principal.clone(), request_id: request_id.to_owned(), now_ms: self.clock.now_ms() }
     }

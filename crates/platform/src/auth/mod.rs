@@ -113,6 +113,12 @@ pub enum AuthError {
     KeyNotForPrincipal,
     #[error("bearer token is invalid")]
     Invalid,
+    #[error("bearer token names its principal with control or bidirectional-override characters")]
+    SubjectInvalid,
+    #[error("bearer token header lists critical extensions (crit) this service does not understand")]
+    CriticalHeader,
+    #[error("bearer token is valid for longer (exp - iat) than this service allows its kind of principal")]
+    LifetimeTooLong,
     #[error("a service token must come with a client certificate valid for roster-{0}")]
     CertificateNotForService(String),
 }
@@ -124,6 +130,9 @@ impl AuthError {
             Self::Missing => "TOKEN_MISSING",
             Self::CertificateNotForService(_) => "CERTIFICATE_NOT_FOR_SERVICE",
             Self::Malformed | Self::TooLarge | Self::Invalid => "TOKEN_INVALID",
+            Self::SubjectInvalid => "TOKEN_SUBJECT_INVALID",
+            Self::CriticalHeader => "TOKEN_CRITICAL_HEADER",
+            Self::LifetimeTooLong => "TOKEN_LIFETIME_TOO_LONG",
             Self::Expired => "TOKEN_EXPIRED",
             Self::NotYetValid => "TOKEN_NOT_YET_VALID",
             Self::WrongAudience => "TOKEN_WRONG_AUDIENCE",
@@ -147,6 +156,12 @@ impl Principal {
     fn from_claims(claims: Claims) -> Result<Self, AuthError> {
         if claims.sub.is_empty() || claims.sub.len() > 200 {
             return Err(AuthError::Invalid);
+        }
+        // A name ends up in audit records, idempotency keys, logs and SQL parameters: NUL is
+        // an encoding error on PostgreSQL, and an override character makes a record read
+        // differently from what it holds.
+        if claims.sub.chars().any(roster_proto::checked::is_forbidden_char) {
+            return Err(AuthError::SubjectInvalid);
         }
         Ok(match claims.kind {
             PrincipalKind::User => Self::User { user_id: claims.sub },

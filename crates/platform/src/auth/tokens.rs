@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -121,10 +122,65 @@ impl SignerSet {
     }
 }
 
+/// The longest a token may be valid (`exp - iat`), by the kind of principal it names. A token
+/// minted to last longer is refused whatever its signature says: a leaked long-lived token is
+/// a standing key to an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxLifetimes {
+    pub users: Duration,
+    pub operators: Duration,
+    pub services: Duration,
+}
+
+impl Default for MaxLifetimes {
+    /// A user's session and an operator's shift last at most a day (the demo's tokens do);
+    /// services re-mint theirs every few minutes, so an hour is generous.
+    fn default() -> Self {
+        Self {
+            users: Duration::from_secs(24 * 3_600),
+            operators: Duration::from_secs(24 * 3_600),
+            services: Duration::from_secs(3_600),
+        }
+    }
+}
+
+impl MaxLifetimes {
+    /// Reads `users=24h,operators=8h,services=1h` (any of the three, humantime durations);
+    /// kinds not named keep their default.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut lifetimes = Self::default();
+        for part in text.split(',').map(str::trim).filter(|part| !part.is_empty()) {
+            let (kind, value) =
+                part.split_once('=').ok_or_else(|| format!("{part:?} is not KIND=DURATION (e.g. users=24h)"))?;
+            let duration = humantime::parse_duration(value.trim())
+                .map_err(|e| format!("{kind}: {value:?} is not a duration: {e}"))?;
+            if duration.is_zero() {
+                return Err(format!("{kind}: the lifetime must be longer than zero"));
+            }
+            match kind.trim() {
+                "users" => lifetimes.users = duration,
+                "operators" => lifetimes.operators = duration,
+                "services" => lifetimes.services = duration,
+                other => return Err(format!("{other:?} is not a principal kind (users, operators, services)")),
+            }
+        }
+        Ok(lifetimes)
+    }
+
+    fn of(&self, kind: PrincipalKind) -> Duration {
+        match kind {
+            PrincipalKind::User => self.users,
+            PrincipalKind::Operator => self.operators,
+            PrincipalKind::Service => self.services,
+        }
+    }
+}
+
 /// Verifies tokens against the trusted keys, each bound to what it may sign.
 pub struct Verifier {
     keys: HashMap<String, TrustedKey>,
     validation: Validation,
+    max_lifetimes: MaxLifetimes,
     /// Tokens verified before, by SHA-256 of the token, with the principal and `exp`. A client
     /// sends the same token on every call until it expires, and checking an Ed25519 signature
     /// costs more than the rest of a cheap call. Only tokens that passed every check (the key's
@@ -156,7 +212,12 @@ impl Verifier {
         validation.leeway = LEEWAY_S;
         let verified =
             moka::sync::Cache::builder().max_capacity(VERIFIED_TOKENS_KEPT).time_to_live(VERIFIED_TOKEN_TTL).build();
-        Ok(Self { keys, validation, verified })
+        Ok(Self { keys, validation, max_lifetimes: MaxLifetimes::default(), verified })
+    }
+
+    /// Refuses tokens valid for longer than `max_lifetimes` allows their principal's kind.
+    pub fn with_max_lifetimes(self, max_lifetimes: MaxLifetimes) -> Self {
+        Self { max_lifetimes, ..self }
     }
 
     /// Checks the key (`kid`), signature, issuer, audience and validity window, that the key
@@ -184,6 +245,11 @@ impl Verifier {
         use jsonwebtoken::errors::ErrorKind;
 
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
+        // RFC 7515 4.1.11: a header naming extensions the recipient must understand is refused
+        // when it does not; Roster understands none.
+        if header.crit.is_some() {
+            return Err(AuthError::CriticalHeader);
+        }
         let trusted = header.kid.as_deref().and_then(|kid| self.keys.get(kid)).ok_or(AuthError::UnknownKey)?;
         let data =
             jsonwebtoken::decode::<Claims>(token, &trusted.key, &self.validation).map_err(|error| {
@@ -199,6 +265,10 @@ impl Verifier {
             return Err(AuthError::NotYetValid);
         }
         let exp = data.claims.exp;
+        let lifetime = Duration::from_secs(exp.saturating_sub(data.claims.iat));
+        if lifetime > self.max_lifetimes.of(data.claims.kind) {
+            return Err(AuthError::LifetimeTooLong);
+        }
         let principal = Principal::from_claims(data.claims)?;
         if !trusted.scope.permits(&principal) {
             return Err(AuthError::KeyNotForPrincipal);
@@ -383,6 +453,59 @@ mod tests {
         assert_eq!(k.verifier.verify(&forged), Err(AuthError::Invalid));
         assert_eq!(k.verifier.verify("not-a-token"), Err(AuthError::Invalid));
         assert_eq!(k.verifier.verify(&"a".repeat(MAX_TOKEN_BYTES + 1)), Err(AuthError::TooLarge));
+    }
+
+    #[test]
+    fn critical_headers_names_with_control_characters_and_long_lifetimes_are_refused() {
+        let k = keys();
+        let signer = k.signers.signer(&KeyScope::Users);
+        let now = now_s();
+        let signed =
+            |header: Header, claims: &Claims| jsonwebtoken::encode(&header, claims, &signer.key).expect("sign");
+        let header = || {
+            let mut header = Header::new(Algorithm::EdDSA);
+            header.kid = Some(signer.key_id().to_owned());
+            header
+        };
+        // RFC 7515 4.1.11: an extension the service would have to understand.
+        let mut critical = header();
+        critical.crit = Some(vec!["exp".into()]);
+        assert_eq!(
+            k.verifier.verify(&signed(critical, &signer.claims(&user(), now, 60))),
+            Err(AuthError::CriticalHeader)
+        );
+        // Names that would read differently from what they hold, or break a query.
+        for sub in ["a\0b", "line\nbreak", "admin\u{202E}nimda", "x\u{2066}y"] {
+            let claims = Claims { sub: sub.into(), ..signer.claims(&user(), now, 60) };
+            assert_eq!(k.verifier.verify(&signed(header(), &claims)), Err(AuthError::SubjectInvalid), "{sub:?}");
+        }
+        // A day for users and operators, an hour for services, by default.
+        let day = 24 * 3_600;
+        assert_eq!(k.verifier.verify(&signer.mint(&user(), now, day)), Ok(user()));
+        assert_eq!(k.verifier.verify(&signer.mint(&user(), now, day + 1)), Err(AuthError::LifetimeTooLong));
+        assert_eq!(k.verifier.verify(&signer.mint(&user(), now, 100 * 365 * day)), Err(AuthError::LifetimeTooLong));
+        let service_signer = k.signers.signer(&KeyScope::Service(IDENTITY_SERVICE.into()));
+        let service = service(IDENTITY_SERVICE);
+        assert_eq!(k.verifier.verify(&service_signer.mint(&service, now, 3_600)), Ok(service.clone()));
+        assert_eq!(k.verifier.verify(&service_signer.mint(&service, now, 3_601)), Err(AuthError::LifetimeTooLong));
+        // Configured shorter, a day-long user token no longer passes.
+        let strict = Verifier::from_jwks_file(&k._dir.path().join("jwks.json"), AUD, ISS)
+            .expect("verifier")
+            .with_max_lifetimes(MaxLifetimes::parse("users=1h").expect("parse"));
+        assert_eq!(strict.verify(&signer.mint(&user(), now, day)), Err(AuthError::LifetimeTooLong));
+        assert_eq!(strict.verify(&signer.mint(&user(), now, 3_600)), Ok(user()));
+    }
+
+    #[test]
+    fn lifetimes_parse_per_kind() {
+        let parsed = MaxLifetimes::parse("users=8h, services=10m").expect("parse");
+        assert_eq!(parsed.users, Duration::from_secs(8 * 3_600));
+        assert_eq!(parsed.services, Duration::from_secs(600));
+        assert_eq!(parsed.operators, MaxLifetimes::default().operators);
+        assert_eq!(MaxLifetimes::parse("").expect("empty"), MaxLifetimes::default());
+        for bad in ["users", "users=forever", "robots=1h", "users=0s"] {
+            assert!(MaxLifetimes::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
