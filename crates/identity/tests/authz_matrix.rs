@@ -767,7 +767,11 @@ async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Re
     }
 }
 
-on_both_backends!(r34_every_rpc_checks_the_caller, r34_objects_of_another_account_do_not_exist_here);
+on_both_backends!(
+    r34_every_rpc_checks_the_caller,
+    r34_objects_of_another_account_do_not_exist_here,
+    r33_every_refused_change_is_audited_at_once_and_stalls_no_other_account,
+);
 
 async fn r34_every_rpc_checks_the_caller(app: &TestApp) {
     let other = app.seed_world("other").await;
@@ -789,6 +793,114 @@ async fn r34_every_rpc_checks_the_caller(app: &TestApp) {
         }
     }
     assert!(failures.is_empty(), "authorisation matrix mismatches:\n{}", failures.join("\n"));
+}
+
+/// The RPCs that change something, and so audit their refusals: those whose request carries a
+/// `request_id`, and `VerifyStepUp`, whose wrong codes count.
+fn changes() -> Vec<&'static str> {
+    let descriptors = prost_types::FileDescriptorSet::decode(roster_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+    let keyed: Vec<String> = descriptors
+        .file
+        .iter()
+        .flat_map(|file| file.message_type.iter().map(move |m| (file.package(), m)))
+        .filter(|(_, message)| message.field.iter().any(|f| f.name() == "request_id"))
+        .map(|(package, message)| format!(".{package}.{}", message.name()))
+        .collect();
+    let methods: Vec<String> = descriptors
+        .file
+        .iter()
+        .filter(|file| matches!(file.package(), "roster.identity.v1" | "roster.operations.v1"))
+        .flat_map(|file| file.service.iter())
+        .flat_map(|service| {
+            service
+                .method
+                .iter()
+                .filter(|m| keyed.iter().any(|k| k == m.input_type()))
+                .map(move |m| format!("{}/{}", service.name(), m.name()))
+        })
+        .collect();
+    RPCS.into_iter().filter(|rpc| *rpc == "AccountService/VerifyStepUp" || methods.iter().any(|m| m == rpc)).collect()
+}
+
+/// SPEC R33 with R34: every change refused to a caller (the first of a member, another account's
+/// admin, an admin and an operator that the matrix refuses) answers at once, leaves its
+/// `refused:` record, and never holds the database while it does: another account's writes,
+/// made over and over meanwhile, each answer well within a second or two (on SQLite a refusal
+/// once held the only writer for the pool's 10 s timeout and lost its record).
+async fn r33_every_refused_change_is_audited_at_once_and_stalls_no_other_account(app: &TestApp) {
+    let other = app.seed_world("other").await;
+    let bystander = app.seed_world("bystander").await;
+    let generous = std::time::Duration::from_secs(5);
+    let mut failures = Vec::new();
+    let rpcs = changes();
+    assert!(rpcs.len() >= 30, "every change RPC is covered: {rpcs:?}");
+    for (n, rpc) in rpcs.into_iter().enumerate() {
+        let refused_caller = [Caller::Member, Caller::OtherAdmin, Caller::Admin, Caller::Operator]
+            .into_iter()
+            .find(|caller| !matches!(expected(rpc, *caller), Code::Ok | Code::Unauthenticated));
+        let Some(caller) = refused_caller else { continue };
+        let world = app.seed_world(&format!("refused{n}")).await;
+        let principal = match caller {
+            Caller::Member => format!("user:{}", world.member),
+            Caller::OtherAdmin => format!("user:{}", other.admin),
+            Caller::Admin => format!("user:{}", world.admin),
+            _ => "operator:support".to_owned(),
+        };
+        let refusals = || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM audit_events WHERE principal = $1 AND outcome LIKE 'refused:%'",
+            )
+            .bind(&principal)
+            .fetch_one(app.db.pool())
+            .await
+            .expect("audit")
+        };
+        let before = refusals().await;
+        // Another account's owner writes, over and over, while the refused call runs.
+        let stop = tokio::sync::watch::channel(false);
+        let writes = {
+            let (mut stopped, account, owner) = (stop.1.clone(), bystander.account.clone(), bystander.owner.clone());
+            let (channel, token) = (app.channel.clone(), app.user_token(&owner));
+            tokio::spawn(async move {
+                let mut slowest = std::time::Duration::ZERO;
+                let mut client = pb::account_service_client::AccountServiceClient::new(channel);
+                while !*stopped.borrow_and_update() {
+                    let started = std::time::Instant::now();
+                    let request = pb::AuthorizeIntegrationRequest {
+                        request_id: rid(),
+                        account_id: account.clone(),
+                        name: "Bystander".into(),
+                    };
+                    client.authorize_integration(authed(request, &token)).await.expect("the bystander's write");
+                    slowest = slowest.max(started.elapsed());
+                }
+                slowest
+            })
+        };
+        let token = token(app, caller, &world, &other);
+        let started = std::time::Instant::now();
+        let got = call(app, rpc, &world, &token).await;
+        let took = started.elapsed();
+        let _ = stop.0.send(true);
+        let slowest_write = writes.await.expect("writes");
+        if got.is_ok() {
+            failures.push(format!("{rpc} as {caller:?} was not refused"));
+            continue;
+        }
+        if took > generous || slowest_write > generous {
+            failures.push(format!(
+                "{rpc} as {caller:?}: answered in {took:?}, another account's write took {slowest_write:?}"
+            ));
+        }
+        if refusals().await != before + 1 {
+            failures.push(format!("{rpc} as {caller:?}: no refused record for {principal}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "refusals that were slow, stalled others or went unrecorded:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]

@@ -467,7 +467,117 @@ impl FreeNumber for World {
     }
 }
 
-on_both_backends!(r34_every_licensing_rpc_checks_the_caller);
+on_both_backends!(
+    r34_every_licensing_rpc_checks_the_caller,
+    r33_every_refused_change_is_audited_at_once_and_stalls_no_other_account,
+);
+
+/// The RPCs that change something and audit their refusals: those whose request carries a
+/// `request_id`, and the batched reclaim, whose items do.
+fn changes() -> Vec<&'static str> {
+    let descriptors = prost_types::FileDescriptorSet::decode(roster_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+    let keyed: Vec<String> = descriptors
+        .file
+        .iter()
+        .filter(|file| file.package() == "roster.licensing.v1")
+        .flat_map(|file| file.message_type.iter().map(move |m| (file.package(), m)))
+        .filter(|(_, message)| message.field.iter().any(|f| f.name() == "request_id"))
+        .map(|(package, message)| format!(".{package}.{}", message.name()))
+        .collect();
+    let descriptors = &descriptors;
+    RPCS.into_iter()
+        .filter(|rpc| {
+            *rpc == "LicenseService/ReclaimLicensesBatch"
+                || descriptors.file.iter().flat_map(|f| f.service.iter()).any(|service| {
+                    service.method.iter().any(|m| {
+                        format!("{}/{}", service.name(), m.name()) == *rpc && keyed.iter().any(|k| k == m.input_type())
+                    })
+                })
+        })
+        .collect()
+}
+
+/// SPEC R33 with R34: every change refused to a caller (the first of a member, an operator, an
+/// admin and another account's admin that the matrix refuses) answers at once, leaves its
+/// `refused:` record, and never holds the database meanwhile: another account's writes, made
+/// over and over while it runs, each answer well within a second or two.
+async fn r33_every_refused_change_is_audited_at_once_and_stalls_no_other_account(app: &TestApp) {
+    let other = app.seed_world().await;
+    let bystander = app.seed_world().await;
+    let generous = std::time::Duration::from_secs(5);
+    let mut failures = Vec::new();
+    let rpcs = changes();
+    assert!(rpcs.len() >= 15, "every change RPC is covered: {rpcs:?}");
+    for rpc in rpcs {
+        let refused_caller = [Caller::Member, Caller::Operator, Caller::Admin, Caller::OtherAdmin]
+            .into_iter()
+            .find(|caller| !matches!(expected(rpc, *caller), Code::Ok | Code::Unauthenticated));
+        let Some(caller) = refused_caller else { continue };
+        let world = app.seed_world().await;
+        let fx = fixtures(app, &world).await;
+        let principal = match caller {
+            Caller::Member => format!("user:{}", world.member),
+            Caller::Admin => format!("user:{}", world.admin),
+            Caller::OtherAdmin => format!("user:{}", other.admin),
+            _ => "operator:support".to_owned(),
+        };
+        let refusals = || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM audit_events WHERE principal = $1 AND outcome LIKE 'refused:%'",
+            )
+            .bind(&principal)
+            .fetch_one(app.db.pool())
+            .await
+            .expect("audit")
+        };
+        let before = refusals().await;
+        let stop = tokio::sync::watch::channel(false);
+        let writes = {
+            let (mut stopped, account, owner) = (stop.1.clone(), bystander.account.clone(), bystander.owner.clone());
+            let mut client = app.content();
+            let token = app.user_token(&owner);
+            tokio::spawn(async move {
+                let mut slowest = std::time::Duration::ZERO;
+                while !*stopped.borrow_and_update() {
+                    let started = std::time::Instant::now();
+                    let request = pb::RegisterContentRequest {
+                        request_id: rid(),
+                        account_id: account.clone(),
+                        kind: pb::ContentKind::Meeting as i32,
+                        title: "Bystander".into(),
+                        ..Default::default()
+                    };
+                    client.register_content(authed(request, &token)).await.expect("the bystander's write");
+                    slowest = slowest.max(started.elapsed());
+                }
+                slowest
+            })
+        };
+        let token = token(app, caller, &world, &other);
+        let started = std::time::Instant::now();
+        let got = call(app, rpc, &world, &fx, &token).await;
+        let took = started.elapsed();
+        let _ = stop.0.send(true);
+        let slowest_write = writes.await.expect("writes");
+        if got.is_ok() {
+            failures.push(format!("{rpc} as {caller:?} was not refused"));
+            continue;
+        }
+        if took > generous || slowest_write > generous {
+            failures.push(format!(
+                "{rpc} as {caller:?}: answered in {took:?}, another account's write took {slowest_write:?}"
+            ));
+        }
+        if refusals().await != before + 1 {
+            failures.push(format!("{rpc} as {caller:?}: no refused record for {principal}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "refusals that were slow, stalled others or went unrecorded:\n{}",
+        failures.join("\n")
+    );
+}
 
 async fn r34_every_licensing_rpc_checks_the_caller(app: &TestApp) {
     let other = app.seed_world().await;

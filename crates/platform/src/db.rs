@@ -180,6 +180,15 @@ impl Database {
         tx
     }
 
+    /// A writer connection outside any transaction, for a single statement that commits by
+    /// itself (a refusal's audit record). Take it only when holding no other connection.
+    pub async fn writer(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
+        let started = std::time::Instant::now();
+        let conn = self.pool.acquire().await;
+        crate::metrics::acquired("writer", started.elapsed());
+        conn
+    }
+
     /// The pool [`Database::reader`] takes from (on PostgreSQL, the writer's).
     pub fn readers(&self) -> &AnyPool {
         &self.readers

@@ -1,7 +1,6 @@
 //! `roster.identity.v1.AccountService`.
 
 use roster_platform::auth::principal;
-use roster_platform::status;
 use roster_proto::identity::v1 as pb;
 use roster_proto::operations::v1 as ops;
 use tonic::{Request, Response, Status};
@@ -373,20 +372,18 @@ impl pb::account_service_server::AccountService for Api {
         let code = convert::step_up_code(&req.code)?;
         let ctx = self.ctx(caller, "");
         let action = crate::app::actions::STEP_UP_VERIFIED;
-        let mut tx = self.db.begin().await.map_err(|e| status::from_db(&e))?;
-        let refusal = match step_up::verify(&mut tx, &ctx, &id, &challenge, &code).await {
-            Ok(verification) => {
-                tx.commit().await.map_err(|e| status::from_db(&e))?;
-                match verification {
-                    Verification::Verified(proof) => return Ok(Response::new(convert::step_up_proof_pb(&proof))),
-                    Verification::Refused(refusal) => refusal,
-                }
-            }
-            Err(crate::app::Error::Domain(refusal)) => refusal,
-            Err(other) => return Err(super::error::to_status(other)),
+        let account = id.clone();
+        let verified = self
+            .transact(&ctx, move |tx, ctx| {
+                Box::pin(async move { step_up::verify(tx, ctx, &id, &challenge, &code).await })
+            })
+            .await?;
+        let refusal = match verified {
+            Ok(Verification::Verified(proof)) => return Ok(Response::new(convert::step_up_proof_pb(&proof))),
+            // The wrong code's count committed; the refusal is audited like any other.
+            Ok(Verification::Refused(refusal)) | Err(refusal) => refusal,
         };
-        self.audit_refusal(&ctx, Some(&id), action, super::error::reason(&refusal).reason).await;
-        Err(super::error::domain_status(&refusal))
+        Err(self.refused(&ctx, Some(&account), action, &refusal).await)
     }
 }
 

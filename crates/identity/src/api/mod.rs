@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Response, Status};
 
 use crate::app::{self, Ctx};
+use crate::domain::DomainError;
 use crate::domain::privileges::Need;
 use crate::domain::values::AccountId;
 use crate::sagas::Licensing;
@@ -193,25 +194,51 @@ impl Api {
         );
         match gated.await? {
             Ok(response) => Ok(Response::new(response)),
+            Err(app::Error::Domain(refusal)) => {
+                Err(self.refused(&ctx, account.as_ref(), method.action, &refusal).await)
+            }
+            Err(error) => Err(error::to_status(error)),
+        }
+    }
+
+    /// Runs a use case in a transaction of its own that commits when it answers and rolls back
+    /// when it refuses, for changes that are not once-per-request-id; a refusal comes back once
+    /// the transaction is over, for [`Api::refused`].
+    async fn transact<T, F>(&self, ctx: &Ctx, op: F) -> Result<std::result::Result<T, DomainError>, Status>
+    where
+        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<T>>,
+    {
+        let mut tx = self.db.begin().await.map_err(|e| status::from_db(&e))?;
+        match op(&mut tx, ctx).await {
+            Ok(answer) => {
+                tx.commit().await.map_err(|e| status::from_db(&e))?;
+                Ok(Ok(answer))
+            }
             Err(error) => {
-                if let app::Error::Domain(refusal) = &error {
-                    self.audit_refusal(&ctx, account.as_ref(), method.action, error::reason(refusal).reason).await;
+                tx.rollback().await.map_err(|e| status::from_db(&e))?;
+                match error {
+                    app::Error::Domain(refusal) => Ok(Err(refusal)),
+                    other => Err(error::to_status(other)),
                 }
-                Err(error::to_status(error))
             }
         }
     }
 
-    async fn audit_refusal(&self, ctx: &Ctx, account: Option<&AccountId>, action: &str, reason: &str) {
+    /// The one path for refused changes (SPEC R33): records the refusal and returns its
+    /// status. Called only once the request's transaction is over, and written on a connection
+    /// of its own in a single statement, so a refusal never holds a connection while it waits
+    /// for another: on SQLite's one writer that wait lasted the pool's whole timeout, stalled
+    /// every account's writes meanwhile, and then lost the record.
+    async fn refused(&self, ctx: &Ctx, account: Option<&AccountId>, action: &str, refusal: &DomainError) -> Status {
+        let reason = error::reason(refusal).reason;
         let recorded = async {
-            let mut tx = self.db.begin().await?;
-            app::audit_refusal(&mut tx, ctx, account, action, reason).await?;
-            tx.commit().await?;
-            Ok::<_, app::Error>(())
+            let mut conn = self.db.writer().await?;
+            app::audit_refusal(&mut conn, ctx, account, action, reason).await
         };
         if let Err(error) = recorded.await {
             tracing::warn!(%error, action, reason, "could not audit a refused request");
         }
+        error::domain_status(refusal)
     }
 
     /// Runs a read-only use case on a reader connection, without a transaction: its checks

@@ -36,6 +36,32 @@ impl Api {
     }
 }
 
+impl Api {
+    /// [`Api::visible_operation`] for a cancellation: whoever may not see the operation is told
+    /// it does not exist, as for a read, and the attempt is audited as a refused cancellation
+    /// (in the operation's account, where one exists).
+    async fn operation_to_change(&self, caller: &Principal, id: &str, request_id: &str) -> Result<Instance, Status> {
+        let id = convert::operation_id(id)?;
+        let ctx = self.ctx(caller.clone(), request_id);
+        let action = crate::app::actions::OPERATION_CANCELLED;
+        let not_found = DomainError::OperationNotFound;
+        let Some(instance) = self.engine.get(id.as_str()).await.map_err(|e| status::from_db(&e))? else {
+            return Err(self.refused(&ctx, None, action, &not_found).await);
+        };
+        let seen = instance.clone();
+        let visible = self
+            .read(caller.clone(), move |tx, ctx| Box::pin(async move { operations::may_see(tx, ctx, &seen).await }));
+        if let Err(status) = visible.await {
+            if status.code() != tonic::Code::NotFound {
+                return Err(status);
+            }
+            let account = convert::account_id(&instance.account_id).ok();
+            return Err(self.refused(&ctx, account.as_ref(), action, &not_found).await);
+        }
+        Ok(instance)
+    }
+}
+
 #[tonic::async_trait]
 impl ops::operations_server::Operations for Api {
     type WatchOperationStream = OperationStream;
@@ -182,8 +208,7 @@ impl ops::operations_server::Operations for Api {
     ) -> Result<Response<ops::Operation>, Status> {
         let caller = principal(&request)?;
         let req = request.into_inner();
-        // Whoever may not see it is told it does not exist, as for a read.
-        let instance = self.visible_operation(caller.clone(), &req.operation_id).await?;
+        let instance = self.operation_to_change(&caller, &req.operation_id, &req.request_id).await?;
         let account = convert::account_id(&instance.account_id)?;
         let engine = self.engine.clone();
         let mut response = self

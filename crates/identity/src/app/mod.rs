@@ -205,8 +205,8 @@ pub async fn audit(
     record(tx, ctx, account, action, target, "ok".to_owned(), details.to_string()).await
 }
 
-/// Records a refused change (outcome `refused:<REASON>`), in its own transaction since the
-/// change itself rolled back. Refusals are audited so abuse is visible.
+/// Records a refused change (outcome `refused:<REASON>`) once the change has rolled back, on a
+/// connection of its own. Refusals are audited so abuse is visible.
 pub async fn audit_refusal(
     tx: &mut Conn,
     ctx: &Ctx,
@@ -227,7 +227,8 @@ async fn record(
     details_json: String,
 ) -> Result<()> {
     let event = AuditEvent {
-        id: uuid::Uuid::now_v7().to_string(),
+        // Ordered by the time it shows, so the trail lists newest first without inversions.
+        id: roster_platform::ids::at(ctx.now_ms),
         account_id: account.cloned(),
         principal: ctx.principal.audit_name(),
         action: action.to_owned(),

@@ -117,8 +117,7 @@ impl Api {
         let key = Key::new(&principal.audit_name(), method.path, request_id, request)?;
         let ctx = self.ctx(principal, request_id);
         if let Err(refusal) = caller.may_change().and_then(|()| allowed(&caller)) {
-            self.audit_refusal(&ctx, account, method.action, error::reason(&refusal).reason).await;
-            return Err(error::domain_status(&refusal));
+            return Err(self.refused(&ctx, account, method.action, &refusal).await);
         }
         if let Some(earlier) = idempotency::replayed::<Resp>(&self.db, &key).await? {
             return Ok(Response::new(earlier));
@@ -129,25 +128,25 @@ impl Api {
             .await?
         {
             Ok(response) => Ok(Response::new(response)),
-            Err(error) => {
-                if let app::Error::Domain(refusal) = &error {
-                    self.audit_refusal(&all.0, account, method.action, error::reason(refusal).reason).await;
-                }
-                Err(error::to_status(error))
-            }
+            Err(app::Error::Domain(refusal)) => Err(self.refused(&all.0, account, method.action, &refusal).await),
+            Err(error) => Err(error::to_status(error)),
         }
     }
 
-    async fn audit_refusal(&self, ctx: &Ctx, account: &Id, action: &str, reason: &str) {
+    /// The one path for refused changes (SPEC R33): records the refusal and returns its
+    /// status. Called only when no transaction of the request is open, and written in a single
+    /// statement on a connection of its own, so a refusal never holds one connection while it
+    /// waits for another (on SQLite's one writer, that wait would stall every account).
+    async fn refused(&self, ctx: &Ctx, account: &Id, action: &str, refusal: &DomainError) -> Status {
+        let reason = error::reason(refusal).reason;
         let recorded = async {
-            let mut tx = self.db.begin().await?;
-            app::audit_refusal(&mut tx, ctx, account, action, reason).await?;
-            tx.commit().await?;
-            Ok::<_, app::Error>(())
+            let mut conn = self.db.writer().await?;
+            app::audit_refusal(&mut conn, ctx, account, action, reason).await
         };
         if let Err(error) = recorded.await {
             tracing::warn!(%error, action, reason, "could not audit a refused request");
         }
+        error::domain_status(refusal)
     }
 
     /// Runs a read-only use case for the caller in `account` on a reader connection, without a

@@ -41,8 +41,7 @@ impl Api {
         let caller = self.caller(who, &account, Freshness::Fresh).await?;
         if let Err(refusal) = caller.may_change().and_then(|()| caller.identity()) {
             let ctx = self.ctx(who, "");
-            self.audit_refusal(&ctx, &account, app::actions::LICENSES_RECLAIMED, error::reason(&refusal).reason).await;
-            return Err(error::domain_status(&refusal));
+            return Err(self.refused(&ctx, &account, app::actions::LICENSES_RECLAIMED, &refusal).await);
         }
         // Identity is asked about every user at once, before the lock is taken.
         let members = join_all(checked.iter().map(|(_, user)| app::subject(&self.directory, &account, user))).await;

@@ -109,7 +109,7 @@ pub async fn audit(
     record(tx, ctx, account, action, target, "ok", &details.to_string()).await
 }
 
-/// Records a refused change in a transaction of its own (the change itself rolled back).
+/// Records a refused change once the change has rolled back, on a connection of its own.
 pub async fn audit_refusal(tx: &mut Conn, ctx: &Ctx, account: &Id, action: &str, reason: &str) -> Result<()> {
     record(tx, ctx, account, action, "", &format!("refused:{reason}"), "{}").await
 }

@@ -36,7 +36,8 @@ pub async fn insert(tx: &mut Conn, event: &AuditEvent<'_>) -> Result<(), sqlx::E
         "INSERT INTO audit_events (id, account_id, principal, action, target, outcome, request_id, details, at_ms) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
-    .bind(uuid::Uuid::now_v7().to_string())
+    // Ordered by the time it shows, so the trail lists newest first without inversions.
+    .bind(roster_platform::ids::at(event.at_ms))
     .bind(event.account_id)
     .bind(event.principal)
     .bind(event.action)
