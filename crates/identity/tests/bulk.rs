@@ -77,6 +77,21 @@ async fn rows(app: &TestApp, by: &str, id: &str) -> Vec<pb::BulkRow> {
     }
 }
 
+/// The results file of bulk operation `id`, as `by` downloads it.
+async fn results_file(app: &TestApp, by: &str, id: &str) -> String {
+    let mut download = app
+        .bulk()
+        .download_bulk_results(authed(pb::DownloadBulkResultsRequest { operation_id: id.into() }, &app.user_token(by)))
+        .await
+        .expect("the results file")
+        .into_inner();
+    let mut file = Vec::new();
+    while let Some(chunk) = download.message().await.expect("a chunk") {
+        file.extend(chunk.data);
+    }
+    String::from_utf8(file).expect("UTF-8")
+}
+
 fn counts(operation: &ops::Operation) -> (u32, u32, u32, u32, u32) {
     let rows = operation.progress.as_ref().and_then(|p| p.rows).expect("row counts");
     (rows.total, rows.done, rows.succeeded, rows.failed, rows.skipped)
@@ -163,20 +178,7 @@ async fn r25_each_row_ends_as_the_single_user_call_would(app: &TestApp) {
     assert_eq!(status, pb::UserStatus::Deactivated as i32);
 
     // The results file: the header and each row as given, then how it ended.
-    let mut download = app
-        .bulk()
-        .download_bulk_results(authed(
-            pb::DownloadBulkResultsRequest { operation_id: started.id.clone() },
-            &app.user_token(&w.admin),
-        ))
-        .await
-        .expect("an admin may read it")
-        .into_inner();
-    let mut file = Vec::new();
-    while let Some(chunk) = download.message().await.expect("a chunk") {
-        file.extend(chunk.data);
-    }
-    let file = String::from_utf8(file).expect("UTF-8");
+    let file = results_file(app, &w.admin, &started.id).await;
     let lines: Vec<&str> = file.lines().collect();
     assert_eq!(lines[0], "Email,outcome,reason,code,message,column");
     assert_eq!(lines[1], "first@bulkcsv.example,succeeded,,,,");
@@ -414,6 +416,7 @@ async fn r14_a_user_named_twice_in_one_batch_is_acted_on_once(app: &TestApp) {
 }
 
 on_both_backends!(
+    r25_cells_a_spreadsheet_would_run_come_back_as_text,
     r14_a_user_named_twice_in_one_batch_is_acted_on_once,
     r25_a_thousand_mixed_rows_end_as_single_calls_do,
     r25_each_row_ends_as_the_single_user_call_would,
@@ -421,3 +424,34 @@ on_both_backends!(
     r25_files_that_cannot_be_read_are_refused_whole_with_the_reason,
     r25_a_file_sent_in_chunks_runs_as_one,
 );
+
+/// CSV injection: an uploaded cell that a spreadsheet would evaluate (`=`, `+`, `-`, `@`, a tab
+/// or a carriage return first) comes back in the results file with a leading `'`, in every
+/// column, Roster's own included (the header must name known columns, so it holds none).
+async fn r25_cells_a_spreadsheet_would_run_come_back_as_text(app: &TestApp) {
+    let w = app.seed_world("bulkformula").await;
+    let csv = "email\n=cmd|' /C calc'!A0\n\
+               \"=HYPERLINK(\"\"http://evil.example\"\",\"\"x\"\")\",a\n\
+               +1,b\n-2+3,c\n@SUM(A1),d\n\"\tx@y.example\",e\n\"\rx@y.example\",f\n";
+    let started = start(app, &w.owner, csv_request(&w.account, pb::BulkAction::Deactivate, csv))
+        .await
+        .expect("the file is read; its rows fail");
+    app.operation_when_done(&w.owner, &started.id).await;
+    let file = results_file(app, &w.owner, &started.id).await;
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(file.as_bytes());
+    let cells: Vec<String> =
+        reader.records().flat_map(|r| r.expect("a record").iter().map(str::to_owned).collect::<Vec<_>>()).collect();
+    let runnable: Vec<&String> = cells.iter().filter(|c| c.starts_with(['=', '+', '-', '@', '\t', '\r'])).collect();
+    assert!(runnable.is_empty(), "cells a spreadsheet would run: {runnable:?}");
+    for neutralised in [
+        "'=cmd|' /C calc'!A0",
+        "'=HYPERLINK(\"http://evil.example\",\"x\")",
+        "'+1",
+        "'-2+3",
+        "'@SUM(A1)",
+        "'\tx@y.example",
+        "'\rx@y.example",
+    ] {
+        assert!(cells.iter().any(|c| c == neutralised), "{neutralised:?} in {cells:?}");
+    }
+}

@@ -102,7 +102,7 @@ fn bulk_row(row: &StoredRow) -> pb::BulkRow {
 }
 
 /// A row of the results file: the row as it came, then how it ended, then (for a dry run
-/// of `action`) what it would do.
+/// of `action`) what it would do; cells a spreadsheet would run are neutralised.
 fn results_line(row: &StoredRow, dry_run: Option<BulkAction>) -> String {
     let mut outcome: Vec<String> = [
         row.state.as_str(),
@@ -116,7 +116,7 @@ fn results_line(row: &StoredRow, dry_run: Option<BulkAction>) -> String {
     if let Some(action) = dry_run {
         outcome.extend(bulk::preview_fields(action, row.preview.as_deref()));
     }
-    format!("{},{}\r\n", row.fields, bulk::csv_line(&outcome))
+    format!("{}\r\n", bulk::results_line(&row.fields, &outcome))
 }
 
 impl Api {
@@ -264,7 +264,8 @@ impl pb::bulk_service_server::BulkService for Api {
         let dry_run = stored.action.parse::<BulkAction>().ok().filter(|_| stored.validate_only);
         let mut columns = bulk::RESULT_COLUMNS.to_vec();
         columns.extend(dry_run.map(bulk::preview_columns).unwrap_or_default());
-        let header = format!("{},{}\r\n", stored.header, bulk::csv_line(&columns));
+        let columns: Vec<String> = columns.into_iter().map(str::to_owned).collect();
+        let header = format!("{}\r\n", bulk::results_line(&stored.header, &columns));
         let db = self.db.clone();
         // State: the last line sent, or None once the last chunk went out.
         let chunks = futures_util::stream::unfold(Some((0_i64, Some(header))), move |state| {

@@ -114,6 +114,30 @@ fn new_row(row: &BulkRow) -> NewRow {
     }
 }
 
+/// A line of a results file Roster hands out: the stored record (CSV, as uploaded) followed by
+/// `more` cells, each cell made safe to open in a spreadsheet ([`spreadsheet_safe`]).
+pub fn results_line(stored: &str, more: &[String]) -> String {
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(stored.as_bytes());
+    let given: Vec<String> = reader
+        .records()
+        .next()
+        .and_then(|record| record.ok())
+        .map(|record| record.iter().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let cells: Vec<String> = given.iter().chain(more).map(|cell| spreadsheet_safe(cell)).collect();
+    csv_line(&cells)
+}
+
+/// A cell a spreadsheet would read as a formula (it begins with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return) gets a leading `'`, which spreadsheets show as text: an uploaded
+/// `=HYPERLINK(...)` must not run when an admin opens the results (CSV injection).
+pub fn spreadsheet_safe(cell: &str) -> String {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
+        _ => cell.to_owned(),
+    }
+}
+
 /// Fields as one CSV record, quoted where they need it, without the line end.
 pub fn csv_line(fields: &[impl AsRef<[u8]>]) -> String {
     let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
