@@ -1,6 +1,8 @@
 //! Keeps tables bounded: idempotency records are kept 7 days
 //! ([`roster_platform::saga_retry::CLIENT_RETENTION`]: only clients send identity request
-//! ids), delivered e-mails and finished operations 30 days (for support questions). Audit events are never pruned here: they are the account's history.
+//! ids), delivered e-mails and finished operations 30 days (for support questions). Address
+//! claims go when their code expires, and the record of codes sent once it is outside every
+//! rate window. Audit events are never pruned here: they are the account's history.
 //! Unfinished operations are never pruned.
 
 use std::time::Duration;
@@ -22,12 +24,22 @@ pub struct Pruned {
     pub idempotency_keys: u64,
     pub sent_emails: u64,
     pub finished_operations: u64,
+    pub address_claims: u64,
+    pub code_sends: u64,
 }
 
 impl roster_platform::periodic::PassReport for Pruned {
     fn log(&self, task: &'static str) {
-        let Self { idempotency_keys, sent_emails, finished_operations } = *self;
-        tracing::info!(task, idempotency_keys, sent_emails, finished_operations, "maintenance pass done");
+        let Self { idempotency_keys, sent_emails, finished_operations, address_claims, code_sends } = *self;
+        tracing::info!(
+            task,
+            idempotency_keys,
+            sent_emails,
+            finished_operations,
+            address_claims,
+            code_sends,
+            "maintenance pass done"
+        );
     }
 }
 
@@ -39,7 +51,16 @@ pub async fn prune(db: &Database, now_ms: i64) -> Result<Pruned, sqlx::Error> {
         .execute(db.pool())
         .await?;
     let operations = roster_workflow::prune_finished(db, now_ms - FINISHED_OPERATION_RETENTION_MS).await?;
-    Ok(Pruned { idempotency_keys: keys, sent_emails: emails.rows_affected(), finished_operations: operations })
+    let mut conn = db.writer().await?;
+    let sends_before_ms = now_ms - crate::domain::addresses::CODE_WINDOW_MS;
+    let (address_claims, code_sends) = crate::store::user_emails::prune(&mut conn, now_ms, sends_before_ms).await?;
+    Ok(Pruned {
+        idempotency_keys: keys,
+        sent_emails: emails.rows_affected(),
+        finished_operations: operations,
+        address_claims,
+        code_sends,
+    })
 }
 
 /// Prunes every ten minutes until `stop` turns true.

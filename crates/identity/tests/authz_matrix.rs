@@ -414,20 +414,21 @@ async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Re
                     ))
                     .await
                     .map(drop),
-                "MakeEmailPrimary" => users
-                    .make_email_primary(request(
-                        pb::MakeEmailPrimaryRequest { request_id: rid(), account_id: account, email },
-                        t,
-                    ))
-                    .await
-                    .map(drop),
-                _ => users
-                    .remove_email_address(request(
-                        pb::RemoveEmailAddressRequest { request_id: rid(), account_id: account, email },
-                        t,
-                    ))
-                    .await
-                    .map(drop),
+                // The owner's proof (SPEC R10): to anyone else the address is not theirs anyway.
+                "MakeEmailPrimary" => {
+                    let purpose = pb::StepUpPurpose::ChangePrimaryEmail;
+                    let step_up_proof = app.step_up_proof(&account, &w.owner, &w.email_of("owner"), purpose).await;
+                    let message =
+                        pb::MakeEmailPrimaryRequest { request_id: rid(), account_id: account, email, step_up_proof };
+                    users.make_email_primary(request(message, t)).await.map(drop)
+                }
+                _ => {
+                    let purpose = pb::StepUpPurpose::RemoveEmailAddress;
+                    let step_up_proof = app.step_up_proof(&account, &w.owner, &w.email_of("owner"), purpose).await;
+                    let message =
+                        pb::RemoveEmailAddressRequest { request_id: rid(), account_id: account, email, step_up_proof };
+                    users.remove_email_address(request(message, t)).await.map(drop)
+                }
             }
         }
         "ReassignOwnership" => app

@@ -34,6 +34,7 @@ async fn snapshot(app: &TestApp) -> Vec<i64> {
         "step_up_proofs",
         "step_up_locks",
         "user_emails",
+        "email_code_sends",
         "bulk_operations",
         "bulk_rows",
     ] {
@@ -519,23 +520,37 @@ async fn every_other_rpc_names_its_malformed_field(app: &TestApp) {
         "code",
         "VerifyEmailAddress",
     );
+    let make_primary = |email: &str, step_up_proof: String| pb::MakeEmailPrimaryRequest {
+        request_id: rid(),
+        account_id: account(),
+        email: email.into(),
+        step_up_proof,
+    };
     expect_field(
-        u.make_email_primary(authed(
-            pb::MakeEmailPrimaryRequest { request_id: rid(), account_id: account(), email: String::new() },
-            &t(),
-        ))
-        .await,
+        u.make_email_primary(authed(make_primary("", String::new()), &t())).await,
         "email",
         "MakeEmailPrimary",
     );
     expect_field(
-        u.remove_email_address(authed(
-            pb::RemoveEmailAddressRequest { request_id: rid(), account_id: bad.clone(), email: "a@b.example".into() },
-            &t(),
-        ))
-        .await,
+        u.make_email_primary(authed(make_primary("ok@each.example", "f".repeat(500)), &t())).await,
+        "step_up_proof",
+        "MakeEmailPrimary proof",
+    );
+    let remove = |account_id: String, step_up_proof: String| pb::RemoveEmailAddressRequest {
+        request_id: rid(),
+        account_id,
+        email: "a@b.example".into(),
+        step_up_proof,
+    };
+    expect_field(
+        u.remove_email_address(authed(remove(bad.clone(), String::new()), &t())).await,
         "account_id",
         "RemoveEmailAddress",
+    );
+    expect_field(
+        u.remove_email_address(authed(remove(account(), "f".repeat(500)), &t())).await,
+        "step_up_proof",
+        "RemoveEmailAddress proof",
     );
     expect_field(
         u.list_email_addresses(authed(pb::ListEmailAddressesRequest { account_id: bad.clone() }, &t())).await,

@@ -42,6 +42,15 @@ pub fn refusal(code: Code, reason: Reason, message: impl Into<String>) -> Status
     Status::with_error_details(code, message, details)
 }
 
+/// A refusal the caller should retry after a while (`RESOURCE_EXHAUSTED` for a rate limit),
+/// with the reason and a `RetryInfo` saying how long to wait.
+pub fn retry_later(code: Code, reason: Reason, retry_after: std::time::Duration, message: impl Into<String>) -> Status {
+    let mut details = ErrorDetails::new();
+    error_info(&mut details, reason);
+    details.set_retry_info(Some(retry_after));
+    Status::with_error_details(code, message, details)
+}
+
 /// `FAILED_PRECONDITION` with the reason and a `PreconditionFailure` naming what is wrong.
 pub fn failed_precondition(reason: Reason, subject: &str, message: impl Into<String>) -> Status {
     let message = message.into();

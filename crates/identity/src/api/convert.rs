@@ -510,6 +510,8 @@ pub fn step_up_purpose(raw: i32) -> Result<StepUpPurpose, Status> {
     match pb::StepUpPurpose::try_from(raw) {
         Ok(pb::StepUpPurpose::ApproveOwnershipRequest) => Ok(StepUpPurpose::ApproveOwnershipRequest),
         Ok(pb::StepUpPurpose::DenyOwnershipRequest) => Ok(StepUpPurpose::DenyOwnershipRequest),
+        Ok(pb::StepUpPurpose::ChangePrimaryEmail) => Ok(StepUpPurpose::ChangePrimaryEmail),
+        Ok(pb::StepUpPurpose::RemoveEmailAddress) => Ok(StepUpPurpose::RemoveEmailAddress),
         Ok(pb::StepUpPurpose::Unspecified) => Err(invalid_argument("purpose", "is required")),
         Err(_) => Err(invalid_argument("purpose", format!("{raw} is not a known step-up purpose"))),
     }
@@ -519,6 +521,8 @@ fn step_up_purpose_to_pb(purpose: StepUpPurpose) -> pb::StepUpPurpose {
     match purpose {
         StepUpPurpose::ApproveOwnershipRequest => pb::StepUpPurpose::ApproveOwnershipRequest,
         StepUpPurpose::DenyOwnershipRequest => pb::StepUpPurpose::DenyOwnershipRequest,
+        StepUpPurpose::ChangePrimaryEmail => pb::StepUpPurpose::ChangePrimaryEmail,
+        StepUpPurpose::RemoveEmailAddress => pb::StepUpPurpose::RemoveEmailAddress,
     }
 }
 
@@ -609,6 +613,7 @@ pub fn email_address(address: &Address) -> pb::EmailAddress {
         primary: address.primary,
         verified: address.verified,
         added_at_ms: address.added_at_ms,
+        expires_at_ms: address.expires_at_ms.unwrap_or_default(),
     }
 }
 

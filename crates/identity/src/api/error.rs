@@ -55,6 +55,8 @@ pub fn reason(error: &DomainError) -> Reason {
         DomainError::EmailVerificationFailed => Reason::new("EMAIL_VERIFICATION_FAILED", None),
         DomainError::EmailNotVerified => Reason::new("EMAIL_NOT_VERIFIED", None),
         DomainError::EmailIsPrimary => Reason::new("EMAIL_IS_PRIMARY", None),
+        DomainError::TooManyPendingAddresses { .. } => Reason::new("PENDING_ADDRESSES_LIMIT", None),
+        DomainError::VerificationCodesLimited { .. } => Reason::new("VERIFICATION_CODES_LIMITED", None),
     }
 }
 
@@ -141,6 +143,14 @@ pub fn message(error: &DomainError) -> String {
         }
         DomainError::EmailNotVerified => "Verify the address with the code sent to it before making it primary.".into(),
         DomainError::EmailIsPrimary => "Make another verified address primary before removing this one.".into(),
+        DomainError::TooManyPendingAddresses { limit } => format!(
+            "You have {limit} addresses waiting for verification; verify or remove one (or wait for its code to \
+             expire) before adding another."
+        ),
+        DomainError::VerificationCodesLimited { retry_after_ms } => format!(
+            "Too many verification codes were sent to this address or by you; try again in {} minute(s).",
+            (retry_after_ms + 59_999) / 60_000
+        ),
     }
 }
 
@@ -188,7 +198,9 @@ fn code(error: &DomainError) -> Code {
         | DomainError::StepUpLocked { .. }
         | DomainError::EmailVerificationFailed
         | DomainError::EmailNotVerified
-        | DomainError::EmailIsPrimary => Code::FailedPrecondition,
+        | DomainError::EmailIsPrimary
+        | DomainError::TooManyPendingAddresses { .. } => Code::FailedPrecondition,
+        DomainError::VerificationCodesLimited { .. } => Code::ResourceExhausted,
     }
 }
 
@@ -213,6 +225,10 @@ pub fn domain_status(error: &DomainError) -> Status {
     let reason = reason(error);
     match (error, code(error)) {
         (DomainError::Invalid { field, message }, _) => status::invalid_argument(field, message.clone()),
+        (DomainError::VerificationCodesLimited { retry_after_ms }, _) => {
+            let retry_after = std::time::Duration::from_millis(u64::try_from(*retry_after_ms).unwrap_or(0));
+            status::retry_later(Code::ResourceExhausted, reason, retry_after, message(error))
+        }
         (DomainError::PhoneTransferUnconfirmed { would_move }, _) => {
             status::failed_precondition_each(reason, would_move, message(error))
         }

@@ -382,6 +382,7 @@ impl pb::user_service_server::UserService for Api {
         let req = request.into_inner();
         let id = convert::account_id(&req.account_id)?;
         let email = convert::email("email", &req.email)?;
+        let proof = convert::step_up_proof(&req.step_up_proof)?;
         let account = id.clone();
         self.mutate(
             caller,
@@ -390,9 +391,9 @@ impl pb::user_service_server::UserService for Api {
             &req,
             Some((id, Need::ActiveMember)),
             move |tx, ctx| {
-                Box::pin(
-                    async move { emails::make_primary(tx, ctx, &account, &email).await.map(|u| convert::user(&u)) },
-                )
+                Box::pin(async move {
+                    emails::make_primary(tx, ctx, &account, &email, &proof).await.map(|u| convert::user(&u))
+                })
             },
         )
         .await
@@ -406,6 +407,7 @@ impl pb::user_service_server::UserService for Api {
         let req = request.into_inner();
         let id = convert::account_id(&req.account_id)?;
         let email = convert::email("email", &req.email)?;
+        let proof = convert::step_up_proof(&req.step_up_proof)?;
         let account = id.clone();
         self.mutate(
             caller,
@@ -415,7 +417,7 @@ impl pb::user_service_server::UserService for Api {
             Some((id, Need::ActiveMember)),
             move |tx, ctx| {
                 Box::pin(async move {
-                    emails::remove(tx, ctx, &account, &email).await.map(|list| convert::email_addresses(&list))
+                    emails::remove(tx, ctx, &account, &email, &proof).await.map(|list| convert::email_addresses(&list))
                 })
             },
         )

@@ -33,12 +33,15 @@ pub async fn create(tx: &mut Conn, ctx: &Ctx, new: NewAccount) -> Result<Account
     if !matches!(ctx.principal, roster_platform::auth::Principal::Operator { .. }) {
         return Err(DomainError::OperatorOnly.into());
     }
+    store::user_emails::lock_address(tx, &new.owner_email).await?;
     let existing = store::users::find_by_email(tx, &new.owner_email).await?;
     if existing.iter().any(|u| u.status != UserStatus::Pending)
-        || store::user_emails::is_other_address(tx, &new.owner_email).await?
+        || store::user_emails::is_verified_address(tx, &new.owner_email).await?
     {
         return Err(DomainError::EmailInUse.into());
     }
+    // R12: claims of the address reserve nothing; they lapse now it has an owner.
+    store::user_emails::lapse_claims(tx, &new.owner_email, None).await?;
     let account = Account {
         id: AccountId::generate(),
         name: new.name,

@@ -60,12 +60,15 @@ pub async fn invite(tx: &mut Conn, ctx: &Ctx, account: &AccountId, new: NewInvit
         let role = store::roles::get(tx, account, role_id).await?.ok_or(DomainError::RoleNotFound)?;
         rules::check_grant(actor, &role.privileges)?;
     }
-    // R12: an address on someone's profile besides their primary one is theirs alone.
+    // R12: a verified address on someone's profile besides their primary one is theirs
+    // alone; a mere claim of it reserves nothing, and lapses with this invitation.
+    store::user_emails::lock_address(tx, &new.email).await?;
     if store::users::find_by_email_in_account(tx, account, &new.email).await?.is_some()
-        || store::user_emails::is_other_address(tx, &new.email).await?
+        || store::user_emails::is_verified_address(tx, &new.email).await?
     {
         return Err(DomainError::EmailInUse.into());
     }
+    store::user_emails::lapse_claims(tx, &new.email, None).await?;
     let display_name = if new.display_name.is_empty() { new.email.local_part().to_owned() } else { new.display_name };
     let pending = User {
         id: UserId::generate(),

@@ -104,6 +104,12 @@ pub enum DomainError {
     EmailNotVerified,
     #[error("the primary address cannot be removed")]
     EmailIsPrimary,
+    /// SPEC R12: a user may have this many unverified addresses at once.
+    #[error("too many addresses are waiting for verification")]
+    TooManyPendingAddresses { limit: i64 },
+    /// Codes to this address, or from this user, hit their limit for the window.
+    #[error("too many verification codes were sent")]
+    VerificationCodesLimited { retry_after_ms: i64 },
     /// Re-running the failed step could apply it twice (see `roster_platform::saga_retry`).
     #[error("{message}")]
     OperationRetryTooLate { message: String },

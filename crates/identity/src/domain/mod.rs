@@ -2,6 +2,7 @@
 //! which role grants what, and the checks SPEC R1-R3, R7-R11, R15-R20, R26-R29 impose. Nothing
 //! here knows about gRPC or SQL; most unit tests live here, named after the rule they check.
 
+pub mod addresses;
 pub mod auto_delete;
 pub mod bulk;
 pub mod error;

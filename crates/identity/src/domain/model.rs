@@ -67,6 +67,9 @@ pub enum OwnershipRequestState {
 pub enum StepUpPurpose {
     ApproveOwnershipRequest,
     DenyOwnershipRequest,
+    /// SPEC R12: where sign-in and every e-mail (step-up codes included) go.
+    ChangePrimaryEmail,
+    RemoveEmailAddress,
 }
 
 /// A user's role: one of the built-ins or a custom role of the account.

@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[MigrationSql] = &[
         description: "bulk dry runs",
         sql: include_str!("../../migrations/0008_bulk_dry_run.sql"),
     },
+    MigrationSql {
+        version: 9,
+        description: "address claims",
+        sql: include_str!("../../migrations/0009_address_claims.sql"),
+    },
     roster_workflow::MIGRATIONS[0],
     roster_workflow::MIGRATIONS[1],
     roster_workflow::MIGRATIONS[2],

@@ -246,11 +246,24 @@ pub async fn count_active_admins(tx: &mut Conn, account: &AccountId) -> Result<u
 }
 
 /// Makes `email` the user's primary address (SPEC R12).
-pub async fn set_email(tx: &mut Conn, id: &UserId, email: &Email) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET email = $2 WHERE id = $1")
+/// Makes `email` the user's primary address, added to the profile at `added_at_ms`.
+pub async fn set_email(tx: &mut Conn, id: &UserId, email: &Email, added_at_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET email = $2, email_added_at_ms = $3 WHERE id = $1")
         .bind(id.as_str())
         .bind(email.as_str())
+        .bind(added_at_ms)
         .execute(&mut *tx)
         .await?;
     Ok(())
+}
+
+/// When the user's primary address was added to their profile: with the user, unless a later
+/// address was made primary.
+pub async fn primary_added_at(tx: &mut Conn, user: &User) -> Result<i64, sqlx::Error> {
+    let added: Option<i64> = sqlx::query_scalar("SELECT email_added_at_ms FROM users WHERE id = $1")
+        .bind(user.id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .flatten();
+    Ok(added.unwrap_or(user.created_at_ms))
 }
