@@ -90,6 +90,28 @@ async fn up_serves_rpc_saga_outbox_and_pool_metrics_for_prometheus() {
         assert!(count.is_some_and(|n| n >= 1.0), "saga {event}: {count:?}");
     }
 
+    // Made-up paths, with a token and without, all share one label value: no caller can grow
+    // the series set (1,500 such calls once added 24,000 series).
+    let series =
+        |samples: &[prometheus_parse::Sample]| samples.iter().filter(|s| s.metric.starts_with("roster_rpc")).count();
+    let before = series(&scrape(metrics).await);
+    let channel = roster_e2e::channel(addr).await.expect("channel");
+    for n in 0..1_500 {
+        let path = format!("/made.up.v{n}.Service{n}/Method{n}");
+        let token = if n % 2 == 0 { env["OWNER_TOKEN"].as_str() } else { "" };
+        let refused =
+            roster_testkit::hostile::call_raw(&channel, &roster_testkit::hostile::Rpc::unary(path), Vec::new(), token)
+                .await
+                .expect_err("nothing is served there");
+        assert!(matches!(refused.code(), tonic::Code::Unimplemented | tonic::Code::Unauthenticated), "{refused:?}");
+    }
+    let samples = scrape(metrics).await;
+    let unknown = |code| [("service", "unknown"), ("method", "unknown"), ("code", code)];
+    assert_eq!(value(&samples, "roster_rpc_requests_total", &unknown("UNIMPLEMENTED")), Some(750.0), "{samples:#?}");
+    assert_eq!(value(&samples, "roster_rpc_requests_total", &unknown("UNAUTHENTICATED")), Some(750.0));
+    let grown = series(&samples) - before;
+    assert!(grown <= 40, "1,500 made-up paths added {grown} series");
+
     Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill");
     let exit = tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("exit");
     assert!(exit.success(), "{exit:?}");

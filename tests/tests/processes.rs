@@ -387,3 +387,66 @@ async fn two_replicas_on_one_postgres_keep_one_owner_and_send_each_email_once() 
     db.close().await.ok();
     database.drop_database().await;
 }
+
+/// Routes, reflection and health all come from one list of served services per binary: for
+/// identity and for licensing, the Roster services reflection lists are exactly those health
+/// reports SERVING and exactly those whose methods are routed (any other service's method is
+/// UNIMPLEMENTED). `BulkService` once had a route but was missing from the other two.
+#[tokio::test]
+async fn routes_reflection_and_health_name_the_same_services() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let roster = Process::up_demo(dir.path());
+    let identity = wait_serving(roster.addr, START).await.expect("identity");
+    let licensing = wait_serving(roster.licensing.expect("licensing"), START).await.expect("licensing");
+    let env = demo_env(dir.path(), START).await.expect("demo.env");
+    let every_roster_service: std::collections::BTreeMap<String, roster_testkit::hostile::Rpc> =
+        roster_testkit::hostile::rpcs(&[
+            "roster.identity.v1",
+            "roster.licensing.v1",
+            "roster.operations.v1",
+            "roster.dev.v1",
+        ])
+        .into_iter()
+        .filter(|rpc| !rpc.server_streaming)
+        .map(|rpc| (rpc.path.trim_start_matches('/').split('/').next().expect("service").to_owned(), rpc))
+        .collect();
+    for (name, channel, expected) in [
+        (
+            "identity",
+            identity,
+            &["AccountService", "BulkService", "DirectoryService", "Operations", "RoleService", "UserService"][..],
+        ),
+        ("licensing", licensing, &["BillingService", "ContentService", "LicenseService"][..]),
+    ] {
+        let reflected: Vec<String> = list_services(channel.clone())
+            .await
+            .expect("reflection")
+            .into_iter()
+            .filter(|s| s.starts_with("roster."))
+            .collect();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+        let mut healthy = Vec::new();
+        let mut routed = Vec::new();
+        for (service, rpc) in &every_roster_service {
+            let check = tonic_health::pb::HealthCheckRequest { service: service.clone() };
+            match health.check(check).await {
+                Ok(answer) if answer.get_ref().status == tonic_health::ServingStatus::Serving as i32 => {
+                    healthy.push(service.clone())
+                }
+                Ok(answer) => panic!("{name}: {service} is {:?}", answer.get_ref().status),
+                Err(status) => assert_eq!(status.code(), Code::NotFound, "{name}: health of {service}"),
+            }
+            let answer = roster_testkit::hostile::call_raw(&channel, rpc, Vec::new(), &env["OPERATOR_TOKEN"]).await;
+            if !matches!(&answer, Err(status) if status.code() == Code::Unimplemented) {
+                routed.push(service.clone());
+            }
+        }
+        let mut reflected = reflected;
+        reflected.sort();
+        let mut short: Vec<&str> = reflected.iter().map(|s| s.rsplit('.').next().expect("name")).collect();
+        short.sort();
+        assert_eq!(short, expected, "{name}: reflection lists every service it answers");
+        assert_eq!(healthy, reflected, "{name}: health knows the same services");
+        assert_eq!(routed, reflected, "{name}: the same services are routed");
+    }
+}

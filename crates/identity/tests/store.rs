@@ -284,11 +284,49 @@ async fn housekeeping_prunes_only_what_is_past_retention(db: &TestDb) {
     let claimed = outbox::claim_due(db.db.pool(), db.db.backend(), START_MS, 60_000, 10).await.expect("claim");
     outbox::mark_sent(db.db.pool(), &[claimed[0].id.as_str()], START_MS).await.expect("sent");
 
+    // SPEC R12: one claim whose code expired, one still pending, one verified address; and a
+    // code sent outside the rate window and one inside it.
+    let account = account(db).await;
+    let claimant = user(&account, "claimant@store.example", Role::Member);
+    insert(db, &claimant).await.expect("user");
     let now = START_MS + IDEMPOTENCY_RETENTION_MS + 1;
+    let claims = [
+        ("lapsed@x.example", Some(now - 1), None),
+        ("live@x.example", Some(now + 1), None),
+        ("kept@x.example", None, Some(START_MS)),
+    ];
+    for (email, expires, verified) in claims {
+        sqlx::query(
+            "INSERT INTO user_emails (email, user_id, code_hash, code_expires_at_ms, verified_at_ms, created_at_ms) \
+             VALUES ($1, $2, 'h', $3, $4, $5)",
+        )
+        .bind(email)
+        .bind(claimant.id.as_str())
+        .bind(expires)
+        .bind(verified)
+        .bind(START_MS)
+        .execute(db.db.pool())
+        .await
+        .expect("claim");
+    }
+    for sent_at in [now - 3_600_001, now - 10] {
+        sqlx::query("INSERT INTO email_code_sends (email, user_id, sent_at_ms) VALUES ('live@x.example', $1, $2)")
+            .bind(claimant.id.as_str())
+            .bind(sent_at)
+            .execute(db.db.pool())
+            .await
+            .expect("send");
+    }
     assert_eq!(
         prune(&db.db, now).await.expect("prune"),
-        Pruned { idempotency_keys: 1, sent_emails: 0, finished_operations: 0 }
+        Pruned { idempotency_keys: 1, sent_emails: 0, finished_operations: 0, address_claims: 1, code_sends: 1 }
     );
+    let left: Vec<String> = sqlx::query_scalar("SELECT email FROM user_emails WHERE user_id = $1 ORDER BY email")
+        .bind(claimant.id.as_str())
+        .fetch_all(db.db.pool())
+        .await
+        .expect("addresses");
+    assert_eq!(left, ["kept@x.example", "live@x.example"], "verified addresses and live claims stay");
     let now = START_MS + SENT_EMAIL_RETENTION_MS + 1;
     let pruned = prune(&db.db, now).await.expect("prune");
     assert_eq!(pruned.sent_emails, 1, "the delivered e-mail goes");

@@ -607,6 +607,33 @@ async fn r5_billing_is_the_current_owners_alone(app: &TestApp) {
     assert_eq!(reason(&invoices(app.user_token(&w.owner)).await.expect_err("previous owner")), "NOT_ACCOUNT_OWNER");
     assert!(overview(app.user_token(&w.admin)).await.is_ok(), "the new owner sees billing at once");
     assert!(invoices(app.user_token(&w.admin)).await.is_ok());
+
+    // Support may read the overview and the refunds (R11's billing verification), never the
+    // invoices; each of its reads is in the account's audit trail, and the owner's are not.
+    let operator_reads = || async {
+        sqlx::query_as::<_, (String, String)>(
+            "SELECT principal, details FROM audit_events WHERE account_id = $1 AND action = 'billing.read_by_operator' \
+             ORDER BY id",
+        )
+        .bind(&w.account)
+        .fetch_all(app.db.pool())
+        .await
+        .expect("audit")
+    };
+    assert!(operator_reads().await.is_empty(), "the owner's reads are not recorded as support's");
+    overview(app.operator_token()).await.expect("support reads the overview");
+    app.billing()
+        .list_refunds(authed(
+            pb::ListRefundsRequest { account_id: w.account.clone(), ..Default::default() },
+            &app.operator_token(),
+        ))
+        .await
+        .expect("support reads the refunds");
+    assert_eq!(reason(&invoices(app.operator_token()).await.expect_err("not invoices")), "PRINCIPAL_NOT_ALLOWED");
+    let reads = operator_reads().await;
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    assert!(reads.iter().all(|(who, _)| who == "operator:support"));
+    assert!(reads[0].1.contains("GetBillingOverview") && reads[1].1.contains("ListRefunds"), "{reads:?}");
 }
 
 async fn r28_refund_the_unused_remainder_once(app: &TestApp) {

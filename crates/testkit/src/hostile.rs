@@ -65,6 +65,13 @@ pub struct Rpc {
     input: String,
 }
 
+impl Rpc {
+    /// A unary call to any `path`, served or not (a made-up one, say).
+    pub fn unary(path: impl Into<String>) -> Self {
+        Self { path: path.into(), server_streaming: false, input: String::new() }
+    }
+}
+
 /// Every RPC of the services in `packages` (e.g. `roster.identity.v1`).
 pub fn rpcs(packages: &[&str]) -> Vec<Rpc> {
     descriptors()

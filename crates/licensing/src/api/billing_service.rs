@@ -56,7 +56,7 @@ impl pb::billing_service_server::BillingService for Api {
         let account = convert::id("account_id", &request.get_ref().account_id)?;
         let id = account.clone();
         let (subscriptions, method) = self
-            .read_records(&who, &account, move |tx, _, caller| {
+            .read_billing(&who, &account, "GetBillingOverview", move |tx, _, caller| {
                 Box::pin(async move { billing::overview(tx, caller, &id).await })
             })
             .await?;
@@ -97,7 +97,7 @@ impl pb::billing_service_server::BillingService for Api {
         let page = self.page(&req, &who)?;
         let (after, limit, id) = (page.after.clone(), page.fetch_limit(), account.clone());
         let rows = self
-            .read_records(&who, &account, move |tx, _, caller| {
+            .read_billing(&who, &account, "ListRefunds", move |tx, _, caller| {
                 Box::pin(async move { billing::refunds(tx, caller, &id, after.as_deref(), limit).await })
             })
             .await?;

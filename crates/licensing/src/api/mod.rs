@@ -164,6 +164,28 @@ impl Api {
         op(&mut conn, &ctx, &caller).await.map_err(error::to_status)
     }
 
+    /// [`Api::read_records`] of an account's billing, which belongs to its owner (SPEC R5).
+    /// Operators may read it too: support answers billing questions and checks billing before
+    /// an R11 reassignment. Every operator read is recorded in the account's audit trail
+    /// (`billing.read_by_operator`, naming `rpc`), and a read that cannot be recorded is not
+    /// answered.
+    async fn read_billing<T, F>(&self, principal: &Principal, account: &Id, rpc: &str, op: F) -> Result<T, Status>
+    where
+        F: for<'t> FnOnce(&'t mut Conn, &'t Ctx, &'t Caller) -> BoxFuture<'t, app::Result<T>>,
+    {
+        let read = self.read_records(principal, account, op).await?;
+        if let Principal::Operator { .. } = principal {
+            let ctx = self.ctx(principal, "");
+            let recorded = async {
+                let mut conn = self.db.writer().await?;
+                let details = serde_json::json!({ "rpc": rpc });
+                app::audit(&mut conn, &ctx, account, app::actions::BILLING_READ_BY_OPERATOR, "billing", details).await
+            };
+            recorded.await.map_err(error::to_status)?;
+        }
+        Ok(read)
+    }
+
     async fn read<T, F>(&self, principal: &Principal, account: &Id, freshness: Freshness, op: F) -> Result<T, Status>
     where
         F: for<'t> FnOnce(&'t mut Conn, &'t Ctx, &'t Caller) -> BoxFuture<'t, app::Result<T>>,

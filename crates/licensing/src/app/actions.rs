@@ -17,3 +17,6 @@ pub const CONTENT_DELETED: &str = "content.deleted";
 pub const CONTENT_REHOMED: &str = "content.rehomed";
 pub const SUBSCRIPTION_CREATED: &str = "subscription.created";
 pub const SUBSCRIPTION_REFUNDED: &str = "subscription.refunded";
+/// Not a change: an operator read an account's billing (SPEC R5 with R11), recorded so the
+/// owner sees every time support looked.
+pub const BILLING_READ_BY_OPERATOR: &str = "billing.read_by_operator";
