@@ -596,10 +596,15 @@ async fn r34_every_licensing_rpc_checks_the_caller(app: &TestApp) {
                 (world, fx)
             };
             let token = token(app, caller, &world, &other);
-            let got = call(app, rpc, &world, &fx, &token).await.map_or_else(|status| status.code(), |()| Code::Ok);
+            let answer = call(app, rpc, &world, &fx, &token).await;
+            let got = answer.as_ref().map_or_else(|status| status.code(), |()| Code::Ok);
             let want = expected(rpc, caller);
             if got != want {
                 failures.push(format!("{rpc} as {caller:?}: got {got:?}, want {want:?}"));
+            } else if let (Caller::Forged(forgery), Err(status)) = (caller, &answer)
+                && support::reason(status) != forgery.reason()
+            {
+                failures.push(format!("{rpc} as {caller:?}: refused for {}", support::reason(status)));
             }
         }
     }

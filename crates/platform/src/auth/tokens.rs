@@ -77,8 +77,15 @@ impl Signer {
 
     /// Signs exactly `claims`.
     pub fn sign(&self, claims: &Claims) -> String {
+        self.sign_with_header(claims, |_| {})
+    }
+
+    /// Signs `claims` under this key's header as `edit` changes it (tests make tokens whose
+    /// header the services must refuse).
+    pub fn sign_with_header(&self, claims: &Claims, edit: impl FnOnce(&mut Header)) -> String {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
+        edit(&mut header);
         // Signing with a key that parsed as Ed25519 cannot fail for these claims.
         jsonwebtoken::encode(&header, claims, &self.key).expect("Ed25519 signing")
     }
