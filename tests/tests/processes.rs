@@ -450,3 +450,37 @@ async fn routes_reflection_and_health_name_the_same_services() {
         assert_eq!(routed, reflected, "{name}: the same services are routed");
     }
 }
+
+/// `roster up` seals both services' page tokens with one key file: a token from identity's
+/// `ListUsers` still opens nothing in licensing's lists, since each token is bound to its own
+/// list RPC, caller and filter.
+#[tokio::test]
+async fn a_page_token_of_one_service_opens_nothing_in_the_other() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let roster = Process::up_demo(dir.path());
+    let identity = wait_serving(roster.addr, START).await.expect("identity");
+    let licensing = wait_serving(roster.licensing.expect("licensing"), START).await.expect("licensing");
+    let env = demo_env(dir.path(), START).await.expect("demo.env");
+    let token = pb::user_service_client::UserServiceClient::new(identity)
+        .list_users(authed(
+            pb::ListUsersRequest { account_id: env["ACCOUNT"].clone(), page_size: 1, ..Default::default() },
+            &env["OPERATOR_TOKEN"],
+        ))
+        .await
+        .expect("users")
+        .into_inner()
+        .next_page_token;
+    assert!(!token.is_empty());
+    let mut licenses = lpb::license_service_client::LicenseServiceClient::new(licensing);
+    let list = |page_token: String| lpb::ListAssignmentsRequest {
+        account_id: env["ACCOUNT"].clone(),
+        page_size: 1,
+        page_token,
+        ..Default::default()
+    };
+    let refused = licenses.list_assignments(authed(list(token), &env["OPERATOR_TOKEN"])).await.expect_err("identity's");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let own = licenses.list_assignments(authed(list(String::new()), &env["OPERATOR_TOKEN"])).await.expect("a page");
+    let own = own.into_inner().next_page_token;
+    licenses.list_assignments(authed(list(own), &env["OPERATOR_TOKEN"])).await.expect("its own token opens");
+}

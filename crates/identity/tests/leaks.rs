@@ -11,7 +11,10 @@ use roster_proto::identity::v1 as pb;
 use roster_proto::operations::v1 as ops;
 use support::{TestApp, World, authed, product_code, reason, rid};
 
-on_both_backends!(r34_objects_elsewhere_read_as_objects_nowhere);
+on_both_backends!(
+    r34_objects_elsewhere_read_as_objects_nowhere,
+    r34_a_page_token_opens_only_the_next_page_of_its_listing
+);
 
 /// What a call names.
 #[derive(Debug, Clone, Copy)]
@@ -352,4 +355,66 @@ async fn r34_objects_elsewhere_read_as_objects_nowhere(app: &TestApp) {
         }
     }
     assert!(differences.is_empty(), "answers that tell another account's objects apart:\n{}", differences.join("\n"));
+}
+
+async fn list_users(
+    app: &TestApp,
+    token: &str,
+    request: pb::ListUsersRequest,
+) -> Result<pb::ListUsersResponse, tonic::Status> {
+    app.users().list_users(authed(request, token)).await.map(tonic::Response::into_inner)
+}
+
+fn page_token_refused(result: Result<impl std::fmt::Debug, tonic::Status>, case: &str) -> String {
+    let status = result.expect_err(case);
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{case}: {status:?}");
+    assert_eq!(support::bad_field(&status).as_deref(), Some("page_token"), "{case}: {status:?}");
+    status.message().to_owned()
+}
+
+/// A page token is bound to its list RPC, its caller and its filter (the account among it), and
+/// lasts 24 hours: Acme's `ListUsers` token opens nothing in another account, another list, with
+/// another filter or for another caller.
+async fn r34_a_page_token_opens_only_the_next_page_of_its_listing(app: &TestApp) {
+    let acme = app.seed_world("pagesacme").await;
+    let globex = app.seed_world("pagesglobex").await;
+    let operator = app.operator_token();
+    let first = |account: &str| pb::ListUsersRequest { account_id: account.into(), page_size: 2, ..Default::default() };
+    let page = list_users(app, &operator, first(&acme.account)).await.expect("a first page");
+    let token = page.next_page_token;
+    assert!(!token.is_empty(), "Acme has more than two users");
+    let next = |account: &str| pb::ListUsersRequest { page_token: token.clone(), ..first(account) };
+    list_users(app, &operator, next(&acme.account)).await.expect("the next page of the same listing");
+
+    page_token_refused(list_users(app, &operator, next(&globex.account)).await, "another account");
+    let filtered = pb::ListUsersRequest { status: pb::UserStatus::Active as i32, ..next(&acme.account) };
+    page_token_refused(list_users(app, &operator, filtered).await, "another filter");
+    page_token_refused(list_users(app, &app.user_token(&acme.owner), next(&acme.account)).await, "another caller");
+    let invitations = app
+        .users()
+        .list_invitations(authed(
+            pb::ListInvitationsRequest {
+                account_id: acme.account.clone(),
+                page_token: token.clone(),
+                ..Default::default()
+            },
+            &operator,
+        ))
+        .await;
+    page_token_refused(invitations, "another list");
+    let audit = app
+        .accounts()
+        .list_audit_events(authed(
+            pb::ListAuditEventsRequest {
+                account_id: acme.account.clone(),
+                page_token: token.clone(),
+                ..Default::default()
+            },
+            &operator,
+        ))
+        .await;
+    page_token_refused(audit, "another service's list");
+    app.clock.advance_ms(24 * 3_600_000);
+    let expired = page_token_refused(list_users(app, &operator, next(&acme.account)).await, "a day later");
+    assert!(expired.contains("expired"), "{expired}");
 }

@@ -21,6 +21,7 @@ on_both_backends!(
     r5_billing_is_the_current_owners_alone,
     r28_refund_the_unused_remainder_once,
     r33_changes_and_refusals_are_audited,
+    r33_the_audit_trail_lists_concurrent_events_newest_first,
     r34_objects_of_another_account_do_not_exist_here,
 );
 
@@ -746,6 +747,61 @@ async fn r33_changes_and_refusals_are_audited(app: &TestApp) {
             && outcome == "refused:SEATS_EXHAUSTED"),
         "the refusal is audited under the same action: {trail:?}"
     );
+}
+
+/// Events made side by side, while time moves, are listed strictly newest first by the time
+/// they show, page after page (the trail once showed inversions of a few milliseconds).
+async fn r33_the_audit_trail_lists_concurrent_events_newest_first(app: &TestApp) {
+    let w = app.seed_world().await;
+    let token = app.user_token(&w.member);
+    let ticking = {
+        let clock = app.clock.clone();
+        tokio::spawn(async move {
+            for _ in 0..200 {
+                clock.advance_ms(1);
+                tokio::time::sleep(std::time::Duration::from_micros(300)).await;
+            }
+        })
+    };
+    let registrations = (0..60).map(|n| {
+        let (mut content, account, token) = (app.content(), w.account.clone(), token.clone());
+        async move {
+            let request = pb::RegisterContentRequest {
+                request_id: rid(),
+                account_id: account,
+                kind: pb::ContentKind::Meeting as i32,
+                title: format!("Meeting {n}"),
+                ..Default::default()
+            };
+            content.register_content(authed(request, &token)).await.expect("register")
+        }
+    });
+    futures_util::future::join_all(registrations).await;
+    ticking.await.expect("clock");
+    let mut listed = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = app
+            .licenses()
+            .list_audit_events(authed(
+                pb::ListAuditEventsRequest { account_id: w.account.clone(), page_size: 7, page_token },
+                &app.user_token(&w.owner),
+            ))
+            .await
+            .expect("the owner reads the trail")
+            .into_inner();
+        listed.extend(page.events.into_iter().map(|event| (event.at_ms, event.id)));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert!(listed.len() >= 60, "{}", listed.len());
+    let inversions: Vec<_> = listed.windows(2).filter(|pair| pair[0].0 < pair[1].0).collect();
+    assert!(inversions.is_empty(), "listed out of time order: {inversions:?}");
+    let mut ids: Vec<&String> = listed.iter().map(|(_, id)| id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), listed.len(), "no event listed twice across pages");
 }
 
 /// The caller owns their own account but names objects of another account: each reads as

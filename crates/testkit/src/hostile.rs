@@ -1,8 +1,8 @@
 //! Hostile input for every RPC of a service, built from the descriptor set so a new RPC or
 //! field is covered without a line of test code: each string field (nested ones too) gets a NUL
-//! byte, an escape sequence, one byte more than its limit, and bytes that are not UTF-8 (hand
-//! encoded, since no client library would send them); each RPC gets a message larger than the
-//! server accepts and bytes that are not protobuf at all.
+//! byte, an escape sequence, a bidirectional override, one byte more than its limit, and bytes
+//! that are not UTF-8 (hand encoded, since no client library would send them); each RPC gets a
+//! message larger than the server accepts and bytes that are not protobuf at all.
 
 use std::str::FromStr;
 
@@ -176,9 +176,10 @@ pub async fn refusals_that_went_wrong(
         let fields = string_fields(&set, &rpc.input, "", &[]);
         for field in &fields {
             let limit = roster_proto::checked::max_bytes(&field.name);
-            let cases: [(&str, Vec<u8>); 4] = [
+            let cases: [(&str, Vec<u8>); 5] = [
                 ("a NUL byte", b"a\0b".to_vec()),
                 ("an escape sequence", b"\x1b[2J".to_vec()),
+                ("a right-to-left override", "invoice\u{202E}fdp.exe".as_bytes().to_vec()),
                 ("one byte over the limit", vec![b'x'; limit + 1]),
                 ("invalid UTF-8", vec![b'a', 0xff, 0xfe]),
             ];
