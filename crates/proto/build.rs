@@ -80,7 +80,8 @@ fn paged(descriptors: &FileDescriptorSet) -> Result<String, Box<dyn std::error::
                 "impl Paged for {path} {{\n    const LIST: &'static str = \"{full_name}\";\n    \
                  fn page_size(&self) -> i64 {{ {size} }}\n    \
                  fn page_token(&self) -> &str {{ &self.page_token }}\n    \
-                 fn filter(&self) -> Self {{ Self {{ page_size: 0, page_token: String::new(), ..self.clone() }} }}\n}}"
+                 fn filter(&self) -> Self {{ let mut filter = self.clone(); filter.page_size = 0; \
+                 filter.page_token.clear(); filter }}\n}}"
             )?;
         }
     }

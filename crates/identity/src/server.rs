@@ -210,14 +210,14 @@ impl Server {
         );
         let max = settings.limits.max_message_bytes();
         let services = ServiceSet::new(draining)
-            .add(api_server!(AccountServiceServer, api.clone(), max))
-            .add(api_server!(UserServiceServer, api.clone(), max))
-            .add(api_server!(RoleServiceServer, api.clone(), max))
-            .add(api_server!(BulkServiceServer, api.clone(), max))
-            .add(api_server!(OperationsServer, api.clone(), max))
-            .add(api_server!(DirectoryServiceServer, api, max));
+            .serve(api_server!(AccountServiceServer, api.clone(), max))
+            .serve(api_server!(UserServiceServer, api.clone(), max))
+            .serve(api_server!(RoleServiceServer, api.clone(), max))
+            .serve(api_server!(BulkServiceServer, api.clone(), max))
+            .serve(api_server!(OperationsServer, api.clone(), max))
+            .serve(api_server!(DirectoryServiceServer, api, max));
         let services = match &settings.dev_clock {
-            Some(clock) => services.add(ClockServiceServer::new(DevClock::new(clock.clone(), engine.clone()))),
+            Some(clock) => services.serve(ClockServiceServer::new(DevClock::new(clock.clone(), engine.clone()))),
             None => services,
         };
         let (stop_background, background_stopped) = tokio::sync::watch::channel(false);

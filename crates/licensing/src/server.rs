@@ -137,9 +137,9 @@ impl Server {
         let max = settings.limits.max_message_bytes();
         // Licensing has no server-streaming RPCs to end as it drains.
         let services = ServiceSet::new(tokio_util::sync::CancellationToken::new())
-            .add(api_server!(LicenseServiceServer, api.clone(), max))
-            .add(api_server!(ContentServiceServer, api.clone(), max))
-            .add(api_server!(BillingServiceServer, api, max));
+            .serve(api_server!(LicenseServiceServer, api.clone(), max))
+            .serve(api_server!(ContentServiceServer, api.clone(), max))
+            .serve(api_server!(BillingServiceServer, api, max));
         tracing::info!(addr = %self_addr(&listener, settings.listen), identity = %settings.identity_url, "licensing serving");
         let (stop_housekeeping, stopped) = tokio::sync::watch::channel(false);
         // Licensing's gauges are its pools'; only when metrics are served.

@@ -282,12 +282,8 @@ mod tests {
         refused(&list("globex", &token), ME, NOW);
         refused(&pb::ListUsersRequest { status: pb::UserStatus::Active as i32, ..list("acme", &token) }, ME, NOW);
         refused(&list("acme", &token), "user:u2", NOW);
-        let invitations = pb::ListInvitationsRequest {
-            account_id: "acme".into(),
-            page_size: 1,
-            page_token: token.clone(),
-            ..Default::default()
-        };
+        let invitations =
+            pb::ListInvitationsRequest { account_id: "acme".into(), page_size: 1, page_token: token.clone() };
         assert!(tokens.request(&invitations, ME, NOW).is_err());
         // A page size of its own is the same listing.
         assert!(tokens.request(&pb::ListUsersRequest { page_size: 9, ..list("acme", &token) }, ME, NOW).is_ok());

@@ -74,7 +74,7 @@ impl ServiceSet {
     }
 
     /// Serves `service` under its fully qualified name.
-    pub fn add<S>(mut self, service: S) -> Self
+    pub fn serve<S>(mut self, service: S) -> Self
     where
         S: Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>, Error = Infallible>
             + NamedService
