@@ -10,7 +10,9 @@
 
 use std::borrow::Cow;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -95,6 +97,76 @@ async fn probe(url: &str) -> Result<(), sqlx::Error> {
     }
 }
 
+/// What a database failure means for whoever met it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The connection or the server went away (SQLSTATE class 08, 57P01-57P03 when the server
+    /// shuts down, restarts or is told to end the backend; I/O and TLS errors; a closed or
+    /// exhausted pool): whatever the transaction did is gone unless its COMMIT got through, and
+    /// another connection may well work.
+    Connection,
+    /// The transaction lost to a concurrent one and was rolled back (serialization failure
+    /// 40001, deadlock 40P01; SQLite's busy and locked): running it again is the remedy.
+    Conflict,
+    /// Anything else: a bug or a broken invariant.
+    Other,
+}
+
+/// Classifies `error` (see [`Failure`]).
+pub fn failure(error: &sqlx::Error) -> Failure {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => Failure::Connection,
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some(code) if code.starts_with("08") => Failure::Connection,
+            Some("57P01" | "57P02" | "57P03") => Failure::Connection,
+            // PostgreSQL's serialization failure and deadlock; SQLite's SQLITE_BUSY and
+            // SQLITE_LOCKED, with their extended codes.
+            Some("40001" | "40P01" | "5" | "6" | "261" | "262" | "517") => Failure::Conflict,
+            _ => Failure::Other,
+        },
+        _ => Failure::Other,
+    }
+}
+
+/// A PostgreSQL connection that sat idle longer than this is checked (a ping) before it is
+/// handed out: a backend the server ended meanwhile (a restart, a failover, a pooler's
+/// recycling) is then replaced instead of failing the caller's first statement. Connections in
+/// steady use skip the check.
+const TRUST_IDLE_FOR: Duration = Duration::from_secs(1);
+/// After a lost connection, every connection is checked before use for this long, so the
+/// pool sheds the others the same outage broke.
+const DISTRUST_FOR: Duration = Duration::from_secs(5);
+
+/// Until when pooled connections are checked before use, in milliseconds since `epoch`.
+#[derive(Debug)]
+struct Distrust {
+    epoch: Instant,
+    until_ms: AtomicU64,
+}
+
+impl Distrust {
+    fn new() -> Self {
+        Self { epoch: Instant::now(), until_ms: AtomicU64::new(0) }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn start(&self) {
+        let until = self.now_ms() + u64::try_from(DISTRUST_FOR.as_millis()).unwrap_or(u64::MAX);
+        self.until_ms.fetch_max(until, Ordering::Relaxed);
+    }
+
+    fn active(&self) -> bool {
+        self.now_ms() < self.until_ms.load(Ordering::Relaxed)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Database {
     pool: AnyPool,
@@ -103,6 +175,7 @@ pub struct Database {
     /// behind writes; on PostgreSQL the same pool.
     readers: AnyPool,
     backend: Backend,
+    distrust: Arc<Distrust>,
 }
 
 /// Read connections to an embedded database.
@@ -126,10 +199,25 @@ impl Database {
         // statement instead, the call answers UNAVAILABLE, and the client retries it with the
         // same request id; sqlx then drops the connection.
         let options = AnyPoolOptions::new().acquire_timeout(CONNECT_TIMEOUT).test_before_acquire(false);
+        let distrust = Arc::new(Distrust::new());
         let (pool, readers) = match backend {
             Backend::Postgres => {
                 probe(url).await?;
-                let pool = options.max_connections(max_connections).connect(url).await?;
+                let checks = distrust.clone();
+                let pool = options
+                    .max_connections(max_connections)
+                    .before_acquire(move |conn, meta| {
+                        let check = meta.idle_for > TRUST_IDLE_FOR || checks.active();
+                        Box::pin(async move {
+                            if check {
+                                use sqlx::Connection as _;
+                                conn.ping().await?;
+                            }
+                            Ok(true)
+                        })
+                    })
+                    .connect(url)
+                    .await?;
                 (pool.clone(), pool)
             }
             Backend::Sqlite => {
@@ -161,7 +249,13 @@ impl Database {
                 (writer, readers)
             }
         };
-        Ok(Self { pool, readers, backend })
+        Ok(Self { pool, readers, backend, distrust })
+    }
+
+    /// Checks every pooled connection before use for a few seconds: called when a statement
+    /// met a lost connection, since an outage that broke one broke the others too.
+    pub fn distrust_idle_connections(&self) {
+        self.distrust.start();
     }
 
     /// Which backend this is, for the few statements that must differ (row-lock hints).
@@ -286,6 +380,24 @@ mod tests {
             "readers are read-only"
         );
         assert_eq!(Backend::of(&conn), Backend::Sqlite);
+    }
+
+    #[test]
+    fn lost_connections_conflicts_and_bugs_are_told_apart() {
+        assert_eq!(failure(&sqlx::Error::PoolTimedOut), Failure::Connection);
+        assert_eq!(failure(&sqlx::Error::Io(std::io::Error::other("reset"))), Failure::Connection);
+        assert_eq!(failure(&sqlx::Error::RowNotFound), Failure::Other);
+        assert_eq!(failure(&sqlx::Error::ColumnNotFound("x".into())), Failure::Other);
+    }
+
+    #[test]
+    fn distrust_lasts_a_few_seconds() {
+        let distrust = Distrust::new();
+        assert!(!distrust.active());
+        distrust.start();
+        assert!(distrust.active());
+        distrust.until_ms.store(distrust.now_ms().saturating_sub(1), Ordering::Relaxed);
+        assert!(!distrust.active());
     }
 
     #[test]

@@ -118,7 +118,7 @@ impl Fresh {
     pub async fn finish<R: Message + Default>(mut self, response: R, now_ms: i64) -> Result<R, tonic::Status> {
         match insert(&mut self.tx, &self.key, &response, now_ms).await {
             Ok(()) => {
-                self.tx.commit().await.map_err(|e| status::from_db(&e))?;
+                self.tx.commit().await.map_err(|e| status::from_commit(&e))?;
                 Ok(response)
             }
             Err(error) if is_unique_violation(&error) => {

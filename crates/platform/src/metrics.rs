@@ -76,10 +76,9 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), sqlx::Error>>,
 {
+    let failing = crate::incident::Incident::new("sampling metrics");
     loop {
-        if let Err(error) = sample().await {
-            tracing::warn!(%error, "sampling metrics failed; will retry");
-        }
+        let _ = failing.note(sample().await);
         tokio::select! {
             _ = stop.changed() => return,
             () = tokio::time::sleep(every) => {}

@@ -1,6 +1,6 @@
 //! Runs a maintenance pass (pruning old rows, the auto-delete sweep) now and then every interval until shutdown,
-//! logging what each pass did and retrying a failed one at the next turn. Shared by both
-//! services' housekeeping.
+//! logging what each pass did and retrying a failed one at the next turn (an outage is logged
+//! once: see `incident`). Shared by both services' housekeeping.
 
 use std::future::Future;
 use std::time::Duration;
@@ -29,11 +29,12 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, sqlx::Error>>,
 {
+    // A pass that keeps failing (the database is down) is logged once, and its recovery once.
+    let failing = crate::incident::Incident::new(task);
     loop {
-        match pass().await {
+        match failing.note(pass().await) {
             Ok(done) if done != T::default() => done.log(task),
-            Ok(_) => {}
-            Err(error) => tracing::warn!(task, %error, "maintenance pass failed; will retry"),
+            Ok(_) | Err(_) => {}
         }
         tokio::select! {
             _ = stop.changed() => return,

@@ -3,6 +3,7 @@
 //! in `ErrorInfo.metadata["code"]`.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -44,7 +45,7 @@ pub fn refusal(code: Code, reason: Reason, message: impl Into<String>) -> Status
 
 /// A refusal the caller should retry after a while (`RESOURCE_EXHAUSTED` for a rate limit),
 /// with the reason and a `RetryInfo` saying how long to wait.
-pub fn retry_later(code: Code, reason: Reason, retry_after: std::time::Duration, message: impl Into<String>) -> Status {
+pub fn retry_later(code: Code, reason: Reason, retry_after: Duration, message: impl Into<String>) -> Status {
     let mut details = ErrorDetails::new();
     error_info(&mut details, reason);
     details.set_retry_info(Some(retry_after));
@@ -88,17 +89,76 @@ pub fn internal(cause: &dyn std::fmt::Display) -> Status {
     Status::internal("internal error; the server log has the details")
 }
 
-/// `UNAVAILABLE` for a database that cannot be reached or is overloaded, so clients retry.
+/// `UNAVAILABLE` for a dependency that cannot be reached or is overloaded, so clients retry.
 pub fn unavailable(cause: &dyn std::fmt::Display) -> Status {
     tracing::warn!(error = %cause, "dependency unavailable");
     Status::unavailable("temporarily unavailable; retry with backoff")
 }
 
-/// Maps a database error: pool exhaustion and I/O become `UNAVAILABLE`, the rest `INTERNAL`.
+/// How long a client should wait before retrying a call the database could not serve.
+const DATABASE_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// ... and one that lost a conflict with a concurrent transaction.
+const CONFLICT_RETRY_AFTER: Duration = Duration::from_millis(50);
+
+/// Why the server itself may run a failed call again; kept in the status's `source`, which
+/// never leaves the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rerun {
+    /// The transaction never reached COMMIT: nothing of it was kept.
+    #[error("the transaction never reached COMMIT")]
+    NotCommitted,
+    /// The COMMIT was sent, but its answer was lost with the connection: running the call again
+    /// is safe only where a request id makes the second run replay the first.
+    #[error("the outcome of the COMMIT is unknown")]
+    CommitUnknown,
+}
+
+/// The one mapping of database errors to statuses (see [`crate::db::Failure`]): a lost
+/// connection is `UNAVAILABLE`, a lost conflict `ABORTED`, both with a `RetryInfo` (clients and
+/// meshes retry those; `INTERNAL` they would not); anything else is `INTERNAL`. For a failure
+/// before COMMIT.
 pub fn from_db(error: &sqlx::Error) -> Status {
-    match error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => unavailable(error),
-        _ => internal(error),
+    transient(error, Rerun::NotCommitted)
+}
+
+/// [`from_db`] for a failed COMMIT, whose outcome may be unknown.
+pub fn from_commit(error: &sqlx::Error) -> Status {
+    transient(error, Rerun::CommitUnknown)
+}
+
+fn transient(error: &sqlx::Error, rerun: Rerun) -> Status {
+    use crate::db::Failure;
+    let failure = crate::db::failure(error);
+    let mut status = match failure {
+        Failure::Connection => {
+            crate::incident::database_unavailable(error);
+            retry_later(
+                Code::Unavailable,
+                Reason::new("DATABASE_UNAVAILABLE", None),
+                DATABASE_RETRY_AFTER,
+                "the database cannot be reached right now; retry with backoff",
+            )
+        }
+        Failure::Conflict => retry_later(
+            Code::Aborted,
+            Reason::new("CONCURRENT_UPDATE", None),
+            CONFLICT_RETRY_AFTER,
+            "a concurrent change got in the way; retry",
+        ),
+        Failure::Other => return internal(error),
+    };
+    status.set_source(std::sync::Arc::new(rerun));
+    status
+}
+
+/// May the server run the call that failed with `status` once more, on a fresh connection?
+/// Only for a database failure that can pass: one before COMMIT always, one at COMMIT when the
+/// call is `keyed` by a request id (a second run then replays the first if it committed).
+pub fn may_rerun(status: &Status, keyed: bool) -> bool {
+    match std::error::Error::source(status).and_then(|source| source.downcast_ref::<Rerun>()) {
+        Some(Rerun::NotCommitted) => true,
+        Some(Rerun::CommitUnknown) => keyed,
+        None => false,
     }
 }
 
@@ -121,6 +181,22 @@ mod tests {
         assert_eq!(status.code(), Code::InvalidArgument);
         let bad = status.get_details_bad_request().expect("bad request");
         assert_eq!(bad.field_violations[0].field, "email");
+    }
+
+    #[test]
+    fn database_failures_are_unavailable_aborted_or_internal_and_say_when_to_retry() {
+        let lost = from_db(&sqlx::Error::PoolTimedOut);
+        assert_eq!(lost.code(), Code::Unavailable);
+        assert!(lost.get_details_retry_info().and_then(|info| info.retry_delay).is_some(), "RetryInfo");
+        assert_eq!(lost.get_details_error_info().expect("error info").reason, "DATABASE_UNAVAILABLE");
+        assert!(may_rerun(&lost, false), "nothing was committed");
+        let commit = from_commit(&sqlx::Error::Io(std::io::Error::other("reset")));
+        assert_eq!(commit.code(), Code::Unavailable);
+        assert!(!may_rerun(&commit, false) && may_rerun(&commit, true), "only a keyed call reruns an unknown COMMIT");
+        let bug = from_db(&sqlx::Error::RowNotFound);
+        assert_eq!(bug.code(), Code::Internal);
+        assert!(!may_rerun(&bug, true));
+        assert!(!may_rerun(&Status::unavailable("licensing"), true), "only database failures the server met");
     }
 
     #[test]

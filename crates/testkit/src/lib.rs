@@ -84,6 +84,21 @@ impl FreshDatabase {
         Some(Self { url: format!("{base}/{name}"), name })
     }
 
+    /// Ends every server process connected to this database, as a failover, a server restart
+    /// or a pooler recycling its connections would (SQLSTATE 57P01 at their next statement).
+    /// Returns how many it ended.
+    pub async fn terminate_connections(&self) -> i64 {
+        let mut conn = sqlx::AnyConnection::connect(&postgres_admin_url()).await.expect("admin connection");
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()) AS ended",
+        )
+        .bind(&self.name)
+        .fetch_one(&mut conn)
+        .await
+        .expect("terminate backends")
+    }
+
     /// Drops the database, closing any connection still open to it.
     pub async fn drop_database(self) {
         if let Ok(mut conn) = sqlx::AnyConnection::connect(&postgres_admin_url()).await {

@@ -409,6 +409,7 @@ impl Engine {
         let concurrency = self.inner.config.concurrency.max(1);
         let permits = self.inner.permits.clone();
         info!(worker = %self.inner.config.worker_id, concurrency, "workflow worker started");
+        let claims = roster_platform::incident::Incident::new("claiming workflows");
         loop {
             if *shutdown.borrow() {
                 break;
@@ -417,7 +418,7 @@ impl Engine {
                 permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
                 _ = shutdown.changed() => break,
             };
-            match self.claim().await {
+            match claims.note(self.claim().await) {
                 Ok(Some(instance)) => {
                     let engine = self.clone();
                     tokio::spawn(async move {
@@ -429,9 +430,9 @@ impl Engine {
                     drop(permit);
                     self.idle(&mut shutdown).await;
                 }
-                Err(error) => {
+                // Logged once per outage by `claims`; retried after the poll interval.
+                Err(_) => {
                     drop(permit);
-                    warn!(%error, "claiming workflows failed; retrying after the poll interval");
                     tokio::select! {
                         () = tokio::time::sleep(self.inner.config.poll_interval) => {}
                         _ = shutdown.changed() => {}
@@ -481,21 +482,24 @@ impl Engine {
     }
 
     async fn listen(self, url: String) {
+        // Polling covers for lost notifications; an outage is logged once, and its end.
+        let listening = roster_platform::incident::Incident::new("listening for workflow notifications");
         loop {
-            match sqlx::postgres::PgListener::connect(&url).await {
-                Ok(mut listener) => match listener.listen(store::CHANNEL).await {
+            let connected = sqlx::postgres::PgListener::connect(&url).await;
+            match listening.note(connected) {
+                Ok(mut listener) => match listening.note(listener.listen(store::CHANNEL).await) {
                     Ok(()) => loop {
                         match listener.recv().await {
                             Ok(_) => self.inner.wake.notify_one(),
                             Err(error) => {
-                                warn!(%error, "workflow notifications lost; polling until reconnected");
+                                listening.failed(&error);
                                 break;
                             }
                         }
                     },
-                    Err(error) => warn!(%error, "could not LISTEN for workflow notifications"),
+                    Err(_) => {}
                 },
-                Err(error) => warn!(%error, "could not connect to LISTEN for workflow notifications"),
+                Err(_) => {}
             }
             tokio::time::sleep(Duration::from_secs(5)).await;
         }

@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use futures_util::Stream;
 use roster_platform::auth::{Principal, principal};
-use roster_platform::status;
+use roster_platform::{rerun, status};
 use roster_proto::identity::v1 as pb;
 use roster_proto::operations::v1 as ops;
 use tonic::{Request, Response, Status, Streaming};
@@ -135,8 +135,12 @@ impl Api {
         if BulkAction::of_operation_kind(&operation.kind).is_none() {
             return Ok(());
         }
-        let mut conn = self.db.reader().await.map_err(|e| status::from_db(&e))?;
-        let Some((stored, counts)) = bulk::progress(&mut conn, &operation.id).await.map_err(error::to_status)? else {
+        let (db, id) = (&self.db, &operation.id);
+        let progress = rerun::once_more(db, false, || async move {
+            let mut conn = db.reader().await.map_err(|e| status::from_db(&e))?;
+            bulk::progress(&mut conn, id).await.map_err(error::to_status)
+        });
+        let Some((stored, counts)) = progress.await? else {
             return Ok(());
         };
         let count = |state| u32::try_from(counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n)).unwrap_or(0);
@@ -244,8 +248,12 @@ impl pb::bulk_service_server::BulkService for Api {
             None => 0,
         };
         let id = self.visible_bulk(caller, &request.operation_id).await?;
-        let mut conn = self.db.reader().await.map_err(|e| status::from_db(&e))?;
-        let rows = bulk::rows(&mut conn, &id, state, after, page.fetch_limit()).await.map_err(error::to_status)?;
+        let (db, id, limit) = (&self.db, &id, page.fetch_limit());
+        let rows = rerun::once_more(db, false, || async move {
+            let mut conn = db.reader().await.map_err(|e| status::from_db(&e))?;
+            bulk::rows(&mut conn, id, state, after, limit).await.map_err(error::to_status)
+        })
+        .await?;
         let (rows, next_page_token) = page.finish(rows, |row| row.line.to_string());
         Ok(Response::new(pb::ListBulkRowsResponse { rows: rows.iter().map(bulk_row).collect(), next_page_token }))
     }
@@ -256,11 +264,14 @@ impl pb::bulk_service_server::BulkService for Api {
     ) -> Result<Response<Self::DownloadBulkResultsStream>, Status> {
         let caller = principal(&request)?;
         let id = self.visible_bulk(caller, &request.get_ref().operation_id).await?;
-        let mut conn = self.db.reader().await.map_err(|e| status::from_db(&e))?;
-        let Some((stored, _)) = bulk::progress(&mut conn, &id).await.map_err(error::to_status)? else {
+        let (db, operation) = (&self.db, &id);
+        let progress = rerun::once_more(db, false, || async move {
+            let mut conn = db.reader().await.map_err(|e| status::from_db(&e))?;
+            bulk::progress(&mut conn, operation).await.map_err(error::to_status)
+        });
+        let Some((stored, _)) = progress.await? else {
             return Err(error::domain_status(&DomainError::OperationNotFound));
         };
-        drop(conn);
         let dry_run = stored.action.parse::<BulkAction>().ok().filter(|_| stored.validate_only);
         let mut columns = bulk::RESULT_COLUMNS.to_vec();
         columns.extend(dry_run.map(bulk::preview_columns).unwrap_or_default());

@@ -32,7 +32,7 @@ use roster_platform::clock::SharedClock;
 use roster_platform::db::{Conn, Database, Tx};
 use roster_platform::idempotency::{self, Key};
 use roster_platform::pagination::PageTokens;
-use roster_platform::status;
+use roster_platform::{rerun, status};
 use roster_proto::operations::v1 as ops;
 use roster_workflow::{Engine, Instance, Started};
 use tokio_util::sync::CancellationToken;
@@ -122,7 +122,7 @@ impl Api {
     where
         Req: Message,
         L: Launch,
-        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<L>> + Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<L>> + Clone + Send + 'static,
     {
         let answer = Arc::new(Mutex::new(None::<L>));
         let slot = answer.clone();
@@ -146,7 +146,11 @@ impl Api {
             _ => self.engine.wake(),
         }
         self.engine.announce(&started.id);
-        let now = self.engine.wait_final(&started.id, SAGA_ANSWER_WAIT).await.map_err(|e| status::from_db(&e))?;
+        // The change has committed: a failure to read how far it got answers with it as started.
+        let now = self.engine.wait_final(&started.id, SAGA_ANSWER_WAIT).await.unwrap_or_else(|error| {
+            tracing::debug!(%error, "could not follow the operation it started; answering with it as started");
+            None
+        });
         Ok(Response::new(now.map_or(started, |instance| convert::operation(&instance))))
     }
 
@@ -166,7 +170,9 @@ impl Api {
 
     /// Runs a mutating use case exactly once per (caller, method, request id): first the caller
     /// must be, from current data, at least what `scope` needs in its account; then a retry
-    /// gets the first response back; a refusal rolls everything back and is audited.
+    /// gets the first response back; a refusal rolls everything back and is audited. A lost
+    /// database connection or a lost conflict runs it once more on a fresh connection (the
+    /// request id makes that safe even after an unknown COMMIT; see `roster_platform::rerun`).
     async fn mutate<Req, Resp, F>(
         &self,
         principal: Principal,
@@ -179,49 +185,63 @@ impl Api {
     where
         Req: Message,
         Resp: Message + Default,
-        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<Resp>>,
+        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<Resp>> + Clone,
     {
         let key = Key::new(&principal.audit_name(), method.path, request_id, request)?;
         let ctx = self.ctx(principal, request_id);
         let account = scope.as_ref().map(|(account, _)| account.clone());
-        let gated = idempotency::gated_once(
-            &self.db,
-            key,
-            ctx.now_ms,
-            &ctx,
-            move |tx, ctx| Box::pin(async move { app::may_request(tx, ctx, scope.as_ref()).await }),
-            op,
-        );
-        match gated.await? {
-            Ok(response) => Ok(Response::new(response)),
-            Err(app::Error::Domain(refusal)) => {
-                Err(self.refused(&ctx, account.as_ref(), method.action, &refusal).await)
+        let attempt = || {
+            let (key, scope, op, ctx) = (key.clone(), scope.clone(), op.clone(), &ctx);
+            async move {
+                let gated = idempotency::gated_once(
+                    &self.db,
+                    key,
+                    ctx.now_ms,
+                    ctx,
+                    move |tx, ctx| Box::pin(async move { app::may_request(tx, ctx, scope.as_ref()).await }),
+                    op,
+                );
+                match gated.await? {
+                    Ok(response) => Ok(Ok(response)),
+                    Err(app::Error::Domain(refusal)) => Ok(Err(refusal)),
+                    Err(error) => Err(error::to_status(error)),
+                }
             }
-            Err(error) => Err(error::to_status(error)),
+        };
+        match rerun::once_more(&self.db, true, attempt).await? {
+            Ok(response) => Ok(Response::new(response)),
+            Err(refusal) => Err(self.refused(&ctx, account.as_ref(), method.action, &refusal).await),
         }
     }
 
     /// Runs a use case in a transaction of its own that commits when it answers and rolls back
     /// when it refuses, for changes that are not once-per-request-id; a refusal comes back once
-    /// the transaction is over, for [`Api::refused`].
+    /// the transaction is over, for [`Api::refused`]. Run once more after a lost connection
+    /// before COMMIT, never after an unknown COMMIT.
     async fn transact<T, F>(&self, ctx: &Ctx, op: F) -> Result<std::result::Result<T, DomainError>, Status>
     where
-        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<T>>,
+        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<T>> + Clone,
     {
-        let mut tx = self.db.begin().await.map_err(|e| status::from_db(&e))?;
-        match op(&mut tx, ctx).await {
-            Ok(answer) => {
-                tx.commit().await.map_err(|e| status::from_db(&e))?;
-                Ok(Ok(answer))
-            }
-            Err(error) => {
-                tx.rollback().await.map_err(|e| status::from_db(&e))?;
-                match error {
-                    app::Error::Domain(refusal) => Ok(Err(refusal)),
-                    other => Err(error::to_status(other)),
+        let attempt = || {
+            let op = op.clone();
+            async move {
+                let mut tx = self.db.begin().await.map_err(|e| status::from_db(&e))?;
+                match op(&mut tx, ctx).await {
+                    Ok(answer) => {
+                        tx.commit().await.map_err(|e| status::from_commit(&e))?;
+                        Ok(Ok(answer))
+                    }
+                    Err(error) => {
+                        tx.rollback().await.map_err(|e| status::from_db(&e))?;
+                        match error {
+                            app::Error::Domain(refusal) => Ok(Err(refusal)),
+                            other => Err(error::to_status(other)),
+                        }
+                    }
                 }
             }
-        }
+        };
+        rerun::once_more(&self.db, false, attempt).await
     }
 
     /// The one path for refused changes (SPEC R33): records the refusal and returns its
@@ -244,12 +264,19 @@ impl Api {
     /// Runs a read-only use case on a reader connection, without a transaction: its checks
     /// and reads each see what is committed as they run, as they would in a READ COMMITTED
     /// transaction, and the BEGIN and ROLLBACK round trips are saved.
+    /// A lost connection runs it once more on a fresh one.
     async fn read<T, F>(&self, principal: Principal, op: F) -> Result<T, Status>
     where
-        F: for<'t> FnOnce(&'t mut Conn, &'t Ctx) -> BoxFuture<'t, app::Result<T>>,
+        F: for<'t> FnOnce(&'t mut Conn, &'t Ctx) -> BoxFuture<'t, app::Result<T>> + Clone,
     {
         let ctx = self.ctx(principal, "");
-        let mut conn = self.db.reader().await.map_err(|e| status::from_db(&e))?;
-        op(&mut conn, &ctx).await.map_err(error::to_status)
+        let attempt = || {
+            let (op, ctx) = (op.clone(), &ctx);
+            async move {
+                let mut conn = self.db.reader().await.map_err(|e| status::from_db(&e))?;
+                op(&mut conn, ctx).await.map_err(error::to_status)
+            }
+        };
+        rerun::once_more(&self.db, false, attempt).await
     }
 }

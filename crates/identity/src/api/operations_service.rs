@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::Stream;
 use roster_platform::auth::{Principal, principal};
-use roster_platform::status;
+use roster_platform::{rerun, status};
 use roster_proto::operations::v1 as ops;
 use roster_workflow::{Engine, Instance, ListFilter};
 use tonic::{Request, Response, Status};
@@ -29,7 +29,10 @@ impl Api {
         let not_found = || error::domain_status(&DomainError::OperationNotFound);
         let id = convert::operation_id(id)?;
         let id = id.as_str();
-        let instance = self.engine.get(id).await.map_err(|e| status::from_db(&e))?.ok_or_else(not_found)?;
+        let engine = &self.engine;
+        let found =
+            rerun::once_more(&self.db, false, || async move { engine.get(id).await.map_err(|e| status::from_db(&e)) });
+        let instance = found.await?.ok_or_else(not_found)?;
         let seen = instance.clone();
         self.read(caller, move |tx, ctx| Box::pin(async move { operations::may_see(tx, ctx, &seen).await })).await?;
         Ok(instance)
@@ -45,7 +48,11 @@ impl Api {
         let ctx = self.ctx(caller.clone(), request_id);
         let action = crate::app::actions::OPERATION_CANCELLED;
         let not_found = DomainError::OperationNotFound;
-        let Some(instance) = self.engine.get(id.as_str()).await.map_err(|e| status::from_db(&e))? else {
+        let (engine, operation) = (&self.engine, id.as_str());
+        let found = rerun::once_more(&self.db, false, || async move {
+            engine.get(operation).await.map_err(|e| status::from_db(&e))
+        });
+        let Some(instance) = found.await? else {
             return Err(self.refused(&ctx, None, action, &not_found).await);
         };
         let seen = instance.clone();

@@ -146,11 +146,12 @@ impl Dispatcher {
     /// Polls until `stop` turns true. A full batch is followed by the next one at once, so a
     /// burst (ten thousand invitations) drains at the sending rate, not one batch per poll.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        // A database outage is logged once, and its end once (sends that fail are per e-mail).
+        let outage = roster_platform::incident::Incident::new("outbox delivery");
         loop {
-            match self.deliver_batch().await {
+            match outage.note(self.deliver_batch().await) {
                 Ok(Batch { full: true, .. }) if !*stop.borrow() => continue,
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "outbox delivery failed; retrying"),
+                Ok(_) | Err(_) => {}
             }
             tokio::select! {
                 _ = stop.changed() => return,

@@ -265,6 +265,12 @@ impl TestApp {
         self.token(&Principal::Service { name: AUTH_FRONTEND.into() })
     }
 
+    /// PostgreSQL only: ends every connection the services hold to their database (see
+    /// `FreshDatabase::terminate_connections`); `None` on SQLite.
+    pub async fn terminate_database_connections(&self) -> Option<i64> {
+        Some(self.postgres_db.as_ref()?.terminate_connections().await)
+    }
+
     /// Stops the server and drops a PostgreSQL test database.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

@@ -2,7 +2,7 @@
 //! they follow an ownership transfer at once (SPEC R5).
 
 use roster_platform::auth::{Principal, principal};
-use roster_platform::status;
+use roster_platform::{rerun, status};
 use roster_proto::licensing::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -121,8 +121,12 @@ impl pb::billing_service_server::BillingService for Api {
         let user = convert::id("user", user_id)?;
         let page = self.page(&req, &who)?;
         let (after, limit) = (page.after.clone(), page.fetch_limit());
-        let mut conn = self.db.reader().await.map_err(|e| status::from_db(&e))?;
-        let rows = billing::refunds_to(&mut conn, &user, after.as_deref(), limit).await.map_err(error::to_status)?;
+        let (db, user, after) = (&self.db, &user, after.as_deref());
+        let rows = rerun::once_more(db, false, || async move {
+            let mut conn = db.reader().await.map_err(|e| status::from_db(&e))?;
+            billing::refunds_to(&mut conn, user, after, limit).await.map_err(error::to_status)
+        })
+        .await?;
         let (rows, next_page_token) = page.finish(rows, |refund| refund.id.to_string());
         Ok(Response::new(pb::ListRefundsResponse {
             refunds: rows.iter().map(convert::refund).collect(),

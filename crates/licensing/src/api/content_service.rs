@@ -1,7 +1,7 @@
 //! `roster.licensing.v1.ContentService`.
 
 use roster_platform::auth::principal;
-use roster_platform::status;
+use roster_platform::{rerun, status};
 use roster_proto::licensing::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -140,10 +140,12 @@ impl pb::content_service_server::ContentService for Api {
             None => None,
         };
         let transfer_to = kinds.as_ref().map(|kinds| (target.as_ref(), kinds));
-        let mut conn = self.db.reader().await.map_err(|e| status::from_db(&e))?;
-        let preview = content::preview_removal(&mut conn, &caller, &account, &owner.user_id, transfer_to)
-            .await
-            .map_err(error::to_status)?;
+        let (db, caller, account, user) = (&self.db, &caller, &account, &owner.user_id);
+        let preview = rerun::once_more(db, false, || async move {
+            let mut conn = db.reader().await.map_err(|e| status::from_db(&e))?;
+            content::preview_removal(&mut conn, caller, account, user, transfer_to).await.map_err(error::to_status)
+        })
+        .await?;
         Ok(Response::new(pb::UserRemovalPreview {
             licenses: Some(convert::license_set_to_pb(&preview.licenses)),
             transferred: Some(convert::counts(&preview.transferred)),

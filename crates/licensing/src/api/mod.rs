@@ -29,7 +29,7 @@ use roster_platform::clock::SharedClock;
 use roster_platform::db::{Conn, Database, Tx};
 use roster_platform::idempotency::{self, Key};
 use roster_platform::pagination::PageTokens;
-use roster_platform::status;
+use roster_platform::{rerun, status};
 use tonic::{Response, Status};
 
 use crate::app::{self, Ctx};
@@ -112,7 +112,7 @@ impl Api {
         Req: Message,
         Resp: Message + Default,
         P: Sync,
-        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx, &'t Caller, &'t P) -> BoxFuture<'t, app::Result<Resp>>,
+        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx, &'t Caller, &'t P) -> BoxFuture<'t, app::Result<Resp>> + Clone,
     {
         let key = Key::new(&principal.audit_name(), method.path, request_id, request)?;
         let ctx = self.ctx(principal, request_id);
@@ -124,12 +124,22 @@ impl Api {
         }
         let looked_up = lookups.await?;
         let all = (ctx, caller, looked_up);
-        match idempotency::once(&self.db, key, all.0.now_ms, &all, move |tx, all| op(tx, &all.0, &all.1, &all.2))
-            .await?
-        {
+        // A lost connection or conflict runs it once more (see `roster_platform::rerun`).
+        let attempt = || {
+            let (key, op, all) = (key.clone(), op.clone(), &all);
+            async move {
+                let once =
+                    idempotency::once(&self.db, key, all.0.now_ms, all, move |tx, all| op(tx, &all.0, &all.1, &all.2));
+                match once.await? {
+                    Ok(response) => Ok(Ok(response)),
+                    Err(app::Error::Domain(refusal)) => Ok(Err(refusal)),
+                    Err(error) => Err(error::to_status(error)),
+                }
+            }
+        };
+        match rerun::once_more(&self.db, true, attempt).await? {
             Ok(response) => Ok(Response::new(response)),
-            Err(app::Error::Domain(refusal)) => Err(self.refused(&all.0, account, method.action, &refusal).await),
-            Err(error) => Err(error::to_status(error)),
+            Err(refusal) => Err(self.refused(&all.0, account, method.action, &refusal).await),
         }
     }
 
@@ -156,12 +166,10 @@ impl Api {
     /// read them for a closed account too; anyone else is resolved as usual, afresh.
     async fn read_records<T, F>(&self, principal: &Principal, account: &Id, op: F) -> Result<T, Status>
     where
-        F: for<'t> FnOnce(&'t mut Conn, &'t Ctx, &'t Caller) -> BoxFuture<'t, app::Result<T>>,
+        F: for<'t> FnOnce(&'t mut Conn, &'t Ctx, &'t Caller) -> BoxFuture<'t, app::Result<T>> + Clone,
     {
         let caller = app::resolve_record_reader(&self.directory, principal, account).await.map_err(error::to_status)?;
-        let ctx = self.ctx(principal, "");
-        let mut conn = self.db.reader().await.map_err(|e| status::from_db(&e))?;
-        op(&mut conn, &ctx, &caller).await.map_err(error::to_status)
+        self.on_reader(principal, &caller, op).await
     }
 
     /// [`Api::read_records`] of an account's billing, which belongs to its owner (SPEC R5).
@@ -171,7 +179,7 @@ impl Api {
     /// answered.
     async fn read_billing<T, F>(&self, principal: &Principal, account: &Id, rpc: &str, op: F) -> Result<T, Status>
     where
-        F: for<'t> FnOnce(&'t mut Conn, &'t Ctx, &'t Caller) -> BoxFuture<'t, app::Result<T>>,
+        F: for<'t> FnOnce(&'t mut Conn, &'t Ctx, &'t Caller) -> BoxFuture<'t, app::Result<T>> + Clone,
     {
         let read = self.read_records(principal, account, op).await?;
         if let Principal::Operator { .. } = principal {
@@ -188,11 +196,26 @@ impl Api {
 
     async fn read<T, F>(&self, principal: &Principal, account: &Id, freshness: Freshness, op: F) -> Result<T, Status>
     where
-        F: for<'t> FnOnce(&'t mut Conn, &'t Ctx, &'t Caller) -> BoxFuture<'t, app::Result<T>>,
+        F: for<'t> FnOnce(&'t mut Conn, &'t Ctx, &'t Caller) -> BoxFuture<'t, app::Result<T>> + Clone,
     {
         let caller = self.caller(principal, account, freshness).await?;
+        self.on_reader(principal, &caller, op).await
+    }
+
+    /// Runs a read for `caller` on a reader connection; a lost connection runs it once more on
+    /// a fresh one.
+    async fn on_reader<T, F>(&self, principal: &Principal, caller: &Caller, op: F) -> Result<T, Status>
+    where
+        F: for<'t> FnOnce(&'t mut Conn, &'t Ctx, &'t Caller) -> BoxFuture<'t, app::Result<T>> + Clone,
+    {
         let ctx = self.ctx(principal, "");
-        let mut conn = self.db.reader().await.map_err(|e| status::from_db(&e))?;
-        op(&mut conn, &ctx, &caller).await.map_err(error::to_status)
+        let attempt = || {
+            let (op, ctx) = (op.clone(), &ctx);
+            async move {
+                let mut conn = self.db.reader().await.map_err(|e| status::from_db(&e))?;
+                op(&mut conn, ctx, caller).await.map_err(error::to_status)
+            }
+        };
+        rerun::once_more(&self.db, false, attempt).await
     }
 }

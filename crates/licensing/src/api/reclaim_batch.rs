@@ -83,7 +83,7 @@ impl Api {
             };
             results.push(result);
         }
-        tx.commit().await.map_err(|e| status::from_db(&e))?;
+        tx.commit().await.map_err(|e| status::from_commit(&e))?;
         Ok(pb::ReclaimLicensesBatchResponse { results })
     }
 }
