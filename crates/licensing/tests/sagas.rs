@@ -1191,7 +1191,60 @@ async fn operator_repairs(backend: Backend) {
 async fn licensing_outage(backend: Backend) {
     let Some(mut app) = TestApp::spawn(backend).await else { return };
     a_licensing_outage_is_waited_out(&mut app).await;
+    calls_that_start_or_cancel_sagas_answer_at_once_while_licensing_is_down(&mut app).await;
     app.stop().await;
+}
+
+/// Issue 23: with licensing down, a call that starts or cancels a saga answers with its
+/// operation at once (the saga waits for licensing, not the caller); only a dry run, which
+/// needs licensing's preview, waits, briefly, and then says licensing is unavailable.
+async fn calls_that_start_or_cancel_sagas_answer_at_once_while_licensing_is_down(app: &mut TestApp) {
+    let w = app.seed_world().await;
+    let leaving = freelancer(app, &w).await;
+    let previewed = freelancer(app, &w).await;
+    let owner = app.user_token(&w.owner);
+    app.stop_licensing().await;
+    let at_once = std::time::Duration::from_millis(1_500);
+    let timed = std::time::Instant::now();
+    let deactivated = lifecycle(app, &w, &w.member, Lifecycle::Deactivate).await;
+    let took = timed.elapsed();
+    assert!(took < at_once, "DeactivateUser answered in {took:?}");
+    assert_eq!(state(&deactivated), ops::OperationState::Running, "{deactivated:?}");
+    let timed = std::time::Instant::now();
+    let unlinking = app.unlink(&w, &leaving, Some(recordings_to(&w.admin))).await.expect("started");
+    let took = timed.elapsed();
+    assert!(took < at_once, "UnlinkUser answered in {took:?}");
+    let timed = std::time::Instant::now();
+    let cancel = ops::CancelOperationRequest { operation_id: unlinking.id.clone(), request_id: rid() };
+    app.operations().cancel_operation(authed(cancel, &owner)).await.expect("cancel");
+    let took = timed.elapsed();
+    assert!(took < at_once, "CancelOperation answered in {took:?}");
+    let bulk = idpb::StartBulkOperationRequest {
+        request_id: rid(),
+        account_id: w.account.clone(),
+        action: idpb::BulkAction::Deactivate as i32,
+        users: vec![idpb::BulkUser { user: w.second_admin.clone(), ..Default::default() }],
+        ..Default::default()
+    };
+    let timed = std::time::Instant::now();
+    app.identity_bulk().start_bulk_operation(authed(bulk, &owner)).await.expect("bulk starts");
+    let took = timed.elapsed();
+    assert!(took < at_once, "StartBulkOperation answered in {took:?}");
+    // The dry run needs licensing: it waits briefly, then names it.
+    let dry = idpb::UnlinkUserRequest {
+        request_id: String::new(),
+        account_id: w.account.clone(),
+        user_id: previewed,
+        transfer: None,
+        validate_only: true,
+    };
+    let timed = std::time::Instant::now();
+    let refused = app.identity_users().unlink_user(authed(dry, &owner)).await.expect_err("licensing is down");
+    let took = timed.elapsed();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("licensing"), "{refused:?}");
+    assert!(took < std::time::Duration::from_secs(6), "the dry run gave up after {took:?}");
+    app.start_licensing().await;
 }
 
 async fn failure_at_every_step(backend: Backend) {

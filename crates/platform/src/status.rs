@@ -95,6 +95,22 @@ pub fn unavailable(cause: &dyn std::fmt::Display) -> Status {
     Status::unavailable("temporarily unavailable; retry with backoff")
 }
 
+/// `UNAVAILABLE` for a call that needed the other Roster service, which could not answer:
+/// the message names the service and what it was needed for, `ErrorInfo` says
+/// `SERVICE_UNAVAILABLE` with the service in its metadata, and `RetryInfo` when to retry.
+pub fn service_unavailable(service: &str, needed_for: &str, cause: &dyn std::fmt::Display) -> Status {
+    tracing::debug!(service, error = %cause, "the other service did not answer");
+    let mut details = ErrorDetails::new();
+    let metadata = HashMap::from([("service".to_owned(), service.to_owned())]);
+    details.set_error_info("SERVICE_UNAVAILABLE", ERROR_DOMAIN, metadata);
+    details.set_retry_info(Some(DATABASE_RETRY_AFTER));
+    Status::with_error_details(
+        Code::Unavailable,
+        format!("{service} is unavailable, and is needed {needed_for}; retry with backoff"),
+        details,
+    )
+}
+
 /// How long a client should wait before retrying a call the database could not serve.
 const DATABASE_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// ... and one that lost a conflict with a concurrent transaction.

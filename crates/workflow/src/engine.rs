@@ -362,13 +362,16 @@ impl Engine {
         self.inner.changes.subscribe()
     }
 
-    /// The instance once it is final, or as it stands when `within` runs out.
+    /// The instance once it is final, or once a step of it failed and waits to be retried (an
+    /// outage of the other service is not the caller's to wait out), or as it stands when
+    /// `within` runs out.
     pub async fn wait_final(&self, id: &str, within: Duration) -> Result<Option<Instance>, sqlx::Error> {
         let mut changes = self.subscribe();
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let current = self.get(id).await?;
-            if current.as_ref().is_none_or(|i| i.state.is_final()) || tokio::time::Instant::now() >= deadline {
+            let settled = |i: &Instance| i.state.is_final() || i.attempt > 0;
+            if current.as_ref().is_none_or(settled) || tokio::time::Instant::now() >= deadline {
                 return Ok(current);
             }
             let poll = deadline.min(tokio::time::Instant::now() + Duration::from_millis(200));

@@ -431,7 +431,7 @@ impl Api {
             .await;
         let Ok(owner) = precheck else { return Ok(PhoneHoldings::default()) };
         let unavailable = |e: roster_workflow::StepError| {
-            Status::unavailable(format!("licensing could not say which phone licenses would move: {e}"))
+            roster_platform::status::service_unavailable("licensing", "to say which phone licenses would move", &e)
         };
         self.licensing.phone_holdings(account.as_str(), owner.as_str(), new_owner.as_str()).await.map_err(unavailable)
     }

@@ -20,6 +20,9 @@ use crate::domain::values::{AccountId, UserId};
 use crate::sagas;
 use crate::store::users::ListFilter;
 
+/// How long a dry run waits for licensing's preview before answering UNAVAILABLE.
+const DRY_RUN_PREVIEW_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Api {
     /// `validate_only` of DeactivateUser, UnlinkUser and DeleteUser: identity's checks, then
     /// licensing's preview, each refusing as the real call would; nothing is written, so
@@ -39,11 +42,18 @@ impl Api {
                 Box::pin(async move { dry_run::check(conn, ctx, &engine, action, &at, &id, transfer).await })
             })
             .await?;
-        let result = sagas::dry_run::preview(&self.licensing, &checked).await.map_err(|refused| match refused {
+        // The one call that waits for licensing, and not for long: a caller's dry run should not
+        // hang on an outage the saga itself would wait out.
+        let preview = tokio::time::timeout(DRY_RUN_PREVIEW_WAIT, sagas::dry_run::preview(&self.licensing, &checked))
+            .await
+            .unwrap_or_else(|_| Err(StepError::Transient(format!("no answer within {DRY_RUN_PREVIEW_WAIT:?}"))));
+        let result = preview.map_err(|refused| match refused {
             StepError::Refused(failure) => {
                 status::relayed_refusal(&failure.reason, failure.code.as_deref(), failure.message)
             }
-            StepError::Transient(cause) => status::unavailable(&cause),
+            StepError::Transient(cause) => {
+                status::service_unavailable("licensing", "for the dry run's preview", &cause)
+            }
         })?;
         let kind = sagas::dry_run::operation_kind(action);
         let now_ms = self.clock.now_ms();

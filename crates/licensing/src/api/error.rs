@@ -136,7 +136,9 @@ pub fn to_status(error: app::Error) -> Status {
     match error {
         app::Error::Domain(error) => domain_status(&error),
         app::Error::Db(error) => status::from_db(&error),
-        app::Error::Identity(LookupError::Unavailable(cause)) => status::unavailable(&format!("identity: {cause}")),
+        app::Error::Identity(LookupError::Unavailable(cause)) => {
+            status::service_unavailable("identity", "to say who the caller and the users named are", &cause)
+        }
         app::Error::Identity(other) => status::internal(&other),
     }
 }
