@@ -68,10 +68,15 @@ pub struct LimitArgs {
     #[arg(long = "request-timeout-ms", env = "ROSTER_REQUEST_TIMEOUT_MS", default_value_t = 15_000,
           value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub request_timeout_ms: u64,
-    /// RPCs handled at once across all connections; further ones wait.
+    /// RPCs handled at once across all connections; further ones wait for a slot at most
+    /// `--concurrency-queue-ms`, then are refused UNAVAILABLE (SERVER_OVERLOADED, with RetryInfo).
     #[arg(long = "concurrency-limit", env = "ROSTER_CONCURRENCY_LIMIT", default_value_t = 512,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub concurrency_limit: u64,
+    /// How long a call waits for a slot when `--concurrency-limit` calls are under way.
+    #[arg(long = "concurrency-queue-ms", env = "ROSTER_CONCURRENCY_QUEUE_MS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub concurrency_queue_ms: u64,
     /// Largest request message accepted, in bytes.
     #[arg(long = "max-message-bytes", env = "ROSTER_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1024..=64 * 1024 * 1024))]
@@ -111,6 +116,10 @@ pub struct LimitArgs {
 }
 
 impl LimitArgs {
+    pub fn concurrency_queue_wait(&self) -> Duration {
+        Duration::from_millis(self.concurrency_queue_ms)
+    }
+
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }
@@ -145,6 +154,7 @@ impl Default for LimitArgs {
         Self {
             request_timeout_ms: 15_000,
             concurrency_limit: 512,
+            concurrency_queue_ms: 100,
             max_message_bytes: 4 * 1024 * 1024,
             shutdown_grace_ms: 20_000,
             shutdown_delay_ms: 0,

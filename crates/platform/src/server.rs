@@ -204,7 +204,10 @@ pub async fn serve(
         .layer(in_flight.clone())
         .layer(BodyGuardLayer::new(limits.request_body_timeout(), limits.max_message_bytes()))
         .layer(AuthLayer::new(verifier))
-        .layer(ApiConcurrencyLayer::new(usize::try_from(limits.concurrency_limit).unwrap_or(usize::MAX)))
+        .layer(ApiConcurrencyLayer::new(
+            usize::try_from(limits.concurrency_limit).unwrap_or(usize::MAX),
+            limits.concurrency_queue_wait(),
+        ))
         .add_routes(routes);
     let connections =
         limit_connections(incoming(listener), usize::try_from(limits.max_connections).unwrap_or(usize::MAX));

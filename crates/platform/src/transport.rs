@@ -179,11 +179,14 @@ impl FrameLengths {
 #[derive(Debug, Clone)]
 pub struct ApiConcurrencyLayer {
     permits: Arc<Semaphore>,
+    queue_wait: Duration,
 }
 
 impl ApiConcurrencyLayer {
-    pub fn new(limit: usize) -> Self {
-        Self { permits: Arc::new(Semaphore::new(limit)) }
+    /// At most `limit` API calls at once; a call that finds them all taken waits at most
+    /// `queue_wait` for one, then is refused.
+    pub fn new(limit: usize, queue_wait: Duration) -> Self {
+        Self { permits: Arc::new(Semaphore::new(limit)), queue_wait }
     }
 }
 
@@ -191,7 +194,7 @@ impl<S> Layer<S> for ApiConcurrencyLayer {
     type Service = ApiConcurrency<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ApiConcurrency { inner, permits: self.permits.clone() }
+        ApiConcurrency { inner, permits: self.permits.clone(), queue_wait: self.queue_wait }
     }
 }
 
@@ -199,13 +202,29 @@ impl<S> Layer<S> for ApiConcurrencyLayer {
 pub struct ApiConcurrency<S> {
     inner: S,
     permits: Arc<Semaphore>,
+    queue_wait: Duration,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// How long a client refused for overload should wait before trying again.
+const OVERLOAD_RETRY_AFTER: Duration = Duration::from_millis(200);
+
+/// The answer to a call that found every slot taken for longer than the queue wait: refused
+/// at once rather than queued until the caller's deadline, so the client (or its mesh) can
+/// back off or try another replica.
+fn overloaded() -> Status {
+    crate::status::retry_later(
+        tonic::Code::Unavailable,
+        crate::status::Reason::new("SERVER_OVERLOADED", None),
+        OVERLOAD_RETRY_AFTER,
+        "this server is handling as many calls as it may (ROSTER_CONCURRENCY_LIMIT); retry with backoff",
+    )
+}
+
 impl<S, B> Service<http::Request<B>> for ApiConcurrency<S>
 where
-    S: Service<http::Request<B>> + Clone + Send + 'static,
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
 {
@@ -225,10 +244,12 @@ where
         // service that was made ready goes with it (the standard clone-and-swap).
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
-        let permits = self.permits.clone();
+        let (permits, queue_wait) = (self.permits.clone(), self.queue_wait);
         Either::Right(Box::pin(async move {
             // The semaphore is never closed, so acquiring cannot fail.
-            let _permit = permits.acquire_owned().await.expect("semaphore open");
+            let permit = tokio::time::timeout(queue_wait, permits.acquire_owned()).await;
+            let Ok(permit) = permit else { return Ok(overloaded().into_http()) };
+            let _permit = permit.expect("semaphore open");
             inner.call(request).await
         }))
     }
@@ -369,6 +390,39 @@ mod tests {
         clients.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
         let next = tokio::time::timeout(Duration::from_secs(5), kept_rx.recv()).await.expect("admitted promptly");
         assert!(next.is_some());
+    }
+
+    /// A call that finds every slot taken waits the queue time, then is refused UNAVAILABLE
+    /// with a RetryInfo, instead of waiting until its deadline; health still gets through.
+    #[tokio::test(start_paused = true)]
+    async fn calls_over_the_limit_are_refused_after_the_queue_wait() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let held = release.clone();
+        // API calls wait until released; health answers at once.
+        let slow = tower::service_fn(move |request: http::Request<()>| {
+            let held = (!is_public_path(request.uri().path())).then(|| held.clone());
+            async move {
+                if let Some(held) = held {
+                    held.notified().await;
+                }
+                Ok::<_, std::convert::Infallible>(http::Response::new(tonic::body::Body::empty()))
+            }
+        });
+        let mut limited = ApiConcurrencyLayer::new(1, Duration::from_millis(100)).layer(slow);
+        let call = |path: &str| http::Request::builder().uri(path).body(()).expect("request");
+        let first = tokio::spawn(limited.call(call("/roster.identity.v1.UserService/GetUser")));
+        tokio::task::yield_now().await;
+        let started = Instant::now();
+        let refused = limited.call(call("/roster.identity.v1.UserService/GetUser")).await.expect("an answer");
+        assert_eq!(started.elapsed(), Duration::from_millis(100), "refused after the queue wait, not the deadline");
+        let status = Status::from_header_map(refused.headers()).expect("a gRPC status");
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        use tonic_types::StatusExt as _;
+        assert!(status.get_details_retry_info().is_some(), "{status:?}");
+        // Health never takes a slot.
+        limited.call(call("/grpc.health.v1.Health/Check")).await.expect("health while the slot is taken");
+        release.notify_waiters();
+        first.await.expect("join").expect("the first call");
     }
 
     #[tokio::test(start_paused = true)]
