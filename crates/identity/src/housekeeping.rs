@@ -43,24 +43,22 @@ impl roster_platform::periodic::PassReport for Pruned {
     }
 }
 
-/// One pass. Safe on several replicas at once: each delete is idempotent.
+/// One pass. Safe on several replicas at once: each delete is idempotent. Large deletes go in
+/// slices (`delete_in_slices`), so a backlog never holds SQLite's writer for long.
 pub async fn prune(db: &Database, now_ms: i64) -> Result<Pruned, sqlx::Error> {
     let keys = idempotency::prune(db, now_ms - IDEMPOTENCY_RETENTION_MS).await?;
-    let emails = sqlx::query("DELETE FROM outbox WHERE sent_at_ms IS NOT NULL AND sent_at_ms < $1")
-        .bind(now_ms - SENT_EMAIL_RETENTION_MS)
-        .execute(db.pool())
-        .await?;
+    let sent_emails = roster_platform::db::delete_in_slices(
+        db,
+        "DELETE FROM outbox WHERE id IN \
+         (SELECT id FROM outbox WHERE sent_at_ms IS NOT NULL AND sent_at_ms < $1 LIMIT $2)",
+        now_ms - SENT_EMAIL_RETENTION_MS,
+    )
+    .await?;
     let operations = roster_workflow::prune_finished(db, now_ms - FINISHED_OPERATION_RETENTION_MS).await?;
     let mut conn = db.writer().await?;
     let sends_before_ms = now_ms - crate::domain::addresses::CODE_WINDOW_MS;
     let (address_claims, code_sends) = crate::store::user_emails::prune(&mut conn, now_ms, sends_before_ms).await?;
-    Ok(Pruned {
-        idempotency_keys: keys,
-        sent_emails: emails.rows_affected(),
-        finished_operations: operations,
-        address_claims,
-        code_sends,
-    })
+    Ok(Pruned { idempotency_keys: keys, sent_emails, finished_operations: operations, address_claims, code_sends })
 }
 
 /// Prunes every ten minutes until `stop` turns true.

@@ -269,7 +269,30 @@ fn uuid_v7() -> String {
     AccountId::generate().to_string()
 }
 
-on_both_databases!(housekeeping_prunes_only_what_is_past_retention);
+on_both_databases!(housekeeping_prunes_only_what_is_past_retention, housekeeping_clears_a_backlog_slice_by_slice);
+
+/// More than two slices' worth of old records go, every one of them, and the newer stay.
+async fn housekeeping_clears_a_backlog_slice_by_slice(db: &TestDb) {
+    use roster_identity::housekeeping::{IDEMPOTENCY_RETENTION_MS, prune};
+    let old = roster_platform::db::DELETE_SLICE * 2 + 3;
+    for n in 0..old + 5 {
+        let at = if n < old { START_MS } else { START_MS + IDEMPOTENCY_RETENTION_MS };
+        sqlx::query(
+            "INSERT INTO idempotency_keys (principal, method, request_id, request_hash, response, created_at_ms) \
+             VALUES ('user:u', '/m', $1, 'h', '', $2)",
+        )
+        .bind(format!("r{n}"))
+        .bind(at)
+        .execute(db.db.pool())
+        .await
+        .expect("insert");
+    }
+    let pruned = prune(&db.db, START_MS + IDEMPOTENCY_RETENTION_MS + 1).await.expect("prune");
+    assert_eq!(pruned.idempotency_keys, old.unsigned_abs());
+    let left: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys").fetch_one(db.db.pool()).await.expect("count");
+    assert_eq!(left, 5);
+}
 
 async fn housekeeping_prunes_only_what_is_past_retention(db: &TestDb) {
     use roster_identity::housekeeping::{IDEMPOTENCY_RETENTION_MS, Pruned, SENT_EMAIL_RETENTION_MS, prune};

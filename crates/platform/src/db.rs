@@ -323,6 +323,26 @@ impl Database {
     }
 }
 
+/// Rows one slice of a housekeeping delete removes: few enough that, on SQLite's single writer,
+/// another account's write never waits behind one for more than a few milliseconds.
+pub const DELETE_SLICE: i64 = 500;
+
+/// Runs `delete` (a DELETE whose subquery picks at most `$2` rows, with `$1` bound to `bound`)
+/// slice after slice, each committing by itself, until a slice removes fewer than
+/// [`DELETE_SLICE`]; returns the rows removed. A long backlog is then cleared in many short
+/// turns of the writer instead of one long one.
+pub async fn delete_in_slices(db: &Database, delete: &str, bound: i64) -> Result<u64, sqlx::Error> {
+    let mut removed = 0;
+    loop {
+        let gone = sqlx::query(delete).bind(bound).bind(DELETE_SLICE).execute(db.pool()).await?.rows_affected();
+        removed += gone;
+        if gone < DELETE_SLICE.unsigned_abs() {
+            return Ok(removed);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 /// The URL without its password, for logs and error messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -249,11 +249,13 @@ where
 /// Forgets the records made before `before_ms`; each service chooses how long it keeps them
 /// (see [`crate::saga_retry`]). Returns how many went. Safe on several replicas at once.
 pub async fn prune(db: &Database, before_ms: i64) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM idempotency_keys WHERE created_at_ms < $1")
-        .bind(before_ms)
-        .execute(db.pool())
-        .await?
-        .rows_affected())
+    crate::db::delete_in_slices(
+        db,
+        "DELETE FROM idempotency_keys WHERE (principal, method, request_id) IN \
+         (SELECT principal, method, request_id FROM idempotency_keys WHERE created_at_ms < $1 LIMIT $2)",
+        before_ms,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -413,21 +413,33 @@ pub(crate) async fn release_leases(pool: &sqlx::AnyPool, worker: &str) -> Result
 /// Deletes workflows that finished before `before_ms`, with their step records. Unfinished
 /// ones are never deleted, however old. Returns how many workflows went.
 pub async fn prune_finished(db: &roster_platform::db::Database, before_ms: i64) -> Result<u64, sqlx::Error> {
-    let mut tx = db.begin().await?;
-    sqlx::query(
-        "DELETE FROM workflow_steps WHERE workflow_id IN \
-         (SELECT id FROM workflows WHERE finished_at_ms IS NOT NULL AND finished_at_ms < $1)",
-    )
-    .bind(before_ms)
-    .execute(&mut *tx)
-    .await?;
-    let gone = sqlx::query("DELETE FROM workflows WHERE finished_at_ms IS NOT NULL AND finished_at_ms < $1")
-        .bind(before_ms)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    tx.commit().await?;
-    Ok(gone)
+    // A slice at a time (the oldest first), each in its own short transaction, so a backlog
+    // never holds SQLite's single writer for long. The slice is the same in both statements:
+    // workflows finished before `before_ms` do not change meanwhile.
+    const SLICE: &str = "SELECT id FROM workflows WHERE finished_at_ms IS NOT NULL AND finished_at_ms < $1 \
+                         ORDER BY id LIMIT $2";
+    let slice = roster_platform::db::DELETE_SLICE;
+    let mut gone = 0;
+    loop {
+        let mut tx = db.begin().await?;
+        sqlx::query(&format!("DELETE FROM workflow_steps WHERE workflow_id IN ({SLICE})"))
+            .bind(before_ms)
+            .bind(slice)
+            .execute(&mut *tx)
+            .await?;
+        let removed = sqlx::query(&format!("DELETE FROM workflows WHERE id IN ({SLICE})"))
+            .bind(before_ms)
+            .bind(slice)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        gone += removed;
+        if removed < slice.unsigned_abs() {
+            return Ok(gone);
+        }
+        tokio::task::yield_now().await;
+    }
 }
 
 pub(crate) fn failure_text(failure: &Failure) -> String {
