@@ -58,48 +58,71 @@ pub fn encode(timeout: Duration) -> http::HeaderValue {
     http::HeaderValue::from_str(&text).expect("digits and a unit are a valid header value")
 }
 
-/// Server layer: runs each request's handler with the caller's deadline in scope.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DeadlineLayer;
+/// How much sooner than tonic's own timeout [`DeadlineLayer`] ends a call (see there).
+pub const AHEAD_OF_TONIC: Duration = Duration::from_millis(10);
+
+/// Server layer: runs each request's handler with its deadline in scope, and ends it there.
+/// The deadline is the caller's (`grpc-timeout`) or the server's own limit
+/// (`ROSTER_REQUEST_TIMEOUT_MS`), whichever comes first; a call still unanswered then is
+/// answered `DEADLINE_EXCEEDED`, as gRPC says. tonic's server also ends a call at its caller's
+/// `grpc-timeout`, from outside every layer, and answers `CANCELLED` (which clients and meshes
+/// read as the caller having given up); so this layer ends it [`AHEAD_OF_TONIC`] earlier.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadlineLayer {
+    limit: Duration,
+}
+
+impl DeadlineLayer {
+    /// `limit`: the longest any call may take, whatever its caller allows.
+    pub fn new(limit: Duration) -> Self {
+        Self { limit }
+    }
+}
 
 impl<S> Layer<S> for DeadlineLayer {
     type Service = WithDeadline<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        WithDeadline { inner }
+        WithDeadline { inner, limit: self.limit }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct WithDeadline<S> {
     inner: S,
+    limit: Duration,
 }
 
 impl<S, B> Service<http::Request<B>> for WithDeadline<S>
 where
-    S: Service<http::Request<B>>,
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = futures_util::future::Either<
-        S::Future,
-        futures_util::future::BoxFuture<'static, Result<S::Response, S::Error>>,
-    >;
+    type Future = futures_util::future::BoxFuture<'static, Result<S::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let timeout = request.headers().get(GRPC_TIMEOUT).and_then(|v| v.to_str().ok()).and_then(parse);
-        let handled = self.inner.call(request);
-        match timeout {
-            Some(timeout) => {
-                futures_util::future::Either::Right(Box::pin(DEADLINE.scope(Instant::now() + timeout, handled)))
+        let asked = request.headers().get(GRPC_TIMEOUT).and_then(|v| v.to_str().ok()).and_then(parse);
+        let (timeout, whose) = match asked {
+            Some(asked) if asked <= self.limit => (asked, "the caller's deadline"),
+            _ => (self.limit, "the server's limit on a call (ROSTER_REQUEST_TIMEOUT_MS)"),
+        };
+        let deadline = Instant::now() + timeout.saturating_sub(AHEAD_OF_TONIC);
+        let handled = DEADLINE.scope(deadline, self.inner.call(request));
+        Box::pin(async move {
+            match tokio::time::timeout_at(deadline, handled).await {
+                Ok(answered) => answered,
+                Err(_) => {
+                    let message = format!("{whose} ({} ms) passed before the call was answered", timeout.as_millis());
+                    Ok(tonic::Status::deadline_exceeded(message).into_http())
+                }
             }
-            None => futures_util::future::Either::Left(handled),
-        }
+        })
     }
 }
 

@@ -64,7 +64,7 @@ impl Incident {
 /// How often an RPC's lost database connection is logged.
 const RPC_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Logs, at most every [`RPC_LOG_EVERY`], that a call met an unreachable database.
+/// Logs, at most every [`RPC_LOG_EVERY`], that a call lost its database connection.
 pub fn database_unavailable(error: &sqlx::Error) {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     static LAST_MS: AtomicU64 = AtomicU64::new(0);
@@ -72,7 +72,11 @@ pub fn database_unavailable(error: &sqlx::Error) {
     let last = LAST_MS.load(Ordering::Relaxed);
     let due = last == 0 || now_ms.saturating_sub(last) >= RPC_LOG_EVERY.as_millis() as u64;
     if due && LAST_MS.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-        tracing::warn!(%error, "a call met an unreachable database (answered UNAVAILABLE; logged at most every 10 s)");
+        tracing::warn!(
+            %error,
+            "a call lost its database connection (run once more on a fresh one, else answered UNAVAILABLE; \
+             logged at most every 10 s)"
+        );
     }
 }
 

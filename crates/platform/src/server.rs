@@ -190,7 +190,6 @@ pub async fn serve(
 
     let in_flight = InFlight::default();
     let server = Server::builder()
-        .timeout(limits.request_timeout())
         // Advertised in SETTINGS, so well-behaved clients queue instead of being refused.
         .max_concurrent_streams(limits.max_concurrent_streams)
         .http2_keepalive_interval(Some(limits.keepalive_interval()))
@@ -199,8 +198,9 @@ pub async fn serve(
         // Outermost: its span names the method in every line written for the RPC, and its
         // line per RPC also covers refusals by the layers below.
         .layer(rpc_log)
-        // The caller's deadline, for the calls the handler makes to the other service.
-        .layer(DeadlineLayer)
+        // The caller's deadline (or the server's limit), for the calls the handler makes to the
+        // other service, and ended with DEADLINE_EXCEEDED when it passes.
+        .layer(DeadlineLayer::new(limits.request_timeout()))
         .layer(in_flight.clone())
         .layer(BodyGuardLayer::new(limits.request_body_timeout(), limits.max_message_bytes()))
         .layer(AuthLayer::new(verifier))

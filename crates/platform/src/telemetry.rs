@@ -40,6 +40,18 @@ impl Telemetry {
     }
 }
 
+/// sqlx warns for every pooled connection an outage breaks (and every server notice about it),
+/// dozens of lines a second while a database is down; Roster logs an outage once
+/// (`incident`). Unless the filter says something of sqlx itself, its pool and notices speak
+/// only of errors.
+fn with_quiet_pool(filter: &str) -> String {
+    if filter.contains("sqlx") {
+        filter.to_owned()
+    } else {
+        format!("{filter},sqlx::pool=error,sqlx_core::pool=error,sqlx::postgres::notice=error")
+    }
+}
+
 /// Whether the environment asks for traces.
 fn traces_requested() -> bool {
     let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
@@ -53,7 +65,8 @@ fn traces_requested() -> bool {
 /// `service` names a server, whose spans are exported if the environment asks for it
 /// (`OTEL_SERVICE_NAME` wins over it); the short commands pass `None`.
 pub fn init(args: &TelemetryArgs, service: Option<&'static str>) -> Result<Telemetry, ConfigError> {
-    let filter = || EnvFilter::try_new(&args.log_filter).map_err(|e| ConfigError::new("ROSTER_LOG", e.to_string()));
+    let directives = with_quiet_pool(&args.log_filter);
+    let filter = || EnvFilter::try_new(&directives).map_err(|e| ConfigError::new("ROSTER_LOG", e.to_string()));
     // Colour codes only for a person at a terminal, never into files or log collectors.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
@@ -134,5 +147,17 @@ impl<F: Future> Future for InRuntime<F> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let _entered = self.runtime.enter();
         self.future.as_mut().poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlx_pool_warnings_are_quiet_unless_the_filter_names_sqlx() {
+        assert_eq!(with_quiet_pool("info"), "info,sqlx::pool=error,sqlx_core::pool=error,sqlx::postgres::notice=error");
+        assert_eq!(with_quiet_pool("warn,sqlx=debug"), "warn,sqlx=debug");
+        assert!(EnvFilter::try_new(with_quiet_pool("roster_identity=debug,info")).is_ok());
     }
 }

@@ -1,6 +1,7 @@
 //! A caller's deadline reaches the other service: a server with the deadline layer, whose
 //! handler calls a second server over a [`PeerChannel`], passes on what its caller has left,
-//! capped by the channel's own limit. Real gRPC over sockets on both hops.
+//! capped by the channel's own limit; and a call still unanswered at its deadline is answered
+//! DEADLINE_EXCEEDED. Real gRPC over sockets on both hops.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -71,7 +72,10 @@ async fn the_callers_remaining_deadline_is_passed_on_capped() {
     .expect("peer url");
     let middle = HealthServer::new(AsksThePeer { peer: channel });
     tokio::spawn(
-        Server::builder().layer(DeadlineLayer).add_service(middle).serve_with_incoming(TcpIncoming::from(listener)),
+        Server::builder()
+            .layer(DeadlineLayer::new(Duration::from_secs(60)))
+            .add_service(middle)
+            .serve_with_incoming(TcpIncoming::from(listener)),
     );
 
     let client = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).expect("url").connect_lazy();
@@ -88,4 +92,55 @@ async fn the_callers_remaining_deadline_is_passed_on_capped() {
         "what is left of 3 s: {passed_on:?}"
     );
     assert_eq!(seen[1], Some(CAP), "without a caller's deadline, the cap");
+}
+
+/// Takes longer than any deadline in the test.
+struct Slow;
+
+#[tonic::async_trait]
+impl Health for Slow {
+    async fn check(
+        &self,
+        _request: tonic::Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<HealthCheckResponse>, tonic::Status> {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(tonic::Response::new(HealthCheckResponse::default()))
+    }
+
+    type WatchStream =
+        Pin<Box<dyn futures_util::Stream<Item = Result<HealthCheckResponse, tonic::Status>> + Send + 'static>>;
+
+    async fn watch(
+        &self,
+        _request: tonic::Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not here"))
+    }
+}
+
+/// The server ends a call at its caller's deadline, or at its own limit when that comes first,
+/// with DEADLINE_EXCEEDED (tonic's own timeout says CANCELLED, as if the caller had left).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_unanswered_at_its_deadline_is_answered_deadline_exceeded() {
+    let (listener, addr) = listener().await;
+    tokio::spawn(
+        Server::builder()
+            .layer(DeadlineLayer::new(Duration::from_millis(600)))
+            .add_service(HealthServer::new(Slow))
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+    let client = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).expect("url").connect_lazy();
+    for (asked, within) in [(Some("200m"), Duration::from_millis(200)), (None, Duration::from_millis(600))] {
+        // Sent as a header only, so the answer is the server's, not a timer of the client's.
+        let mut request = tonic::Request::new(HealthCheckRequest { service: String::new() });
+        if let Some(asked) = asked {
+            request.metadata_mut().insert("grpc-timeout", asked.parse().expect("header"));
+        }
+        let started = std::time::Instant::now();
+        let status = HealthClient::new(client.clone()).check(request).await.expect_err("too slow");
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{asked:?}: {status:?}");
+        let took = started.elapsed();
+        let earliest = within.saturating_sub(roster_platform::deadline::AHEAD_OF_TONIC);
+        assert!(took >= earliest && took < within + Duration::from_secs(5), "{asked:?}: answered after {took:?}");
+    }
 }

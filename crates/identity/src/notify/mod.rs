@@ -124,23 +124,59 @@ impl Dispatcher {
             .buffer_unordered(SENDS_AT_ONCE)
             .collect::<Vec<_>>()
             .await;
-        let mut sent = Vec::with_capacity(sends.len());
         for (email, outcome) in &sends {
+            match outcome {
+                Ok(()) => {}
+                Err(SendError::Retry(error)) => {
+                    tracing::warn!(id = %email.id, attempts = email.attempts, %error, "e-mail not sent; will retry");
+                }
+                Err(SendError::Undeliverable(error)) => {
+                    tracing::warn!(id = %email.id, kind = %email.kind, %error, "e-mail refused for good; not retried");
+                }
+            }
+        }
+        let sent = sends.iter().filter(|(_, outcome)| outcome.is_ok()).count();
+        self.record_outcomes(&sends).await?;
+        Ok(Batch { sent, full })
+    }
+
+    /// Records how a batch's sends went. An e-mail that went out must be marked sent before its
+    /// lease ends, or a sender would send it again: a database outage meanwhile is waited out,
+    /// retrying with backoff for up to half the lease. (A crash in that window still sends it
+    /// twice, with the same Message-ID, which mail systems use to tell.)
+    async fn record_outcomes(&self, sends: &[(outbox::Claimed, Result<(), SendError>)]) -> Result<(), sqlx::Error> {
+        let give_up = tokio::time::Instant::now() + Duration::from_millis(u64::try_from(LEASE_MS / 2).unwrap_or(0));
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.mark(sends).await {
+                Err(error)
+                    if roster_platform::db::failure(&error) == roster_platform::db::Failure::Connection
+                        && tokio::time::Instant::now() + pause < give_up =>
+                {
+                    tracing::debug!(%error, "cannot record sent e-mails yet; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                recorded => return recorded,
+            }
+        }
+    }
+
+    async fn mark(&self, sends: &[(outbox::Claimed, Result<(), SendError>)]) -> Result<(), sqlx::Error> {
+        let mut sent = Vec::with_capacity(sends.len());
+        for (email, outcome) in sends {
             match outcome {
                 Ok(()) => sent.push(email.id.as_str()),
                 Err(SendError::Retry(error)) => {
                     let retry_at = self.clock.now_ms() + backoff_ms(email.attempts);
-                    tracing::warn!(id = %email.id, attempts = email.attempts, %error, "e-mail not sent; will retry");
-                    outbox::mark_failed(self.db.pool(), &email.id, error, retry_at).await?;
+                    outbox::mark_failed(self.db.pool(), &email.id, error.as_str(), retry_at).await?;
                 }
                 Err(SendError::Undeliverable(error)) => {
-                    tracing::warn!(id = %email.id, kind = %email.kind, %error, "e-mail refused for good; not retried");
-                    outbox::mark_undeliverable(self.db.pool(), &email.id, error, self.clock.now_ms()).await?;
+                    outbox::mark_undeliverable(self.db.pool(), &email.id, error.as_str(), self.clock.now_ms()).await?;
                 }
             }
         }
-        outbox::mark_sent(self.db.pool(), &sent, self.clock.now_ms()).await?;
-        Ok(Batch { sent: sent.len(), full })
+        outbox::mark_sent(self.db.pool(), &sent, self.clock.now_ms()).await
     }
 
     /// Polls until `stop` turns true. A full batch is followed by the next one at once, so a
