@@ -12,11 +12,14 @@
 //! Usage (the `roster` binary beside this one is measured; `ROSTER_BIN` names another):
 //!   roster-bench [--postgres URL] [--seconds N] [--log LEVEL]   (Roster's log level; warn)
 //!   roster-bench --bulk N [--postgres URL]   (only: bulk deactivation of N licensed users)
+//!   roster-bench --noisy N [--postgres URL] [--seconds N]   (only: a quiet account's p99 beside
+//!       a busy one running a bulk deactivation of N users and eight inviters)
 //!   roster-bench echo-server ADDR        (the baseline server; started by the above)
 
 mod baseline;
 mod bulk;
 mod measure;
+mod noisy;
 mod report;
 mod workloads;
 
@@ -50,10 +53,12 @@ struct Options {
     log: String,
     /// Only the bulk run, with this many users.
     bulk: Option<usize>,
+    /// Only the noisy-neighbour run, the busy account's bulk run with this many users.
+    noisy: Option<usize>,
 }
 
 fn options(args: &[String]) -> Result<Options, Error> {
-    let mut options = Options { postgres: None, seconds: 5, log: "warn".to_owned(), bulk: None };
+    let mut options = Options { postgres: None, seconds: 5, log: "warn".to_owned(), bulk: None, noisy: None };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = || args.next().cloned().ok_or_else(|| format!("{arg} needs a value"));
@@ -62,6 +67,7 @@ fn options(args: &[String]) -> Result<Options, Error> {
             "--seconds" => options.seconds = value()?.parse()?,
             "--log" => options.log = value()?,
             "--bulk" => options.bulk = Some(value()?.parse()?),
+            "--noisy" => options.noisy = Some(value()?.parse()?),
             other => return Err(format!("unknown argument {other}; see the module docs for usage").into()),
         }
     }
@@ -107,6 +113,23 @@ async fn bench(args: &[String]) -> Result<(), Error> {
         println!("roster-bench: {backend}; bulk deactivation of {rows} licensed users");
         let account = Setup::licensed_account(channel.clone(), licensing, prepare, rows).await?;
         bulk::measure(channel, account, xids, commits::used).await?;
+        identity_db.close().await;
+        roster.terminate(Duration::from_secs(20))?;
+        return Ok(());
+    }
+    if let Some(rows) = options.noisy {
+        println!("roster-bench: {backend}; a quiet account beside a busy one ({rows} users in bulk)");
+        let server = Server { pid: roster.child.id() };
+        let busy = Prepare {
+            demo: demo.clone(),
+            keys: &data_dir.join("keys"),
+            identity_db: &identity_db,
+            leavers_per_account: 0,
+        };
+        let busy = Setup::licensed_account(channel.clone(), licensing.clone(), busy, rows).await?;
+        let quiet = Prepare { demo, keys: &data_dir.join("keys"), identity_db: &identity_db, leavers_per_account: 0 };
+        let setup = Setup::new(channel.clone(), licensing, quiet).await?;
+        noisy::measure(&server, channel, &setup, busy, seconds).await?;
         identity_db.close().await;
         roster.terminate(Duration::from_secs(20))?;
         return Ok(());

@@ -27,6 +27,8 @@ pub enum Workload {
     AuthRefused,
     GetAccount,
     GetUser,
+    /// Each caller's account's owner reads its member (one account per caller).
+    GetUserAcrossAccounts,
     /// Invitations spread over eight accounts, one per caller.
     InviteAcrossAccounts,
     /// Every invitation into the demo account: they share its lock.
@@ -308,6 +310,10 @@ impl Inner {
                 let request =
                     pb::GetUserRequest { account_id: demo["ACCOUNT"].clone(), user_id: demo["ADMIN_ID"].clone() };
                 users().get_user(authed(request, &demo["MEMBER_TOKEN"])).await.map(drop)
+            }
+            Workload::GetUserAcrossAccounts => {
+                let request = pb::GetUserRequest { account_id: mine.id.clone(), user_id: mine.member_id.clone() };
+                users().get_user(authed(request, &mine.owner_token)).await.map(drop)
             }
             Workload::InviteAcrossAccounts | Workload::InviteOneAccount => {
                 let (account, token) = match workload {
