@@ -489,20 +489,18 @@ impl Engine {
         let listening = roster_platform::incident::Incident::new("listening for workflow notifications");
         loop {
             let connected = sqlx::postgres::PgListener::connect(&url).await;
-            match listening.note(connected) {
-                Ok(mut listener) => match listening.note(listener.listen(store::CHANNEL).await) {
-                    Ok(()) => loop {
-                        match listener.recv().await {
-                            Ok(_) => self.inner.wake.notify_one(),
-                            Err(error) => {
-                                listening.failed(&error);
-                                break;
-                            }
+            if let Ok(mut listener) = listening.note(connected)
+                && listening.note(listener.listen(store::CHANNEL).await).is_ok()
+            {
+                loop {
+                    match listener.recv().await {
+                        Ok(_) => self.inner.wake.notify_one(),
+                        Err(error) => {
+                            listening.failed(&error);
+                            break;
                         }
-                    },
-                    Err(_) => {}
-                },
-                Err(_) => {}
+                    }
+                }
             }
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
