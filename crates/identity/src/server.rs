@@ -197,7 +197,10 @@ impl Server {
     /// leases back) and the outbox dispatcher.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
         let Self { listener, db, settings, licensing, tls, health } = self;
-        let engine = Engine::new(db.clone(), settings.clock.clone(), settings.workflow.clone(), sagas::all(&licensing));
+        let per_account = usize::try_from(settings.limits.account_concurrency).unwrap_or(usize::MAX);
+        let fair = Arc::new(roster_platform::fair::FairShare::new(per_account));
+        let workflows = sagas::all(&licensing, &fair);
+        let engine = Engine::new(db.clone(), settings.clock.clone(), settings.workflow.clone(), workflows);
         // Cancelled as the listener closes: `WatchOperation` streams then end with a status.
         let draining = tokio_util::sync::CancellationToken::new();
         let api = Api::new(
@@ -207,6 +210,7 @@ impl Server {
             licensing,
             settings.pages.clone(),
             draining.clone(),
+            fair,
         );
         let max = settings.limits.max_message_bytes();
         let services = ServiceSet::new(draining)

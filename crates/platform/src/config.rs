@@ -73,6 +73,12 @@ pub struct LimitArgs {
     #[arg(long = "concurrency-limit", env = "ROSTER_CONCURRENCY_LIMIT", default_value_t = 512,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub concurrency_limit: u64,
+    /// Changes of one account handled at once by one process while other callers are being
+    /// served; more of that account wait their turn, so a busy account cannot crowd out the
+    /// others. Alone, an account's changes go side by side.
+    #[arg(long = "account-concurrency", env = "ROSTER_ACCOUNT_CONCURRENCY", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub account_concurrency: u64,
     /// How long a call waits for a slot when `--concurrency-limit` calls are under way.
     #[arg(long = "concurrency-queue-ms", env = "ROSTER_CONCURRENCY_QUEUE_MS", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(0..=60_000))]
@@ -155,6 +161,7 @@ impl Default for LimitArgs {
             request_timeout_ms: 15_000,
             concurrency_limit: 512,
             concurrency_queue_ms: 100,
+            account_concurrency: 1,
             max_message_bytes: 4 * 1024 * 1024,
             shutdown_grace_ms: 20_000,
             shutdown_delay_ms: 0,

@@ -176,6 +176,8 @@ pub struct Database {
     readers: AnyPool,
     backend: Backend,
     distrust: Arc<Distrust>,
+    /// SQLite: who asks for the single writer next (see `fair`).
+    turns: Option<Arc<crate::fair::WriterTurns>>,
 }
 
 /// Read connections to an embedded database.
@@ -249,7 +251,8 @@ impl Database {
                 (writer, readers)
             }
         };
-        Ok(Self { pool, readers, backend, distrust })
+        let turns = (backend == Backend::Sqlite).then(Arc::default);
+        Ok(Self { pool, readers, backend, distrust, turns })
     }
 
     /// Checks every pooled connection before use for a few seconds: called when a statement
@@ -267,9 +270,16 @@ impl Database {
         &self.pool
     }
 
+    /// A write transaction. On SQLite it waits for the one writer in its account's line
+    /// (`fair::in_lane`), the lines taking turns.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         let started = std::time::Instant::now();
+        let turn = match &self.turns {
+            Some(turns) => Some(turns.turn().await),
+            None => None,
+        };
         let tx = self.pool.begin().await;
+        drop(turn);
         crate::metrics::acquired("writer", started.elapsed());
         tx
     }

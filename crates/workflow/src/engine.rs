@@ -516,8 +516,14 @@ impl Engine {
         Ok(claimed)
     }
 
-    /// Runs one claimed instance step by step until it is final, parked, or fenced out.
-    async fn drive(&self, mut instance: Instance) {
+    /// Runs one claimed instance step by step until it is final, parked, or fenced out, its
+    /// writes in its account's line at SQLite's writer (`roster_platform::fair`).
+    async fn drive(&self, instance: Instance) {
+        let account = instance.account_id.clone();
+        roster_platform::fair::in_lane(&account, self.drive_steps(instance)).await;
+    }
+
+    async fn drive_steps(&self, mut instance: Instance) {
         let Some(workflow) = self.inner.workflows.get(instance.kind.as_str()).cloned() else {
             // A newer replica started a kind this one does not know: leave it to them.
             warn!(id = %instance.id, kind = %instance.kind, "unknown workflow kind; released for another worker");

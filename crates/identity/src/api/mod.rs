@@ -30,6 +30,7 @@ use prost::Message;
 use roster_platform::auth::Principal;
 use roster_platform::clock::SharedClock;
 use roster_platform::db::{Conn, Database, Tx};
+use roster_platform::fair::{self, FairShare};
 use roster_platform::idempotency::{self, Key};
 use roster_platform::pagination::PageTokens;
 use roster_platform::{rerun, status};
@@ -92,6 +93,9 @@ pub struct Api {
     pages: PageTokens,
     /// Cancelled as the server drains: streams end with a final status instead of being cut.
     draining: CancellationToken,
+    /// Who called lately, and each account's turns while others are being served (see
+    /// `roster_platform::fair`); a bulk run gives way to them too.
+    fair: Arc<FairShare>,
 }
 
 impl Api {
@@ -102,8 +106,9 @@ impl Api {
         licensing: Licensing,
         pages: PageTokens,
         draining: CancellationToken,
+        fair: Arc<FairShare>,
     ) -> Self {
-        Self { db, clock, engine, licensing, pages, draining }
+        Self { db, clock, engine, licensing, pages, draining, fair }
     }
 
     /// Runs a use case that starts a saga or repairs one (retry, resolve, cancel), once per
@@ -164,7 +169,11 @@ impl Api {
         self.pages.request(request, &caller.audit_name(), self.clock.now_ms())
     }
 
+    /// The call's context; a call by a user or an operator also counts them as active.
     fn ctx(&self, principal: Principal, request_id: &str) -> Ctx {
+        if !matches!(principal, Principal::Service { .. }) {
+            self.fair.activity.seen(&principal.audit_name());
+        }
         Ctx { principal, request_id: request_id.to_owned(), now_ms: self.clock.now_ms() }
     }
 
@@ -188,8 +197,9 @@ impl Api {
         F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<Resp>> + Clone,
     {
         let key = Key::new(&principal.audit_name(), method.path, request_id, request)?;
-        let ctx = self.ctx(principal, request_id);
         let account = scope.as_ref().map(|(account, _)| account.clone());
+        let _turn = self.fair.turn(&principal.audit_name(), account.as_ref().map(AccountId::as_str)).await;
+        let ctx = self.ctx(principal, request_id);
         let attempt = || {
             let (key, scope, op, ctx) = (key.clone(), scope.clone(), op.clone(), &ctx);
             async move {
@@ -208,7 +218,8 @@ impl Api {
                 }
             }
         };
-        match rerun::once_more(&self.db, true, attempt).await? {
+        let lane = account.as_ref().map_or("", AccountId::as_str);
+        match fair::in_lane(lane, rerun::once_more(&self.db, true, attempt)).await? {
             Ok(response) => Ok(Response::new(response)),
             Err(refusal) => Err(self.refused(&ctx, account.as_ref(), method.action, &refusal).await),
         }

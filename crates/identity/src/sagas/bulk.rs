@@ -10,9 +10,11 @@
 //! that a single-user call would have got. One row's failure never touches another.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use roster_platform::db::Database;
+use roster_platform::fair::FairShare;
 use roster_platform::stored_text::StoredText;
 use roster_workflow::{Engine, Failure, Outcome, State, StepCtx, StepError, StepFuture, Workflow};
 use serde_json::{Value, json};
@@ -26,6 +28,10 @@ use crate::store::bulk::{self as rows, Outcome as RowOutcome, RowState, StoredRo
 /// Rows whose sagas are in flight at once, per bulk operation; rows are started in batches of
 /// up to this many, one commit each.
 pub const ROWS_AT_ONCE: i64 = 64;
+/// The same while anyone but the starter is calling: the bulk run then takes a smaller share of
+/// the cores and the database (and of SQLite's one writer, in shorter commits), so the other
+/// accounts' calls stay fast (issue 23's noisy neighbour); alone it goes at full speed.
+pub const ROWS_BESIDE_OTHERS: i64 = 8;
 /// How long one run of the step works before it records progress and yields the worker; never
 /// more than a quarter of the lease, by the engine's clock as well as the wall's, so the pass
 /// records before its lease could run out.
@@ -38,11 +44,13 @@ pub struct BulkRemoval {
     action: BulkAction,
     /// For dry runs' previews.
     licensing: Licensing,
+    /// Who else is calling, to give way to.
+    fair: Arc<FairShare>,
 }
 
 impl BulkRemoval {
-    pub fn new(action: BulkAction, licensing: Licensing) -> Self {
-        Self { action, licensing }
+    pub fn new(action: BulkAction, licensing: Licensing, fair: Arc<FairShare>) -> Self {
+        Self { action, licensing, fair }
     }
 }
 
@@ -62,7 +70,7 @@ impl Workflow for BulkRemoval {
     fn run<'a>(&'a self, _step: usize, ctx: &'a mut StepCtx) -> StepFuture<'a> {
         Box::pin(async move {
             let run: BulkRun = ctx.input()?;
-            let pass = Pass::new(ctx, run, self.licensing.clone()).await?;
+            let pass = Pass::new(ctx, run, self.licensing.clone(), self.fair.clone()).await?;
             pass.work().await?.record(ctx).await
         })
     }
@@ -81,6 +89,7 @@ impl Workflow for BulkRemoval {
 struct Pass {
     engine: Engine,
     licensing: Licensing,
+    fair: Arc<FairShare>,
     operation_id: String,
     run: BulkRun,
     row_ctx: crate::app::Ctx,
@@ -98,11 +107,11 @@ struct Ended {
 }
 
 impl Pass {
-    async fn new(ctx: &StepCtx, run: BulkRun, licensing: Licensing) -> Result<Self, StepError> {
+    async fn new(ctx: &StepCtx, run: BulkRun, licensing: Licensing, fair: Arc<FairShare>) -> Result<Self, StepError> {
         let row_ctx = run.origin.ctx(ctx)?;
         let engine = ctx.engine().clone();
         let changes = engine.subscribe();
-        Ok(Self { engine, licensing, operation_id: ctx.workflow_id.clone(), run, row_ctx, changes })
+        Ok(Self { engine, licensing, fair, operation_id: ctx.workflow_id.clone(), run, row_ctx, changes })
     }
 
     async fn work(mut self) -> Result<Ended, StepError> {
@@ -142,7 +151,9 @@ impl Pass {
             ended.cancelled = operation.is_none_or(|op| op.cancel_requested_by.is_some());
             let mut more = false;
             if !ended.cancelled {
-                let room = (ROWS_AT_ONCE - in_flight).max(0);
+                let starter = self.row_ctx.principal.audit_name();
+                let share = if self.fair.activity.others_than(&starter) { ROWS_BESIDE_OTHERS } else { ROWS_AT_ONCE };
+                let room = (share - in_flight).max(0);
                 let pending =
                     rows::list(&mut reader, &self.operation_id, Some(RowState::Pending), cursor, room + 1).await?;
                 drop(reader);
@@ -291,6 +302,8 @@ fn refusal_outcome(refusal: &crate::domain::DomainError) -> RowOutcome {
 }
 
 /// Every bulk workflow.
-pub fn all(licensing: &Licensing) -> impl Iterator<Item = BulkRemoval> {
-    <BulkAction as strum::VariantArray>::VARIANTS.iter().map(|action| BulkRemoval::new(*action, licensing.clone()))
+pub fn all<'a>(licensing: &'a Licensing, fair: &'a Arc<FairShare>) -> impl Iterator<Item = BulkRemoval> + 'a {
+    <BulkAction as strum::VariantArray>::VARIANTS
+        .iter()
+        .map(|action| BulkRemoval::new(*action, licensing.clone(), fair.clone()))
 }

@@ -31,7 +31,8 @@ use crate::app::{self, Ctx};
 use crate::domain::DomainError;
 
 /// Every saga identity runs.
-pub fn all(licensing: &Licensing) -> Vec<Arc<dyn Workflow>> {
+/// Every workflow; bulk runs give way while `fair` sees other callers.
+pub fn all(licensing: &Licensing, fair: &Arc<roster_platform::fair::FairShare>) -> Vec<Arc<dyn Workflow>> {
     let singles: [Arc<dyn Workflow>; 7] = [
         Arc::new(lifecycle::Deactivate { licensing: licensing.clone() }),
         Arc::new(lifecycle::Reactivate { licensing: licensing.clone() }),
@@ -41,7 +42,8 @@ pub fn all(licensing: &Licensing) -> Vec<Arc<dyn Workflow>> {
         Arc::new(ownership::TransferOwnership { licensing: licensing.clone() }),
         Arc::new(ownership_request::OwnershipRequestTimers { licensing: licensing.clone() }),
     ];
-    singles.into_iter().chain(bulk::all(licensing).map(|bulk| Arc::new(bulk) as Arc<dyn Workflow>)).collect()
+    let bulks = bulk::all(licensing, fair).map(|bulk| Arc::new(bulk) as Arc<dyn Workflow>);
+    singles.into_iter().chain(bulks).collect()
 }
 
 /// Who asked for the operation and with which request id; local steps audit under it.

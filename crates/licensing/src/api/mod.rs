@@ -137,7 +137,7 @@ impl Api {
                 }
             }
         };
-        match rerun::once_more(&self.db, true, attempt).await? {
+        match roster_platform::fair::in_lane(account.as_str(), rerun::once_more(&self.db, true, attempt)).await? {
             Ok(response) => Ok(Response::new(response)),
             Err(refusal) => Err(self.refused(&all.0, account, method.action, &refusal).await),
         }

@@ -129,7 +129,7 @@ async fn bench(args: &[String]) -> Result<(), Error> {
         let busy = Setup::licensed_account(channel.clone(), licensing.clone(), busy, rows).await?;
         let quiet = Prepare { demo, keys: &data_dir.join("keys"), identity_db: &identity_db, leavers_per_account: 0 };
         let setup = Setup::new(channel.clone(), licensing, quiet).await?;
-        noisy::measure(&server, channel, &setup, busy, seconds).await?;
+        noisy::measure(&server, channel, &identity_db, &setup, busy, seconds).await?;
         identity_db.close().await;
         roster.terminate(Duration::from_secs(20))?;
         return Ok(());

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use roster_e2e::{Error, authed};
+use roster_platform::db::Database;
 use roster_proto::identity::v1 as pb;
 use roster_proto::operations::v1 as ops;
 use tonic::transport::Channel;
@@ -62,13 +63,29 @@ fn noisy_invite(
     }
 }
 
+/// Waits until setting up has settled: the invitation e-mails it queued are all sent.
+async fn settled(identity_db: &Database) -> Result<(), Error> {
+    let began = Instant::now();
+    loop {
+        let unsent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE sent_at_ms IS NULL")
+            .fetch_one(identity_db.pool())
+            .await?;
+        if unsent == 0 || began.elapsed() > Duration::from_secs(300) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 pub async fn measure(
     server: &Server,
     identity: Channel,
+    identity_db: &Database,
     setup: &Setup,
     (account, owner_token, users): (String, String, Vec<String>),
     seconds: u64,
 ) -> Result<(), Error> {
+    settled(identity_db).await?;
     eprintln!("roster-bench: account B alone");
     let (idle_reads, idle_invites) = quiet(server, setup, seconds).await;
 
