@@ -8,10 +8,11 @@ use roster_platform::clock::SharedClock;
 use roster_platform::db::{Database, Tx};
 use serde::{Deserialize, Serialize};
 
-use crate::app::{self, Ctx, accounts, invitations, roles};
+use crate::app::{accounts, invitations, roles};
 use crate::domain::DomainError;
 use crate::domain::model::{Plan, Role};
 use crate::domain::values::{AccountId, Domain, Email, UserId};
+use crate::effects::{self, Ctx};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DemoUser {
@@ -44,9 +45,9 @@ pub struct SoloDemo {
     pub invitation_code: String,
 }
 
-async fn step<T, F>(db: &Database, ctx: &Ctx, op: F) -> app::Result<T>
+async fn step<T, F>(db: &Database, ctx: &Ctx, op: F) -> effects::Result<T>
 where
-    F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<T>>,
+    F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, effects::Result<T>>,
 {
     let mut tx = db.begin().await?;
     let value = op(&mut tx, ctx).await?;
@@ -78,7 +79,7 @@ pub async fn join(
     account: &AccountId,
     owner: &UserId,
     address: &str,
-) -> app::Result<UserId> {
+) -> effects::Result<UserId> {
     let new = invitations::NewInvitation {
         email: email(address),
         display_name: String::new(),
@@ -95,7 +96,7 @@ pub async fn join(
     let invitee = sent.invitation.user_id.clone();
     let (joined, invitation, target) = (invitee.clone(), sent.invitation.id.clone(), account.clone());
     step(db, &as_user(clock, &invitee, "demo-accept"), move |tx, ctx| {
-        Box::pin(async move { invitations::join(tx, ctx, &target, &invitation, &joined).await })
+        Box::pin(async move { effects::invitations::join(tx, ctx, &target, &invitation, &joined).await })
     })
     .await?;
     Ok(invitee)
@@ -105,7 +106,7 @@ pub async fn join(
 /// freelancer at `freelance.example` whom the walkthrough unlinks.
 /// Whether `demo`'s account exists in `db`: a saved demo seeded into another database (SQLite
 /// before a switch to PostgreSQL, say) is not, and is seeded again.
-pub async fn is_seeded_in(db: &Database, demo: &Demo) -> app::Result<bool> {
+pub async fn is_seeded_in(db: &Database, demo: &Demo) -> effects::Result<bool> {
     let Ok(account) = AccountId::parse(&demo.account_id) else { return Ok(false) };
     let mut tx = db.begin().await?;
     let found = crate::store::accounts::get(&mut tx, &account).await?.is_some();
@@ -113,7 +114,7 @@ pub async fn is_seeded_in(db: &Database, demo: &Demo) -> app::Result<bool> {
     Ok(found)
 }
 
-pub async fn seed(db: &Database, clock: &SharedClock) -> app::Result<Demo> {
+pub async fn seed(db: &Database, clock: &SharedClock) -> effects::Result<Demo> {
     let mut demo = seed_with_domains(db, clock, "acme.example", "solo.example").await?;
     let account = AccountId::parse(&demo.account_id).map_err(|_| DomainError::AccountNotFound)?;
     let owner = UserId::parse(&demo.owner.id).map_err(|_| DomainError::UserNotFound)?;
@@ -125,7 +126,7 @@ pub async fn seed(db: &Database, clock: &SharedClock) -> app::Result<Demo> {
 
 /// The demo with the given e-mail domains, so tests can seed many demo accounts in one
 /// database.
-pub async fn seed_with_domains(db: &Database, clock: &SharedClock, acme: &str, solo: &str) -> app::Result<Demo> {
+pub async fn seed_with_domains(db: &Database, clock: &SharedClock, acme: &str, solo: &str) -> effects::Result<Demo> {
     let at = |name: &str| format!("{name}@{acme}");
     let operator = Ctx {
         principal: Principal::Operator { name: "demo".into() },
@@ -198,7 +199,7 @@ async fn seed_solo(
     acme: &AccountId,
     acme_owner: &UserId,
     address: &str,
-) -> app::Result<SoloDemo> {
+) -> effects::Result<SoloDemo> {
     let new = accounts::NewAccount {
         name: "Sam Solo".into(),
         plan: Plan::Basic,

@@ -2,9 +2,12 @@
 //!
 //! Layers, one direction of dependency: `api` (tonic handlers: decode, call a use case,
 //! encode) -> `app` (use cases: one transaction each, authorisation from current data) ->
-//! `domain` (the SPEC rules as plain Rust) and `store` (sqlx queries returning domain types).
-//! `notify` delivers the e-mail outbox, `housekeeping` prunes old rows, `dev_clock` moves a
-//! development system's time; `server` wires it all to a socket.
+//! `sagas` (the cross-service operations: step order, compensation, calls to licensing) ->
+//! `effects` (what use cases and saga steps share: the caller, audit, refusal reasons,
+//! starting an operation, the local steps) -> `domain` (the SPEC rules as plain Rust) and
+//! `store` (sqlx queries returning domain types). `notify` delivers the e-mail outbox,
+//! `housekeeping` prunes old rows, `dev_clock` moves a development system's time; `server`
+//! wires it all to a socket.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -12,6 +15,7 @@ pub mod app;
 pub mod demo;
 pub mod dev_clock;
 pub mod domain;
+pub mod effects;
 pub mod gauges;
 pub mod housekeeping;
 pub mod notify;

@@ -33,8 +33,8 @@ pub const OUTBOX_OLDEST_AGE: &str = "roster_outbox_oldest_age_seconds";
 /// Database connections by `service`, `pool` (`writer`, `reader`) and `state` (`in_use`,
 /// `idle`).
 pub const DB_CONNECTIONS: &str = "roster_db_connections";
-/// How long a caller waited for a connection, by `pool`.
-pub const DB_ACQUIRE: &str = "roster_db_acquire_seconds";
+/// How long a caller waited for a connection, by `pool` (recorded by `db`).
+pub use crate::db::DB_ACQUIRE;
 
 /// Histogram buckets, in seconds: from a cached read to a slow saga step.
 const BUCKETS: [f64; 12] = [0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
@@ -93,9 +93,4 @@ pub fn sample_pools(service: &'static str, db: &Database) {
         metrics::gauge!(DB_CONNECTIONS, "service" => service, "pool" => name, "state" => "in_use").set(size - idle);
         metrics::gauge!(DB_CONNECTIONS, "service" => service, "pool" => name, "state" => "idle").set(idle);
     }
-}
-
-/// Records how long getting a connection from `pool` took.
-pub fn acquired(pool: &'static str, waited: Duration) {
-    metrics::histogram!(DB_ACQUIRE, "pool" => pool).record(waited.as_secs_f64());
 }

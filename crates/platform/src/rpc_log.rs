@@ -120,7 +120,9 @@ where
         // With traces on, the span continues the caller's trace (or starts one) and its id is
         // the one logged; with them off, the caller's trace id is logged as it came.
         crate::traces::continue_from_headers(&span, request.headers());
-        if let Some(trace_id) = crate::traces::trace_id(&span).or_else(|| trace_id(request.headers())) {
+        if let Some(trace_id) =
+            crate::traces::trace_id(&span).or_else(|| crate::traces::header_trace_id(request.headers()))
+        {
             span.record("trace_id", trace_id);
         }
         let started = Instant::now();
@@ -140,16 +142,6 @@ where
             span,
         ))
     }
-}
-
-/// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`); `None` when
-/// there is none or it is malformed.
-pub fn trace_id(headers: &http::HeaderMap) -> Option<String> {
-    let value = headers.get("traceparent")?.to_str().ok()?;
-    let mut parts = value.split('-');
-    let (_version, trace, _parent) = (parts.next()?, parts.next()?, parts.next()?);
-    let valid = trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit()) && trace.bytes().any(|b| b != b'0');
-    valid.then(|| trace.to_ascii_lowercase())
 }
 
 fn grpc_code(headers: &http::HeaderMap) -> Option<tonic::Code> {
@@ -255,22 +247,5 @@ mod tests {
         ] {
             assert_eq!(known.label(made_up), UNKNOWN_METHOD, "{made_up:?}");
         }
-    }
-
-    #[test]
-    fn the_trace_id_is_read_from_a_well_formed_traceparent_only() {
-        let with = |value: &str| {
-            let mut headers = http::HeaderMap::new();
-            headers.insert("traceparent", value.parse().expect("header"));
-            trace_id(&headers)
-        };
-        assert_eq!(
-            with("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").as_deref(),
-            Some("4bf92f3577b34da6a3ce929d0e0e4736")
-        );
-        assert_eq!(with("00-00000000000000000000000000000000-00f067aa0ba902b7-01"), None, "all zeros is invalid");
-        assert_eq!(with("00-4bf92f3577b34da6-00f067aa0ba902b7-01"), None, "too short");
-        assert_eq!(with("garbage"), None);
-        assert_eq!(trace_id(&http::HeaderMap::new()), None);
     }
 }

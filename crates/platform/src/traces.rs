@@ -28,8 +28,18 @@ pub async fn continuing<F: std::future::Future>(traceparent: Option<String>, wor
 
 /// A well-formed `traceparent` among `headers`, as it came.
 pub fn incoming(headers: &http::HeaderMap) -> Option<String> {
-    crate::rpc_log::trace_id(headers)?;
+    header_trace_id(headers)?;
     headers.get(TRACEPARENT)?.to_str().ok().map(str::to_owned)
+}
+
+/// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`); `None` when
+/// there is none or it is malformed.
+pub fn header_trace_id(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    let mut parts = value.split('-');
+    let (_version, trace, _parent) = (parts.next()?, parts.next()?, parts.next()?);
+    let valid = trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit()) && trace.bytes().any(|b| b != b'0');
+    valid.then(|| trace.to_ascii_lowercase())
 }
 
 fn continued() -> Option<String> {
@@ -124,4 +134,26 @@ pub fn trace_id(span: &Span) -> Option<String> {
     let context = span.context();
     let span_context = context.span().span_context().clone();
     span_context.is_valid().then(|| span_context.trace_id().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trace_id_is_read_from_a_well_formed_traceparent_only() {
+        let with = |value: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("traceparent", value.parse().expect("header"));
+            header_trace_id(&headers)
+        };
+        assert_eq!(
+            with("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(with("00-00000000000000000000000000000000-00f067aa0ba902b7-01"), None, "all zeros is invalid");
+        assert_eq!(with("00-4bf92f3577b34da6-00f067aa0ba902b7-01"), None, "too short");
+        assert_eq!(with("garbage"), None);
+        assert_eq!(header_trace_id(&http::HeaderMap::new()), None);
+    }
 }

@@ -143,3 +143,24 @@ fn database_url(data_dir: &std::path::Path, service: ServiceDb, given: Option<&s
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+    use crate::settings::all_args;
+
+    #[test]
+    fn every_setting_with_a_variable_has_a_flag_and_help() {
+        let args = all_args(&Cli::command());
+        assert!(args.iter().any(|arg| arg.get_long() == Some("identity-listen")), "serve's settings are walked");
+        for arg in args {
+            if let Some(env) = arg.get_env() {
+                let env = env.to_string_lossy();
+                assert!(arg.get_long().is_some(), "{env} has no flag");
+                assert!(arg.get_help().is_some(), "--{} ({env}) has no help text", arg.get_long().unwrap_or("?"));
+            }
+        }
+    }
+}

@@ -7,12 +7,13 @@ use tonic::{Request, Response, Status};
 
 use super::{Api, convert};
 use crate::app::accounts::{self, AccountChanges, NewAccount};
-use crate::app::ownership_requests::{self, Answer};
+use crate::app::ownership_requests;
 use crate::app::step_up::{self, Verification};
 use crate::domain::model::Privilege;
 use crate::domain::privileges::Need;
 use crate::domain::rules::PhoneHoldings;
 use crate::domain::values::{AccountId, UserId};
+use crate::effects::ownership_requests::Answer;
 
 #[tonic::async_trait]
 impl pb::account_service_server::AccountService for Api {
@@ -371,7 +372,7 @@ impl pb::account_service_server::AccountService for Api {
         let challenge = convert::challenge_id(&req.challenge_id)?;
         let code = convert::step_up_code(&req.code)?;
         let ctx = self.ctx(caller, "");
-        let action = crate::app::actions::STEP_UP_VERIFIED;
+        let action = crate::effects::actions::STEP_UP_VERIFIED;
         let account = id.clone();
         let verified = self
             .transact(&ctx, move |tx, ctx| {

@@ -284,7 +284,7 @@ impl pb::bulk_service_server::BulkService for Api {
             async move {
                 let (after, header) = state?;
                 let page = async {
-                    let mut conn = db.reader().await.map_err(crate::app::Error::from)?;
+                    let mut conn = db.reader().await.map_err(crate::effects::Error::from)?;
                     bulk::rows(&mut conn, &id, None, after, RESULTS_CHUNK_ROWS).await
                 };
                 match page.await {

@@ -13,7 +13,6 @@ use tonic::Status;
 use crate::app::accounts::SupportVerification;
 use crate::app::emails::Address;
 use crate::app::step_up::{ChallengeSent, Proof};
-use crate::app::users::TransferRequest;
 use crate::domain::model::{
     AccountSettings, AccountView, AuditEvent, Integration, Invitation, InvitationStatus, OwnershipRequest,
     OwnershipRequestState, Plan, Privilege, Role, RoleView, StepUpPurpose, User, UserStatus,
@@ -22,6 +21,7 @@ use crate::domain::privileges::Actor;
 use crate::domain::values::{
     self, AccountId, ChallengeId, Domain, Email, InvitationId, OwnershipRequestId, RoleId, UserId,
 };
+use crate::sagas::removal::TransferRequest;
 use crate::store::outbox::Undeliverable;
 
 pub const MAX_NAME_CHARS: usize = 100;

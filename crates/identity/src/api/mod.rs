@@ -8,7 +8,7 @@ macro_rules! method {
     ($service:literal, $method:literal, $action:ident) => {
         crate::api::Method {
             path: concat!("/roster.identity.v1.", $service, "/", $method),
-            action: crate::app::actions::$action,
+            action: crate::effects::actions::$action,
         }
     };
 }
@@ -39,10 +39,10 @@ use roster_workflow::{Engine, Instance, Started};
 use tokio_util::sync::CancellationToken;
 use tonic::{Response, Status};
 
-use crate::app::{self, Ctx};
 use crate::domain::DomainError;
 use crate::domain::privileges::Need;
 use crate::domain::values::AccountId;
+use crate::effects::{self, Ctx};
 use crate::sagas::Licensing;
 
 /// How long a saga RPC waits for its operation before answering with it still running.
@@ -127,7 +127,7 @@ impl Api {
     where
         Req: Message,
         L: Launch,
-        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<L>> + Clone + Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, effects::Result<L>> + Clone + Send + 'static,
     {
         let answer = Arc::new(Mutex::new(None::<L>));
         let slot = answer.clone();
@@ -194,7 +194,7 @@ impl Api {
     where
         Req: Message,
         Resp: Message + Default,
-        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<Resp>> + Clone,
+        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, effects::Result<Resp>> + Clone,
     {
         let key = Key::new(&principal.audit_name(), method.path, request_id, request)?;
         let account = scope.as_ref().map(|(account, _)| account.clone());
@@ -208,12 +208,12 @@ impl Api {
                     key,
                     ctx.now_ms,
                     ctx,
-                    move |tx, ctx| Box::pin(async move { app::may_request(tx, ctx, scope.as_ref()).await }),
+                    move |tx, ctx| Box::pin(async move { effects::may_request(tx, ctx, scope.as_ref()).await }),
                     op,
                 );
                 match gated.await? {
                     Ok(response) => Ok(Ok(response)),
-                    Err(app::Error::Domain(refusal)) => Ok(Err(refusal)),
+                    Err(effects::Error::Domain(refusal)) => Ok(Err(refusal)),
                     Err(error) => Err(error::to_status(error)),
                 }
             }
@@ -231,7 +231,7 @@ impl Api {
     /// before COMMIT, never after an unknown COMMIT.
     async fn transact<T, F>(&self, ctx: &Ctx, op: F) -> Result<std::result::Result<T, DomainError>, Status>
     where
-        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, app::Result<T>> + Clone,
+        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, effects::Result<T>> + Clone,
     {
         let attempt = || {
             let op = op.clone();
@@ -245,7 +245,7 @@ impl Api {
                     Err(error) => {
                         tx.rollback().await.map_err(|e| status::from_db(&e))?;
                         match error {
-                            app::Error::Domain(refusal) => Ok(Err(refusal)),
+                            effects::Error::Domain(refusal) => Ok(Err(refusal)),
                             other => Err(error::to_status(other)),
                         }
                     }
@@ -261,10 +261,10 @@ impl Api {
     /// for another: on SQLite's one writer that wait lasted the pool's whole timeout, stalled
     /// every account's writes meanwhile, and then lost the record.
     async fn refused(&self, ctx: &Ctx, account: Option<&AccountId>, action: &str, refusal: &DomainError) -> Status {
-        let reason = error::reason(refusal).reason;
+        let reason = crate::effects::refusals::reason(refusal).reason;
         let recorded = async {
             let mut conn = self.db.writer().await?;
-            app::audit_refusal(&mut conn, ctx, account, action, reason).await
+            effects::audit_refusal(&mut conn, ctx, account, action, reason).await
         };
         if let Err(error) = recorded.await {
             tracing::warn!(%error, action, reason, "could not audit a refused request");
@@ -278,7 +278,7 @@ impl Api {
     /// A lost connection runs it once more on a fresh one.
     async fn read<T, F>(&self, principal: Principal, op: F) -> Result<T, Status>
     where
-        F: for<'t> FnOnce(&'t mut Conn, &'t Ctx) -> BoxFuture<'t, app::Result<T>> + Clone,
+        F: for<'t> FnOnce(&'t mut Conn, &'t Ctx) -> BoxFuture<'t, effects::Result<T>> + Clone,
     {
         let ctx = self.ctx(principal, "");
         let attempt = || {

@@ -46,7 +46,7 @@ impl Api {
     async fn operation_to_change(&self, caller: &Principal, id: &str, request_id: &str) -> Result<Instance, Status> {
         let id = convert::operation_id(id)?;
         let ctx = self.ctx(caller.clone(), request_id);
-        let action = crate::app::actions::OPERATION_CANCELLED;
+        let action = crate::effects::actions::OPERATION_CANCELLED;
         let not_found = DomainError::OperationNotFound;
         let (engine, operation) = (&self.engine, id.as_str());
         let found = rerun::once_more(&self.db, false, || async move {

@@ -11,13 +11,14 @@ use super::{Api, convert};
 use crate::app::dry_run;
 use crate::app::emails;
 use crate::app::invitations::{self, NewInvitation};
-use crate::app::users::{self, TransferRequest};
+use crate::app::users;
 use crate::domain::bulk::BulkAction;
 use crate::domain::model::Privilege;
 use crate::domain::model::SignIn;
 use crate::domain::privileges::Need;
 use crate::domain::values::{AccountId, UserId};
 use crate::sagas;
+use crate::sagas::removal::TransferRequest;
 use crate::store::users::ListFilter;
 
 /// How long a dry run waits for licensing's preview before answering UNAVAILABLE.

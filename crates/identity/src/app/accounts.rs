@@ -6,7 +6,6 @@ use serde_json::json;
 
 use roster_workflow::{Engine, Started};
 
-use super::{Ctx, Result, audit, load_caller, lock_and_load_caller, owner, start_operation, user_target};
 use crate::domain::DomainError;
 use crate::domain::model::{
     Account, AccountSettings, AccountView, AuditEvent, Integration, Plan, Privilege, Role, User, UserStatus,
@@ -14,8 +13,10 @@ use crate::domain::model::{
 use crate::domain::privileges::{Actor, Need};
 use crate::domain::rules;
 use crate::domain::rules::PhoneHoldings;
-use crate::domain::values::{AccountId, Domain, Email, IntegrationId, OwnershipRequestId, UserId};
-use crate::sagas::{Origin, ownership};
+use crate::domain::values::{AccountId, Domain, Email, IntegrationId, UserId};
+use crate::effects::Origin;
+use crate::effects::{Ctx, Result, audit, load_caller, lock_and_load_caller, owner, start_operation, user_target};
+use crate::sagas::ownership;
 use crate::store::{self, Conn, outbox};
 
 #[derive(Debug, Clone)]
@@ -74,7 +75,7 @@ pub async fn create(tx: &mut Conn, ctx: &Ctx, new: NewAccount) -> Result<Account
         tx,
         ctx,
         Some(&account.id),
-        crate::app::actions::ACCOUNT_CREATED,
+        crate::effects::actions::ACCOUNT_CREATED,
         format!("account:{}", account.id),
         json!({"owner": owner.id.as_str(), "plan": account.plan.as_str()}),
     )
@@ -117,7 +118,7 @@ pub async fn update(tx: &mut Conn, ctx: &Ctx, id: &AccountId, changes: AccountCh
         "managed_domains": current.account.managed_domains.iter().map(Domain::as_str).collect::<Vec<_>>(),
         "auto_delete_days": current.account.settings.auto_delete_deactivated_after_days,
     });
-    audit(tx, ctx, Some(id), crate::app::actions::ACCOUNT_UPDATED, format!("account:{id}"), details).await?;
+    audit(tx, ctx, Some(id), crate::effects::actions::ACCOUNT_UPDATED, format!("account:{id}"), details).await?;
     Ok(current)
 }
 
@@ -162,76 +163,6 @@ pub async fn transfer_ownership(
     start_operation(tx, engine, ctx, ownership::TRANSFER_OWNERSHIP, id, id.as_str(), input).await
 }
 
-/// The ownership saga's point of no return (SPEC R1-R3, R5, R6), checked again under the
-/// account lock. The previous owner becomes an admin in the same transaction, so there is
-/// exactly one owner at every instant (the database's one-owner index backs this up).
-/// Billing access is derived from the owner role, so it moves with this commit. Returns the
-/// integrations that now need the new owner's re-authorisation (R6).
-pub async fn apply_ownership_transfer(
-    tx: &mut Conn,
-    ctx: &Ctx,
-    id: &AccountId,
-    previous_owner: &UserId,
-    new_owner: &UserId,
-) -> Result<Vec<Integration>> {
-    if !store::accounts::lock(tx, id).await? {
-        return Err(DomainError::AccountNotFound.into());
-    }
-    let previous = store::users::get_in_account(tx, id, previous_owner)
-        .await?
-        .filter(|u| u.role == Role::Owner)
-        .ok_or(DomainError::NotAccountOwner)?;
-    let target = store::users::get_in_account(tx, id, new_owner).await?.ok_or(DomainError::UserNotFound)?;
-    rules::check_ownership_transfer(&Actor::new(previous.clone(), None), &target)?;
-    hand_over(tx, ctx, id, &previous, &target, None).await
-}
-
-/// Moves ownership from `previous` to `target`, the checks already made under the account
-/// lock: a direct transfer's (R1-R2) or an ownership request's (R8-R10, `request`). The
-/// previous owner becomes an admin, integrations are flagged (R6), both are e-mailed and the
-/// change is audited. Returns the integrations that now need re-authorisation.
-pub async fn hand_over(
-    tx: &mut Conn,
-    ctx: &Ctx,
-    id: &AccountId,
-    previous: &User,
-    target: &User,
-    request: Option<&OwnershipRequestId>,
-) -> Result<Vec<Integration>> {
-    // Demote first: the one-owner index is checked statement by statement.
-    store::users::set_role(tx, &previous.id, &Role::Admin).await?;
-    store::users::set_role(tx, &target.id, &Role::Owner).await?;
-    let flagged = store::integrations::flag_for_reauthorization(tx, id, &previous.id).await?;
-    let name = store::accounts::get(tx, id).await?.ok_or(DomainError::AccountNotFound)?.name;
-    for (recipient, body) in [
-        (&target.email, format!("You are now the owner of the Roster account {name}. You have access to its billing.")),
-        (
-            &previous.email,
-            format!("Ownership of the Roster account {name} moved to {}. You remain an admin.", target.email),
-        ),
-    ] {
-        let email = outbox::Email {
-            account_id: Some(id.clone()),
-            kind: "ownership_transferred",
-            recipient: recipient.to_string(),
-            subject: format!("Ownership of {name} has changed"),
-            body,
-        };
-        outbox::enqueue(tx, &email, ctx.now_ms).await?;
-    }
-    audit(
-        tx,
-        ctx,
-        Some(id),
-        crate::app::actions::OWNERSHIP_TRANSFERRED,
-        user_target(&target.id),
-        json!({"previous_owner": previous.id.as_str(), "new_owner": target.id.as_str(),
-               "integrations_flagged": flagged.len(), "ownership_request": request.map(OwnershipRequestId::as_str)}),
-    )
-    .await?;
-    Ok(flagged)
-}
-
 /// What support checked before reassigning ownership (SPEC R11).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SupportVerification {
@@ -254,10 +185,10 @@ pub async fn reassign_ownership(
     let target = store::users::get_in_account(tx, id, new_owner).await?.ok_or(DomainError::UserNotFound)?;
     rules::check_support_reassignment(&target)?;
     let previous = store::users::owner_of(tx, id).await?.ok_or(DomainError::AccountNotFound)?;
-    hand_over(tx, ctx, id, &previous, &target, None).await?;
+    crate::effects::accounts::hand_over(tx, ctx, id, &previous, &target, None).await?;
     let details = json!({"previous_owner": previous.id.as_str(), "new_owner": target.id.as_str(),
                          "verification": verification});
-    audit(tx, ctx, Some(id), crate::app::actions::OWNERSHIP_REASSIGNED, user_target(&target.id), details).await?;
+    audit(tx, ctx, Some(id), crate::effects::actions::OWNERSHIP_REASSIGNED, user_target(&target.id), details).await?;
     view(tx, id).await
 }
 
@@ -295,7 +226,7 @@ pub async fn authorize_integration(tx: &mut Conn, ctx: &Ctx, id: &AccountId, nam
         tx,
         ctx,
         Some(id),
-        crate::app::actions::INTEGRATION_AUTHORIZED,
+        crate::effects::actions::INTEGRATION_AUTHORIZED,
         format!("integration:{}", integration.id),
         json!({"name": integration.name}),
     )

@@ -17,8 +17,8 @@ use roster_workflow::Engine;
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::{Ctx, Error, audit, user_target};
 use crate::domain::auto_delete::{deletion_due, notice_due};
+use crate::effects::{Ctx, Error, audit, user_target};
 use crate::notify::human_time;
 use crate::store::auto_delete::{self as store, Candidate, Once};
 use crate::store::{Conn, outbox};
@@ -81,7 +81,7 @@ pub async fn sweep(db: &Database, engine: &Engine, now_ms: i64) -> Result<Swept,
 
 /// Starts the delete saga, once, for a user still deactivated since the same instant; false
 /// if it was started already (another replica's sweep) or another saga works on them.
-async fn start_deletion(tx: &mut Conn, engine: &Engine, user: &Candidate, now_ms: i64) -> super::Result<bool> {
+async fn start_deletion(tx: &mut Conn, engine: &Engine, user: &Candidate, now_ms: i64) -> crate::effects::Result<bool> {
     let ctx = system(now_ms, format!("auto-delete:{}:{}", user.user_id, user.deactivated_at_ms));
     if !crate::store::accounts::lock(tx, &user.account_id).await?
         || !store::mark(tx, Once::Started, &user.user_id, user.deactivated_at_ms).await?
@@ -97,7 +97,7 @@ async fn start_deletion(tx: &mut Conn, engine: &Engine, user: &Candidate, now_ms
         tx,
         &ctx,
         Some(&user.account_id),
-        super::actions::USER_AUTO_DELETE_STARTED,
+        crate::effects::actions::USER_AUTO_DELETE_STARTED,
         user_target(&user.user_id),
         details,
     )
@@ -106,7 +106,7 @@ async fn start_deletion(tx: &mut Conn, engine: &Engine, user: &Candidate, now_ms
 }
 
 /// E-mails the account's user managers that `user` will be deleted at `deletion_ms`.
-async fn notice(tx: &mut Conn, user: &Candidate, deletion_ms: i64, now_ms: i64) -> super::Result<bool> {
+async fn notice(tx: &mut Conn, user: &Candidate, deletion_ms: i64, now_ms: i64) -> crate::effects::Result<bool> {
     let ctx = system(now_ms, format!("auto-delete-notice:{}:{}", user.user_id, user.deactivated_at_ms));
     if !crate::store::accounts::lock(tx, &user.account_id).await?
         || !store::mark(tx, Once::Noticed, &user.user_id, user.deactivated_at_ms).await?
@@ -138,7 +138,7 @@ async fn notice(tx: &mut Conn, user: &Candidate, deletion_ms: i64, now_ms: i64) 
         tx,
         &ctx,
         Some(&user.account_id),
-        super::actions::USER_AUTO_DELETE_NOTICE,
+        crate::effects::actions::USER_AUTO_DELETE_NOTICE,
         user_target(&user.user_id),
         details,
     )

@@ -1,11 +1,11 @@
 //! Read-only lookups other Roster services make (licensing's authorisation and R31's
 //! "active member of the same account" check).
 
-use super::{Ctx, Result};
 use crate::domain::DomainError;
 use crate::domain::model::Role;
 use crate::domain::privileges::Actor;
 use crate::domain::values::{AccountId, UserId};
+use crate::effects::{Ctx, Result};
 use crate::store::{self, Conn};
 use roster_platform::auth::Principal;
 

@@ -16,12 +16,12 @@
 
 use serde_json::json;
 
-use super::{Ctx, Result, audit, lock_and_load_caller, user_target};
 use crate::domain::DomainError;
 use crate::domain::addresses::{CODE_TTL_MS, CODE_WINDOW_MS, check_new_code};
 use crate::domain::model::{StepUpPurpose, User};
 use crate::domain::privileges::Actor;
 use crate::domain::values::{AccountId, Email};
+use crate::effects::{Ctx, Result, audit, lock_and_load_caller, user_target};
 use crate::notify::human_time;
 use crate::store::user_emails::{self as store, Secondary};
 use crate::store::{self as stores, Conn, outbox};
@@ -103,8 +103,15 @@ pub async fn add(tx: &mut Conn, ctx: &Ctx, account: &AccountId, email: &Email) -
     outbox::enqueue(tx, &message, ctx.now_ms).await?;
     let what = format!("The address {email} was added to your Roster profile (not yet verified).");
     tell(tx, ctx, account, &user.email, "email_address_added", &what).await?;
-    audit(tx, ctx, Some(account), super::actions::EMAIL_ADDED, user_target(&user.id), json!({"email": email.as_str()}))
-        .await?;
+    audit(
+        tx,
+        ctx,
+        Some(account),
+        crate::effects::actions::EMAIL_ADDED,
+        user_target(&user.id),
+        json!({"email": email.as_str()}),
+    )
+    .await?;
     let added = store::get(tx, &user.id, email).await?.ok_or(DomainError::EmailAddressNotFound)?;
     Ok(secondary(added))
 }
@@ -137,7 +144,7 @@ pub async fn verify(tx: &mut Conn, ctx: &Ctx, account: &AccountId, email: &Email
         tx,
         ctx,
         Some(account),
-        super::actions::EMAIL_VERIFIED,
+        crate::effects::actions::EMAIL_VERIFIED,
         user_target(&user.id),
         json!({"email": email.as_str()}),
     )
@@ -169,7 +176,8 @@ pub async fn make_primary(tx: &mut Conn, ctx: &Ctx, account: &AccountId, email: 
     );
     tell(tx, ctx, account, &user.email, "primary_email_changed", &what).await?;
     let details = json!({"from": user.email.as_str(), "to": email.as_str()});
-    audit(tx, ctx, Some(account), super::actions::PRIMARY_EMAIL_CHANGED, user_target(&user.id), details).await?;
+    audit(tx, ctx, Some(account), crate::effects::actions::PRIMARY_EMAIL_CHANGED, user_target(&user.id), details)
+        .await?;
     Ok(User { email: email.clone(), ..user })
 }
 
@@ -196,7 +204,7 @@ pub async fn remove(tx: &mut Conn, ctx: &Ctx, account: &AccountId, email: &Email
         tx,
         ctx,
         Some(account),
-        super::actions::EMAIL_REMOVED,
+        crate::effects::actions::EMAIL_REMOVED,
         user_target(&user.id),
         json!({"email": email.as_str()}),
     )
@@ -206,7 +214,7 @@ pub async fn remove(tx: &mut Conn, ctx: &Ctx, account: &AccountId, email: &Email
 
 /// The caller's addresses, primary first, then verified ones and claims still pending.
 pub async fn list(tx: &mut Conn, ctx: &Ctx, account: &AccountId) -> Result<Vec<Address>> {
-    let caller = super::load_caller(tx, ctx, account).await?;
+    let caller = crate::effects::load_caller(tx, ctx, account).await?;
     addresses_of(tx, &caller.acting_user()?.user, ctx.now_ms).await
 }
 

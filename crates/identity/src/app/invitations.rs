@@ -9,15 +9,18 @@ use serde_json::json;
 use roster_platform::db::is_unique_violation;
 use roster_workflow::{Engine, Started};
 
-use super::{
-    Ctx, Error, Result, audit, load_caller, lock_and_load_caller, secrets, share_lock_and_load_caller, start_operation,
-    user_target,
-};
+use super::secrets;
 use crate::domain::DomainError;
 use crate::domain::model::{Invitation, InvitationStatus, Privilege, Role, User, UserStatus};
 use crate::domain::rules::{self, INVITATION_TTL_MS};
 use crate::domain::values::{AccountId, Email, InvitationId, UserId};
-use crate::sagas::{Origin, accept};
+use crate::effects::Origin;
+use crate::effects::invitations::lock_and_check;
+use crate::effects::{
+    Ctx, Error, Result, audit, load_caller, lock_and_load_caller, share_lock_and_load_caller, start_operation,
+    user_target,
+};
+use crate::sagas::accept;
 use crate::store::{self, Conn, outbox};
 
 #[derive(Debug, Clone)]
@@ -105,7 +108,7 @@ pub async fn invite(tx: &mut Conn, ctx: &Ctx, account: &AccountId, new: NewInvit
         tx,
         ctx,
         Some(account),
-        crate::app::actions::USER_INVITED,
+        crate::effects::actions::USER_INVITED,
         user_target(&pending.id),
         json!({"invitation": invitation.id.as_str(), "email": invitation.email.as_str()}),
     )
@@ -144,7 +147,7 @@ pub async fn resend(tx: &mut Conn, ctx: &Ctx, account: &AccountId, id: &Invitati
         tx,
         ctx,
         Some(account),
-        crate::app::actions::INVITATION_RESENT,
+        crate::effects::actions::INVITATION_RESENT,
         format!("invitation:{id}"),
         json!({"send_count": invitation.send_count}),
     )
@@ -167,7 +170,7 @@ pub async fn revoke(tx: &mut Conn, ctx: &Ctx, account: &AccountId, id: &Invitati
         tx,
         ctx,
         Some(account),
-        crate::app::actions::INVITATION_REVOKED,
+        crate::effects::actions::INVITATION_REVOKED,
         format!("invitation:{id}"),
         json!({"email": invitation.email.as_str()}),
     )
@@ -197,91 +200,4 @@ pub async fn accept(tx: &mut Conn, ctx: &Ctx, engine: &Engine, code: &str) -> Re
         origin: Origin::of(ctx),
     };
     start_operation(tx, engine, ctx, accept::ACCEPT, &invitation.account_id, caller.id.as_str(), input).await
-}
-
-/// Locks both accounts (in a fixed order, so two acceptances cannot deadlock), then checks
-/// under the locks what may have changed: the invitation, the invitee, and who else is in
-/// the invitee's current account.
-async fn lock_and_check(
-    tx: &mut Conn,
-    ctx: &Ctx,
-    account: &AccountId,
-    invitation: &InvitationId,
-    caller: &User,
-) -> Result<Invitation> {
-    let mut to_lock = vec![account.clone(), caller.account_id.clone()];
-    to_lock.sort();
-    to_lock.dedup();
-    for account in &to_lock {
-        if !store::accounts::lock(tx, account).await? {
-            return Err(DomainError::InvitationNotFound.into());
-        }
-    }
-    let invitation = store::invitations::get(tx, account, invitation).await?.ok_or(DomainError::InvitationNotFound)?;
-    let caller = store::users::get(tx, &caller.id).await?.ok_or(DomainError::InvitationNotFound)?;
-    rules::check_acceptance(&invitation, &caller.email, ctx.now_ms)?;
-    if caller.id != invitation.user_id {
-        match caller.status {
-            UserStatus::Active => {}
-            UserStatus::Deactivated => return Err(DomainError::CallerDisabled.into()),
-            UserStatus::Pending => return Err(DomainError::InvitationNotFound.into()),
-        }
-        let others = store::users::count_others(tx, &caller.account_id, &caller.id).await?;
-        rules::check_leaving_account(others)?;
-    }
-    Ok(invitation)
-}
-
-/// The accept saga's point of no return. A new person's pending user becomes active; an
-/// invitee from another account moves over keeping their user id, and their old, now empty
-/// account closes. Everything is checked again under the locks.
-pub async fn join(
-    tx: &mut Conn,
-    ctx: &Ctx,
-    account: &AccountId,
-    invitation: &InvitationId,
-    user: &UserId,
-) -> Result<()> {
-    let caller = store::users::get(tx, user).await?.ok_or(DomainError::InvitationNotFound)?;
-    let invitation = lock_and_check(tx, ctx, account, invitation, &caller).await?;
-    if caller.id == invitation.user_id {
-        store::users::set_status(tx, &caller.id, UserStatus::Active, None).await?;
-    } else {
-        store::users::delete(tx, &invitation.user_id).await?;
-        store::users::move_to_account(tx, &caller.id, &invitation.account_id, &invitation.role).await?;
-        store::accounts::close(tx, &caller.account_id, ctx.now_ms).await?;
-        audit(
-            tx,
-            ctx,
-            Some(&caller.account_id),
-            crate::app::actions::ACCOUNT_CLOSED,
-            format!("account:{}", caller.account_id),
-            json!({"reason": "owner joined another account"}),
-        )
-        .await?;
-    }
-    store::invitations::set_status(tx, &invitation.id, InvitationStatus::Accepted).await?;
-    audit(
-        tx,
-        ctx,
-        Some(&invitation.account_id),
-        crate::app::actions::INVITATION_ACCEPTED,
-        user_target(&caller.id),
-        json!({"invitation": invitation.id.as_str()}),
-    )
-    .await
-}
-
-/// The refunds an acceptance caused (SPEC R28), audited beside the acceptance in the account
-/// the invitee joined, naming the invitation (R33).
-pub async fn record_refunds(
-    tx: &mut Conn,
-    ctx: &Ctx,
-    account: &AccountId,
-    invitation: &InvitationId,
-    user: &UserId,
-    refunds: serde_json::Value,
-) -> Result<()> {
-    let details = json!({"invitation": invitation.as_str(), "refunds": refunds});
-    audit(tx, ctx, Some(account), crate::app::actions::INVITATION_REFUNDED, user_target(user), details).await
 }

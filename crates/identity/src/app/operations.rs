@@ -10,12 +10,12 @@ use roster_platform::stored_text::StoredText;
 use roster_workflow::{ControlError, Engine, Instance, NotCancellable, State};
 use serde_json::json;
 
-use super::actions::{OPERATION_CANCELLED, OPERATION_RESOLVED, OPERATION_RETRIED};
-use super::{Ctx, Result, audit, load_caller};
 use crate::domain::DomainError;
 use crate::domain::bulk::BulkAction;
 use crate::domain::model::{Privilege, UserStatus};
 use crate::domain::values::AccountId;
+use crate::effects::actions::{OPERATION_CANCELLED, OPERATION_RESOLVED, OPERATION_RETRIED};
+use crate::effects::{Ctx, Result, audit, load_caller};
 use crate::store::Conn;
 
 pub async fn may_see(tx: &mut Conn, ctx: &Ctx, operation: &Instance) -> Result<()> {
@@ -28,7 +28,7 @@ pub async fn may_see(tx: &mut Conn, ctx: &Ctx, operation: &Instance) -> Result<(
     let account = AccountId::parse(&operation.account_id).map_err(|_| DomainError::OperationNotFound)?;
     match load_caller(tx, ctx, &account).await {
         Ok(caller) if caller.may_read(Some(Privilege::ManageUsers)).is_ok() => Ok(()),
-        Ok(_) | Err(super::Error::Domain(_)) => Err(DomainError::OperationNotFound.into()),
+        Ok(_) | Err(crate::effects::Error::Domain(_)) => Err(DomainError::OperationNotFound.into()),
         Err(other) => Err(other),
     }
 }
@@ -39,7 +39,7 @@ async fn starter_still_here(tx: &mut Conn, principal: &Principal) -> Result<bool
     if !matches!(principal, Principal::User { .. }) {
         return Ok(true);
     }
-    let user = super::calling_user(tx, principal).await?;
+    let user = crate::effects::calling_user(tx, principal).await?;
     Ok(user.is_some_and(|user| user.status != UserStatus::Deactivated))
 }
 
@@ -67,7 +67,7 @@ fn api_state(state: State) -> String {
     }
 }
 
-fn refusal(error: ControlError) -> super::Error {
+fn refusal(error: ControlError) -> crate::effects::Error {
     match error {
         ControlError::NotFound => DomainError::OperationNotFound.into(),
         ControlError::NotFailed(state) => DomainError::OperationNotFailed { state: api_state(state) }.into(),

@@ -5,12 +5,12 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::json;
 
-use super::{Ctx, Result, audit, load_caller, lock_and_load_caller, user_target};
 use crate::domain::DomainError;
 use crate::domain::model::{CustomRole, Privilege, Role, RoleView, User};
 use crate::domain::privileges::built_in;
 use crate::domain::rules;
 use crate::domain::values::{AccountId, RoleId, UserId};
+use crate::effects::{Ctx, Result, audit, load_caller, lock_and_load_caller, user_target};
 use crate::store::{self, Conn};
 
 const BUILT_IN_NAMES: [&str; 3] = ["owner", "admin", "member"];
@@ -72,7 +72,7 @@ pub async fn create(
         tx,
         ctx,
         Some(account),
-        crate::app::actions::ROLE_CREATED,
+        crate::effects::actions::ROLE_CREATED,
         format!("role:{}", role.id),
         json!({"name": role.name}),
     )
@@ -97,8 +97,15 @@ pub async fn update(
     store::roles::update(tx, &role).await?;
     let holders = store::roles::holder_counts(tx, account).await?;
     let count = holders.iter().find(|(key, _)| key == id.as_str()).map_or(0, |(_, n)| *n);
-    audit(tx, ctx, Some(account), crate::app::actions::ROLE_UPDATED, format!("role:{id}"), json!({"name": role.name}))
-        .await?;
+    audit(
+        tx,
+        ctx,
+        Some(account),
+        crate::effects::actions::ROLE_UPDATED,
+        format!("role:{id}"),
+        json!({"name": role.name}),
+    )
+    .await?;
     Ok(custom_view(&role, count))
 }
 
@@ -110,8 +117,15 @@ pub async fn delete(tx: &mut Conn, ctx: &Ctx, account: &AccountId, id: &RoleId) 
         return Err(DomainError::RoleInUse.into());
     }
     store::roles::delete(tx, account, id).await?;
-    audit(tx, ctx, Some(account), crate::app::actions::ROLE_DELETED, format!("role:{id}"), json!({"name": role.name}))
-        .await?;
+    audit(
+        tx,
+        ctx,
+        Some(account),
+        crate::effects::actions::ROLE_DELETED,
+        format!("role:{id}"),
+        json!({"name": role.name}),
+    )
+    .await?;
     Ok(custom_view(&role, 0))
 }
 
@@ -137,7 +151,7 @@ pub async fn assign(tx: &mut Conn, ctx: &Ctx, account: &AccountId, user: &UserId
         tx,
         ctx,
         Some(account),
-        crate::app::actions::USER_ROLE_CHANGED,
+        crate::effects::actions::USER_ROLE_CHANGED,
         user_target(&target.id),
         json!({"from": previous, "to": target.role.kind_str(), "custom_role": target.role.custom_id().map(RoleId::as_str)}),
     )

@@ -6,12 +6,12 @@ use roster_platform::stored_text::StoredText;
 use serde_json::json;
 
 use super::secrets::{PROOF_BYTES, digest, new_secret};
-use super::{Ctx, Result, audit, lock_and_load_caller};
 use crate::domain::DomainError;
 use crate::domain::model::StepUpPurpose;
 use crate::domain::privileges::Actor;
 use crate::domain::step_up::{CODE_TTL_MS, MAX_WRONG_CODES, PROOF_TTL_MS, after_wrong_code};
 use crate::domain::values::{AccountId, ChallengeId};
+use crate::effects::{Ctx, Result, audit, lock_and_load_caller};
 use crate::notify::human_time;
 use crate::store::step_up::{self as store, NewChallenge};
 use crate::store::{Conn, outbox};
@@ -78,7 +78,15 @@ pub async fn start(tx: &mut Conn, ctx: &Ctx, account: &AccountId, purpose: StepU
     };
     outbox::enqueue(tx, &email, ctx.now_ms).await?;
     let details = json!({"challenge_id": sent.id.as_str(), "purpose": purpose.as_str()});
-    audit(tx, ctx, Some(account), super::actions::STEP_UP_STARTED, super::user_target(&actor.user.id), details).await?;
+    audit(
+        tx,
+        ctx,
+        Some(account),
+        crate::effects::actions::STEP_UP_STARTED,
+        crate::effects::user_target(&actor.user.id),
+        details,
+    )
+    .await?;
     Ok(sent)
 }
 
@@ -110,15 +118,22 @@ pub async fn verify(
         return Ok(Verification::Refused(refusal));
     }
     let purpose = StepUpPurpose::from_str_opt(&challenge.purpose)
-        .ok_or_else(|| super::Error::Internal(format!("unknown step-up purpose {:?}", challenge.purpose)))?;
+        .ok_or_else(|| crate::effects::Error::Internal(format!("unknown step-up purpose {:?}", challenge.purpose)))?;
     store::use_challenge(tx, &challenge.id, ctx.now_ms).await?;
     store::set_lock_state(tx, &actor.user.id, 0, 0).await?;
     let (secret, stored) = new_secret(PROOF_BYTES);
     let proof = Proof { proof: secret, purpose, expires_at_ms: ctx.now_ms + PROOF_TTL_MS };
     store::insert_proof(tx, &stored, &challenge, proof.expires_at_ms, ctx.now_ms).await?;
     let details = json!({"challenge_id": challenge.id.as_str(), "purpose": purpose.as_str()});
-    audit(tx, ctx, Some(account), super::actions::STEP_UP_VERIFIED, super::user_target(&actor.user.id), details)
-        .await?;
+    audit(
+        tx,
+        ctx,
+        Some(account),
+        crate::effects::actions::STEP_UP_VERIFIED,
+        crate::effects::user_target(&actor.user.id),
+        details,
+    )
+    .await?;
     Ok(Verification::Verified(proof))
 }
 

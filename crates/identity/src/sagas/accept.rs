@@ -19,10 +19,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::licensing::Licensing;
-use super::{Origin, refused, step_failed};
-use crate::app;
+use super::{refused, step_failed};
 use crate::domain::DomainError;
 use crate::domain::values::{AccountId, InvitationId, UserId};
+use crate::effects::{self, Origin};
 
 pub const ACCEPT: &str = "invitation.accept";
 
@@ -50,7 +50,7 @@ impl Accept {
         let user = UserId::parse(&input.user_id).map_err(|_| not_found())?;
         let local = input.origin.ctx(ctx)?;
         let tx = ctx.tx().await?;
-        app::invitations::join(tx, &local, &account, &invitation, &user).await.map_err(step_failed)?;
+        effects::invitations::join(tx, &local, &account, &invitation, &user).await.map_err(step_failed)?;
         Ok(Outcome::Done(json!({ "account_id": input.account_id, "user_id": input.user_id })))
     }
 }
@@ -90,7 +90,7 @@ impl Workflow for Accept {
                     let (account, user) =
                         (AccountId::from_stored(input.account_id.clone()), UserId::from_stored(input.user_id.clone()));
                     let tx = ctx.tx().await?;
-                    app::invitations::record_refunds(tx, &local, &account, &invitation, &user, refunds)
+                    effects::invitations::record_refunds(tx, &local, &account, &invitation, &user, refunds)
                         .await
                         .map_err(step_failed)?;
                     Ok(Outcome::Done(Value::Null))

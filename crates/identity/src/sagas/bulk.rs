@@ -4,7 +4,7 @@
 //! run again at once. Committing every pass keeps the lease (a pass is a quarter of it at most),
 //! lets other workflows have the worker, and shows progress.
 //!
-//! A row is started by `app::bulk::start_rows` in a transaction that claims it, so it runs
+//! A row is started by `bulk_rows::start_rows` in a transaction that claims it, so it runs
 //! exactly once, even when a crash loses a pass's bookkeeping: the next pass reads the row as
 //! running and follows its saga. A row's outcome is its saga's: SUCCEEDED, or the refusal
 //! that a single-user call would have got. One row's failure never touches another.
@@ -20,10 +20,27 @@ use roster_workflow::{Engine, Failure, Outcome, State, StepCtx, StepError, StepF
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+use serde::{Deserialize, Serialize};
+
+use super::bulk_rows::{self, RowStart};
 use super::{Licensing, dry_run, refused};
-use crate::app::bulk::{BulkRun, RowStart};
+use crate::domain::DomainError;
 use crate::domain::bulk::BulkAction;
+use crate::domain::values::AccountId;
+use crate::effects::{self, Ctx, Origin};
 use crate::store::bulk::{self as rows, Outcome as RowOutcome, RowState, StoredRow};
+
+/// What the bulk workflow reads: where it acts, what it does, and whose name each row's
+/// single-user operation carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BulkRun {
+    pub account_id: String,
+    pub action: String,
+    pub origin: Origin,
+    /// A dry run: rows are checked and previewed, never started.
+    #[serde(default)]
+    pub validate_only: bool,
+}
 
 /// Rows whose sagas are in flight at once, per bulk operation; rows are started in batches of
 /// up to this many, one commit each.
@@ -92,7 +109,10 @@ struct Pass {
     fair: Arc<FairShare>,
     operation_id: String,
     run: BulkRun,
-    row_ctx: crate::app::Ctx,
+    /// Where the run acts and what it does, as its input names them.
+    account: AccountId,
+    action: BulkAction,
+    row_ctx: Ctx,
     changes: broadcast::Receiver<String>,
 }
 
@@ -109,9 +129,20 @@ struct Ended {
 impl Pass {
     async fn new(ctx: &StepCtx, run: BulkRun, licensing: Licensing, fair: Arc<FairShare>) -> Result<Self, StepError> {
         let row_ctx = run.origin.ctx(ctx)?;
+        let (account, action) = run_target(&run).map_err(super::step_failed)?;
         let engine = ctx.engine().clone();
         let changes = engine.subscribe();
-        Ok(Self { engine, licensing, fair, operation_id: ctx.workflow_id.clone(), run, row_ctx, changes })
+        Ok(Self {
+            engine,
+            licensing,
+            fair,
+            operation_id: ctx.workflow_id.clone(),
+            run,
+            account,
+            action,
+            row_ctx,
+            changes,
+        })
     }
 
     async fn work(mut self) -> Result<Ended, StepError> {
@@ -182,10 +213,17 @@ impl Pass {
 
     /// Starts a batch of rows; returns how many started. Refusals are outcomes to record.
     async fn start(&self, db: &Database, batch: &[StoredRow], ended: &mut Ended) -> Result<i64, StepError> {
-        let starts =
-            crate::app::bulk::start_rows(db, &self.engine, &self.row_ctx, &self.run, &self.operation_id, batch)
-                .await
-                .map_err(super::step_failed)?;
+        let starts = bulk_rows::start_rows(
+            db,
+            &self.engine,
+            &self.row_ctx,
+            &self.account,
+            self.action,
+            &self.operation_id,
+            batch,
+        )
+        .await
+        .map_err(super::step_failed)?;
         let mut started = 0;
         for (line, start) in starts {
             match start {
@@ -201,7 +239,7 @@ impl Pass {
     /// side by side. Nothing is started; a transient failure ends the pass unrecorded, and the
     /// step is retried.
     async fn preview(&self, db: &Database, batch: &[StoredRow]) -> Result<Vec<(i64, RowState, RowOutcome)>, StepError> {
-        let checked = crate::app::bulk::check_rows(db, &self.engine, &self.row_ctx, &self.run, batch)
+        let checked = bulk_rows::check_rows(db, &self.engine, &self.row_ctx, &self.account, self.action, batch)
             .await
             .map_err(super::step_failed)?;
         let previews = checked.into_iter().map(|(line, checked)| async move {
@@ -306,4 +344,12 @@ pub fn all<'a>(licensing: &'a Licensing, fair: &'a Arc<FairShare>) -> impl Itera
     <BulkAction as strum::VariantArray>::VARIANTS
         .iter()
         .map(|action| BulkRemoval::new(*action, licensing.clone(), fair.clone()))
+}
+
+/// The account and action a bulk workflow's input names.
+fn run_target(run: &BulkRun) -> effects::Result<(AccountId, BulkAction)> {
+    let account = AccountId::parse(&run.account_id).map_err(|_| DomainError::AccountNotFound)?;
+    let action =
+        run.action.parse().map_err(|_| effects::Error::Internal(format!("unknown bulk action {:?}", run.action)))?;
+    Ok((account, action))
 }

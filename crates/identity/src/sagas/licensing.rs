@@ -10,15 +10,15 @@ use roster_proto::licensing::v1 as pb;
 use roster_proto::licensing::v1::billing_service_client::BillingServiceClient;
 use roster_proto::licensing::v1::content_service_client::ContentServiceClient;
 use roster_proto::licensing::v1::license_service_client::LicenseServiceClient;
-use roster_workflow::{Failure, StepError};
 
+pub use super::answers::Answer;
+use super::answers::step_error;
 use super::reclaim_batch::ReclaimBatcher;
-use super::removal::TransferSpec;
 use crate::domain::rules::PhoneHoldings;
 use roster_platform::peer::{PeerChannel, PeerSettings, PeerUrlError};
 use roster_platform::tls::ClientTls;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tonic_types::StatusExt;
 
 /// The principal name identity presents to licensing; licensing runs saga steps for it only.
 pub use roster_platform::auth::IDENTITY_SERVICE;
@@ -26,6 +26,22 @@ pub use roster_platform::auth::IDENTITY_SERVICE;
 /// The longest a call may take (less when the RPC making it has less left). The workflow
 /// lease (30 s by default) must outlast it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which content goes to whom: kinds as "meeting", "webinar", "event", "recording".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferSpec {
+    pub target_user_id: String,
+    pub kinds: Vec<String>,
+}
+
+impl TransferSpec {
+    pub fn kinds(&self) -> Vec<pb::ContentKind> {
+        self.kinds
+            .iter()
+            .filter_map(|k| pb::ContentKind::from_str_name(&format!("CONTENT_KIND_{}", k.to_ascii_uppercase())))
+            .collect()
+    }
+}
 
 #[derive(Clone)]
 pub struct Licensing {
@@ -41,9 +57,6 @@ impl std::fmt::Debug for Licensing {
         f.debug_struct("Licensing").finish_non_exhaustive()
     }
 }
-
-/// A licensing answer that is not a success.
-pub type Answer<T> = Result<T, StepError>;
 
 impl Licensing {
     /// Calls licensing at `urls` (e.g. `http://127.0.0.1:50052`; a name is spread over all its
@@ -226,27 +239,6 @@ impl Licensing {
     }
 }
 
-/// Unavailable, deadline and other "try again" answers are transient; everything else is a
-/// refusal, carrying licensing's reason and product code.
-pub fn step_error(status: tonic::Status) -> StepError {
-    use tonic::Code;
-    match status.code() {
-        Code::Unavailable
-        | Code::DeadlineExceeded
-        | Code::Cancelled
-        | Code::Aborted
-        | Code::ResourceExhausted
-        | Code::Unknown
-        | Code::Internal => StepError::Transient(format!("licensing: {:?}: {}", status.code(), status.message())),
-        code => {
-            let info = status.get_details_error_info();
-            let reason = info.as_ref().map_or_else(|| format!("{code:?}").to_uppercase(), |i| i.reason.clone());
-            let product_code = info.and_then(|i| i.metadata.get("code").cloned());
-            StepError::Refused(Failure { reason, code: product_code, message: status.message().to_owned() })
-        }
-    }
-}
-
 /// The lower-case name of a license type ("licensed", "phone"), as results show it.
 fn license_name(value: i32) -> String {
     pb::LicenseType::try_from(value)
@@ -299,23 +291,5 @@ mod tests {
         let stored = license_set_json(&set);
         assert_eq!(stored["license_types"], json!(["licensed", "phone"]));
         assert_eq!(license_set_pb(&stored), set);
-    }
-
-    #[test]
-    fn outages_retry_and_refusals_keep_their_reason_and_code() {
-        assert!(matches!(step_error(tonic::Status::unavailable("down")), StepError::Transient(_)));
-        assert!(matches!(step_error(tonic::Status::deadline_exceeded("slow")), StepError::Transient(_)));
-        let refusal = roster_platform::status::failed_precondition(
-            roster_platform::status::Reason::new("TARGET_LACKS_LICENSE", Some(300)),
-            "user",
-            "needs a licensed seat",
-        );
-        match step_error(refusal) {
-            StepError::Refused(failure) => {
-                assert_eq!(failure.reason, "TARGET_LACKS_LICENSE");
-                assert_eq!(failure.code.as_deref(), Some("300"));
-            }
-            other => panic!("expected a refusal, got {other:?}"),
-        }
     }
 }

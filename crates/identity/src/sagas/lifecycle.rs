@@ -2,16 +2,19 @@
 //! in the request's transaction so sign-in is refused (or allowed) at once; the saga then
 //! reclaims (or restores) licenses and numbers, forward only.
 
-use roster_workflow::{Outcome, StepCtx, StepError, StepFuture, Workflow};
+use roster_workflow::{Engine, Outcome, Started, StepCtx, StepError, StepFuture, Workflow};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::licensing::{Licensing, license_set_json, license_set_pb};
-use super::{Origin, refused};
-use crate::app;
+use super::refused;
 use crate::domain::DomainError;
+use crate::domain::model::{User, UserStatus};
+use crate::domain::privileges::Actor;
+use crate::domain::rules;
 use crate::domain::values::{AccountId, UserId};
-use crate::store;
+use crate::effects::{self, Ctx, Origin, actions, audit, start_operation, user_target};
+use crate::store::{self, Conn};
 
 pub const DEACTIVATE: &str = "user.deactivate";
 pub const REACTIVATE: &str = "user.reactivate";
@@ -32,6 +35,45 @@ impl LifecycleInput {
         let user = UserId::parse(&self.user_id).map_err(|_| refused(&DomainError::UserNotFound))?;
         Ok((account, user))
     }
+}
+
+/// SPEC R18, the use case's change: by `actor`, loaded under the account lock this transaction holds (the rows
+/// of a bulk removal share one lock and one load).
+pub async fn deactivate_as(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    engine: &Engine,
+    actor: &Actor,
+    account: &AccountId,
+    target: &User,
+) -> effects::Result<Started> {
+    rules::check_deactivation(actor, target)?;
+    let operation = start(tx, ctx, engine, DEACTIVATE, account, &target.id, None).await?;
+    store::users::set_status(tx, &target.id, UserStatus::Deactivated, Some(ctx.now_ms)).await?;
+    audit(
+        tx,
+        ctx,
+        Some(account),
+        actions::USER_DEACTIVATED,
+        user_target(&target.id),
+        json!({"operation": operation.instance().id}),
+    )
+    .await?;
+    Ok(operation)
+}
+
+pub async fn start(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    engine: &Engine,
+    kind: &'static str,
+    account: &AccountId,
+    id: &UserId,
+    restore: Option<serde_json::Value>,
+) -> effects::Result<Started> {
+    let input =
+        LifecycleInput { account_id: account.to_string(), user_id: id.to_string(), restore, origin: Origin::of(ctx) };
+    start_operation(tx, engine, ctx, kind, account, id.as_str(), input).await
 }
 
 pub struct Deactivate {
@@ -65,12 +107,12 @@ impl Workflow for Deactivate {
                     let local = input.origin.ctx(ctx)?;
                     let tx = ctx.tx().await?;
                     store::reclaimed::remember(tx, &user, &account, &reclaimed, local.now_ms).await?;
-                    app::audit(
+                    audit(
                         tx,
                         &local,
                         Some(&account),
-                        crate::app::actions::USER_LICENSES_RECLAIMED,
-                        app::user_target(&user),
+                        actions::USER_LICENSES_RECLAIMED,
+                        user_target(&user),
                         json!({ "reclaimed": reclaimed }),
                     )
                     .await

@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::licensing::{Licensing, license_set_json};
-use super::{Origin, refused, step_failed};
-use crate::app;
+use super::{refused, step_failed};
 use crate::domain::DomainError;
 use crate::domain::values::{AccountId, UserId};
+use crate::effects::{self, Origin};
 
 pub const TRANSFER_OWNERSHIP: &str = "account.transfer_ownership";
 
@@ -89,7 +89,7 @@ impl Workflow for TransferOwnership {
                         UserId::parse(&input.new_owner_user_id).map_err(|_| refused(&DomainError::UserNotFound))?;
                     let local = input.origin.ctx(ctx)?;
                     let tx = ctx.tx().await?;
-                    let flagged = app::accounts::apply_ownership_transfer(tx, &local, &account, &previous, &next)
+                    let flagged = effects::accounts::apply_ownership_transfer(tx, &local, &account, &previous, &next)
                         .await
                         .map_err(step_failed)?;
                     Ok(Outcome::Done(json!({

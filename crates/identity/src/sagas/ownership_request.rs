@@ -2,7 +2,7 @@
 //!
 //! 1. `await_decision`, local: sleeps on a durable timer, e-mails the owner a reminder every
 //!    24 hours, and at 168 hours makes the requester owner (all in
-//!    `app::ownership_requests::await_decision`). An approval, denial or cancel made through
+//!    `effects::ownership_requests::await_decision`). An approval, denial or cancel made through
 //!    the API brings the timer forward, so the step sees it at once.
 //! 2. `move_phone_licenses`: after an approval (by the owner or by the deadline), the
 //!    previous owner's phone licenses and numbers move to the new owner when the new owner
@@ -12,14 +12,35 @@
 //! Forward only: ownership has already moved when the phone licenses follow, and a request
 //! is withdrawn with `CancelOwnershipRequest`, not by cancelling the operation.
 
+use roster_platform::stored_text::StoredText;
 use roster_workflow::{Outcome, StepCtx, StepFuture, Workflow};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::licensing::{Licensing, license_set_json};
 use super::step_failed;
-use crate::app::ownership_requests::{self, KIND, Waiting, WorkflowInput};
 use crate::domain::model::OwnershipRequestState;
-use roster_platform::stored_text::StoredText;
+use crate::domain::values::{AccountId, OwnershipRequestId};
+use crate::effects::ownership_requests::{self, Waiting};
+
+/// The workflow that reminds the owner and decides at the deadline.
+pub const KIND: &str = "account.ownership_request";
+
+/// The workflow's input.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkflowInput {
+    pub account_id: String,
+    pub ownership_request_id: String,
+}
+
+impl WorkflowInput {
+    fn ids(&self) -> (AccountId, OwnershipRequestId) {
+        (
+            AccountId::from_stored(self.account_id.clone()),
+            OwnershipRequestId::from_stored(self.ownership_request_id.clone()),
+        )
+    }
+}
 
 pub struct OwnershipRequestTimers {
     pub licensing: Licensing,
@@ -47,9 +68,9 @@ impl Workflow for OwnershipRequestTimers {
             let input: WorkflowInput = ctx.input()?;
             match step {
                 0 => {
-                    let (request_id, now_ms) = (ctx.request_id(), ctx.now_ms);
+                    let ((account, id), request_id, now_ms) = (input.ids(), ctx.request_id(), ctx.now_ms);
                     let tx = ctx.tx().await?;
-                    let waiting = ownership_requests::await_decision(tx, &input, &request_id, now_ms)
+                    let waiting = ownership_requests::await_decision(tx, &account, &id, &request_id, now_ms)
                         .await
                         .map_err(step_failed)?;
                     Ok(match waiting {
@@ -83,9 +104,9 @@ impl Workflow for OwnershipRequestTimers {
                     if moved.is_null() {
                         return Ok(Outcome::Done(Value::Null));
                     }
-                    let (request_id, now_ms) = (ctx.request_id(), ctx.now_ms);
+                    let ((account, id), request_id, now_ms) = (input.ids(), ctx.request_id(), ctx.now_ms);
                     let tx = ctx.tx().await?;
-                    ownership_requests::announce_phone_move(tx, &input, &moved, &request_id, now_ms)
+                    ownership_requests::announce_phone_move(tx, &account, &id, &moved, &request_id, now_ms)
                         .await
                         .map_err(step_failed)?;
                     Ok(Outcome::Done(Value::Null))

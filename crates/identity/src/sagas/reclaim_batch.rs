@@ -22,7 +22,7 @@ use roster_workflow::{Failure, StepError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use super::licensing::{Answer, step_error};
+use super::answers::{Answer, step_error};
 
 /// Most items per call; licensing accepts up to 256.
 const MAX_BATCH: usize = 128;

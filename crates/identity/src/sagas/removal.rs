@@ -10,16 +10,19 @@
 //! A refusal in 1-3 (the target lost its license, the user was made an admin meanwhile)
 //! undoes what was done, so nothing changed in either service.
 
-use roster_proto::licensing::v1 as pb;
-use roster_workflow::{Outcome, StepCtx, StepFuture, Workflow};
+use roster_workflow::{Engine, Outcome, Started, StepCtx, StepFuture, Workflow};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::licensing::{Licensing, counts_json, license_set_json, license_set_pb};
-use super::{Origin, refused, step_failed};
-use crate::app;
+use super::licensing::{Licensing, TransferSpec, counts_json, license_set_json, license_set_pb};
+use super::{refused, step_failed};
 use crate::domain::DomainError;
+use crate::domain::model::User;
+use crate::domain::privileges::Actor;
+use crate::domain::rules;
 use crate::domain::values::{AccountId, UserId};
+use crate::effects::{self, Ctx, Origin, audit, start_operation, user_target};
+use crate::store::{self, Conn};
 
 pub const UNLINK: &str = "user.unlink";
 pub const DELETE: &str = "user.delete";
@@ -30,28 +33,83 @@ pub enum Mode {
     Delete,
 }
 
-/// Which content goes to whom: kinds as "meeting", "webinar", "event", "recording".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TransferSpec {
-    pub target_user_id: String,
-    pub kinds: Vec<String>,
-}
-
-impl TransferSpec {
-    pub fn kinds(&self) -> Vec<pb::ContentKind> {
-        self.kinds
-            .iter()
-            .filter_map(|k| pb::ContentKind::from_str_name(&format!("CONTENT_KIND_{}", k.to_ascii_uppercase())))
-            .collect()
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RemovalInput {
     pub account_id: String,
     pub user_id: String,
     pub transfer: Option<TransferSpec>,
     pub origin: Origin,
+}
+
+/// A transfer of R23 as the caller asked for it.
+#[derive(Debug, Clone)]
+pub struct TransferRequest {
+    pub target: UserId,
+    /// "meeting", "webinar", "event", "recording"; at least one.
+    pub kinds: Vec<&'static str>,
+}
+
+/// [`unlink`] or [`delete`] by `actor`, loaded under the account lock this transaction holds
+/// (the rows of a bulk removal share one lock and one load).
+#[allow(clippy::too_many_arguments)]
+pub async fn remove_as(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    engine: &Engine,
+    mode: Mode,
+    actor: &Actor,
+    account: &AccountId,
+    target: &User,
+    transfer: Option<TransferRequest>,
+) -> effects::Result<Started> {
+    let id = &target.id;
+    let transfer = check_removal_as(tx, mode, actor, account, target, transfer).await?;
+    let (kind, action) = match mode {
+        Mode::Unlink => (UNLINK, "user.unlink_requested"),
+        Mode::Delete => (DELETE, "user.delete_requested"),
+    };
+    let details = json!({"transfer": transfer});
+    let input =
+        RemovalInput { account_id: account.to_string(), user_id: id.to_string(), transfer, origin: Origin::of(ctx) };
+    let operation = start_operation(tx, engine, ctx, kind, account, id.as_str(), input).await?;
+    audit(
+        tx,
+        ctx,
+        Some(account),
+        action,
+        user_target(id),
+        json!({"operation": operation.instance().id, "details": details}),
+    )
+    .await?;
+    Ok(operation)
+}
+
+/// What identity checks before an unlink or delete by `actor` starts (R14, R15, R17, R21,
+/// R23): the rules for `mode`, then the transfer's target. Returns the transfer as the saga
+/// takes it. Reads only, so a dry run asks the same.
+pub async fn check_removal_as(
+    conn: &mut Conn,
+    mode: Mode,
+    actor: &Actor,
+    account: &AccountId,
+    target: &User,
+    transfer: Option<TransferRequest>,
+) -> effects::Result<Option<TransferSpec>> {
+    match mode {
+        Mode::Unlink => {
+            let managed =
+                store::accounts::get(conn, account).await?.ok_or(DomainError::AccountNotFound)?.managed_domains;
+            rules::check_unlink(actor, target, &managed)?;
+        }
+        Mode::Delete => rules::check_removal(actor, target)?,
+    }
+    let Some(request) = transfer else { return Ok(None) };
+    let to = store::users::get_in_account(conn, account, &request.target).await?;
+    rules::check_transfer_target(target, to.as_ref())?;
+    Ok(Some(TransferSpec {
+        target_user_id: request.target.to_string(),
+        kinds: request.kinds.iter().map(|k| (*k).to_owned()).collect(),
+    }))
 }
 
 pub struct Removal {
@@ -75,11 +133,12 @@ impl Removal {
         let tx = ctx.tx().await?;
         match self.mode {
             Mode::Unlink => {
-                let new_account = app::users::leave_account(tx, &local, &account, &user).await.map_err(step_failed)?;
+                let new_account =
+                    effects::users::leave_account(tx, &local, &account, &user).await.map_err(step_failed)?;
                 Ok(Outcome::Done(json!({ "new_account_id": new_account.as_str() })))
             }
             Mode::Delete => {
-                app::users::remove(tx, &local, &account, &user).await.map_err(step_failed)?;
+                effects::users::remove(tx, &local, &account, &user).await.map_err(step_failed)?;
                 Ok(Outcome::Done(Value::Null))
             }
         }

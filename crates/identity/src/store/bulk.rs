@@ -9,6 +9,13 @@ use sqlx::Row;
 
 use super::Conn;
 
+/// A row's transfer as stored: whom (an id or an e-mail) and which kinds.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StoredTransfer {
+    pub to: String,
+    pub kinds: Vec<String>,
+}
+
 /// A bulk operation as stored beside its workflow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BulkOperation {

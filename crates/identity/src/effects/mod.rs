@@ -1,0 +1,267 @@
+//! What use cases and saga steps both stand on, below both: who is calling (`Ctx`) and as
+//! whom current data sees them (SPEC R34), how a change is audited (R33) and refused, how an
+//! operation is started, and the local effects saga steps run in their transaction (a user
+//! leaving or being deleted, an invitee joining, ownership moving, an ownership request's
+//! timers). Nothing here knows who calls it: it imports neither `app` nor `sagas`.
+
+pub mod accounts;
+pub mod actions;
+pub mod invitations;
+pub mod ownership_requests;
+pub mod refusals;
+pub mod users;
+
+use roster_platform::auth::Principal;
+use roster_workflow::{Engine, Failure, Instance, NewWorkflow, StartError, Started, StepCtx, StepError};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::DomainError;
+use crate::domain::model::{AuditEvent, Role, User};
+use crate::domain::privileges::{Actor, Caller, Need};
+use crate::domain::values::{AccountId, UserId};
+use crate::store::{self, Conn};
+
+/// Who is calling, for which request, at what time.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub principal: Principal,
+    /// The client's request id; empty for reads.
+    pub request_id: String,
+    pub now_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A bug: e.g. a saga kind that was never registered.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Starts a saga in the caller's transaction, leased to this replica's worker, which drives
+/// it once the transaction commits. One unfinished saga per subject: a second is refused with
+/// `OPERATION_IN_PROGRESS` naming the first.
+pub async fn start_operation(
+    tx: &mut Conn,
+    engine: &Engine,
+    ctx: &Ctx,
+    kind: &'static str,
+    account: &AccountId,
+    subject: &str,
+    input: impl serde::Serialize,
+) -> Result<Started> {
+    let new = new_workflow(ctx, kind, account, subject, input)?;
+    engine.start_leased(tx, new).await.map_err(start_refused)
+}
+
+/// [`start_operation`] for a workflow that begins by waiting (a timer, a decision), so no
+/// worker needs to take it at once: any replica's worker claims it when it is due. Call
+/// `Engine::wake` after the commit.
+pub async fn start_waiting_operation(
+    tx: &mut Conn,
+    engine: &Engine,
+    ctx: &Ctx,
+    kind: &'static str,
+    account: &AccountId,
+    subject: &str,
+    input: impl serde::Serialize,
+) -> Result<Instance> {
+    let new = new_workflow(ctx, kind, account, subject, input)?;
+    engine.start(tx, new).await.map_err(start_refused)
+}
+
+fn new_workflow(
+    ctx: &Ctx,
+    kind: &'static str,
+    account: &AccountId,
+    subject: &str,
+    input: impl serde::Serialize,
+) -> Result<NewWorkflow> {
+    let input = serde_json::to_value(input).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(NewWorkflow {
+        kind,
+        account_id: account.to_string(),
+        subject: subject.to_owned(),
+        started_by: ctx.principal.audit_name(),
+        input,
+    })
+}
+
+fn start_refused(error: StartError) -> Error {
+    match error {
+        StartError::Busy { operation_id, .. } => DomainError::OperationInProgress { operation_id }.into(),
+        StartError::Db(error) => Error::Db(error),
+        StartError::UnknownKind(kind) => Error::Internal(format!("saga {kind} is not registered")),
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Who asked for the operation and with which request id; local steps audit under it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Origin {
+    pub started_by: String,
+    pub request_id: String,
+}
+
+impl Origin {
+    pub fn of(ctx: &Ctx) -> Self {
+        Self { started_by: ctx.principal.audit_name(), request_id: ctx.request_id.clone() }
+    }
+
+    /// The use-case context a local step runs in: the original principal, at the step's time.
+    pub fn ctx(&self, step: &StepCtx) -> std::result::Result<Ctx, StepError> {
+        let principal = Principal::from_audit_name(&self.started_by).ok_or_else(|| {
+            StepError::Refused(Failure {
+                reason: "WORKFLOW_DATA_CORRUPT".into(),
+                code: None,
+                message: format!("unreadable principal {:?}", self.started_by),
+            })
+        })?;
+        Ok(Ctx { principal, request_id: self.request_id.clone(), now_ms: step.now_ms })
+    }
+}
+
+/// Takes the account's write lock, then loads the caller under it.
+pub async fn lock_and_load_caller(tx: &mut Conn, ctx: &Ctx, account: &AccountId) -> Result<Caller> {
+    if !store::accounts::lock(tx, account).await? {
+        return Err(DomainError::AccountNotFound.into());
+    }
+    load_caller(tx, ctx, account).await
+}
+
+/// [`lock_and_load_caller`] with the account's lock in shared mode, for changes that other
+/// shared holders may make side by side (see `store::accounts::lock_shared`).
+pub async fn share_lock_and_load_caller(tx: &mut Conn, ctx: &Ctx, account: &AccountId) -> Result<Caller> {
+    if !store::accounts::lock_shared(tx, account).await? {
+        return Err(DomainError::AccountNotFound.into());
+    }
+    load_caller(tx, ctx, account).await
+}
+
+/// The caller as current data describes them. Users of other accounts, users that no longer
+/// exist and unknown accounts all read as "account not found", so nothing leaks.
+pub async fn load_caller(tx: &mut Conn, ctx: &Ctx, account: &AccountId) -> Result<Caller> {
+    let user = calling_user(tx, &ctx.principal).await?;
+    caller_from(tx, ctx, account, user).await
+}
+
+/// [`load_caller`] for a caller whose user row (`None` for operators and services) was read
+/// together with something else, to save a round trip.
+pub async fn caller_from(tx: &mut Conn, ctx: &Ctx, account: &AccountId, user: Option<User>) -> Result<Caller> {
+    match &ctx.principal {
+        Principal::User { .. } => {
+            let user = user.filter(|u| u.account_id == *account).ok_or(DomainError::AccountNotFound)?;
+            match user.status {
+                crate::domain::model::UserStatus::Pending => return Err(DomainError::CallerNotActive.into()),
+                crate::domain::model::UserStatus::Deactivated => return Err(DomainError::CallerDisabled.into()),
+                crate::domain::model::UserStatus::Active => {}
+            }
+            let custom = match &user.role {
+                Role::Custom(role_id) => store::roles::get(tx, account, role_id).await?.map(|role| role.privileges),
+                _ => None,
+            };
+            Ok(Caller::Member(Actor::new(user, custom)))
+        }
+        Principal::Operator { name } | Principal::Service { name } => {
+            if store::accounts::get(tx, account).await?.is_none() {
+                return Err(DomainError::AccountNotFound.into());
+            }
+            Ok(match &ctx.principal {
+                Principal::Operator { .. } => Caller::Operator(name.clone()),
+                _ => Caller::Service(name.clone()),
+            })
+        }
+    }
+}
+
+/// May this caller make this kind of change request, decided from current data before an
+/// earlier answer to the same request id is replayed (SPEC R34)? In an account: a user of it
+/// who is active and at least what `need` asks (the use case then applies its full rules).
+/// Without one (accepting an invitation, creating an account): any principal but a
+/// deactivated user.
+pub async fn may_request(tx: &mut Conn, ctx: &Ctx, scope: Option<&(AccountId, Need)>) -> Result<()> {
+    if let Some((account, need)) = scope {
+        return Ok(load_caller(tx, ctx, account).await?.satisfies(*need)?);
+    }
+    match calling_user(tx, &ctx.principal).await? {
+        Some(user) if user.status == crate::domain::model::UserStatus::Deactivated => {
+            Err(DomainError::CallerDisabled.into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The user a principal names, as current data has them; `None` for operators, services and
+/// users that do not exist.
+pub async fn calling_user(tx: &mut Conn, principal: &Principal) -> Result<Option<crate::domain::model::User>> {
+    let Principal::User { user_id } = principal else { return Ok(None) };
+    match UserId::parse(user_id) {
+        Ok(id) => Ok(store::users::get(tx, &id).await?),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The acting owner; anyone else is refused with `NOT_ACCOUNT_OWNER` (SPEC R1).
+pub fn owner(caller: &Caller) -> Result<&Actor> {
+    match caller {
+        Caller::Member(actor) if actor.is_owner() => Ok(actor),
+        _ => Err(DomainError::NotAccountOwner.into()),
+    }
+}
+
+/// Appends a successful change to the audit trail, in the change's transaction.
+pub async fn audit(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    account: Option<&AccountId>,
+    action: &str,
+    target: String,
+    details: serde_json::Value,
+) -> Result<()> {
+    record(tx, ctx, account, action, target, "ok".to_owned(), details.to_string()).await
+}
+
+/// Records a refused change (outcome `refused:<REASON>`) once the change has rolled back, on a
+/// connection of its own. Refusals are audited so abuse is visible.
+pub async fn audit_refusal(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    account: Option<&AccountId>,
+    action: &str,
+    reason: &str,
+) -> Result<()> {
+    record(tx, ctx, account, action, String::new(), format!("refused:{reason}"), "{}".to_owned()).await
+}
+
+async fn record(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    account: Option<&AccountId>,
+    action: &str,
+    target: String,
+    outcome: String,
+    details_json: String,
+) -> Result<()> {
+    let event = AuditEvent {
+        // Ordered by the time it shows, so the trail lists newest first without inversions.
+        id: roster_platform::ids::at(ctx.now_ms),
+        account_id: account.cloned(),
+        principal: ctx.principal.audit_name(),
+        action: action.to_owned(),
+        target,
+        outcome,
+        request_id: ctx.request_id.clone(),
+        details_json,
+        at_ms: ctx.now_ms,
+    };
+    store::audit::insert(tx, &event).await?;
+    Ok(())
+}
+
+pub fn user_target(id: &UserId) -> String {
+    format!("user:{id}")
+}
