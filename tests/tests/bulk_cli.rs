@@ -53,7 +53,11 @@ async fn an_owner_deactivates_users_from_a_csv_file_with_the_cli() {
     let dry = bulk(&url, owner, &["run", "deactivate", "--csv", path, "--account", account, "--dry-run"]);
     assert_eq!(dry.status.code(), Some(1), "rows would be refused: {dry:?}");
     let out = text(&dry.stdout);
-    assert!(out.contains("dry run: nothing was changed; 1 of 4 rows would go ahead"), "{out}");
+    assert!(
+        out.contains("dry run of bulk.deactivate: nothing was changed; 1 of 4 rows would go ahead, 3 would be refused"),
+        "{out}"
+    );
+    assert!(!out.contains("SUCCEEDED"), "a dry run's summary says what would happen, not that it succeeded: {out}");
     assert!(text(&dry.stderr).contains("3 of 4 rows would be refused"), "{dry:?}");
     let previews = std::fs::read_to_string(dir.path().join("leavers.dry-run.results.csv")).expect("the dry run's file");
     let lines: Vec<&str> = previews.lines().collect();
@@ -77,8 +81,18 @@ async fn an_owner_deactivates_users_from_a_csv_file_with_the_cli() {
 
     let carol = dir.path().join("carol.csv");
     std::fs::write(&carol, "email\ncarol@acme.example\n").expect("write the file");
-    let clean = run(&url, owner, account, &carol);
+    // With --json, stdout is JSON lines only; the summary goes to stderr.
+    let carol_path = carol.to_str().expect("utf-8 path");
+    let clean = bulk(&url, owner, &["run", "deactivate", "--csv", carol_path, "--account", account, "--json"]);
     assert!(clean.status.success(), "every row succeeded: {clean:?}");
+    let out = text(&clean.stdout);
+    assert!(out.lines().count() > 0, "{clean:?}");
+    for line in out.lines() {
+        let operation: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert_eq!(operation["kind"], "bulk.deactivate");
+    }
+    assert!(text(&clean.stderr).contains("bulk.deactivate SUCCEEDED rows 1/1"), "{clean:?}");
     assert!(dir.path().join("carol.results.csv").exists());
 
     let refused = run(&url, admin, account, &carol);

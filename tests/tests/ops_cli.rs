@@ -72,7 +72,13 @@ async fn an_operator_lists_follows_and_repairs_operations_from_the_cli() {
     assert_eq!(parsed[0]["state"], "OPERATION_STATE_SUCCEEDED", "proto3 JSON, as grpcurl prints it");
 
     let got = ops(&url, operator, &["get", &first]);
-    assert!(text(&got.stdout).contains("reclaimed"), "the result is shown: {got:?}");
+    let shown = text(&got.stdout);
+    assert!(shown.contains("reclaimed"), "the result is shown: {got:?}");
+    // A name and its value per line: no row padded out to the width of the longest value.
+    for line in shown.lines() {
+        assert_eq!(line, line.trim_end(), "no trailing padding: {line:?}");
+        assert!(line.starts_with("result") || line.len() < 120, "a short line: {line:?}");
+    }
     let watched = ops(&url, operator, &["watch", &first]);
     assert!(watched.status.success(), "a succeeded operation ends the watch with 0: {watched:?}");
     assert!(text(&watched.stdout).starts_with("SUCCEEDED 2/2"), "a line per change off a terminal: {watched:?}");

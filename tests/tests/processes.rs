@@ -212,6 +212,13 @@ async fn up_demo_serves_its_walkthrough_restarts_with_its_data_and_stops_on_sigt
     assert_eq!(account.owner.expect("owner").email, "bob@acme.example");
     assert!(again.terminate(Duration::from_secs(15)).expect("stops").success());
 
+    // Started again, the banner prints the people as they are now: Bob owns Acme, Alice is an
+    // admin; not the seed's cast.
+    let banner = banner_of(dir.path(), &["up", "--demo"], &[]);
+    assert!(banner.lines().any(|l| l.starts_with("  owner") && l.contains("bob@acme.example")), "{banner}");
+    assert!(banner.lines().any(|l| l.starts_with("  admin") && l.contains("alice@acme.example")), "{banner}");
+    assert!(banner.contains("iris@freelance.example"), "the contractor is listed: {banner}");
+
     // Same data directory, but PostgreSQL now: the saved demo's account is not there, so the
     // demo is seeded into PostgreSQL and the printed tokens work against it.
     let (Some(identity_pg), Some(licensing_pg)) = (FreshDatabase::create().await, FreshDatabase::create().await) else {
@@ -234,8 +241,95 @@ async fn up_demo_serves_its_walkthrough_restarts_with_its_data_and_stops_on_sigt
         .into_inner();
     assert_eq!(account.owner.expect("owner").email, "alice@acme.example");
     assert!(on_postgres.terminate(Duration::from_secs(15)).expect("stops").success());
+
+    // `rm -rf .roster` resets only SQLite: on PostgreSQL the demo's users are still there, and
+    // `up --demo` says how to start over. `--reset` empties both databases and seeds afresh.
+    let fresh_dir = tempfile::tempdir().expect("tempdir");
+    let (code, stderr) = exit_of(fresh_dir.path(), &["up", "--demo"], &env_vars);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("up --demo --reset"), "{stderr}");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut reset = Process::start(fresh_dir.path(), addr, &["up", "--demo", "--reset"], &env_vars);
+    let channel = wait_serving(addr, START).await.expect("serving after the reset");
+    let reset_env = demo_env(fresh_dir.path(), START).await.expect("demo.env");
+    assert_ne!(reset_env["ACCOUNT"], pg_env["ACCOUNT"], "seeded afresh");
+    let mut accounts = pb::account_service_client::AccountServiceClient::new(channel);
+    let old = accounts
+        .get_account(authed(
+            pb::GetAccountRequest { account_id: pg_env["ACCOUNT"].clone() },
+            &reset_env["OPERATOR_TOKEN"],
+        ))
+        .await
+        .expect_err("the previous demo account is gone");
+    assert_eq!(old.code(), Code::NotFound);
+    accounts
+        .get_account(authed(
+            pb::GetAccountRequest { account_id: reset_env["ACCOUNT"].clone() },
+            &reset_env["MEMBER_TOKEN"],
+        ))
+        .await
+        .expect("the new demo answers");
+    assert!(reset.terminate(Duration::from_secs(15)).expect("stops").success());
     identity_pg.drop_database().await;
     licensing_pg.drop_database().await;
+}
+
+/// The banner `roster <args>` prints on stdout once it is up (read until its last line); the
+/// process is then stopped.
+fn banner_of(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    use std::io::{BufRead, BufReader};
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let licensing = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut child = std::process::Command::new(roster_e2e::roster_binary())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .args(["--identity-listen", &addr.to_string(), "--licensing-listen", &licensing.to_string()])
+        .envs(env.iter().copied())
+        .env("ROSTER_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("roster starts");
+    let mut banner = String::new();
+    for line in BufReader::new(child.stdout.take().expect("stdout")).lines() {
+        let line = line.expect("utf-8");
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.starts_with("The README walks") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    banner
+}
+
+/// How `roster <args>` ends (it must end by itself within a minute) and what it said on stderr.
+fn exit_of(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let licensing = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut child = std::process::Command::new(roster_e2e::roster_binary())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .args(["--identity-listen", &addr.to_string(), "--licensing-listen", &licensing.to_string()])
+        .envs(env.iter().copied())
+        .env("ROSTER_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("roster starts");
+    let deadline = std::time::Instant::now() + START;
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("roster {args:?} did not end by itself");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("output");
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
 fn now_s() -> u64 {

@@ -1,7 +1,8 @@
-//! The README's walkthrough, run as printed: every `sh` block between "A walkthrough with
+//! The README, run as printed. The walkthrough: every `sh` block between "A walkthrough with
 //! grpcurl" and "The API", then those of "Repairing operations" (`roster ops`), runs in one
 //! bash session against `roster up --demo --manual-clock` (the walkthrough moves its clock),
-//! with grpcurl,
+//! with grpcurl. "From zero" runs the same way on two fresh PostgreSQL databases, starting
+//! and stopping its own `roster serve` processes. In both,
 //! and each command's output must keep the README's promises: the comment lines under a
 //! command name the outcome (`# ERROR: Code: PermissionDenied ... "reason":"NOT_ACCOUNT_OWNER"`),
 //! and every status code, upper-case reason or state and `"key": number` pair named there must
@@ -158,30 +159,37 @@ async fn the_readme_walkthrough_runs_as_printed() {
     wait_serving(licensing, START).await.expect("licensing serving");
     demo_env(&dir.path().join(".roster"), START).await.expect("demo.env");
 
+    let ports = [("127.0.0.1:50051", addr.to_string()), ("127.0.0.1:50052", licensing.to_string())];
+    let broken = run_as_printed(dir.path(), &all, &ports, &grpcurl).await;
+    assert!(roster.terminate(Duration::from_secs(15)).expect("stops").success());
+    assert!(broken.is_empty(), "the README does not run as printed:\n\n{}", broken.join("\n\n"));
+}
+
+/// Runs `steps` in one bash session in `dir` (each `(printed, here)` of `replace` swapped
+/// first, so printed ports and databases become this test's), and lists every step that broke
+/// its promise. Background processes a section starts are stopped at the end.
+async fn run_as_printed(dir: &Path, steps: &[Step], replace: &[(&str, String)], grpcurl: &Path) -> Vec<String> {
     let mut script = String::from("set -u\n");
-    for (i, step) in all.iter().enumerate() {
-        let command = step
-            .command
-            .replace("127.0.0.1:50051", &addr.to_string())
-            .replace("127.0.0.1:50052", &licensing.to_string());
+    for (i, step) in steps.iter().enumerate() {
+        let command =
+            replace.iter().fold(step.command.clone(), |command, (printed, here)| command.replace(printed, here));
         script.push_str(&format!("{{\n{command}}} > .out.{i} 2>&1\necho $? > .status.{i}\n"));
     }
+    script.push_str("kill $(jobs -p) 2> /dev/null; wait\n");
     let path = std::env::join_paths(
-        [cargo_shim(dir.path()), grpcurl.parent().expect("grpcurl dir").to_path_buf()]
+        [cargo_shim(dir), grpcurl.parent().expect("grpcurl dir").to_path_buf()]
             .into_iter()
             .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
     )
     .expect("PATH");
-    let ran =
-        tokio::process::Command::new("bash").arg("-c").arg(&script).current_dir(dir.path()).env("PATH", path).output();
-    let ran =
-        tokio::time::timeout(Duration::from_secs(120), ran).await.expect("the walkthrough finishes").expect("bash");
+    let ran = tokio::process::Command::new("bash").arg("-c").arg(&script).current_dir(dir).env("PATH", path).output();
+    let ran = tokio::time::timeout(Duration::from_secs(120), ran).await.expect("the section finishes").expect("bash");
     assert!(ran.status.success(), "bash: {}", String::from_utf8_lossy(&ran.stderr));
 
     let mut broken = Vec::new();
-    for (i, step) in all.iter().enumerate() {
-        let output = std::fs::read_to_string(dir.path().join(format!(".out.{i}"))).unwrap_or_default();
-        let status = std::fs::read_to_string(dir.path().join(format!(".status.{i}"))).unwrap_or_default();
+    for (i, step) in steps.iter().enumerate() {
+        let output = std::fs::read_to_string(dir.join(format!(".out.{i}"))).unwrap_or_default();
+        let status = std::fs::read_to_string(dir.join(format!(".status.{i}"))).unwrap_or_default();
         let succeeded = status.trim() == "0";
         let command = step.command.trim();
         if succeeded == step.expects_error {
@@ -200,10 +208,37 @@ async fn the_readme_walkthrough_runs_as_printed() {
             }
         }
     }
-    assert!(roster.terminate(Duration::from_secs(15)).expect("stops").success());
-    assert!(broken.is_empty(), "the README does not run as printed:\n\n{}", broken.join("\n\n"));
+    broken
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_from_zero_section_runs_as_printed_on_postgresql() {
+    let Some(grpcurl) = grpcurl() else {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "grpcurl is required under CI=true");
+        roster_testkit::skipped("README From zero: no grpcurl (set GRPCURL or put it on PATH)");
+        return;
+    };
+    let Some(identity_db) = roster_testkit::FreshDatabase::create().await else { return };
+    let Some(licensing_db) = roster_testkit::FreshDatabase::create().await else { return };
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).expect("README");
+    let blocks = section_blocks(&readme, "## From zero", "\n## ");
+    let all: Vec<Step> = blocks.iter().flat_map(|block| steps(block)).collect();
+    assert!(all.len() > 10, "From zero has its commands: {}", all.len());
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let replace = [
+        ("postgres://postgres@127.0.0.1:5432/roster_identity", identity_db.url.clone()),
+        ("postgres://postgres@127.0.0.1:5432/roster_licensing", licensing_db.url.clone()),
+        ("127.0.0.1:50051", SocketAddr::from(([127, 0, 0, 1], free_port())).to_string()),
+        ("127.0.0.1:50052", SocketAddr::from(([127, 0, 0, 1], free_port())).to_string()),
+    ];
+    let broken = run_as_printed(dir.path(), &all, &replace, &grpcurl).await;
+    let logs = ["identity.log", "licensing.log"]
+        .map(|log| format!("{log}:\n{}", std::fs::read_to_string(dir.path().join(log)).unwrap_or_default()));
+    identity_db.drop_database().await;
+    licensing_db.drop_database().await;
+    assert!(broken.is_empty(), "From zero does not run as printed:\n\n{}\n\n{}", broken.join("\n\n"), logs.join("\n"));
+}
 #[test]
 fn promises_are_read_from_comments() {
     let fragments = promised_fragments(

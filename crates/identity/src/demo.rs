@@ -114,6 +114,43 @@ pub async fn is_seeded_in(db: &Database, demo: &Demo) -> effects::Result<bool> {
     Ok(found)
 }
 
+/// Someone in the demo as the database has them now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub email: String,
+    pub id: String,
+    /// `owner`, `admin`, `member` or `custom`.
+    pub role: &'static str,
+    /// `pending`, `active` or `deactivated`.
+    pub status: &'static str,
+}
+
+/// Who is in the demo's account now, the owner first, and the solo owner while they still
+/// own their own account: the walkthrough moves ownership, invites, unlinks and deletes, so a
+/// restarted `roster up --demo` prints this rather than what was first seeded.
+pub async fn people_now(db: &Database, demo: &Demo) -> effects::Result<(Vec<Person>, Option<Person>)> {
+    use roster_platform::stored_text::StoredText;
+    let account = AccountId::parse(&demo.account_id).map_err(|_| DomainError::AccountNotFound)?;
+    let mut conn = db.reader().await?;
+    let filter = crate::store::users::ListFilter::default();
+    let users = crate::store::users::list(&mut conn, &account, &filter, None, 1_000).await?;
+    let person = |user: &crate::domain::model::User| Person {
+        email: user.email.as_str().to_owned(),
+        id: user.id.as_str().to_owned(),
+        role: user.role.kind_str(),
+        status: user.status.as_str(),
+    };
+    let rank = |role: &str| ["owner", "admin", "member", "custom"].iter().position(|r| *r == role);
+    let mut people: Vec<Person> = users.iter().map(person).collect();
+    people.sort_by_key(|p| (rank(p.role), p.email.clone()));
+    let solo_id = UserId::parse(&demo.solo.owner.id).map_err(|_| DomainError::UserNotFound)?;
+    let solo = crate::store::users::get(&mut conn, &solo_id)
+        .await?
+        .filter(|user| user.account_id.as_str() == demo.solo.account_id)
+        .map(|user| person(&user));
+    Ok((people, solo))
+}
+
 pub async fn seed(db: &Database, clock: &SharedClock) -> effects::Result<Demo> {
     let mut demo = seed_with_domains(db, clock, "acme.example", "solo.example").await?;
     let account = AccountId::parse(&demo.account_id).map_err(|_| DomainError::AccountNotFound)?;

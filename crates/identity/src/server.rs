@@ -15,7 +15,7 @@ use roster_platform::config::{ConfigError, LimitArgs};
 use roster_platform::db::{Backend, Database, redact};
 use roster_platform::pagination::PageTokens;
 use roster_platform::saga_retry::SagaRetryArgs;
-use roster_platform::server::{ServeError, ServiceSet, bind_health, serve};
+use roster_platform::server::{ServeError, ServiceSet, StartError, bind_health, serve};
 use roster_platform::tls::{ServerTls, TlsArgs};
 use roster_proto::dev::v1::clock_service_server::ClockServiceServer;
 use roster_proto::identity::v1::account_service_server::AccountServiceServer;
@@ -129,20 +129,6 @@ pub struct Settings {
     pub tls: TlsArgs,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("cannot open the identity database {url}: {source}")]
-    Connect { url: String, source: sqlx::Error },
-    #[error("identity migrations failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("bad licensing URL (ROSTER_LICENSING_URL): {0}")]
-    LicensingUrl(roster_platform::peer::PeerUrlError),
-    #[error(transparent)]
-    Tls(#[from] ConfigError),
-}
-
 /// A bound, migrated identity server, ready to serve.
 #[derive(Debug)]
 pub struct Server {
@@ -156,24 +142,33 @@ pub struct Server {
 
 impl Server {
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
-        let db = Database::connect(&settings.database_url, settings.db_max_connections)
-            .await
-            .map_err(|source| StartError::Connect { url: redact(&settings.database_url), source })?;
-        db.migrate(MIGRATIONS).await?;
+        let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartError::Bind {
+            key: "ROSTER_IDENTITY_LISTEN",
+            addr: settings.listen,
+            source,
+        })?;
+        let db = Database::connect(&settings.database_url, settings.db_max_connections).await.map_err(|source| {
+            StartError::Connect {
+                key: "ROSTER_IDENTITY_DATABASE_URL",
+                service: "identity",
+                url: redact(&settings.database_url),
+                source,
+            }
+        })?;
+        db.migrate(MIGRATIONS).await.map_err(|source| StartError::Migrate { service: "identity", source })?;
         let licensing = Self::licensing(&settings)?;
         let tls = settings.tls.server()?;
-        let health = bind_health(settings.tls.health_listen)
-            .await
-            .map_err(|(addr, source)| StartError::Bind { addr, source })?;
+        let health = bind_health(settings.tls.health_listen).await.map_err(|(addr, source)| StartError::Bind {
+            key: "ROSTER_HEALTH_LISTEN",
+            addr,
+            source,
+        })?;
         Ok(Self { listener, db, settings, licensing, tls, health })
     }
 
     fn licensing(settings: &Settings) -> Result<Licensing, StartError> {
         Licensing::new(&settings.licensing_url, settings.signer.clone(), settings.tls.client())
-            .map_err(StartError::LicensingUrl)
+            .map_err(|e| StartError::Config(ConfigError::new("ROSTER_LICENSING_URL", e.to_string())))
     }
 
     /// Points the sagas at licensing's address when it is only known after binding (the

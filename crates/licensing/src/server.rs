@@ -10,11 +10,12 @@ use std::time::Duration;
 use roster_platform::api_server;
 use roster_platform::auth::{Signer, Verifier};
 use roster_platform::clock::SharedClock;
+use roster_platform::config::ConfigError;
 use roster_platform::config::LimitArgs;
 use roster_platform::db::{Database, redact};
 use roster_platform::pagination::PageTokens;
 use roster_platform::saga_retry::{SagaRetry, SagaRetryArgs};
-use roster_platform::server::{ServeError, ServiceSet, bind_health, serve};
+use roster_platform::server::{ServeError, ServiceSet, StartError, bind_health, serve};
 use roster_platform::tls::{ServerTls, TlsArgs};
 use roster_proto::licensing::v1::billing_service_server::BillingServiceServer;
 use roster_proto::licensing::v1::content_service_server::ContentServiceServer;
@@ -73,20 +74,6 @@ pub struct Settings {
     pub tls: TlsArgs,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("cannot open the licensing database {url}: {source}")]
-    Connect { url: String, source: sqlx::Error },
-    #[error("licensing migrations failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("bad identity URL (ROSTER_IDENTITY_URL): {0}")]
-    IdentityUrl(roster_platform::peer::PeerUrlError),
-    #[error(transparent)]
-    Tls(#[from] roster_platform::config::ConfigError),
-}
-
 /// A bound, migrated licensing server, ready to serve.
 #[derive(Debug)]
 pub struct Server {
@@ -106,18 +93,27 @@ impl Server {
             settings.directory_cache,
             settings.tls.client(),
         )
-        .map_err(StartError::IdentityUrl)?;
+        .map_err(|e| StartError::Config(ConfigError::new("ROSTER_IDENTITY_URL", e.to_string())))?;
         let tls = settings.tls.server()?;
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
-        let db = Database::connect(&settings.database_url, settings.db_max_connections)
-            .await
-            .map_err(|source| StartError::Connect { url: redact(&settings.database_url), source })?;
-        db.migrate(MIGRATIONS).await?;
-        let health = bind_health(settings.tls.health_listen)
-            .await
-            .map_err(|(addr, source)| StartError::Bind { addr, source })?;
+        let listener = TcpListener::bind(settings.listen).await.map_err(|source| StartError::Bind {
+            key: "ROSTER_LICENSING_LISTEN",
+            addr: settings.listen,
+            source,
+        })?;
+        let db = Database::connect(&settings.database_url, settings.db_max_connections).await.map_err(|source| {
+            StartError::Connect {
+                key: "ROSTER_LICENSING_DATABASE_URL",
+                service: "licensing",
+                url: redact(&settings.database_url),
+                source,
+            }
+        })?;
+        db.migrate(MIGRATIONS).await.map_err(|source| StartError::Migrate { service: "licensing", source })?;
+        let health = bind_health(settings.tls.health_listen).await.map_err(|(addr, source)| StartError::Bind {
+            key: "ROSTER_HEALTH_LISTEN",
+            addr,
+            source,
+        })?;
         Ok(Self { listener, db, directory, settings, tls, health })
     }
 

@@ -7,6 +7,10 @@ use std::time::Duration;
 /// Exit status for bad configuration (sysexits `EX_USAGE`).
 pub const EXIT_BAD_CONFIG: i32 = 64;
 
+/// Exit status when something the command depends on is down, such as its database (sysexits
+/// `EX_UNAVAILABLE`).
+pub const EXIT_UNAVAILABLE: i32 = 69;
+
 /// A setting that cannot be used. `key` is the environment variable the operator edits.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {key}: {message}")]
@@ -180,7 +184,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Logging.
+/// Logging, for the commands that run services or touch their databases.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TelemetryArgs {
     /// `text` for people, `json` for log collectors.
@@ -189,7 +193,18 @@ pub struct TelemetryArgs {
     /// A tracing filter, e.g. `info` or `roster_identity=debug,info`.
     #[arg(long = "log", env = "ROSTER_LOG", default_value = "info", global = true)]
     pub log_filter: String,
-    /// Serve Prometheus metrics on this address (`roster up` and `roster serve`); off when unset.
+}
+
+impl Default for TelemetryArgs {
+    fn default() -> Self {
+        Self { log_format: LogFormat::Text, log_filter: "info".into() }
+    }
+}
+
+/// Metrics, for the commands that run services.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics on this address; off when unset.
     #[arg(long = "metrics-listen", env = "ROSTER_METRICS_LISTEN", global = true)]
     pub metrics_listen: Option<std::net::SocketAddr>,
 }

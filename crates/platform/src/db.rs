@@ -327,6 +327,45 @@ impl Database {
         migrator.run(&self.pool).await
     }
 
+    /// Deletes every row of every table but the migrations' record, in one transaction: the
+    /// schema stays, the data goes. `roster up --demo --reset` starts from this on PostgreSQL,
+    /// where deleting the data directory resets nothing.
+    pub async fn empty(&self) -> Result<(), sqlx::Error> {
+        use sqlx::Row as _;
+        let mut tx = self.begin().await?;
+        let list = match self.backend {
+            Backend::Postgres => "SELECT tablename::text AS name FROM pg_tables WHERE schemaname = current_schema()",
+            Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        };
+        let tables: Vec<String> = sqlx::query(list)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.try_get::<String, _>("name"))
+            .collect::<Result<_, _>>()?;
+        let quoted: Vec<String> = tables
+            .iter()
+            .filter(|name| name.as_str() != "_sqlx_migrations")
+            .map(|name| format!("\"{}\"", name.replace('"', "\"\"")))
+            .collect();
+        if quoted.is_empty() {
+            return tx.commit().await;
+        }
+        match self.backend {
+            Backend::Postgres => {
+                tx.execute(format!("TRUNCATE {}", quoted.join(", ")).as_str()).await?;
+            }
+            Backend::Sqlite => {
+                // Checked at the commit, when every table is empty, not row by row.
+                tx.execute("PRAGMA defer_foreign_keys = ON").await?;
+                for table in &quoted {
+                    tx.execute(format!("DELETE FROM {table}").as_str()).await?;
+                }
+            }
+        }
+        tx.commit().await
+    }
+
     pub async fn close(&self) {
         self.readers.close().await;
         self.pool.close().await;
@@ -419,6 +458,30 @@ mod tests {
             "readers are read-only"
         );
         assert_eq!(Backend::of(&conn), Backend::Sqlite);
+    }
+
+    #[tokio::test]
+    async fn emptying_keeps_the_schema_and_the_migrations_record_on_sqlite() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = Database::connect(&Database::sqlite_url(dir.path(), "e"), 1).await.expect("sqlite");
+        let migration = MigrationSql {
+            version: 1,
+            description: "parents and children",
+            sql: "CREATE TABLE parent (id BIGINT PRIMARY KEY); \
+             CREATE TABLE child (parent_id BIGINT NOT NULL REFERENCES parent (id))",
+        };
+        db.migrate(&[migration]).await.expect("migrate");
+        sqlx::query("INSERT INTO parent (id) VALUES (1)").execute(db.pool()).await.expect("parent");
+        sqlx::query("INSERT INTO child (parent_id) VALUES (1)").execute(db.pool()).await.expect("child");
+        db.empty().await.expect("empty, whatever order the tables come in");
+        let mut conn = db.reader().await.expect("reader");
+        for (table, rows) in [("parent", 0), ("child", 0), ("_sqlx_migrations", 1)] {
+            let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap_or_else(|e| panic!("{table} is still there: {e}"));
+            assert_eq!(count, rows, "{table}: the data goes, the migrations' record stays");
+        }
     }
 
     #[test]

@@ -95,6 +95,21 @@ impl ServiceSet {
     }
 }
 
+/// Why a service could not start, naming the setting an operator looks at: an address that
+/// cannot be bound is the configuration's to fix (exit 64), a database that cannot be reached
+/// is a dependency that is down (exit 69).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{key}: cannot listen on {addr}: {source}")]
+    Bind { key: &'static str, addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("{key}: cannot open the {service} database {url}: {source}")]
+    Connect { key: &'static str, service: &'static str, url: String, source: sqlx::Error },
+    #[error("{service} migrations failed: {source}")]
+    Migrate { service: &'static str, source: sqlx::migrate::MigrateError },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("reflection setup failed: {0}")]

@@ -22,26 +22,30 @@ const PART_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, clap::Args)]
 pub struct BulkArgs {
-    /// Where identity is, and the token to call with: the owner's, or a user's whose custom
-    /// role carries bulk removal (`roster token --user ID` mints one from the development keys).
-    #[command(flatten)]
-    remote: RemoteArgs,
     #[command(subcommand)]
     command: BulkCommand,
 }
 
 #[derive(Debug, clap::Subcommand)]
 enum BulkCommand {
-    /// Prints the sample CSV for an action: the header and an example row.
-    Template { action: ActionArg },
+    /// Prints the sample CSV for an action: the header and an example row (no server needed).
+    Template {
+        /// What the file's rows will do.
+        action: ActionArg,
+    },
     /// Uploads a CSV file, shows the progress live, prints a summary and writes
     /// `<file>.results.csv` beside it; exits 1 if a row failed or was skipped.
     Run {
+        /// What each row does to the user it names.
         action: ActionArg,
+        /// Where identity is, and the token to call with: the owner's, or a user's whose custom
+        /// role carries bulk removal (`roster token --user ID` mints one).
+        #[command(flatten)]
+        remote: RemoteArgs,
         /// The file, as the template shows it.
         #[arg(long)]
         csv: PathBuf,
-        /// The account whose users it names.
+        /// The account whose users it names (its id).
         #[arg(long)]
         account: String,
         /// Starts the operation once however often the command is repeated; a fresh one by
@@ -87,25 +91,25 @@ impl ActionArg {
 pub async fn run(args: BulkArgs) -> Result<(), Failure> {
     match args.command {
         BulkCommand::Template { action } => {
-            print!("{}", action.domain().template());
+            out!("{}", action.domain().template().trim_end_matches('\n'));
             Ok(())
         }
-        BulkCommand::Run { action, csv, account, request_id, json, dry_run } => {
+        BulkCommand::Run { action, remote, csv, account, request_id, json, dry_run } => {
             let file = std::fs::read(&csv).map_err(|e| runtime(format!("cannot read {}: {e}", csv.display())))?;
             if file.len() > MAX_FILE_BYTES {
                 return Err(
                     ConfigError::new("--csv", format!("{} is larger than 16 MiB; split it", csv.display())).into()
                 );
             }
-            let remote = Remote::connect(&args.remote, "roster token --user ID").await?;
+            let remote = Remote::connect(&remote, "roster token --user ID").await?;
             let request_id = request_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
             let started = upload(&remote, &account, action.api(), &request_id, dry_run, file).await?;
             // Followed even when already done, so every run shows its progress the same way.
             let mut operations = OperationsClient::new(remote.channel());
-            let ended = operations::follow(&mut operations, &remote, started.id, json).await?;
+            let ended = operations::follow(&mut operations, &remote, started.id, json, dry_run).await?;
             let results = results_path(&csv, dry_run);
             download(&remote, &ended.id, &results).await?;
-            summary(&ended, &results, dry_run)
+            summary(&ended, &results, dry_run, json)
         }
     }
 }
@@ -156,27 +160,32 @@ async fn download(remote: &Remote, operation_id: &str, to: &Path) -> Result<(), 
     std::fs::write(to, file).map_err(|e| runtime(format!("cannot write {}: {e}", to.display())))
 }
 
-/// Prints how it went; a row that failed or was skipped makes the command fail.
-fn summary(operation: &ops::Operation, results: &Path, dry_run: bool) -> Result<(), Failure> {
+/// Prints how it went (to stderr with `--json`, whose stdout holds only the operation's JSON
+/// lines); a row that failed or was skipped, or would be refused, makes the command fail.
+fn summary(operation: &ops::Operation, results: &Path, dry_run: bool, json: bool) -> Result<(), Failure> {
+    let say = |line: String| if json { eprintln!("{line}") } else { out!("{line}") };
     let rows = operation.progress.as_ref().and_then(|p| p.rows).unwrap_or_default();
-    println!("{} {} {}", operation.kind, render::state_name(operation.state), render::progress(operation));
-    println!("results: {}", results.display());
+    let not_ok = rows.failed + rows.skipped;
     if dry_run {
-        println!("dry run: nothing was changed; {} of {} rows would go ahead", rows.succeeded, rows.total);
-        if rows.failed > 0 || rows.skipped > 0 {
+        say(format!(
+            "dry run of {}: nothing was changed; {} of {} rows would go ahead, {not_ok} would be refused",
+            operation.kind, rows.succeeded, rows.total
+        ));
+        say(format!("results: {}", results.display()));
+        if not_ok > 0 {
             return Err(runtime(format!(
-                "{} of {} rows would be refused; see {}",
-                rows.failed + rows.skipped,
+                "{not_ok} of {} rows would be refused; see {}",
                 rows.total,
                 results.display()
             )));
         }
         return Ok(());
     }
-    if rows.failed > 0 || rows.skipped > 0 {
+    say(format!("{} {} {}", operation.kind, render::state_name(operation.state), render::progress(operation)));
+    say(format!("results: {}", results.display()));
+    if not_ok > 0 {
         return Err(runtime(format!(
-            "{} of {} rows did not succeed ({} failed, {} skipped); see {}",
-            rows.failed + rows.skipped,
+            "{not_ok} of {} rows did not succeed ({} failed, {} skipped); see {}",
             rows.total,
             rows.failed,
             rows.skipped,

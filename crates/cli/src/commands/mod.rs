@@ -1,6 +1,7 @@
 //! The `roster` commands and their arguments.
 
 mod bulk;
+mod docs;
 mod keys;
 mod migrate;
 mod ops;
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use roster_platform::config::{ConfigError, TelemetryArgs};
+use roster_platform::server::StartError;
 
 #[derive(Debug, Parser)]
 #[command(name = "roster", version, about = "Roster: the identity and licensing services of a multi-user SaaS product")]
@@ -21,8 +23,6 @@ pub struct Cli {
     /// Directory for embedded databases, dev keys, the dev inbox and demo data.
     #[arg(long = "data-dir", env = "ROSTER_DATA_DIR", default_value = ".roster", global = true)]
     data_dir: PathBuf,
-    #[command(flatten)]
-    telemetry: TelemetryArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,6 +44,31 @@ enum Command {
     Ops(ops::OpsArgs),
     /// Deactivate, unlink or delete many users from a CSV file: template, run.
     Bulk(bulk::BulkArgs),
+    /// Print shell completions for bash, zsh, fish, elvish or PowerShell.
+    Completions(docs::CompletionsArgs),
+    /// Write a man page for every command into a directory.
+    Man(docs::ManArgs),
+}
+
+impl Command {
+    /// The logging and metrics settings of the commands that run services or touch their
+    /// databases; the client commands (`token`, `keys`, `ops`, `bulk`) have none to show.
+    fn telemetry(&self) -> Option<&TelemetryArgs> {
+        match self {
+            Self::Up(args) => Some(&args.telemetry),
+            Self::Serve(args) => Some(&args.telemetry),
+            Self::Migrate(args) => Some(&args.telemetry),
+            Self::Token(_) | Self::Keys(_) | Self::Ops(_) | Self::Bulk(_) | Self::Completions(_) | Self::Man(_) => None,
+        }
+    }
+
+    fn metrics_listen(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Self::Up(args) => args.metrics.metrics_listen,
+            Self::Serve(args) => args.metrics.metrics_listen,
+            _ => None,
+        }
+    }
 }
 
 /// Runs the command; returns the process exit status.
@@ -54,14 +79,15 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Serve(args) => Some(args.service_name()),
         _ => None,
     };
-    let telemetry = match roster_platform::telemetry::init(&cli.telemetry, traced) {
+    // Client commands log only what goes wrong underneath them (a warning from the transport).
+    let quiet = TelemetryArgs { log_filter: "warn".into(), ..TelemetryArgs::default() };
+    let settings = cli.command.telemetry().unwrap_or(&quiet);
+    let telemetry = match roster_platform::telemetry::init(settings, traced) {
         Ok(telemetry) => telemetry,
         Err(error) => crate::settings::exit_config(&Cli::command(), &error),
     };
-    // Servers log a failure to stop; the short commands just say it.
-    let logged = matches!(cli.command, Command::Up(_) | Command::Serve(_) | Command::Migrate(_));
     // Only servers have metrics to serve (`roster up` serves both services' on one port).
-    if let (Some(listen), Command::Up(_) | Command::Serve(_)) = (cli.telemetry.metrics_listen, &cli.command)
+    if let Some(listen) = cli.command.metrics_listen()
         && let Err(error) = roster_platform::metrics::install(listen)
     {
         crate::settings::exit_config(&Cli::command(), &error);
@@ -74,32 +100,50 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Keys(args) => keys::run(&cli.data_dir, args),
         Command::Ops(args) => ops::run(args).await,
         Command::Bulk(args) => bulk::run(args).await,
+        Command::Completions(args) => docs::completions(&args),
+        Command::Man(args) => docs::man(&args),
     };
     // Flushing waits for the exporter, which needs the runtime's other threads: off this one.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    // Each failure is said once, on stderr, naming what to look at.
     match result {
         Ok(()) => 0,
         Err(Failure::Config(error)) => crate::settings::exit_config(&Cli::command(), &error),
+        Err(Failure::Unavailable(error)) => crate::settings::exit_unavailable(&Cli::command(), &error),
         Err(Failure::Runtime(message)) => {
-            if logged {
-                tracing::error!("{message}");
-            }
             eprintln!("roster: {message}");
             1
         }
     }
 }
 
-/// Why a command failed: bad configuration (exit 64) or a failure while running (exit 1).
+/// Why a command failed: bad configuration (exit 64), a dependency that is down, such as the
+/// database a setting names (exit 69), or a failure while running (exit 1).
 #[derive(Debug)]
 pub enum Failure {
     Config(ConfigError),
+    Unavailable(ConfigError),
     Runtime(String),
 }
 
 impl From<ConfigError> for Failure {
     fn from(error: ConfigError) -> Self {
         Self::Config(error)
+    }
+}
+
+impl From<StartError> for Failure {
+    fn from(error: StartError) -> Self {
+        match error {
+            StartError::Bind { key, addr, source } => {
+                Self::Config(ConfigError::new(key, format!("cannot listen on {addr}: {source}")))
+            }
+            StartError::Connect { key, service, source, .. } => {
+                Self::Unavailable(ConfigError::new(key, format!("the {service} database: {source}")))
+            }
+            StartError::Migrate { .. } => Self::Runtime(error.to_string()),
+            StartError::Config(error) => Self::Config(error),
+        }
     }
 }
 

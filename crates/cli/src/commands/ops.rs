@@ -30,11 +30,13 @@ pub struct OpsArgs {
 enum OpsCommand {
     /// An account's operations, newest first.
     List {
+        /// The account whose operations to list (its id).
         #[arg(long)]
         account: String,
         /// Only this kind, e.g. `user.unlink`.
         #[arg(long)]
         kind: Option<String>,
+        /// Only operations in this state.
         #[arg(long, value_enum)]
         state: Option<StateArg>,
         /// How many to show at most.
@@ -42,17 +44,29 @@ enum OpsCommand {
         limit: u32,
     },
     /// One operation in full.
-    Get { operation_id: String },
+    Get {
+        /// The operation's id, as `list` or the call that started it shows it.
+        operation_id: String,
+    },
     /// Follows an operation until it is done; exits 1 unless it ends SUCCEEDED or RESOLVED.
-    Watch { operation_id: String },
+    Watch {
+        /// The operation's id, as `list` or the call that started it shows it.
+        operation_id: String,
+    },
     /// Runs a FAILED operation again from the step that failed (operators).
     Retry {
+        /// The FAILED operation's id.
         operation_id: String,
         #[command(flatten)]
         change: ChangeArgs,
+        /// Then follow the operation until it is done, as `watch` does.
+        #[arg(long)]
+        watch: bool,
     },
     /// Closes a FAILED operation as RESOLVED, saying what was set right by hand (operators).
+    /// It is final at once, so there is nothing to watch.
     Resolve {
+        /// The FAILED operation's id.
         operation_id: String,
         /// What was done by hand; kept in the audit trail.
         #[arg(long)]
@@ -62,9 +76,13 @@ enum OpsCommand {
     },
     /// Stops a RUNNING operation before its point of no return; its steps are undone.
     Cancel {
+        /// The RUNNING operation's id.
         operation_id: String,
         #[command(flatten)]
         change: ChangeArgs,
+        /// Then follow the operation until its undoing is done, as `watch` does.
+        #[arg(long)]
+        watch: bool,
     },
 }
 
@@ -73,9 +91,6 @@ struct ChangeArgs {
     /// Makes the change once however often the command is repeated; a fresh one by default.
     #[arg(long = "request-id")]
     request_id: Option<String>,
-    /// Then follow the operation until it is done, as `watch` does.
-    #[arg(long)]
-    watch: bool,
 }
 
 impl ChangeArgs {
@@ -131,21 +146,21 @@ pub async fn run(args: OpsArgs) -> Result<(), Failure> {
             render::show(&operation, client.json)
         }
         OpsCommand::Watch { operation_id } => watch(&mut client, operation_id).await,
-        OpsCommand::Retry { operation_id, change } => {
+        OpsCommand::Retry { operation_id, change, watch } => {
             let request = client.request(ops::RetryOperationRequest { operation_id, request_id: change.request_id() });
             let operation = client.inner.retry_operation(request).await.map_err(refused)?.into_inner();
-            changed(&mut client, operation, change.watch).await
+            changed(&mut client, operation, watch).await
         }
         OpsCommand::Resolve { operation_id, note, change } => {
             let request =
                 client.request(ops::ResolveOperationRequest { operation_id, request_id: change.request_id(), note });
             let operation = client.inner.resolve_operation(request).await.map_err(refused)?.into_inner();
-            changed(&mut client, operation, change.watch).await
+            changed(&mut client, operation, false).await
         }
-        OpsCommand::Cancel { operation_id, change } => {
+        OpsCommand::Cancel { operation_id, change, watch } => {
             let request = client.request(ops::CancelOperationRequest { operation_id, request_id: change.request_id() });
             let operation = client.inner.cancel_operation(request).await.map_err(refused)?.into_inner();
-            changed(&mut client, operation, change.watch).await
+            changed(&mut client, operation, watch).await
         }
     }
 }
@@ -188,7 +203,7 @@ async fn changed(client: &mut Client, operation: ops::Operation, follow: bool) -
 }
 
 async fn watch(client: &mut Client, operation_id: String) -> Result<(), Failure> {
-    let last = follow(&mut client.inner, &client.remote, operation_id, client.json).await?;
+    let last = follow(&mut client.inner, &client.remote, operation_id, client.json, false).await?;
     if !client.json {
         render::show(&last, false)?;
     }
@@ -196,16 +211,18 @@ async fn watch(client: &mut Client, operation_id: String) -> Result<(), Failure>
 }
 
 /// Follows an operation until it is done, showing its progress live (a bar on a terminal, a
-/// line per change otherwise, JSON lines for scripts); returns it as it ended.
+/// line per change otherwise, JSON lines for scripts), a dry run's in its own words; returns
+/// it as it ended.
 pub async fn follow(
     client: &mut OperationsClient<Channel>,
     remote: &Remote,
     operation_id: String,
     as_json: bool,
+    dry_run: bool,
 ) -> Result<ops::Operation, Failure> {
     let request = remote.request(ops::WatchOperationRequest { operation_id });
     let mut stream = client.watch_operation(request).await.map_err(refused)?.into_inner();
-    let mut live = render::Live::new(as_json, std::io::stderr().is_terminal());
+    let mut live = render::Live::new(as_json, std::io::stderr().is_terminal(), dry_run);
     let mut last = None;
     while let Some(operation) = stream.message().await.map_err(refused)? {
         live.update(&operation)?;

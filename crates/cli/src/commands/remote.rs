@@ -33,7 +33,13 @@ impl Remote {
     /// mint one (`mint`).
     pub async fn connect(args: &RemoteArgs, mint: &str) -> Result<Self, Failure> {
         let token = args.token.as_deref().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
-            ConfigError::new("ROSTER_TOKEN", format!("a bearer token is required (`{mint}` mints one)"))
+            ConfigError::new(
+                "ROSTER_TOKEN",
+                format!(
+                    "a bearer token is required (`{mint}` mints one with the keys in ROSTER_KEYS_DIR, `roster up`'s \
+                     by default)"
+                ),
+            )
         })?;
         let authorization = format!("Bearer {token}").parse().map_err(|_| {
             ConfigError::new("ROSTER_TOKEN", "is not a token (it has characters a header cannot carry)")

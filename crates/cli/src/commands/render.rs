@@ -27,7 +27,32 @@ pub fn json(operation: &ops::Operation) -> Result<Value, Failure> {
         .get_message_by_name("roster.operations.v1.Operation")
         .ok_or_else(|| runtime("the Operation descriptor is missing"))?;
     let message = DynamicMessage::decode(descriptor, operation.encode_to_vec().as_slice()).map_err(runtime)?;
-    serde_json::to_value(&message).map_err(runtime)
+    let mut value = serde_json::to_value(&message).map_err(runtime)?;
+    whole_numbers(&mut value);
+    Ok(value)
+}
+
+/// A `google.protobuf.Struct` carries every number as a double, so a result's counts would
+/// print as `1.0`; whole numbers that a double holds exactly print as integers.
+fn whole_numbers(value: &mut Value) {
+    match value {
+        Value::Number(number) => {
+            if let Some(float) = number.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0) {
+                // Exact: the guard keeps the value within the range a double holds exactly.
+                #[allow(clippy::cast_possible_truncation)]
+                let whole = float as i64;
+                *number = whole.into();
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers),
+        Value::Object(fields) => fields.values_mut().for_each(whole_numbers),
+        _ => {}
+    }
+}
+
+/// A table as text, without the padding that would follow each row's last cell.
+fn trimmed(table: &Table) -> String {
+    table.lines().map(|line| line.trim_end().to_owned()).collect::<Vec<_>>().join("\n")
 }
 
 /// The state as the API names it, without the enum prefix: `RUNNING`, `FAILED`, ...
@@ -70,11 +95,11 @@ fn table() -> Table {
 pub fn list(operations: &[ops::Operation], as_json: bool) -> Result<(), Failure> {
     if as_json {
         let all = operations.iter().map(json).collect::<Result<Vec<_>, _>>()?;
-        println!("{}", serde_json::to_string_pretty(&all).map_err(runtime)?);
+        out!("{}", serde_json::to_string_pretty(&all).map_err(runtime)?);
         return Ok(());
     }
     if operations.is_empty() {
-        println!("No operations.");
+        out!("No operations.");
         return Ok(());
     }
     let mut table = table();
@@ -89,14 +114,14 @@ pub fn list(operations: &[ops::Operation], as_json: bool) -> Result<(), Failure>
             time(operation.updated_at_ms),
         ]);
     }
-    println!("{table}");
+    out!("{}", trimmed(&table));
     Ok(())
 }
 
 /// One operation, every field that is set.
 pub fn show(operation: &ops::Operation, as_json: bool) -> Result<(), Failure> {
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&json(operation)?).map_err(runtime)?);
+        out!("{}", serde_json::to_string_pretty(&json(operation)?).map_err(runtime)?);
         return Ok(());
     }
     let mut rows = vec![
@@ -132,16 +157,45 @@ pub fn show(operation: &ops::Operation, as_json: bool) -> Result<(), Failure> {
     if operation.finished_at_ms > 0 {
         rows.push(("finished", time(operation.finished_at_ms)));
     }
-    let mut table = table();
+    // Name and value per line: a long value (a result) runs on rather than widening every row.
+    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
     for (name, value) in rows {
-        table.add_row([name.to_owned(), value]);
+        out!("{name:<width$}  {value}");
     }
-    println!("{table}");
     Ok(())
 }
 
+/// A dry run's progress in its own words: rows checked, and how many would go ahead or be
+/// refused (its operation "succeeds" whatever the rows would do, so its state says little).
+fn dry_run_progress(operation: &ops::Operation) -> String {
+    match operation.progress.as_ref().and_then(|p| p.rows) {
+        Some(rows) => format!(
+            "dry run: checked {}/{}: {} would go ahead, {} would be refused",
+            rows.done,
+            rows.total,
+            rows.succeeded,
+            rows.failed + rows.skipped
+        ),
+        None => format!("dry run: {}", state_name(operation.state)),
+    }
+}
+
+/// How a line of progress reads: the state and progress, or a dry run's own words.
+fn progress_line(operation: &ops::Operation, dry_run: bool) -> String {
+    if dry_run {
+        dry_run_progress(operation)
+    } else {
+        format!("{} {}", state_name(operation.state), progress(operation))
+    }
+}
+
 /// Progress while watching.
-pub enum Live {
+pub struct Live {
+    shown: Shown,
+    dry_run: bool,
+}
+
+enum Shown {
     /// One JSON object per line, for scripts.
     Json,
     /// A bar on the terminal (stderr), so stdout keeps only the final table.
@@ -151,14 +205,45 @@ pub enum Live {
 }
 
 impl Live {
-    pub fn new(as_json: bool, terminal: bool) -> Self {
+    /// `dry_run` words the progress of a dry run (`validate_only`) as what would happen.
+    pub fn new(as_json: bool, terminal: bool, dry_run: bool) -> Self {
+        Self { shown: Shown::new(as_json, terminal), dry_run }
+    }
+
+    pub fn update(&mut self, operation: &ops::Operation) -> Result<(), Failure> {
+        let p = operation.progress.clone().unwrap_or_default();
+        match &self.shown {
+            Shown::Json => out!("{}", json(operation)?),
+            Shown::Bar(bar) => {
+                let (done, total) = p.rows.map_or((p.steps_done, p.steps_total), |rows| (rows.done, rows.total));
+                if total > 0 {
+                    bar.set_length(u64::from(total));
+                    bar.set_position(u64::from(done));
+                }
+                bar.set_message(progress_line(operation, self.dry_run));
+            }
+            Shown::Lines => out!("{}", progress_line(operation, self.dry_run)),
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) {
+        if let Shown::Bar(bar) = self.shown {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Shown {
+    fn new(as_json: bool, terminal: bool) -> Self {
         if as_json {
             return Self::Json;
         }
         if !terminal {
             return Self::Lines;
         }
-        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        // No length until the first update says how many there are: a bar of 0/0 draws full.
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         let style = ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
             .map(|style| style.progress_chars("=> "))
             .unwrap_or_else(|_| ProgressStyle::default_bar());
@@ -166,25 +251,41 @@ impl Live {
         bar.enable_steady_tick(Duration::from_millis(120));
         Self::Bar(bar)
     }
+}
 
-    pub fn update(&mut self, operation: &ops::Operation) -> Result<(), Failure> {
-        let p = operation.progress.clone().unwrap_or_default();
-        match self {
-            Self::Json => println!("{}", json(operation)?),
-            Self::Bar(bar) => {
-                let (done, total) = p.rows.map_or((p.steps_done, p.steps_total), |rows| (rows.done, rows.total));
-                bar.set_length(u64::from(total));
-                bar.set_position(u64::from(done));
-                bar.set_message(format!("{} {}", state_name(operation.state), progress(operation)));
-            }
-            Self::Lines => println!("{} {}", state_name(operation.state), progress(operation)),
-        }
-        Ok(())
+#[cfg(test)]
+mod tests {
+    use roster_proto::operations::v1 as ops;
+    use serde_json::json;
+
+    use super::{Live, whole_numbers};
+
+    #[test]
+    fn the_bar_has_no_length_until_the_operation_says_how_much_there_is() {
+        let mut live = Live::new(false, true, false);
+        let with_rows = |total: u32, done: u32| ops::Operation {
+            progress: Some(ops::Progress {
+                rows: Some(ops::RowCounts { total, done, ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let length = |live: &Live| match &live.shown {
+            super::Shown::Bar(bar) => bar.length(),
+            _ => panic!("a terminal gets a bar"),
+        };
+        assert_eq!(length(&live), None, "not 0/0, which draws a full bar");
+        live.update(&with_rows(0, 0)).expect("update");
+        assert_eq!(length(&live), None);
+        live.update(&with_rows(40, 12)).expect("update");
+        assert_eq!(length(&live), Some(40));
+        live.finish();
     }
 
-    pub fn finish(self) {
-        if let Self::Bar(bar) = self {
-            bar.finish_and_clear();
-        }
+    #[test]
+    fn counts_print_as_integers_and_fractions_stay() {
+        let mut value = json!({"moved": {"meetings": 1.0, "recordings": 0.0}, "ratio": 0.5, "list": [2.0, "x"]});
+        whole_numbers(&mut value);
+        assert_eq!(value.to_string(), r#"{"list":[2,"x"],"moved":{"meetings":1,"recordings":0},"ratio":0.5}"#);
     }
 }

@@ -1,13 +1,16 @@
 //! `roster token`: mint a token for grpcurl and scripts, signed with the private key bound to
-//! the principal's kind (by default the one `roster up` generated in the data directory).
+//! the principal's kind, found in the keys directory a deployment uses (`--keys-dir`,
+//! `ROSTER_KEYS_DIR`; `roster up`'s own in the data directory by default).
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use roster_platform::auth::{KeyDir, KeyScope, Principal, Signer};
+use roster_platform::auth::{KeyDir, KeyScope, MaxLifetimes, Principal, Signer};
 use roster_platform::config::{ClaimArgs, ConfigError};
+use serde_json::json;
 
 use super::Failure;
+use super::keys::KeysDirArg;
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("who").required(true).args(["user", "operator", "service"])))]
@@ -21,13 +24,20 @@ pub struct TokenArgs {
     /// A service name, e.g. `licensing`.
     #[arg(long)]
     service: Option<String>,
-    /// Lifetime in seconds.
-    #[arg(long = "ttl-seconds", default_value_t = 3_600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
-    ttl_seconds: u64,
-    /// Ed25519 private key (PEM) bound to the principal's kind; defaults to the one in the data
-    /// directory's `keys/` (`users.pem`, `operators.pem`, `service-<name>.pem`).
+    /// Lifetime in seconds; by default the longest the services accept for the kind
+    /// (`ROSTER_TOKEN_MAX_LIFETIME`'s defaults: 24 hours for users and operators, as the
+    /// demo's tokens, 1 hour for services).
+    #[arg(long = "ttl-seconds", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    ttl_seconds: Option<u64>,
+    #[command(flatten)]
+    keys: KeysDirArg,
+    /// An Ed25519 private key (PEM) to sign with instead of the one in the keys directory
+    /// (`users.pem`, `operators.pem`, `service-<name>.pem`).
     #[arg(long = "private-key", env = "ROSTER_JWT_PRIVATE_KEY")]
     private_key: Option<PathBuf>,
+    /// Print one JSON object (token, principal, expiry) instead of the bare token.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     claims: ClaimArgs,
 }
@@ -43,11 +53,28 @@ pub fn run(data_dir: &Path, args: TokenArgs) -> Result<(), Failure> {
         (_, _, Some(name)) => Principal::Service { name },
         (None, None, None) => unreachable!("clap requires one of --user, --operator, --service"),
     };
-    let key = args.private_key.unwrap_or_else(|| {
-        KeyDir { dir: super::keys::default_dir(data_dir) }.private_key(&KeyScope::for_principal(&principal))
-    });
+    let (key, key_setting) = match args.private_key {
+        Some(path) => (path, "ROSTER_JWT_PRIVATE_KEY"),
+        None => {
+            let dir = KeyDir { dir: args.keys.dir(data_dir) };
+            (dir.private_key(&KeyScope::for_principal(&principal)), "ROSTER_KEYS_DIR")
+        }
+    };
     let signer = Signer::from_pem_file(&key, &args.claims.jwt_audience, &args.claims.jwt_issuer)
-        .map_err(|e| ConfigError::new("ROSTER_JWT_PRIVATE_KEY", e.to_string()))?;
-    println!("{}", signer.mint(&principal, now_seconds(), args.ttl_seconds));
+        .map_err(|e| ConfigError::new(key_setting, e.to_string()))?;
+    let ttl = args.ttl_seconds.unwrap_or_else(|| MaxLifetimes::default().of(principal.kind()).as_secs());
+    let now = now_seconds();
+    let token = signer.mint(&principal, now, ttl);
+    if args.json {
+        let minted = json!({
+            "token": token,
+            "principal": principal.audit_name(),
+            "expires_at_s": now + ttl,
+            "key": key.display().to_string(),
+        });
+        out!("{minted}");
+    } else {
+        out!("{token}");
+    }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! generated into the data directory, e-mails written as files. `--demo` seeds both services
 //! once (kept in `demo.json`) and writes fresh tokens to `demo.env` on every start.
 
+use roster_platform::config::{MetricsArgs, TelemetryArgs};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -24,12 +25,25 @@ use super::token::now_seconds;
 use super::{Failure, runtime};
 
 const DEMO_TOKEN_TTL_S: u64 = 24 * 3_600;
+/// The seeded demo's ids, kept in the data directory.
+const DEMO_FILE: &str = "demo.json";
+/// The manual clock's lead, kept in the data directory.
+const CLOCK_FILE: &str = "clock-ahead-ms";
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// Seed a demo account and print tokens and ready-to-paste grpcurl commands.
     #[arg(long)]
     demo: bool,
+    /// Empty both databases (every row; the schema stays) and seed the demo afresh. The way to
+    /// start the walkthrough over on PostgreSQL, where deleting the data directory resets
+    /// nothing; on SQLite it does what `rm -rf .roster` does.
+    #[arg(long, requires = "demo")]
+    reset: bool,
     /// Development only: the clock can be moved ahead with
     /// `roster.dev.v1.ClockService/AdvanceTime` on identity's port (it runs as usual
     /// otherwise, and keeps its lead across restarts in `clock-ahead-ms`), so reminders and
@@ -51,6 +65,15 @@ pub struct UpArgs {
 }
 
 pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
+    if args.reset {
+        // What the last demo left: its ids and the manual clock's lead.
+        for file in [DEMO_FILE, CLOCK_FILE] {
+            match std::fs::remove_file(data_dir.join(file)) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(runtime(error)),
+                _ => {}
+            }
+        }
+    }
     // One key per kind of principal, as in production, so the dev set-up exercises the binding.
     let claims = ClaimArgs::default();
     let keys = generate_keys(&super::keys::default_dir(data_dir), &KeyScope::all())
@@ -75,7 +98,7 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
     )?;
     let mut settings = settings;
     if args.manual_clock {
-        let kept = KeptClock::open(data_dir.join("clock-ahead-ms"))
+        let kept = KeptClock::open(data_dir.join(CLOCK_FILE))
             .map_err(|e| ConfigError::new("--manual-clock", e.to_string()))?;
         settings.clock = kept.clock.clone();
         settings.dev_clock = Some(kept);
@@ -83,7 +106,7 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
     let clock = settings.clock.clone();
     let settings_mailer = settings.mailer.describe();
     let identity_db = roster_platform::db::redact(&settings.database_url);
-    let mut identity = roster_identity::Server::build(settings).await.map_err(runtime)?;
+    let mut identity = roster_identity::Server::build(settings).await?;
     let identity_addr = identity.local_addr();
 
     let licensing_args = LicensingArgs {
@@ -104,9 +127,9 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
     // One clock for both services, so a refund's proration sees the time identity sees.
     settings.clock = clock.clone();
     let licensing_db = roster_platform::db::redact(&settings.database_url);
-    let licensing = roster_licensing::Server::build(settings).await.map_err(runtime)?;
+    let licensing = roster_licensing::Server::build(settings).await?;
     let licensing_addr = licensing.local_addr();
-    identity.set_licensing_url(format!("http://{licensing_addr}")).map_err(runtime)?;
+    identity.set_licensing_url(format!("http://{licensing_addr}"))?;
 
     let mut banner = format!(
         "Roster is up.\n  identity   {identity_addr}  (database: {identity_db})\n  licensing  {licensing_addr}  (database: {licensing_db})\n  e-mails    {}\n  tokens     roster token --user <id> | --operator <name>\n",
@@ -117,6 +140,11 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
             "  clock      manual: move it with grpcurl -plaintext -H \"authorization: Bearer $OPERATOR_TOKEN\" \
              -d '{{\"by\":\"24h\"}}' {identity_addr} roster.dev.v1.ClockService/AdvanceTime\n"
         ));
+    }
+    if args.reset {
+        for db in [identity.database(), licensing.database()] {
+            db.empty().await.map_err(|e| runtime(format!("emptying the databases failed: {e}")))?;
+        }
     }
     if args.demo {
         let demo = load_or_seed(data_dir, identity.database(), &clock).await?;
@@ -135,9 +163,10 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> Result<(), Failure> {
         let env_file = data_dir.join("demo.env");
         let exports = demo_env(&demo, &seeded, &signers);
         std::fs::write(&env_file, &exports).map_err(runtime)?;
-        banner.push_str(&demo_banner(&demo, &env_file, &exports, identity_addr, licensing_addr));
+        let now = demo::people_now(identity.database(), &demo).await.map_err(runtime)?;
+        banner.push_str(&demo_banner(&demo, &now, &env_file, &exports, identity_addr, licensing_addr));
     }
-    println!("{banner}");
+    out!("{banner}");
 
     // One SIGTERM stops both servers; each drains its own in-flight RPCs.
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -159,7 +188,7 @@ async fn load_or_seed(
     db: &roster_platform::db::Database,
     clock: &roster_platform::clock::SharedClock,
 ) -> Result<Demo, Failure> {
-    let file = data_dir.join("demo.json");
+    let file = data_dir.join(DEMO_FILE);
     if let Ok(text) = std::fs::read_to_string(&file) {
         let saved: Demo = serde_json::from_str(&text).map_err(|e| {
             runtime(format!("{} is damaged ({e}); delete the data directory to reseed", file.display()))
@@ -169,7 +198,13 @@ async fn load_or_seed(
         }
         tracing::info!(file = %file.display(), "the saved demo belongs to another database; seeding this one");
     }
-    let demo = demo::seed(db, clock).await.map_err(|e| runtime(format!("seeding the demo failed: {e}")))?;
+    let demo = demo::seed(db, clock).await.map_err(|e| match e {
+        roster_identity::effects::Error::Domain(roster_identity::domain::DomainError::EmailInUse) => runtime(
+            "seeding the demo failed: the database already holds the demo's users (from an earlier demo whose \
+             demo.json is gone); start with `roster up --demo --reset` to empty both databases and seed again",
+        ),
+        other => runtime(format!("seeding the demo failed: {other}")),
+    })?;
     std::fs::write(&file, serde_json::to_string_pretty(&demo).map_err(runtime)?).map_err(runtime)?;
     Ok(demo)
 }
@@ -209,23 +244,29 @@ fn demo_env(demo: &Demo, licensing: &DemoLicensing, signers: &SignerSet) -> Stri
 
 fn demo_banner(
     demo: &Demo,
+    now: &(Vec<demo::Person>, Option<demo::Person>),
     env_file: &Path,
     exports: &str,
     addr: std::net::SocketAddr,
     licensing: std::net::SocketAddr,
 ) -> String {
-    let mut people = format!("  owner    {:<22} {}\n", demo.owner.email, demo.owner.id);
-    for (label, users) in [("admin", &demo.admins), ("member", &demo.members)] {
-        for user in users {
-            let _ = writeln!(people, "  {label:<8} {:<22} {}", user.email, user.id);
-        }
+    let (people_now, solo) = now;
+    let mut people = String::new();
+    for person in people_now {
+        let status = match person.status {
+            "active" => String::new(),
+            "pending" if person.id == demo.invitee.id => " (pending; code in $INVITATION_CODE)".to_owned(),
+            other => format!(" ({other})"),
+        };
+        let _ = writeln!(people, "  {:<8} {:<24} {}{status}", person.role, person.email, person.id);
     }
-    let _ = writeln!(people, "  pending  {:<22} {} (code in $INVITATION_CODE)", demo.invitee.email, demo.invitee.id);
-    let _ = writeln!(
-        people,
-        "  solo     {:<22} {} (owns account $SOLO_ACCOUNT, pays EUR 14.99/month, invited to Acme)",
-        demo.solo.owner.email, demo.solo.owner.id
-    );
+    if let Some(solo) = solo {
+        let _ = writeln!(
+            people,
+            "  solo     {:<24} {} (owns account $SOLO_ACCOUNT, pays EUR 14.99/month, invited to Acme)",
+            solo.email, solo.id
+        );
+    }
     format!(
         "\nDemo account Acme Inc (pro): {account}\n{people}\n\
          Ids and 24-hour tokens (also in {env}; `source` it in another shell):\n\n{exports}\n\

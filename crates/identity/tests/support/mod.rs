@@ -312,7 +312,6 @@ fn tracing_subscriber_init() -> Result<(), ()> {
     let args = roster_platform::config::TelemetryArgs {
         log_format: roster_platform::config::LogFormat::Text,
         log_filter: "info".into(),
-        metrics_listen: None,
     };
     roster_platform::telemetry::init(&args, None).map(drop).map_err(|_| ())
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tower::{Layer, Service};
 
 pub use keys::{IDENTITY_SERVICE, KeyDir, KeyError, KeyScope, LICENSING_SERVICE, generate_keys};
-pub use tokens::{Claims, ServiceCredentials, Signer, SignerSet, Verifier};
+pub use tokens::{Claims, MaxLifetimes, ServiceCredentials, Signer, SignerSet, Verifier};
 
 /// Larger bearer tokens are refused before any parsing, so a hostile header costs nothing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;

@@ -174,7 +174,7 @@ impl MaxLifetimes {
         Ok(lifetimes)
     }
 
-    fn of(&self, kind: PrincipalKind) -> Duration {
+    pub fn of(&self, kind: PrincipalKind) -> Duration {
         match kind {
             PrincipalKind::User => self.users,
             PrincipalKind::Operator => self.operators,
