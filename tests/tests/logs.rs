@@ -140,6 +140,9 @@ async fn every_rpc_leaves_one_structured_line_whether_answered_or_refused() {
         lookups.iter().any(|l| l["span"]["trace_id"] == TRACE_ID),
         "licensing passed the caller's traceparent on to identity: {lookups:?}"
     );
+    // Health checks (the test's own wait for the server) are plumbing: logged at debug only.
+    let health = rpc("/grpc.health.v1.Health/Check");
+    assert!(health.is_empty(), "no info line per health check: {health:?}");
     let stopped = lines.iter().find(|l| l["message"] == "workflow worker stopped").expect("the worker's last line");
     assert!(stopped["completed"].is_u64(), "counters are fields: {stopped}");
 }

@@ -72,7 +72,12 @@ async fn up_serves_rpc_saga_outbox_and_pool_metrics_for_prometheus() {
         .find(|s| s.metric == "roster_rpc_duration_seconds" && s.labels.get("code") == Some("OK"))
         .expect("a latency histogram");
     assert!(matches!(&latency.value, prometheus_parse::Value::Histogram(b) if b.len() > 5), "{latency:?}");
-    for gauge in ["roster_saga_oldest_age_seconds", "roster_outbox_backlog", "roster_outbox_oldest_age_seconds"] {
+    for gauge in [
+        "roster_saga_oldest_age_seconds",
+        "roster_outbox_backlog",
+        "roster_outbox_oldest_age_seconds",
+        "roster_log_lines_dropped_total",
+    ] {
         assert!(value(&samples, gauge, &[]).is_some_and(|v| v >= 0.0), "{gauge} in {samples:#?}");
     }
     for service in ["identity", "licensing"] {

@@ -86,8 +86,12 @@ where
     }
 }
 
-/// `service`'s pools: connections in use and idle.
+/// Log lines dropped because the log writer's queue was full (see `telemetry`).
+pub const LOG_LINES_DROPPED: &str = "roster_log_lines_dropped_total";
+
+/// `service`'s pools: connections in use and idle; and the log lines dropped so far.
 pub fn sample_pools(service: &'static str, db: &Database) {
+    metrics::counter!(LOG_LINES_DROPPED).absolute(crate::telemetry::dropped_lines() as u64);
     for (name, pool) in [("writer", db.pool()), ("reader", db.readers())] {
         let (size, idle) = (f64::from(pool.size()), pool.num_idle() as f64);
         metrics::gauge!(DB_CONNECTIONS, "service" => service, "pool" => name, "state" => "in_use").set(size - idle);

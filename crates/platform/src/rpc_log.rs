@@ -1,6 +1,7 @@
 //! One `info` line per RPC, and its count and latency in the metrics, from a tower layer
 //! around every other layer, so that a call refused by authentication or by the limits leaves
-//! a line as well as one a handler answers.
+//! a line as well as one a handler answers. Health checks and reflection, the plumbing that
+//! probes and tools call many times a minute, get their span and line at `debug` instead.
 //!
 //! The layer opens the RPC's span (`rpc`: `method`, and `trace_id` from a W3C `traceparent`
 //! header); the authentication layer records `principal` (its kind) in it, and the idempotency
@@ -107,16 +108,23 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let path = self.known.label(request.uri().path());
-        let span = tracing::info_span!(
-            "rpc",
-            method = path.as_str(),
-            principal = Empty,
-            request_id = Empty,
-            trace_id = Empty,
-            "otel.name" = path.as_str(),
-            "otel.kind" = "server",
-            "otel.status_code" = Empty,
-        );
+        macro_rules! rpc_span {
+            ($level:expr) => {
+                tracing::span!(
+                    $level,
+                    "rpc",
+                    method = path.as_str(),
+                    principal = Empty,
+                    request_id = Empty,
+                    trace_id = Empty,
+                    "otel.name" = path.as_str(),
+                    "otel.kind" = "server",
+                    "otel.status_code" = Empty,
+                )
+            };
+        }
+        let quiet = is_plumbing(&path);
+        let span = if quiet { rpc_span!(tracing::Level::DEBUG) } else { rpc_span!(tracing::Level::INFO) };
         // With traces on, the span continues the caller's trace (or starts one) and its id is
         // the one logged; with them off, the caller's trace id is logged as it came.
         crate::traces::continue_from_headers(&span, request.headers());
@@ -130,7 +138,7 @@ where
         // Entered while the inner layers take the request: authentication records the
         // principal synchronously, in `call`.
         let response = span.in_scope(|| self.inner.call(request));
-        let end = End { span: span.clone(), path, started, code: None, logged: false };
+        let end = End { span: span.clone(), path, started, code: None, logged: false, quiet };
         Box::pin(tracing::Instrument::instrument(
             async move {
                 let response = crate::traces::continuing(continues, response).await?;
@@ -142,6 +150,11 @@ where
             span,
         ))
     }
+}
+
+/// Health checks and reflection: logged at `debug`, counted in the metrics all the same.
+fn is_plumbing(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.") || path.starts_with("/grpc.reflection.")
 }
 
 fn grpc_code(headers: &http::HeaderMap) -> Option<tonic::Code> {
@@ -157,6 +170,8 @@ struct End {
     /// Known from the headers of a headers-only response, else from the trailers.
     code: Option<tonic::Code>,
     logged: bool,
+    /// Health or reflection: the line is written at `debug`.
+    quiet: bool,
 }
 
 impl End {
@@ -170,7 +185,13 @@ impl End {
         if code != tonic::Code::Ok {
             self.span.record("otel.status_code", "error");
         }
-        self.span.in_scope(|| tracing::info!(code = code_name(code), latency_ms, "rpc finished"));
+        self.span.in_scope(|| {
+            if self.quiet {
+                tracing::debug!(code = code_name(code), latency_ms, "rpc finished");
+            } else {
+                tracing::info!(code = code_name(code), latency_ms, "rpc finished");
+            }
+        });
         // `/package.Service/Method`, as every gRPC path served is; `unknown` for both otherwise.
         let (service, method) =
             self.path.trim_start_matches('/').split_once('/').unwrap_or((UNKNOWN_METHOD, UNKNOWN_METHOD));
@@ -232,6 +253,15 @@ impl Watch for End {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_and_reflection_are_plumbing_and_the_api_is_not() {
+        assert!(is_plumbing("/grpc.health.v1.Health/Check"));
+        assert!(is_plumbing("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"));
+        assert!(is_plumbing("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"));
+        assert!(!is_plumbing("/roster.identity.v1.UserService/GetUser"));
+        assert!(!is_plumbing(UNKNOWN_METHOD));
+    }
 
     #[test]
     fn only_served_methods_are_labelled_by_their_path() {

@@ -1,6 +1,12 @@
 //! Logging with `tracing` (human-readable text by default, JSON when asked), and traces sent
 //! over OTLP/gRPC when the standard `OTEL_*` variables ask for them.
 //!
+//! Lines are formatted on the thread that logs them and written to stderr by a thread of their
+//! own (`tracing-appender`'s non-blocking writer), so a slow reader of the pipe (a log shipper
+//! behind) never holds up a call. Its queue is bounded ([`QUEUED_LINES`]): when it is full,
+//! lines are dropped rather than memory grown or calls stalled, and counted
+//! ([`dropped_lines`], the metric `roster_log_lines_dropped_total`).
+//!
 //! Traces are on for the servers when `OTEL_EXPORTER_OTLP_ENDPOINT` or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set, unless `OTEL_SDK_DISABLED=true` or
 //! `OTEL_TRACES_EXPORTER=none`; the exporter and the batch processor read the rest
@@ -21,22 +27,40 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
+use std::sync::OnceLock;
+
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+
 use crate::config::{ConfigError, LogFormat, TelemetryArgs};
 
-/// Flushes the spans not yet sent when the process ends; hold it until then.
+/// Lines the log writer holds before it drops new ones: about a second of a busy server's
+/// per-RPC lines, a few MB at most.
+pub const QUEUED_LINES: usize = 65_536;
+
+/// The writer's count of dropped lines, once logging is set up.
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Log lines dropped so far because the writer's queue was full.
+pub fn dropped_lines() -> usize {
+    DROPPED.get().map_or(0, ErrorCounter::dropped_lines)
+}
+
+/// Flushes the log lines and spans not yet written when the process ends; hold it until then.
 #[derive(Debug, Default)]
 pub struct Telemetry {
     traces: Option<SdkTracerProvider>,
+    logs: Option<WorkerGuard>,
 }
 
 impl Telemetry {
-    /// Sends what is buffered and stops the exporter.
+    /// Sends what is buffered and stops the exporter, then writes the last log lines.
     pub fn shutdown(self) {
         if let Some(traces) = self.traces
             && let Err(error) = traces.shutdown()
         {
             tracing::warn!(%error, "traces not flushed at shutdown");
         }
+        drop(self.logs);
     }
 }
 
@@ -69,7 +93,13 @@ pub fn init(args: &TelemetryArgs, service: Option<&'static str>) -> Result<Telem
     let filter = || EnvFilter::try_new(&directives).map_err(|e| ConfigError::new("ROSTER_LOG", e.to_string()));
     // Colour codes only for a person at a terminal, never into files or log collectors.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let (writer, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(QUEUED_LINES)
+        .lossy(true)
+        .thread_name("roster-log-writer")
+        .finish(std::io::stderr());
+    let _ = DROPPED.set(writer.error_counter());
+    let logs = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(ansi);
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![match args.log_format {
         LogFormat::Text => logs.with_filter(filter()?).boxed(),
         LogFormat::Json => logs.json().flatten_event(true).with_filter(filter()?).boxed(),
@@ -86,7 +116,7 @@ pub fn init(args: &TelemetryArgs, service: Option<&'static str>) -> Result<Telem
     }
     // A second init (tests that boot several servers) keeps the first subscriber.
     drop(tracing_subscriber::registry().with(layers).try_init());
-    Ok(Telemetry { traces })
+    Ok(Telemetry { traces, logs: Some(guard) })
 }
 
 fn tracer_provider(service: &'static str) -> Result<SdkTracerProvider, ConfigError> {

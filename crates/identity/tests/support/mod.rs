@@ -313,7 +313,8 @@ fn tracing_subscriber_init() -> Result<(), ()> {
         log_format: roster_platform::config::LogFormat::Text,
         log_filter: "info".into(),
     };
-    roster_platform::telemetry::init(&args, None).map(drop).map_err(|_| ())
+    // The log writer lives as long as the test process.
+    roster_platform::telemetry::init(&args, None).map(std::mem::forget).map_err(|_| ())
 }
 
 /// Runs an async test body against SQLite and against PostgreSQL, as two test functions.
