@@ -102,7 +102,8 @@ pub fn init(args: &TelemetryArgs, service: Option<&'static str>) -> Result<Telem
     let logs = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(ansi);
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![match args.log_format {
         LogFormat::Text => logs.with_filter(filter()?).boxed(),
-        LogFormat::Json => logs.json().flatten_event(true).with_filter(filter()?).boxed(),
+        // The current span once per line (`span`), not again in a list of every open span.
+        LogFormat::Json => logs.json().flatten_event(true).with_span_list(false).with_filter(filter()?).boxed(),
     }];
     let traces = match service {
         Some(service) if traces_requested() => Some(tracer_provider(service)?),

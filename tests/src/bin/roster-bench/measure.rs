@@ -11,16 +11,22 @@ use std::time::{Duration, Instant};
 
 /// The process that serves the calls, whose CPU time is counted.
 pub struct Server {
-    pub pid: u32,
+    /// Every process whose CPU time counts: one for `roster up` or a baseline, one per
+    /// service for `roster serve`.
+    pub pids: Vec<u32>,
 }
 
 /// Clock ticks per second in `/proc/<pid>/stat` (USER_HZ, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
 
 impl Server {
-    /// User plus system CPU seconds the process has used so far.
+    /// User plus system CPU seconds the processes have used so far.
     fn cpu_seconds(&self) -> f64 {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else { return 0.0 };
+        self.pids.iter().map(|pid| Self::cpu_seconds_of(*pid)).sum()
+    }
+
+    fn cpu_seconds_of(pid: u32) -> f64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
         // The command name (field 2) may hold spaces; count fields after its closing parenthesis.
         let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
         let fields: Vec<&str> = after.split_whitespace().collect();
