@@ -108,8 +108,20 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let path = self.known.label(request.uri().path());
+        // The `otel.*` fields name the exported span; without traces they would only be more
+        // text in every log line of the call.
         macro_rules! rpc_span {
             ($level:expr) => {
+                tracing::span!(
+                    $level,
+                    "rpc",
+                    method = path.as_str(),
+                    principal = Empty,
+                    request_id = Empty,
+                    trace_id = Empty,
+                )
+            };
+            ($level:expr, exported) => {
                 tracing::span!(
                     $level,
                     "rpc",
@@ -124,7 +136,12 @@ where
             };
         }
         let quiet = is_plumbing(&path);
-        let span = if quiet { rpc_span!(tracing::Level::DEBUG) } else { rpc_span!(tracing::Level::INFO) };
+        let span = match (quiet, crate::telemetry::exporting_spans()) {
+            (true, false) => rpc_span!(tracing::Level::DEBUG),
+            (false, false) => rpc_span!(tracing::Level::INFO),
+            (true, true) => rpc_span!(tracing::Level::DEBUG, exported),
+            (false, true) => rpc_span!(tracing::Level::INFO, exported),
+        };
         // With traces on, the span continues the caller's trace (or starts one) and its id is
         // the one logged; with them off, the caller's trace id is logged as it came.
         crate::traces::continue_from_headers(&span, request.headers());

@@ -40,6 +40,15 @@ pub const QUEUED_LINES: usize = 65_536;
 /// The writer's count of dropped lines, once logging is set up.
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
+/// Set when spans are exported: only then do RPC spans carry the `otel.*` fields, which cost
+/// every log line their formatting otherwise.
+static EXPORTING: OnceLock<()> = OnceLock::new();
+
+/// Whether this process exports spans (traces are on).
+pub fn exporting_spans() -> bool {
+    EXPORTING.get().is_some()
+}
+
 /// Log lines dropped so far because the writer's queue was full.
 pub fn dropped_lines() -> usize {
     DROPPED.get().map_or(0, ErrorCounter::dropped_lines)
@@ -110,6 +119,7 @@ pub fn init(args: &TelemetryArgs, service: Option<&'static str>) -> Result<Telem
         _ => None,
     };
     if let Some(provider) = &traces {
+        let _ = EXPORTING.set(());
         let tracer = provider.tracer("roster");
         // Spans are exported at `info` whatever the log level: quieter logs keep their traces.
         let spans = EnvFilter::new("info");
