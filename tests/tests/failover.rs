@@ -148,8 +148,10 @@ struct World {
     members: Vec<String>,
 }
 
-/// The call's deadline, sent to the server (`grpc-timeout`) and left to it to enforce: what a
-/// caller waiting through an outage is told is the server's answer, not a local timer's.
+/// The call's deadline, sent to the server (`grpc-timeout`), which answers `DEADLINE_EXCEEDED`
+/// just before it passes. tonic's client enforces the header too: when the server's answer
+/// comes later than that (a loaded machine), the client's own timer ends the call first, and
+/// tonic reports that as `CANCELLED` "Timeout expired" (see `note`).
 fn deadline<T>(request: tonic::Request<T>) -> tonic::Request<T> {
     let mut request = request;
     let timeout = format!("{}m", CALL_DEADLINE.as_millis()).parse().expect("a header value");
@@ -162,6 +164,11 @@ async fn load(world: World, began: Instant, stop: Arc<AtomicBool>) -> (Vec<Answe
     let mut tasks = Vec::new();
     let note = |rpc: &'static str, at: Duration, result: Result<(), tonic::Status>| match result {
         Ok(()) => Answer { rpc, at, code: Code::Ok, message: String::new() },
+        // The caller's own deadline, passed on the client side: gRPC calls that
+        // DEADLINE_EXCEEDED; tonic's client says CANCELLED "Timeout expired".
+        Err(status) if status.code() == Code::Cancelled && status.message() == "Timeout expired" => {
+            Answer { rpc, at, code: Code::DeadlineExceeded, message: "the client's deadline passed".to_owned() }
+        }
         Err(status) => Answer { rpc, at, code: status.code(), message: status.message().to_owned() },
     };
     // Two readers: identity's users, licensing's seats.
