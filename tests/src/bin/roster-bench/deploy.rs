@@ -55,6 +55,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// Each Roster process's resident memory now, in MB (`VmRSS` in `/proc`).
+    pub fn resident_mb(&self) -> Vec<f64> {
+        self.server.pids.iter().map(|pid| resident_mb(*pid)).collect()
+    }
+
     /// Log bytes the services wrote (production only).
     pub fn log_bytes(&self) -> u64 {
         self.log_bytes.load(Ordering::Relaxed)
@@ -141,4 +146,16 @@ pub async fn start(config: Config, data_dir: &Path, env: &[(&str, &str)], log: &
     wait_serving(licensing, Duration::from_secs(60)).await?;
     let server = Server { pids: processes.iter().map(Child::id).collect() };
     Ok(Running { identity: addr, licensing, server, processes, dev: None, _sink: sink, log_bytes })
+}
+
+/// A process's resident memory in MB; 0 when it cannot be read.
+fn resident_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
 }

@@ -115,6 +115,7 @@ async fn bench(args: &[String]) -> Result<(), Error> {
     }
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let roster = deploy::start(options.config, &data_dir, &env_refs, &options.log).await?;
+    let started_memory = roster.resident_mb();
     let channel = wait_serving(roster.identity, Duration::from_secs(60)).await?;
     let licensing = wait_serving(roster.licensing, Duration::from_secs(60)).await?;
     let demo = demo_env(&data_dir, Duration::from_secs(30)).await?;
@@ -160,6 +161,7 @@ async fn bench(args: &[String]) -> Result<(), Error> {
     };
     let setup = Setup::new(channel, licensing, prepare).await?;
     let roster_server = &roster.server;
+    let idle_memory = roster.resident_mb();
 
     let echo_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut echo = std::process::Command::new(std::env::current_exe()?)
@@ -264,6 +266,15 @@ async fn bench(args: &[String]) -> Result<(), Error> {
     if options.config == deploy::Config::Production {
         println!("log written by both services: {:.1} MB", roster.log_bytes() as f64 / 1e6);
     }
+    // Issue 25's goal: each service at most 20 MB idle and 30 MB after the load.
+    let in_words = |sizes: &[f64]| sizes.iter().map(|mb| format!("{mb:.1} MB")).collect::<Vec<_>>().join(", ");
+    println!(
+        "resident memory ({}): {} started, {} once set up, {} after the load (goal <= 20 MB idle, <= 30 MB after)",
+        if roster.resident_mb().len() > 1 { "identity, licensing" } else { "roster up" },
+        in_words(&started_memory),
+        in_words(&idle_memory),
+        in_words(&roster.resident_mb()),
+    );
 
     let _ = echo.kill();
     let _ = echo.wait();
