@@ -274,23 +274,34 @@ async fn up_demo_serves_its_walkthrough_restarts_with_its_data_and_stops_on_sigt
     licensing_pg.drop_database().await;
 }
 
-/// The banner `roster <args>` prints on stdout once it is up (read until its last line); the
-/// process is then stopped.
-fn banner_of(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
-    use std::io::{BufRead, BufReader};
+/// `roster <args>` on free ports of its own, logging at `warn`, its output where asked.
+fn spawn(
+    data_dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdout: std::process::Stdio,
+    stderr: std::process::Stdio,
+) -> std::process::Child {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let licensing = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut child = std::process::Command::new(roster_e2e::roster_binary())
+    std::process::Command::new(roster_e2e::roster_binary())
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
         .args(["--identity-listen", &addr.to_string(), "--licensing-listen", &licensing.to_string()])
         .envs(env.iter().copied())
         .env("ROSTER_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
+        .stdout(stdout)
+        .stderr(stderr)
         .spawn()
-        .expect("roster starts");
+        .expect("roster starts")
+}
+
+/// The banner `roster <args>` prints on stdout once it is up (read until its last line); the
+/// process is then stopped.
+fn banner_of(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut child = spawn(data_dir, args, env, std::process::Stdio::piped(), std::process::Stdio::inherit());
     let mut banner = String::new();
     for line in BufReader::new(child.stdout.take().expect("stdout")).lines() {
         let line = line.expect("utf-8");
@@ -307,19 +318,7 @@ fn banner_of(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
 
 /// How `roster <args>` ends (it must end by itself within a minute) and what it said on stderr.
 fn exit_of(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let licensing = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut child = std::process::Command::new(roster_e2e::roster_binary())
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .args(["--identity-listen", &addr.to_string(), "--licensing-listen", &licensing.to_string()])
-        .envs(env.iter().copied())
-        .env("ROSTER_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("roster starts");
+    let mut child = spawn(data_dir, args, env, std::process::Stdio::null(), std::process::Stdio::piped());
     let deadline = std::time::Instant::now() + START;
     while child.try_wait().expect("wait").is_none() {
         if std::time::Instant::now() > deadline {
