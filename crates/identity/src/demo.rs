@@ -64,6 +64,7 @@ fn as_user(clock: &SharedClock, id: &UserId, request: &str) -> Ctx {
         principal: Principal::User { user_id: id.to_string() },
         request_id: request.to_owned(),
         now_ms: clock.now_ms(),
+        operation_id: String::new(),
     }
 }
 
@@ -169,6 +170,7 @@ pub async fn seed_with_domains(db: &Database, clock: &SharedClock, acme: &str, s
         principal: Principal::Operator { name: "demo".into() },
         request_id: "demo".into(),
         now_ms: clock.now_ms(),
+        operation_id: String::new(),
     };
     let new = accounts::NewAccount {
         name: "Acme Inc".into(),

@@ -2,13 +2,15 @@
 //! ([`roster_platform::saga_retry::CLIENT_RETENTION`]: only clients send identity request
 //! ids), delivered e-mails and finished operations 30 days (for support questions). Address
 //! claims go when their code expires, and the record of codes sent once it is outside every
-//! rate window. Audit events are never pruned here: they are the account's history.
+//! rate window. Events of the event log go after the configured retention (7 days by default).
+//! Audit events are never pruned here: they are the account's history.
 //! Unfinished operations are never pruned.
 
 use std::time::Duration;
 
 use roster_platform::clock::SharedClock;
 use roster_platform::db::Database;
+use roster_platform::event_log::EventLog;
 use roster_platform::idempotency;
 use roster_platform::saga_retry::CLIENT_RETENTION;
 use tokio::sync::watch;
@@ -26,11 +28,12 @@ pub struct Pruned {
     pub finished_operations: u64,
     pub address_claims: u64,
     pub code_sends: u64,
+    pub events: u64,
 }
 
 impl roster_platform::periodic::PassReport for Pruned {
     fn log(&self, task: &'static str) {
-        let Self { idempotency_keys, sent_emails, finished_operations, address_claims, code_sends } = *self;
+        let Self { idempotency_keys, sent_emails, finished_operations, address_claims, code_sends, events } = *self;
         tracing::info!(
             task,
             idempotency_keys,
@@ -38,6 +41,7 @@ impl roster_platform::periodic::PassReport for Pruned {
             finished_operations,
             address_claims,
             code_sends,
+            events,
             "maintenance pass done"
         );
     }
@@ -58,10 +62,21 @@ pub async fn prune(db: &Database, now_ms: i64) -> Result<Pruned, sqlx::Error> {
     let mut conn = db.writer().await?;
     let sends_before_ms = now_ms - crate::domain::addresses::CODE_WINDOW_MS;
     let (address_claims, code_sends) = crate::store::user_emails::prune(&mut conn, now_ms, sends_before_ms).await?;
-    Ok(Pruned { idempotency_keys: keys, sent_emails, finished_operations: operations, address_claims, code_sends })
+    Ok(Pruned {
+        idempotency_keys: keys,
+        sent_emails,
+        finished_operations: operations,
+        address_claims,
+        code_sends,
+        events: 0,
+    })
 }
 
-/// Prunes every ten minutes until `stop` turns true.
-pub async fn run(db: Database, clock: SharedClock, stop: watch::Receiver<bool>) {
-    roster_platform::periodic::every("housekeeping", EVERY, stop, || prune(&db, clock.now_ms())).await;
+/// Prunes every ten minutes, the event log after its retention too, until `stop` turns true.
+pub async fn run(db: Database, clock: SharedClock, log: EventLog, stop: watch::Receiver<bool>) {
+    roster_platform::periodic::every("housekeeping", EVERY, stop, || async {
+        let pruned = prune(&db, clock.now_ms()).await?;
+        Ok(Pruned { events: log.prune().await?, ..pruned })
+    })
+    .await;
 }

@@ -13,11 +13,13 @@ use roster_platform::auth::{Signer, Verifier};
 use roster_platform::clock::SharedClock;
 use roster_platform::config::{ConfigError, LimitArgs};
 use roster_platform::db::{Backend, Database, redact};
+use roster_platform::event_log::EventLog;
 use roster_platform::pagination::PageTokens;
 use roster_platform::saga_retry::SagaRetryArgs;
 use roster_platform::server::{ServeError, ServiceSet, StartError, bind_health, serve};
 use roster_platform::tls::{ServerTls, TlsArgs};
 use roster_proto::dev::v1::clock_service_server::ClockServiceServer;
+use roster_proto::events::v1::events_server::EventsServer;
 use roster_proto::identity::v1::account_service_server::AccountServiceServer;
 use roster_proto::identity::v1::bulk_service_server::BulkServiceServer;
 use roster_proto::identity::v1::directory_service_server::DirectoryServiceServer;
@@ -198,6 +200,15 @@ impl Server {
         let engine = Engine::new(db.clone(), settings.clock.clone(), settings.workflow.clone(), workflows);
         // Cancelled as the listener closes: `WatchOperation` streams then end with a status.
         let draining = tokio_util::sync::CancellationToken::new();
+        let events = EventLog::start(
+            db.clone(),
+            "identity",
+            crate::domain::events::TYPES,
+            settings.pages.clone(),
+            settings.limits.event_log(),
+            settings.clock.clone(),
+            draining.clone(),
+        );
         let api = Api::new(
             db.clone(),
             settings.clock.clone(),
@@ -206,6 +217,7 @@ impl Server {
             settings.pages.clone(),
             draining.clone(),
             fair,
+            events.clone(),
         );
         let max = settings.limits.max_message_bytes();
         let services = ServiceSet::new(draining)
@@ -214,6 +226,7 @@ impl Server {
             .serve(api_server!(RoleServiceServer, api.clone(), max))
             .serve(api_server!(BulkServiceServer, api.clone(), max))
             .serve(api_server!(OperationsServer, api.clone(), max))
+            .serve(api_server!(EventsServer, api.clone(), max))
             .serve(api_server!(DirectoryServiceServer, api, max));
         let services = match &settings.dev_clock {
             Some(clock) => services.serve(ClockServiceServer::new(DevClock::new(clock.clone(), engine.clone()))),
@@ -244,7 +257,7 @@ impl Server {
         let gauges = roster_platform::metrics::installed()
             .then(|| tokio::spawn(crate::gauges::run(db.clone(), settings.clock.clone(), background_stopped.clone())));
         let housekeeping =
-            tokio::spawn(crate::housekeeping::run(db.clone(), settings.clock.clone(), background_stopped));
+            tokio::spawn(crate::housekeeping::run(db.clone(), settings.clock.clone(), events, background_stopped));
         tracing::info!(addr = %listener.local_addr().map_or_else(|_| settings.listen.to_string(), |a| a.to_string()), "identity serving");
         let served =
             serve(listener, services, settings.verifier.clone(), &settings.limits, tls.as_deref(), health, shutdown)

@@ -34,7 +34,7 @@ fn callers() -> impl Iterator<Item = Caller> {
     CALLERS.into_iter().chain(Forgery::ALL.map(Caller::Forged))
 }
 
-const RPCS: [&str; 53] = [
+const RPCS: [&str; 57] = [
     "AccountService/CreateAccount",
     "AccountService/GetAccount",
     "AccountService/UpdateAccount",
@@ -70,6 +70,8 @@ const RPCS: [&str; 53] = [
     "UserService/VerifyEmailAddress",
     "UserService/MakeEmailPrimary",
     "UserService/RemoveEmailAddress",
+    "UserService/GetUserSettings",
+    "UserService/UpdateUserSettings",
     "BulkService/GetBulkTemplate",
     "BulkService/StartBulkOperation",
     "BulkService/UploadBulkCsv",
@@ -88,6 +90,8 @@ const RPCS: [&str; 53] = [
     "Operations/RetryOperation",
     "Operations/ResolveOperation",
     "Operations/CancelOperation",
+    "Events/WatchEvents",
+    "Events/ListEvents",
 ];
 
 /// The dry runs (`validate_only`) of the RPCs that have one: checked like any RPC, but apart
@@ -125,6 +129,10 @@ fn expected(rpc: &str, caller: Caller) -> Code {
         ("AcceptInvitation", _) => NotFound,
         // The sample file holds nothing of any account's.
         ("GetBulkTemplate", _) => Ok,
+        // The event log: services and operators, and the account's own owner and admins; to
+        // anyone else, whatever account they name, the same refusal.
+        ("WatchEvents" | "ListEvents", Owner | Admin | Operator) => Ok,
+        ("WatchEvents" | "ListEvents", _) => Denied,
         // Another account's admin learns nothing: the account "does not exist" for them.
         (_, OtherAdmin) => NotFound,
         // SPEC R16: the owner, or a custom role with the bulk privilege; admins lack it.
@@ -154,6 +162,10 @@ fn expected(rpc: &str, caller: Caller) -> Code {
         ("VerifyEmailAddress" | "MakeEmailPrimary" | "RemoveEmailAddress", Operator) => Denied,
         ("VerifyEmailAddress" | "MakeEmailPrimary" | "RemoveEmailAddress", Owner) => Ok,
         ("VerifyEmailAddress" | "MakeEmailPrimary" | "RemoveEmailAddress", _) => NotFound,
+        // SPEC R18: the cell's target is the admin: they and user managers read and change
+        // their settings; support reads them.
+        ("GetUserSettings", Operator) => Ok,
+        ("GetUserSettings" | "UpdateUserSettings", Member) => Denied,
         // SPEC R11: support alone; and undeliverable e-mails are support's to see (R35).
         ("ReassignOwnership" | "ListUndeliverableEmails", Operator) => Ok,
         ("ReassignOwnership" | "ListUndeliverableEmails", _) => Denied,
@@ -667,6 +679,35 @@ async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Re
             ))
             .await
             .map(drop),
+        "GetUserSettings" => app
+            .users()
+            .get_user_settings(request(pb::GetUserSettingsRequest { account_id: account, user_id: w.admin.clone() }, t))
+            .await
+            .map(drop),
+        "UpdateUserSettings" => app
+            .users()
+            .update_user_settings(request(
+                pb::UpdateUserSettingsRequest {
+                    request_id: rid(),
+                    account_id: account,
+                    user_id: w.admin.clone(),
+                    time_zone: "Europe/Amsterdam".into(),
+                    ..Default::default()
+                },
+                t,
+            ))
+            .await
+            .map(drop),
+        "WatchEvents" | "ListEvents" => {
+            use roster_proto::events::v1 as ev;
+            let filter = Some(ev::EventFilter { account_ids: vec![account], types: Vec::new() });
+            let mut client = ev::events_client::EventsClient::new(app.channel.clone());
+            if rpc.ends_with("ListEvents") {
+                client.list_events(request(ev::ListEventsRequest { filter, ..Default::default() }, t)).await.map(drop)
+            } else {
+                client.watch_events(request(ev::WatchEventsRequest { filter, ..Default::default() }, t)).await.map(drop)
+            }
+        }
         "GetOperation" | "WatchOperation" => {
             let operation = some_operation(app, w).await;
             let mut client = app.operations();
@@ -915,7 +956,7 @@ fn the_matrix_covers_every_identity_rpc() {
     let mut declared: Vec<String> = descriptors
         .file
         .iter()
-        .filter(|file| matches!(file.package(), "roster.identity.v1" | "roster.operations.v1"))
+        .filter(|file| matches!(file.package(), "roster.identity.v1" | "roster.operations.v1" | "roster.events.v1"))
         .flat_map(|file| file.service.iter())
         .flat_map(|service| service.method.iter().map(move |m| format!("{}/{}", service.name(), m.name())))
         .collect();

@@ -296,7 +296,7 @@ async fn oversized_messages_and_tokens_are_refused(app: &TestApp) {
 async fn hostile_bytes_in_any_field_of_any_rpc_are_refused_by_field(app: &TestApp) {
     let w = app.seed_world("hostile").await;
     let before = snapshot(app).await;
-    let packages = ["roster.identity.v1", "roster.operations.v1"];
+    let packages = ["roster.identity.v1", "roster.operations.v1", "roster.events.v1"];
     let max = roster_platform::config::LimitArgs::default().max_message_bytes();
     let wrong =
         roster_testkit::hostile::refusals_that_went_wrong(&app.channel, &packages, &app.user_token(&w.owner), max)

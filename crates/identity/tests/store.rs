@@ -342,7 +342,14 @@ async fn housekeeping_prunes_only_what_is_past_retention(db: &TestDb) {
     }
     assert_eq!(
         prune(&db.db, now).await.expect("prune"),
-        Pruned { idempotency_keys: 1, sent_emails: 0, finished_operations: 0, address_claims: 1, code_sends: 1 }
+        Pruned {
+            idempotency_keys: 1,
+            sent_emails: 0,
+            finished_operations: 0,
+            address_claims: 1,
+            code_sends: 1,
+            events: 0
+        }
     );
     let left: Vec<String> = sqlx::query_scalar("SELECT email FROM user_emails WHERE user_id = $1 ORDER BY email")
         .bind(claimant.id.as_str())

@@ -133,7 +133,15 @@ fn member_from_pb(account: &Id, user: &Id, answer: &pb::Member) -> Member {
             _ => None,
         })
         .collect();
-    Member { account_id: account.clone(), user_id: user.clone(), status, is_owner: answer.is_owner, privileges }
+    let is_admin = answer.role == pb::RoleKind::Admin as i32;
+    Member {
+        account_id: account.clone(),
+        user_id: user.clone(),
+        status,
+        is_owner: answer.is_owner,
+        is_admin,
+        privileges,
+    }
 }
 
 fn lookup_error(status: tonic::Status) -> LookupError {

@@ -13,10 +13,12 @@ use roster_platform::clock::SharedClock;
 use roster_platform::config::ConfigError;
 use roster_platform::config::LimitArgs;
 use roster_platform::db::{Database, redact};
+use roster_platform::event_log::EventLog;
 use roster_platform::pagination::PageTokens;
 use roster_platform::saga_retry::{SagaRetry, SagaRetryArgs};
 use roster_platform::server::{ServeError, ServiceSet, StartError, bind_health, serve};
 use roster_platform::tls::{ServerTls, TlsArgs};
+use roster_proto::events::v1::events_server::EventsServer;
 use roster_proto::licensing::v1::billing_service_server::BillingServiceServer;
 use roster_proto::licensing::v1::content_service_server::ContentServiceServer;
 use roster_proto::licensing::v1::license_service_server::LicenseServiceServer;
@@ -129,13 +131,31 @@ impl Server {
     /// Serves until `shutdown` resolves, then drains.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
         let Self { listener, db, directory, settings, tls, health } = self;
-        let api = Api::new(db.clone(), directory, settings.clock.clone(), settings.pages.clone());
+        // Cancelled as the listener closes: `WatchEvents` streams then end with a status.
+        let draining = tokio_util::sync::CancellationToken::new();
+        let events = EventLog::start(
+            db.clone(),
+            "licensing",
+            crate::domain::events::TYPES,
+            settings.pages.clone(),
+            settings.limits.event_log(),
+            settings.clock.clone(),
+            draining.clone(),
+        );
+        let api = Api::new(
+            db.clone(),
+            directory,
+            settings.clock.clone(),
+            settings.pages.clone(),
+            events.clone(),
+            draining.clone(),
+        );
         let max = settings.limits.max_message_bytes();
-        // Licensing has no server-streaming RPCs to end as it drains.
-        let services = ServiceSet::new(tokio_util::sync::CancellationToken::new())
+        let services = ServiceSet::new(draining)
             .serve(api_server!(LicenseServiceServer, api.clone(), max))
             .serve(api_server!(ContentServiceServer, api.clone(), max))
-            .serve(api_server!(BillingServiceServer, api, max));
+            .serve(api_server!(BillingServiceServer, api.clone(), max))
+            .serve(api_server!(EventsServer, api, max));
         tracing::info!(addr = %self_addr(&listener, settings.listen), identity = %settings.identity_url, "licensing serving");
         let (stop_housekeeping, stopped) = tokio::sync::watch::channel(false);
         // Licensing's gauges are its pools'; only when metrics are served.
@@ -146,8 +166,13 @@ impl Server {
                 std::future::ready(Ok(()))
             }))
         });
-        let housekeeping =
-            tokio::spawn(crate::housekeeping::run(db.clone(), settings.clock.clone(), settings.saga_retry, stopped));
+        let housekeeping = tokio::spawn(crate::housekeeping::run(
+            db.clone(),
+            settings.clock.clone(),
+            settings.saga_retry,
+            events,
+            stopped,
+        ));
         let served =
             serve(listener, services, settings.verifier.clone(), &settings.limits, tls.as_deref(), health, shutdown)
                 .await;

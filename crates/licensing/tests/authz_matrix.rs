@@ -45,7 +45,7 @@ fn callers() -> impl Iterator<Item = Caller> {
     CALLERS.into_iter().chain(Forgery::ALL.map(Caller::Forged))
 }
 
-const RPCS: [&str; 28] = [
+const RPCS: [&str; 30] = [
     "LicenseService/SetSeats",
     "LicenseService/ListAuditEvents",
     "BillingService/ListMyRefunds",
@@ -74,6 +74,8 @@ const RPCS: [&str; 28] = [
     "BillingService/ListRefunds",
     "BillingService/QuoteRefund",
     "BillingService/RefundSubscription",
+    "Events/WatchEvents",
+    "Events/ListEvents",
 ];
 
 /// The expected status of `rpc` for `caller`.
@@ -87,6 +89,11 @@ fn expected(rpc: &str, caller: Caller) -> Code {
     if method == "ListMyRefunds" {
         // A user's own refunds, whichever account they are in now: users only.
         return if matches!(caller, Owner | Admin | Member | OtherAdmin) { Ok } else { Denied };
+    }
+    // The event log: services and operators, and the account's own owner and admins; to
+    // anyone else, whatever account they name, the same refusal.
+    if matches!(method, "WatchEvents" | "ListEvents") {
+        return if matches!(caller, Owner | Admin | Operator | Identity | OtherService) { Ok } else { Denied };
     }
     if caller == OtherAdmin {
         // Another account's users are strangers here: the account does not exist for them.
@@ -427,6 +434,16 @@ async fn call(app: &TestApp, rpc: &str, w: &World, fx: &Fixtures, t: &Option<Str
             .await
             .map(drop),
         "ListMyRefunds" => billing.list_my_refunds(request(pb::ListMyRefundsRequest::default(), t)).await.map(drop),
+        "WatchEvents" | "ListEvents" => {
+            use roster_proto::events::v1 as ev;
+            let filter = Some(ev::EventFilter { account_ids: vec![account], types: Vec::new() });
+            let mut client = ev::events_client::EventsClient::new(app.channel.clone());
+            if rpc.ends_with("ListEvents") {
+                client.list_events(request(ev::ListEventsRequest { filter, ..Default::default() }, t)).await.map(drop)
+            } else {
+                client.watch_events(request(ev::WatchEventsRequest { filter, ..Default::default() }, t)).await.map(drop)
+            }
+        }
         "ListAuditEvents" => app
             .licenses()
             .list_audit_events(request(pb::ListAuditEventsRequest { account_id: account, ..Default::default() }, t))
@@ -617,7 +634,7 @@ fn the_matrix_covers_every_licensing_rpc() {
     let mut declared: Vec<String> = descriptors
         .file
         .iter()
-        .filter(|file| file.package() == "roster.licensing.v1")
+        .filter(|file| matches!(file.package(), "roster.licensing.v1" | "roster.events.v1"))
         .flat_map(|file| file.service.iter())
         .flat_map(|service| service.method.iter().map(move |m| format!("{}/{}", service.name(), m.name())))
         .collect();

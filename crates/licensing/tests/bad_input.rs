@@ -21,7 +21,7 @@ async fn hostile_bytes_in_any_field_of_any_rpc_are_refused_by_field(app: &TestAp
     let max = roster_platform::config::LimitArgs::default().max_message_bytes();
     let wrong = roster_testkit::hostile::refusals_that_went_wrong(
         &app.channel,
-        &["roster.licensing.v1"],
+        &["roster.licensing.v1", "roster.events.v1"],
         &app.user_token(&w.owner),
         max,
     )

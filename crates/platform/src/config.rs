@@ -123,6 +123,16 @@ pub struct LimitArgs {
     #[arg(long = "keepalive-timeout-ms", env = "ROSTER_KEEPALIVE_TIMEOUT_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub keepalive_timeout_ms: u64,
+    /// How long the event log (`roster.events.v1`) keeps events; older cursors are
+    /// OUT_OF_RANGE.
+    #[arg(long = "event-retention-hours", env = "ROSTER_EVENT_RETENTION_HOURS", default_value_t = 168,
+          value_parser = clap::value_parser!(u64).range(1..=87_600))]
+    pub event_retention_hours: u64,
+    /// How long an event stream waits for a consumer that stopped reading before ending it
+    /// with RESOURCE_EXHAUSTED and the cursor to resume after.
+    #[arg(long = "event-stall-ms", env = "ROSTER_EVENT_STALL_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub event_stall_ms: u64,
 }
 
 impl LimitArgs {
@@ -157,6 +167,13 @@ impl LimitArgs {
     pub fn keepalive_timeout(&self) -> Duration {
         Duration::from_millis(self.keepalive_timeout_ms)
     }
+
+    pub fn event_log(&self) -> crate::event_log::LogSettings {
+        crate::event_log::LogSettings {
+            retention: Duration::from_secs(self.event_retention_hours.saturating_mul(3_600)),
+            stall_limit: Duration::from_millis(self.event_stall_ms),
+        }
+    }
 }
 
 impl Default for LimitArgs {
@@ -174,6 +191,8 @@ impl Default for LimitArgs {
             max_connections: 1_024,
             keepalive_interval_ms: 30_000,
             keepalive_timeout_ms: 10_000,
+            event_retention_hours: 168,
+            event_stall_ms: 30_000,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod deadline;
+pub mod event_log;
 pub mod fair;
 pub mod idempotency;
 pub mod ids;

@@ -122,6 +122,19 @@ impl PageTokens {
         Ok(PageRequest { size, after, tokens: self.clone(), scope, now_ms })
     }
 
+    /// Seals a position in a log named `log` (an event cursor): the same seal as a page token,
+    /// bound to the log instead of a listing, with no expiry (the log's retention decides how
+    /// long a position is any use).
+    pub fn seal_position(&self, log: &str, position: &str) -> String {
+        self.seal(&log_scope(log), i64::MAX, position)
+    }
+
+    /// The position a cursor sealed by [`PageTokens::seal_position`] for `log` names; `None`
+    /// for anything else (forged, altered, or of another log).
+    pub fn open_position(&self, log: &str, cursor: &str) -> Option<String> {
+        self.open(&log_scope(log), cursor, 0).ok()
+    }
+
     fn mac(key: &[u8], scope: &[u8; 32], expiry: &[u8], sort_key: &[u8]) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
         mac.update(scope);
@@ -172,6 +185,14 @@ fn scope_of<R: Paged>(request: &R, principal: &str) -> [u8; 32] {
         digest.update((part.len() as u64).to_be_bytes());
         digest.update(part);
     }
+    digest.finalize().into()
+}
+
+/// What an event log's cursors are bound to: the log's name, apart from every listing's scope.
+fn log_scope(log: &str) -> [u8; 32] {
+    let mut digest = Sha256::new();
+    digest.update(b"event-log\0");
+    digest.update(log.as_bytes());
     digest.finalize().into()
 }
 

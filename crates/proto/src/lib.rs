@@ -25,6 +25,13 @@ pub mod operations {
     }
 }
 
+/// `roster.events.v1`: the log of changes each service made, for the services acting on them.
+pub mod events {
+    pub mod v1 {
+        tonic::include_proto!("roster.events.v1");
+    }
+}
+
 /// `roster.dev.v1`: the manual clock of a development system.
 pub mod dev {
     pub mod v1 {

@@ -18,6 +18,7 @@ use crate::domain::model::{
     OwnershipRequestState, Plan, Privilege, Role, RoleView, StepUpPurpose, User, UserStatus,
 };
 use crate::domain::privileges::Actor;
+use crate::domain::settings::{StoredSettings, UserSettings};
 use crate::domain::values::{
     self, AccountId, ChallengeId, Domain, Email, InvitationId, OwnershipRequestId, RoleId, UserId,
 };
@@ -670,5 +671,76 @@ mod tests {
         assert!(required_text("name", &"x".repeat(11), 10).is_err());
         assert_eq!(required_text("name", " Acme ", 10).expect("valid"), "Acme");
         assert!(one_time_code(&"c".repeat(200)).is_err());
+    }
+}
+
+/// A stored identity event's payload as the API's typed payload (see `domain::events`).
+pub fn event_payload(
+    event: &roster_platform::event_log::StoredEvent,
+) -> Result<roster_proto::events::v1::event::Payload, String> {
+    use crate::domain::events::{Change, OwnershipCause};
+    use roster_proto::events::v1 as ev;
+    use roster_proto::events::v1::event::Payload;
+    let change: Change = serde_json::from_str(&event.payload).map_err(|e| e.to_string())?;
+    let role_kind = |role: &str| match role {
+        "owner" => pb::RoleKind::Owner,
+        "admin" => pb::RoleKind::Admin,
+        "custom" => pb::RoleKind::Custom,
+        _ => pb::RoleKind::Member,
+    } as i32;
+    Ok(match change {
+        Change::UserInvited { user_id, email, role } => {
+            Payload::UserInvited(ev::UserInvited { user_id, email, role: role_kind(&role) })
+        }
+        Change::UserJoined { user_id, from_account_id } => {
+            Payload::UserJoined(ev::UserJoined { user_id, from_account_id: from_account_id.unwrap_or_default() })
+        }
+        Change::UserActivated { user_id } => Payload::UserActivated(ev::UserActivated { user_id }),
+        Change::UserDeactivated { user_id } => Payload::UserDeactivated(ev::UserDeactivated { user_id }),
+        Change::UserReactivated { user_id } => Payload::UserReactivated(ev::UserReactivated { user_id }),
+        Change::UserUnlinked { user_id, new_account_id } => {
+            Payload::UserUnlinked(ev::UserUnlinked { user_id, new_account_id })
+        }
+        Change::UserDeleted { user_id } => Payload::UserDeleted(ev::UserDeleted { user_id }),
+        Change::RoleChanged { user_id, role, custom_role_id } => Payload::RoleChanged(ev::RoleChanged {
+            user_id,
+            role: role_kind(&role),
+            custom_role_id: custom_role_id.unwrap_or_default(),
+        }),
+        Change::EmailChanged { user_id, email } => Payload::EmailChanged(ev::EmailChanged { user_id, email }),
+        Change::OwnershipMoved { previous_owner_id, new_owner_id, cause } => {
+            let cause = match cause {
+                OwnershipCause::Transfer => ev::OwnershipCause::Transfer,
+                OwnershipCause::Request => ev::OwnershipCause::Request,
+                OwnershipCause::Support => ev::OwnershipCause::Support,
+            };
+            Payload::OwnershipMoved(ev::OwnershipMoved { previous_owner_id, new_owner_id, cause: cause as i32 })
+        }
+        Change::SettingsChanged { user_id } => Payload::UserSettingsChanged(ev::UserSettingsChanged { user_id }),
+    })
+}
+
+/// The settings of an `UpdateUserSettingsRequest`, within SPEC's bounds (see
+/// `domain::settings`).
+pub fn user_settings(req: &pb::UpdateUserSettingsRequest) -> Result<UserSettings, Status> {
+    let entries = req.settings.iter().map(|s| (s.key.clone(), s.value.clone())).collect();
+    UserSettings::parse(req.time_zone.clone(), req.language.clone(), entries)
+        .map_err(|violation| invalid_argument(&violation.field, violation.message))
+}
+
+pub fn user_settings_to_pb(account: &AccountId, user: &UserId, stored: &StoredSettings) -> pb::UserSettings {
+    pb::UserSettings {
+        account_id: account.to_string(),
+        user_id: user.to_string(),
+        time_zone: stored.settings.time_zone.clone(),
+        language: stored.settings.language.clone(),
+        settings: stored
+            .settings
+            .entries
+            .iter()
+            .map(|(key, value)| pb::Setting { key: key.clone(), value: value.clone() })
+            .collect(),
+        version: u64::try_from(stored.version).unwrap_or_default(),
+        updated_at_ms: stored.updated_at_ms,
     }
 }

@@ -24,6 +24,7 @@ fn code(error: &DomainError) -> Code {
         DomainError::NotAccountOwner
         | DomainError::MissingPrivilege(_)
         | DomainError::OperatorOnly
+        | DomainError::OwnerOrAdminOnly
         | DomainError::CallerDisabled
         | DomainError::CallerNotActive
         | DomainError::NotRequester
@@ -54,7 +55,8 @@ fn code(error: &DomainError) -> Code {
         | DomainError::EmailVerificationFailed
         | DomainError::EmailNotVerified
         | DomainError::EmailIsPrimary
-        | DomainError::TooManyPendingAddresses { .. } => Code::FailedPrecondition,
+        | DomainError::TooManyPendingAddresses { .. }
+        | DomainError::SettingsVersionMismatch { .. } => Code::FailedPrecondition,
         DomainError::VerificationCodesLimited { .. } => Code::ResourceExhausted,
     }
 }
@@ -72,6 +74,7 @@ fn subject(error: &DomainError) -> &'static str {
         | DomainError::OperationRetryTooLate { .. } => "operation",
         DomainError::OwnershipRequestNotAllowed { .. } => "account",
         DomainError::OwnershipRequestOpen { .. } | DomainError::OwnershipRequestClosed { .. } => "ownership_request",
+        DomainError::SettingsVersionMismatch { .. } => "user_settings",
         _ => "user",
     }
 }

@@ -18,6 +18,7 @@ pub mod bulk_service;
 pub mod convert;
 pub mod directory_service;
 pub mod error;
+pub mod events_service;
 pub mod operations_service;
 pub mod role_service;
 pub mod user_service;
@@ -30,6 +31,7 @@ use prost::Message;
 use roster_platform::auth::Principal;
 use roster_platform::clock::SharedClock;
 use roster_platform::db::{Conn, Database, Tx};
+use roster_platform::event_log::EventLog;
 use roster_platform::fair::{self, FairShare};
 use roster_platform::idempotency::{self, Key};
 use roster_platform::pagination::PageTokens;
@@ -96,9 +98,12 @@ pub struct Api {
     /// Who called lately, and each account's turns while others are being served (see
     /// `roster_platform::fair`); a bulk run gives way to them too.
     fair: Arc<FairShare>,
+    /// The event log other services follow (`roster.events.v1`).
+    events: EventLog,
 }
 
 impl Api {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         db: Database,
         clock: SharedClock,
@@ -107,8 +112,9 @@ impl Api {
         pages: PageTokens,
         draining: CancellationToken,
         fair: Arc<FairShare>,
+        events: EventLog,
     ) -> Self {
-        Self { db, clock, engine, licensing, pages, draining, fair }
+        Self { db, clock, engine, licensing, pages, draining, fair, events }
     }
 
     /// Runs a use case that starts a saga or repairs one (retry, resolve, cancel), once per
@@ -174,7 +180,7 @@ impl Api {
         if !matches!(principal, Principal::Service { .. }) {
             self.fair.activity.seen(&principal.audit_name());
         }
-        Ctx { principal, request_id: request_id.to_owned(), now_ms: self.clock.now_ms() }
+        Ctx { principal, request_id: request_id.to_owned(), now_ms: self.clock.now_ms(), operation_id: String::new() }
     }
 
     /// Runs a mutating use case exactly once per (caller, method, request id): first the caller

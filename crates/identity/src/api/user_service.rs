@@ -11,6 +11,7 @@ use super::{Api, convert};
 use crate::app::dry_run;
 use crate::app::emails;
 use crate::app::invitations::{self, NewInvitation};
+use crate::app::settings;
 use crate::app::users;
 use crate::domain::bulk::BulkAction;
 use crate::domain::model::Privilege;
@@ -429,6 +430,50 @@ impl pb::user_service_server::UserService for Api {
             move |tx, ctx| {
                 Box::pin(async move {
                     emails::remove(tx, ctx, &account, &email, &proof).await.map(|list| convert::email_addresses(&list))
+                })
+            },
+        )
+        .await
+    }
+
+    async fn get_user_settings(
+        &self,
+        request: Request<pb::GetUserSettingsRequest>,
+    ) -> Result<Response<pb::UserSettings>, Status> {
+        let caller = principal(&request)?;
+        let req = request.get_ref();
+        let account = convert::account_id(&req.account_id)?;
+        let id = convert::user_id("user_id", &req.user_id)?;
+        let (on, of) = (account.clone(), id.clone());
+        let stored =
+            self.read(caller, move |tx, ctx| Box::pin(async move { settings::get(tx, ctx, &on, &of).await })).await?;
+        Ok(Response::new(convert::user_settings_to_pb(&account, &id, &stored)))
+    }
+
+    async fn update_user_settings(
+        &self,
+        request: Request<pb::UpdateUserSettingsRequest>,
+    ) -> Result<Response<pb::UserSettings>, Status> {
+        let caller = principal(&request)?;
+        let req = request.into_inner();
+        let account = convert::account_id(&req.account_id)?;
+        let id = convert::user_id("user_id", &req.user_id)?;
+        let new = convert::user_settings(&req)?;
+        let expected = match req.expected_version {
+            0 => None,
+            n => Some(i64::try_from(n).map_err(|_| status::invalid_argument("expected_version", "is too large"))?),
+        };
+        let scope = account.clone();
+        self.mutate(
+            caller,
+            method!("UserService", "UpdateUserSettings", USER_SETTINGS_CHANGED),
+            &req.request_id,
+            &req,
+            Some((scope, Need::ActiveMember)),
+            move |tx, ctx| {
+                Box::pin(async move {
+                    let stored = settings::update(tx, ctx, &account, &id, new, expected).await?;
+                    Ok(convert::user_settings_to_pb(&account, &id, &stored))
                 })
             },
         )

@@ -80,6 +80,9 @@ pub async fn create(tx: &mut Conn, ctx: &Ctx, new: NewAccount) -> Result<Account
         json!({"owner": owner.id.as_str(), "plan": account.plan.as_str()}),
     )
     .await?;
+    // The new account's owner is its first active user.
+    let change = crate::domain::events::Change::UserActivated { user_id: owner.id.to_string() };
+    crate::effects::emit(tx, ctx, &account.id, change).await?;
     Ok(AccountView { account, owner: Some(owner) })
 }
 
@@ -185,7 +188,8 @@ pub async fn reassign_ownership(
     let target = store::users::get_in_account(tx, id, new_owner).await?.ok_or(DomainError::UserNotFound)?;
     rules::check_support_reassignment(&target)?;
     let previous = store::users::owner_of(tx, id).await?.ok_or(DomainError::AccountNotFound)?;
-    crate::effects::accounts::hand_over(tx, ctx, id, &previous, &target, None).await?;
+    let cause = crate::domain::events::OwnershipCause::Support;
+    crate::effects::accounts::hand_over(tx, ctx, id, &previous, &target, None, cause).await?;
     let details = json!({"previous_owner": previous.id.as_str(), "new_owner": target.id.as_str(),
                          "verification": verification});
     audit(tx, ctx, Some(id), crate::effects::actions::OWNERSHIP_REASSIGNED, user_target(&target.id), details).await?;

@@ -41,7 +41,12 @@ impl roster_platform::periodic::PassReport for Swept {
 }
 
 fn system(now_ms: i64, request_id: String) -> Ctx {
-    Ctx { principal: Principal::Service { name: IDENTITY_SERVICE.into() }, request_id, now_ms }
+    Ctx {
+        principal: Principal::Service { name: IDENTITY_SERVICE.into() },
+        request_id,
+        now_ms,
+        operation_id: String::new(),
+    }
 }
 
 /// One pass at `now_ms`.

@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::domain::DomainError;
 use crate::domain::addresses::{CODE_TTL_MS, CODE_WINDOW_MS, check_new_code};
+use crate::domain::events::Change;
 use crate::domain::model::{StepUpPurpose, User};
 use crate::domain::privileges::Actor;
 use crate::domain::values::{AccountId, Email};
@@ -178,6 +179,8 @@ pub async fn make_primary(tx: &mut Conn, ctx: &Ctx, account: &AccountId, email: 
     let details = json!({"from": user.email.as_str(), "to": email.as_str()});
     audit(tx, ctx, Some(account), crate::effects::actions::PRIMARY_EMAIL_CHANGED, user_target(&user.id), details)
         .await?;
+    let change = Change::EmailChanged { user_id: user.id.to_string(), email: email.to_string() };
+    crate::effects::emit(tx, ctx, account, change).await?;
     Ok(User { email: email.clone(), ..user })
 }
 

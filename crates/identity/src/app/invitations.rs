@@ -11,6 +11,7 @@ use roster_workflow::{Engine, Started};
 
 use super::secrets;
 use crate::domain::DomainError;
+use crate::domain::events::Change;
 use crate::domain::model::{Invitation, InvitationStatus, Privilege, Role, User, UserStatus};
 use crate::domain::rules::{self, INVITATION_TTL_MS};
 use crate::domain::values::{AccountId, Email, InvitationId, UserId};
@@ -113,6 +114,12 @@ pub async fn invite(tx: &mut Conn, ctx: &Ctx, account: &AccountId, new: NewInvit
         json!({"invitation": invitation.id.as_str(), "email": invitation.email.as_str()}),
     )
     .await?;
+    let change = Change::UserInvited {
+        user_id: pending.id.to_string(),
+        email: invitation.email.to_string(),
+        role: invitation.role.kind_str().to_owned(),
+    };
+    crate::effects::emit(tx, ctx, account, change).await?;
     Ok(Sent { invitation, code })
 }
 
@@ -164,7 +171,9 @@ pub async fn revoke(tx: &mut Conn, ctx: &Ctx, account: &AccountId, id: &Invitati
     if let Some(pending) = store::users::get_in_account(tx, account, &invitation.user_id).await?
         && pending.status == UserStatus::Pending
     {
+        store::settings::forget(tx, &pending.id).await?;
         store::users::delete(tx, &pending.id).await?;
+        crate::effects::emit(tx, ctx, account, Change::UserDeleted { user_id: pending.id.to_string() }).await?;
     }
     audit(
         tx,

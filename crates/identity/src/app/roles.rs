@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde_json::json;
 
 use crate::domain::DomainError;
+use crate::domain::events::Change;
 use crate::domain::model::{CustomRole, Privilege, Role, RoleView, User};
 use crate::domain::privileges::built_in;
 use crate::domain::rules;
@@ -156,5 +157,11 @@ pub async fn assign(tx: &mut Conn, ctx: &Ctx, account: &AccountId, user: &UserId
         json!({"from": previous, "to": target.role.kind_str(), "custom_role": target.role.custom_id().map(RoleId::as_str)}),
     )
     .await?;
+    let change = Change::RoleChanged {
+        user_id: target.id.to_string(),
+        role: target.role.kind_str().to_owned(),
+        custom_role_id: target.role.custom_id().map(|id| id.to_string()),
+    };
+    crate::effects::emit(tx, ctx, account, change).await?;
     Ok(target)
 }

@@ -8,11 +8,12 @@ use serde_json::json;
 use roster_workflow::{Engine, Started};
 
 use crate::domain::DomainError;
+use crate::domain::events::Change;
 use crate::domain::model::{SignIn, User, UserStatus};
 use crate::domain::rules;
 use crate::domain::values::{AccountId, Email, UserId};
 use crate::effects::Origin;
-use crate::effects::{Ctx, Result, audit, caller_from, load_caller, lock_and_load_caller, user_target};
+use crate::effects::{Ctx, Result, audit, caller_from, load_caller, lock_and_load_caller, operation_ctx, user_target};
 use crate::sagas::lifecycle;
 use crate::sagas::removal::{self, TransferRequest};
 use crate::store::{self, Conn, users::ListFilter};
@@ -85,6 +86,8 @@ pub async fn reactivate(
         json!({"operation": operation.instance().id, "restore_licenses": restore_licenses}),
     )
     .await?;
+    let change = Change::UserReactivated { user_id: target.id.to_string() };
+    crate::effects::emit(tx, &operation_ctx(ctx, &operation), account, change).await?;
     Ok(operation)
 }
 

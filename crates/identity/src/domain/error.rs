@@ -30,6 +30,11 @@ pub enum DomainError {
     MissingPrivilege(Privilege),
     #[error("only platform operators can do this")]
     OperatorOnly,
+    #[error("only the account's owner and admins may do this")]
+    OwnerOrAdminOnly,
+    /// The settings changed since the version the caller read.
+    #[error("the settings are at version {current}, not the one expected")]
+    SettingsVersionMismatch { current: i64 },
     #[error("the caller's user has been deactivated")]
     CallerDisabled,
     #[error("the caller has not activated their user yet")]

@@ -6,12 +6,14 @@ pub mod addresses;
 pub mod auto_delete;
 pub mod bulk;
 pub mod error;
+pub mod events;
 #[cfg(test)]
 mod fixtures;
 pub mod model;
 pub mod ownership_requests;
 pub mod privileges;
 pub mod rules;
+pub mod settings;
 pub mod step_up;
 pub mod values;
 

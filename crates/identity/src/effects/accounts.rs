@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::{Ctx, Result, actions, audit, user_target};
 use crate::domain::DomainError;
+use crate::domain::events::{Change, OwnershipCause};
 use crate::domain::model::{Integration, Role, User};
 use crate::domain::privileges::Actor;
 use crate::domain::rules;
@@ -32,7 +33,7 @@ pub async fn apply_ownership_transfer(
         .ok_or(DomainError::NotAccountOwner)?;
     let target = store::users::get_in_account(tx, id, new_owner).await?.ok_or(DomainError::UserNotFound)?;
     rules::check_ownership_transfer(&Actor::new(previous.clone(), None), &target)?;
-    hand_over(tx, ctx, id, &previous, &target, None).await
+    hand_over(tx, ctx, id, &previous, &target, None, OwnershipCause::Transfer).await
 }
 
 /// Moves ownership from `previous` to `target`, the checks already made under the account
@@ -46,6 +47,7 @@ pub async fn hand_over(
     previous: &User,
     target: &User,
     request: Option<&OwnershipRequestId>,
+    cause: OwnershipCause,
 ) -> Result<Vec<Integration>> {
     // Demote first: the one-owner index is checked statement by statement.
     store::users::set_role(tx, &previous.id, &Role::Admin).await?;
@@ -78,5 +80,11 @@ pub async fn hand_over(
                "integrations_flagged": flagged.len(), "ownership_request": request.map(OwnershipRequestId::as_str)}),
     )
     .await?;
+    let change = Change::OwnershipMoved {
+        previous_owner_id: previous.id.to_string(),
+        new_owner_id: target.id.to_string(),
+        cause,
+    };
+    super::emit(tx, ctx, id, change).await?;
     Ok(flagged)
 }

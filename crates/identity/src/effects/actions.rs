@@ -42,6 +42,8 @@ pub const ROLE_CREATED: &str = "role.created";
 pub const ROLE_UPDATED: &str = "role.updated";
 pub const ROLE_DELETED: &str = "role.deleted";
 pub const USER_ROLE_CHANGED: &str = "user.role_changed";
+/// SPEC R18: a user's settings were replaced.
+pub const USER_SETTINGS_CHANGED: &str = "user.settings_changed";
 pub const USER_LICENSES_RECLAIMED: &str = "user.licenses_reclaimed";
 pub const OPERATION_RETRIED: &str = "operation.retried";
 pub const OPERATION_RESOLVED: &str = "operation.resolved";

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::{Ctx, Result, actions, audit, user_target};
 use crate::domain::DomainError;
+use crate::domain::events::Change;
 use crate::domain::model::{Invitation, InvitationStatus, User, UserStatus};
 use crate::domain::rules;
 use crate::domain::values::{AccountId, InvitationId, UserId};
@@ -56,9 +57,21 @@ pub async fn join(
 ) -> Result<()> {
     let caller = store::users::get(tx, user).await?.ok_or(DomainError::InvitationNotFound)?;
     let invitation = lock_and_check(tx, ctx, account, invitation, &caller).await?;
+    let user_id = caller.id.to_string();
     if caller.id == invitation.user_id {
         store::users::set_status(tx, &caller.id, UserStatus::Active, None).await?;
+        super::emit(
+            tx,
+            ctx,
+            &invitation.account_id,
+            Change::UserJoined { user_id: user_id.clone(), from_account_id: None },
+        )
+        .await?;
+        super::emit(tx, ctx, &invitation.account_id, Change::UserActivated { user_id }).await?;
     } else {
+        let from_account_id = Some(caller.account_id.to_string());
+        super::emit(tx, ctx, &invitation.account_id, Change::UserJoined { user_id, from_account_id }).await?;
+        store::settings::forget(tx, &invitation.user_id).await?;
         store::users::delete(tx, &invitation.user_id).await?;
         store::users::move_to_account(tx, &caller.id, &invitation.account_id, &invitation.role).await?;
         store::accounts::close(tx, &caller.account_id, ctx.now_ms).await?;

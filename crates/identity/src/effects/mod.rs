@@ -15,7 +15,10 @@ use roster_platform::auth::Principal;
 use roster_workflow::{Engine, Failure, Instance, NewWorkflow, StartError, Started, StepCtx, StepError};
 use serde::{Deserialize, Serialize};
 
+use roster_platform::event_log::NewEvent;
+
 use crate::domain::DomainError;
+use crate::domain::events::Change;
 use crate::domain::model::{AuditEvent, Role, User};
 use crate::domain::privileges::{Actor, Caller, Need};
 use crate::domain::values::{AccountId, UserId};
@@ -28,6 +31,8 @@ pub struct Ctx {
     /// The client's request id; empty for reads.
     pub request_id: String,
     pub now_ms: i64,
+    /// The operation (saga) a step runs for; empty outside one. Events name it.
+    pub operation_id: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +126,12 @@ impl Origin {
                 message: format!("unreadable principal {:?}", self.started_by),
             })
         })?;
-        Ok(Ctx { principal, request_id: self.request_id.clone(), now_ms: step.now_ms })
+        Ok(Ctx {
+            principal,
+            request_id: self.request_id.clone(),
+            now_ms: step.now_ms,
+            operation_id: step.workflow_id.clone(),
+        })
     }
 }
 
@@ -259,6 +269,29 @@ async fn record(
         at_ms: ctx.now_ms,
     };
     store::audit::insert(tx, &event).await?;
+    Ok(())
+}
+
+/// `ctx` for a change that starts `operation`, so its event names the operation.
+pub fn operation_ctx(ctx: &Ctx, operation: &Started) -> Ctx {
+    Ctx { operation_id: operation.instance().id.clone(), ..ctx.clone() }
+}
+
+/// Appends `change` to the event log in the change's own transaction, so the event is in the
+/// log exactly when the change committed.
+pub async fn emit(tx: &mut Conn, ctx: &Ctx, account: &AccountId, change: Change) -> Result<()> {
+    let payload = serde_json::to_string(&change).map_err(|e| Error::Internal(e.to_string()))?;
+    let event = NewEvent {
+        at_ms: ctx.now_ms,
+        account_id: account.to_string(),
+        subject: change.subject(),
+        kind: change.kind(),
+        request_id: ctx.request_id.clone(),
+        operation_id: ctx.operation_id.clone(),
+        principal: ctx.principal.audit_name(),
+        payload,
+    };
+    roster_platform::event_log::store::append(tx, &event).await?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::{Ctx, Result, actions, audit};
 use crate::domain::DomainError;
+use crate::domain::events::OwnershipCause;
 use crate::domain::model::{OwnershipRequest, OwnershipRequestState, StepUpPurpose, User};
 use crate::domain::ownership_requests::{Due, due, void_reason};
 use crate::domain::values::{AccountId, OwnershipRequestId, UserId};
@@ -128,6 +129,7 @@ fn system_ctx(request_id: &str, now_ms: i64) -> Ctx {
         principal: Principal::Service { name: roster_platform::auth::IDENTITY_SERVICE.into() },
         request_id: request_id.to_owned(),
         now_ms,
+        operation_id: String::new(),
     }
 }
 
@@ -196,7 +198,7 @@ pub async fn settle(
     close(tx, ctx, &mut request, state, &note).await?;
     let moved = matches!(state, OwnershipRequestState::Approved | OwnershipRequestState::AutoApproved);
     if let (true, Some(previous), Some(next)) = (moved, current_owner.as_ref(), requester.as_ref()) {
-        super::accounts::hand_over(tx, ctx, &id, previous, next, Some(&request.id)).await?;
+        super::accounts::hand_over(tx, ctx, &id, previous, next, Some(&request.id), OwnershipCause::Request).await?;
     }
     if let Some(requester) = &requester {
         let body = match state {

@@ -21,6 +21,8 @@ pub fn reason(error: &DomainError) -> Reason {
         DomainError::NotAccountOwner => Reason::new("NOT_ACCOUNT_OWNER", None),
         DomainError::MissingPrivilege(_) => Reason::new("MISSING_PRIVILEGE", None),
         DomainError::OperatorOnly => Reason::new("PRINCIPAL_NOT_ALLOWED", None),
+        DomainError::OwnerOrAdminOnly => Reason::new("OWNER_OR_ADMIN_ONLY", None),
+        DomainError::SettingsVersionMismatch { .. } => Reason::new("SETTINGS_VERSION_MISMATCH", None),
         DomainError::CallerDisabled => Reason::new("CALLER_DEACTIVATED", None),
         DomainError::CallerNotActive => Reason::new("CALLER_PENDING", None),
         DomainError::UserPending => Reason::new("USER_PENDING", None),
@@ -74,6 +76,13 @@ pub fn message(error: &DomainError) -> String {
         DomainError::NotAccountOwner => "Only the account owner can do this.".into(),
         DomainError::MissingPrivilege(p) => format!("You need the {} privilege for this.", p.as_str()),
         DomainError::OperatorOnly => "This caller kind is not allowed to make this call.".into(),
+        DomainError::SettingsVersionMismatch { current } => format!(
+            "The settings changed since you read them; they are now at version {current}. Read them again and \
+             apply your change to what is there."
+        ),
+        DomainError::OwnerOrAdminOnly => {
+            "Only the account's owner and admins may do this, and only in their own account.".into()
+        }
         DomainError::CallerDisabled => "Your user has been deactivated.".into(),
         DomainError::CallerNotActive => "Accept your invitation before acting in this account.".into(),
         DomainError::UserPending => {

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::{Ctx, Result, actions, audit, user_target};
 use crate::domain::DomainError;
+use crate::domain::events::Change;
 use crate::domain::model::{Account, AccountSettings, Plan, Role};
 use crate::domain::rules;
 use crate::domain::values::{AccountId, UserId};
@@ -35,6 +36,8 @@ pub async fn leave_account(tx: &mut Conn, ctx: &Ctx, account: &AccountId, id: &U
     store::reclaimed::forget(tx, id).await?;
     audit(tx, ctx, Some(account), actions::USER_UNLINKED, user_target(id), json!({"new_account": own.id.as_str()}))
         .await?;
+    let change = Change::UserUnlinked { user_id: id.to_string(), new_account_id: own.id.to_string() };
+    super::emit(tx, ctx, account, change).await?;
     audit(
         tx,
         ctx,
@@ -57,6 +60,7 @@ pub async fn remove(tx: &mut Conn, ctx: &Ctx, account: &AccountId, id: &UserId) 
     rules::check_removable(&user)?;
     store::reclaimed::forget(tx, id).await?;
     store::user_emails::forget(tx, id).await?;
+    store::settings::forget(tx, id).await?;
     store::users::delete(tx, id).await?;
     audit(
         tx,
@@ -66,5 +70,6 @@ pub async fn remove(tx: &mut Conn, ctx: &Ctx, account: &AccountId, id: &UserId) 
         user_target(id),
         json!({"email": user.email.as_str(), "display_name": user.display_name}),
     )
-    .await
+    .await?;
+    super::emit(tx, ctx, account, Change::UserDeleted { user_id: id.to_string() }).await
 }

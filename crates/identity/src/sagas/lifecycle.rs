@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::licensing::{Licensing, license_set_json, license_set_pb};
 use super::refused;
 use crate::domain::DomainError;
+use crate::domain::events::Change;
 use crate::domain::model::{User, UserStatus};
 use crate::domain::privileges::Actor;
 use crate::domain::rules;
@@ -59,6 +60,8 @@ pub async fn deactivate_as(
         json!({"operation": operation.instance().id}),
     )
     .await?;
+    let change = Change::UserDeactivated { user_id: target.id.to_string() };
+    effects::emit(tx, &effects::operation_ctx(ctx, &operation), account, change).await?;
     Ok(operation)
 }
 

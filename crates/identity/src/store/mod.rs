@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod ownership_requests;
 pub mod reclaimed;
 pub mod roles;
+pub mod settings;
 pub mod step_up;
 pub mod user_emails;
 pub mod users;
@@ -62,6 +63,12 @@ pub const MIGRATIONS: &[MigrationSql] = &[
         version: 9,
         description: "address claims",
         sql: include_str!("../../migrations/0009_address_claims.sql"),
+    },
+    roster_platform::event_log::store::migration(10),
+    MigrationSql {
+        version: 11,
+        description: "user settings",
+        sql: include_str!("../../migrations/0011_user_settings.sql"),
     },
     roster_workflow::MIGRATIONS[0],
     roster_workflow::MIGRATIONS[1],

@@ -134,6 +134,11 @@ impl TestApp {
 
     /// [`TestApp::spawn`] sending e-mail with `mailer` instead of writing files.
     pub async fn spawn_mailing(backend: Backend, mailer: Option<Mailer>) -> Option<Self> {
+        Self::spawn_configured(backend, mailer, LimitArgs { shutdown_grace_ms: 2_000, ..LimitArgs::default() }).await
+    }
+
+    /// [`TestApp::spawn`] with `limits` of its own (both services).
+    pub async fn spawn_configured(backend: Backend, mailer: Option<Mailer>, limits: LimitArgs) -> Option<Self> {
         if std::env::var("TEST_LOG").is_ok() {
             let _ = tracing_subscriber_init();
         }
@@ -146,7 +151,6 @@ impl TestApp {
         let clock = Arc::new(ManualClock::starting_at(START_MS));
         let shared: SharedClock = clock.clone();
         let verifier = Arc::new(verifier);
-        let limits = LimitArgs { shutdown_grace_ms: 2_000, ..LimitArgs::default() };
         let mut workflow = roster_workflow::EngineConfig::new(format!("test-{}", rid()));
         workflow.poll_interval = Duration::from_millis(50);
         let settings = Settings {
@@ -242,6 +246,10 @@ impl TestApp {
 
     pub fn roles(&self) -> RoleServiceClient<Channel> {
         RoleServiceClient::new(self.channel.clone())
+    }
+
+    pub fn events(&self) -> roster_proto::events::v1::events_client::EventsClient<Channel> {
+        roster_proto::events::v1::events_client::EventsClient::new(self.channel.clone())
     }
 
     fn now_s(&self) -> u64 {

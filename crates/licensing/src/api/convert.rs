@@ -239,3 +239,52 @@ pub fn audit_event(event: &StoredEvent) -> pb::AuditEvent {
         at_ms: event.at_ms,
     }
 }
+
+/// A stored licensing event's payload as the API's typed payload (see `domain::events`).
+pub fn event_payload(
+    event: &roster_platform::event_log::StoredEvent,
+) -> Result<roster_proto::events::v1::event::Payload, String> {
+    use roster_platform::stored_text::StoredText as _;
+    use roster_proto::events::v1 as ev;
+    use roster_proto::events::v1::event::Payload;
+
+    use crate::domain::events::{Change, Licenses};
+    let change: Change = serde_json::from_str(&event.payload).map_err(|e| e.to_string())?;
+    let license_type = |text: &str| {
+        LicenseType::from_str_opt(text)
+            .map(|t| license_type_to_pb(t) as i32)
+            .ok_or_else(|| format!("unknown license type {text:?}"))
+    };
+    let set = |licenses: Licenses| -> Result<pb::LicenseSet, String> {
+        Ok(pb::LicenseSet {
+            license_types: licenses.license_types.iter().map(|t| license_type(t)).collect::<Result<_, _>>()?,
+            phone_numbers: licenses.phone_numbers,
+        })
+    };
+    Ok(match change {
+        Change::LicenseAssigned { user_id, license_type: kind } => {
+            Payload::LicenseAssigned(ev::LicenseAssigned { user_id, license_type: license_type(&kind)? })
+        }
+        Change::LicensesReclaimed { user_id, licenses } => {
+            Payload::LicensesReclaimed(ev::LicensesReclaimed { user_id, licenses: Some(set(licenses)?) })
+        }
+        Change::LicensesRestored { user_id, licenses } => {
+            Payload::LicensesRestored(ev::LicensesRestored { user_id, licenses: Some(set(licenses)?) })
+        }
+        Change::PhoneNumberMoved { number, from_user_id, to_user_id } => {
+            Payload::PhoneNumberMoved(ev::PhoneNumberMoved {
+                number,
+                from_user_id: from_user_id.unwrap_or_default(),
+                to_user_id: to_user_id.unwrap_or_default(),
+            })
+        }
+        Change::ContentTransferred { from_user_id, to_user_id, items } => {
+            Payload::ContentTransferred(ev::ContentTransferred { from_user_id, to_user_id, items })
+        }
+        Change::ContentDeleted { user_id, items } => Payload::ContentDeleted(ev::ContentDeleted { user_id, items }),
+        Change::RefundMade { refund_id, amount_minor, currency } => {
+            Payload::RefundMade(ev::RefundMade { refund_id, amount_minor, currency })
+        }
+        Change::AccountClosed => Payload::AccountClosed(ev::AccountClosed {}),
+    })
+}

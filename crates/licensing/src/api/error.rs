@@ -19,6 +19,7 @@ pub fn reason(error: &DomainError) -> Reason {
         DomainError::MissingPrivilege(_) => Reason::new("MISSING_PRIVILEGE", None),
         DomainError::NotAccountOwner => Reason::new("NOT_ACCOUNT_OWNER", None),
         DomainError::PrincipalNotAllowed => Reason::new("PRINCIPAL_NOT_ALLOWED", None),
+        DomainError::OwnerOrAdminOnly => Reason::new("OWNER_OR_ADMIN_ONLY", None),
         DomainError::CallerNotActive => Reason::new("CALLER_NOT_ACTIVE", None),
         DomainError::SeatsExhausted { .. } => Reason::new("SEATS_EXHAUSTED", Some(200)),
         DomainError::CapacityBelowAssigned { .. } => Reason::new("CAPACITY_BELOW_ASSIGNED", None),
@@ -49,6 +50,9 @@ fn message(error: &DomainError) -> String {
         DomainError::MissingPrivilege(p) => format!("You need the {p} privilege for this."),
         DomainError::NotAccountOwner => "Only the account owner can do this.".into(),
         DomainError::PrincipalNotAllowed => "This caller kind is not allowed to make this call.".into(),
+        DomainError::OwnerOrAdminOnly => {
+            "Only the account's owner and admins may do this, and only in their own account.".into()
+        }
         DomainError::CallerNotActive => "Your user is not active in this account.".into(),
         DomainError::SeatsExhausted { license_type, capacity } => format!(
             "All {capacity} purchased {} seat(s) are assigned; buy more seats or unassign one first.",
@@ -90,6 +94,7 @@ fn code(error: &DomainError) -> Code {
         DomainError::MissingPrivilege(_)
         | DomainError::NotAccountOwner
         | DomainError::PrincipalNotAllowed
+        | DomainError::OwnerOrAdminOnly
         | DomainError::CallerNotActive => Code::PermissionDenied,
         DomainError::UserNotActive
         | DomainError::SeatsExhausted { .. }

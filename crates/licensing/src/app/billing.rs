@@ -4,9 +4,10 @@
 
 use serde_json::json;
 
-use super::{Ctx, Result, audit};
+use super::{Ctx, Result, audit, emit};
 use crate::domain::DomainError;
 use crate::domain::access::Caller;
+use crate::domain::events::Change;
 use crate::domain::model::{Currency, Id, Invoice, PaymentMethod, Refund, Subscription, SubscriptionStatus};
 use crate::domain::proration::{self, Proration};
 use crate::store::{self, Conn, lock_account};
@@ -176,5 +177,15 @@ pub async fn refund(
                 "unused_seconds": refund.unused_seconds, "period_seconds": refund.period_seconds }),
     )
     .await?;
+    let change = Change::RefundMade {
+        refund_id: refund.id.to_string(),
+        amount_minor: refund.amount_minor,
+        currency: refund.currency.as_str().to_owned(),
+    };
+    emit(tx, ctx, account, change).await?;
+    // The account's billing ends with its last running subscription.
+    if store::billing::subscriptions(tx, account).await?.iter().all(|s| s.ended_at_ms.is_some()) {
+        emit(tx, ctx, account, Change::AccountClosed).await?;
+    }
     Ok(refund)
 }

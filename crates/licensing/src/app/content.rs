@@ -6,9 +6,10 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use super::{Ctx, Result, audit};
+use super::{Ctx, Result, audit, emit};
 use crate::domain::DomainError;
 use crate::domain::access::{Caller, Member, Privilege};
+use crate::domain::events::{self, Change};
 use crate::domain::model::{ContentCounts, ContentItem, ContentKind, Id, LicenseSet, LicenseType};
 use crate::domain::transfer;
 use crate::store::{self, Conn, lock_account};
@@ -115,6 +116,12 @@ pub async fn transfer(
         json!({ "to": target.user_id.as_str(), "transfer": done.transfer_id.as_str(), "moved": counts_json(&done.moved) }),
     )
     .await?;
+    let change = Change::ContentTransferred {
+        from_user_id: from.to_string(),
+        to_user_id: target.user_id.to_string(),
+        items: events::items(&done.moved),
+    };
+    emit(tx, ctx, account, change).await?;
     Ok(done)
 }
 
@@ -239,6 +246,8 @@ pub async fn delete_user_content(
         json!({ "deleted": counts_json(&deleted) }),
     )
     .await?;
+    emit(tx, ctx, account, Change::ContentDeleted { user_id: user.to_string(), items: events::items(&deleted) })
+        .await?;
     Ok(deleted)
 }
 

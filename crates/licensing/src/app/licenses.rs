@@ -4,9 +4,10 @@
 use roster_platform::stored_text::StoredText;
 use serde_json::json;
 
-use super::{Ctx, Result, audit};
+use super::{Ctx, Result, audit, emit};
 use crate::domain::DomainError;
 use crate::domain::access::{Caller, Member, Privilege};
+use crate::domain::events::Change;
 use crate::domain::model::{Assignment, Id, LicenseSet, LicenseType, PhoneLine, PhoneNumber, SeatPool};
 use crate::domain::seats;
 use crate::store::{self, Conn, lock_account};
@@ -64,6 +65,9 @@ pub async fn assign(
         json!({ "license": license_type.as_str() }),
     )
     .await?;
+    let change =
+        Change::LicenseAssigned { user_id: assignee.user_id.to_string(), license_type: license_type.as_str().into() };
+    emit(tx, ctx, account, change).await?;
     Ok(assignment)
 }
 
@@ -109,6 +113,8 @@ pub async fn unassign(
         json!({ "license": license_type.as_str(), "detached_numbers": numbers_json(&detached) }),
     )
     .await?;
+    let taken = LicenseSet::new(vec![license_type], detached.clone());
+    emit(tx, ctx, account, Change::LicensesReclaimed { user_id: user.to_string(), licenses: (&taken).into() }).await?;
     Ok((assignment, detached))
 }
 
@@ -175,6 +181,14 @@ pub async fn attach_phone_number(
         return Err(DomainError::PhoneLicenseRequired.into());
     }
     store::phones::set_user(tx, account, &number, Some(&holder.user_id)).await?;
+    if line.user_id.is_none() {
+        let change = Change::PhoneNumberMoved {
+            number: number.as_str().to_owned(),
+            from_user_id: None,
+            to_user_id: Some(holder.user_id.to_string()),
+        };
+        emit(tx, ctx, account, change).await?;
+    }
     audit(
         tx,
         ctx,
@@ -198,6 +212,14 @@ pub async fn detach_phone_number(
     lock_account(tx, account).await?;
     let line = store::phones::get(tx, account, &number).await?.ok_or(DomainError::PhoneNumberNotFound)?;
     store::phones::set_user(tx, account, &number, None).await?;
+    if let Some(from) = &line.user_id {
+        let change = Change::PhoneNumberMoved {
+            number: number.as_str().to_owned(),
+            from_user_id: Some(from.to_string()),
+            to_user_id: None,
+        };
+        emit(tx, ctx, account, change).await?;
+    }
     audit(
         tx,
         ctx,
@@ -234,6 +256,8 @@ pub async fn reclaim_locked(tx: &mut Conn, ctx: &Ctx, account: &Id, user: &Id) -
     store::seats::hold(tx, account, user, ctx.now_ms).await?;
     let reclaimed = LicenseSet::new(held.iter().map(|a| a.license_type).collect(), numbers);
     audit(tx, ctx, account, crate::app::actions::LICENSES_RECLAIMED, &user_target(user), set_json(&reclaimed)).await?;
+    let change = Change::LicensesReclaimed { user_id: user.to_string(), licenses: (&reclaimed).into() };
+    emit(tx, ctx, account, change).await?;
     Ok(reclaimed)
 }
 
@@ -281,6 +305,8 @@ pub async fn restore(
         json!({ "restored": set_json(&restored), "not_restored": set_json(&missed) }),
     )
     .await?;
+    emit(tx, ctx, account, Change::LicensesRestored { user_id: user.to_string(), licenses: (&restored).into() })
+        .await?;
     Ok((restored, missed))
 }
 
@@ -328,6 +354,14 @@ pub async fn move_phone(tx: &mut Conn, ctx: &Ctx, caller: &Caller, from: &Id, to
         json!({ "from": from.as_str(), "moved": set_json(&moved) }),
     )
     .await?;
+    for number in &moved.phone_numbers {
+        let change = Change::PhoneNumberMoved {
+            number: number.as_str().to_owned(),
+            from_user_id: Some(from.to_string()),
+            to_user_id: Some(to.user_id.to_string()),
+        };
+        emit(tx, ctx, account, change).await?;
+    }
     Ok(moved)
 }
 

@@ -14,8 +14,11 @@ pub mod licenses;
 use roster_platform::auth::Principal;
 
 use crate::directory::{Directory, Freshness, LookupError};
+use roster_platform::event_log::NewEvent;
+
 use crate::domain::DomainError;
 use crate::domain::access::{Caller, IDENTITY_SERVICE, Member};
+use crate::domain::events::Change;
 use crate::domain::model::Id;
 use crate::store::{self, Conn};
 
@@ -107,6 +110,31 @@ pub async fn audit(
     details: serde_json::Value,
 ) -> Result<()> {
     record(tx, ctx, account, action, target, "ok", &details.to_string()).await
+}
+
+/// Appends `change` to the event log in the change's own transaction, so the event is in the
+/// log exactly when the change committed. A saga step's event names its operation, which the
+/// step's request id carries (`wf:<operation>:<step>:<direction>`).
+pub async fn emit(tx: &mut Conn, ctx: &Ctx, account: &Id, change: Change) -> Result<()> {
+    let payload = serde_json::to_string(&change).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+    let operation_id = match (&ctx.principal, ctx.request_id.strip_prefix("wf:")) {
+        (Principal::Service { name }, Some(rest)) if name == IDENTITY_SERVICE => {
+            rest.split(':').next().unwrap_or_default().to_owned()
+        }
+        _ => String::new(),
+    };
+    let event = NewEvent {
+        at_ms: ctx.now_ms,
+        account_id: account.to_string(),
+        subject: change.subject(account.as_str()),
+        kind: change.kind(),
+        request_id: ctx.request_id.clone(),
+        operation_id,
+        principal: ctx.principal.audit_name(),
+        payload,
+    };
+    roster_platform::event_log::store::append(tx, &event).await?;
+    Ok(())
 }
 
 /// Records a refused change once the change has rolled back, on a connection of its own.

@@ -43,6 +43,8 @@ pub struct Member {
     pub user_id: Id,
     pub status: MemberStatus,
     pub is_owner: bool,
+    /// Holds the built-in admin role.
+    pub is_admin: bool,
     pub privileges: BTreeSet<Privilege>,
 }
 
@@ -119,6 +121,18 @@ impl Caller {
         }
     }
 
+    /// Readers of the account's event log: services and operators, or its active owner and
+    /// admins.
+    pub fn event_reader(&self) -> Result<(), DomainError> {
+        match self {
+            Self::Operator(_) | Self::Identity | Self::OtherService(_) => Ok(()),
+            Self::Member(_) => {
+                let member = self.active_member()?;
+                if member.is_owner || member.is_admin { Ok(()) } else { Err(DomainError::OwnerOrAdminOnly) }
+            }
+        }
+    }
+
     /// Saga steps: identity's principal only.
     pub fn identity(&self) -> Result<(), DomainError> {
         match self {
@@ -163,6 +177,7 @@ mod tests {
             user_id: Id::generate(),
             status,
             is_owner,
+            is_admin: false,
             privileges: privileges.iter().copied().collect(),
         })
     }

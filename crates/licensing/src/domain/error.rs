@@ -20,6 +20,8 @@ pub enum DomainError {
     NotAccountOwner,
     #[error("this kind of caller may not make this call")]
     PrincipalNotAllowed,
+    #[error("only the account's owner and admins may do this")]
+    OwnerOrAdminOnly,
     #[error("caller is not active in the account")]
     CallerNotActive,
     /// SPEC R30.

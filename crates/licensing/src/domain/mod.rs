@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod error;
+pub mod events;
 pub mod model;
 pub mod proration;
 pub mod seats;

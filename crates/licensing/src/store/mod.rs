@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[MigrationSql] = &[
         description: "refund beneficiary",
         sql: include_str!("../../migrations/0002_refund_beneficiary.sql"),
     },
+    roster_platform::event_log::store::migration(3),
 ];
 
 /// Takes the account's write lock for the rest of the transaction.

@@ -1,0 +1,148 @@
+//! One consumer's stream: the events after its position as they commit, heartbeats while
+//! nothing matches, and a last status that says where to resume.
+//!
+//! Memory per stream is bounded: events go out through a channel of [`BUFFER`] items, and the
+//! task reading the log waits while the channel is full. A consumer that leaves it full for
+//! the log's stall limit is ended with `RESOURCE_EXHAUSTED`; a server shutting down ends every
+//! stream with `UNAVAILABLE`; both say in `ErrorInfo.metadata["resume_after"]` where to
+//! resume, so nothing is lost either way.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::{Stream, StreamExt as _};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use super::{EventLog, Filter, Position, StoredEvent};
+use crate::status::ERROR_DOMAIN;
+
+/// Items a stream holds for a consumer that is not reading.
+pub const BUFFER: usize = 64;
+/// Events read from the log at a time.
+const BATCH: usize = 256;
+
+/// What a stream sends.
+#[derive(Debug, Clone)]
+pub enum Item {
+    Event { event: StoredEvent },
+    Heartbeat { cursor: String },
+}
+
+/// Called at every heartbeat, so a consumer that may no longer read (a demoted admin) is ended
+/// with the status it returns.
+pub type Recheck = Box<dyn Fn() -> BoxFuture<'static, Result<(), Status>> + Send + Sync>;
+
+/// What a stream watches.
+pub struct Watch {
+    pub after: Position,
+    pub filter: Filter,
+    pub heartbeat: Duration,
+    pub recheck: Option<Recheck>,
+}
+
+impl EventLog {
+    /// The stream of `watch`, ended (as the module doc says) when `draining` is cancelled.
+    pub fn watch(&self, watch: Watch, draining: CancellationToken) -> impl Stream<Item = Result<Item, Status>> + use<> {
+        let (items, outbox) = mpsc::channel(BUFFER);
+        let (last, last_status) = oneshot::channel();
+        let log = self.clone();
+        tokio::spawn(async move {
+            if let Some(status) = log.feed(watch, &items, draining).await {
+                let _ = last.send(status);
+            }
+        });
+        let items = futures_util::stream::unfold(outbox, |mut outbox| async move {
+            outbox.recv().await.map(|item| (Ok(item), outbox))
+        });
+        let last = futures_util::stream::once(last_status).filter_map(|status| async move { status.ok().map(Err) });
+        items.chain(last)
+    }
+
+    /// Sends what `watch` asks for until the consumer goes (`None`) or the stream must end.
+    async fn feed(&self, watch: Watch, items: &mpsc::Sender<Item>, draining: CancellationToken) -> Option<Status> {
+        let Watch { mut after, filter, heartbeat, recheck } = watch;
+        let mut newest = self.newest.subscribe();
+        let mut beats = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+        loop {
+            loop {
+                let (events, next, more) = match self.read(after, &filter, BATCH).await {
+                    Ok(read) => read,
+                    Err(error) => {
+                        tracing::debug!(%error, "event stream could not read the log");
+                        return Some(self.resume_status(
+                            Code::Unavailable,
+                            "EVENT_LOG_UNAVAILABLE",
+                            "the event log could not be read; resume after the cursor in a moment",
+                            after,
+                        ));
+                    }
+                };
+                for event in events {
+                    let position = event.position;
+                    let item = Item::Event { event };
+                    if let Err(end) = self.send(items, item, after).await {
+                        return end;
+                    }
+                    after = position;
+                }
+                after = next;
+                if !more {
+                    break;
+                }
+            }
+            tokio::select! {
+                () = draining.cancelled() => {
+                    return Some(self.resume_status(
+                        Code::Unavailable,
+                        "SERVER_SHUTTING_DOWN",
+                        "this server is shutting down; resume after the cursor on another replica",
+                        after,
+                    ));
+                }
+                changed = newest.changed() => {
+                    if changed.is_err() {
+                        return Some(self.resume_status(Code::Unavailable, "SERVER_SHUTTING_DOWN",
+                            "this server is shutting down; resume after the cursor", after));
+                    }
+                }
+                _ = beats.tick() => {
+                    if let Some(recheck) = &recheck
+                        && let Err(status) = recheck().await
+                    {
+                        return Some(status);
+                    }
+                    let beat = Item::Heartbeat { cursor: self.cursor(after) };
+                    if let Err(end) = self.send(items, beat, after).await {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues `item`; `Err(None)` when the consumer went away, `Err(Some(status))` when it
+    /// left the queue full for the stall limit.
+    async fn send(&self, items: &mpsc::Sender<Item>, item: Item, after: Position) -> Result<(), Option<Status>> {
+        match tokio::time::timeout(self.settings.stall_limit, items.send(item)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(None),
+            Err(_) => Err(Some(self.resume_status(
+                Code::ResourceExhausted,
+                "EVENT_CONSUMER_TOO_SLOW",
+                "this consumer stopped reading for too long; resume after the cursor",
+                after,
+            ))),
+        }
+    }
+
+    /// A stream's last status: the reason, and the cursor to resume after in its metadata.
+    fn resume_status(&self, code: Code, reason: &str, message: &str, after: Position) -> Status {
+        let mut details = ErrorDetails::new();
+        details.set_error_info(reason, ERROR_DOMAIN, HashMap::from([("resume_after".to_owned(), self.cursor(after))]));
+        Status::with_error_details(code, message, details)
+    }
+}
