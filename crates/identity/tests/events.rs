@@ -37,8 +37,9 @@ async fn all_events(app: &TestApp, account: &str) -> Vec<ev::Event> {
     events_after(app, account, String::new()).await
 }
 
-/// Every event of `account` after `after`, page by page.
+/// Every event of `account` after `after` that committed before the call, page by page.
 async fn events_after(app: &TestApp, account: &str, mut after: String) -> Vec<ev::Event> {
+    roster_testkit::events_settled(&app.db).await;
     let mut events = Vec::new();
     loop {
         let page = app
@@ -524,6 +525,7 @@ async fn out_of_order(app: &TestApp) {
     let meanwhile = list(start.clone()).await;
     assert!(meanwhile.events.is_empty(), "held back while an older transaction runs: {:?}", meanwhile.events);
     first.commit().await.expect("the older one commits");
+    roster_testkit::events_settled(&app.db).await;
     let after = list(meanwhile.cursor).await;
     assert_eq!(
         after.events.iter().map(|e| e.subject.as_str()).collect::<Vec<_>>(),

@@ -119,3 +119,29 @@ fn unique_name() -> String {
 /// its point of no return leaves it, for tests of what operators do with failed operations.
 pub const MARK_OPERATION_FAILED: &str = "UPDATE workflows SET state = 'failed', failed_from = 'running', \
      failure = '{\"reason\":\"INJECTED\",\"message\":\"refused past the point of no return\"}' WHERE id = $1";
+
+/// Waits until every event committed before the call can be read from `db`'s event log. On
+/// PostgreSQL the log holds events back while any older transaction in the cluster is open
+/// (see `roster_platform::event_log`), and other tests' databases share the cluster; SQLite
+/// hands out what has committed at once.
+pub async fn events_settled(db: &roster_platform::db::Database) {
+    use roster_platform::db::Backend;
+    if db.backend() != Backend::Postgres {
+        return;
+    }
+    let next: i64 = sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+        .fetch_one(db.pool())
+        .await
+        .expect("snapshot");
+    for _ in 0..1_000 {
+        let horizon: i64 = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+            .fetch_one(db.pool())
+            .await
+            .expect("snapshot");
+        if horizon >= next {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("a transaction older than the test's writes stayed open for 10 s");
+}
