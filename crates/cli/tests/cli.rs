@@ -393,7 +393,7 @@ fn the_deploy_files_agree_with_their_docs() {
 
 /// The commands whose settings the README's configuration table accounts for, as its "Read by"
 /// column names them.
-const LEAVES: [(&[&str], &str); 9] = [
+const LEAVES: [(&[&str], &str); 10] = [
     (&["up"], "up"),
     (&["serve", "identity"], "serve identity"),
     (&["serve", "licensing"], "serve licensing"),
@@ -403,6 +403,7 @@ const LEAVES: [(&[&str], &str); 9] = [
     (&["ops", "list"], "ops"),
     (&["bulk", "run"], "bulk run"),
     (&["bulk", "template"], "bulk template"),
+    (&["events", "tail"], "events tail"),
 ];
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod bulk;
 mod docs;
+mod events;
 mod keys;
 mod migrate;
 mod ops;
@@ -44,6 +45,8 @@ enum Command {
     Ops(ops::OpsArgs),
     /// Deactivate, unlink or delete many users from a CSV file: template, run.
     Bulk(bulk::BulkArgs),
+    /// Follow a service's event log as the services acting on its changes do: tail.
+    Events(events::EventsArgs),
     /// Print shell completions for bash, zsh, fish, elvish or PowerShell.
     Completions(docs::CompletionsArgs),
     /// Write a man page for every command into a directory.
@@ -52,13 +55,19 @@ enum Command {
 
 impl Command {
     /// The logging and metrics settings of the commands that run services or touch their
-    /// databases; the client commands (`token`, `keys`, `ops`, `bulk`) have none to show.
+    /// databases; the client commands (`token`, `keys`, `ops`, `bulk`, `events`) have none to show.
     fn telemetry(&self) -> Option<&TelemetryArgs> {
         match self {
             Self::Up(args) => Some(&args.telemetry),
             Self::Serve(args) => Some(&args.telemetry),
             Self::Migrate(args) => Some(&args.telemetry),
-            Self::Token(_) | Self::Keys(_) | Self::Ops(_) | Self::Bulk(_) | Self::Completions(_) | Self::Man(_) => None,
+            Self::Token(_)
+            | Self::Keys(_)
+            | Self::Ops(_)
+            | Self::Bulk(_)
+            | Self::Events(_)
+            | Self::Completions(_)
+            | Self::Man(_) => None,
         }
     }
 
@@ -100,6 +109,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Keys(args) => keys::run(&cli.data_dir, args),
         Command::Ops(args) => ops::run(args).await,
         Command::Bulk(args) => bulk::run(args).await,
+        Command::Events(args) => events::run(args).await,
         Command::Completions(args) => docs::completions(&args),
         Command::Man(args) => docs::man(&args),
     };

@@ -1,4 +1,4 @@
-//! What the client commands (`roster ops`, `roster bulk`) share: where identity is, the bearer
+//! What the client commands (`roster ops`, `roster bulk`, `roster events`) share: where identity is, the bearer
 //! token (from a flag or `ROSTER_TOKEN`, never a positional argument, so it stays out of
 //! shell history and process listings), one connection, and refusals printed the way an
 //! operator needs them.
@@ -32,6 +32,11 @@ impl Remote {
     /// Connects; a missing or unusable token is a configuration error (exit 64) saying how to
     /// mint one (`mint`).
     pub async fn connect(args: &RemoteArgs, mint: &str) -> Result<Self, Failure> {
+        Self::connect_at(&args.identity_url, "ROSTER_IDENTITY_URL", args, mint).await
+    }
+
+    /// [`Remote::connect`] to the service at `url` (the setting `key` names), with `args`'s token.
+    pub async fn connect_at(url: &str, key: &'static str, args: &RemoteArgs, mint: &str) -> Result<Self, Failure> {
         let token = args.token.as_deref().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
             ConfigError::new(
                 "ROSTER_TOKEN",
@@ -44,13 +49,10 @@ impl Remote {
         let authorization = format!("Bearer {token}").parse().map_err(|_| {
             ConfigError::new("ROSTER_TOKEN", "is not a token (it has characters a header cannot carry)")
         })?;
-        let endpoint = Channel::from_shared(args.identity_url.clone())
-            .map_err(|e| ConfigError::new("ROSTER_IDENTITY_URL", e.to_string()))?
+        let endpoint = Channel::from_shared(url.to_owned())
+            .map_err(|e| ConfigError::new(key, e.to_string()))?
             .connect_timeout(Duration::from_secs(5));
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| runtime(format!("cannot reach identity at {}: {e}", args.identity_url)))?;
+        let channel = endpoint.connect().await.map_err(|e| runtime(format!("cannot reach {url}: {e}")))?;
         Ok(Self { channel, authorization })
     }
 

@@ -1,4 +1,4 @@
-//! How `roster ops` and `roster bulk` print operations: tables for people, proto3 JSON for scripts (built from
+//! How `roster ops` and `roster bulk` print operations (and `roster events` its events as JSON): tables for people, proto3 JSON for scripts (built from
 //! the API's own descriptors, so field names and enum names are the ones grpcurl shows), and
 //! live progress while one runs: a bar on a terminal, a line per change otherwise.
 
@@ -23,10 +23,14 @@ fn pool() -> &'static DescriptorPool {
 
 /// The operation in the canonical proto3 JSON mapping.
 pub fn json(operation: &ops::Operation) -> Result<Value, Failure> {
-    let descriptor = pool()
-        .get_message_by_name("roster.operations.v1.Operation")
-        .ok_or_else(|| runtime("the Operation descriptor is missing"))?;
-    let message = DynamicMessage::decode(descriptor, operation.encode_to_vec().as_slice()).map_err(runtime)?;
+    message_json(operation, "roster.operations.v1.Operation")
+}
+
+/// Any API message (`name` is its full proto name) in the canonical proto3 JSON mapping.
+pub fn message_json(message: &impl Message, name: &str) -> Result<Value, Failure> {
+    let descriptor =
+        pool().get_message_by_name(name).ok_or_else(|| runtime(format!("the {name} descriptor is missing")))?;
+    let message = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice()).map_err(runtime)?;
     let mut value = serde_json::to_value(&message).map_err(runtime)?;
     whole_numbers(&mut value);
     Ok(value)
