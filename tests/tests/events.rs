@@ -169,7 +169,8 @@ async fn scenario(dir: &Path, identity_db: &str, licensing_db: Option<&str>, rep
     let owner_token = keys.user(&owner);
     let writers: Vec<_> = (0..4)
         .map(|writer| {
-            let (identity, account, owner, token) = (identity.clone(), account.clone(), owner.clone(), owner_token.clone());
+            let (identity, account, owner, token) =
+                (identity.clone(), account.clone(), owner.clone(), owner_token.clone());
             tokio::spawn(async move {
                 for n in 0..WRITES / 4 {
                     let request = pb::UpdateUserSettingsRequest {

@@ -26,6 +26,7 @@ on_both_backends!(
     r18_r21_r22_settings_are_kept_move_with_the_user_and_go_with_them,
     concurrent_settings_editors_do_not_overwrite_each_other_unseen,
     a_demoted_admins_stream_ends_at_the_next_heartbeat,
+    a_caller_holds_a_bounded_number_of_streams,
 );
 
 fn filter(account: &str) -> Option<ev::EventFilter> {
@@ -131,6 +132,9 @@ async fn changes_are_in_the_log_in_commit_order_with_their_cause(app: &TestApp) 
 /// A watcher that stops and comes back with its last cursor gets exactly what it missed.
 async fn a_consumer_resumes_after_its_cursor_and_sees_each_event_once(app: &TestApp) {
     let w = app.seed_world("resume").await;
+    // "From now" is from what the log hands out now: on PostgreSQL, seeding's last events may
+    // still be held back behind other tests' transactions.
+    roster_testkit::events_settled(&app.db).await;
     let token = app.operator_token();
     let mut stream = app
         .events()
@@ -483,6 +487,36 @@ async fn a_demoted_admins_stream_ends_at_the_next_heartbeat(app: &TestApp) {
     .expect("the stream ends within a few heartbeats")
     .expect("with a status");
     assert_eq!(ended.code(), Code::PermissionDenied);
+}
+
+/// Streams are memory and a task each: one caller may hold 16 open on a server; the 17th is
+/// refused with when to retry, and a closed stream frees its slot at once.
+async fn a_caller_holds_a_bounded_number_of_streams(app: &TestApp) {
+    let w = app.seed_world("streams").await;
+    let token = app.user_token(&w.admin);
+    let open = || async {
+        app.events()
+            .watch_events(authed(ev::WatchEventsRequest::default(), &token))
+            .await
+            .map(tonic::Response::into_inner)
+    };
+    let mut streams = Vec::new();
+    for _ in 0..roster_platform::event_log::stream::MAX_STREAMS_PER_CALLER {
+        streams.push(open().await.expect("within the limit"));
+    }
+    let refused = open().await.expect_err("one too many");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert_eq!(reason(&refused), "EVENT_STREAMS_LIMIT");
+    assert!(
+        app.events().watch_events(authed(ev::WatchEventsRequest::default(), &app.user_token(&w.owner))).await.is_ok(),
+        "another caller is not held back"
+    );
+    drop(streams.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while open().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "a closed stream gives its slot back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// PostgreSQL numbers transactions as they start, not as they commit: a transaction that

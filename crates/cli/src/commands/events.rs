@@ -77,7 +77,9 @@ pub async fn run(args: EventsArgs) -> Result<(), Failure> {
     let mint = "roster token --operator NAME";
     let remote = match tail.service {
         Service::Identity => Remote::connect(&args.remote, mint).await?,
-        Service::Licensing => Remote::connect_at(&tail.licensing_url, "ROSTER_LICENSING_URL", &args.remote, mint).await?,
+        Service::Licensing => {
+            Remote::connect_at(&tail.licensing_url, "ROSTER_LICENSING_URL", &args.remote, mint).await?
+        }
     };
     let mut client = EventsClient::new(remote.channel());
     let filter = ev::EventFilter { account_ids: tail.accounts.clone(), types: tail.types.clone() };

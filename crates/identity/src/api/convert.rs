@@ -622,58 +622,6 @@ pub fn email_addresses(addresses: &[Address]) -> pb::ListEmailAddressesResponse 
     pb::ListEmailAddressesResponse { addresses: addresses.iter().map(email_address).collect() }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use strum::VariantArray;
-
-    #[test]
-    fn every_workflow_state_has_one_api_state_and_filters_by_it() {
-        for state in State::VARIANTS {
-            let (_, pb) = OPERATION_STATES.iter().find(|(s, _)| s == state).expect("mapped");
-            assert_eq!(operation_state(*pb as i32).expect("known"), Some(*state));
-        }
-        assert_eq!(operation_state(0).expect("unspecified"), None);
-        assert!(operation_state(99).is_err());
-    }
-
-    #[test]
-    fn unknown_enum_values_are_refused_with_the_field() {
-        assert!(plan(99).is_err());
-        assert!(plan(0).is_err());
-        assert!(privileges(&[1, 42]).is_err());
-        assert!(privileges(&[0]).is_err());
-        assert!(status_filter(7).is_err());
-        assert!(role_filter(-1).is_err());
-        assert!(invitation_role(9, "").is_err());
-        assert_eq!(invitation_role(0, "").expect("default"), Role::Member);
-    }
-
-    #[test]
-    fn assigned_role_accepts_built_ins_and_custom_ids() {
-        assert_eq!(assigned_role("admin").expect("admin"), Role::Admin);
-        assert!(assigned_role("superuser").is_err());
-        let id = RoleId::generate();
-        assert_eq!(assigned_role(id.as_str()).expect("custom"), Role::Custom(id));
-    }
-
-    #[test]
-    fn managed_domains_are_bounded_and_deduplicated() {
-        let domains = managed_domains(&["B.example.com".into(), "b.example.com".into()]).expect("valid");
-        assert_eq!(domains.len(), 1);
-        assert!(managed_domains(&["not a domain".into()]).is_err());
-        assert!(managed_domains(&vec!["x.example.com".to_owned(); MAX_MANAGED_DOMAINS + 1]).is_err());
-    }
-
-    #[test]
-    fn text_fields_are_required_and_bounded() {
-        assert!(required_text("name", "  ", 10).is_err());
-        assert!(required_text("name", &"x".repeat(11), 10).is_err());
-        assert_eq!(required_text("name", " Acme ", 10).expect("valid"), "Acme");
-        assert!(one_time_code(&"c".repeat(200)).is_err());
-    }
-}
-
 /// A stored identity event's payload as the API's typed payload (see `domain::events`).
 pub fn event_payload(
     event: &roster_platform::event_log::StoredEvent,
@@ -742,5 +690,57 @@ pub fn user_settings_to_pb(account: &AccountId, user: &UserId, stored: &StoredSe
             .collect(),
         version: u64::try_from(stored.version).unwrap_or_default(),
         updated_at_ms: stored.updated_at_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strum::VariantArray;
+
+    #[test]
+    fn every_workflow_state_has_one_api_state_and_filters_by_it() {
+        for state in State::VARIANTS {
+            let (_, pb) = OPERATION_STATES.iter().find(|(s, _)| s == state).expect("mapped");
+            assert_eq!(operation_state(*pb as i32).expect("known"), Some(*state));
+        }
+        assert_eq!(operation_state(0).expect("unspecified"), None);
+        assert!(operation_state(99).is_err());
+    }
+
+    #[test]
+    fn unknown_enum_values_are_refused_with_the_field() {
+        assert!(plan(99).is_err());
+        assert!(plan(0).is_err());
+        assert!(privileges(&[1, 42]).is_err());
+        assert!(privileges(&[0]).is_err());
+        assert!(status_filter(7).is_err());
+        assert!(role_filter(-1).is_err());
+        assert!(invitation_role(9, "").is_err());
+        assert_eq!(invitation_role(0, "").expect("default"), Role::Member);
+    }
+
+    #[test]
+    fn assigned_role_accepts_built_ins_and_custom_ids() {
+        assert_eq!(assigned_role("admin").expect("admin"), Role::Admin);
+        assert!(assigned_role("superuser").is_err());
+        let id = RoleId::generate();
+        assert_eq!(assigned_role(id.as_str()).expect("custom"), Role::Custom(id));
+    }
+
+    #[test]
+    fn managed_domains_are_bounded_and_deduplicated() {
+        let domains = managed_domains(&["B.example.com".into(), "b.example.com".into()]).expect("valid");
+        assert_eq!(domains.len(), 1);
+        assert!(managed_domains(&["not a domain".into()]).is_err());
+        assert!(managed_domains(&vec!["x.example.com".to_owned(); MAX_MANAGED_DOMAINS + 1]).is_err());
+    }
+
+    #[test]
+    fn text_fields_are_required_and_bounded() {
+        assert!(required_text("name", "  ", 10).is_err());
+        assert!(required_text("name", &"x".repeat(11), 10).is_err());
+        assert_eq!(required_text("name", " Acme ", 10).expect("valid"), "Acme");
+        assert!(one_time_code(&"c".repeat(200)).is_err());
     }
 }

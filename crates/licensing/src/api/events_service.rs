@@ -68,8 +68,17 @@ impl Events for Api {
         let accounts = self.readable(&caller, requested).await?;
         let recheck = self.recheck(&caller, &accounts);
         let filter = self.events.filter(request.filter.clone(), accounts)?;
-        let stream =
-            self.events.watch_request(&request, filter, recheck, convert::event_payload, self.draining.clone()).await?;
+        let stream = self
+            .events
+            .watch_request(
+                &caller.audit_name(),
+                &request,
+                filter,
+                recheck,
+                convert::event_payload,
+                self.draining.clone(),
+            )
+            .await?;
         Ok(Response::new(stream))
     }
 

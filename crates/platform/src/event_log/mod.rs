@@ -86,6 +86,7 @@ pub struct EventLog {
     settings: LogSettings,
     clock: SharedClock,
     newest: Arc<watch::Sender<Option<Position>>>,
+    open_streams: stream::OpenStreams,
 }
 
 /// How often the newest deliverable position is read while anyone watches.
@@ -104,7 +105,16 @@ impl EventLog {
         stop: CancellationToken,
     ) -> Self {
         let (newest, _) = watch::channel(None);
-        let log = Self { db, name, kinds, tokens, settings, clock, newest: Arc::new(newest) };
+        let log = Self {
+            db,
+            name,
+            kinds,
+            tokens,
+            settings,
+            clock,
+            newest: Arc::new(newest),
+            open_streams: Default::default(),
+        };
         tokio::spawn(log.clone().watch_head(stop));
         log
     }

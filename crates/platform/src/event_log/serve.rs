@@ -63,9 +63,10 @@ impl EventLog {
         Ok(pb::ListEventsResponse { events, cursor: self.cursor(next), more })
     }
 
-    /// `WatchEvents`: the stream, or the request's error.
+    /// `WatchEvents` by `caller` (an audit name): the stream, or the request's error.
     pub async fn watch_request(
         &self,
+        caller: &str,
         request: &pb::WatchEventsRequest,
         filter: Filter,
         recheck: Option<Recheck>,
@@ -86,8 +87,9 @@ impl EventLog {
             return Err(status::invalid_argument("from_start", "cannot be set together with after"));
         }
         let after = self.start_after(&request.after, request.from_start).await?;
+        let slot = self.stream_slot(caller)?;
         let log = self.clone();
-        let items = self.watch(Watch { after, filter, heartbeat, recheck }, draining);
+        let items = self.watch(Watch { after, filter, heartbeat, recheck }, draining, slot);
         Ok(Box::pin(items.map(move |item| {
             let item = match item? {
                 Item::Event { event, .. } => pb::watch_events_response::Item::Event(log.message(&event, decode)?),

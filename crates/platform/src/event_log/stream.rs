@@ -8,6 +8,7 @@
 //! resume, so nothing is lost either way.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -24,6 +25,33 @@ use crate::status::ERROR_DOMAIN;
 pub const BUFFER: usize = 64;
 /// Events read from the log at a time.
 const BATCH: usize = 256;
+/// How often a consumer's right to read is checked again at most.
+pub const RECHECK_EVERY: Duration = Duration::from_secs(15);
+
+/// Event streams one caller may hold open at once on one server.
+pub const MAX_STREAMS_PER_CALLER: usize = 16;
+
+/// Open streams by caller (see [`EventLog::stream_slot`]).
+pub type OpenStreams = Arc<Mutex<HashMap<String, usize>>>;
+
+/// A caller's open stream, counted until dropped.
+#[derive(Debug)]
+pub struct StreamSlot {
+    open: OpenStreams,
+    caller: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.caller) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.caller);
+            }
+        }
+    }
+}
 
 /// What a stream sends.
 #[derive(Debug, Clone)]
@@ -32,8 +60,9 @@ pub enum Item {
     Heartbeat { cursor: String },
 }
 
-/// Called at every heartbeat, so a consumer that may no longer read (a demoted admin) is ended
-/// with the status it returns.
+/// Called every [`RECHECK_EVERY`] (or every heartbeat, if sooner), so a consumer that may no
+/// longer read (a demoted admin) is ended with the status it returns, however long the
+/// heartbeats it asked for.
 pub type Recheck = Box<dyn Fn() -> BoxFuture<'static, Result<(), Status>> + Send + Sync>;
 
 /// What a stream watches.
@@ -46,11 +75,18 @@ pub struct Watch {
 
 impl EventLog {
     /// The stream of `watch`, ended (as the module doc says) when `draining` is cancelled.
-    pub fn watch(&self, watch: Watch, draining: CancellationToken) -> impl Stream<Item = Result<Item, Status>> + use<> {
+    /// `slot` is held until the stream ends.
+    pub fn watch(
+        &self,
+        watch: Watch,
+        draining: CancellationToken,
+        slot: StreamSlot,
+    ) -> impl Stream<Item = Result<Item, Status>> + use<> {
         let (items, outbox) = mpsc::channel(BUFFER);
         let (last, last_status) = oneshot::channel();
         let log = self.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             if let Some(status) = log.feed(watch, &items, draining).await {
                 let _ = last.send(status);
             }
@@ -67,6 +103,8 @@ impl EventLog {
         let Watch { mut after, filter, heartbeat, recheck } = watch;
         let mut newest = self.newest.subscribe();
         let mut beats = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+        let recheck_every = heartbeat.min(RECHECK_EVERY);
+        let mut rechecks = tokio::time::interval_at(tokio::time::Instant::now() + recheck_every, recheck_every);
         loop {
             loop {
                 let (events, next, more) = match self.read(after, &filter, BATCH).await {
@@ -95,6 +133,8 @@ impl EventLog {
                 }
             }
             tokio::select! {
+                // The consumer went away: the stream's slot and task are given back at once.
+                () = items.closed() => return None,
                 () = draining.cancelled() => {
                     return Some(self.resume_status(
                         Code::Unavailable,
@@ -109,12 +149,14 @@ impl EventLog {
                             "this server is shutting down; resume after the cursor", after));
                     }
                 }
-                _ = beats.tick() => {
+                _ = rechecks.tick() => {
                     if let Some(recheck) = &recheck
                         && let Err(status) = recheck().await
                     {
                         return Some(status);
                     }
+                }
+                _ = beats.tick() => {
                     let beat = Item::Heartbeat { cursor: self.cursor(after) };
                     if let Err(end) = self.send(items, beat, after).await {
                         return end;
@@ -137,6 +179,24 @@ impl EventLog {
                 after,
             ))),
         }
+    }
+
+    /// One of `caller`'s [`MAX_STREAMS_PER_CALLER`] streams in this process, or
+    /// `RESOURCE_EXHAUSTED`: a caller cannot pin memory and tasks without bound by opening
+    /// stream after stream.
+    pub fn stream_slot(&self, caller: &str) -> Result<StreamSlot, Status> {
+        let mut open = self.open_streams.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(caller.to_owned()).or_default();
+        if *count >= MAX_STREAMS_PER_CALLER {
+            return Err(crate::status::retry_later(
+                Code::ResourceExhausted,
+                crate::status::Reason::new("EVENT_STREAMS_LIMIT", None),
+                Duration::from_secs(5),
+                format!("at most {MAX_STREAMS_PER_CALLER} event streams at once per caller on one server; close one"),
+            ));
+        }
+        *count += 1;
+        Ok(StreamSlot { open: self.open_streams.clone(), caller: caller.to_owned() })
     }
 
     /// A stream's last status: the reason, and the cursor to resume after in its metadata.

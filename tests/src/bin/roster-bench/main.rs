@@ -17,11 +17,14 @@
 //!   roster-bench --bulk N [--postgres URL]   (only: bulk deactivation of N licensed users)
 //!   roster-bench --noisy N [--postgres URL] [--seconds N]   (only: a quiet account's p99 beside
 //!       a busy one running a bulk deactivation of N users and eight inviters)
+//!   roster-bench --events RATE [--postgres URL] [--seconds N]   (only: how soon a watcher of the
+//!       event log sees each of RATE settings changes a second)
 //!   roster-bench echo-server ADDR        (the baseline server; started by the above)
 
 mod baseline;
 mod bulk;
 mod deploy;
+mod events;
 mod measure;
 mod noisy;
 mod report;
@@ -62,6 +65,8 @@ struct Options {
     bulk: Option<usize>,
     /// Only the noisy-neighbour run, the busy account's bulk run with this many users.
     noisy: Option<usize>,
+    /// Only the event-stream run, with this many changes a second.
+    events: Option<f64>,
 }
 
 fn options(args: &[String]) -> Result<Options, Error> {
@@ -73,6 +78,7 @@ fn options(args: &[String]) -> Result<Options, Error> {
         log: "warn".to_owned(),
         bulk: None,
         noisy: None,
+        events: None,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -85,6 +91,7 @@ fn options(args: &[String]) -> Result<Options, Error> {
             "--log" => options.log = value()?,
             "--bulk" => options.bulk = Some(value()?.parse()?),
             "--noisy" => options.noisy = Some(value()?.parse()?),
+            "--events" => options.events = Some(value()?.parse()?),
             other => return Err(format!("unknown argument {other}; see the module docs for usage").into()),
         }
     }
@@ -145,6 +152,16 @@ async fn bench(args: &[String]) -> Result<(), Error> {
         let quiet = Prepare { demo, keys: &data_dir.join("keys"), identity_db: &identity_db, leavers_per_account: 0 };
         let setup = Setup::new(channel.clone(), licensing, quiet).await?;
         noisy::measure(&roster.server, channel, &identity_db, &setup, busy, seconds).await?;
+        identity_db.close().await;
+        roster.stop()?;
+        return Ok(());
+    }
+    if let Some(rate) = options.events {
+        println!("roster-bench: {backend}, {}; how soon a watcher sees each change", options.config.describe());
+        let operator = demo["OPERATOR_TOKEN"].clone();
+        let prepare = Prepare { demo, keys: &data_dir.join("keys"), identity_db: &identity_db, leavers_per_account: 0 };
+        let setup = Setup::new(channel, licensing, prepare).await?;
+        events::measure(&roster.server, &setup, &operator, rate, seconds).await?;
         identity_db.close().await;
         roster.stop()?;
         return Ok(());

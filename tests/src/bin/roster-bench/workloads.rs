@@ -161,6 +161,16 @@ impl Setup {
         }
     }
 
+    /// Bench account `n`'s id, its owner's token and its member's id.
+    pub fn account(&self, n: usize) -> (String, String, String) {
+        let account = &self.0.accounts[n % ACCOUNTS];
+        (account.id.clone(), account.owner_token.clone(), account.member_id.clone())
+    }
+
+    pub fn identity(&self) -> Channel {
+        self.0.identity.clone()
+    }
+
     /// Users each caller of [`Workload::UnlinkWithTransfer`] can unlink.
     pub fn leavers_per_caller(&self) -> u64 {
         self.0.accounts.iter().map(|a| a.leavers.len() as u64).min().unwrap_or(0)
