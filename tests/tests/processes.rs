@@ -497,6 +497,7 @@ async fn routes_reflection_and_health_name_the_same_services() {
             "roster.identity.v1",
             "roster.licensing.v1",
             "roster.operations.v1",
+            "roster.events.v1",
             "roster.dev.v1",
         ])
         .into_iter()
@@ -507,9 +508,17 @@ async fn routes_reflection_and_health_name_the_same_services() {
         (
             "identity",
             identity,
-            &["AccountService", "BulkService", "DirectoryService", "Operations", "RoleService", "UserService"][..],
+            &[
+                "AccountService",
+                "BulkService",
+                "DirectoryService",
+                "Events",
+                "Operations",
+                "RoleService",
+                "UserService",
+            ][..],
         ),
-        ("licensing", licensing, &["BillingService", "ContentService", "LicenseService"][..]),
+        ("licensing", licensing, &["BillingService", "ContentService", "Events", "LicenseService"][..]),
     ] {
         let reflected: Vec<String> = list_services(channel.clone())
             .await
