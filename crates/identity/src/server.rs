@@ -14,6 +14,7 @@ use roster_platform::clock::SharedClock;
 use roster_platform::config::{ConfigError, LimitArgs};
 use roster_platform::db::{Backend, Database, redact};
 use roster_platform::event_log::EventLog;
+use roster_platform::event_log::serve::EventsService;
 use roster_platform::pagination::PageTokens;
 use roster_platform::saga_retry::SagaRetryArgs;
 use roster_platform::server::{ServeError, ServiceSet, StartError, bind_health, serve};
@@ -217,16 +218,19 @@ impl Server {
             settings.pages.clone(),
             draining.clone(),
             fair,
-            events.clone(),
         );
         let max = settings.limits.max_message_bytes();
-        let services = ServiceSet::new(draining)
+        let services = ServiceSet::new(draining.clone())
             .serve(api_server!(AccountServiceServer, api.clone(), max))
             .serve(api_server!(UserServiceServer, api.clone(), max))
             .serve(api_server!(RoleServiceServer, api.clone(), max))
             .serve(api_server!(BulkServiceServer, api.clone(), max))
             .serve(api_server!(OperationsServer, api.clone(), max))
-            .serve(api_server!(EventsServer, api.clone(), max))
+            .serve(api_server!(
+                EventsServer,
+                EventsService::new(events.clone(), api.clone(), crate::api::convert::event_payload, draining.clone()),
+                max
+            ))
             .serve(api_server!(DirectoryServiceServer, api, max));
         let services = match &settings.dev_clock {
             Some(clock) => services.serve(ClockServiceServer::new(DevClock::new(clock.clone(), engine.clone()))),

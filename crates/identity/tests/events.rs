@@ -64,21 +64,6 @@ fn types(events: &[ev::Event]) -> Vec<&str> {
     events.iter().map(|event| event.r#type.as_str()).collect()
 }
 
-async fn deactivate(app: &TestApp, account: &str, by: &str, user: &str) {
-    app.users()
-        .deactivate_user(authed(
-            pb::DeactivateUserRequest {
-                request_id: rid(),
-                account_id: account.into(),
-                user_id: user.into(),
-                validate_only: false,
-            },
-            &app.user_token(by),
-        ))
-        .await
-        .expect("deactivate");
-}
-
 async fn set_time_zone(app: &TestApp, account: &str, by: &str, user: &str, zone: &str) -> pb::UserSettings {
     app.users()
         .update_user_settings(authed(
@@ -169,7 +154,7 @@ async fn a_consumer_resumes_after_its_cursor_and_sees_each_event_once(app: &Test
     assert!(missed.iter().all(|e| e.r#type == "user.settings_changed"));
     assert!(missed.iter().all(|e| e.cursor != first.cursor), "nothing twice");
     // And nothing more: the next item is a heartbeat or a later change.
-    deactivate(app, &w.account, &w.owner, &w.member).await;
+    app.deactivate(&w.account, &w.owner, &w.member).await.expect("deactivate");
     assert_eq!(next_event(&mut resumed).await.r#type, "user.deactivated");
 }
 
@@ -239,7 +224,7 @@ async fn forged_and_foreign_cursors_are_invalid_and_expired_ones_out_of_range(ap
     // Retention passes for everything but the newest event, which is never pruned.
     let later = app.clock.now_ms() + 1;
     app.clock.advance_ms(8 * 86_400_000);
-    deactivate(app, &w.account, &w.owner, &w.member).await;
+    app.deactivate(&w.account, &w.owner, &w.member).await.expect("deactivate");
     let pruned = store::prune(&app.db, later).await.expect("prune");
     assert!(pruned >= events.len() as u64, "pruned {pruned}");
     let expired = app
@@ -346,7 +331,7 @@ async fn r18_r21_r22_settings_are_kept_move_with_the_user_and_go_with_them(app: 
         .expect("the user sets their own")
         .into_inner();
     assert_eq!(written.version, 1);
-    deactivate(app, &w.account, &w.owner, &w.member).await;
+    app.deactivate(&w.account, &w.owner, &w.member).await.expect("deactivate");
     let kept = get(w.account.clone(), w.owner.clone(), w.member.clone()).await.expect("read").into_inner();
     assert_eq!(kept, written, "R18: a deactivated user's settings are kept");
     app.users()

@@ -206,21 +206,6 @@ async fn r27_r29_accepting_needs_an_otherwise_empty_account(app: &TestApp) {
     assert!(closed.closed && closed.owner_user_id.is_empty(), "{closed:?}");
 }
 
-async fn deactivate(app: &TestApp, account: &str, by: &str, user: &str) -> Result<ops::Operation, tonic::Status> {
-    app.users()
-        .deactivate_user(authed(
-            pb::DeactivateUserRequest {
-                request_id: rid(),
-                account_id: account.into(),
-                user_id: user.into(),
-                validate_only: false,
-            },
-            &app.user_token(by),
-        ))
-        .await
-        .map(tonic::Response::into_inner)
-}
-
 /// A text field of a finished operation's result.
 fn result_str(operation: &ops::Operation, field: &str) -> String {
     match operation.result.as_ref().and_then(|r| r.fields.get(field)).and_then(|v| v.kind.clone()) {
@@ -250,17 +235,17 @@ async fn sign_in(app: &TestApp, email: &str) -> pb::CheckSignInResponse {
 
 async fn r15_r17_r18_r19_deactivate_and_reactivate(app: &TestApp) {
     let w = app.seed_world("life").await;
-    let refused = deactivate(app, &w.account, &w.owner, &w.pending_user).await.expect_err("pending");
+    let refused = app.deactivate(&w.account, &w.owner, &w.pending_user).await.expect_err("pending");
     assert_eq!(reason(&refused), "USER_PENDING");
-    let refused = deactivate(app, &w.account, &w.owner, &w.admin).await.expect_err("admin");
+    let refused = app.deactivate(&w.account, &w.owner, &w.admin).await.expect_err("admin");
     assert_eq!((reason(&refused).as_str(), product_code(&refused).as_deref()), ("ADMIN_MUST_BE_DEMOTED", Some("1117")));
-    let refused = deactivate(app, &w.account, &w.admin, &w.owner).await.expect_err("owner");
+    let refused = app.deactivate(&w.account, &w.admin, &w.owner).await.expect_err("owner");
     assert_eq!(reason(&refused), "OWNER_PROTECTED");
-    let refused = deactivate(app, &w.account, &w.member, &w.admin).await.expect_err("member acting");
+    let refused = app.deactivate(&w.account, &w.member, &w.admin).await.expect_err("member acting");
     assert_eq!(refused.code(), Code::PermissionDenied);
 
     assert_eq!(sign_in(app, "member@life.example").await.decision, pb::SignInDecision::Allowed as i32);
-    let operation = deactivate(app, &w.account, &w.admin, &w.member).await.expect("deactivate");
+    let operation = app.deactivate(&w.account, &w.admin, &w.member).await.expect("deactivate");
     assert!(operation.done && operation.error.is_none(), "{operation:?}");
     let user = app.get_user(&w.account, &w.owner, &w.member).await;
     assert_eq!(user.status, pb::UserStatus::Deactivated as i32);
@@ -277,7 +262,7 @@ async fn r15_r17_r18_r19_deactivate_and_reactivate(app: &TestApp) {
         .await
         .expect_err("deactivated caller");
     assert_eq!(reason(&refused), "CALLER_DEACTIVATED");
-    let refused = deactivate(app, &w.account, &w.owner, &w.member).await.expect_err("twice");
+    let refused = app.deactivate(&w.account, &w.owner, &w.member).await.expect_err("twice");
     assert_eq!(reason(&refused), "USER_DEACTIVATED");
 
     // R19: reactivation makes them active again.

@@ -14,6 +14,7 @@ use roster_platform::config::ConfigError;
 use roster_platform::config::LimitArgs;
 use roster_platform::db::{Database, redact};
 use roster_platform::event_log::EventLog;
+use roster_platform::event_log::serve::EventsService;
 use roster_platform::pagination::PageTokens;
 use roster_platform::saga_retry::{SagaRetry, SagaRetryArgs};
 use roster_platform::server::{ServeError, ServiceSet, StartError, bind_health, serve};
@@ -142,20 +143,17 @@ impl Server {
             settings.clock.clone(),
             draining.clone(),
         );
-        let api = Api::new(
-            db.clone(),
-            directory,
-            settings.clock.clone(),
-            settings.pages.clone(),
-            events.clone(),
-            draining.clone(),
-        );
+        let api = Api::new(db.clone(), directory, settings.clock.clone(), settings.pages.clone());
         let max = settings.limits.max_message_bytes();
-        let services = ServiceSet::new(draining)
+        let services = ServiceSet::new(draining.clone())
             .serve(api_server!(LicenseServiceServer, api.clone(), max))
             .serve(api_server!(ContentServiceServer, api.clone(), max))
             .serve(api_server!(BillingServiceServer, api.clone(), max))
-            .serve(api_server!(EventsServer, api, max));
+            .serve(api_server!(
+                EventsServer,
+                EventsService::new(events.clone(), api, crate::api::convert::event_payload, draining.clone()),
+                max
+            ));
         tracing::info!(addr = %self_addr(&listener, settings.listen), identity = %settings.identity_url, "licensing serving");
         let (stop_housekeeping, stopped) = tokio::sync::watch::channel(false);
         // Licensing's gauges are its pools'; only when metrics are served.

@@ -31,7 +31,6 @@ use prost::Message;
 use roster_platform::auth::Principal;
 use roster_platform::clock::SharedClock;
 use roster_platform::db::{Conn, Database, Tx};
-use roster_platform::event_log::EventLog;
 use roster_platform::fair::{self, FairShare};
 use roster_platform::idempotency::{self, Key};
 use roster_platform::pagination::PageTokens;
@@ -98,12 +97,9 @@ pub struct Api {
     /// Who called lately, and each account's turns while others are being served (see
     /// `roster_platform::fair`); a bulk run gives way to them too.
     fair: Arc<FairShare>,
-    /// The event log other services follow (`roster.events.v1`).
-    events: EventLog,
 }
 
 impl Api {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         db: Database,
         clock: SharedClock,
@@ -112,9 +108,8 @@ impl Api {
         pages: PageTokens,
         draining: CancellationToken,
         fair: Arc<FairShare>,
-        events: EventLog,
     ) -> Self {
-        Self { db, clock, engine, licensing, pages, draining, fair, events }
+        Self { db, clock, engine, licensing, pages, draining, fair }
     }
 
     /// Runs a use case that starts a saga or repairs one (retry, resolve, cancel), once per

@@ -248,6 +248,22 @@ impl TestApp {
         RoleServiceClient::new(self.channel.clone())
     }
 
+    /// `by` deactivates `user` of `account`: the operation as the call returns it.
+    pub async fn deactivate(&self, account: &str, by: &str, user: &str) -> Result<ops::Operation, tonic::Status> {
+        self.users()
+            .deactivate_user(authed(
+                pb::DeactivateUserRequest {
+                    request_id: rid(),
+                    account_id: account.into(),
+                    user_id: user.into(),
+                    validate_only: false,
+                },
+                &self.user_token(by),
+            ))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
     pub fn events(&self) -> roster_proto::events::v1::events_client::EventsClient<Channel> {
         roster_proto::events::v1::events_client::EventsClient::new(self.channel.clone())
     }

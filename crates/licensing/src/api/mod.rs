@@ -28,11 +28,9 @@ use prost::Message;
 use roster_platform::auth::Principal;
 use roster_platform::clock::SharedClock;
 use roster_platform::db::{Conn, Database, Tx};
-use roster_platform::event_log::EventLog;
 use roster_platform::idempotency::{self, Key};
 use roster_platform::pagination::PageTokens;
 use roster_platform::{rerun, status};
-use tokio_util::sync::CancellationToken;
 use tonic::{Response, Status};
 
 use crate::app::{self, Ctx};
@@ -55,10 +53,6 @@ pub struct Api {
     directory: Directory,
     clock: SharedClock,
     pages: PageTokens,
-    /// The event log other services follow (`roster.events.v1`).
-    events: EventLog,
-    /// Cancelled as the server drains: event streams end with a status saying where to resume.
-    draining: CancellationToken,
 }
 
 /// For handlers whose use case needs nothing more from identity than the caller.
@@ -67,15 +61,8 @@ fn no_lookups() -> std::future::Ready<Result<(), Status>> {
 }
 
 impl Api {
-    pub fn new(
-        db: Database,
-        directory: Directory,
-        clock: SharedClock,
-        pages: PageTokens,
-        events: EventLog,
-        draining: CancellationToken,
-    ) -> Self {
-        Self { db, directory, clock, pages, events, draining }
+    pub fn new(db: Database, directory: Directory, clock: SharedClock, pages: PageTokens) -> Self {
+        Self { db, directory, clock, pages }
     }
 
     /// The page a list request asks for; its token must be one this list handed this caller

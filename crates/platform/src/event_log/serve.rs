@@ -1,17 +1,20 @@
-//! The `roster.events.v1.Events` requests as both services answer them, once the service has
-//! decided which accounts the caller may read: checking the request, paging, streaming, and
-//! turning stored events into messages with the service's own payload decoder.
+//! `roster.events.v1.Events` as both services serve it ([`EventsService`]): each says which
+//! accounts a caller may read ([`Readers`]) and how its stored payloads read back
+//! ([`Decode`]); checking the request, paging, streaming, asking again while a user's stream
+//! lasts, and turning stored events into messages are the same for both.
 
 use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt as _};
 use roster_proto::events::v1 as pb;
+use roster_proto::events::v1::events_server::Events;
 use tokio_util::sync::CancellationToken;
-use tonic::Status;
+use tonic::{Request, Response, Status};
 
 use super::stream::{Item, Recheck, Watch};
 use super::{EventLog, Filter, StoredEvent, check_filter};
+use crate::auth::{Principal, principal};
 use crate::pagination::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::status;
 
@@ -19,6 +22,84 @@ use crate::status;
 pub type Decode = fn(&StoredEvent) -> Result<pb::event::Payload, String>;
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
+
+/// Who may read a service's log, decided by the service from current data (SPEC R34).
+#[tonic::async_trait]
+pub trait Readers: Clone + Send + Sync + 'static {
+    /// The accounts `caller` may read of those `requested` (empty: every account it may), or
+    /// the refusal.
+    async fn readable(&self, caller: &Principal, requested: Vec<String>) -> Result<Vec<String>, Status>;
+}
+
+/// The `Events` gRPC service over one service's log.
+#[derive(Debug, Clone)]
+pub struct EventsService<R> {
+    log: EventLog,
+    readers: R,
+    decode: Decode,
+    /// Cancelled as the server drains: streams end saying where to resume.
+    draining: CancellationToken,
+}
+
+impl<R: Readers> EventsService<R> {
+    pub fn new(log: EventLog, readers: R, decode: Decode, draining: CancellationToken) -> Self {
+        Self { log, readers, decode, draining }
+    }
+
+    /// The accounts of the request's filter the caller may read, and its filter narrowed to them.
+    async fn filter(
+        &self,
+        caller: &Principal,
+        filter: Option<pb::EventFilter>,
+    ) -> Result<(Vec<String>, Filter), Status> {
+        let requested = filter.clone().unwrap_or_default().account_ids;
+        let accounts = self.readers.readable(caller, requested).await?;
+        Ok((accounts.clone(), self.log.filter(filter, accounts)?))
+    }
+
+    /// For a user, asks the service again while the stream lasts: a demoted or deactivated
+    /// admin's stream ends with the refusal. Services and operators are not users of any account.
+    fn recheck(&self, caller: &Principal, accounts: Vec<String>) -> Option<Recheck> {
+        if !matches!(caller, Principal::User { .. }) {
+            return None;
+        }
+        let (readers, caller) = (self.readers.clone(), caller.clone());
+        Some(Box::new(move || {
+            let (readers, caller, accounts) = (readers.clone(), caller.clone(), accounts.clone());
+            Box::pin(async move { readers.readable(&caller, accounts).await.map(drop) })
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl<R: Readers> Events for EventsService<R> {
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let caller = principal(&request)?;
+        let request = request.into_inner();
+        let (accounts, filter) = self.filter(&caller, request.filter.clone()).await?;
+        let recheck = self.recheck(&caller, accounts);
+        let stream = self
+            .log
+            .watch_request(&caller.audit_name(), &request, filter, recheck, self.decode, self.draining.clone())
+            .await?;
+        Ok(Response::new(stream))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let caller = principal(&request)?;
+        let request = request.into_inner();
+        let (_, filter) = self.filter(&caller, request.filter.clone()).await?;
+        Ok(Response::new(self.log.list(&request, filter, self.decode).await?))
+    }
+}
 
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 const MAX_HEARTBEAT_SECONDS: u32 = 300;
