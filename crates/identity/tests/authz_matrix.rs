@@ -34,7 +34,7 @@ fn callers() -> impl Iterator<Item = Caller> {
     CALLERS.into_iter().chain(Forgery::ALL.map(Caller::Forged))
 }
 
-const RPCS: [&str; 57] = [
+const RPCS: [&str; 58] = [
     "AccountService/CreateAccount",
     "AccountService/GetAccount",
     "AccountService/UpdateAccount",
@@ -83,6 +83,7 @@ const RPCS: [&str; 57] = [
     "RoleService/DeleteRole",
     "RoleService/AssignRole",
     "DirectoryService/GetMember",
+    "DirectoryService/GetMembers",
     "DirectoryService/LookupAccount",
     "Operations/GetOperation",
     "Operations/ListOperations",
@@ -124,7 +125,7 @@ fn expected(rpc: &str, caller: Caller) -> Code {
         ("RetryOperation" | "ResolveOperation", Operator) => Ok,
         ("RetryOperation" | "ResolveOperation", _) => Denied,
         // Other Roster services only (licensing); `flow` checks a service gets an answer.
-        ("GetMember" | "LookupAccount", _) => Denied,
+        ("GetMember" | "GetMembers" | "LookupAccount", _) => Denied,
         // Only the invitee can accept; to anyone else the invitation does not exist.
         ("AcceptInvitation", _) => NotFound,
         // The sample file holds nothing of any account's.
@@ -798,6 +799,11 @@ async fn call(app: &TestApp, rpc: &str, w: &World, token: &Option<String>) -> Re
         "GetMember" => app
             .directory()
             .get_member(request(pb::GetMemberRequest { account_id: account, user_id: w.member.clone() }, t))
+            .await
+            .map(drop),
+        "GetMembers" => app
+            .directory()
+            .get_members(request(pb::GetMembersRequest { account_id: account, user_ids: vec![w.member.clone()] }, t))
             .await
             .map(drop),
         "LookupAccount" => app

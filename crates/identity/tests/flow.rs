@@ -628,6 +628,29 @@ async fn r31_services_look_up_members_in_any_status(app: &TestApp) {
     assert_eq!(reason(&foreign), "USER_NOT_FOUND");
     let unknown = lookup(&uuid_like(), &world.member).await.expect_err("unknown account");
     assert_eq!(reason(&unknown), "ACCOUNT_NOT_FOUND");
+    // Several at once, as each alone: another account's user is left out, not refused.
+    let members = |account: &str, users: Vec<String>| {
+        let mut directory = app.directory();
+        let request = authed(pb::GetMembersRequest { account_id: account.into(), user_ids: users }, &service);
+        async move { directory.get_members(request).await }
+    };
+    let asked = vec![world.admin.clone(), other.member.clone(), world.deactivated.clone()];
+    let found = members(&world.account, asked).await.expect("members").into_inner().members;
+    let mut ids: Vec<&str> = found.iter().map(|m| m.user_id.as_str()).collect();
+    ids.sort_unstable();
+    let mut expected = vec![world.admin.as_str(), world.deactivated.as_str()];
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    let alone = lookup(&world.account, &world.admin).await.expect("admin").into_inner();
+    assert_eq!(found.iter().find(|m| m.user_id == world.admin), Some(&alone), "the same answer as GetMember");
+    let unknown = members(&uuid_like(), vec![world.member.clone()]).await.expect_err("unknown account");
+    assert_eq!(reason(&unknown), "ACCOUNT_NOT_FOUND");
+    for (users, field) in
+        [(Vec::new(), "user_ids"), (vec![world.admin.clone(); 17], "user_ids"), (vec!["x".into()], "user_ids[0]")]
+    {
+        let refused = members(&world.account, users).await.expect_err("bad list");
+        assert_eq!(support::bad_field(&refused).as_deref(), Some(field));
+    }
     let account = app
         .directory()
         .lookup_account(authed(

@@ -100,6 +100,24 @@ impl Directory {
         Ok(member)
     }
 
+    /// The users of `account` among `users`, asked afresh in one call (and kept for cached
+    /// reads); users not in the account are left out.
+    pub async fn members(&self, account: &Id, users: &[Id]) -> Result<Vec<Member>, LookupError> {
+        let request = self.credentials.request(pb::GetMembersRequest {
+            account_id: account.to_string(),
+            user_ids: users.iter().map(Id::to_string).collect(),
+        });
+        let answer = self.client.clone().get_members(request).await.map_err(lookup_error)?.into_inner();
+        let mut members = Vec::with_capacity(answer.members.len());
+        for found in &answer.members {
+            let Some(user) = users.iter().find(|user| user.as_str() == found.user_id) else { continue };
+            let member = member_from_pb(account, user, found);
+            self.cache.insert((account.clone(), user.clone()), member.clone());
+            members.push(member);
+        }
+        Ok(members)
+    }
+
     /// Fails with `AccountNotFound` unless the account exists.
     pub async fn account_exists(&self, account: &Id) -> Result<(), LookupError> {
         self.lookup(account, false).await

@@ -43,6 +43,11 @@ pub fn user_id(field: &'static str, raw: &str) -> Result<UserId, Status> {
     UserId::parse(raw).map_err(field_error(field))
 }
 
+/// The `n`-th user id of a repeated field: a bad one is named `field[n]`.
+pub fn listed_user_id(field: &str, n: usize, raw: &str) -> Result<UserId, Status> {
+    UserId::parse(raw).map_err(|why| invalid_argument(&format!("{field}[{n}]"), why.0))
+}
+
 pub fn invitation_id(raw: &str) -> Result<InvitationId, Status> {
     InvitationId::parse(raw).map_err(field_error("invitation_id"))
 }

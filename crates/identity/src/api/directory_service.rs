@@ -1,6 +1,7 @@
 //! `roster.identity.v1.DirectoryService`: lookups for other Roster services.
 
 use roster_platform::auth::principal;
+use roster_platform::status;
 use roster_proto::identity::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -18,6 +19,34 @@ impl pb::directory_service_server::DirectoryService for Api {
             .read(caller, move |tx, ctx| Box::pin(async move { directory::get_member(tx, ctx, &account, &user).await }))
             .await?;
         Ok(Response::new(convert::member(&actor)))
+    }
+
+    async fn get_members(
+        &self,
+        request: Request<pb::GetMembersRequest>,
+    ) -> Result<Response<pb::GetMembersResponse>, Status> {
+        let caller = principal(&request)?;
+        let req = request.get_ref();
+        let account = convert::account_id(&req.account_id)?;
+        if req.user_ids.is_empty() || req.user_ids.len() > directory::MAX_MEMBERS {
+            return Err(status::invalid_argument(
+                "user_ids",
+                format!("must name 1 to {} users", directory::MAX_MEMBERS),
+            ));
+        }
+        let users = req
+            .user_ids
+            .iter()
+            .enumerate()
+            .map(|(n, id)| convert::listed_user_id("user_ids", n, id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let actors = self
+            .read(caller, move |tx, ctx| {
+                let users = users.clone();
+                Box::pin(async move { directory::get_members(tx, ctx, &account, &users).await })
+            })
+            .await?;
+        Ok(Response::new(pb::GetMembersResponse { members: actors.iter().map(convert::member).collect() }))
     }
 
     async fn lookup_account(

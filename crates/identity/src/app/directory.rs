@@ -15,6 +15,24 @@ pub async fn get_member(tx: &mut Conn, ctx: &Ctx, account: &AccountId, user: &Us
     lookup_account(tx, ctx, account, false).await?;
     let user =
         store::users::get(tx, user).await?.filter(|u| u.account_id == *account).ok_or(DomainError::UserNotFound)?;
+    actor(tx, account, user).await
+}
+
+/// Users to look up at once, at most.
+pub const MAX_MEMBERS: usize = 16;
+
+/// [`get_member`] for several users in one query; those not in `account` are left out.
+pub async fn get_members(tx: &mut Conn, ctx: &Ctx, account: &AccountId, users: &[UserId]) -> Result<Vec<Actor>> {
+    lookup_account(tx, ctx, account, false).await?;
+    let mut actors = Vec::with_capacity(users.len());
+    for user in store::users::get_many_in_account(tx, account, users).await? {
+        actors.push(actor(tx, account, user).await?);
+    }
+    Ok(actors)
+}
+
+/// A user with the privileges their role gives now (a custom role's are read).
+async fn actor(tx: &mut Conn, account: &AccountId, user: crate::domain::model::User) -> Result<Actor> {
     let custom = match &user.role {
         Role::Custom(role_id) => store::roles::get(tx, account, role_id).await?.map(|role| role.privileges),
         _ => None,

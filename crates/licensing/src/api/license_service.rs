@@ -64,16 +64,16 @@ impl pb::license_service_server::LicenseService for Api {
         let account = convert::id("account_id", &req.account_id)?;
         let user = convert::id("user_id", &req.user_id)?;
         let license_type = convert::license_type("license_type", req.license_type)?;
-        let caller = self.caller(&who, &account, Freshness::Fresh).await?;
+        let asked = self.caller_and_subject(&who, &account, &user).await?;
         self.mutate(
             &who,
             method!("LicenseService", "AssignLicense", LICENSE_ASSIGNED),
             &req.request_id,
             &req,
             &account,
-            caller,
+            asked.caller,
             |c| c.member_with(Privilege::ManageLicenses).map(drop),
-            self.subject(&account, &user),
+            self.asked_subject(asked.subject, &account, &user),
             move |tx, ctx, caller, assignee| {
                 Box::pin(async move {
                     licenses::assign(tx, ctx, caller, assignee, license_type).await.map(|a| convert::assignment(&a))
@@ -179,16 +179,16 @@ impl pb::license_service_server::LicenseService for Api {
         let account = convert::id("account_id", &req.account_id)?;
         let number = convert::phone_number("number", &req.number)?;
         let user = convert::id("user_id", &req.user_id)?;
-        let caller = self.caller(&who, &account, Freshness::Fresh).await?;
+        let asked = self.caller_and_subject(&who, &account, &user).await?;
         self.mutate(
             &who,
             method!("LicenseService", "AttachPhoneNumber", PHONE_NUMBER_ATTACHED),
             &req.request_id,
             &req,
             &account,
-            caller,
+            asked.caller,
             |c| c.member_with(Privilege::ManageLicenses).map(drop),
-            self.subject(&account, &user),
+            self.asked_subject(asked.subject, &account, &user),
             move |tx, ctx, caller, holder| {
                 Box::pin(async move {
                     licenses::attach_phone_number(tx, ctx, caller, holder, number)

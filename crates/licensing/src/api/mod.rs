@@ -39,6 +39,12 @@ use crate::domain::DomainError;
 use crate::domain::access::{Caller, Member};
 use crate::domain::model::Id;
 
+/// What one question to identity told: the caller and, for a user caller, the user named.
+struct Asked {
+    caller: Caller,
+    subject: Option<Result<Member, Status>>,
+}
+
 /// A change RPC's gRPC path and audit action (see `method!`).
 #[derive(Debug, Clone, Copy)]
 pub struct Method {
@@ -87,6 +93,44 @@ impl Api {
     /// A user of `account` as identity knows them now.
     async fn subject(&self, account: &Id, user: &Id) -> Result<Member, Status> {
         app::subject(&self.directory, account, user).await.map_err(error::to_status)
+    }
+
+    /// The caller in `account` and, for a user caller, the user the request names, both asked
+    /// of identity afresh in one call (SPEC R34). The named user's answer is used only once the
+    /// caller has passed its checks, so a stranger learns nothing from it; for other callers it
+    /// is asked then ([`Api::subject`]), as before.
+    async fn caller_and_subject(&self, principal: &Principal, account: &Id, user: &Id) -> Result<Asked, Status> {
+        let Principal::User { user_id } = principal else {
+            return Ok(Asked { caller: self.caller(principal, account, Freshness::Fresh).await?, subject: None });
+        };
+        let not_found = |refusal: DomainError| error::domain_status(&refusal);
+        let me = Id::parse(user_id).map_err(|_| not_found(DomainError::AccountNotFound))?;
+        let found = self
+            .directory
+            .members(account, &[me.clone(), user.clone()])
+            .await
+            .map_err(|lookup| error::to_status(lookup.into()))?;
+        let caller = found
+            .iter()
+            .find(|member| member.user_id == me)
+            .cloned()
+            .map(Caller::Member)
+            .ok_or_else(|| not_found(DomainError::AccountNotFound))?;
+        let subject = found.into_iter().find(|member| member.user_id == *user).ok_or(DomainError::UserNotFound);
+        Ok(Asked { caller, subject: Some(subject.map_err(not_found)) })
+    }
+
+    /// [`Api::caller_and_subject`]'s named user, asked now if it was not asked with the caller.
+    async fn asked_subject(
+        &self,
+        asked: Option<Result<Member, Status>>,
+        account: &Id,
+        user: &Id,
+    ) -> Result<Member, Status> {
+        match asked {
+            Some(answer) => answer,
+            None => self.subject(account, user).await,
+        }
     }
 
     /// Runs a mutating use case exactly once per (caller, method, request id), in this order
