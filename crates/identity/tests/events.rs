@@ -648,3 +648,68 @@ async fn shutting_down_ends_streams_with_where_to_resume() {
     let _ = seen;
     stopping.await.expect("stopped");
 }
+
+/// A consumer far behind when the server shuts down (the server waiting for it to read) still
+/// gets the shutdown status after what was sent, naming the last event it got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consumer_catching_up_at_shutdown_is_told_where_to_resume() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    let account = format!("behind-{}", rid());
+    // A small HTTP/2 window, so little is in flight and the consumer's pace decides.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.addr))
+        .expect("uri")
+        .initial_stream_window_size(65_535)
+        .connect()
+        .await
+        .expect("connect");
+    let mut behind = ev::events_client::EventsClient::new(channel)
+        .watch_events(authed(
+            ev::WatchEventsRequest { filter: filter(&account), ..Default::default() },
+            &app.operator_token(),
+        ))
+        .await
+        .expect("watch")
+        .into_inner();
+    let padding = "x".repeat(4_000);
+    let mut tx = app.db.begin().await.expect("begin");
+    for n in 0..1_500 {
+        let payload =
+            serde_json::json!({"type": "user_invited", "user_id": format!("u{n}"), "email": padding, "role": "member"});
+        let event = NewEvent {
+            at_ms: app.clock.now_ms(),
+            account_id: account.clone(),
+            subject: format!("user:u{n}"),
+            kind: "user.invited",
+            request_id: rid(),
+            operation_id: String::new(),
+            principal: "operator:test".into(),
+            payload: payload.to_string(),
+        };
+        store::append(&mut tx, &event).await.expect("append");
+    }
+    tx.commit().await.expect("commit");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopping = tokio::spawn(app.stop());
+    let mut last_cursor = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match behind.next().await {
+                Some(Ok(ev::WatchEventsResponse { item: Some(ev::watch_events_response::Item::Event(event)) })) => {
+                    last_cursor = event.cursor;
+                    // Slowly: reading all 1,500 would take longer than the grace period.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(status)) => return status,
+                None => panic!("the stream ended without saying where to resume"),
+            }
+        }
+    })
+    .await
+    .expect("the stream ends within the grace period");
+    assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
+    let info = tonic_types::StatusExt::get_details_error_info(&ended).expect("error info");
+    assert_eq!(info.reason, "SERVER_SHUTTING_DOWN");
+    assert_eq!(info.metadata.get("resume_after"), Some(&last_cursor), "after the last event it got");
+    stopping.await.expect("stopped");
+}

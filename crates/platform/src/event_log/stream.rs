@@ -122,7 +122,7 @@ impl EventLog {
                 for event in events {
                     let position = event.position;
                     let item = Item::Event { event };
-                    if let Err(end) = self.send(items, item, after).await {
+                    if let Err(end) = self.send(items, item, after, &draining).await {
                         return end;
                     }
                     after = position;
@@ -135,18 +135,10 @@ impl EventLog {
             tokio::select! {
                 // The consumer went away: the stream's slot and task are given back at once.
                 () = items.closed() => return None,
-                () = draining.cancelled() => {
-                    return Some(self.resume_status(
-                        Code::Unavailable,
-                        "SERVER_SHUTTING_DOWN",
-                        "this server is shutting down; resume after the cursor on another replica",
-                        after,
-                    ));
-                }
+                () = draining.cancelled() => return Some(self.shutting_down(after)),
                 changed = newest.changed() => {
                     if changed.is_err() {
-                        return Some(self.resume_status(Code::Unavailable, "SERVER_SHUTTING_DOWN",
-                            "this server is shutting down; resume after the cursor", after));
+                        return Some(self.shutting_down(after));
                     }
                 }
                 _ = rechecks.tick() => {
@@ -158,7 +150,7 @@ impl EventLog {
                 }
                 _ = beats.tick() => {
                     let beat = Item::Heartbeat { cursor: self.cursor(after) };
-                    if let Err(end) = self.send(items, beat, after).await {
+                    if let Err(end) = self.send(items, beat, after, &draining).await {
                         return end;
                     }
                 }
@@ -167,9 +159,20 @@ impl EventLog {
     }
 
     /// Queues `item`; `Err(None)` when the consumer went away, `Err(Some(status))` when it
-    /// left the queue full for the stall limit.
-    async fn send(&self, items: &mpsc::Sender<Item>, item: Item, after: Position) -> Result<(), Option<Status>> {
-        match tokio::time::timeout(self.settings.stall_limit, items.send(item)).await {
+    /// left the queue full for the stall limit or the server began shutting down meanwhile (a
+    /// consumer catching up slowly still gets its status before the grace period ends).
+    async fn send(
+        &self,
+        items: &mpsc::Sender<Item>,
+        item: Item,
+        after: Position,
+        draining: &CancellationToken,
+    ) -> Result<(), Option<Status>> {
+        let sent = tokio::select! {
+            sent = tokio::time::timeout(self.settings.stall_limit, items.send(item)) => sent,
+            () = draining.cancelled() => return Err(Some(self.shutting_down(after))),
+        };
+        match sent {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(None),
             Err(_) => Err(Some(self.resume_status(
@@ -197,6 +200,15 @@ impl EventLog {
         }
         *count += 1;
         Ok(StreamSlot { open: self.open_streams.clone(), caller: caller.to_owned() })
+    }
+
+    fn shutting_down(&self, after: Position) -> Status {
+        self.resume_status(
+            Code::Unavailable,
+            "SERVER_SHUTTING_DOWN",
+            "this server is shutting down; resume after the cursor on another replica",
+            after,
+        )
     }
 
     /// A stream's last status: the reason, and the cursor to resume after in its metadata.
