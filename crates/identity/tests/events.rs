@@ -571,24 +571,8 @@ async fn a_stalled_consumer_is_ended_and_resumes_without_loss() {
         .expect("watch")
         .into_inner();
     // 6 MB of events: more than the server's buffer, HTTP/2's windows and send buffers.
-    let (count, padding) = (1_500, "x".repeat(4_000));
-    let mut tx = app.db.begin().await.expect("begin");
-    for n in 0..count {
-        let payload =
-            serde_json::json!({"type": "user_invited", "user_id": format!("u{n}"), "email": padding, "role": "member"});
-        let event = NewEvent {
-            at_ms: app.clock.now_ms(),
-            account_id: account.clone(),
-            subject: format!("user:u{n}"),
-            kind: "user.invited",
-            request_id: rid(),
-            operation_id: String::new(),
-            principal: "operator:test".into(),
-            payload: payload.to_string(),
-        };
-        store::append(&mut tx, &event).await.expect("append");
-    }
-    tx.commit().await.expect("commit");
+    let count = 1_500;
+    append_padded_events(&app, &account, count).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut received = Vec::new();
     let ended = loop {
@@ -670,24 +654,7 @@ async fn a_consumer_catching_up_at_shutdown_is_told_where_to_resume() {
         .await
         .expect("watch")
         .into_inner();
-    let padding = "x".repeat(4_000);
-    let mut tx = app.db.begin().await.expect("begin");
-    for n in 0..1_500 {
-        let payload =
-            serde_json::json!({"type": "user_invited", "user_id": format!("u{n}"), "email": padding, "role": "member"});
-        let event = NewEvent {
-            at_ms: app.clock.now_ms(),
-            account_id: account.clone(),
-            subject: format!("user:u{n}"),
-            kind: "user.invited",
-            request_id: rid(),
-            operation_id: String::new(),
-            principal: "operator:test".into(),
-            payload: payload.to_string(),
-        };
-        store::append(&mut tx, &event).await.expect("append");
-    }
-    tx.commit().await.expect("commit");
+    append_padded_events(&app, &account, 1_500).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stopping = tokio::spawn(app.stop());
     let mut last_cursor = String::new();
@@ -712,4 +679,27 @@ async fn a_consumer_catching_up_at_shutdown_is_told_where_to_resume() {
     assert_eq!(info.reason, "SERVER_SHUTTING_DOWN");
     assert_eq!(info.metadata.get("resume_after"), Some(&last_cursor), "after the last event it got");
     stopping.await.expect("stopped");
+}
+
+/// `count` invitations of 4 KB each into `account`'s log, committed at once: more than a
+/// stream buffers and HTTP/2 holds in flight.
+async fn append_padded_events(app: &TestApp, account: &str, count: usize) {
+    let padding = "x".repeat(4_000);
+    let mut tx = app.db.begin().await.expect("begin");
+    for n in 0..count {
+        let payload =
+            serde_json::json!({"type": "user_invited", "user_id": format!("u{n}"), "email": padding, "role": "member"});
+        let event = NewEvent {
+            at_ms: app.clock.now_ms(),
+            account_id: account.to_owned(),
+            subject: format!("user:u{n}"),
+            kind: "user.invited",
+            request_id: rid(),
+            operation_id: String::new(),
+            principal: "operator:test".into(),
+            payload: payload.to_string(),
+        };
+        store::append(&mut tx, &event).await.expect("append");
+    }
+    tx.commit().await.expect("commit");
 }

@@ -119,10 +119,6 @@ impl EventLog {
         log
     }
 
-    pub fn settings(&self) -> LogSettings {
-        self.settings
-    }
-
     /// The cursor a consumer gets for `position`.
     pub fn cursor(&self, position: Position) -> String {
         self.tokens.seal_position(self.name, &position.to_text())
