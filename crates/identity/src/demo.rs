@@ -89,7 +89,7 @@ pub async fn join(
     };
     let target = account.clone();
     let sent = step(db, &as_user(clock, owner, "demo-invite"), move |tx, ctx| {
-        Box::pin(async move { invitations::invite(tx, ctx, &target, new).await })
+        Box::pin(async move { invitations::invite(tx, ctx, &target, new, |_, _| ()).await.map(|(sent, ())| sent) })
     })
     .await?;
     // A new person accepting runs no remote step, so the demo applies the accept saga's
@@ -212,7 +212,7 @@ pub async fn seed_with_domains(db: &Database, clock: &SharedClock, acme: &str, s
     };
     let target = account.clone();
     let pending = step(db, &as_user(clock, &owner, "demo-invite-erin"), move |tx, ctx| {
-        Box::pin(async move { invitations::invite(tx, ctx, &target, new).await })
+        Box::pin(async move { invitations::invite(tx, ctx, &target, new, |_, _| ()).await.map(|(sent, ())| sent) })
     })
     .await?;
 
@@ -258,7 +258,7 @@ async fn seed_solo(
     };
     let target = acme.clone();
     let invited = step(db, &as_user(clock, acme_owner, "demo-invite-sam"), move |tx, ctx| {
-        Box::pin(async move { invitations::invite(tx, ctx, &target, new).await })
+        Box::pin(async move { invitations::invite(tx, ctx, &target, new, |_, _| ()).await.map(|(sent, ())| sent) })
     })
     .await?;
     Ok(SoloDemo {

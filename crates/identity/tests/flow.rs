@@ -4,8 +4,10 @@
 
 mod support;
 
+use std::time::Duration;
+
 use prost_types::value::Kind;
-use roster_identity::domain::values::AccountId;
+use roster_identity::domain::values::{AccountId, Email};
 use roster_identity::store;
 use roster_proto::identity::v1 as pb;
 use roster_proto::operations::v1 as ops;
@@ -20,6 +22,8 @@ on_both_backends!(
     r26_invitations_are_listed_resent_and_revoked,
     r26_invitations_to_one_account_run_side_by_side_and_an_address_is_invited_once,
     r26_expired_invitations_are_not_found,
+    r34_an_invitation_waiting_on_a_role_change_is_decided_by_the_new_role,
+    r12_an_invitation_waiting_on_a_verification_of_its_address_is_refused,
     r16_custom_roles_grant_only_what_the_granter_holds,
     r7_lists_show_the_owner_and_paginate,
     r33_changes_and_refusals_are_audited,
@@ -399,7 +403,7 @@ async fn r26_invitations_to_one_account_run_side_by_side_and_an_address_is_invit
     }
     let account = AccountId::parse(&w.account).expect("account id");
     let mut inviting = app.db.begin().await.expect("begin");
-    assert!(store::accounts::lock_shared(&mut inviting, &account).await.expect("shared"));
+    assert!(inviting_locks(&mut inviting, &account, "first@side.example").await.expect("shared").is_some());
     let try_lock = |exclusive: bool| {
         let (db, account) = (app.db.clone(), account.clone());
         async move {
@@ -408,7 +412,7 @@ async fn r26_invitations_to_one_account_run_side_by_side_and_an_address_is_invit
             let taken = if exclusive {
                 store::accounts::lock(&mut tx, &account).await
             } else {
-                store::accounts::lock_shared(&mut tx, &account).await
+                inviting_locks(&mut tx, &account, "second@side.example").await.map(|found| found.is_some())
             };
             tx.rollback().await.expect("rollback");
             taken.is_ok()
@@ -418,6 +422,89 @@ async fn r26_invitations_to_one_account_run_side_by_side_and_an_address_is_invit
     assert!(!try_lock(true).await, "a role change waits for the invitation");
     inviting.rollback().await.expect("rollback");
     assert!(try_lock(true).await);
+}
+
+/// An invitation reads the caller in the same statement that waits for the account's lock;
+/// a demotion that commits during that wait must still decide it (R34: current data).
+/// An invitation's locks: the account's in shared mode, then the address's.
+async fn inviting_locks(
+    tx: &mut roster_platform::db::Tx,
+    account: &AccountId,
+    address: &str,
+) -> Result<Option<store::invite_locks::Locked>, sqlx::Error> {
+    let email = Email::parse(address).expect("email");
+    store::invite_locks::lock_and_read(tx, account, None, &email, None).await
+}
+
+async fn r34_an_invitation_waiting_on_a_role_change_is_decided_by_the_new_role(app: &TestApp) {
+    let w = app.seed_world("waiting").await;
+    let account = AccountId::parse(&w.account).expect("account id");
+    let mut demoting = app.db.begin().await.expect("begin");
+    assert!(store::accounts::lock(&mut demoting, &account).await.expect("lock"));
+    sqlx::query("UPDATE users SET role = 'member' WHERE id = $1")
+        .bind(&w.admin)
+        .execute(&mut *demoting)
+        .await
+        .expect("demote");
+    let mut users = app.users();
+    let request = pb::InviteUserRequest {
+        request_id: rid(),
+        account_id: w.account.clone(),
+        email: "late@waiting.example".into(),
+        ..Default::default()
+    };
+    let token = app.user_token(&w.admin);
+    let invited = tokio::spawn(async move { users.invite_user(authed(request, &token)).await });
+    // Long enough for the invitation to be waiting on the lock (on SQLite: on the writer).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!invited.is_finished(), "the invitation waits for the role change");
+    demoting.commit().await.expect("commit");
+    let refused = invited.await.expect("join").expect_err("a member may not invite");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE email = $1")
+        .bind("late@waiting.example")
+        .fetch_one(app.db.pool())
+        .await
+        .expect("count");
+    assert_eq!(pending, 0);
+}
+
+/// An invitation checks that nobody holds its address in the statement after the one that
+/// takes the address's lock; a verification that commits while it waits must refuse it.
+async fn r12_an_invitation_waiting_on_a_verification_of_its_address_is_refused(app: &TestApp) {
+    let w = app.seed_world("verifying").await;
+    let holder = app.seed_world("holding").await;
+    let address = "shared@verifying.example";
+    let mut verifying = app.db.begin().await.expect("begin");
+    let holder_account = AccountId::parse(&holder.account).expect("account id");
+    assert!(store::accounts::lock(&mut verifying, &holder_account).await.expect("lock"));
+    store::user_emails::lock_address(&mut verifying, &Email::parse(address).expect("email")).await.expect("lock");
+    sqlx::query("INSERT INTO user_emails (email, user_id, verified_at_ms, created_at_ms) VALUES ($1, $2, 1, 1)")
+        .bind(address)
+        .bind(&holder.member)
+        .execute(&mut *verifying)
+        .await
+        .expect("verified");
+    let mut users = app.users();
+    let request = pb::InviteUserRequest {
+        request_id: rid(),
+        account_id: w.account.clone(),
+        email: address.into(),
+        ..Default::default()
+    };
+    let token = app.user_token(&w.admin);
+    let invited = tokio::spawn(async move { users.invite_user(authed(request, &token)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!invited.is_finished(), "the invitation waits for the verification");
+    verifying.commit().await.expect("commit");
+    let refused = invited.await.expect("join").expect_err("the address is taken");
+    assert_eq!((reason(&refused).as_str(), product_code(&refused).as_deref()), ("EMAIL_IN_USE", Some("1005")));
+    let invited: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE email = $1")
+        .bind(address)
+        .fetch_one(app.db.pool())
+        .await
+        .expect("count");
+    assert_eq!(invited, 0);
 }
 
 async fn r26_expired_invitations_are_not_found(app: &TestApp) {

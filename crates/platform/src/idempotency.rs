@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::db::{Conn, Database, Tx, is_unique_violation};
+use crate::folded::Folded;
 use crate::status;
 
 /// Longest accepted request id.
@@ -147,19 +148,25 @@ impl Fresh {
 }
 
 async fn insert<R: Message>(tx: &mut Conn, key: &Key, response: &R, now_ms: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO idempotency_keys (principal, method, request_id, request_hash, response, created_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&key.principal)
-    .bind(key.method)
-    .bind(&key.request_id)
-    .bind(&key.request_hash)
-    .bind(hex::encode(response.encode_to_vec()))
-    .bind(now_ms)
-    .execute(&mut *tx)
-    .await?;
+    let mut write = Folded::on(tx);
+    insert_into(&mut write, key, response, now_ms);
+    write.run(tx).await?;
     Ok(())
+}
+
+fn insert_into<R: Message>(write: &mut Folded, key: &Key, response: &R, now_ms: i64) {
+    write.write(|args| {
+        format!(
+            "INSERT INTO idempotency_keys (principal, method, request_id, request_hash, response, created_at_ms) \
+             VALUES ({}, {}, {}, {}, {}, {})",
+            args.bind(key.principal.clone()),
+            args.bind(key.method.to_owned()),
+            args.bind(key.request_id.clone()),
+            args.bind(key.request_hash.clone()),
+            args.bind(hex::encode(response.encode_to_vec())),
+            args.bind(now_ms),
+        )
+    });
 }
 
 /// Records `response` under `key` in the caller's transaction, for handlers that make several
@@ -232,17 +239,79 @@ where
         // `op` passed the full rules, so handing back a twin's response that won the race to
         // commit (inside `finish`) needs no gate.
         Ok(response) => Ok(Ok(fresh.finish(response, now_ms).await?)),
-        Err(refusal) => match fresh.abandon::<R>().await? {
-            // The refusal was this call seeing its twin's effect; the twin's answer is a
-            // replay, so the gate decides.
-            Some(twin) => {
-                let mut tx = db.begin().await.map_err(|e| status::from_db(&e))?;
-                let allowed = gate(&mut tx, ctx).await;
-                tx.rollback().await.map_err(|e| status::from_db(&e))?;
-                Ok(allowed.map(|()| twin))
-            }
-            None => Ok(Err(refusal)),
-        },
+        Err(refusal) => refused(fresh, ctx, gate, refusal).await,
+    }
+}
+
+/// After `op` refused: rolls back, and hands back a twin's answer if one committed meanwhile
+/// (the refusal was this call seeing the twin's effect), once `gate` allows the replay.
+async fn refused<R, E, C, G>(fresh: Fresh, ctx: &C, gate: G, refusal: E) -> Result<Result<R, E>, tonic::Status>
+where
+    R: Message + Default,
+    C: ?Sized + Sync,
+    G: for<'t> FnOnce(&'t mut Tx, &'t C) -> BoxFuture<'t, Result<(), E>>,
+{
+    let db = fresh.db.clone();
+    match fresh.abandon::<R>().await? {
+        Some(twin) => {
+            let mut tx = db.begin().await.map_err(|e| status::from_db(&e))?;
+            let allowed = gate(&mut tx, ctx).await;
+            tx.rollback().await.map_err(|e| status::from_db(&e))?;
+            Ok(allowed.map(|()| twin))
+        }
+        None => Ok(Err(refusal)),
+    }
+}
+
+/// What a change run by [`gated_once_folded`] needs to record its own answer: the request's
+/// key, which it writes with its other writes in one statement.
+#[derive(Debug)]
+pub struct Receipt {
+    key: Key,
+    now_ms: i64,
+}
+
+/// Proof that a change added its answer's record to its writes ([`Receipt::record_into`]).
+#[derive(Debug)]
+#[must_use]
+pub struct Recorded<R>(R);
+
+impl Receipt {
+    /// Adds the record of `response` under the request's key to `write`.
+    pub fn record_into<R: Message>(self, write: &mut Folded, response: R) -> Recorded<R> {
+        insert_into(write, &self.key, &response, self.now_ms);
+        Recorded(response)
+    }
+}
+
+/// [`gated_once`] for a change that writes its idempotency record itself, folded into its
+/// own writes ([`Receipt`]), and does not look the key up first: two round trips fewer on
+/// every fresh request. A repeated request therefore runs `op` again; `op` then either refuses
+/// (it sees its own earlier effect) or fails on the key's primary key, and either way rolls
+/// back and hands back the stored answer, once `gate` allows it. Only for changes whose `op`
+/// does nothing outside the transaction.
+pub async fn gated_once_folded<R, E, C, G, F>(
+    db: &Database,
+    key: Key,
+    now_ms: i64,
+    ctx: &C,
+    gate: G,
+    op: F,
+) -> Result<Result<R, E>, tonic::Status>
+where
+    R: Message + Default,
+    C: ?Sized + Sync,
+    G: for<'t> FnOnce(&'t mut Tx, &'t C) -> BoxFuture<'t, Result<(), E>>,
+    F: for<'t> FnOnce(&'t mut Tx, &'t C, Receipt) -> BoxFuture<'t, Result<Recorded<R>, E>>,
+{
+    let tx = db.begin().await.map_err(|e| status::from_db(&e))?;
+    let mut fresh = Fresh { tx, key: key.clone(), db: db.clone() };
+    match op(&mut fresh.tx, ctx, Receipt { key, now_ms }).await {
+        Ok(Recorded(response)) => {
+            fresh.tx.commit().await.map_err(|e| status::from_commit(&e))?;
+            Ok(Ok(response))
+        }
+        Err(refusal) => refused(fresh, ctx, gate, refusal).await,
     }
 }
 

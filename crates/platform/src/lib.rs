@@ -11,6 +11,7 @@ pub mod db;
 pub mod deadline;
 pub mod event_log;
 pub mod fair;
+pub mod folded;
 pub mod idempotency;
 pub mod ids;
 pub mod incident;

@@ -32,7 +32,7 @@ use roster_platform::auth::Principal;
 use roster_platform::clock::SharedClock;
 use roster_platform::db::{Conn, Database, Tx};
 use roster_platform::fair::{self, FairShare};
-use roster_platform::idempotency::{self, Key};
+use roster_platform::idempotency::{self, Key, Receipt, Recorded};
 use roster_platform::pagination::PageTokens;
 use roster_platform::{rerun, status};
 use roster_proto::operations::v1 as ops;
@@ -48,6 +48,12 @@ use crate::sagas::Licensing;
 
 /// How long a saga RPC waits for its operation before answering with it still running.
 const SAGA_ANSWER_WAIT: Duration = Duration::from_secs(2);
+
+/// Decides, from current data, whether a caller may have an earlier answer replayed.
+type Gate = Box<dyn for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, effects::Result<()>> + Send>;
+
+/// A change run once per key: its answer or refusal, or the status it failed with.
+type Keyed<Resp> = Result<effects::Result<Resp>, Status>;
 
 /// What a saga use case hands back: a saga it started (this replica drives it), or an
 /// existing operation it repaired (whichever worker is free picks it up).
@@ -194,25 +200,68 @@ impl Api {
     ) -> Result<Response<Resp>, Status>
     where
         Req: Message,
+        Resp: Message + Default + 'static,
+        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, effects::Result<Resp>> + Clone + Send + 'static,
+    {
+        self.mutate_keyed(principal, method, request_id, request, scope, move |db, key, ctx, gate| {
+            Box::pin(idempotency::gated_once(db, key, ctx.now_ms, ctx, gate, op))
+        })
+        .await
+    }
+
+    /// [`Api::mutate`] for a use case that folds its answer's idempotency record into its own
+    /// writes (see `roster_platform::idempotency::gated_once_folded`).
+    async fn mutate_folded<Req, Resp, F>(
+        &self,
+        principal: Principal,
+        method: Method,
+        request_id: &str,
+        request: &Req,
+        scope: Option<(AccountId, Need)>,
+        op: F,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Req: Message,
+        Resp: Message + Default + 'static,
+        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx, Receipt) -> BoxFuture<'t, effects::Result<Recorded<Resp>>>
+            + Clone
+            + Send
+            + 'static,
+    {
+        self.mutate_keyed(principal, method, request_id, request, scope, move |db, key, ctx, gate| {
+            Box::pin(idempotency::gated_once_folded(db, key, ctx.now_ms, ctx, gate, op))
+        })
+        .await
+    }
+
+    /// What both kinds of change share: the key, the caller's fair turn, the re-run after a
+    /// lost connection, and the audited refusal. `keyed` runs the change once per key, with
+    /// `gate` to decide whether a replay may be handed back.
+    async fn mutate_keyed<Req, Resp, K>(
+        &self,
+        principal: Principal,
+        method: Method,
+        request_id: &str,
+        request: &Req,
+        scope: Option<(AccountId, Need)>,
+        keyed: K,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Req: Message,
         Resp: Message + Default,
-        F: for<'t> FnOnce(&'t mut Tx, &'t Ctx) -> BoxFuture<'t, effects::Result<Resp>> + Clone,
+        K: for<'a> FnOnce(&'a Database, Key, &'a Ctx, Gate) -> BoxFuture<'a, Keyed<Resp>> + Clone,
     {
         let key = Key::new(&principal.audit_name(), method.path, request_id, request)?;
         let account = scope.as_ref().map(|(account, _)| account.clone());
         let _turn = self.fair.turn(&principal.audit_name(), account.as_ref().map(AccountId::as_str)).await;
         let ctx = self.ctx(principal, request_id);
         let attempt = || {
-            let (key, scope, op, ctx) = (key.clone(), scope.clone(), op.clone(), &ctx);
+            let (key, scope, keyed, ctx) = (key.clone(), scope.clone(), keyed.clone(), &ctx);
             async move {
-                let gated = idempotency::gated_once(
-                    &self.db,
-                    key,
-                    ctx.now_ms,
-                    ctx,
-                    move |tx, ctx| Box::pin(async move { effects::may_request(tx, ctx, scope.as_ref()).await }),
-                    op,
-                );
-                match gated.await? {
+                let gate: Gate = Box::new(move |tx, ctx| {
+                    Box::pin(async move { effects::may_request(tx, ctx, scope.as_ref()).await })
+                });
+                match keyed(&self.db, key, ctx, gate).await? {
                     Ok(response) => Ok(Ok(response)),
                     Err(effects::Error::Domain(refusal)) => Ok(Err(refusal)),
                     Err(error) => Err(error::to_status(error)),

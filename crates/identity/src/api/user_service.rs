@@ -106,15 +106,17 @@ impl pb::user_service_server::UserService for Api {
             external: req.external,
         };
         let scope = account.clone();
-        self.mutate(
+        self.mutate_folded(
             caller,
             method!("UserService", "InviteUser", USER_INVITED),
             &req.request_id,
             &req,
             Some((scope, Need::Privilege(Privilege::ManageUsers))),
-            move |tx, ctx| {
+            move |tx, ctx, receipt| {
                 Box::pin(async move {
-                    invitations::invite(tx, ctx, &account, new).await.map(|sent| convert::invitation(&sent.invitation))
+                    let record =
+                        |invitation: &_, write: &mut _| receipt.record_into(write, convert::invitation(invitation));
+                    invitations::invite(tx, ctx, &account, new, record).await.map(|(_, recorded)| recorded)
                 })
             },
         )

@@ -6,7 +6,9 @@
 
 use serde_json::json;
 
+use roster_platform::auth::Principal;
 use roster_platform::db::is_unique_violation;
+use roster_platform::folded::Folded;
 use roster_workflow::{Engine, Started};
 
 use super::secrets;
@@ -18,8 +20,8 @@ use crate::domain::values::{AccountId, Email, InvitationId, UserId};
 use crate::effects::Origin;
 use crate::effects::invitations::lock_and_check;
 use crate::effects::{
-    Ctx, Error, Result, audit, load_caller, lock_and_load_caller, share_lock_and_load_caller, start_operation,
-    user_target,
+    Ctx, Error, Result, actions, audit, audit_into, caller_of, emit_into, load_caller, lock_and_load_caller,
+    start_operation, user_target,
 };
 use crate::sagas::accept;
 use crate::store::{self, Conn, outbox};
@@ -39,40 +41,50 @@ pub struct Sent {
     pub code: String,
 }
 
-async fn queue_invitation_email(tx: &mut Conn, ctx: &Ctx, invitation: &Invitation, code: &str) -> Result<()> {
-    let account = store::accounts::get(tx, &invitation.account_id).await?.ok_or(DomainError::AccountNotFound)?;
-    let email = outbox::Email {
+fn invitation_email(account_name: &str, invitation: &Invitation, code: &str) -> outbox::Email {
+    outbox::Email {
         account_id: Some(invitation.account_id.clone()),
         kind: "invitation",
         recipient: invitation.email.to_string(),
-        subject: format!("You are invited to join {} on Roster", account.name),
+        subject: format!("You are invited to join {account_name} on Roster"),
         body: format!(
-            "You have been invited to join the Roster account {}.\n\nInvitation code: {code}\n\n\
+            "You have been invited to join the Roster account {account_name}.\n\nInvitation code: {code}\n\n\
              Accept it with UserService/AcceptInvitation while signed in as {}. The code works until {} (ms since epoch).",
-            account.name, invitation.email, invitation.expires_at_ms
+            invitation.email, invitation.expires_at_ms
         ),
-    };
-    outbox::enqueue(tx, &email, ctx.now_ms).await?;
+    }
+}
+
+async fn queue_invitation_email(tx: &mut Conn, ctx: &Ctx, invitation: &Invitation, code: &str) -> Result<()> {
+    let account = store::accounts::get(tx, &invitation.account_id).await?.ok_or(DomainError::AccountNotFound)?;
+    outbox::enqueue(tx, &invitation_email(&account.name, invitation, code), ctx.now_ms).await?;
     Ok(())
 }
 
-pub async fn invite(tx: &mut Conn, ctx: &Ctx, account: &AccountId, new: NewInvitation) -> Result<Sent> {
-    let caller = share_lock_and_load_caller(tx, ctx, account).await?;
+/// Invites `new` (SPEC R26, R12) in two statements after BEGIN: one takes the locks and reads
+/// what the rules need (`store::invite_locks`), one makes every write. `fold` adds the
+/// caller's own writes to that statement (the API's idempotency record of its answer) and
+/// returns what the caller keeps of them.
+pub async fn invite<T>(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    account: &AccountId,
+    new: NewInvitation,
+    fold: impl FnOnce(&Invitation, &mut Folded) -> T,
+) -> Result<(Sent, T)> {
+    let caller_id = match &ctx.principal {
+        Principal::User { user_id } => UserId::parse(user_id).ok(),
+        _ => None,
+    };
+    let locked = store::invite_locks::lock_and_read(tx, account, caller_id.as_ref(), &new.email, new.role.custom_id())
+        .await?
+        .ok_or(DomainError::AccountNotFound)?;
+    let caller = caller_of(ctx, account, locked.caller, locked.caller_privileges)?;
     let actor = caller.member()?;
     rules::check_invitation(actor, &new.role)?;
-    if let Role::Custom(role_id) = &new.role {
-        let role = store::roles::get(tx, account, role_id).await?.ok_or(DomainError::RoleNotFound)?;
-        rules::check_grant(actor, &role.privileges)?;
+    if let Role::Custom(_) = &new.role {
+        rules::check_grant(actor, &locked.role_privileges.ok_or(DomainError::RoleNotFound)?)?;
     }
-    // R12: a verified address on someone's profile besides their primary one is theirs
-    // alone; a mere claim of it reserves nothing, and lapses with this invitation.
-    store::user_emails::lock_address(tx, &new.email).await?;
-    if store::users::find_by_email_in_account(tx, account, &new.email).await?.is_some()
-        || store::user_emails::is_verified_address(tx, &new.email).await?
-    {
-        return Err(DomainError::EmailInUse.into());
-    }
-    store::user_emails::lapse_claims(tx, &new.email, None).await?;
     let display_name = if new.display_name.is_empty() { new.email.local_part().to_owned() } else { new.display_name };
     let pending = User {
         id: UserId::generate(),
@@ -86,10 +98,6 @@ pub async fn invite(tx: &mut Conn, ctx: &Ctx, account: &AccountId, new: NewInvit
         deactivated_at_ms: None,
         custom_role_name: None,
     };
-    // Another invitation of this address may have committed since the check above.
-    store::users::insert(tx, &pending).await.map_err(|error| {
-        if is_unique_violation(&error) { Error::from(DomainError::EmailInUse) } else { Error::Db(error) }
-    })?;
     let (code, hash) = secrets::new_secret(secrets::CODE_BYTES);
     let invitation = Invitation {
         id: InvitationId::generate(),
@@ -103,24 +111,30 @@ pub async fn invite(tx: &mut Conn, ctx: &Ctx, account: &AccountId, new: NewInvit
         expires_at_ms: ctx.now_ms + INVITATION_TTL_MS,
         send_count: 1,
     };
-    store::invitations::insert(tx, &invitation, &hash).await?;
-    queue_invitation_email(tx, ctx, &invitation, &code).await?;
-    audit(
-        tx,
-        ctx,
-        Some(account),
-        crate::effects::actions::USER_INVITED,
-        user_target(&pending.id),
-        json!({"invitation": invitation.id.as_str(), "email": invitation.email.as_str()}),
-    )
-    .await?;
+    let mut write = Folded::on(tx);
+    // R12: a mere claim of the address reserves nothing, and lapses with this invitation.
+    store::user_emails::lapse_claims_into(&mut write, &invitation.email, None);
+    store::users::insert_into(&mut write, &pending);
+    store::invitations::insert_into(&mut write, &invitation, &hash);
+    outbox::enqueue_into(&mut write, &invitation_email(&locked.account_name, &invitation, &code), ctx.now_ms);
+    let details = json!({"invitation": invitation.id.as_str(), "email": invitation.email.as_str()});
+    audit_into(&mut write, ctx, Some(account), actions::USER_INVITED, user_target(&pending.id), details);
     let change = Change::UserInvited {
         user_id: pending.id.to_string(),
         email: invitation.email.to_string(),
         role: invitation.role.kind_str().to_owned(),
     };
-    crate::effects::emit(tx, ctx, account, change).await?;
-    Ok(Sent { invitation, code })
+    emit_into(&mut write, ctx, account, change)?;
+    let folded = fold(&invitation, &mut write);
+    // R12: a verified address on someone's profile besides their primary one is theirs alone.
+    // A user of this address in this account, even one invited a moment ago by a call that
+    // shares the lock, fails the unique e-mail index.
+    match store::user_emails::write_unless_verified(tx, write, &invitation.email).await {
+        Ok(true) => Ok((Sent { invitation, code }, folded)),
+        Ok(false) => Err(DomainError::EmailInUse.into()),
+        Err(error) if is_unique_violation(&error) => Err(DomainError::EmailInUse.into()),
+        Err(error) => Err(Error::Db(error)),
+    }
 }
 
 pub async fn list_pending(

@@ -16,10 +16,13 @@ use roster_workflow::{Engine, Failure, Instance, NewWorkflow, StartError, Starte
 use serde::{Deserialize, Serialize};
 
 use roster_platform::event_log::NewEvent;
+use roster_platform::folded::Folded;
 
 use crate::domain::DomainError;
 use crate::domain::events::Change;
-use crate::domain::model::{AuditEvent, Role, User};
+use std::collections::BTreeSet;
+
+use crate::domain::model::{AuditEvent, Privilege, Role, User};
 use crate::domain::privileges::{Actor, Caller, Need};
 use crate::domain::values::{AccountId, UserId};
 use crate::store::{self, Conn};
@@ -143,15 +146,6 @@ pub async fn lock_and_load_caller(tx: &mut Conn, ctx: &Ctx, account: &AccountId)
     load_caller(tx, ctx, account).await
 }
 
-/// [`lock_and_load_caller`] with the account's lock in shared mode, for changes that other
-/// shared holders may make side by side (see `store::accounts::lock_shared`).
-pub async fn share_lock_and_load_caller(tx: &mut Conn, ctx: &Ctx, account: &AccountId) -> Result<Caller> {
-    if !store::accounts::lock_shared(tx, account).await? {
-        return Err(DomainError::AccountNotFound.into());
-    }
-    load_caller(tx, ctx, account).await
-}
-
 /// The caller as current data describes them. Users of other accounts, users that no longer
 /// exist and unknown accounts all read as "account not found", so nothing leaks.
 pub async fn load_caller(tx: &mut Conn, ctx: &Ctx, account: &AccountId) -> Result<Caller> {
@@ -162,7 +156,36 @@ pub async fn load_caller(tx: &mut Conn, ctx: &Ctx, account: &AccountId) -> Resul
 /// [`load_caller`] for a caller whose user row (`None` for operators and services) was read
 /// together with something else, to save a round trip.
 pub async fn caller_from(tx: &mut Conn, ctx: &Ctx, account: &AccountId, user: Option<User>) -> Result<Caller> {
-    match &ctx.principal {
+    let custom = match (&ctx.principal, &user) {
+        (Principal::User { .. }, Some(found))
+            if found.account_id == *account && found.status == crate::domain::model::UserStatus::Active =>
+        {
+            match &found.role {
+                Role::Custom(role_id) => store::roles::get(tx, account, role_id).await?.map(|role| role.privileges),
+                _ => None,
+            }
+        }
+        (Principal::User { .. }, _) => None,
+        _ => {
+            if store::accounts::get(tx, account).await?.is_none() {
+                return Err(DomainError::AccountNotFound.into());
+            }
+            None
+        }
+    };
+    caller_of(ctx, account, user, custom)
+}
+
+/// The caller, from what [`caller_from`] loads, read already: the calling user (for a user
+/// principal) and the privileges of their custom role, if they hold one of this account's.
+/// For operators and services the account must be known to be open.
+pub fn caller_of(
+    ctx: &Ctx,
+    account: &AccountId,
+    user: Option<User>,
+    custom: Option<BTreeSet<Privilege>>,
+) -> Result<Caller> {
+    Ok(match &ctx.principal {
         Principal::User { .. } => {
             let user = user.filter(|u| u.account_id == *account).ok_or(DomainError::AccountNotFound)?;
             match user.status {
@@ -170,22 +193,11 @@ pub async fn caller_from(tx: &mut Conn, ctx: &Ctx, account: &AccountId, user: Op
                 crate::domain::model::UserStatus::Deactivated => return Err(DomainError::CallerDisabled.into()),
                 crate::domain::model::UserStatus::Active => {}
             }
-            let custom = match &user.role {
-                Role::Custom(role_id) => store::roles::get(tx, account, role_id).await?.map(|role| role.privileges),
-                _ => None,
-            };
-            Ok(Caller::Member(Actor::new(user, custom)))
+            Caller::Member(Actor::new(user, custom))
         }
-        Principal::Operator { name } | Principal::Service { name } => {
-            if store::accounts::get(tx, account).await?.is_none() {
-                return Err(DomainError::AccountNotFound.into());
-            }
-            Ok(match &ctx.principal {
-                Principal::Operator { .. } => Caller::Operator(name.clone()),
-                _ => Caller::Service(name.clone()),
-            })
-        }
-    }
+        Principal::Operator { name } => Caller::Operator(name.clone()),
+        Principal::Service { name } => Caller::Service(name.clone()),
+    })
 }
 
 /// May this caller make this kind of change request, decided from current data before an
@@ -256,7 +268,31 @@ async fn record(
     outcome: String,
     details_json: String,
 ) -> Result<()> {
-    let event = AuditEvent {
+    store::audit::insert(tx, &audit_event(ctx, account, action, target, outcome, details_json)).await?;
+    Ok(())
+}
+
+/// [`audit`] as one of a change's folded writes.
+pub fn audit_into(
+    write: &mut Folded,
+    ctx: &Ctx,
+    account: Option<&AccountId>,
+    action: &str,
+    target: String,
+    details: serde_json::Value,
+) {
+    store::audit::insert_into(write, &audit_event(ctx, account, action, target, "ok".to_owned(), details.to_string()));
+}
+
+fn audit_event(
+    ctx: &Ctx,
+    account: Option<&AccountId>,
+    action: &str,
+    target: String,
+    outcome: String,
+    details_json: String,
+) -> AuditEvent {
+    AuditEvent {
         // Ordered by the time it shows, so the trail lists newest first without inversions.
         id: roster_platform::ids::at(ctx.now_ms),
         account_id: account.cloned(),
@@ -267,9 +303,7 @@ async fn record(
         request_id: ctx.request_id.clone(),
         details_json,
         at_ms: ctx.now_ms,
-    };
-    store::audit::insert(tx, &event).await?;
-    Ok(())
+    }
 }
 
 /// `ctx` for a change that starts `operation`, so its event names the operation.
@@ -280,8 +314,19 @@ pub fn operation_ctx(ctx: &Ctx, operation: &Started) -> Ctx {
 /// Appends `change` to the event log in the change's own transaction, so the event is in the
 /// log exactly when the change committed.
 pub async fn emit(tx: &mut Conn, ctx: &Ctx, account: &AccountId, change: Change) -> Result<()> {
+    roster_platform::event_log::store::append(tx, &new_event(ctx, account, change)?).await?;
+    Ok(())
+}
+
+/// [`emit`] as one of a change's folded writes.
+pub fn emit_into(write: &mut Folded, ctx: &Ctx, account: &AccountId, change: Change) -> Result<()> {
+    roster_platform::event_log::store::append_into(write, &new_event(ctx, account, change)?);
+    Ok(())
+}
+
+fn new_event(ctx: &Ctx, account: &AccountId, change: Change) -> Result<NewEvent> {
     let payload = serde_json::to_string(&change).map_err(|e| Error::Internal(e.to_string()))?;
-    let event = NewEvent {
+    Ok(NewEvent {
         at_ms: ctx.now_ms,
         account_id: account.to_string(),
         subject: change.subject(),
@@ -290,9 +335,7 @@ pub async fn emit(tx: &mut Conn, ctx: &Ctx, account: &AccountId, change: Change)
         operation_id: ctx.operation_id.clone(),
         principal: ctx.principal.audit_name(),
         payload,
-    };
-    roster_platform::event_log::store::append(tx, &event).await?;
-    Ok(())
+    })
 }
 
 pub fn user_target(id: &UserId) -> String {

@@ -1,6 +1,5 @@
 //! The `accounts` table.
 
-use roster_platform::db::Backend;
 use roster_platform::stored_text::StoredText;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -54,19 +53,6 @@ pub async fn insert(tx: &mut Conn, account: &Account) -> Result<(), sqlx::Error>
     .execute(&mut *tx)
     .await?;
     Ok(())
-}
-
-/// Takes the account's lock in shared mode for the rest of the transaction; false if there is
-/// no such open account. It waits for, and keeps out, every holder of [`lock`] (role, status,
-/// ownership, settings and membership changes), but not other shared holders: for changes that
-/// only add rows the account's unique indexes guard, such as an invitation, so a busy account
-/// takes them side by side. SQLite's single writer serialises them anyway.
-pub async fn lock_shared(tx: &mut Conn, id: &AccountId) -> Result<bool, sqlx::Error> {
-    let sql = match Backend::of(tx) {
-        Backend::Postgres => "SELECT id FROM accounts WHERE id = $1 AND closed_at_ms IS NULL FOR SHARE",
-        Backend::Sqlite => "SELECT id FROM accounts WHERE id = $1 AND closed_at_ms IS NULL",
-    };
-    Ok(sqlx::query(sql).bind(id.as_str()).fetch_optional(&mut *tx).await?.is_some())
 }
 
 /// Takes the account's write lock for the rest of the transaction; false if there is no such

@@ -1,5 +1,6 @@
 //! The `audit_events` table (SPEC R33): append-only, read newest first.
 
+use roster_platform::folded::Folded;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -24,19 +25,28 @@ fn decode(row: &AnyRow) -> Result<AuditEvent, sqlx::Error> {
 }
 
 pub async fn insert(tx: &mut Conn, event: &AuditEvent) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!("INSERT INTO audit_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
-        .bind(&event.id)
-        .bind(event.account_id.as_ref().map(|a| a.as_str().to_owned()))
-        .bind(&event.principal)
-        .bind(&event.action)
-        .bind(&event.target)
-        .bind(&event.outcome)
-        .bind(&event.request_id)
-        .bind(&event.details_json)
-        .bind(event.at_ms)
-        .execute(&mut *tx)
-        .await?;
+    let mut write = Folded::on(tx);
+    insert_into(&mut write, event);
+    write.run(tx).await?;
     Ok(())
+}
+
+/// [`insert`] as one of a change's folded writes.
+pub fn insert_into(write: &mut Folded, event: &AuditEvent) {
+    write.write(|args| {
+        format!(
+            "INSERT INTO audit_events ({COLUMNS}) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})",
+            args.bind(event.id.clone()),
+            args.bind(event.account_id.as_ref().map(|a| a.as_str().to_owned())),
+            args.bind(event.principal.clone()),
+            args.bind(event.action.clone()),
+            args.bind(event.target.clone()),
+            args.bind(event.outcome.clone()),
+            args.bind(event.request_id.clone()),
+            args.bind(event.details_json.clone()),
+            args.bind(event.at_ms),
+        )
+    });
 }
 
 /// Newest first; `before` is the id of the last event of the previous page.

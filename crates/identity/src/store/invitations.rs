@@ -1,5 +1,6 @@
 //! The `invitations` table.
 
+use roster_platform::folded::Folded;
 use roster_platform::stored_text::StoredText;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -30,24 +31,31 @@ fn decode(row: &AnyRow) -> Result<Invitation, sqlx::Error> {
 }
 
 pub async fn insert(tx: &mut Conn, invitation: &Invitation, code_hash: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
-        "INSERT INTO invitations ({COLUMNS}, code_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-    ))
-    .bind(invitation.id.as_str())
-    .bind(invitation.account_id.as_str())
-    .bind(invitation.email.as_str())
-    .bind(invitation.user_id.as_str())
-    .bind(invitation.status.as_str())
-    .bind(invitation.invited_by.as_str())
-    .bind(invitation.role.kind_str())
-    .bind(invitation.role.custom_id().map(|r| r.as_str().to_owned()))
-    .bind(i64::from(invitation.send_count))
-    .bind(invitation.created_at_ms)
-    .bind(invitation.expires_at_ms)
-    .bind(code_hash)
-    .execute(&mut *tx)
-    .await?;
+    let mut write = Folded::on(tx);
+    insert_into(&mut write, invitation, code_hash);
+    write.run(tx).await?;
     Ok(())
+}
+
+/// [`insert`] as one of a change's folded writes.
+pub fn insert_into(write: &mut Folded, invitation: &Invitation, code_hash: &str) {
+    write.write(|args| {
+        format!(
+            "INSERT INTO invitations ({COLUMNS}, code_hash) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+            args.bind(invitation.id.to_string()),
+            args.bind(invitation.account_id.to_string()),
+            args.bind(invitation.email.to_string()),
+            args.bind(invitation.user_id.to_string()),
+            args.bind(invitation.status.as_str()),
+            args.bind(invitation.invited_by.to_string()),
+            args.bind(invitation.role.kind_str()),
+            args.bind(invitation.role.custom_id().map(|r| r.as_str().to_owned())),
+            args.bind(i64::from(invitation.send_count)),
+            args.bind(invitation.created_at_ms),
+            args.bind(invitation.expires_at_ms),
+            args.bind(code_hash.to_owned()),
+        )
+    });
 }
 
 pub async fn get(tx: &mut Conn, account: &AccountId, id: &InvitationId) -> Result<Option<Invitation>, sqlx::Error> {

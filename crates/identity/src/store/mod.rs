@@ -6,7 +6,7 @@
 //! ([`accounts::lock`]), a row update that serialises writers of one account on PostgreSQL
 //! (row lock, held to commit) and on SQLite (single connection). Checks that read current
 //! data after the lock therefore see every earlier committed write to that account.
-//! Invitations take the same lock in shared mode ([`accounts::lock_shared`]): they still wait
+//! Invitations take the same lock in shared mode ([`invite_locks`]): they still wait
 //! for every other writer, but not for each other, and the unique e-mail index settles two
 //! invitations of one address.
 
@@ -16,6 +16,7 @@ pub mod auto_delete;
 pub mod bulk;
 pub mod integrations;
 pub mod invitations;
+pub mod invite_locks;
 pub mod outbox;
 pub mod ownership_requests;
 pub mod reclaimed;

@@ -6,6 +6,7 @@
 //! at the same time: claiming is a conditional update on the lease.
 
 use roster_platform::db::{Backend, params};
+use roster_platform::folded::Folded;
 use sqlx::Row;
 
 use super::Conn;
@@ -48,21 +49,29 @@ pub struct Undeliverable {
 }
 
 pub async fn enqueue(tx: &mut Conn, email: &Email, now_ms: i64) -> Result<String, sqlx::Error> {
-    let id = uuid::Uuid::now_v7().to_string();
-    sqlx::query(
-        "INSERT INTO outbox (id, account_id, kind, recipient, subject, body, next_attempt_at_ms, created_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-    )
-    .bind(&id)
-    .bind(email.account_id.as_ref().map(|a| a.as_str().to_owned()))
-    .bind(email.kind)
-    .bind(&email.recipient)
-    .bind(&email.subject)
-    .bind(&email.body)
-    .bind(now_ms)
-    .execute(&mut *tx)
-    .await?;
+    let mut write = Folded::on(tx);
+    let id = enqueue_into(&mut write, email, now_ms);
+    write.run(tx).await?;
     Ok(id)
+}
+
+/// [`enqueue`] as one of a change's folded writes; returns the e-mail's id.
+pub fn enqueue_into(write: &mut Folded, email: &Email, now_ms: i64) -> String {
+    let id = uuid::Uuid::now_v7().to_string();
+    write.write(|args| {
+        let due = args.bind(now_ms);
+        format!(
+            "INSERT INTO outbox (id, account_id, kind, recipient, subject, body, next_attempt_at_ms, created_at_ms) \
+             VALUES ({}, {}, {}, {}, {}, {}, {due}, {due})",
+            args.bind(id.clone()),
+            args.bind(email.account_id.as_ref().map(|a| a.as_str().to_owned())),
+            args.bind(email.kind),
+            args.bind(email.recipient.clone()),
+            args.bind(email.subject.clone()),
+            args.bind(email.body.clone()),
+        )
+    });
+    id
 }
 
 /// Claims up to `limit` due e-mails for `lease_ms`, in one statement (one commit). A row's

@@ -16,11 +16,13 @@ fn decode(row: &AnyRow) -> Result<CustomRole, sqlx::Error> {
         id: RoleId::from_stored(row.try_get("id")?),
         account_id: AccountId::from_stored(row.try_get("account_id")?),
         name: row.try_get("name")?,
-        privileges: privileges
-            .split_whitespace()
-            .map(|p| Privilege::from_str_opt(p).ok_or_else(|| corrupt("privilege", p)))
-            .collect::<Result<BTreeSet<_>, _>>()?,
+        privileges: decode_privileges(&privileges)?,
     })
+}
+
+/// A role's stored privileges: their names, separated by spaces.
+pub(super) fn decode_privileges(text: &str) -> Result<BTreeSet<Privilege>, sqlx::Error> {
+    text.split_whitespace().map(|p| Privilege::from_str_opt(p).ok_or_else(|| corrupt("privilege", p))).collect()
 }
 
 fn privileges_text(privileges: &BTreeSet<Privilege>) -> String {

@@ -8,6 +8,7 @@
 //! both succeed.
 
 use roster_platform::db::Backend;
+use roster_platform::folded::Folded;
 use sqlx::Row;
 
 use super::Conn;
@@ -177,12 +178,35 @@ pub async fn verify(
 
 /// Ends every unverified claim of `email` but `except`'s: the address now belongs to someone.
 pub async fn lapse_claims(tx: &mut Conn, email: &Email, except: Option<&UserId>) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM user_emails WHERE email = $1 AND verified_at_ms IS NULL AND user_id <> $2")
-        .bind(email.as_str())
-        .bind(except.map_or("", UserId::as_str))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected())
+    let mut write = Folded::on(tx);
+    lapse_claims_into(&mut write, email, except);
+    write.run(tx).await
+}
+
+/// [`lapse_claims`] as one of a change's folded writes.
+pub fn lapse_claims_into(write: &mut Folded, email: &Email, except: Option<&UserId>) {
+    write.write(|args| {
+        format!(
+            "DELETE FROM user_emails WHERE email = {} AND verified_at_ms IS NULL AND user_id <> {}",
+            args.bind(email.to_string()),
+            args.bind(except.map_or("", UserId::as_str).to_owned()),
+        )
+    });
+}
+
+/// Runs `write`, unless `email` is some user's verified other address: then it reports so,
+/// and the caller must roll back what `write` did. The check sees the address as it was when
+/// the statement began, so [`lock_address`] must have been taken in an earlier statement.
+pub async fn write_unless_verified(tx: &mut Conn, write: Folded, email: &Email) -> Result<bool, sqlx::Error> {
+    let row = write
+        .run_then_check(tx, |args| {
+            format!(
+                "SELECT COUNT(*) AS holders FROM user_emails WHERE email = {} AND verified_at_ms IS NOT NULL",
+                args.bind(email.to_string())
+            )
+        })
+        .await?;
+    Ok(row.try_get::<i64, _>("holders")? == 0)
 }
 
 pub async fn get(tx: &mut Conn, user: &UserId, email: &Email) -> Result<Option<Secondary>, sqlx::Error> {

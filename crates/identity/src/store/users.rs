@@ -1,6 +1,7 @@
 //! The `users` table.
 
 use roster_platform::db::params;
+use roster_platform::folded::Folded;
 use roster_platform::stored_text::StoredText;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -51,20 +52,29 @@ pub(super) fn decode_columns(row: &AnyRow, prefix: &str) -> Result<User, sqlx::E
 }
 
 pub async fn insert(tx: &mut Conn, user: &User) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!("INSERT INTO users ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
-        .bind(user.id.as_str())
-        .bind(user.account_id.as_str())
-        .bind(user.email.as_str())
-        .bind(&user.display_name)
-        .bind(user.status.as_str())
-        .bind(user.role.kind_str())
-        .bind(user.role.custom_id().map(|id| id.as_str().to_owned()))
-        .bind(stored_flag(user.external))
-        .bind(user.created_at_ms)
-        .bind(user.deactivated_at_ms)
-        .execute(&mut *tx)
-        .await?;
+    let mut write = Folded::on(tx);
+    insert_into(&mut write, user);
+    write.run(tx).await?;
     Ok(())
+}
+
+/// [`insert`] as one of a change's folded writes.
+pub fn insert_into(write: &mut Folded, user: &User) {
+    write.write(|args| {
+        format!(
+            "INSERT INTO users ({COLUMNS}) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+            args.bind(user.id.to_string()),
+            args.bind(user.account_id.to_string()),
+            args.bind(user.email.to_string()),
+            args.bind(user.display_name.clone()),
+            args.bind(user.status.as_str()),
+            args.bind(user.role.kind_str()),
+            args.bind(user.role.custom_id().map(|id| id.as_str().to_owned())),
+            args.bind(stored_flag(user.external)),
+            args.bind(user.created_at_ms),
+            args.bind(user.deactivated_at_ms),
+        )
+    });
 }
 
 pub async fn get(tx: &mut Conn, id: &UserId) -> Result<Option<User>, sqlx::Error> {

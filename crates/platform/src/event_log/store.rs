@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 
 use super::{Filter, Position};
 use crate::db::{Backend, Conn, Database, MigrationSql, params};
+use crate::folded::Folded;
 
 /// The tables; each service applies it among its migrations under a version of its own.
 pub const fn migration(version: i64) -> MigrationSql {
@@ -86,26 +87,34 @@ fn decode(row: &AnyRow) -> Result<StoredEvent, sqlx::Error> {
 /// Appends `event` in the caller's transaction, numbered after the transaction's earlier
 /// events (on SQLite, after every event: its transactions commit one at a time).
 pub async fn append(tx: &mut Conn, event: &NewEvent) -> Result<(), sqlx::Error> {
-    let this_tx = match Backend::of(tx) {
+    let mut write = Folded::on(tx);
+    append_into(&mut write, event);
+    write.run(tx).await?;
+    Ok(())
+}
+
+/// [`append`] as one of a change's folded writes. At most one per statement: the writes of
+/// one statement do not see each other, so a second would take the same number.
+pub fn append_into(write: &mut Folded, event: &NewEvent) {
+    let this_tx = match write.backend() {
         Backend::Postgres => "pg_current_xact_id()::text::bigint",
         Backend::Sqlite => "0",
     };
-    sqlx::query(&format!(
-        "WITH this AS (SELECT {this_tx} AS tx) INSERT INTO events ({COLUMNS}) \
-         SELECT this.tx, COALESCE((SELECT MAX(seq) FROM events WHERE events.tx = this.tx), 0) + 1, \
-         $1, $2, $3, $4, $5, $6, $7, $8 FROM this"
-    ))
-    .bind(event.at_ms)
-    .bind(&event.account_id)
-    .bind(&event.subject)
-    .bind(event.kind)
-    .bind(&event.request_id)
-    .bind(&event.operation_id)
-    .bind(&event.principal)
-    .bind(&event.payload)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    write.write(|args| {
+        format!(
+            "INSERT INTO events ({COLUMNS}) \
+             SELECT this.tx, COALESCE((SELECT MAX(seq) FROM events WHERE events.tx = this.tx), 0) + 1, \
+             {}, {}, {}, {}, {}, {}, {}, {} FROM (SELECT {this_tx} AS tx) this",
+            args.bind(event.at_ms),
+            args.bind(event.account_id.clone()),
+            args.bind(event.subject.clone()),
+            args.bind(event.kind),
+            args.bind(event.request_id.clone()),
+            args.bind(event.operation_id.clone()),
+            args.bind(event.principal.clone()),
+            args.bind(event.payload.clone()),
+        )
+    });
 }
 
 /// What may be handed out now.
