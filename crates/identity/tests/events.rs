@@ -27,6 +27,7 @@ on_both_backends!(
     concurrent_settings_editors_do_not_overwrite_each_other_unseen,
     a_demoted_admins_stream_ends_at_the_next_heartbeat,
     a_caller_holds_a_bounded_number_of_streams,
+    events_a_change_holds_for_its_last_statement_keep_their_order,
 );
 
 fn filter(account: &str) -> Option<ev::EventFilter> {
@@ -514,17 +515,22 @@ async fn an_event_that_commits_after_a_later_numbered_one_is_not_skipped() {
     owned.stop().await;
 }
 
-async fn out_of_order(app: &TestApp) {
-    let event = |subject: &str| NewEvent {
+/// An operator's "user activated" event of `account`, about the user `subject`, now.
+fn activated(app: &TestApp, account: &str, subject: &str) -> NewEvent {
+    NewEvent {
         at_ms: app.clock.now_ms(),
-        account_id: "out-of-order".into(),
+        account_id: account.into(),
         subject: subject.into(),
         kind: "user.activated",
         request_id: rid(),
         operation_id: String::new(),
         principal: "operator:test".into(),
         payload: format!(r#"{{"type":"user_activated","user_id":"{subject}"}}"#),
-    };
+    }
+}
+
+async fn out_of_order(app: &TestApp) {
+    let event = |subject: &str| activated(app, "out-of-order", subject);
     let list = |after: String| async move {
         app.events()
             .list_events(authed(
@@ -551,6 +557,30 @@ async fn out_of_order(app: &TestApp) {
         ["first", "second"],
         "neither is skipped, and the consumer that checkpointed in between sees both"
     );
+}
+
+/// A change's events go out with its last statement (`folded::write_last`), where on
+/// PostgreSQL they cannot see each other; each still takes its own place, after those the
+/// transaction wrote before, in the order the change made them.
+async fn events_a_change_holds_for_its_last_statement_keep_their_order(app: &TestApp) {
+    let account = format!("held-{}", rid());
+    let event = |subject: &str| activated(app, &account, subject);
+    let mut tx = app.db.begin().await.expect("begin");
+    store::append(&mut tx, &event("sent-at-once")).await.expect("appends");
+    let ((), held) = roster_platform::folded::holding_tail(async {
+        for subject in ["held-1", "held-2", "held-3"] {
+            let event = event(subject);
+            roster_platform::folded::write_last(&mut tx, |write| store::append_into(write, &event))
+                .await
+                .expect("held");
+        }
+    })
+    .await;
+    held.expect("three held writes").run(&mut tx).await.expect("the last statement");
+    tx.commit().await.expect("commit");
+    roster_testkit::events_settled(&app.db).await;
+    let subjects: Vec<String> = all_events(app, &account).await.into_iter().map(|e| e.subject).collect();
+    assert_eq!(subjects, ["sent-at-once", "held-1", "held-2", "held-3"]);
 }
 
 /// A consumer that stops reading is ended once the stall limit passes, with the cursor to

@@ -23,6 +23,7 @@ on_both_backends!(
     r26_invitations_to_one_account_run_side_by_side_and_an_address_is_invited_once,
     r26_expired_invitations_are_not_found,
     r34_an_invitation_waiting_on_a_role_change_is_decided_by_the_new_role,
+    r34_a_change_waiting_on_a_role_change_is_decided_by_the_new_role,
     r12_an_invitation_waiting_on_a_verification_of_its_address_is_refused,
     r16_custom_roles_grant_only_what_the_granter_holds,
     r7_lists_show_the_owner_and_paginate,
@@ -436,16 +437,38 @@ async fn inviting_locks(
     store::invite_locks::lock_and_read(tx, account, None, &email, None).await
 }
 
-async fn r34_an_invitation_waiting_on_a_role_change_is_decided_by_the_new_role(app: &TestApp) {
-    let w = app.seed_world("waiting").await;
-    let account = AccountId::parse(&w.account).expect("account id");
+/// Runs `change` while another transaction holds `account`'s lock and demotes `admin` to a
+/// member, then commits the demotion: the change, which waited, must be refused as a member's.
+async fn refused_after_a_demotion<T: std::fmt::Debug + Send + 'static>(
+    app: &TestApp,
+    account: &str,
+    admin: &str,
+    change: impl std::future::Future<Output = Result<T, tonic::Status>> + Send + 'static,
+) {
+    let account = AccountId::parse(account).expect("account id");
     let mut demoting = app.db.begin().await.expect("begin");
     assert!(store::accounts::lock(&mut demoting, &account).await.expect("lock"));
     sqlx::query("UPDATE users SET role = 'member' WHERE id = $1")
-        .bind(&w.admin)
+        .bind(admin)
         .execute(&mut *demoting)
         .await
         .expect("demote");
+    let change = tokio::spawn(change);
+    // Long enough for the change to be waiting on the lock (on SQLite: on the writer).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!change.is_finished(), "the change waits for the role change");
+    demoting.commit().await.expect("commit");
+    let refused = change.await.expect("join").expect_err("a member may not");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+}
+
+/// How many rows `sql` (a `SELECT COUNT(*)` with one parameter) counts.
+async fn count(app: &TestApp, sql: &str, value: &str) -> i64 {
+    sqlx::query_scalar(sql).bind(value.to_owned()).fetch_one(app.db.pool()).await.expect("count")
+}
+
+async fn r34_an_invitation_waiting_on_a_role_change_is_decided_by_the_new_role(app: &TestApp) {
+    let w = app.seed_world("waiting").await;
     let mut users = app.users();
     let request = pb::InviteUserRequest {
         request_id: rid(),
@@ -454,19 +477,28 @@ async fn r34_an_invitation_waiting_on_a_role_change_is_decided_by_the_new_role(a
         ..Default::default()
     };
     let token = app.user_token(&w.admin);
-    let invited = tokio::spawn(async move { users.invite_user(authed(request, &token)).await });
-    // Long enough for the invitation to be waiting on the lock (on SQLite: on the writer).
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!invited.is_finished(), "the invitation waits for the role change");
-    demoting.commit().await.expect("commit");
-    let refused = invited.await.expect("join").expect_err("a member may not invite");
-    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
-    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE email = $1")
-        .bind("late@waiting.example")
-        .fetch_one(app.db.pool())
-        .await
-        .expect("count");
-    assert_eq!(pending, 0);
+    let invite = async move { users.invite_user(authed(request, &token)).await };
+    refused_after_a_demotion(app, &w.account, &w.admin, invite).await;
+    assert_eq!(count(app, "SELECT COUNT(*) FROM users WHERE email = $1", "late@waiting.example").await, 0);
+}
+
+/// Every other change takes the account's lock and reads its caller in one statement, whose
+/// snapshot PostgreSQL takes before the lock is granted: a demotion committed during the
+/// wait must still decide it.
+async fn r34_a_change_waiting_on_a_role_change_is_decided_by_the_new_role(app: &TestApp) {
+    let w = app.seed_world("demoted").await;
+    let mut roles = app.roles();
+    let request = pb::CreateRoleRequest {
+        request_id: rid(),
+        account_id: w.account.clone(),
+        name: "Late".into(),
+        privileges: vec![pb::Privilege::ManageUsers as i32],
+    };
+    let token = app.user_token(&w.admin);
+    let create = async move { roles.create_role(authed(request, &token)).await };
+    refused_after_a_demotion(app, &w.account, &w.admin, create).await;
+    let late = "SELECT COUNT(*) FROM custom_roles WHERE name = 'Late' AND account_id = $1";
+    assert_eq!(count(app, late, &w.account).await, 0);
 }
 
 /// An invitation checks that nobody holds its address in the statement after the one that

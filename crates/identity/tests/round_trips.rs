@@ -111,17 +111,37 @@ async fn an_invitation_is_four_round_trips_on_postgres() {
         async move { users.invite_user(authed(request, &token)).await.expect("invited") }
     };
     // The first call on a connection also prepares its statements.
+    let mut sent = Vec::new();
     for n in 0..3 {
-        invite(n).await;
+        sent.push(invite(n).await.into_inner());
     }
+    // A few more kinds of write, for the list of statements per write.
+    let token = app.user_token(&w.admin);
+    let (account, resent, revoked) = (w.account.clone(), sent[0].id.clone(), sent[1].id.clone());
+    let resend = pb::ResendInvitationRequest { request_id: rid(), account_id: account.clone(), invitation_id: resent };
+    app.users().resend_invitation(authed(resend, &token)).await.expect("resent");
+    let revoke = pb::RevokeInvitationRequest { request_id: rid(), account_id: account.clone(), invitation_id: revoked };
+    app.users().revoke_invitation(authed(revoke, &token)).await.expect("revoked");
+    let settings = pb::UpdateUserSettingsRequest {
+        request_id: rid(),
+        account_id: account,
+        user_id: w.member.clone(),
+        time_zone: "Europe/Amsterdam".into(),
+        ..Default::default()
+    };
+    app.users().update_user_settings(authed(settings, &app.user_token(&w.member))).await.expect("settings");
     // What every write the set-up made sent, for the README's list of statements per write.
-    let mut per_method = BTreeMap::<String, Vec<usize>>::new();
+    let mut per_method = BTreeMap::<String, Vec<Vec<String>>>::new();
     for (method, sent) in statements.take() {
-        per_method.entry(method).or_default().push(sent.len());
+        per_method.entry(method).or_default().push(sent);
     }
-    for (method, counts) in per_method {
-        let (least, most) = (counts.iter().min().unwrap_or(&0), counts.iter().max().unwrap_or(&0));
-        eprintln!("{method}: {least} to {most} statements a call, COMMIT included, BEGIN not");
+    for (method, calls) in per_method {
+        let counts = calls.iter().map(Vec::len);
+        let (least, most) = (counts.clone().min().unwrap_or(0), counts.max().unwrap_or(0));
+        eprintln!("{method}: {least} to {most} statements a call, COMMIT included, BEGIN not; the last call's:");
+        for statement in calls.last().into_iter().flatten() {
+            eprintln!("    {}", statement.chars().take(100).collect::<String>());
+        }
     }
     invite(9).await;
     let calls = statements.take();

@@ -4,9 +4,18 @@
 //! save, so there the writes run one after another in the same transaction.
 //!
 //! Each store module adds its write with the placeholders [`Args::bind`] hands out, so the SQL
-//! of a write lives once, beside its table, whichever way it is sent. Not sqlx's
+//! of a write lives once, beside its table, whichever way it is sent.
+//!
+//! A change can also hold writes back for its last statement ([`write_last`]): its audit
+//! record and its events, which nothing in the change reads back, go out with its idempotency
+//! record instead of one round trip each. The holding is a task-local scope
+//! ([`holding_tail`]) rather than a parameter, so the use cases that audit keep their
+//! signatures and a saga step or housekeeping pass, which runs outside one, writes at once. Not sqlx's
 //! `QueryBuilder`: for the `Any` driver it writes `?`, which PostgreSQL does not accept, and it
 //! cannot number one statement's placeholders per part for SQLite.
+
+use std::cell::RefCell;
+use std::future::Future;
 
 use sqlx::any::{Any, AnyArguments, AnyRow};
 use sqlx::{Arguments, Encode, Type};
@@ -41,11 +50,26 @@ pub struct Folded {
     /// its own.
     writes: Vec<(String, Args)>,
     shared: Args,
+    /// The tables of the writes that asked [`Folded::unseen_before`].
+    numbered: Vec<&'static str>,
 }
 
 impl Folded {
     pub fn new(backend: Backend) -> Self {
-        Self { backend, writes: Vec::new(), shared: Args::default() }
+        Self { backend, writes: Vec::new(), shared: Args::default(), numbered: Vec::new() }
+    }
+
+    /// How many rows of `table` this statement adds before the write about to be added, among
+    /// the writes that asked this too, that the write cannot see: on PostgreSQL, where the
+    /// writes of one statement do not see each other, those writes; on SQLite, where each runs
+    /// after the last, none. For a write that numbers its row from what is there already.
+    pub fn unseen_before(&mut self, table: &'static str) -> usize {
+        let earlier = self.numbered.iter().filter(|t| **t == table).count();
+        self.numbered.push(table);
+        match self.backend {
+            Backend::Postgres => earlier,
+            Backend::Sqlite => 0,
+        }
     }
 
     /// For writes on `conn`'s database.
@@ -132,4 +156,35 @@ impl Folded {
         }
         Ok(changed)
     }
+}
+
+tokio::task_local! {
+    /// The writes held back for the last statement of the change running on this task.
+    static TAIL: RefCell<Option<Folded>>;
+}
+
+/// Runs `change`, holding back the writes it adds with [`write_last`]; returns its outcome and
+/// those writes, for the caller to send with the change's own last write before COMMIT (the
+/// request's idempotency record: `crate::idempotency`). Dropped unsent if the change refuses.
+pub async fn holding_tail<F: Future>(change: F) -> (F::Output, Option<Folded>) {
+    TAIL.scope(RefCell::new(None), async move {
+        let outcome = change.await;
+        (outcome, TAIL.with(|tail| tail.borrow_mut().take()))
+    })
+    .await
+}
+
+/// Adds a write that must commit with its change but that nothing in the change reads back,
+/// such as its audit record or its event, to the change's last statement when the change runs
+/// under [`holding_tail`]: a round trip fewer per write on PostgreSQL. Otherwise (a saga step,
+/// a housekeeping pass) runs it now on `conn`.
+pub async fn write_last(conn: &mut Conn, write: impl FnOnce(&mut Folded)) -> Result<(), sqlx::Error> {
+    if TAIL.try_with(|_| ()).is_ok() {
+        let backend = Backend::of(conn);
+        TAIL.with(|tail| write(tail.borrow_mut().get_or_insert_with(|| Folded::new(backend))));
+        return Ok(());
+    }
+    let mut now = Folded::on(conn);
+    write(&mut now);
+    now.run(conn).await.map(drop)
 }

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::db::{Conn, Database, Tx, is_unique_violation};
-use crate::folded::Folded;
+use crate::folded::{self, Folded};
 use crate::status;
 
 /// Longest accepted request id.
@@ -116,8 +116,21 @@ impl Fresh {
     /// Records `response` under the key and commits the change with it. If a concurrent call
     /// with the same key committed first, this change is rolled back and that call's response
     /// is returned instead.
-    pub async fn finish<R: Message + Default>(mut self, response: R, now_ms: i64) -> Result<R, tonic::Status> {
-        match insert(&mut self.tx, &self.key, &response, now_ms).await {
+    pub async fn finish<R: Message + Default>(self, response: R, now_ms: i64) -> Result<R, tonic::Status> {
+        let write = Folded::on(&self.tx);
+        self.finish_after(write, response, now_ms).await
+    }
+
+    /// [`Fresh::finish`], sending `write` (the writes the change held back for its last
+    /// statement) in the same statement as the record.
+    async fn finish_after<R: Message + Default>(
+        mut self,
+        mut write: Folded,
+        response: R,
+        now_ms: i64,
+    ) -> Result<R, tonic::Status> {
+        insert_into(&mut write, &self.key, &response, now_ms);
+        match write.run(&mut self.tx).await.map(drop) {
             Ok(()) => {
                 self.tx.commit().await.map_err(|e| status::from_commit(&e))?;
                 Ok(response)
@@ -235,10 +248,15 @@ where
         return Ok(allowed.map(|()| earlier));
     }
     let mut fresh = Fresh { tx, key, db: db.clone() };
-    match op(&mut fresh.tx, ctx).await {
+    // The writes `op` holds back (its audit record, its events) go out with the record.
+    let (outcome, tail) = folded::holding_tail(op(&mut fresh.tx, ctx)).await;
+    match outcome {
         // `op` passed the full rules, so handing back a twin's response that won the race to
         // commit (inside `finish`) needs no gate.
-        Ok(response) => Ok(Ok(fresh.finish(response, now_ms).await?)),
+        Ok(response) => {
+            let write = tail.unwrap_or_else(|| Folded::on(&fresh.tx));
+            Ok(Ok(fresh.finish_after(write, response, now_ms).await?))
+        }
         Err(refusal) => refused(fresh, ctx, gate, refusal).await,
     }
 }

@@ -16,7 +16,7 @@ use roster_workflow::{Engine, Failure, Instance, NewWorkflow, StartError, Starte
 use serde::{Deserialize, Serialize};
 
 use roster_platform::event_log::NewEvent;
-use roster_platform::folded::Folded;
+use roster_platform::folded::{self, Folded};
 
 use crate::domain::DomainError;
 use crate::domain::events::Change;
@@ -138,12 +138,15 @@ impl Origin {
     }
 }
 
-/// Takes the account's write lock, then loads the caller under it.
+/// Takes the account's write lock and loads the caller under it, in one statement.
 pub async fn lock_and_load_caller(tx: &mut Conn, ctx: &Ctx, account: &AccountId) -> Result<Caller> {
-    if !store::accounts::lock(tx, account).await? {
-        return Err(DomainError::AccountNotFound.into());
-    }
-    load_caller(tx, ctx, account).await
+    let user_id = match &ctx.principal {
+        Principal::User { user_id } => UserId::parse(user_id).ok(),
+        _ => None,
+    };
+    let locked = store::account_locks::lock_and_read_caller(tx, account, user_id.as_ref()).await?;
+    let locked = locked.ok_or(DomainError::AccountNotFound)?;
+    caller_of(ctx, account, locked.user, locked.privileges)
 }
 
 /// The caller as current data describes them. Users of other accounts, users that no longer
@@ -235,7 +238,8 @@ pub fn owner(caller: &Caller) -> Result<&Actor> {
     }
 }
 
-/// Appends a successful change to the audit trail, in the change's transaction.
+/// Appends a successful change to the audit trail, in the change's transaction (with its last
+/// statement: `roster_platform::folded::write_last`).
 pub async fn audit(
     tx: &mut Conn,
     ctx: &Ctx,
@@ -244,7 +248,9 @@ pub async fn audit(
     target: String,
     details: serde_json::Value,
 ) -> Result<()> {
-    record(tx, ctx, account, action, target, "ok".to_owned(), details.to_string()).await
+    let event = audit_event(ctx, account, action, target, "ok".to_owned(), details.to_string());
+    folded::write_last(tx, |write| store::audit::insert_into(write, &event)).await?;
+    Ok(())
 }
 
 /// Records a refused change (outcome `refused:<REASON>`) once the change has rolled back, on a
@@ -256,19 +262,8 @@ pub async fn audit_refusal(
     action: &str,
     reason: &str,
 ) -> Result<()> {
-    record(tx, ctx, account, action, String::new(), format!("refused:{reason}"), "{}".to_owned()).await
-}
-
-async fn record(
-    tx: &mut Conn,
-    ctx: &Ctx,
-    account: Option<&AccountId>,
-    action: &str,
-    target: String,
-    outcome: String,
-    details_json: String,
-) -> Result<()> {
-    store::audit::insert(tx, &audit_event(ctx, account, action, target, outcome, details_json)).await?;
+    let event = audit_event(ctx, account, action, String::new(), format!("refused:{reason}"), "{}".to_owned());
+    store::audit::insert(tx, &event).await?;
     Ok(())
 }
 
@@ -314,7 +309,8 @@ pub fn operation_ctx(ctx: &Ctx, operation: &Started) -> Ctx {
 /// Appends `change` to the event log in the change's own transaction, so the event is in the
 /// log exactly when the change committed.
 pub async fn emit(tx: &mut Conn, ctx: &Ctx, account: &AccountId, change: Change) -> Result<()> {
-    roster_platform::event_log::store::append(tx, &new_event(ctx, account, change)?).await?;
+    let event = new_event(ctx, account, change)?;
+    folded::write_last(tx, |write| roster_platform::event_log::store::append_into(write, &event)).await?;
     Ok(())
 }
 

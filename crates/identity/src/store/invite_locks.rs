@@ -10,8 +10,8 @@ use roster_platform::db::Backend;
 use sqlx::Row;
 
 use super::Conn;
+use super::account_locks::{CALLER_COLUMNS, caller_joins, decode_caller, read_under_lock};
 use super::roles::decode_privileges;
-use super::users::decode_columns;
 use crate::domain::model::{Privilege, User};
 use crate::domain::values::{AccountId, Email, RoleId, UserId};
 
@@ -36,11 +36,7 @@ pub struct Locked {
 /// add rows the account's unique e-mail index guards, so a busy account takes them side by
 /// side. SQLite's single writer serialises them anyway.
 ///
-/// The reads share the statement's snapshot, which PostgreSQL takes before the statement
-/// waits for the account's lock. A writer that held the lock exclusively and committed during
-/// that wait would be missing from them, so the statement also reads the account's version
-/// twice: as locked (the newest, which every exclusive holder raises) and as the snapshot had
-/// it. If they differ the statement runs again, now holding the lock, and sees everything.
+/// The reads see every writer that held the lock before it ([`read_under_lock`]).
 pub async fn lock_and_read(
     tx: &mut Conn,
     account: &AccountId,
@@ -58,45 +54,26 @@ pub async fn lock_and_read(
     let sql = format!(
         "SELECT l.name AS account_name, l.version AS locked_version, \
          (SELECT version FROM accounts WHERE id = $1) AS seen_version, {address_lock} AS address_lock, \
-         u.id AS caller_id, u.account_id AS caller_account_id, u.email AS caller_email, \
-         u.display_name AS caller_display_name, u.status AS caller_status, u.role AS caller_role, \
-         u.custom_role_id AS caller_custom_role_id, u.external AS caller_external, \
-         u.created_at_ms AS caller_created_at_ms, u.deactivated_at_ms AS caller_deactivated_at_ms, \
-         NULL AS caller_custom_role_name, cr.privileges AS caller_privileges, nr.privileges AS role_privileges \
+         {CALLER_COLUMNS}, nr.privileges AS role_privileges \
          FROM (SELECT id, name, version FROM accounts WHERE id = $1 AND closed_at_ms IS NULL {lock}) l \
-         LEFT JOIN users u ON u.id = $3 \
-         LEFT JOIN custom_roles cr ON cr.id = u.custom_role_id AND cr.account_id = l.id \
-         LEFT JOIN custom_roles nr ON nr.id = $4 AND nr.account_id = l.id"
+         {} LEFT JOIN custom_roles nr ON nr.id = $4 AND nr.account_id = l.id",
+        caller_joins("$3")
     );
     let address = format!("email:{}", email.as_str());
-    for _ in 0..2 {
-        let row = sqlx::query(&sql)
+    let statement = || {
+        sqlx::query(&sql)
             .bind(account.as_str())
             .bind(&address)
             .bind(caller.map_or("", UserId::as_str))
             .bind(role.map_or("", RoleId::as_str))
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let locked: i64 = row.try_get("locked_version")?;
-        let seen: i64 = row.try_get("seen_version")?;
-        if locked != seen {
-            continue;
-        }
-        let caller = match row.try_get::<Option<String>, _>("caller_id")? {
-            Some(_) => Some(decode_columns(&row, "caller_")?),
-            None => None,
-        };
-        let privileges = |column: &str| -> Result<Option<BTreeSet<Privilege>>, sqlx::Error> {
-            row.try_get::<Option<String>, _>(column)?.map(|text| decode_privileges(&text)).transpose()
-        };
-        return Ok(Some(Locked {
-            account_name: row.try_get("account_name")?,
-            caller,
-            caller_privileges: privileges("caller_privileges")?,
-            role_privileges: privileges("role_privileges")?,
-        }));
-    }
-    // The second run held the lock throughout, so no exclusive holder could have committed.
-    Err(sqlx::Error::Protocol(format!("account {account}'s version moved while its lock was held")))
+    };
+    let Some(row) = read_under_lock(tx, account, statement).await? else { return Ok(None) };
+    let caller = decode_caller(&row)?;
+    let role_privileges = row.try_get::<Option<String>, _>("role_privileges")?;
+    Ok(Some(Locked {
+        account_name: row.try_get("account_name")?,
+        caller: caller.user,
+        caller_privileges: caller.privileges,
+        role_privileges: role_privileges.map(|text| decode_privileges(&text)).transpose()?,
+    }))
 }

@@ -3,13 +3,15 @@
 //! together; reads pass a pooled connection and need no BEGIN or ROLLBACK. Queries return domain types.
 //!
 //! Isolation: every write transaction first takes its account's lock
-//! ([`accounts::lock`]), a row update that serialises writers of one account on PostgreSQL
-//! (row lock, held to commit) and on SQLite (single connection). Checks that read current
+//! ([`accounts::lock`]; with the caller, in one statement: [`account_locks`]), a row update
+//! that serialises writers of one account on PostgreSQL (row lock, held to commit) and on
+//! SQLite (single connection). Checks that read current
 //! data after the lock therefore see every earlier committed write to that account.
 //! Invitations take the same lock in shared mode ([`invite_locks`]): they still wait
 //! for every other writer, but not for each other, and the unique e-mail index settles two
 //! invitations of one address.
 
+pub mod account_locks;
 pub mod accounts;
 pub mod audit;
 pub mod auto_delete;

@@ -15,6 +15,7 @@ use roster_platform::auth::Principal;
 
 use crate::directory::{Directory, Freshness, LookupError};
 use roster_platform::event_log::NewEvent;
+use roster_platform::folded;
 
 use crate::domain::DomainError;
 use crate::domain::access::{Caller, IDENTITY_SERVICE, Member};
@@ -109,7 +110,10 @@ pub async fn audit(
     target: &str,
     details: serde_json::Value,
 ) -> Result<()> {
-    record(tx, ctx, account, action, target, "ok", &details.to_string()).await
+    let (principal, details) = (ctx.principal.audit_name(), details.to_string());
+    let event = audit_event(ctx, account, &principal, action, target, "ok", &details);
+    folded::write_last(tx, |write| store::audit::insert_into(write, &event)).await?;
+    Ok(())
 }
 
 /// Appends `change` to the event log in the change's own transaction, so the event is in the
@@ -133,35 +137,34 @@ pub async fn emit(tx: &mut Conn, ctx: &Ctx, account: &Id, change: Change) -> Res
         principal: ctx.principal.audit_name(),
         payload,
     };
-    roster_platform::event_log::store::append(tx, &event).await?;
+    folded::write_last(tx, |write| roster_platform::event_log::store::append_into(write, &event)).await?;
     Ok(())
 }
 
 /// Records a refused change once the change has rolled back, on a connection of its own.
 pub async fn audit_refusal(tx: &mut Conn, ctx: &Ctx, account: &Id, action: &str, reason: &str) -> Result<()> {
-    record(tx, ctx, account, action, "", &format!("refused:{reason}"), "{}").await
+    let (principal, outcome) = (ctx.principal.audit_name(), format!("refused:{reason}"));
+    store::audit::insert(tx, &audit_event(ctx, account, &principal, action, "", &outcome, "{}")).await?;
+    Ok(())
 }
 
-async fn record(
-    tx: &mut Conn,
-    ctx: &Ctx,
-    account: &Id,
-    action: &str,
-    target: &str,
-    outcome: &str,
-    details_json: &str,
-) -> Result<()> {
-    let principal = ctx.principal.audit_name();
-    let event = store::audit::AuditEvent {
+fn audit_event<'a>(
+    ctx: &'a Ctx,
+    account: &'a Id,
+    principal: &'a str,
+    action: &'a str,
+    target: &'a str,
+    outcome: &'a str,
+    details_json: &'a str,
+) -> store::audit::AuditEvent<'a> {
+    store::audit::AuditEvent {
         account_id: account.as_str(),
-        principal: &principal,
+        principal,
         action,
         target,
         outcome,
         request_id: &ctx.request_id,
         details_json,
         at_ms: ctx.now_ms,
-    };
-    store::audit::insert(tx, &event).await?;
-    Ok(())
+    }
 }

@@ -1,5 +1,6 @@
 //! The `audit_events` table (SPEC R33): append-only.
 
+use roster_platform::folded::Folded;
 use sqlx::Row;
 
 use super::Conn;
@@ -32,23 +33,29 @@ pub struct AuditEvent<'a> {
 }
 
 pub async fn insert(tx: &mut Conn, event: &AuditEvent<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO audit_events (id, account_id, principal, action, target, outcome, request_id, details, at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    // Ordered by the time it shows, so the trail lists newest first without inversions.
-    .bind(roster_platform::ids::at(event.at_ms))
-    .bind(event.account_id)
-    .bind(event.principal)
-    .bind(event.action)
-    .bind(event.target)
-    .bind(event.outcome)
-    .bind(event.request_id)
-    .bind(event.details_json)
-    .bind(event.at_ms)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    let mut write = Folded::on(tx);
+    insert_into(&mut write, event);
+    write.run(tx).await.map(drop)
+}
+
+/// [`insert`] as one of a change's folded writes.
+pub fn insert_into(write: &mut Folded, event: &AuditEvent<'_>) {
+    write.write(|args| {
+        format!(
+            "INSERT INTO audit_events (id, account_id, principal, action, target, outcome, request_id, details, at_ms) \
+             VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})",
+            // Ordered by the time it shows, so the trail lists newest first without inversions.
+            args.bind(roster_platform::ids::at(event.at_ms)),
+            args.bind(event.account_id.to_owned()),
+            args.bind(event.principal.to_owned()),
+            args.bind(event.action.to_owned()),
+            args.bind(event.target.to_owned()),
+            args.bind(event.outcome.to_owned()),
+            args.bind(event.request_id.to_owned()),
+            args.bind(event.details_json.to_owned()),
+            args.bind(event.at_ms),
+        )
+    });
 }
 
 /// The account's records, newest first; `before` is the last id of the previous page.

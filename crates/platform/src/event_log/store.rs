@@ -93,17 +93,18 @@ pub async fn append(tx: &mut Conn, event: &NewEvent) -> Result<(), sqlx::Error> 
     Ok(())
 }
 
-/// [`append`] as one of a change's folded writes. At most one per statement: the writes of
-/// one statement do not see each other, so a second would take the same number.
+/// [`append`] as one of a change's folded writes. An event numbers itself after the newest
+/// of its transaction, counting the events of the same statement it cannot see.
 pub fn append_into(write: &mut Folded, event: &NewEvent) {
     let this_tx = match write.backend() {
         Backend::Postgres => "pg_current_xact_id()::text::bigint",
         Backend::Sqlite => "0",
     };
+    let next = 1 + write.unseen_before("events");
     write.write(|args| {
         format!(
             "INSERT INTO events ({COLUMNS}) \
-             SELECT this.tx, COALESCE((SELECT MAX(seq) FROM events WHERE events.tx = this.tx), 0) + 1, \
+             SELECT this.tx, COALESCE((SELECT MAX(seq) FROM events WHERE events.tx = this.tx), 0) + {next}, \
              {}, {}, {}, {}, {}, {}, {}, {} FROM (SELECT {this_tx} AS tx) this",
             args.bind(event.at_ms),
             args.bind(event.account_id.clone()),
