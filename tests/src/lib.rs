@@ -1,6 +1,8 @@
 //! Driving the real `roster` binary: start it as a process, wait for health, list services
 //! by reflection, read the demo's tokens, stop it with SIGTERM.
 
+pub mod scrape;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

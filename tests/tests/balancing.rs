@@ -12,7 +12,7 @@ use roster_testkit::FreshDatabase;
 use scrape::{scrape, value};
 use sqlx::Connection;
 
-mod scrape;
+use roster_e2e::scrape;
 
 const START: Duration = Duration::from_secs(60);
 const DRY_RUNS: usize = 24;

@@ -11,7 +11,7 @@ use roster_e2e::{authed, demo_env, free_port, roster_binary, wait_serving};
 use roster_proto::identity::v1 as pb;
 use scrape::{scrape, value};
 
-mod scrape;
+use roster_e2e::scrape;
 
 const START: Duration = Duration::from_secs(60);
 

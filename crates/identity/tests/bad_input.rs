@@ -13,6 +13,7 @@ on_both_backends!(
     malformed_fields_are_refused_by_name_and_change_nothing,
     every_other_rpc_names_its_malformed_field,
     request_id_replays_return_the_first_result_once,
+    request_id_repeats_of_a_change_that_would_succeed_again_replay_the_first,
     concurrent_replays_have_exactly_one_effect,
     oversized_messages_and_tokens_are_refused,
     hostile_bytes_in_any_field_of_any_rpc_are_refused_by_field,
@@ -37,6 +38,7 @@ async fn snapshot(app: &TestApp) -> Vec<i64> {
         "email_code_sends",
         "bulk_operations",
         "bulk_rows",
+        "events",
     ] {
         let count: i64 =
             sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(app.db.pool()).await.expect("count");
@@ -256,6 +258,38 @@ async fn request_id_replays_return_the_first_result_once(app: &TestApp) {
         .expect("another caller's request")
         .into_inner();
     assert_ne!(other.id, first.id);
+}
+
+/// Changes do not look their request id up before they run: a repeat of one that would
+/// succeed again (the same settings) collides with its first record, rolls back and replays
+/// the first answer; other input under the same id is refused and changes nothing.
+async fn request_id_repeats_of_a_change_that_would_succeed_again_replay_the_first(app: &TestApp) {
+    let w = app.seed_world("repeat").await;
+    let request = pb::UpdateUserSettingsRequest {
+        request_id: rid(),
+        account_id: w.account.clone(),
+        user_id: w.member.clone(),
+        time_zone: "Europe/Amsterdam".into(),
+        ..Default::default()
+    };
+    let update = |request: pb::UpdateUserSettingsRequest| async {
+        let token = app.user_token(&w.member);
+        app.users().update_user_settings(authed(request, &token)).await.map(tonic::Response::into_inner)
+    };
+    let first = update(request.clone()).await.expect("first");
+    let after_first = snapshot(app).await;
+    assert_eq!(update(request.clone()).await.expect("repeat"), first, "a repeat gets the first answer");
+    assert_eq!(snapshot(app).await, after_first, "and makes no second audit record, event or record");
+    let refused =
+        update(pb::UpdateUserSettingsRequest { time_zone: "Asia/Tokyo".into(), ..request }).await.expect_err("reuse");
+    assert_eq!((refused.code(), reason(&refused).as_str()), (Code::InvalidArgument, "REQUEST_ID_REUSED"));
+    assert_eq!(snapshot(app).await, after_first, "a reused id with other input changes nothing");
+    let zone: String = sqlx::query_scalar("SELECT time_zone FROM user_settings WHERE user_id = $1")
+        .bind(&w.member)
+        .fetch_one(app.db.pool())
+        .await
+        .expect("settings");
+    assert_eq!(zone, "Europe/Amsterdam");
 }
 
 async fn concurrent_replays_have_exactly_one_effect(app: &TestApp) {

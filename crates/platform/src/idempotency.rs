@@ -1,12 +1,14 @@
 //! Request-id idempotency for mutating RPCs (DESIGN "API conventions", SPEC R32).
 //!
-//! A mutating RPC opens an [`Idempotent`] transaction keyed by (principal, method,
-//! request id). If that key already committed, the stored response is replayed; if it
-//! committed with a different request, the call is refused. Otherwise the handler makes its
-//! change in the same transaction and [`Fresh::finish`] records the response and commits, so
-//! the change and its idempotency record land together or not at all. Each service's
-//! migrations create the `idempotency_keys` table this module reads and writes. Two concurrent calls
-//! with one key race on the primary key: the loser rolls back and replays the winner.
+//! A change is keyed by (principal, method, request id), and its response is recorded under
+//! the key in the change's own transaction, so the change and its record land together or not
+//! at all. [`gated_once`] runs most changes: it makes the change without looking the key up
+//! first, and a repeat, which either refuses or collides with the stored record on the key's
+//! primary key, rolls back and hands back the stored response, or `REQUEST_ID_REUSED` if the
+//! key was used for a different request. Two concurrent calls with one key race on the same
+//! primary key: the loser rolls back and replays the winner. Handlers that hold their own
+//! transaction (batches) use [`begin`] or [`lookup`] and [`record`]. Each service's
+//! migrations create the `idempotency_keys` table this module reads and writes.
 
 use futures_util::future::BoxFuture;
 use prost::Message;
@@ -116,19 +118,8 @@ impl Fresh {
     /// Records `response` under the key and commits the change with it. If a concurrent call
     /// with the same key committed first, this change is rolled back and that call's response
     /// is returned instead.
-    pub async fn finish<R: Message + Default>(self, response: R, now_ms: i64) -> Result<R, tonic::Status> {
-        let write = Folded::on(&self.tx);
-        self.finish_after(write, response, now_ms).await
-    }
-
-    /// [`Fresh::finish`], sending `write` (the writes the change held back for its last
-    /// statement) in the same statement as the record.
-    async fn finish_after<R: Message + Default>(
-        mut self,
-        mut write: Folded,
-        response: R,
-        now_ms: i64,
-    ) -> Result<R, tonic::Status> {
+    pub async fn finish<R: Message + Default>(mut self, response: R, now_ms: i64) -> Result<R, tonic::Status> {
+        let mut write = Folded::on(&self.tx);
         insert_into(&mut write, &self.key, &response, now_ms);
         match write.run(&mut self.tx).await.map(drop) {
             Ok(()) => {
@@ -204,10 +195,10 @@ pub async fn replayed<R: Message + Default>(db: &Database, key: &Key) -> Result<
     lookup(&mut conn, key).await
 }
 
-/// Runs `op` exactly once per key: a replay returns the stored response without running it;
-/// otherwise `op` makes its change in the key's transaction, which commits with the response.
-/// A refusal (`Err(E)`) rolls back and comes back as `Ok(Err(E))`, unless a concurrent twin
-/// with the same key committed meanwhile, whose response is returned instead.
+/// Runs `op`'s change exactly once per key: the first call commits it with its response;
+/// a repeat hands that response back (see [`gated_once`]). A refusal (`Err(E)`) rolls back
+/// and comes back as `Ok(Err(E))`, unless a twin with the same key committed meanwhile, whose
+/// response is returned instead.
 pub async fn once<R, E, C, F>(
     db: &Database,
     key: Key,
@@ -225,8 +216,15 @@ where
 
 /// [`once`], with `gate` deciding, in the same transaction and from current data, whether
 /// the caller may make this request at all before an earlier response is handed back: a caller
-/// who may not gets the refusal, never the replay (SPEC R34). A fresh request skips the gate,
-/// since `op` applies the full rules, which include it: that saves a query on every change.
+/// who may not gets the refusal, never the replay (SPEC R34).
+///
+/// The key is not looked up first, which saves a round trip on every fresh request: a
+/// repeated request runs `op` again, and either `op` refuses (it sees its own earlier effect)
+/// or its record collides with the stored one; either way the transaction rolls back and the
+/// stored response is handed back once `gate` allows it. `op` must therefore do nothing
+/// outside its transaction (it may start work that runs once it commits). The writes `op`
+/// holds back with [`folded::write_last`] (its audit record, its events) go out in one
+/// statement with the record.
 pub async fn gated_once<R, E, C, G, F>(
     db: &Database,
     key: Key,
@@ -241,24 +239,44 @@ where
     G: for<'t> FnOnce(&'t mut Tx, &'t C) -> BoxFuture<'t, Result<(), E>>,
     F: for<'t> FnOnce(&'t mut Tx, &'t C) -> BoxFuture<'t, Result<R, E>>,
 {
-    let mut tx = db.begin().await.map_err(|e| status::from_db(&e))?;
-    if let Some(earlier) = lookup(&mut tx, &key).await? {
-        let allowed = gate(&mut tx, ctx).await;
-        tx.rollback().await.map_err(|e| status::from_db(&e))?;
-        return Ok(allowed.map(|()| earlier));
-    }
+    let tx = db.begin().await.map_err(|e| status::from_db(&e))?;
     let mut fresh = Fresh { tx, key, db: db.clone() };
-    // The writes `op` holds back (its audit record, its events) go out with the record.
     let (outcome, tail) = folded::holding_tail(op(&mut fresh.tx, ctx)).await;
-    match outcome {
-        // `op` passed the full rules, so handing back a twin's response that won the race to
-        // commit (inside `finish`) needs no gate.
-        Ok(response) => {
-            let write = tail.unwrap_or_else(|| Folded::on(&fresh.tx));
-            Ok(Ok(fresh.finish_after(write, response, now_ms).await?))
+    let response = match outcome {
+        Ok(response) => response,
+        Err(refusal) => return refused(fresh, ctx, gate, refusal).await,
+    };
+    let mut write = tail.unwrap_or_else(|| Folded::on(&fresh.tx));
+    insert_into(&mut write, &fresh.key, &response, now_ms);
+    match write.run(&mut fresh.tx).await {
+        Ok(_) => {
+            fresh.tx.commit().await.map_err(|e| status::from_commit(&e))?;
+            Ok(Ok(response))
         }
-        Err(refusal) => refused(fresh, ctx, gate, refusal).await,
+        // A repeat of a request whose `op` succeeded again, or a twin that committed first.
+        Err(error) if is_unique_violation(&error) => match fresh.abandon::<R>().await? {
+            Some(earlier) => replay_if_allowed(db, ctx, gate, earlier).await,
+            None => Err(status::internal(&"idempotency record vanished")),
+        },
+        Err(error) => Err(status::from_db(&error)),
     }
+}
+
+/// Hands back `earlier` if `gate` allows it, decided in a transaction of its own.
+async fn replay_if_allowed<R, E, C, G>(
+    db: &Database,
+    ctx: &C,
+    gate: G,
+    earlier: R,
+) -> Result<Result<R, E>, tonic::Status>
+where
+    C: ?Sized + Sync,
+    G: for<'t> FnOnce(&'t mut Tx, &'t C) -> BoxFuture<'t, Result<(), E>>,
+{
+    let mut tx = db.begin().await.map_err(|e| status::from_db(&e))?;
+    let allowed = gate(&mut tx, ctx).await;
+    tx.rollback().await.map_err(|e| status::from_db(&e))?;
+    Ok(allowed.map(|()| earlier))
 }
 
 /// After `op` refused: rolls back, and hands back a twin's answer if one committed meanwhile
@@ -271,12 +289,7 @@ where
 {
     let db = fresh.db.clone();
     match fresh.abandon::<R>().await? {
-        Some(twin) => {
-            let mut tx = db.begin().await.map_err(|e| status::from_db(&e))?;
-            let allowed = gate(&mut tx, ctx).await;
-            tx.rollback().await.map_err(|e| status::from_db(&e))?;
-            Ok(allowed.map(|()| twin))
-        }
+        Some(twin) => replay_if_allowed(&db, ctx, gate, twin).await,
         None => Ok(Err(refusal)),
     }
 }
@@ -303,11 +316,9 @@ impl Receipt {
 }
 
 /// [`gated_once`] for a change that writes its idempotency record itself, folded into its
-/// own writes ([`Receipt`]), and does not look the key up first: two round trips fewer on
-/// every fresh request. A repeated request therefore runs `op` again; `op` then either refuses
-/// (it sees its own earlier effect) or fails on the key's primary key, and either way rolls
-/// back and hands back the stored answer, once `gate` allows it. Only for changes whose `op`
-/// does nothing outside the transaction.
+/// own writes ([`Receipt`]) in one statement. A repeated request runs `op` again, as there;
+/// `op` then refuses or fails on the key's primary key, and the stored answer is handed back
+/// once `gate` allows it.
 pub async fn gated_once_folded<R, E, C, G, F>(
     db: &Database,
     key: Key,

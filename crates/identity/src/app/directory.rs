@@ -2,7 +2,6 @@
 //! "active member of the same account" check).
 
 use crate::domain::DomainError;
-use crate::domain::model::Role;
 use crate::domain::privileges::Actor;
 use crate::domain::values::{AccountId, UserId};
 use crate::effects::{Ctx, Result};
@@ -12,32 +11,31 @@ use roster_platform::auth::Principal;
 /// A user of `account` in any status, with their current privileges. Only services may ask:
 /// the answer reveals other users' roles. A user of another account reads as not found.
 pub async fn get_member(tx: &mut Conn, ctx: &Ctx, account: &AccountId, user: &UserId) -> Result<Actor> {
-    lookup_account(tx, ctx, account, false).await?;
-    let user =
-        store::users::get(tx, user).await?.filter(|u| u.account_id == *account).ok_or(DomainError::UserNotFound)?;
-    actor(tx, account, user).await
+    let mut found = get_members(tx, ctx, account, std::slice::from_ref(user)).await?;
+    Ok(found.pop().ok_or(DomainError::UserNotFound)?)
 }
 
 /// Users to look up at once, at most.
 pub const MAX_MEMBERS: usize = 16;
 
-/// [`get_member`] for several users in one query; those not in `account` are left out.
+/// [`get_member`] for several users, in one query with their account and custom roles; those
+/// not in `account` are left out.
 pub async fn get_members(tx: &mut Conn, ctx: &Ctx, account: &AccountId, users: &[UserId]) -> Result<Vec<Actor>> {
-    lookup_account(tx, ctx, account, false).await?;
-    let mut actors = Vec::with_capacity(users.len());
-    for user in store::users::get_many_in_account(tx, account, users).await? {
-        actors.push(actor(tx, account, user).await?);
+    services_only(ctx)?;
+    match store::members::of_account(tx, account, users).await? {
+        Some((false, members)) => {
+            Ok(members.into_iter().filter_map(|m| Some(Actor::new(m.user?, m.privileges))).collect())
+        }
+        // Unknown and closed accounts alike.
+        _ => Err(DomainError::AccountNotFound.into()),
     }
-    Ok(actors)
 }
 
-/// A user with the privileges their role gives now (a custom role's are read).
-async fn actor(tx: &mut Conn, account: &AccountId, user: crate::domain::model::User) -> Result<Actor> {
-    let custom = match &user.role {
-        Role::Custom(role_id) => store::roles::get(tx, account, role_id).await?.map(|role| role.privileges),
-        _ => None,
-    };
-    Ok(Actor::new(user, custom))
+fn services_only(ctx: &Ctx) -> Result<()> {
+    match ctx.principal {
+        Principal::Service { .. } => Ok(()),
+        _ => Err(DomainError::OperatorOnly.into()),
+    }
 }
 
 /// An account as other services see it: its owner, or that it is closed.
@@ -52,9 +50,7 @@ pub enum AccountRef {
 
 /// An existing account; a closed one only when `include_closed`. Services only.
 pub async fn lookup_account(tx: &mut Conn, ctx: &Ctx, account: &AccountId, include_closed: bool) -> Result<AccountRef> {
-    if !matches!(ctx.principal, Principal::Service { .. }) {
-        return Err(DomainError::OperatorOnly.into());
-    }
+    services_only(ctx)?;
     match store::accounts::is_closed(tx, account).await? {
         None => Err(DomainError::AccountNotFound.into()),
         Some(true) if include_closed => Ok(AccountRef::Closed),

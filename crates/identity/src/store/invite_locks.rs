@@ -10,7 +10,8 @@ use roster_platform::db::Backend;
 use sqlx::Row;
 
 use super::Conn;
-use super::account_locks::{CALLER_COLUMNS, caller_joins, decode_caller, read_under_lock};
+use super::account_locks::read_under_lock;
+use super::members::{MEMBER_COLUMNS, decode_member, member_joins};
 use super::roles::decode_privileges;
 use crate::domain::model::{Privilege, User};
 use crate::domain::values::{AccountId, Email, RoleId, UserId};
@@ -54,10 +55,10 @@ pub async fn lock_and_read(
     let sql = format!(
         "SELECT l.name AS account_name, l.version AS locked_version, \
          (SELECT version FROM accounts WHERE id = $1) AS seen_version, {address_lock} AS address_lock, \
-         {CALLER_COLUMNS}, nr.privileges AS role_privileges \
+         {MEMBER_COLUMNS}, nr.privileges AS role_privileges \
          FROM (SELECT id, name, version FROM accounts WHERE id = $1 AND closed_at_ms IS NULL {lock}) l \
          {} LEFT JOIN custom_roles nr ON nr.id = $4 AND nr.account_id = l.id",
-        caller_joins("$3")
+        member_joins("u.id = $3")
     );
     let address = format!("email:{}", email.as_str());
     let statement = || {
@@ -68,7 +69,7 @@ pub async fn lock_and_read(
             .bind(role.map_or("", RoleId::as_str))
     };
     let Some(row) = read_under_lock(tx, account, statement).await? else { return Ok(None) };
-    let caller = decode_caller(&row)?;
+    let caller = decode_member(&row)?;
     let role_privileges = row.try_get::<Option<String>, _>("role_privileges")?;
     Ok(Some(Locked {
         account_name: row.try_get("account_name")?,

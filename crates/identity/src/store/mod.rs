@@ -19,6 +19,7 @@ pub mod bulk;
 pub mod integrations;
 pub mod invitations;
 pub mod invite_locks;
+pub mod members;
 pub mod outbox;
 pub mod ownership_requests;
 pub mod reclaimed;

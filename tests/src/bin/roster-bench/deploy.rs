@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use roster_e2e::{Error, Process, free_port, roster_binary, wait_serving};
+use roster_e2e::{Error, Process, free_port, roster_binary, scrape, wait_serving};
+use roster_platform::metrics::LOG_LINES_DROPPED;
 use roster_testkit::smtp::{self, SmtpSink};
 
 use crate::measure::Server;
@@ -52,6 +53,8 @@ pub struct Running {
     dev: Option<Process>,
     _sink: Option<SmtpSink>,
     log_bytes: Arc<AtomicU64>,
+    /// The `serve` processes' metrics ports (production only).
+    metrics: Vec<SocketAddr>,
 }
 
 impl Running {
@@ -63,6 +66,16 @@ impl Running {
     /// Log bytes the services wrote (production only).
     pub fn log_bytes(&self) -> u64 {
         self.log_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Log lines the services dropped because their log writer's queue was full, from their
+    /// metrics (production only).
+    pub async fn log_lines_dropped(&self) -> f64 {
+        let mut dropped = 0.0;
+        for addr in &self.metrics {
+            dropped += scrape::value(&scrape::scrape(*addr).await, LOG_LINES_DROPPED, &[]).unwrap_or(0.0);
+        }
+        dropped
     }
 
     pub fn stop(mut self) -> Result<(), Error> {
@@ -96,6 +109,7 @@ pub async fn start(config: Config, data_dir: &Path, env: &[(&str, &str)], log: &
             dev: Some(seeding),
             _sink: None,
             log_bytes,
+            metrics: Vec::new(),
         });
     }
     seeding.terminate(Duration::from_secs(20))?;
@@ -107,10 +121,12 @@ pub async fn start(config: Config, data_dir: &Path, env: &[(&str, &str)], log: &
     let smtp_url = sink.as_ref().map(|sink| format!("smtp://127.0.0.1:{}", sink.port));
     let log_bytes = Arc::new(AtomicU64::new(0));
     let keys = data_dir.join("keys");
-    let mut processes = Vec::new();
+    let (mut processes, mut metrics) = (Vec::new(), Vec::new());
     for (service, listen, peer_flag, peer) in
         [("identity", addr, "--licensing-url", licensing), ("licensing", licensing, "--identity-url", addr)]
     {
+        let metrics_at = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        metrics.push(metrics_at);
         let mut command = Command::new(roster_binary());
         command
             .arg("--data-dir")
@@ -118,7 +134,7 @@ pub async fn start(config: Config, data_dir: &Path, env: &[(&str, &str)], log: &
             .args(["serve", service, &format!("--{service}-listen"), &listen.to_string()])
             .args([peer_flag, &format!("http://{peer}")])
             .args(["--log", "info", "--log-format", "json"])
-            .args(["--metrics-listen", &SocketAddr::from(([127, 0, 0, 1], free_port())).to_string()])
+            .args(["--metrics-listen", &metrics_at.to_string()])
             .env("ROSTER_KEYS_DIR", &keys)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -145,7 +161,7 @@ pub async fn start(config: Config, data_dir: &Path, env: &[(&str, &str)], log: &
     wait_serving(addr, Duration::from_secs(60)).await?;
     wait_serving(licensing, Duration::from_secs(60)).await?;
     let server = Server { pids: processes.iter().map(Child::id).collect() };
-    Ok(Running { identity: addr, licensing, server, processes, dev: None, _sink: sink, log_bytes })
+    Ok(Running { identity: addr, licensing, server, processes, dev: None, _sink: sink, log_bytes, metrics })
 }
 
 /// A process's resident memory in MB; 0 when it cannot be read.

@@ -281,7 +281,11 @@ async fn bench(args: &[String]) -> Result<(), Error> {
     report::print(&rows);
     outbox.print();
     if options.config == deploy::Config::Production {
-        println!("log written by both services: {:.1} MB", roster.log_bytes() as f64 / 1e6);
+        println!(
+            "log written by both services: {:.1} MB; lines dropped with the log writer's queue full: {}",
+            roster.log_bytes() as f64 / 1e6,
+            roster.log_lines_dropped().await
+        );
     }
     // Issue 25's goal: each service at most 20 MB idle and 30 MB after the load.
     let in_words = |sizes: &[f64]| sizes.iter().map(|mb| format!("{mb:.1} MB")).collect::<Vec<_>>().join(", ");

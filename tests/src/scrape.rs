@@ -1,4 +1,5 @@
-//! Reading a metrics port as Prometheus does, for the tests that check what it counts.
+//! Reading a metrics port as Prometheus does, for the tests that check what it counts and
+//! for roster-bench.
 
 use std::net::SocketAddr;
 
