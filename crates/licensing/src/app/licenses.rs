@@ -54,8 +54,11 @@ pub async fn assign(
     caller.member_with(Privilege::ManageLicenses)?;
     let account = &assignee.account_id;
     lock_account(tx, account).await?;
-    ensure_may_hold(tx, assignee).await?;
-    let assignment = give(tx, ctx, account, &assignee.user_id, license_type).await?;
+    let seat = store::seats::seat_for(tx, account, &assignee.user_id, license_type).await?;
+    if !assignee.is_active() || seat.user_held {
+        return Err(DomainError::UserNotActive.into());
+    }
+    let assignment = give_from(tx, ctx, &seat, account, &assignee.user_id).await?;
     audit(
         tx,
         ctx,
@@ -80,13 +83,25 @@ async fn ensure_may_hold(tx: &mut Conn, member: &Member) -> Result<()> {
 
 /// Takes a free seat for the user, under the account lock.
 async fn give(tx: &mut Conn, ctx: &Ctx, account: &Id, user: &Id, license_type: LicenseType) -> Result<Assignment> {
-    let pool = store::seats::pool(tx, account, license_type).await?;
-    let assignment =
-        Assignment { account_id: account.clone(), user_id: user.clone(), license_type, assigned_at_ms: ctx.now_ms };
-    if store::seats::of_user(tx, account, user).await?.iter().any(|a| a.license_type == license_type) {
+    let seat = store::seats::seat_for(tx, account, user, license_type).await?;
+    give_from(tx, ctx, &seat, account, user).await
+}
+
+/// [`give`], deciding on what `seat` read under the account lock.
+async fn give_from(
+    tx: &mut Conn,
+    ctx: &Ctx,
+    seat: &store::seats::SeatFor,
+    account: &Id,
+    user: &Id,
+) -> Result<Assignment> {
+    let license_type = seat.pool.license_type;
+    if seat.user_has_it {
         return Err(DomainError::AlreadyAssigned.into());
     }
-    seats::check_assign(license_type, pool.capacity, pool.assigned)?;
+    seats::check_assign(license_type, seat.pool.capacity, seat.pool.assigned)?;
+    let assignment =
+        Assignment { account_id: account.clone(), user_id: user.clone(), license_type, assigned_at_ms: ctx.now_ms };
     store::seats::assign(tx, &assignment).await?;
     Ok(assignment)
 }

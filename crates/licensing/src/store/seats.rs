@@ -17,20 +17,56 @@ pub async fn pools(tx: &mut Conn, account: &Id) -> Result<Vec<SeatPool>, sqlx::E
     Ok(pools)
 }
 
-pub async fn pool(tx: &mut Conn, account: &Id, license_type: LicenseType) -> Result<SeatPool, sqlx::Error> {
-    let capacity: Option<i64> =
-        sqlx::query_scalar("SELECT capacity FROM seat_pools WHERE account_id = $1 AND license_type = $2")
-            .bind(account.as_str())
-            .bind(license_type.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-    let assigned: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM assignments WHERE account_id = $1 AND license_type = $2")
-            .bind(account.as_str())
-            .bind(license_type.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
+/// A pool's capacity and assigned count, in one query.
+const POOL_COLUMNS: &str = "(SELECT capacity FROM seat_pools WHERE account_id = $1 AND license_type = $2) AS capacity, \
+     (SELECT COUNT(*) FROM assignments WHERE account_id = $1 AND license_type = $2) AS assigned";
+
+fn decode_pool(row: &AnyRow, license_type: LicenseType) -> Result<SeatPool, sqlx::Error> {
+    let capacity: Option<i64> = row.try_get("capacity")?;
+    let assigned: i64 = row.try_get("assigned")?;
     Ok(SeatPool { license_type, capacity: count(capacity.unwrap_or(0)), assigned: count(assigned) })
+}
+
+pub async fn pool(tx: &mut Conn, account: &Id, license_type: LicenseType) -> Result<SeatPool, sqlx::Error> {
+    let row = sqlx::query(&format!("SELECT {POOL_COLUMNS}"))
+        .bind(account.as_str())
+        .bind(license_type.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+    decode_pool(&row, license_type)
+}
+
+/// What giving one user a seat of one type decides on, read in one query.
+#[derive(Debug)]
+pub struct SeatFor {
+    pub pool: SeatPool,
+    /// Their licenses are held by a reclaim (a saga is taking them away).
+    pub user_held: bool,
+    /// They hold a seat of this type already.
+    pub user_has_it: bool,
+}
+
+pub async fn seat_for(
+    tx: &mut Conn,
+    account: &Id,
+    user: &Id,
+    license_type: LicenseType,
+) -> Result<SeatFor, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {POOL_COLUMNS}, \
+         (SELECT COUNT(*) FROM license_holds WHERE account_id = $1 AND user_id = $3) AS held, \
+         (SELECT COUNT(*) FROM assignments WHERE account_id = $1 AND license_type = $2 AND user_id = $3) AS has_it"
+    ))
+    .bind(account.as_str())
+    .bind(license_type.as_str())
+    .bind(user.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(SeatFor {
+        pool: decode_pool(&row, license_type)?,
+        user_held: row.try_get::<i64, _>("held")? > 0,
+        user_has_it: row.try_get::<i64, _>("has_it")? > 0,
+    })
 }
 
 pub async fn set_capacity(
