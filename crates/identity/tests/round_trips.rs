@@ -93,7 +93,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Statements {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_invitation_is_four_round_trips_on_postgres() {
+async fn an_invitation_is_four_round_trips_and_a_read_of_its_account_one_on_postgres() {
     let statements = Statements::default();
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(statements.clone()))
         .expect("the only subscriber of this test binary");
@@ -149,5 +149,11 @@ async fn an_invitation_is_four_round_trips_on_postgres() {
     assert_eq!(sent.len(), 3, "the locks and reads, the writes, COMMIT (BEGIN makes four): {sent:#?}");
     assert!(sent[1].starts_with("WITH"), "the writes go as one statement: {sent:#?}");
     assert_eq!(sent[2], "COMMIT");
+    // A read of the account: the account, its owner and the caller, in one query.
+    let get = pb::GetAccountRequest { account_id: w.account.clone() };
+    app.accounts().get_account(authed(get, &app.user_token(&w.member))).await.expect("read");
+    let calls = statements.take();
+    let sent = calls.iter().find(|(method, _)| method.ends_with("GetAccount")).map(|(_, s)| s).expect("seen");
+    assert_eq!(sent.len(), 1, "one query: {sent:#?}");
     app.stop().await;
 }

@@ -15,7 +15,10 @@ use crate::domain::rules;
 use crate::domain::rules::PhoneHoldings;
 use crate::domain::values::{AccountId, Domain, Email, IntegrationId, UserId};
 use crate::effects::Origin;
-use crate::effects::{Ctx, Result, audit, load_caller, lock_and_load_caller, owner, start_operation, user_target};
+use crate::effects::{
+    Ctx, Result, audit, caller_of, calling_user_id, load_caller, lock_and_load_caller, owner, start_operation,
+    user_target,
+};
 use crate::sagas::ownership;
 use crate::store::{self, Conn, outbox};
 
@@ -87,14 +90,17 @@ pub async fn create(tx: &mut Conn, ctx: &Ctx, new: NewAccount) -> Result<Account
 }
 
 async fn view(tx: &mut Conn, id: &AccountId) -> Result<AccountView> {
-    let (account, owner) = store::accounts::with_owner(tx, id).await?.ok_or(DomainError::AccountNotFound)?;
-    Ok(AccountView { account, owner })
+    let read = store::accounts::with_owner(tx, id, None).await?.ok_or(DomainError::AccountNotFound)?;
+    Ok(AccountView { account: read.account, owner: read.owner })
 }
 
-/// Any member sees the account and its owner (SPEC R7); operators too.
+/// Any member sees the account and its owner (SPEC R7); operators too. The caller is read with
+/// the account, in one query; an unknown or closed account is not found whoever asks.
 pub async fn get(tx: &mut Conn, ctx: &Ctx, id: &AccountId) -> Result<AccountView> {
-    load_caller(tx, ctx, id).await?.may_read(None)?;
-    view(tx, id).await
+    let caller_id = calling_user_id(&ctx.principal);
+    let read = store::accounts::with_owner(tx, id, caller_id.as_ref()).await?.ok_or(DomainError::AccountNotFound)?;
+    caller_of(ctx, id, read.caller.user, read.caller.privileges)?.may_read(None)?;
+    Ok(AccountView { account: read.account, owner: read.owner })
 }
 
 #[derive(Debug, Clone, Default)]

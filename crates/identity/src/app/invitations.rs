@@ -6,7 +6,6 @@
 
 use serde_json::json;
 
-use roster_platform::auth::Principal;
 use roster_platform::db::is_unique_violation;
 use roster_platform::folded::Folded;
 use roster_workflow::{Engine, Started};
@@ -20,8 +19,8 @@ use crate::domain::values::{AccountId, Email, InvitationId, UserId};
 use crate::effects::Origin;
 use crate::effects::invitations::lock_and_check;
 use crate::effects::{
-    Ctx, Error, Result, actions, audit, audit_into, caller_of, emit_into, load_caller, lock_and_load_caller,
-    start_operation, user_target,
+    Ctx, Error, Result, actions, audit, audit_into, caller_of, calling_user_id, emit_into, load_caller,
+    lock_and_load_caller, start_operation, user_target,
 };
 use crate::sagas::accept;
 use crate::store::{self, Conn, outbox};
@@ -72,10 +71,7 @@ pub async fn invite<T>(
     new: NewInvitation,
     fold: impl FnOnce(&Invitation, &mut Folded) -> T,
 ) -> Result<(Sent, T)> {
-    let caller_id = match &ctx.principal {
-        Principal::User { user_id } => UserId::parse(user_id).ok(),
-        _ => None,
-    };
+    let caller_id = calling_user_id(&ctx.principal);
     let locked = store::invite_locks::lock_and_read(tx, account, caller_id.as_ref(), &new.email, new.role.custom_id())
         .await?
         .ok_or(DomainError::AccountNotFound)?;

@@ -2,7 +2,6 @@
 //! (SPEC R14-R19, R21-R24) and their local points of no return; and the sign-in check an
 //! authentication front end asks (R18).
 
-use roster_platform::auth::Principal;
 use serde_json::json;
 
 use roster_workflow::{Engine, Started};
@@ -13,7 +12,9 @@ use crate::domain::model::{SignIn, User, UserStatus};
 use crate::domain::rules;
 use crate::domain::values::{AccountId, Email, UserId};
 use crate::effects::Origin;
-use crate::effects::{Ctx, Result, audit, caller_from, load_caller, lock_and_load_caller, operation_ctx, user_target};
+use crate::effects::{
+    Ctx, Result, audit, caller_from, calling_user_id, load_caller, lock_and_load_caller, operation_ctx, user_target,
+};
 use crate::sagas::lifecycle;
 use crate::sagas::removal::{self, TransferRequest};
 use crate::store::{self, Conn, users::ListFilter};
@@ -21,11 +22,7 @@ use crate::store::{self, Conn, users::ListFilter};
 /// Any member of the account, or an operator, may read its users. A user caller and the
 /// target are read in one query.
 pub async fn get(tx: &mut Conn, ctx: &Ctx, account: &AccountId, id: &UserId) -> Result<User> {
-    let me = match &ctx.principal {
-        Principal::User { user_id } => UserId::parse(user_id).ok(),
-        _ => None,
-    };
-    let (caller, target) = match &me {
+    let (caller, target) = match &calling_user_id(&ctx.principal) {
         Some(me) => store::users::get_two(tx, me, id).await?,
         None => (None, store::users::get(tx, id).await?),
     };

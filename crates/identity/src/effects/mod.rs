@@ -140,10 +140,7 @@ impl Origin {
 
 /// Takes the account's write lock and loads the caller under it, in one statement.
 pub async fn lock_and_load_caller(tx: &mut Conn, ctx: &Ctx, account: &AccountId) -> Result<Caller> {
-    let user_id = match &ctx.principal {
-        Principal::User { user_id } => UserId::parse(user_id).ok(),
-        _ => None,
-    };
+    let user_id = calling_user_id(&ctx.principal);
     let locked = store::account_locks::lock_and_read_caller(tx, account, user_id.as_ref()).await?;
     let locked = locked.ok_or(DomainError::AccountNotFound)?;
     caller_of(ctx, account, locked.user, locked.privileges)
@@ -223,10 +220,18 @@ pub async fn may_request(tx: &mut Conn, ctx: &Ctx, scope: Option<&(AccountId, Ne
 /// The user a principal names, as current data has them; `None` for operators, services and
 /// users that do not exist.
 pub async fn calling_user(tx: &mut Conn, principal: &Principal) -> Result<Option<crate::domain::model::User>> {
-    let Principal::User { user_id } = principal else { return Ok(None) };
-    match UserId::parse(user_id) {
-        Ok(id) => Ok(store::users::get(tx, &id).await?),
-        Err(_) => Ok(None),
+    match calling_user_id(principal) {
+        Some(id) => Ok(store::users::get(tx, &id).await?),
+        None => Ok(None),
+    }
+}
+
+/// The user a principal names, for reading them beside something else; `None` for operators,
+/// services and subjects that are no user id at all (they match no row either way).
+pub fn calling_user_id(principal: &Principal) -> Option<UserId> {
+    match principal {
+        Principal::User { user_id } => UserId::parse(user_id).ok(),
+        _ => None,
     }
 }
 

@@ -4,9 +4,10 @@ use roster_platform::stored_text::StoredText;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::members::{MEMBER_COLUMNS, MemberRows, decode_member, member_joins};
 use super::{Conn, corrupt, flag, stored_flag};
 use crate::domain::model::{Account, AccountSettings, Plan, User};
-use crate::domain::values::{AccountId, Domain};
+use crate::domain::values::{AccountId, Domain, UserId};
 
 const COLUMNS: &str =
     "id, name, plan, csm_eligible, managed_domains, auto_delete_days, notify_before_auto_delete, created_at_ms";
@@ -76,25 +77,38 @@ pub async fn get(tx: &mut Conn, id: &AccountId) -> Result<Option<Account>, sqlx:
         .transpose()
 }
 
-/// An open account and its owner, in one query (one round trip where two were).
-pub async fn with_owner(tx: &mut Conn, id: &AccountId) -> Result<Option<(Account, Option<User>)>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT a.id, a.name, a.plan, a.csm_eligible, a.managed_domains, a.auto_delete_days, \
-         a.notify_before_auto_delete, a.created_at_ms, o.id AS owner_id, o.account_id AS owner_account_id, \
+/// An open account with its owner and, when `caller` names one, the calling user and their
+/// custom role's privileges: all a read of the account needs, in one query.
+#[derive(Debug)]
+pub struct AccountRows {
+    pub account: Account,
+    pub owner: Option<User>,
+    pub caller: MemberRows,
+}
+
+/// [`AccountRows`] for `id`, `None` if it is not an open account.
+pub async fn with_owner(
+    tx: &mut Conn,
+    id: &AccountId,
+    caller: Option<&UserId>,
+) -> Result<Option<AccountRows>, sqlx::Error> {
+    let sql = format!(
+        "SELECT l.id, l.name, l.plan, l.csm_eligible, l.managed_domains, l.auto_delete_days, \
+         l.notify_before_auto_delete, l.created_at_ms, o.id AS owner_id, o.account_id AS owner_account_id, \
          o.email AS owner_email, o.display_name AS owner_display_name, o.status AS owner_status, \
          o.role AS owner_role, o.custom_role_id AS owner_custom_role_id, o.external AS owner_external, \
          o.created_at_ms AS owner_created_at_ms, o.deactivated_at_ms AS owner_deactivated_at_ms, \
-         NULL AS owner_custom_role_name \
-         FROM accounts a LEFT JOIN users o ON o.account_id = a.id AND o.role = 'owner' \
-         WHERE a.id = $1 AND a.closed_at_ms IS NULL",
-    )
-    .bind(id.as_str())
-    .fetch_optional(&mut *tx)
-    .await?;
+         NULL AS owner_custom_role_name, {MEMBER_COLUMNS} \
+         FROM accounts l LEFT JOIN users o ON o.account_id = l.id AND o.role = 'owner' {} \
+         WHERE l.id = $1 AND l.closed_at_ms IS NULL",
+        member_joins("u.id = $2")
+    );
+    let row =
+        sqlx::query(&sql).bind(id.as_str()).bind(caller.map_or("", UserId::as_str)).fetch_optional(&mut *tx).await?;
     let Some(row) = row else { return Ok(None) };
     let owner_id: Option<String> = row.try_get("owner_id")?;
     let owner = owner_id.map(|_| super::users::decode_columns(&row, "owner_")).transpose()?;
-    Ok(Some((decode(&row)?, owner)))
+    Ok(Some(AccountRows { account: decode(&row)?, owner, caller: decode_member(&row)? }))
 }
 
 pub async fn update_profile(tx: &mut Conn, account: &Account) -> Result<(), sqlx::Error> {

@@ -1,7 +1,8 @@
 //! A user read with what their role grants, beside their account's row: the user and their
 //! custom role's privileges if it is one of that account's. Shared by the statements that read
-//! a caller under their account's lock ([`super::account_locks`], [`super::invite_locks`]) and
-//! by the directory's lookups for other services.
+//! a caller under their account's lock ([`super::account_locks`], [`super::invite_locks`]) or
+//! beside the account they read ([`super::accounts::with_owner`]), and by the directory's
+//! lookups for other services.
 
 use std::collections::BTreeSet;
 

@@ -86,7 +86,6 @@ pub async fn get(tx: &mut Conn, id: &UserId) -> Result<Option<User>, sqlx::Error
         .transpose()
 }
 
-/// A user only if it belongs to `account` (SPEC R34: other accounts' users do not exist here).
 /// Two users by id, in one query: (`first`, `second`); the same user twice is both.
 pub async fn get_two(
     tx: &mut Conn,
@@ -113,6 +112,7 @@ pub async fn get_many_in_account(tx: &mut Conn, account: &AccountId, ids: &[User
     query.fetch_all(&mut *tx).await?.iter().map(decode).collect()
 }
 
+/// A user only if it belongs to `account` (SPEC R34: other accounts' users do not exist here).
 pub async fn get_in_account(tx: &mut Conn, account: &AccountId, id: &UserId) -> Result<Option<User>, sqlx::Error> {
     Ok(get(tx, id).await?.filter(|user| user.account_id == *account))
 }
