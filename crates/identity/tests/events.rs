@@ -26,6 +26,7 @@ on_both_backends!(
     r18_r21_r22_settings_are_kept_move_with_the_user_and_go_with_them,
     concurrent_settings_editors_do_not_overwrite_each_other_unseen,
     a_demoted_admins_stream_ends_at_the_next_heartbeat,
+    a_stream_ends_when_its_token_expires,
     a_caller_holds_a_bounded_number_of_streams,
     events_a_change_holds_for_its_last_statement_keep_their_order,
 );
@@ -460,19 +461,46 @@ async fn a_demoted_admins_stream_ends_at_the_next_heartbeat(app: &TestApp) {
         .expect("an admin watches")
         .into_inner();
     app.assign_role(&w.account, &w.owner, &w.admin, "member").await.expect("demote");
-    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+    let ended = ending(&mut stream).await;
+    assert_eq!(ended.code(), Code::PermissionDenied);
+}
+
+/// The status `stream` ends with, within a few heartbeats.
+async fn ending(stream: &mut tonic::Streaming<ev::WatchEventsResponse>) -> tonic::Status {
+    tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match stream.next().await {
                 Some(Ok(_)) => continue,
-                Some(Err(status)) => return Some(status),
-                None => return None,
+                Some(Err(status)) => return status,
+                None => panic!("the stream ended without a status"),
             }
         }
     })
     .await
     .expect("the stream ends within a few heartbeats")
-    .expect("with a status");
-    assert_eq!(ended.code(), Code::PermissionDenied);
+}
+
+/// A stream lasts no longer than the token that opened it, so a stolen token reads until its
+/// `exp`, not for as long as its connection stays up. The stream ends saying where to resume,
+/// and a fresh token resumes there.
+async fn a_stream_ends_when_its_token_expires(app: &TestApp) {
+    let w = app.seed_world("expiring").await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
+    let short_lived = app.signers.mint(&Principal::User { user_id: w.admin.clone() }, now, 2);
+    let mut stream = app
+        .events()
+        .watch_events(authed(ev::WatchEventsRequest { heartbeat_seconds: 1, ..Default::default() }, &short_lived))
+        .await
+        .expect("an admin watches")
+        .into_inner();
+    let ended = ending(&mut stream).await;
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    assert_eq!(reason(&ended), "TOKEN_EXPIRED");
+    let resume_after = tonic_types::StatusExt::get_details_error_info(&ended)
+        .and_then(|info| info.metadata.get("resume_after").cloned())
+        .expect("where to resume");
+    let resumed = ev::WatchEventsRequest { after: resume_after, ..Default::default() };
+    app.events().watch_events(authed(resumed, &app.user_token(&w.admin))).await.expect("a fresh token resumes there");
 }
 
 /// Streams are memory and a task each: one caller may hold 16 open on a server; the 17th is

@@ -30,6 +30,24 @@ pub fn is_public_path(path: &str) -> bool {
     PUBLIC_PATH_PREFIXES.iter().any(|prefix| path.starts_with(prefix))
 }
 
+/// When the request's bearer token expires, in seconds since the Unix epoch; stored beside the
+/// [`Principal`] so that what outlives one call (an event stream) ends with its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenExpiry(pub u64);
+
+impl TokenExpiry {
+    /// The request's, if the layer ran.
+    pub fn of<T>(request: &tonic::Request<T>) -> Option<Self> {
+        request.extensions().get::<Self>().copied()
+    }
+
+    /// How long from now until then; zero once it has passed.
+    pub fn remaining(self) -> std::time::Duration {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        std::time::Duration::from_secs(self.0).saturating_sub(now)
+    }
+}
+
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
@@ -215,14 +233,15 @@ where
         if is_public_path(path) {
             return Either::Left(self.inner.call(request));
         }
-        match self.verifier.authenticate(request.headers()).and_then(|principal| {
+        match self.verifier.authenticate(request.headers()).and_then(|(principal, expiry)| {
             certificate_matches(&request, &principal)?;
-            Ok(principal)
+            Ok((principal, expiry))
         }) {
-            Ok(principal) => {
+            Ok((principal, expiry)) => {
                 // The RPC's span (see `rpc_log`) is entered here.
                 tracing::Span::current().record("principal", <&'static str>::from(principal.kind()));
                 request.extensions_mut().insert(principal);
+                request.extensions_mut().insert(expiry);
                 Either::Left(self.inner.call(request))
             }
             Err(error) => Either::Right(ready(Ok(error.to_status().into_http()))),

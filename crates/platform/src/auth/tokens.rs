@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
 use super::keys::{self, KeyDir, KeyError, KeyScope, TrustedKey};
-use super::{AuthError, MAX_TOKEN_BYTES, Principal, PrincipalKind};
+use super::{AuthError, MAX_TOKEN_BYTES, Principal, PrincipalKind, TokenExpiry};
 
 /// Clock skew tolerated between the signer and the verifier, for `exp`, `nbf` and `iat`.
 pub const LEEWAY_S: u64 = 30;
@@ -230,6 +230,11 @@ impl Verifier {
     /// Checks the key (`kid`), signature, issuer, audience and validity window, that the key
     /// may sign the principal named, and returns that principal.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_with_expiry(token).map(|(principal, _)| principal)
+    }
+
+    /// [`Verifier::verify`], with when the token expires.
+    pub fn verify_with_expiry(&self, token: &str) -> Result<(Principal, TokenExpiry), AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::TooLarge);
         }
@@ -238,13 +243,13 @@ impl Verifier {
             // Strictly before `exp`, without the leeway a fresh check allows: a kept answer
             // never outlives the token.
             if now_s() < exp {
-                return Ok(principal);
+                return Ok((principal, TokenExpiry(exp)));
             }
             self.verified.invalidate(&digest);
         }
         let (principal, exp) = self.verify_signed(token)?;
         self.verified.insert(digest, (principal.clone(), exp));
-        Ok(principal)
+        Ok((principal, TokenExpiry(exp)))
     }
 
     /// The full check, returning the principal and the token's `exp`.
@@ -284,7 +289,7 @@ impl Verifier {
     }
 
     /// Reads `authorization: Bearer <token>` and verifies it.
-    pub fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, AuthError> {
+    pub fn authenticate(&self, headers: &http::HeaderMap) -> Result<(Principal, TokenExpiry), AuthError> {
         let value = headers.get(http::header::AUTHORIZATION).ok_or(AuthError::Missing)?;
         if value.len() > MAX_TOKEN_BYTES + "Bearer ".len() {
             return Err(AuthError::TooLarge);
@@ -292,7 +297,7 @@ impl Verifier {
         let value = value.to_str().map_err(|_| AuthError::Malformed)?;
         let token =
             value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).ok_or(AuthError::Malformed)?;
-        self.verify(token.trim())
+        self.verify_with_expiry(token.trim())
     }
 }
 
@@ -401,6 +406,20 @@ mod tests {
         let other =
             k.signers.signer(&KeyScope::Service(LICENSING_SERVICE.into())).mint(&service("billing"), now_s(), 60);
         assert_eq!(k.verifier.verify(&other), Err(AuthError::KeyNotForPrincipal));
+    }
+
+    /// What outlives a call (an event stream) ends with its token, so the expiry comes with the
+    /// principal, fresh and from the cache alike.
+    #[test]
+    fn a_token_s_expiry_comes_with_its_principal() {
+        let k = keys();
+        let now = now_s();
+        let token = k.signers.mint(&user(), now, 60);
+        for _ in 0..2 {
+            assert_eq!(k.verifier.verify_with_expiry(&token), Ok((user(), TokenExpiry(now + 60))));
+        }
+        assert!(TokenExpiry(now + 60).remaining() > Duration::from_secs(55));
+        assert_eq!(TokenExpiry(now - 1).remaining(), Duration::ZERO);
     }
 
     #[test]

@@ -12,9 +12,9 @@ use roster_proto::events::v1::events_server::Events;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::stream::{Item, Recheck, Watch};
+use super::stream::{Entitlement, Item, Recheck, Watch};
 use super::{EventLog, Filter, StoredEvent, check_filter};
-use crate::auth::{Principal, principal};
+use crate::auth::{Principal, TokenExpiry, principal};
 use crate::pagination::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::status;
 
@@ -80,12 +80,13 @@ impl<R: Readers> Events for EventsService<R> {
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         let caller = principal(&request)?;
+        let token_expiry = TokenExpiry::of(&request);
         let request = request.into_inner();
         let (accounts, filter) = self.filter(&caller, request.filter.clone()).await?;
-        let recheck = self.recheck(&caller, accounts);
+        let entitlement = Entitlement { recheck: self.recheck(&caller, accounts), token_expiry };
         let stream = self
             .log
-            .watch_request(&caller.audit_name(), &request, filter, recheck, self.decode, self.draining.clone())
+            .watch_request(&caller.audit_name(), &request, filter, entitlement, self.decode, self.draining.clone())
             .await?;
         Ok(Response::new(stream))
     }
@@ -150,7 +151,7 @@ impl EventLog {
         caller: &str,
         request: &pb::WatchEventsRequest,
         filter: Filter,
-        recheck: Option<Recheck>,
+        entitlement: Entitlement,
         decode: Decode,
         draining: CancellationToken,
     ) -> Result<EventStream, Status> {
@@ -170,7 +171,7 @@ impl EventLog {
         let after = self.start_after(&request.after, request.from_start).await?;
         let slot = self.stream_slot(caller)?;
         let log = self.clone();
-        let items = self.watch(Watch { after, filter, heartbeat, recheck }, draining, slot);
+        let items = self.watch(Watch { after, filter, heartbeat, entitlement }, draining, slot);
         Ok(Box::pin(items.map(move |item| {
             let item = match item? {
                 Item::Event { event, .. } => pb::watch_events_response::Item::Event(log.message(&event, decode)?),

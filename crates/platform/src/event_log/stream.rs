@@ -4,8 +4,9 @@
 //! Memory per stream is bounded: events go out through a channel of [`BUFFER`] items, and the
 //! task reading the log waits while the channel is full. A consumer that leaves it full for
 //! the log's stall limit is ended with `RESOURCE_EXHAUSTED`; a server shutting down ends every
-//! stream with `UNAVAILABLE`; both say in `ErrorInfo.metadata["resume_after"]` where to
-//! resume, so nothing is lost either way.
+//! stream with `UNAVAILABLE`; a stream whose caller's token expires ends with
+//! `UNAUTHENTICATED` (`TOKEN_EXPIRED`), so a stolen token reads no longer than it is valid. Each
+//! says in `ErrorInfo.metadata["resume_after"]` where to resume, so nothing is lost either way.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,6 +20,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::{EventLog, Filter, Position, StoredEvent};
+use crate::auth::TokenExpiry;
 use crate::status::ERROR_DOMAIN;
 
 /// Items a stream holds for a consumer that is not reading.
@@ -65,12 +67,20 @@ pub enum Item {
 /// heartbeats it asked for.
 pub type Recheck = Box<dyn Fn() -> BoxFuture<'static, Result<(), Status>> + Send + Sync>;
 
+/// What keeps a stream's caller entitled to it: their right to read, asked again
+/// ([`Recheck`]), and their bearer token, whose expiry ends the stream.
+#[derive(Default)]
+pub struct Entitlement {
+    pub recheck: Option<Recheck>,
+    pub token_expiry: Option<TokenExpiry>,
+}
+
 /// What a stream watches.
 pub struct Watch {
     pub after: Position,
     pub filter: Filter,
     pub heartbeat: Duration,
-    pub recheck: Option<Recheck>,
+    pub entitlement: Entitlement,
 }
 
 impl EventLog {
@@ -100,7 +110,9 @@ impl EventLog {
 
     /// Sends what `watch` asks for until the consumer goes (`None`) or the stream must end.
     async fn feed(&self, watch: Watch, items: &mpsc::Sender<Item>, draining: CancellationToken) -> Option<Status> {
-        let Watch { mut after, filter, heartbeat, recheck } = watch;
+        let Watch { mut after, filter, heartbeat, entitlement: Entitlement { recheck, token_expiry } } = watch;
+        let expired = tokio::time::sleep(token_expiry.map_or(Duration::ZERO, TokenExpiry::remaining));
+        tokio::pin!(expired);
         let mut newest = self.newest.subscribe();
         let mut beats = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         let recheck_every = heartbeat.min(RECHECK_EVERY);
@@ -136,6 +148,14 @@ impl EventLog {
                 // The consumer went away: the stream's slot and task are given back at once.
                 () = items.closed() => return None,
                 () = draining.cancelled() => return Some(self.shutting_down(after)),
+                () = &mut expired, if token_expiry.is_some() => {
+                    return Some(self.resume_status(
+                        Code::Unauthenticated,
+                        "TOKEN_EXPIRED",
+                        "the bearer token expired; resume after the cursor with a fresh one",
+                        after,
+                    ));
+                }
                 changed = newest.changed() => {
                     if changed.is_err() {
                         return Some(self.shutting_down(after));
