@@ -322,6 +322,23 @@ async fn r18_r32_a_reclaim_batch_answers_each_item_as_its_own_call_would(app: &T
     assert_eq!(admin_again.into_inner().reclaimed, Some(admin_set));
     let replayed = app.licenses().reclaim_licenses_batch(authed(batch, &service)).await.expect("again").into_inner();
     assert_eq!(replayed.results[..2], results[..2], "replayed, not reclaimed again");
+    // The reclaimed item's audit record and event went out with the batch's last statement,
+    // once, beside its own call's.
+    for (table, kind, what) in
+        [("audit_events", "action", "licenses.reclaimed"), ("events", "type", "license.reclaimed")]
+    {
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE account_id = $1 AND {kind} = $2 AND request_id = $3");
+        for (request_id, expected) in [(&admin_id, 1), (&owner_id, 1), (&stranger_id, 0)] {
+            let count: i64 = sqlx::query_scalar(&sql)
+                .bind(&w.account)
+                .bind(what)
+                .bind(request_id)
+                .fetch_one(app.db.pool())
+                .await
+                .expect("count");
+            assert_eq!(count, expected, "{table} of {what} for {request_id}");
+        }
+    }
 }
 
 async fn r18_r19_r32_reclaim_holds_and_restore_gives_back_exactly(app: &TestApp) {
