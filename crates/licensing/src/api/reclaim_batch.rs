@@ -5,7 +5,6 @@
 
 use futures_util::future::join_all;
 use roster_platform::auth::Principal;
-use roster_platform::folded;
 use roster_platform::idempotency::{self, Key, MAX_REQUEST_ID_LEN};
 use roster_platform::status;
 use roster_proto::licensing::v1 as pb;
@@ -58,56 +57,35 @@ impl Api {
         // true until this commit; an item repeating an earlier one's request id finds that
         // one's record, written in this transaction.
         store::lock_account(&mut tx, &account).await.map_err(|e| status::from_db(&e))?;
-        // Each item's audit record and event are held back (`folded::write_last`) and go out
-        // together in one statement before COMMIT: the batch holds the lock, and on SQLite the
-        // one writer, for two statements fewer per user. The idempotency records are written
-        // at once, since a later item repeating a request id must find its earlier one's.
-        let (results, tail) = folded::holding_tail(async {
-            let mut results = Vec::with_capacity(items.len());
-            for item in items {
-                results.push(reclaim_item(&mut tx, who, &account, now_ms, item).await?);
-            }
-            Ok::<_, Status>(results)
-        })
-        .await;
-        let results = results?;
-        if let Some(tail) = tail {
-            tail.run(&mut tx).await.map_err(|e| status::from_db(&e))?;
+        let mut results = Vec::with_capacity(items.len());
+        for item in items {
+            let result = match idempotency::lookup::<pb::ReclaimLicensesResponse>(&mut tx, &item.key).await {
+                Ok(Some(earlier)) => reclaimed(earlier.reclaimed.unwrap_or_default()),
+                Err(reused) => refused(pb::ItemRefusal {
+                    reason: "REQUEST_ID_REUSED".into(),
+                    code: String::new(),
+                    message: reused.message().to_owned(),
+                }),
+                Ok(None) => match item.member {
+                    Err(app::Error::Domain(refusal)) => refused(error::item_refusal(&refusal)),
+                    Err(other) => return Err(error::to_status(other)),
+                    Ok(member) => {
+                        let ctx = Ctx { principal: who.clone(), request_id: item.request_id, now_ms };
+                        let taken = licenses::reclaim_locked(&mut tx, &ctx, &account, &member.user_id)
+                            .await
+                            .map_err(error::to_status)?;
+                        let response =
+                            pb::ReclaimLicensesResponse { reclaimed: Some(convert::license_set_to_pb(&taken)) };
+                        idempotency::record(&mut tx, &item.key, &response, now_ms).await?;
+                        reclaimed(response.reclaimed.unwrap_or_default())
+                    }
+                },
+            };
+            results.push(result);
         }
         tx.commit().await.map_err(|e| status::from_commit(&e))?;
         Ok(pb::ReclaimLicensesBatchResponse { results })
     }
-}
-
-/// One item of a batch, under the account's lock: its earlier answer, its refusal, or its
-/// reclaim with its idempotency record.
-async fn reclaim_item(
-    tx: &mut store::Conn,
-    who: &Principal,
-    account: &Id,
-    now_ms: i64,
-    item: Item,
-) -> Result<pb::ReclaimLicensesResult, Status> {
-    Ok(match idempotency::lookup::<pb::ReclaimLicensesResponse>(tx, &item.key).await {
-        Ok(Some(earlier)) => reclaimed(earlier.reclaimed.unwrap_or_default()),
-        Err(reused) => refused(pb::ItemRefusal {
-            reason: "REQUEST_ID_REUSED".into(),
-            code: String::new(),
-            message: reused.message().to_owned(),
-        }),
-        Ok(None) => match item.member {
-            Err(app::Error::Domain(refusal)) => refused(error::item_refusal(&refusal)),
-            Err(other) => return Err(error::to_status(other)),
-            Ok(member) => {
-                let ctx = Ctx { principal: who.clone(), request_id: item.request_id, now_ms };
-                let taken =
-                    licenses::reclaim_locked(tx, &ctx, account, &member.user_id).await.map_err(error::to_status)?;
-                let response = pb::ReclaimLicensesResponse { reclaimed: Some(convert::license_set_to_pb(&taken)) };
-                idempotency::record(tx, &item.key, &response, now_ms).await?;
-                reclaimed(response.reclaimed.unwrap_or_default())
-            }
-        },
-    })
 }
 
 fn reclaimed(set: pb::LicenseSet) -> pb::ReclaimLicensesResult {
