@@ -267,6 +267,13 @@ async fn r15_r17_r18_r19_deactivate_and_reactivate(app: &TestApp) {
         .await
         .expect_err("deactivated caller");
     assert_eq!(reason(&refused), "CALLER_DEACTIVATED");
+    // Nor can a pending user's, though the account is read with the caller in one query.
+    let refused = app
+        .accounts()
+        .get_account(authed(pb::GetAccountRequest { account_id: w.account.clone() }, &app.user_token(&w.pending_user)))
+        .await
+        .expect_err("pending caller");
+    assert_eq!(reason(&refused), "CALLER_PENDING");
     let refused = app.deactivate(&w.account, &w.owner, &w.member).await.expect_err("twice");
     assert_eq!(reason(&refused), "USER_DEACTIVATED");
 

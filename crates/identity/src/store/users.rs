@@ -102,16 +102,6 @@ pub async fn get_two(
     Ok((find(first), find(second)))
 }
 
-/// The users of `account` among `ids`, in one query.
-pub async fn get_many_in_account(tx: &mut Conn, account: &AccountId, ids: &[UserId]) -> Result<Vec<User>, sqlx::Error> {
-    let sql = format!("{SELECT} WHERE u.account_id = $1 AND u.id IN ({})", roster_platform::db::params(2, ids.len()));
-    let mut query = sqlx::query(&sql).bind(account.as_str());
-    for id in ids {
-        query = query.bind(id.as_str());
-    }
-    query.fetch_all(&mut *tx).await?.iter().map(decode).collect()
-}
-
 /// A user only if it belongs to `account` (SPEC R34: other accounts' users do not exist here).
 pub async fn get_in_account(tx: &mut Conn, account: &AccountId, id: &UserId) -> Result<Option<User>, sqlx::Error> {
     Ok(get(tx, id).await?.filter(|user| user.account_id == *account))

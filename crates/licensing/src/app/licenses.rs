@@ -55,9 +55,7 @@ pub async fn assign(
     let account = &assignee.account_id;
     lock_account(tx, account).await?;
     let seat = store::seats::seat_for(tx, account, &assignee.user_id, license_type).await?;
-    if !assignee.is_active() || seat.user_held {
-        return Err(DomainError::UserNotActive.into());
-    }
+    may_hold(assignee, seat.user_held)?;
     let assignment = give_from(tx, ctx, &seat, account, &assignee.user_id).await?;
     audit(
         tx,
@@ -75,7 +73,14 @@ pub async fn assign(
 }
 
 async fn ensure_may_hold(tx: &mut Conn, member: &Member) -> Result<()> {
-    if !member.is_active() || store::seats::is_held(tx, &member.account_id, &member.user_id).await? {
+    let held = store::seats::is_held(tx, &member.account_id, &member.user_id).await?;
+    may_hold(member, held)
+}
+
+/// Only an active user whose licenses no reclaim holds may be given one; `held` is read under
+/// the account lock.
+fn may_hold(member: &Member, held: bool) -> Result<()> {
+    if !member.is_active() || held {
         return Err(DomainError::UserNotActive.into());
     }
     Ok(())
