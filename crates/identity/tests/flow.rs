@@ -260,20 +260,13 @@ async fn r15_r17_r18_r19_deactivate_and_reactivate(app: &TestApp) {
     assert_eq!(check.decision, pb::SignInDecision::AccountDisabled as i32);
     assert!(check.reason.contains("disabled"));
     assert_eq!(app.get_user(&w.account, &w.owner, &w.member).await.email, "member@life.example");
-    // A deactivated user's still-valid token can no longer act.
-    let refused = app
-        .accounts()
-        .get_account(authed(pb::GetAccountRequest { account_id: w.account.clone() }, &app.user_token(&w.member)))
-        .await
-        .expect_err("deactivated caller");
-    assert_eq!(reason(&refused), "CALLER_DEACTIVATED");
-    // Nor can a pending user's, though the account is read with the caller in one query.
-    let refused = app
-        .accounts()
-        .get_account(authed(pb::GetAccountRequest { account_id: w.account.clone() }, &app.user_token(&w.pending_user)))
-        .await
-        .expect_err("pending caller");
-    assert_eq!(reason(&refused), "CALLER_PENDING");
+    // A deactivated user's still-valid token can no longer act, nor can a pending user's
+    // (GetAccount reads the caller with the account, in one query).
+    for (caller, expected) in [(&w.member, "CALLER_DEACTIVATED"), (&w.pending_user, "CALLER_PENDING")] {
+        let read = pb::GetAccountRequest { account_id: w.account.clone() };
+        let refused = app.accounts().get_account(authed(read, &app.user_token(caller))).await.expect_err(expected);
+        assert_eq!(reason(&refused), expected);
+    }
     let refused = app.deactivate(&w.account, &w.owner, &w.member).await.expect_err("twice");
     assert_eq!(reason(&refused), "USER_DEACTIVATED");
 
