@@ -5,6 +5,7 @@
 //! unseen, and nothing is retried forever that can never succeed. Dev mode writes files;
 //! production sends over SMTP ([`Smtp`]).
 
+mod relay;
 mod smtp;
 
 use std::path::PathBuf;

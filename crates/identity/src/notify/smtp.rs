@@ -2,18 +2,26 @@
 //! implicit TLS (`smtps://host:465`) through rustls, with optional `user:password@`. Each
 //! e-mail becomes an RFC 5322 message: From, To, Subject, Date, a Message-ID derived from the
 //! outbox row (a resend after a crash carries the same one, so mail systems can tell), and a
-//! UTF-8 text body in a MIME transfer encoding.
+//! UTF-8 text body in a MIME transfer encoding. Each goes over a connection of its own
+//! ([`Relay`]), ended with QUIT.
 
+use std::time::Duration;
+
+use lettre::Message;
 use lettre::message::Mailbox;
 use lettre::message::header::{ContentType, MIME_VERSION_1_0};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::SendError;
+use super::relay::{ConnectError, Relay};
 use crate::store::outbox::Claimed;
+
+/// How long one e-mail's exchange may take, from connecting to the server's answer: half the
+/// outbox's lease, so a hung server is given up on before another sender may take the e-mail.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct Smtp {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    relay: Relay,
     from: Mailbox,
     /// For logs: where mail goes, without credentials.
     server: String,
@@ -37,11 +45,10 @@ pub enum SmtpConfigError {
 impl Smtp {
     /// A sender for `url` (see the module docs) writing as `from` (`Roster <noreply@x.example>`).
     pub fn new(url: &str, from: &str) -> Result<Self, SmtpConfigError> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|e| SmtpConfigError::Url(e.to_string()))?
-            .build();
+        let server = roster_platform::db::redact(url);
+        let relay = Relay::from_url(url).map_err(|e| SmtpConfigError::Url(format!("{server}: {e}")))?;
         let from = from.parse::<Mailbox>().map_err(|e| SmtpConfigError::From(e.to_string()))?;
-        Ok(Self { transport, from, server: roster_platform::db::redact(url) })
+        Ok(Self { relay, from, server })
     }
 
     /// The server, without credentials.
@@ -64,12 +71,22 @@ impl Smtp {
             .header(ContentType::TEXT_PLAIN)
             .body(email.body.clone())
             .map_err(|e| SendError::Undeliverable(format!("message: {e}")))?;
-        match self.transport.send(message).await {
-            Ok(_) => Ok(()),
-            Err(error) if error.is_permanent() => {
+        match tokio::time::timeout(SEND_TIMEOUT, self.deliver(&message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(ConnectError::Smtp(error))) if error.is_permanent() => {
                 Err(SendError::Undeliverable(format!("{} refused it: {error}", self.server)))
             }
-            Err(error) => Err(SendError::Retry(format!("{}: {error}", self.server))),
+            Ok(Err(ConnectError::Smtp(error))) => Err(SendError::Retry(format!("{}: {error}", self.server))),
+            Ok(Err(ConnectError::Network(error))) => Err(SendError::Retry(error)),
+            Err(_) => Err(SendError::Retry(format!("{}: no answer within {SEND_TIMEOUT:?}", self.server))),
         }
+    }
+
+    async fn deliver(&self, message: &Message) -> Result<(), ConnectError> {
+        let mut connection = self.relay.connect().await?;
+        let sent = connection.send(message.envelope(), &message.formatted()).await;
+        // QUIT, and the connection closed, whatever the answer was.
+        connection.abort().await;
+        sent.map(drop).map_err(ConnectError::Smtp)
     }
 }

@@ -2,9 +2,10 @@
 //! is seeded once with `roster up --demo`, which then stops, and each service runs as its own
 //! `roster serve` process on the same databases and keys, with the production overlay's
 //! settings: `info` logs as JSON on stderr, read through a pipe as a log shipper reads them,
-//! metrics on, and e-mail over SMTP to a local sink (the tests' aiosmtpd sink; without Python's
-//! aiosmtpd, e-mail goes to files, and the run says so). `Dev` is `roster up --demo` at
-//! `--log warn` with e-mail as files, the set-up of the README's first command.
+//! metrics on, and e-mail over SMTP to a local sink: `roster-bench`'s own (`sink`), or with
+//! `--smtp-sink aiosmtpd` the tests' (without Python's aiosmtpd, e-mail then goes to files, and
+//! the run says so). `Dev` is `roster up --demo` at `--log warn` with e-mail as files, the
+//! set-up of the README's first command.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use roster_platform::metrics::LOG_LINES_DROPPED;
 use roster_testkit::smtp::{self, SmtpSink};
 
 use crate::measure::Server;
+use crate::sink::Sink;
 
 /// Which configuration is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +46,31 @@ impl Config {
     }
 }
 
+/// Where the production configuration's e-mail goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailSink {
+    /// `roster-bench`'s own SMTP server (`sink`).
+    Bench,
+    /// The tests' SMTP server, Python's aiosmtpd.
+    Aiosmtpd,
+}
+
+impl MailSink {
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        match text {
+            "bench" => Ok(Self::Bench),
+            "aiosmtpd" => Ok(Self::Aiosmtpd),
+            other => Err(format!("--smtp-sink {other}: bench or aiosmtpd").into()),
+        }
+    }
+}
+
+/// A sink while it runs.
+enum Receiving {
+    Bench(Sink),
+    Aiosmtpd(SmtpSink),
+}
+
 /// The running services: their addresses, and the processes whose CPU time is Roster's.
 pub struct Running {
     pub identity: SocketAddr,
@@ -51,7 +78,7 @@ pub struct Running {
     pub server: Server,
     processes: Vec<Child>,
     dev: Option<Process>,
-    _sink: Option<SmtpSink>,
+    sink: Option<Receiving>,
     log_bytes: Arc<AtomicU64>,
     /// The `serve` processes' metrics ports (production only).
     metrics: Vec<SocketAddr>,
@@ -61,6 +88,14 @@ impl Running {
     /// Each Roster process's resident memory now, in MB (`VmRSS` in `/proc`).
     pub fn resident_mb(&self) -> Vec<f64> {
         self.server.pids.iter().map(|pid| resident_mb(*pid)).collect()
+    }
+
+    /// E-mails `roster-bench`'s own sink has accepted (`None` with another sink, or none).
+    pub fn emails_received(&self) -> Option<u64> {
+        match &self.sink {
+            Some(Receiving::Bench(sink)) => Some(sink.received()),
+            _ => None,
+        }
     }
 
     /// Log bytes the services wrote (production only).
@@ -91,7 +126,13 @@ impl Running {
 }
 
 /// Starts Roster in `config` on `data_dir`, its databases named by `env`, the demo seeded.
-pub async fn start(config: Config, data_dir: &Path, env: &[(&str, &str)], log: &str) -> Result<Running, Error> {
+pub async fn start(
+    config: Config,
+    mail: MailSink,
+    data_dir: &Path,
+    env: &[(&str, &str)],
+    log: &str,
+) -> Result<Running, Error> {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut seeding = Process::start(data_dir, addr, &["up", "--demo", "--log", log], env);
     wait_serving(addr, Duration::from_secs(60)).await?;
@@ -107,18 +148,25 @@ pub async fn start(config: Config, data_dir: &Path, env: &[(&str, &str)], log: &
             server,
             processes: Vec::new(),
             dev: Some(seeding),
-            _sink: None,
+            sink: None,
             log_bytes,
             metrics: Vec::new(),
         });
     }
     seeding.terminate(Duration::from_secs(20))?;
 
-    let sink = smtp::available().then(|| SmtpSink::start(free_port()));
-    if sink.is_none() {
-        println!("roster-bench: no Python with aiosmtpd (ROSTER_TEST_PYTHON); e-mail goes to files in this run");
-    }
-    let smtp_url = sink.as_ref().map(|sink| format!("smtp://127.0.0.1:{}", sink.port));
+    let sink = match mail {
+        MailSink::Bench => Some(Receiving::Bench(Sink::start().await?)),
+        MailSink::Aiosmtpd if smtp::available() => Some(Receiving::Aiosmtpd(SmtpSink::start(free_port()))),
+        MailSink::Aiosmtpd => {
+            println!("roster-bench: no Python with aiosmtpd (ROSTER_TEST_PYTHON); e-mail goes to files in this run");
+            None
+        }
+    };
+    let smtp_url = sink.as_ref().map(|sink| match sink {
+        Receiving::Bench(sink) => format!("smtp://{}", sink.addr),
+        Receiving::Aiosmtpd(sink) => format!("smtp://127.0.0.1:{}", sink.port),
+    });
     let log_bytes = Arc::new(AtomicU64::new(0));
     let keys = data_dir.join("keys");
     let (mut processes, mut metrics) = (Vec::new(), Vec::new());
@@ -161,7 +209,7 @@ pub async fn start(config: Config, data_dir: &Path, env: &[(&str, &str)], log: &
     wait_serving(addr, Duration::from_secs(60)).await?;
     wait_serving(licensing, Duration::from_secs(60)).await?;
     let server = Server { pids: processes.iter().map(Child::id).collect() };
-    Ok(Running { identity: addr, licensing, server, processes, dev: None, _sink: sink, log_bytes, metrics })
+    Ok(Running { identity: addr, licensing, server, processes, dev: None, sink, log_bytes, metrics })
 }
 
 /// A process's resident memory in MB; 0 when it cannot be read.

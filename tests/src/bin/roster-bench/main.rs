@@ -13,6 +13,7 @@
 //!
 //! Usage (the `roster` binary beside this one is measured; `ROSTER_BIN` names another):
 //!   roster-bench [--config production|dev] [--postgres URL] [--seconds N]
+//!       (--smtp-sink bench|aiosmtpd: where production's e-mail goes; bench's own by default)
 //!       (--log LEVEL: `roster up`'s level while it seeds, and in dev the measured one; warn)
 //!   roster-bench --bulk N [--postgres URL]   (only: bulk deactivation of N licensed users)
 //!   roster-bench --noisy N [--postgres URL] [--seconds N]   (only: a quiet account's p99 beside
@@ -28,6 +29,7 @@ mod events;
 mod measure;
 mod noisy;
 mod report;
+mod sink;
 mod workloads;
 
 use std::net::SocketAddr;
@@ -55,6 +57,7 @@ async fn main() {
 
 struct Options {
     config: deploy::Config,
+    mail: deploy::MailSink,
     postgres: Option<String>,
     /// PostgreSQL for pgbench's baselines while Roster runs on SQLite.
     baseline_postgres: Option<String>,
@@ -72,6 +75,7 @@ struct Options {
 fn options(args: &[String]) -> Result<Options, Error> {
     let mut options = Options {
         config: deploy::Config::Production,
+        mail: deploy::MailSink::Bench,
         postgres: None,
         baseline_postgres: None,
         seconds: 5,
@@ -85,6 +89,7 @@ fn options(args: &[String]) -> Result<Options, Error> {
         let mut value = || args.next().cloned().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--config" => options.config = deploy::Config::parse(&value()?)?,
+            "--smtp-sink" => options.mail = deploy::MailSink::parse(&value()?)?,
             "--postgres" => options.postgres = Some(value()?),
             "--baseline-postgres" => options.baseline_postgres = Some(value()?),
             "--seconds" => options.seconds = value()?.parse()?,
@@ -121,7 +126,7 @@ async fn bench(args: &[String]) -> Result<(), Error> {
         }
     }
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let roster = deploy::start(options.config, &data_dir, &env_refs, &options.log).await?;
+    let roster = deploy::start(options.config, options.mail, &data_dir, &env_refs, &options.log).await?;
     let started_memory = roster.resident_mb();
     let channel = wait_serving(roster.identity, Duration::from_secs(60)).await?;
     let licensing = wait_serving(roster.licensing, Duration::from_secs(60)).await?;
@@ -280,6 +285,9 @@ async fn bench(args: &[String]) -> Result<(), Error> {
     }
     report::print(&rows);
     outbox.print();
+    if let Some(received) = roster.emails_received() {
+        println!("        roster-bench's SMTP sink accepted {received} e-mails in all, the demo's among them");
+    }
     if options.config == deploy::Config::Production {
         println!(
             "log written by both services: {:.1} MB; lines dropped with the log writer's queue full: {}",
