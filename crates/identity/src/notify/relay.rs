@@ -49,12 +49,12 @@ enum Security {
     Implicit(TlsConnector),
 }
 
-/// Why a connection could not be made or set up.
+/// What went wrong with the mail server: reaching it, or what it answered.
 #[derive(Debug)]
-pub enum ConnectError {
+pub enum RelayError {
     /// Nothing answered, or the TCP or TLS handshake failed: worth trying again later.
     Network(String),
-    /// The server answered, and refused (a failed EHLO, STARTTLS or login).
+    /// The server answered with a refusal (to EHLO, STARTTLS, the login or the message).
     Smtp(lettre::transport::smtp::Error),
 }
 
@@ -89,8 +89,8 @@ impl Relay {
     }
 
     /// A connection past EHLO, secured and logged in as the URL asks.
-    pub async fn connect(&self) -> Result<AsyncSmtpConnection, ConnectError> {
-        let network = |e: io::Error| ConnectError::Network(format!("{}:{}: {e}", self.host, self.port));
+    pub async fn connect(&self) -> Result<AsyncSmtpConnection, RelayError> {
+        let network = |e: io::Error| RelayError::Network(format!("{}:{}: {e}", self.host, self.port));
         let tcp = self.tcp().await.map_err(network)?;
         let stream: Box<dyn AsyncTokioStream> = match &self.security {
             Security::Implicit(tls) => {
@@ -100,15 +100,15 @@ impl Relay {
             Security::Plain | Security::StartTls { .. } => Box::new(tcp),
         };
         let mut connection =
-            AsyncSmtpConnection::connect_with_transport(stream, &self.hello).await.map_err(ConnectError::Smtp)?;
+            AsyncSmtpConnection::connect_with_transport(stream, &self.hello).await.map_err(RelayError::Smtp)?;
         if let Security::StartTls { required } = self.security
             && (required || connection.can_starttls())
         {
-            let parameters = TlsParameters::new(self.host.clone()).map_err(ConnectError::Smtp)?;
-            connection.starttls(parameters, &self.hello).await.map_err(ConnectError::Smtp)?;
+            let parameters = TlsParameters::new(self.host.clone()).map_err(RelayError::Smtp)?;
+            connection.starttls(parameters, &self.hello).await.map_err(RelayError::Smtp)?;
         }
         if let Some(credentials) = &self.credentials {
-            connection.auth(DEFAULT_MECHANISMS, credentials).await.map_err(ConnectError::Smtp)?;
+            connection.auth(DEFAULT_MECHANISMS, credentials).await.map_err(RelayError::Smtp)?;
         }
         Ok(connection)
     }

@@ -12,7 +12,7 @@ use lettre::message::Mailbox;
 use lettre::message::header::{ContentType, MIME_VERSION_1_0};
 
 use super::SendError;
-use super::relay::{ConnectError, Relay};
+use super::relay::{Relay, RelayError};
 use crate::store::outbox::Claimed;
 
 /// How long one e-mail's exchange may take, from connecting to the server's answer: half the
@@ -73,20 +73,20 @@ impl Smtp {
             .map_err(|e| SendError::Undeliverable(format!("message: {e}")))?;
         match tokio::time::timeout(SEND_TIMEOUT, self.deliver(&message)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(ConnectError::Smtp(error))) if error.is_permanent() => {
+            Ok(Err(RelayError::Smtp(error))) if error.is_permanent() => {
                 Err(SendError::Undeliverable(format!("{} refused it: {error}", self.server)))
             }
-            Ok(Err(ConnectError::Smtp(error))) => Err(SendError::Retry(format!("{}: {error}", self.server))),
-            Ok(Err(ConnectError::Network(error))) => Err(SendError::Retry(error)),
+            Ok(Err(RelayError::Smtp(error))) => Err(SendError::Retry(format!("{}: {error}", self.server))),
+            Ok(Err(RelayError::Network(error))) => Err(SendError::Retry(error)),
             Err(_) => Err(SendError::Retry(format!("{}: no answer within {SEND_TIMEOUT:?}", self.server))),
         }
     }
 
-    async fn deliver(&self, message: &Message) -> Result<(), ConnectError> {
+    async fn deliver(&self, message: &Message) -> Result<(), RelayError> {
         let mut connection = self.relay.connect().await?;
         let sent = connection.send(message.envelope(), &message.formatted()).await;
         // QUIT, and the connection closed, whatever the answer was.
         connection.abort().await;
-        sent.map(drop).map_err(ConnectError::Smtp)
+        sent.map(drop).map_err(RelayError::Smtp)
     }
 }
