@@ -22,6 +22,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct Smtp {
     relay: Relay,
+    /// [`SEND_TIMEOUT`]; shorter in this module's tests.
+    send_timeout: Duration,
     from: Mailbox,
     /// For logs: where mail goes, without credentials.
     server: String,
@@ -48,7 +50,7 @@ impl Smtp {
         let server = roster_platform::db::redact(url);
         let relay = Relay::from_url(url).map_err(|e| SmtpConfigError::Url(format!("{server}: {e}")))?;
         let from = from.parse::<Mailbox>().map_err(|e| SmtpConfigError::From(e.to_string()))?;
-        Ok(Self { relay, from, server })
+        Ok(Self { relay, send_timeout: SEND_TIMEOUT, from, server })
     }
 
     /// The server, without credentials.
@@ -71,14 +73,14 @@ impl Smtp {
             .header(ContentType::TEXT_PLAIN)
             .body(email.body.clone())
             .map_err(|e| SendError::Undeliverable(format!("message: {e}")))?;
-        match tokio::time::timeout(SEND_TIMEOUT, self.deliver(&message)).await {
+        match tokio::time::timeout(self.send_timeout, self.deliver(&message)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(RelayError::Smtp(error))) if error.is_permanent() => {
                 Err(SendError::Undeliverable(format!("{} refused it: {error}", self.server)))
             }
             Ok(Err(RelayError::Smtp(error))) => Err(SendError::Retry(format!("{}: {error}", self.server))),
             Ok(Err(RelayError::Network(error))) => Err(SendError::Retry(error)),
-            Err(_) => Err(SendError::Retry(format!("{}: no answer within {SEND_TIMEOUT:?}", self.server))),
+            Err(_) => Err(SendError::Retry(format!("{}: no answer within {:?}", self.server, self.send_timeout))),
         }
     }
 
@@ -88,5 +90,44 @@ impl Smtp {
         // QUIT, and the connection closed, whatever the answer was.
         connection.abort().await;
         sent.map(drop).map_err(RelayError::Smtp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that accepts the connection and then says nothing (hung, or a black hole
+    /// behind a load balancer) costs one e-mail a retry, not the dispatcher its progress.
+    #[tokio::test]
+    async fn a_server_that_never_answers_is_given_up_on_and_retried() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let url = format!("smtp://{}", listener.local_addr().expect("its address"));
+        let (reached, was_reached) = tokio::sync::oneshot::channel();
+        let silent = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("identity connects");
+            reached.send(()).expect("the test waits");
+            // Held open, never greeted, until the sender gives up.
+            std::future::pending::<()>().await;
+            drop(socket);
+        });
+        let mut smtp = Smtp::new(&url, "Roster <noreply@x.example>").expect("settings");
+        smtp.send_timeout = Duration::from_millis(300);
+        let email = Claimed {
+            id: "e1".into(),
+            kind: "invitation".into(),
+            recipient: "ada@x.example".into(),
+            subject: "Welcome".into(),
+            body: "Hello".into(),
+            attempts: 0,
+            created_at_ms: 0,
+        };
+        let outcome = tokio::time::timeout(Duration::from_secs(10), smtp.send(&email)).await.expect("the send gave up");
+        assert!(
+            matches!(&outcome, Err(SendError::Retry(reason)) if reason.contains("no answer within")),
+            "{outcome:?}"
+        );
+        assert!(was_reached.await.is_ok(), "the server was reached, and stayed silent");
+        silent.abort();
     }
 }
