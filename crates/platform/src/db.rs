@@ -284,11 +284,17 @@ impl Database {
         tx
     }
 
-    /// A writer connection outside any transaction, for a single statement that commits by
-    /// itself (a refusal's audit record). Take it only when holding no other connection.
+    /// A writer connection outside any transaction, for statements that each commit by
+    /// themselves (a refusal's audit record, the outbox's and the sagas' leases). It waits in
+    /// line as [`Database::begin`] does. Take it only when holding no other connection.
     pub async fn writer(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
         let started = std::time::Instant::now();
+        let turn = match &self.turns {
+            Some(turns) => Some(turns.turn().await),
+            None => None,
+        };
         let conn = self.pool.acquire().await;
+        drop(turn);
         acquired("writer", started.elapsed());
         conn
     }
@@ -383,7 +389,8 @@ pub const DELETE_SLICE: i64 = 500;
 pub async fn delete_in_slices(db: &Database, delete: &str, bound: i64) -> Result<u64, sqlx::Error> {
     let mut removed = 0;
     loop {
-        let gone = sqlx::query(delete).bind(bound).bind(DELETE_SLICE).execute(db.pool()).await?.rows_affected();
+        let gone =
+            sqlx::query(delete).bind(bound).bind(DELETE_SLICE).execute(&mut *db.writer().await?).await?.rows_affected();
         removed += gone;
         if gone < DELETE_SLICE.unsigned_abs() {
             return Ok(removed);
@@ -458,6 +465,38 @@ mod tests {
             "readers are read-only"
         );
         assert_eq!(Backend::of(&conn), Backend::Sqlite);
+    }
+
+    /// Statements outside a transaction (the outbox's and the sagas' leases) wait in their
+    /// line too: a quiet account's write goes before a busy line's backlog, whichever way
+    /// each asks for the writer. Straight from the pool they would go first come, first served.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_use_of_the_sqlite_writer_waits_in_its_line() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = Database::connect(&Database::sqlite_url(dir.path(), "w"), 1).await.expect("sqlite");
+        let held = db.begin().await.expect("the writer, held");
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut waiting = Vec::new();
+        for (n, lane) in ["busy", "busy", "busy", "quiet"].into_iter().enumerate() {
+            let (db, order) = (db.clone(), order.clone());
+            waiting.push(tokio::spawn(crate::fair::in_lane(lane, async move {
+                if lane == "quiet" {
+                    let _tx = db.begin().await.expect("a transaction");
+                    order.lock().expect("order").push(format!("{lane}{n}"));
+                } else {
+                    let _conn = db.writer().await.expect("a writer connection");
+                    order.lock().expect("order").push(format!("{lane}{n}"));
+                }
+            })));
+            // Each is in its line before the next comes.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        held.commit().await.expect("commit");
+        for task in waiting {
+            task.await.expect("the writer");
+        }
+        // The first busy one was already asking the pool when the others came.
+        assert_eq!(*order.lock().expect("order"), ["busy0", "quiet3", "busy1", "busy2"]);
     }
 
     #[tokio::test]

@@ -208,8 +208,10 @@ impl Engine {
         self.now() + i64::try_from(self.inner.config.retry.lease.as_millis()).unwrap_or(i64::MAX / 2)
     }
 
-    fn pool(&self) -> &sqlx::AnyPool {
-        self.inner.db.pool()
+    /// Where the engine's own reads go: on SQLite, beside the single writer rather than in
+    /// its line (each read there held up every account's writes).
+    fn reader(&self) -> &sqlx::AnyPool {
+        self.inner.db.readers()
     }
 
     pub fn metrics(&self) -> MetricsSnapshot {
@@ -333,7 +335,7 @@ impl Engine {
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Instance>, sqlx::Error> {
-        store::get(self.pool(), id).await
+        store::get(self.reader(), id).await
     }
 
     /// The unfinished workflow on `subject`, if any: what [`Engine::start`] would refuse as
@@ -344,7 +346,7 @@ impl Engine {
 
     /// Those of `ids` that exist, read in one query (at most a few hundred ids).
     pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Instance>, sqlx::Error> {
-        store::get_many(self.pool(), ids).await
+        store::get_many(self.reader(), ids).await
     }
 
     pub async fn list(
@@ -353,7 +355,7 @@ impl Engine {
         before: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Instance>, sqlx::Error> {
-        store::list(self.pool(), filter, before, limit).await
+        store::list(self.reader(), filter, before, limit).await
     }
 
     /// Ids of instances as they change on this replica. Changes made by other replicas are
@@ -446,7 +448,9 @@ impl Engine {
         self.inner.stopping.store(true, Ordering::SeqCst);
         let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
         let _ = tokio::time::timeout(self.inner.config.retry.lease, permits.acquire_many(all)).await;
-        match store::release_leases(self.pool(), &self.inner.config.worker_id).await {
+        let released =
+            async { store::release_leases(&mut *self.inner.db.writer().await?, &self.inner.config.worker_id).await };
+        match released.await {
             Ok(released) => {
                 let m = self.metrics();
                 info!(
@@ -473,7 +477,7 @@ impl Engine {
     /// Sleeps until a wake-up, the next due instant, the poll interval, or shutdown.
     async fn idle(&self, shutdown: &mut watch::Receiver<bool>) {
         let poll = self.inner.config.poll_interval;
-        let until_due = match store::next_due(self.pool()).await {
+        let until_due = match store::next_due(self.reader()).await {
             Ok(Some(due)) => Duration::from_millis(u64::try_from(due - self.now()).unwrap_or(0).max(5)),
             _ => poll,
         };
@@ -508,8 +512,14 @@ impl Engine {
 
     async fn claim(&self) -> Result<Option<Instance>, sqlx::Error> {
         let backend: Backend = self.inner.db.backend();
-        let claimed =
-            store::claim(self.pool(), backend, &self.inner.config.worker_id, self.now(), self.lease_until()).await?;
+        let claimed = store::claim(
+            &mut *self.inner.db.writer().await?,
+            backend,
+            &self.inner.config.worker_id,
+            self.now(),
+            self.lease_until(),
+        )
+        .await?;
         if claimed.is_some() {
             self.inner.metrics.record(Event::Claimed);
         }
@@ -528,16 +538,11 @@ impl Engine {
             // A newer replica started a kind this one does not know: leave it to them.
             warn!(id = %instance.id, kind = %instance.kind, "unknown workflow kind; released for another worker");
             let retry_at = self.now() + 60_000;
-            let _ = store::park(
-                self.pool(),
-                &instance.id,
-                instance.lease_token,
-                retry_at,
-                instance.attempt,
-                None,
-                self.now(),
-            )
-            .await;
+            let (id, token, attempt, now) = (&instance.id, instance.lease_token, instance.attempt, self.now());
+            let parked = async {
+                store::park(&mut *self.inner.db.writer().await?, id, token, retry_at, attempt, None, now).await
+            };
+            let _ = parked.await;
             return;
         };
         let mut unrecorded = Unrecorded { records: Vec::new(), lease_renewed_at_ms: self.now() };
@@ -567,7 +572,7 @@ impl Engine {
         direction: Direction,
     ) -> Result<StepCtx, sqlx::Error> {
         let total = usize::try_from(instance.steps_total).unwrap_or(0);
-        let mut outputs = store::outputs(self.pool(), &instance.id, total).await?;
+        let mut outputs = store::outputs(self.reader(), &instance.id, total).await?;
         for record in &unrecorded.records {
             if let Some(slot) = usize::try_from(record.step).ok().and_then(|s| outputs.get_mut(s)) {
                 *slot = Some(record.output.clone());

@@ -169,8 +169,8 @@ pub(crate) async fn unfinished_on(tx: &mut Conn, subject: &str) -> Result<Option
 }
 
 /// Claims one runnable instance: due, unfinished, and not leased (or its lease expired).
-pub(crate) async fn claim(
-    pool: &sqlx::AnyPool,
+pub(crate) async fn claim<'e>(
+    writer: impl sqlx::Executor<'e, Database = sqlx::Any>,
     backend: Backend,
     worker: &str,
     now_ms: i64,
@@ -186,39 +186,47 @@ pub(crate) async fn claim(
          WHERE id = (SELECT id FROM workflows WHERE {RUNNABLE} ORDER BY due_at_ms, id LIMIT 1 {skip_locked}) \
          AND {RUNNABLE} RETURNING {COLUMNS}"
     );
-    let row = sqlx::query(&sql).bind(worker).bind(lease_until_ms).bind(now_ms).fetch_optional(pool).await?;
+    let row = sqlx::query(&sql).bind(worker).bind(lease_until_ms).bind(now_ms).fetch_optional(writer).await?;
     row.map(|row| instance(&row)).transpose()
 }
 
 /// The earliest instant something becomes runnable, for the worker's sleep.
-pub(crate) async fn next_due(pool: &sqlx::AnyPool) -> Result<Option<i64>, sqlx::Error> {
+pub(crate) async fn next_due<'e>(
+    reader: impl sqlx::Executor<'e, Database = sqlx::Any>,
+) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT MIN(CASE WHEN lease_until_ms IS NULL OR lease_until_ms < due_at_ms THEN due_at_ms \
          ELSE lease_until_ms END) FROM workflows WHERE state IN ('running', 'compensating')",
     )
-    .fetch_one(pool)
+    .fetch_one(reader)
     .await
 }
 
-pub(crate) async fn get(pool: &sqlx::AnyPool, id: &str) -> Result<Option<Instance>, sqlx::Error> {
+pub(crate) async fn get<'e>(
+    reader: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    id: &str,
+) -> Result<Option<Instance>, sqlx::Error> {
     let row =
-        sqlx::query(&format!("SELECT {COLUMNS} FROM workflows WHERE id = $1")).bind(id).fetch_optional(pool).await?;
+        sqlx::query(&format!("SELECT {COLUMNS} FROM workflows WHERE id = $1")).bind(id).fetch_optional(reader).await?;
     row.map(|row| instance(&row)).transpose()
 }
 
 /// Those of `ids` that exist, in no particular order; one query for all.
-pub(crate) async fn get_many(pool: &sqlx::AnyPool, ids: &[String]) -> Result<Vec<Instance>, sqlx::Error> {
+pub(crate) async fn get_many<'e>(
+    reader: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    ids: &[String],
+) -> Result<Vec<Instance>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let sql = format!("SELECT {COLUMNS} FROM workflows WHERE id IN ({})", params(1, ids.len()));
-    let rows = ids.iter().fold(sqlx::query(&sql), |query, id| query.bind(id)).fetch_all(pool).await?;
+    let rows = ids.iter().fold(sqlx::query(&sql), |query, id| query.bind(id)).fetch_all(reader).await?;
     rows.iter().map(instance).collect()
 }
 
 /// Newest first; `before` is the last id of the previous page.
-pub(crate) async fn list(
-    pool: &sqlx::AnyPool,
+pub(crate) async fn list<'e>(
+    reader: impl sqlx::Executor<'e, Database = sqlx::Any>,
     filter: &ListFilter,
     before: Option<&str>,
     limit: i64,
@@ -233,16 +241,20 @@ pub(crate) async fn list(
         .bind(filter.state.map(State::as_str).unwrap_or_default())
         .bind(before.unwrap_or_default())
         .bind(limit)
-        .fetch_all(pool)
+        .fetch_all(reader)
         .await?;
     rows.iter().map(instance).collect()
 }
 
 /// Forward outputs by step number (compensation outputs are kept but not read back).
-pub(crate) async fn outputs(pool: &sqlx::AnyPool, id: &str, steps: usize) -> Result<Vec<Option<Value>>, sqlx::Error> {
+pub(crate) async fn outputs<'e>(
+    reader: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    id: &str,
+    steps: usize,
+) -> Result<Vec<Option<Value>>, sqlx::Error> {
     let rows = sqlx::query("SELECT step, output FROM workflow_steps WHERE workflow_id = $1 AND direction = 'forward'")
         .bind(id)
-        .fetch_all(pool)
+        .fetch_all(reader)
         .await?;
     let mut outputs = vec![None; steps];
     for row in rows {
@@ -402,10 +414,13 @@ pub(crate) async fn finish<'e>(
 
 /// Hands back every lease this worker holds (graceful shutdown), so another replica can
 /// continue at once instead of waiting for expiry.
-pub(crate) async fn release_leases(pool: &sqlx::AnyPool, worker: &str) -> Result<u64, sqlx::Error> {
+pub(crate) async fn release_leases<'e>(
+    writer: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    worker: &str,
+) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query("UPDATE workflows SET lease_owner = NULL, lease_until_ms = NULL WHERE lease_owner = $1")
         .bind(worker)
-        .execute(pool)
+        .execute(writer)
         .await?
         .rows_affected())
 }

@@ -110,7 +110,7 @@ impl Dispatcher {
 
     async fn deliver_batch(&self) -> Result<Batch, sqlx::Error> {
         let now = self.clock.now_ms();
-        let claimed = outbox::claim_due(self.db.pool(), self.db.backend(), now, LEASE_MS, BATCH).await?;
+        let claimed = outbox::claim_due(&mut *self.db.writer().await?, self.db.backend(), now, LEASE_MS, BATCH).await?;
         let full = claimed.len() as i64 == BATCH;
         // Sent side by side: a mail server's round trip, not one send after another, sets the
         // pace. A crash before the batch is marked sends its e-mails again (at least once).
@@ -165,19 +165,21 @@ impl Dispatcher {
 
     async fn mark(&self, sends: &[(outbox::Claimed, Result<(), SendError>)]) -> Result<(), sqlx::Error> {
         let mut sent = Vec::with_capacity(sends.len());
+        // One turn at the writer for the batch's marks, each a statement of its own.
+        let mut writer = self.db.writer().await?;
         for (email, outcome) in sends {
             match outcome {
                 Ok(()) => sent.push(email.id.as_str()),
                 Err(SendError::Retry(error)) => {
                     let retry_at = self.clock.now_ms() + backoff_ms(email.attempts);
-                    outbox::mark_failed(self.db.pool(), &email.id, error.as_str(), retry_at).await?;
+                    outbox::mark_failed(&mut *writer, &email.id, error.as_str(), retry_at).await?;
                 }
                 Err(SendError::Undeliverable(error)) => {
-                    outbox::mark_undeliverable(self.db.pool(), &email.id, error.as_str(), self.clock.now_ms()).await?;
+                    outbox::mark_undeliverable(&mut *writer, &email.id, error.as_str(), self.clock.now_ms()).await?;
                 }
             }
         }
-        outbox::mark_sent(self.db.pool(), &sent, self.clock.now_ms()).await
+        outbox::mark_sent(&mut *writer, &sent, self.clock.now_ms()).await
     }
 
     /// Polls until `stop` turns true. A full batch is followed by the next one at once, so a

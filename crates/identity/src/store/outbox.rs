@@ -77,8 +77,8 @@ pub fn enqueue_into(write: &mut Folded, email: &Email, now_ms: i64) -> String {
 /// Claims up to `limit` due e-mails for `lease_ms`, in one statement (one commit). A row's
 /// lease is re-checked as it is updated, so two replicas claiming at once never both get it;
 /// on PostgreSQL they skip each other's rows instead of waiting.
-pub async fn claim_due(
-    pool: &sqlx::AnyPool,
+pub async fn claim_due<'e>(
+    writer: impl sqlx::Executor<'e, Database = sqlx::Any>,
     backend: Backend,
     now_ms: i64,
     lease_ms: i64,
@@ -95,7 +95,7 @@ pub async fn claim_due(
          AND sent_at_ms IS NULL AND leased_until_ms <= $1 \
          RETURNING id, kind, recipient, subject, body, attempts, created_at_ms"
     );
-    let rows = sqlx::query(&sql).bind(now_ms).bind(now_ms + lease_ms).bind(limit).fetch_all(pool).await?;
+    let rows = sqlx::query(&sql).bind(now_ms).bind(now_ms + lease_ms).bind(limit).fetch_all(writer).await?;
     let mut claimed = rows
         .iter()
         .map(|row| {
@@ -116,7 +116,11 @@ pub async fn claim_due(
 }
 
 /// Marks these e-mails sent, in one statement (one commit for a whole batch).
-pub async fn mark_sent(pool: &sqlx::AnyPool, ids: &[&str], now_ms: i64) -> Result<(), sqlx::Error> {
+pub async fn mark_sent<'e>(
+    writer: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    ids: &[&str],
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -125,28 +129,38 @@ pub async fn mark_sent(pool: &sqlx::AnyPool, ids: &[&str], now_ms: i64) -> Resul
     for id in ids {
         query = query.bind(*id);
     }
-    query.execute(pool).await?;
+    query.execute(writer).await?;
     Ok(())
 }
 
 /// Releases the lease and schedules the next attempt.
-pub async fn mark_failed(pool: &sqlx::AnyPool, id: &str, error: &str, retry_at_ms: i64) -> Result<(), sqlx::Error> {
+pub async fn mark_failed<'e>(
+    writer: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    id: &str,
+    error: &str,
+    retry_at_ms: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE outbox SET last_error = $2, next_attempt_at_ms = $3, leased_until_ms = 0 WHERE id = $1")
         .bind(id)
         .bind(error)
         .bind(retry_at_ms)
-        .execute(pool)
+        .execute(writer)
         .await?;
     Ok(())
 }
 
 /// Gives up on an e-mail a mail server refused for good, keeping it with the reason.
-pub async fn mark_undeliverable(pool: &sqlx::AnyPool, id: &str, reason: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+pub async fn mark_undeliverable<'e>(
+    writer: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    id: &str,
+    reason: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE outbox SET last_error = $2, failed_at_ms = $3, leased_until_ms = 0 WHERE id = $1")
         .bind(id)
         .bind(reason)
         .bind(now_ms)
-        .execute(pool)
+        .execute(writer)
         .await?;
     Ok(())
 }

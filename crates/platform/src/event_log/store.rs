@@ -226,7 +226,7 @@ pub async fn prune(db: &Database, before_ms: i64) -> Result<u64, sqlx::Error> {
         .bind(through.tx)
         .bind(through.seq)
         .bind(PRUNE_SLICE)
-        .execute(db.pool())
+        .execute(&mut *db.writer().await?)
         .await?
         .rows_affected();
         removed += gone;

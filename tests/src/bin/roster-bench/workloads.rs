@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use roster_e2e::{Error, authed};
 use roster_platform::auth::{KeyDir, KeyScope, Principal, SignerSet};
@@ -71,6 +72,10 @@ struct Inner {
     demo: HashMap<String, String>,
     accounts: Vec<BenchAccount>,
     run: u128,
+    /// Runs handed out so far by [`Setup::caller`]: each run's request ids and addresses are
+    /// its own, so a second run of a workload makes new changes instead of replaying the
+    /// first's (a replay costs three transactions, not one).
+    rounds: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -104,7 +109,7 @@ impl Setup {
         let accounts =
             futures_util::future::try_join_all((0..ACCOUNTS).map(|n| maker.account(n, prepare.leavers_per_account)))
                 .await?;
-        Ok(Self(Arc::new(Inner { identity, licensing, demo: prepare.demo, accounts, run })))
+        Ok(Self(Arc::new(Inner { identity, licensing, demo: prepare.demo, accounts, run, rounds: AtomicU64::new(0) })))
     }
 
     /// `n` more licensed members of a fresh account, for the bulk run: (account, the owner's
@@ -155,9 +160,10 @@ impl Setup {
     {
         eprintln!("roster-bench: running {workload:?}");
         let setup = self.0.clone();
+        let round = setup.rounds.fetch_add(1, Ordering::Relaxed);
         move |n| {
             let setup = setup.clone();
-            Box::pin(async move { setup.call(workload, n).await })
+            Box::pin(async move { setup.call(workload, round, n).await })
         }
     }
 
@@ -292,14 +298,14 @@ fn succeeded(operation: &ops::Operation) -> Result<(), String> {
 }
 
 impl Inner {
-    async fn call(&self, workload: Workload, n: u64) -> Result<(), String> {
+    async fn call(&self, workload: Workload, round: u64, n: u64) -> Result<(), String> {
         let demo = &self.demo;
         let accounts = || pb::account_service_client::AccountServiceClient::new(self.identity.clone());
         let users = || pb::user_service_client::UserServiceClient::new(self.identity.clone());
         let licenses = || lpb::license_service_client::LicenseServiceClient::new(self.licensing.clone());
         let (caller, count) = ((n / 1_000_000_000) as usize, (n % 1_000_000_000) as usize);
         let mine = &self.accounts[caller % ACCOUNTS];
-        let request_id = format!("bench-{workload:?}-{}-{n}", self.run);
+        let request_id = format!("bench-{workload:?}-{}-{round}-{n}", self.run);
         let done = match workload {
             Workload::Health => HealthClient::new(self.identity.clone())
                 .check(HealthCheckRequest { service: String::new() })
@@ -331,7 +337,7 @@ impl Inner {
                     _ => (demo["ACCOUNT"].clone(), demo["OWNER_TOKEN"].as_str()),
                 };
                 let request = pb::InviteUserRequest {
-                    email: format!("{workload:?}-{}-{n}@bench.example", self.run).to_ascii_lowercase(),
+                    email: format!("{workload:?}-{}-{round}-{n}@bench.example", self.run).to_ascii_lowercase(),
                     request_id,
                     account_id: account,
                     ..Default::default()
