@@ -75,7 +75,9 @@ where
     let cpu_before = server.cpu_seconds();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(load.seconds);
-    // Each paced caller starts its calls on a fixed beat (without catching up after a slow one).
+    // Each paced caller starts its calls on a fixed beat (without catching up after a slow one),
+    // the callers' beats spread evenly over it: in step, eight callers at half the maximum rate
+    // would arrive as bursts of eight at once, and measure those instead of a steady half load.
     let beat = load.pace.map(|rate| Duration::from_secs_f64(load.callers as f64 / rate.max(1e-3)));
     let tasks: Vec<_> = (0..load.callers as u64)
         .map(|caller| {
@@ -83,7 +85,8 @@ where
             tokio::spawn(async move {
                 let (mut latencies, mut errors, mut first_error) = (Vec::new(), 0usize, String::new());
                 let mut n = 0u64;
-                let mut next = Instant::now();
+                let offset = beat.map_or(Duration::ZERO, |beat| beat.mul_f64(caller as f64 / load.callers as f64));
+                let mut next = Instant::now() + offset;
                 while Instant::now() < deadline && load.calls_per_caller.is_none_or(|limit| n < limit) {
                     if let Some(beat) = beat {
                         tokio::time::sleep_until(next.into()).await;
