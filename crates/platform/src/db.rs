@@ -266,6 +266,9 @@ impl Database {
         self.backend
     }
 
+    /// The writer pool itself, for its gauges, migrations and tests. Writes go through
+    /// [`Database::begin`] or [`Database::writer`] instead: on SQLite those wait in their
+    /// account's line, and a statement run here would skip it.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
