@@ -277,10 +277,7 @@ impl Database {
     /// (`fair::in_lane`), the lines taking turns.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         let started = std::time::Instant::now();
-        let turn = match &self.turns {
-            Some(turns) => Some(turns.turn().await),
-            None => None,
-        };
+        let turn = self.turn().await;
         let tx = self.pool.begin().await;
         drop(turn);
         acquired("writer", started.elapsed());
@@ -292,14 +289,20 @@ impl Database {
     /// line as [`Database::begin`] does. Take it only when holding no other connection.
     pub async fn writer(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
         let started = std::time::Instant::now();
-        let turn = match &self.turns {
-            Some(turns) => Some(turns.turn().await),
-            None => None,
-        };
+        let turn = self.turn().await;
         let conn = self.pool.acquire().await;
         drop(turn);
         acquired("writer", started.elapsed());
         conn
+    }
+
+    /// SQLite: waits until the current lane may ask for the writer; the next is let through
+    /// once the returned turn is dropped, when the writer has been got.
+    async fn turn(&self) -> Option<crate::fair::Turn<'_>> {
+        match &self.turns {
+            Some(turns) => Some(turns.turn().await),
+            None => None,
+        }
     }
 
     /// The pool [`Database::reader`] takes from (on PostgreSQL, the writer's).
