@@ -330,7 +330,7 @@ impl std::io::Write for Logged {
 fn retry_lines(id: &str) -> Vec<(String, i64, String)> {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
-        let _ = tracing_subscriber::fmt().json().with_writer(|| Logged).with_max_level(tracing::Level::INFO).try_init();
+        let _ = json_subscriber::fmt().with_writer(|| Logged).with_max_level(tracing::Level::INFO).try_init();
     });
     let logged = LOGGED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     String::from_utf8_lossy(&logged)
