@@ -107,7 +107,7 @@ pub async fn with_owner(
         sqlx::query(&sql).bind(id.as_str()).bind(caller.map_or("", UserId::as_str)).fetch_optional(&mut *tx).await?;
     let Some(row) = row else { return Ok(None) };
     let owner_id: Option<String> = row.try_get("owner_id")?;
-    let owner = owner_id.map(|_| super::users::decode_columns(&row, "owner_")).transpose()?;
+    let owner = owner_id.map(|_| super::users::decode_columns(&row, &super::users::UserColumns::OWNER)).transpose()?;
     Ok(Some(AccountRows { account: decode(&row)?, owner, caller: decode_member(&row)? }))
 }
 

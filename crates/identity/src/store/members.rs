@@ -12,7 +12,7 @@ use sqlx::any::AnyRow;
 
 use super::Conn;
 use super::roles::decode_privileges;
-use super::users::decode_columns;
+use super::users::{UserColumns, decode_columns};
 use crate::domain::model::{Privilege, User};
 use crate::domain::values::{AccountId, UserId};
 
@@ -43,7 +43,7 @@ pub(super) fn member_joins(matching: &str) -> String {
 /// Reads [`MEMBER_COLUMNS`] off `row`.
 pub(super) fn decode_member(row: &AnyRow) -> Result<MemberRows, sqlx::Error> {
     let user = match row.try_get::<Option<String>, _>("member_id")? {
-        Some(_) => Some(decode_columns(row, "member_")?),
+        Some(_) => Some(decode_columns(row, &UserColumns::MEMBER)?),
         None => None,
     };
     let privileges = row.try_get::<Option<String>, _>("member_privileges")?;

@@ -29,25 +29,67 @@ pub(super) fn decode_role(kind: &str, custom_role_id: Option<String>) -> Result<
 }
 
 fn decode(row: &AnyRow) -> Result<User, sqlx::Error> {
-    decode_columns(row, "")
+    decode_columns(row, &UserColumns::PLAIN)
 }
 
-/// A user from columns named with `prefix` (a query that reads a user beside other rows).
-pub(super) fn decode_columns(row: &AnyRow, prefix: &str) -> Result<User, sqlx::Error> {
-    let column = |name: &str| format!("{prefix}{name}");
-    let status: String = row.try_get(column("status").as_str())?;
-    let role: String = row.try_get(column("role").as_str())?;
+/// The names a query gives a user's columns: as they are, or with a prefix where it reads a
+/// user beside other rows. Spelled out at compile time: building each name per row (eleven
+/// `format!`s a row) was 7 % of a `GetUser`'s instructions.
+pub(super) struct UserColumns {
+    id: &'static str,
+    account_id: &'static str,
+    email: &'static str,
+    display_name: &'static str,
+    status: &'static str,
+    role: &'static str,
+    custom_role_id: &'static str,
+    external: &'static str,
+    created_at_ms: &'static str,
+    deactivated_at_ms: &'static str,
+    custom_role_name: &'static str,
+}
+
+macro_rules! user_columns {
+    ($prefix:literal) => {
+        UserColumns {
+            id: concat!($prefix, "id"),
+            account_id: concat!($prefix, "account_id"),
+            email: concat!($prefix, "email"),
+            display_name: concat!($prefix, "display_name"),
+            status: concat!($prefix, "status"),
+            role: concat!($prefix, "role"),
+            custom_role_id: concat!($prefix, "custom_role_id"),
+            external: concat!($prefix, "external"),
+            created_at_ms: concat!($prefix, "created_at_ms"),
+            deactivated_at_ms: concat!($prefix, "deactivated_at_ms"),
+            custom_role_name: concat!($prefix, "custom_role_name"),
+        }
+    };
+}
+
+impl UserColumns {
+    const PLAIN: Self = user_columns!("");
+    /// A caller or member beside their account's row (`store::members`).
+    pub(super) const MEMBER: Self = user_columns!("member_");
+    /// An account's owner beside it (`store::accounts::with_owner`).
+    pub(super) const OWNER: Self = user_columns!("owner_");
+}
+
+/// A user from the columns named by `names`.
+pub(super) fn decode_columns(row: &AnyRow, names: &UserColumns) -> Result<User, sqlx::Error> {
+    let status: String = row.try_get(names.status)?;
+    let role: String = row.try_get(names.role)?;
     Ok(User {
-        id: UserId::from_stored(row.try_get(column("id").as_str())?),
-        account_id: AccountId::from_stored(row.try_get(column("account_id").as_str())?),
-        email: Email::from_stored(row.try_get(column("email").as_str())?),
-        display_name: row.try_get(column("display_name").as_str())?,
+        id: UserId::from_stored(row.try_get(names.id)?),
+        account_id: AccountId::from_stored(row.try_get(names.account_id)?),
+        email: Email::from_stored(row.try_get(names.email)?),
+        display_name: row.try_get(names.display_name)?,
         status: UserStatus::from_str_opt(&status).ok_or_else(|| corrupt("status", &status))?,
-        role: decode_role(&role, row.try_get(column("custom_role_id").as_str())?)?,
-        external: flag(row.try_get(column("external").as_str())?),
-        created_at_ms: row.try_get(column("created_at_ms").as_str())?,
-        deactivated_at_ms: row.try_get(column("deactivated_at_ms").as_str())?,
-        custom_role_name: row.try_get(column("custom_role_name").as_str())?,
+        role: decode_role(&role, row.try_get(names.custom_role_id)?)?,
+        external: flag(row.try_get(names.external)?),
+        created_at_ms: row.try_get(names.created_at_ms)?,
+        deactivated_at_ms: row.try_get(names.deactivated_at_ms)?,
+        custom_role_name: row.try_get(names.custom_role_name)?,
     })
 }
 
