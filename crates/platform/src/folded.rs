@@ -31,7 +31,7 @@ pub struct Args {
 
 impl Args {
     /// Binds `value` and returns its placeholder, to write into the statement.
-    pub fn bind<T>(&mut self, value: T) -> String
+    pub fn bind<T>(&mut self, value: T) -> Placeholder
     where
         T: 'static + Encode<'static, Any> + Type<Any>,
     {
@@ -39,7 +39,20 @@ impl Args {
         // `Any` driver supports, and only those satisfy the bound.
         self.values.add(value).expect("a value the Any driver encodes");
         self.count += 1;
-        format!("${}", self.count)
+        Placeholder(self.count)
+    }
+}
+
+/// A bound value's placeholder (`$3`), written straight into its statement's text. It was a
+/// `String` of its own: with `core::fmt`'s integer padding, about 1,000 instructions per value
+/// and 48 values per invitation, a tenth of what `InviteUser` ran (`callgrind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placeholder(usize);
+
+impl std::fmt::Display for Placeholder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("$")?;
+        f.write_str(itoa::Buffer::new().format(self.0))
     }
 }
 
@@ -187,4 +200,20 @@ pub async fn write_last(conn: &mut Conn, write: impl FnOnce(&mut Folded)) -> Res
     let mut now = Folded::on(conn);
     write(&mut now);
     now.run(conn).await.map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_the_values_from_one_as_they_are_bound() {
+        let mut args = Args::default();
+        let sql = format!("VALUES ({}, {})", args.bind(7_i64), args.bind("seven".to_owned()));
+        let later: Vec<String> = (0..10).map(|n| args.bind(n as i64).to_string()).collect();
+        assert_eq!(sql, "VALUES ($1, $2)");
+        assert_eq!(later.first().map(String::as_str), Some("$3"));
+        assert_eq!(later.last().map(String::as_str), Some("$12"));
+        assert_eq!(args.count, 12);
+    }
 }
