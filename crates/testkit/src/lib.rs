@@ -22,7 +22,9 @@ use sqlx::Connection;
 /// ports. A port from that range (what binding port 0 gives) can be taken meanwhile as the
 /// source port of some outgoing connection, or, when a client keeps dialling a server that is
 /// not up yet, by that client itself: TCP connects a socket to itself when source and
-/// destination coincide. Either way the server started on it later fails to bind.
+/// destination coincide. Either way the server started on it later fails to bind. A port is
+/// handed out once per process: two calls in a row could otherwise probe their way to the
+/// same free port (seen in CI: `roster up` given one port for both services).
 pub fn unused_port() -> u16 {
     let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -34,14 +36,23 @@ pub fn unused_port() -> u16 {
     static CALLS: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let spread = u64::from(nanos) + u64::from(std::process::id()) * 7_919 + CALLS.fetch_add(101, Ordering::Relaxed);
-    let first = spread % u64::from(span);
+    port_from(low, span, spread % u64::from(span))
+}
+
+/// The first port from `low + first` on (wrapping within `span`) that binds and that this
+/// process has not handed out before.
+fn port_from(low: u16, span: u16, first: u64) -> u16 {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     for probe in 0..u64::from(span) {
         let port = low + u16::try_from((first + probe) % u64::from(span)).expect("within the span");
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(port)
+        {
             return port;
         }
     }
-    panic!("no free loopback port below {ephemeral_start}")
+    panic!("no free loopback port in {low}..{}", u32::from(low) + u32::from(span))
 }
 
 pub fn postgres_admin_url() -> String {
@@ -144,4 +155,15 @@ pub async fn events_settled(db: &roster_platform::db::Database) {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("a transaction older than the test's writes stayed open for 10 s");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_port_is_handed_out_once_per_process_even_to_probes_from_the_same_place() {
+        let (first, second) = (super::port_from(20_000, 5_000, 7), super::port_from(20_000, 5_000, 7));
+        assert_ne!(first, second, "two probes from one place get two ports");
+        let ports: std::collections::BTreeSet<u16> = (0..300).map(|_| super::unused_port()).collect();
+        assert_eq!(ports.len(), 300, "every call gave a port no earlier call gave");
+    }
 }
